@@ -1,0 +1,52 @@
+/**
+ * The input and output a CLI command runs against, injectable for tests.
+ *
+ * @module
+ */
+
+/** Where a command reads and writes. {@link denoIo} is the real one. */
+export interface CliIo {
+  /** Writes a line (a newline is added) to standard output. */
+  out(line: string): void;
+  /** Writes a line (a newline is added) to standard error. */
+  err(line: string): void;
+  /** Reads all of standard input as text. */
+  readStdin(): Promise<string>;
+  /** Reads an environment variable. */
+  env(name: string): string | undefined;
+}
+
+/**
+ * The process's real standard streams and environment.
+ *
+ * @returns An {@link CliIo} on `Deno.stdout`, `Deno.stderr`, `Deno.stdin` and `Deno.env`.
+ *
+ * @example Write a line
+ * ```ts
+ * import { denoIo } from "@tracepulse/plm-engine-core/cli";
+ *
+ * denoIo().err("hello from the example");
+ * ```
+ */
+export function denoIo(): CliIo {
+  const encoder = new TextEncoder();
+  return {
+    out: (line) => void Deno.stdout.writeSync(encoder.encode(line + "\n")),
+    err: (line) => void Deno.stderr.writeSync(encoder.encode(line + "\n")),
+    readStdin: () => new Response(Deno.stdin.readable).text(),
+    env: (name) => Deno.env.get(name),
+  };
+}
+
+/** A usage error: the command prints its help to stderr and exits 2. */
+export class UsageError extends Error {
+  /**
+   * Creates a usage error.
+   *
+   * @param message What is wrong with the arguments.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}

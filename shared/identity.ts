@@ -1,0 +1,73 @@
+/**
+ * The identity contract: who asked for an action.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Schema } from "./schema.ts";
+
+/** Every kind of actor. `system` is bound only by `withSystemIdentity`, never by a token. */
+export const ACTOR_KINDS = ["human", "agent", "service", "system"] as const;
+
+/** One of {@link ACTOR_KINDS}. */
+export type ActorKind = typeof ACTOR_KINDS[number];
+
+/**
+ * Zod schema of {@link ActorKind}.
+ *
+ * @example Validate an actor kind
+ * ```ts
+ * import { ActorKindSchema } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(ActorKindSchema.parse("agent"), "agent");
+ * assert.equal(ActorKindSchema.safeParse("robot").success, false);
+ * ```
+ */
+export const ActorKindSchema: Schema<ActorKind> = z.enum(ACTOR_KINDS);
+
+/** An authenticated (or system) principal. */
+export interface Identity {
+  /** The subject (`sub` claim), never empty. */
+  readonly subject: string;
+  /** What kind of actor the subject is. */
+  readonly actorKind: ActorKind;
+  /** Roles granted to the subject. */
+  readonly roles: readonly string[];
+  /** OAuth-style scopes granted to the subject. */
+  readonly scopes: readonly string[];
+  /** The tenant the subject acts for, when multi-tenant. */
+  readonly tenant?: string;
+  /** The token id (`jti`) the identity came from. */
+  readonly tokenId?: string;
+  /** When the token expires, in epoch milliseconds. */
+  readonly expiresAt?: number;
+}
+
+/**
+ * Zod schema of {@link Identity}; unknown keys are rejected.
+ *
+ * @example Validate an identity
+ * ```ts
+ * import { IdentitySchema } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const id = IdentitySchema.parse({
+ *   subject: "alice",
+ *   actorKind: "human",
+ *   roles: ["approver"],
+ *   scopes: [],
+ * });
+ * assert.equal(id.subject, "alice");
+ * assert.equal(IdentitySchema.safeParse({ subject: "" }).success, false);
+ * ```
+ */
+export const IdentitySchema: Schema<Identity> = z.strictObject({
+  subject: z.string().min(1),
+  actorKind: z.enum(ACTOR_KINDS),
+  roles: z.array(z.string()).readonly(),
+  scopes: z.array(z.string()).readonly(),
+  tenant: z.string().min(1).exactOptional(),
+  tokenId: z.string().min(1).exactOptional(),
+  expiresAt: z.number().int().nonnegative().exactOptional(),
+}).readonly();
