@@ -1,0 +1,528 @@
+/**
+ * Human approval: {@link ApprovalService} on the SQLite store.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import {
+  type ActorKind,
+  type Clock,
+  type Identity,
+  IdentitySchema,
+  type JsonValue,
+  PlmError,
+  systemClock,
+} from "../../shared/mod.ts";
+import { actorOf } from "../audit/actor.ts";
+import type { AuditActor, AuditSink } from "../audit/types.ts";
+import type { ApprovalSpec } from "../governance/policy.ts";
+import type { Database, Statement } from "../store/database.ts";
+
+/** The states of an approval request. */
+export const APPROVAL_STATES = ["pending", "approved", "rejected", "expired"] as const;
+
+/** One of {@link APPROVAL_STATES}. */
+export type ApprovalState = typeof APPROVAL_STATES[number];
+
+/** Why an approval was asked: a policy said so, or the escalation ladder's human tier. */
+export const APPROVAL_KINDS = ["approval", "escalation"] as const;
+
+/** One of {@link APPROVAL_KINDS}. */
+export type ApprovalKind = typeof APPROVAL_KINDS[number];
+
+/** What an approver can say. */
+export type ApprovalDecision = "approve" | "reject";
+
+/** One approver's recorded decision. */
+export interface ApprovalVote {
+  /** Who decided. */
+  readonly approver: AuditActor;
+  /** What they said. */
+  readonly decision: ApprovalDecision;
+  /** Their comment, or `null`. */
+  readonly comment: string | null;
+  /** When, epoch ms. */
+  readonly at: number;
+}
+
+/** An approval request and its decisions so far. */
+export interface Approval {
+  /** The approval id. */
+  readonly id: string;
+  /** The run that waits for it. */
+  readonly runId: string;
+  /** Policy approval or escalation tier. */
+  readonly kind: ApprovalKind;
+  /** The current state. */
+  readonly state: ApprovalState;
+  /** Who may approve, how many, until when, and what happens on expiry. */
+  readonly spec: ApprovalSpec;
+  /** What is being approved (action, resource, input...), as shown to approvers. */
+  readonly subject: JsonValue;
+  /** SHA-256 of the exact request; a decision must quote it. */
+  readonly digest: string;
+  /** Who asked; never allowed to approve. */
+  readonly requester: AuditActor;
+  /** Why it ended (the veto's comment, the expiry), or `null`. */
+  readonly reason: string | null;
+  /** When it was asked, epoch ms. */
+  readonly createdAt: number;
+  /** When it expires, epoch ms. */
+  readonly deadline: number;
+  /** When it ended, or `null`. */
+  readonly decidedAt: number | null;
+  /** Every decision so far, oldest first. */
+  readonly votes: readonly ApprovalVote[];
+}
+
+/** Options for {@link ApprovalService}. */
+export interface ApprovalServiceOptions {
+  /** Where every step is recorded. */
+  audit: AuditSink;
+  /** @default {systemClock} */
+  clock?: Clock;
+  /** Makes approval ids. @default {() => crypto.randomUUID()} */
+  generateId?: () => string;
+  /**
+   * The actor kinds allowed to approve. Human-in-the-loop means humans: an
+   * agent does not approve another agent's work unless you say so.
+   *
+   * @default {["human"]}
+   */
+  approverKinds?: readonly ActorKind[];
+}
+
+/** Options of {@link ApprovalService.request}. */
+export interface ApprovalRequestOptions {
+  /** Who asks; they can never approve it. */
+  requester: AuditActor;
+  /** What is being approved, shown to approvers and bound into the digest. */
+  subject: JsonValue;
+  /** @default {"approval"} */
+  kind?: ApprovalKind;
+  /** The run's trace id, for the audit record. */
+  traceId?: string;
+}
+
+/** Options of {@link ApprovalService.decide}. */
+export interface ApprovalDecideOptions {
+  /** The authenticated approver. */
+  identity: Identity;
+  /** The digest of the request the approver saw ({@link Approval.digest}). */
+  digest: string;
+  /** Why. A rejection's comment goes back to the run. */
+  comment?: string;
+  /** The run's trace id, for the audit record. */
+  traceId?: string;
+}
+
+/** A filter for {@link ApprovalService.list}. */
+export interface ApprovalFilter {
+  /** Only in this state. */
+  state?: ApprovalState;
+  /** Only for this run. */
+  runId?: string;
+  /** At most this many, oldest first. @default {100} */
+  limit?: number;
+}
+
+interface ApprovalRow {
+  id: string;
+  run_id: string;
+  kind: string;
+  state: string;
+  spec: string;
+  subject: string;
+  digest: string;
+  requester_subject: string;
+  requester_kind: string;
+  reason: string | null;
+  created_at: number;
+  deadline: number;
+  decided_at: number | null;
+}
+
+interface VoteRow {
+  approver_subject: string;
+  approver_kind: string;
+  decision: string;
+  comment: string | null;
+  at: number;
+}
+
+const COLUMNS = "id, run_id, kind, state, spec, subject, digest, requester_subject, " +
+  "requester_kind, reason, created_at, deadline, decided_at";
+
+/**
+ * Approval requests with quorum, veto, expiry and replay protection, on the
+ * SQLite store. Each approver counts once (a primary key, so two processes
+ * deciding at once never double-count); the requester can never approve; any
+ * rejection ends the request; past its deadline a request becomes `expired`,
+ * which is not a rejection. Every step is audited with the approver's identity.
+ *
+ * @example Two approvers reach a quorum of two
+ * ```ts
+ * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const clock = new FakeClock(0);
+ * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+ * const asked = approvals.request("run-1", {
+ *   approverRoles: ["lead"], quorum: 2, timeoutSeconds: 3600, onExpiry: "deny",
+ * }, { requester: { subject: "agent-7", kind: "agent" }, subject: { action: "bom.release" } });
+ * const lead = (subject: string) => ({ subject, actorKind: "human" as const, roles: ["lead"], scopes: [] });
+ * approvals.decide(asked.id, "approve", { identity: lead("ann"), digest: asked.digest });
+ * const done = approvals.decide(asked.id, "approve", { identity: lead("bob"), digest: asked.digest });
+ * assert.equal(done.state, "approved");
+ * ```
+ */
+export class ApprovalService {
+  #db: Database;
+  #audit: AuditSink;
+  #clock: Clock;
+  #generateId: () => string;
+  #approverKinds: readonly ActorKind[];
+  #insert: Statement;
+  #byId: Statement<ApprovalRow>;
+  #votes: Statement<VoteRow>;
+  #vote: Statement;
+  #resolve: Statement;
+  #due: Statement<ApprovalRow>;
+
+  /**
+   * Creates the service on a migrated database.
+   *
+   * @param db A database from `openDatabase`.
+   * @param options Audit sink, clock, id generator, approver kinds.
+   */
+  constructor(db: Database, options: ApprovalServiceOptions) {
+    const {
+      audit,
+      clock = systemClock,
+      generateId = () => crypto.randomUUID(),
+      approverKinds = ["human"],
+    } = options;
+    this.#db = db;
+    this.#audit = audit;
+    this.#clock = clock;
+    this.#generateId = generateId;
+    this.#approverKinds = approverKinds;
+    this.#insert = db.prepare(
+      `INSERT INTO approvals (${COLUMNS}) VALUES (${COLUMNS.replace(/\w+/g, "?")})`,
+    );
+    this.#byId = db.prepare<ApprovalRow>(`SELECT ${COLUMNS} FROM approvals WHERE id = ?`);
+    this.#votes = db.prepare<VoteRow>(
+      `SELECT approver_subject, approver_kind, decision, comment, at FROM approval_decisions
+       WHERE approval_id = ? ORDER BY at, rowid`,
+    );
+    this.#vote = db.prepare(
+      `INSERT INTO approval_decisions
+       (approval_id, approver_subject, approver_kind, decision, comment, digest, at)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    );
+    this.#resolve = db.prepare(
+      `UPDATE approvals SET state = ?, reason = ?, decided_at = ? WHERE id = ? AND state = 'pending'`,
+    );
+    this.#due = db.prepare<ApprovalRow>(
+      `SELECT ${COLUMNS} FROM approvals WHERE state = 'pending' AND deadline <= ?
+       ORDER BY deadline LIMIT ?`,
+    );
+  }
+
+  /**
+   * Opens an approval request for a run.
+   *
+   * @param runId The run that waits.
+   * @param spec Approver roles, quorum, timeout, on-expiry rule.
+   * @param options Requester, subject, kind, trace id.
+   * @returns The pending approval, with the digest approvers must quote.
+   * @throws {RangeError} When the spec is malformed.
+   */
+  request(runId: string, spec: ApprovalSpec, options: ApprovalRequestOptions): Approval {
+    checkSpec(spec);
+    const { requester, subject, kind = "approval" } = options;
+    const now = this.#clock.now();
+    const id = this.#generateId();
+    const deadline = now + spec.timeoutSeconds * 1000;
+    const digest = digestOf({ id, runId, kind, spec, subject, requester, deadline });
+    return this.#db.transaction(() => {
+      this.#insert.run(
+        id,
+        runId,
+        kind,
+        "pending",
+        JSON.stringify(spec),
+        JSON.stringify(subject),
+        digest,
+        requester.subject,
+        requester.kind,
+        null,
+        now,
+        deadline,
+        null,
+      );
+      this.#audit.append({
+        actor: requester,
+        action: "approval.requested",
+        resource: `approval:${id}`,
+        outcome: "pending",
+        runId,
+        ...(options.traceId === undefined ? {} : { traceId: options.traceId }),
+        data: {
+          kind,
+          approverRoles: [...spec.approverRoles],
+          quorum: spec.quorum,
+          deadline,
+          onExpiry: spec.onExpiry,
+          digest,
+        },
+      });
+      return this.get(id);
+    });
+  }
+
+  /**
+   * Records one approver's decision. A rejection ends the request at once
+   * (veto); the quorum-th distinct approval ends it `approved`.
+   *
+   * @param approvalId The approval.
+   * @param decision `approve` or `reject`.
+   * @param options The approver's identity, the digest they saw, a comment.
+   * @returns The approval after the decision.
+   * @throws {PlmError} `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`,
+   * `ERR_APPROVAL_EXPIRED` (past the deadline: see {@link ApprovalService.expireDue}),
+   * `ERR_APPROVAL_DIGEST_MISMATCH` (a decision replayed onto another request),
+   * `ERR_APPROVAL_SELF`, `ERR_APPROVER_NOT_ALLOWED`, `ERR_APPROVAL_DUPLICATE`.
+   */
+  decide(approvalId: string, decision: ApprovalDecision, options: ApprovalDecideOptions): Approval {
+    if (decision !== "approve" && decision !== "reject") {
+      throw new TypeError(`Cannot record the decision ${String(decision)}`);
+    }
+    const parsed = IdentitySchema.safeParse(options.identity);
+    if (!parsed.success) {
+      throw new PlmError("ERR_APPROVER_NOT_ALLOWED", "Cannot decide without a valid identity");
+    }
+    const identity = parsed.data;
+    const approver = actorOf(identity);
+    return this.#db.transaction(() => {
+      const approval = this.get(approvalId);
+      const now = this.#clock.now();
+      const refuse = (code: ConstructorParameters<typeof PlmError>[0], message: string) => {
+        throw new PlmError(code, message);
+      };
+      if (approval.state !== "pending") {
+        refuse(
+          "ERR_APPROVAL_NOT_PENDING",
+          `Cannot decide approval ${approvalId} as it is ${approval.state}`,
+        );
+      }
+      if (now >= approval.deadline) {
+        refuse(
+          "ERR_APPROVAL_EXPIRED",
+          `Cannot decide approval ${approvalId} as it expired at ${
+            new Date(approval.deadline).toISOString()
+          }`,
+        );
+      }
+      if (options.digest !== approval.digest) {
+        refuse(
+          "ERR_APPROVAL_DIGEST_MISMATCH",
+          `Cannot apply a decision to approval ${approvalId} as it was made for another request`,
+        );
+      }
+      if (identity.subject === approval.requester.subject) {
+        refuse("ERR_APPROVAL_SELF", `Cannot let ${identity.subject} approve their own request`);
+      }
+      if (
+        !this.#approverKinds.includes(identity.actorKind) ||
+        !identity.roles.some((role) => approval.spec.approverRoles.includes(role))
+      ) {
+        refuse(
+          "ERR_APPROVER_NOT_ALLOWED",
+          `Cannot let ${identity.subject} decide approval ${approvalId}: it needs a ${
+            this.#approverKinds.join(" or ")
+          } with one of the roles ${approval.spec.approverRoles.join(", ")}`,
+        );
+      }
+      const inserted = this.#vote.run(
+        approvalId,
+        identity.subject,
+        identity.actorKind,
+        decision,
+        options.comment ?? null,
+        options.digest,
+        now,
+      );
+      if (Number(inserted.changes) !== 1) {
+        refuse(
+          "ERR_APPROVAL_DUPLICATE",
+          `Cannot count ${identity.subject} twice on approval ${approvalId}`,
+        );
+      }
+      const approvals = approval.votes.filter((v) => v.decision === "approve").length +
+        (decision === "approve" ? 1 : 0);
+      const trace = options.traceId === undefined ? {} : { traceId: options.traceId };
+      this.#audit.append({
+        actor: approver,
+        action: "approval.decided",
+        resource: `approval:${approvalId}`,
+        outcome: decision === "approve" ? "approved" : "rejected",
+        ...(options.comment === undefined ? {} : { reason: options.comment }),
+        runId: approval.runId,
+        ...trace,
+        data: {
+          approvals,
+          quorum: approval.spec.quorum,
+          digest: options.digest,
+          roles: [...identity.roles],
+        },
+      });
+      const ending: ApprovalState | undefined = decision === "reject"
+        ? "rejected"
+        : approvals >= approval.spec.quorum
+        ? "approved"
+        : undefined;
+      if (ending !== undefined) {
+        const reason = ending === "rejected"
+          ? `Rejected by ${identity.subject}${options.comment ? `: ${options.comment}` : ""}`
+          : `Approved by ${approvals} of ${approval.spec.quorum} required approvers`;
+        this.#resolve.run(ending, reason, now, approvalId);
+        this.#audit.append({
+          actor: approver,
+          action: `approval.${ending}`,
+          resource: `approval:${approvalId}`,
+          outcome: ending,
+          reason,
+          runId: approval.runId,
+          ...trace,
+        });
+      }
+      return this.get(approvalId);
+    });
+  }
+
+  /**
+   * The approval with this id.
+   *
+   * @param id The approval id.
+   * @returns The approval and its votes.
+   * @throws {PlmError} `ERR_APPROVAL_NOT_FOUND`.
+   */
+  get(id: string): Approval {
+    const row = this.#byId.get(id);
+    if (row === undefined) {
+      throw new PlmError("ERR_APPROVAL_NOT_FOUND", `Cannot find approval ${id}`);
+    }
+    return this.#fromRow(row);
+  }
+
+  /**
+   * Approvals matching a filter, oldest first.
+   *
+   * @param filter State, run, limit.
+   * @returns The approvals.
+   */
+  list(filter: ApprovalFilter = {}): Approval[] {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (filter.state !== undefined) {
+      where.push("state = ?");
+      params.push(filter.state);
+    }
+    if (filter.runId !== undefined) {
+      where.push("run_id = ?");
+      params.push(filter.runId);
+    }
+    const sql = `SELECT ${COLUMNS} FROM approvals ${
+      where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
+    } ORDER BY created_at, id LIMIT ?`;
+    return this.#db.prepare<ApprovalRow>(sql).all(...params, filter.limit ?? 100).map((row) =>
+      this.#fromRow(row)
+    );
+  }
+
+  /**
+   * Marks every pending approval whose deadline has passed as `expired` (never
+   * a rejection) and audits it. The caller applies each one's `onExpiry` rule.
+   *
+   * @param now The time to compare deadlines with. Defaults to the clock.
+   * @param options The audit actor (default: the system clock as `system`) and a limit.
+   * @returns The approvals that expired now.
+   */
+  expireDue(now?: number, options: { actor?: AuditActor; limit?: number } = {}): Approval[] {
+    const at = now ?? this.#clock.now();
+    const actor = options.actor ?? { subject: "system:clock", kind: "system" };
+    return this.#db.transaction(() =>
+      this.#due.all(at, options.limit ?? 1000).map((row) => {
+        const reason = `Expired at ${new Date(row.deadline).toISOString()} without a decision`;
+        this.#resolve.run("expired", reason, at, row.id);
+        this.#audit.append({
+          actor,
+          action: "approval.expired",
+          resource: `approval:${row.id}`,
+          outcome: "expired",
+          reason,
+          runId: row.run_id,
+          data: { onExpiry: (JSON.parse(row.spec) as ApprovalSpec).onExpiry },
+        });
+        return this.get(row.id);
+      })
+    );
+  }
+
+  #fromRow(row: ApprovalRow): Approval {
+    return {
+      id: row.id,
+      runId: row.run_id,
+      kind: row.kind as ApprovalKind,
+      state: row.state as ApprovalState,
+      spec: JSON.parse(row.spec),
+      subject: JSON.parse(row.subject),
+      digest: row.digest,
+      requester: { subject: row.requester_subject, kind: row.requester_kind as ActorKind },
+      reason: row.reason,
+      createdAt: row.created_at,
+      deadline: row.deadline,
+      decidedAt: row.decided_at,
+      votes: this.#votes.all(row.id).map((v) => ({
+        approver: { subject: v.approver_subject, kind: v.approver_kind as ActorKind },
+        decision: v.decision as ApprovalDecision,
+        comment: v.comment,
+        at: v.at,
+      })),
+    };
+  }
+}
+
+function checkSpec(spec: ApprovalSpec): void {
+  if (!Array.isArray(spec.approverRoles) || spec.approverRoles.length === 0) {
+    throw new RangeError("Cannot request an approval without approver roles");
+  }
+  if (!Number.isInteger(spec.quorum) || spec.quorum < 1) {
+    throw new RangeError(`Cannot request an approval with a quorum of ${spec.quorum}`);
+  }
+  if (!Number.isInteger(spec.timeoutSeconds) || spec.timeoutSeconds <= 0) {
+    throw new RangeError(`Cannot request an approval with a timeout of ${spec.timeoutSeconds} s`);
+  }
+  if (spec.onExpiry !== "deny" && spec.onExpiry !== "escalate") {
+    throw new RangeError(`Cannot request an approval with onExpiry ${String(spec.onExpiry)}`);
+  }
+}
+
+function digestOf(value: unknown): string {
+  return createHash("sha256").update(canonical(value)).digest("hex");
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    return `{${
+      Object.keys(value).sort().map((k) =>
+        `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`
+      ).join(",")
+    }}`;
+  }
+  return JSON.stringify(value);
+}

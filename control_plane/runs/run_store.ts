@@ -1,0 +1,590 @@
+/**
+ * {@link RunStore}: runs on SQLite with optimistic concurrency, idempotency
+ * keys and leases; every change is audited in the same transaction.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import {
+  type Clock,
+  type Identity,
+  type JsonValue,
+  PlmError,
+  systemClock,
+} from "../../shared/mod.ts";
+import type { AuditActor, AuditSink } from "../audit/types.ts";
+import { actorOf, resolveActor } from "../audit/actor.ts";
+import { currentIdentity } from "../identity/context.ts";
+import type { Database, Statement } from "../store/database.ts";
+import {
+  isTerminal,
+  type Run,
+  RUN_STATES,
+  type RunEvent,
+  type RunEventInput,
+  type RunState,
+  type RunTask,
+  transition,
+} from "./state_machine.ts";
+
+/** Options for {@link RunStore}. */
+export interface RunStoreOptions {
+  /** Where every creation, transition and lease change is recorded. */
+  audit: AuditSink;
+  /**
+   * The clock that stamps events and leases.
+   *
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /**
+   * Makes run ids.
+   *
+   * @default {() => crypto.randomUUID()}
+   */
+  generateId?: () => string;
+}
+
+/** What {@link RunStore.create} needs. */
+export interface CreateRunInput {
+  /** The task to run. */
+  task: RunTask;
+  /** Who asks (defaults to the bound identity). */
+  requester?: Identity;
+  /** The same key always gives the same run. */
+  idempotencyKey?: string;
+  /** The W3C `traceparent` the run carries. */
+  traceparent: string;
+  /** The W3C `tracestate`. @default {""} */
+  tracestate?: string;
+}
+
+/** Options of a single store call. */
+export interface RunCallOptions {
+  /** Who does it, for the audit record. Defaults to the bound identity; none bound fails. */
+  actor?: AuditActor;
+  /** Fail with `ERR_RUN_VERSION_CONFLICT` unless the run is still at this version. */
+  expectedVersion?: number;
+  /** Fail with `ERR_RUN_LEASE_LOST` unless this owner holds a live lease. */
+  owner?: string;
+  /** Extra structured details for the audit record. */
+  data?: { readonly [key: string]: JsonValue };
+}
+
+/** A filter for {@link RunStore.list}. */
+export interface RunFilter {
+  /** Only runs in these states. */
+  states?: readonly RunState[];
+  /** Only runs without a live lease at this time. */
+  unleasedAt?: number;
+  /** At most this many, oldest first. @default {100} */
+  limit?: number;
+}
+
+interface RunRow {
+  id: string;
+  state: string;
+  version: number;
+  task: string;
+  requester: string;
+  idempotency_key: string | null;
+  request_digest: string;
+  traceparent: string;
+  tracestate: string;
+  attempt: number;
+  escalations: number;
+  cost_units: number;
+  agent_id: string | null;
+  approval_id: string | null;
+  result: string;
+  error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+const COLUMNS = "id, state, version, task, requester, idempotency_key, request_digest, " +
+  "traceparent, tracestate, attempt, escalations, cost_units, agent_id, approval_id, result, " +
+  "error, lease_owner, lease_expires_at, created_at, updated_at";
+
+/**
+ * Runs on SQLite. Every write runs in one `BEGIN IMMEDIATE` transaction (or a
+ * savepoint of the caller's), together with its audit record: state and audit
+ * never disagree. Versions give optimistic concurrency; leases give one worker
+ * at a time, and {@link RunStore.reclaimExpired} hands a crashed worker's runs back.
+ *
+ * @example Create, claim, run and finish a run
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const clock = new FakeClock(1_000);
+ * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+ * const actor = { subject: "alice", kind: "human" } as const;
+ * const { run } = runs.create({
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null, risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   idempotencyKey: "k-1",
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * }, { actor });
+ * runs.claim(run.id, "worker-1", 30_000, { actor });
+ * runs.apply(run.id, { type: "start", agentId: "reader" }, { actor, owner: "worker-1" });
+ * const done = runs.apply(run.id, { type: "succeed", result: "ok" }, { actor, owner: "worker-1" });
+ * assert.equal(done.state, "succeeded");
+ * assert.equal(done.lease, null);
+ * ```
+ */
+export class RunStore {
+  #db: Database;
+  #audit: AuditSink;
+  #clock: Clock;
+  #generateId: () => string;
+  #insert: Statement;
+  #byId: Statement<RunRow>;
+  #byKey: Statement<RunRow>;
+  #update: Statement;
+  #setLease: Statement;
+  #expired: Statement<{ id: string }>;
+
+  /**
+   * Creates a store on a migrated database.
+   *
+   * @param db A database from `openDatabase`.
+   * @param options The audit sink, clock and id generator.
+   */
+  constructor(db: Database, options: RunStoreOptions) {
+    const { audit, clock = systemClock, generateId = () => crypto.randomUUID() } = options;
+    this.#db = db;
+    this.#audit = audit;
+    this.#clock = clock;
+    this.#generateId = generateId;
+    this.#insert = db.prepare(
+      `INSERT INTO runs (${COLUMNS}) VALUES (${COLUMNS.replace(/\w+/g, "?")})`,
+    );
+    this.#byId = db.prepare<RunRow>(`SELECT ${COLUMNS} FROM runs WHERE id = ?`);
+    this.#byKey = db.prepare<RunRow>(`SELECT ${COLUMNS} FROM runs WHERE idempotency_key = ?`);
+    this.#update = db.prepare(
+      `UPDATE runs SET state = ?, version = version + 1, attempt = ?, escalations = ?,
+       cost_units = ?, agent_id = ?, approval_id = ?, result = ?, error = ?, lease_owner = ?,
+       lease_expires_at = ?, updated_at = ? WHERE id = ? AND version = ?`,
+    );
+    this.#setLease = db.prepare(
+      `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, version = version + 1
+       WHERE id = ? AND version = ?`,
+    );
+    this.#expired = db.prepare<{ id: string }>(
+      `SELECT id FROM runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= ?
+       ORDER BY lease_expires_at LIMIT ?`,
+    );
+  }
+
+  /**
+   * Creates a `queued` run, or returns the run already created with the same
+   * idempotency key (`created: false`).
+   *
+   * @param input The task, requester, key and trace.
+   * @param options The audit actor.
+   * @returns The run and whether this call created it.
+   * @throws {PlmError} `ERR_RUN_IDEMPOTENCY_CONFLICT` when the key was used for another request.
+   */
+  create(input: CreateRunInput, options: RunCallOptions = {}): { run: Run; created: boolean } {
+    const requester = input.requester ?? currentIdentity();
+    const actor = resolveActor(options.actor ?? (requester && actorOf(requester)));
+    if (requester === undefined) {
+      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot create a run without a requester");
+    }
+    const digest = createHash("sha256")
+      .update(JSON.stringify([input.task, requester.subject, requester.tenant ?? null]))
+      .digest("hex");
+    return this.#db.transaction(() => {
+      if (input.idempotencyKey !== undefined) {
+        const existing = this.#byKey.get(input.idempotencyKey);
+        if (existing !== undefined) {
+          if (existing.request_digest !== digest) {
+            throw new PlmError(
+              "ERR_RUN_IDEMPOTENCY_CONFLICT",
+              `Cannot reuse idempotency key ${input.idempotencyKey} for a different request`,
+            );
+          }
+          return { run: fromRow(existing), created: false };
+        }
+      }
+      const now = this.#clock.now();
+      const run: Run = {
+        id: this.#generateId(),
+        state: "queued",
+        version: 1,
+        task: input.task,
+        requester: {
+          subject: requester.subject,
+          kind: requester.actorKind,
+          ...(requester.tenant === undefined ? {} : { tenant: requester.tenant }),
+        },
+        idempotencyKey: input.idempotencyKey ?? null,
+        traceparent: input.traceparent,
+        tracestate: input.tracestate ?? "",
+        attempt: 0,
+        escalations: 0,
+        costUnits: 0,
+        agentId: null,
+        approvalId: null,
+        result: null,
+        error: null,
+        createdAt: now,
+        updatedAt: now,
+        lease: null,
+      };
+      this.#insert.run(
+        run.id,
+        run.state,
+        run.version,
+        JSON.stringify(run.task),
+        JSON.stringify(run.requester),
+        run.idempotencyKey,
+        digest,
+        run.traceparent,
+        run.tracestate,
+        0,
+        0,
+        0,
+        null,
+        null,
+        "null",
+        null,
+        null,
+        null,
+        now,
+        now,
+      );
+      this.#audit.append({
+        actor,
+        action: "run.created",
+        resource: `run:${run.id}`,
+        outcome: "queued",
+        runId: run.id,
+        traceId: traceIdOf(run),
+        data: { action: run.task.action, resource: run.task.resource, ...(options.data ?? {}) },
+      });
+      return { run, created: true };
+    });
+  }
+
+  /**
+   * The run with this id, or `undefined`.
+   *
+   * @param id The run id.
+   * @returns The run, if it exists.
+   */
+  find(id: string): Run | undefined {
+    const row = this.#byId.get(id);
+    return row === undefined ? undefined : fromRow(row);
+  }
+
+  /**
+   * The run with this id.
+   *
+   * @param id The run id.
+   * @returns The run.
+   * @throws {PlmError} `ERR_RUN_NOT_FOUND`.
+   */
+  get(id: string): Run {
+    const run = this.find(id);
+    if (run === undefined) throw new PlmError("ERR_RUN_NOT_FOUND", `Cannot find run ${id}`);
+    return run;
+  }
+
+  /**
+   * Runs matching a filter, oldest first.
+   *
+   * @param filter States, lease and limit.
+   * @returns The runs.
+   */
+  list(filter: RunFilter = {}): Run[] {
+    const { states, unleasedAt, limit = 100 } = filter;
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (states !== undefined) {
+      for (const s of states) {
+        if (!RUN_STATES.includes(s)) throw new TypeError(`Cannot filter on unknown state ${s}`);
+      }
+      where.push(`state IN (${states.map(() => "?").join(", ") || "NULL"})`);
+      params.push(...states);
+    }
+    if (unleasedAt !== undefined) {
+      where.push("(lease_owner IS NULL OR lease_expires_at <= ?)");
+      params.push(unleasedAt);
+    }
+    const sql = `SELECT ${COLUMNS} FROM runs ${
+      where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
+    } ORDER BY created_at, id LIMIT ?`;
+    return this.#db.prepare<RunRow>(sql).all(...params, limit).map(fromRow);
+  }
+
+  /**
+   * Applies an event through {@link transition}, persists the next run and
+   * appends its audit record, in one transaction. A terminal state releases
+   * the lease.
+   *
+   * @param id The run id.
+   * @param event What happened (the store stamps the time).
+   * @param options Actor, expected version, lease owner, audit details.
+   * @returns The run after the event.
+   * @throws {PlmError} `ERR_RUN_NOT_FOUND`, `ERR_RUN_ILLEGAL_TRANSITION`,
+   * `ERR_RUN_VERSION_CONFLICT`, `ERR_RUN_LEASE_LOST`.
+   */
+  apply(id: string, event: RunEventInput, options: RunCallOptions = {}): Run {
+    const actor = resolveActor(options.actor);
+    return this.#db.transaction(() => {
+      const run = this.get(id);
+      const now = this.#clock.now();
+      this.#checkVersion(run, options.expectedVersion);
+      if (options.owner !== undefined) this.#checkLease(run, options.owner, now);
+      const next = transition(run, { ...event, at: now } as RunEvent);
+      const lease = isTerminal(next.state) || event.type === "lease_expired" ? null : next.lease;
+      const changed = this.#update.run(
+        next.state,
+        next.attempt,
+        next.escalations,
+        next.costUnits,
+        next.agentId,
+        next.approvalId,
+        JSON.stringify(next.result),
+        next.error === null ? null : JSON.stringify(next.error),
+        lease?.owner ?? null,
+        lease?.expiresAt ?? null,
+        now,
+        id,
+        run.version,
+      );
+      if (Number(changed.changes) !== 1) throw conflict(id, run.version);
+      const stored: Run = { ...next, version: run.version + 1, lease };
+      this.#audit.append({
+        actor,
+        action: "run.transition",
+        resource: `run:${id}`,
+        outcome: stored.state,
+        ...(reasonOf(event, stored) === undefined ? {} : { reason: reasonOf(event, stored)! }),
+        runId: id,
+        traceId: traceIdOf(stored),
+        data: {
+          from: run.state,
+          to: stored.state,
+          event: event.type,
+          version: stored.version,
+          attempt: stored.attempt,
+          agentId: stored.agentId,
+          ...(options.data ?? {}),
+        },
+      });
+      return stored;
+    });
+  }
+
+  /**
+   * Takes the lease on a run for `ttlMs`. Only one owner holds a live lease;
+   * an expired lease can be taken over.
+   *
+   * @param id The run id.
+   * @param owner The worker taking the lease.
+   * @param ttlMs How long the lease lives without a heartbeat.
+   * @param options The audit actor.
+   * @returns The run with its lease.
+   * @throws {PlmError} `ERR_RUN_LEASE_HELD` when another owner's lease is live,
+   * `ERR_RUN_ILLEGAL_TRANSITION` when the run is finished.
+   */
+  claim(id: string, owner: string, ttlMs: number, options: RunCallOptions = {}): Run {
+    checkTtl(ttlMs);
+    const actor = resolveActor(options.actor);
+    return this.#db.transaction(() => {
+      const run = this.get(id);
+      const now = this.#clock.now();
+      this.#checkVersion(run, options.expectedVersion);
+      if (isTerminal(run.state)) {
+        throw new PlmError(
+          "ERR_RUN_ILLEGAL_TRANSITION",
+          `Cannot claim run ${id} as it is ${run.state}`,
+        );
+      }
+      if (run.lease !== null && run.lease.owner !== owner && run.lease.expiresAt > now) {
+        throw new PlmError(
+          "ERR_RUN_LEASE_HELD",
+          `Cannot claim run ${id} as ${run.lease.owner} holds it until ${
+            new Date(run.lease.expiresAt).toISOString()
+          }`,
+        );
+      }
+      const stored = this.#writeLease(run, { owner, expiresAt: now + ttlMs });
+      this.#audit.append({
+        actor,
+        action: "run.lease.claimed",
+        resource: `run:${id}`,
+        outcome: "claimed",
+        runId: id,
+        traceId: traceIdOf(run),
+        data: { owner, expiresAt: now + ttlMs, previousOwner: run.lease?.owner ?? null },
+      });
+      return stored;
+    });
+  }
+
+  /**
+   * Extends a lease the owner still holds. Not audited (it is frequent and
+   * changes no state).
+   *
+   * @param id The run id.
+   * @param owner The lease holder.
+   * @param ttlMs The new time to live from now.
+   * @returns The run with its extended lease.
+   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner no longer holds a live lease.
+   */
+  heartbeat(id: string, owner: string, ttlMs: number): Run {
+    checkTtl(ttlMs);
+    return this.#db.transaction(() => {
+      const run = this.get(id);
+      const now = this.#clock.now();
+      this.#checkLease(run, owner, now);
+      return this.#writeLease(run, { owner, expiresAt: now + ttlMs });
+    });
+  }
+
+  /**
+   * Gives back a lease without changing the run's state.
+   *
+   * @param id The run id.
+   * @param owner The lease holder.
+   * @returns The run without its lease.
+   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner does not hold the lease.
+   */
+  release(id: string, owner: string): Run {
+    return this.#db.transaction(() => {
+      const run = this.get(id);
+      if (run.lease?.owner !== owner) {
+        throw new PlmError(
+          "ERR_RUN_LEASE_LOST",
+          `Cannot release run ${id} as ${owner} holds no lease`,
+        );
+      }
+      return this.#writeLease(run, null);
+    });
+  }
+
+  /**
+   * Takes back every lease that expired by `now`: a `running` run becomes
+   * `retrying` (its worker is presumed dead; the next attempt is
+   * at-least-once), any other run just loses the lease. Each is audited.
+   *
+   * @param now The time to compare leases with. Defaults to the clock.
+   * @param options The audit actor and how many at most (`limit`, default 1000).
+   * @returns The runs reclaimed, after the change.
+   */
+  reclaimExpired(now?: number, options: RunCallOptions & { limit?: number } = {}): Run[] {
+    const actor = resolveActor(options.actor);
+    const at = now ?? this.#clock.now();
+    return this.#db.transaction(() => {
+      const reclaimed: Run[] = [];
+      for (const { id } of this.#expired.all(at, options.limit ?? 1000)) {
+        const run = this.get(id);
+        const previousOwner = run.lease?.owner ?? null;
+        const next = run.state === "running"
+          ? this.apply(id, { type: "lease_expired" }, { actor, data: { previousOwner } })
+          : this.#writeLease(run, null);
+        this.#audit.append({
+          actor,
+          action: "run.lease.reclaimed",
+          resource: `run:${id}`,
+          outcome: next.state,
+          runId: id,
+          traceId: traceIdOf(run),
+          data: { previousOwner, expiredAt: run.lease?.expiresAt ?? null },
+        });
+        reclaimed.push(next);
+      }
+      return reclaimed;
+    });
+  }
+
+  #writeLease(run: Run, lease: Run["lease"]): Run {
+    const changed = this.#setLease.run(
+      lease?.owner ?? null,
+      lease?.expiresAt ?? null,
+      run.id,
+      run.version,
+    );
+    if (Number(changed.changes) !== 1) throw conflict(run.id, run.version);
+    return { ...run, lease, version: run.version + 1 };
+  }
+
+  #checkVersion(run: Run, expected: number | undefined): void {
+    if (expected !== undefined && run.version !== expected) throw conflict(run.id, expected);
+  }
+
+  #checkLease(run: Run, owner: string, now: number): void {
+    if (run.lease === null || run.lease.owner !== owner || run.lease.expiresAt <= now) {
+      throw new PlmError(
+        "ERR_RUN_LEASE_LOST",
+        `Cannot act on run ${run.id} as ${owner} no longer holds its lease`,
+      );
+    }
+  }
+}
+
+function conflict(id: string, version: number): PlmError {
+  return new PlmError(
+    "ERR_RUN_VERSION_CONFLICT",
+    `Cannot update run ${id} as it changed since version ${version}`,
+  );
+}
+
+function checkTtl(ttlMs: number): void {
+  if (!Number.isInteger(ttlMs) || ttlMs <= 0) {
+    throw new RangeError(`Cannot use a lease time to live of ${ttlMs} ms`);
+  }
+}
+
+function reasonOf(event: RunEventInput, run: Run): string | undefined {
+  switch (event.type) {
+    case "reject":
+    case "expire":
+    case "escalate":
+    case "cancel":
+      return event.reason;
+    case "fail":
+      return `${event.error.code}: ${event.error.message}`;
+    case "lease_expired":
+      return run.error?.message;
+    default:
+      return undefined;
+  }
+}
+
+function traceIdOf(run: Run): string {
+  return run.traceparent.slice(3, 35);
+}
+
+function fromRow(row: RunRow): Run {
+  return {
+    id: row.id,
+    state: row.state as RunState,
+    version: row.version,
+    task: JSON.parse(row.task),
+    requester: JSON.parse(row.requester),
+    idempotencyKey: row.idempotency_key,
+    traceparent: row.traceparent,
+    tracestate: row.tracestate,
+    attempt: row.attempt,
+    escalations: row.escalations,
+    costUnits: row.cost_units,
+    agentId: row.agent_id,
+    approvalId: row.approval_id,
+    result: JSON.parse(row.result),
+    error: row.error === null ? null : JSON.parse(row.error),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lease: row.lease_owner === null || row.lease_expires_at === null
+      ? null
+      : { owner: row.lease_owner, expiresAt: row.lease_expires_at },
+  };
+}

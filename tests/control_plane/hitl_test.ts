@@ -1,0 +1,190 @@
+import assert from "node:assert/strict";
+import {
+  ApprovalService,
+  type ApprovalSpec,
+  AuditLog,
+  openDatabase,
+} from "../../control_plane/mod.ts";
+import { FakeClock, type Identity, isPlmError } from "../../shared/mod.ts";
+
+const SPEC: ApprovalSpec = {
+  approverRoles: ["lead"],
+  quorum: 2,
+  timeoutSeconds: 60,
+  onExpiry: "deny",
+};
+const REQUESTER = { subject: "agent-7", kind: "agent" } as const;
+
+function human(subject: string, roles = ["lead"]): Identity {
+  return { subject, actorKind: "human", roles, scopes: [] };
+}
+
+function setUp(path = ":memory:") {
+  const db = openDatabase(path);
+  const clock = new FakeClock(Date.UTC(2026, 10, 25, 10));
+  const audit = new AuditLog(db, { clock });
+  let n = 0;
+  const approvals = new ApprovalService(db, { audit, clock, generateId: () => `ap-${++n}` });
+  return { db, clock, audit, approvals };
+}
+
+function code(expected: string) {
+  return (err: unknown) => isPlmError(err) && err.code === expected;
+}
+
+Deno.test("ApprovalService.decide() approves at quorum, each approver counting once", () => {
+  const { db, approvals, audit } = setUp();
+  const a = approvals.request("run-1", SPEC, {
+    requester: REQUESTER,
+    subject: { action: "bom.release" },
+  });
+  assert.equal(a.state, "pending");
+  const one = approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest });
+  assert.equal(one.state, "pending");
+  assert.throws(
+    () => approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest }),
+    code("ERR_APPROVAL_DUPLICATE"),
+  );
+  const two = approvals.decide(a.id, "approve", { identity: human("bob"), digest: a.digest });
+  assert.equal(two.state, "approved");
+  assert.deepEqual(two.votes.map((v) => v.approver.subject), ["ann", "bob"]);
+  assert.throws(
+    () => approvals.decide(a.id, "approve", { identity: human("cat"), digest: a.digest }),
+    code("ERR_APPROVAL_NOT_PENDING"),
+  );
+  const trail = audit.list({ runId: "run-1" }).map((r) => `${r.action}:${r.actor.subject}`);
+  assert.deepEqual(trail, [
+    "approval.requested:agent-7",
+    "approval.decided:ann",
+    "approval.decided:bob",
+    "approval.approved:bob",
+  ]);
+  db.close();
+});
+
+Deno.test("ApprovalService.decide() ends the request on any rejection (veto)", () => {
+  const { db, approvals } = setUp();
+  const a = approvals.request("run-1", SPEC, { requester: REQUESTER, subject: null });
+  approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest });
+  const vetoed = approvals.decide(a.id, "reject", {
+    identity: human("bob"),
+    digest: a.digest,
+    comment: "wrong supplier",
+  });
+  assert.equal(vetoed.state, "rejected");
+  assert.equal(vetoed.reason, "Rejected by bob: wrong supplier");
+  db.close();
+});
+
+Deno.test("ApprovalService.decide() refuses the requester, wrong roles and kinds", async (t) => {
+  const { db, approvals } = setUp();
+  const a = approvals.request("run-1", SPEC, {
+    requester: { subject: "ann", kind: "human" },
+    subject: null,
+  });
+  await t.step("self-approval", () => {
+    assert.throws(
+      () => approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest }),
+      code("ERR_APPROVAL_SELF"),
+    );
+  });
+  await t.step("a role not in the spec", () => {
+    assert.throws(
+      () =>
+        approvals.decide(a.id, "approve", { identity: human("bob", ["viewer"]), digest: a.digest }),
+      code("ERR_APPROVER_NOT_ALLOWED"),
+    );
+  });
+  await t.step("an agent holding the role", () => {
+    assert.throws(
+      () =>
+        approvals.decide(a.id, "approve", {
+          identity: { subject: "bot", actorKind: "agent", roles: ["lead"], scopes: [] },
+          digest: a.digest,
+        }),
+      code("ERR_APPROVER_NOT_ALLOWED"),
+    );
+  });
+  await t.step("an invalid identity", () => {
+    assert.throws(
+      () =>
+        approvals.decide(a.id, "approve", {
+          identity: { subject: "", actorKind: "human", roles: ["lead"], scopes: [] },
+          digest: a.digest,
+        }),
+      code("ERR_APPROVER_NOT_ALLOWED"),
+    );
+  });
+  assert.equal(approvals.get(a.id).votes.length, 0, "no refused decision was counted");
+  db.close();
+});
+
+Deno.test("ApprovalService.decide() refuses a decision replayed onto another request", () => {
+  const { db, approvals } = setUp();
+  const a = approvals.request("run-1", SPEC, { requester: REQUESTER, subject: { amount: 10 } });
+  const b = approvals.request("run-2", SPEC, { requester: REQUESTER, subject: { amount: 10 } });
+  assert.notEqual(a.digest, b.digest, "identical content still gives distinct digests");
+  assert.throws(
+    () => approvals.decide(b.id, "approve", { identity: human("ann"), digest: a.digest }),
+    code("ERR_APPROVAL_DIGEST_MISMATCH"),
+  );
+  assert.throws(() => approvals.get("nope"), code("ERR_APPROVAL_NOT_FOUND"));
+  db.close();
+});
+
+Deno.test("ApprovalService.expireDue() expires, which is not a rejection", () => {
+  const { db, approvals, clock, audit } = setUp();
+  const a = approvals.request("run-1", { ...SPEC, onExpiry: "escalate" }, {
+    requester: REQUESTER,
+    subject: null,
+  });
+  approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest });
+  clock.advance(59_999);
+  assert.deepEqual(approvals.expireDue(), []);
+  clock.advance(1);
+  assert.throws(
+    () => approvals.decide(a.id, "approve", { identity: human("bob"), digest: a.digest }),
+    code("ERR_APPROVAL_EXPIRED"),
+  );
+  const [expired] = approvals.expireDue();
+  assert.equal(expired?.state, "expired");
+  assert.equal(expired?.spec.onExpiry, "escalate");
+  assert.equal(approvals.list({ state: "rejected" }).length, 0);
+  assert.equal(audit.list({ actionPrefix: "approval.rejected" }).length, 0);
+  assert.equal(audit.list({ actionPrefix: "approval.expired" })[0]?.outcome, "expired");
+  assert.deepEqual(approvals.expireDue(), [], "expiry happens once");
+  db.close();
+});
+
+Deno.test("ApprovalService never double-counts two processes deciding at once", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/approvals.db`;
+  const { db, approvals, audit, clock } = setUp(path);
+  try {
+    const a = approvals.request("run-1", SPEC, { requester: REQUESTER, subject: null });
+    const worker = new URL("./_approve_worker.ts", import.meta.url).pathname;
+    const outputs = await Promise.all(
+      ["ann", "ann", "bob", "bob", "cat"].map(async (subject) => {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", worker, path, a.id, subject, a.digest, String(clock.now())],
+          stdout: "piped",
+        }).output();
+        return new TextDecoder().decode(out.stdout).trim();
+      }),
+    );
+    const after = approvals.get(a.id);
+    assert.equal(after.state, "approved");
+    assert.equal(after.votes.length, 2, outputs.join(", "));
+    assert.equal(new Set(after.votes.map((v) => v.approver.subject)).size, 2);
+    assert.equal(outputs.filter((o) => o.startsWith("ok")).length, 2, outputs.join(", "));
+    assert.ok(
+      outputs.every((o) => /^ok|ERR_APPROVAL_DUPLICATE|ERR_APPROVAL_NOT_PENDING/.test(o)),
+      outputs.join(", "),
+    );
+    assert.equal(audit.list({ actionPrefix: "approval.approved" }).length, 1);
+    assert.equal(audit.verify().ok, true);
+  } finally {
+    db.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
