@@ -26,6 +26,9 @@
 import { PlmError } from "./shared/mod.ts";
 import { type CliIo, denoIo, UsageError } from "./cli/io.ts";
 import { demoCommand } from "./cli/demo.ts";
+import { dbCommand } from "./cli/db.ts";
+import { auditCommand } from "./cli/audit.ts";
+import { authCommand } from "./cli/auth.ts";
 
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
@@ -42,6 +45,9 @@ interface Command {
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   demo: demoCommand,
+  db: dbCommand,
+  audit: auditCommand,
+  auth: authCommand,
 };
 
 const HELP = `plm ${VERSION}: govern and run AI-agent work
@@ -50,9 +56,7 @@ USAGE:
   plm <command> [options]
 
 COMMANDS:
-${
-  Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")
-}
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")}
 
 OPTIONS:
   -h, --help     Show this help

@@ -27,7 +27,7 @@ function freshRun(): string {
 }
 
 // One run goes start -> fail(retry) -> start -> fail(retry) ... forever: two transitions per loop.
-let cycling = freshRun();
+const cycling = freshRun();
 runs.apply(cycling, { type: "start", agentId: "a" }, { actor });
 let flip = false;
 

@@ -1,0 +1,164 @@
+/**
+ * `plm audit`: verify the hash chain of the audit log, print its head and its
+ * newest records.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
+import { openDatabase } from "../control_plane/store/mod.ts";
+import { assertNever, PlmError } from "../shared/mod.ts";
+import type { CliIo } from "./io.ts";
+import { UsageError } from "./io.ts";
+
+const HELP = `plm audit: check and read the hash-chained audit log
+
+USAGE:
+  plm audit verify [--db PATH] [--expected-head SEQ:HASH]
+  plm audit tail [--db PATH] [-n N]
+  plm audit head [--db PATH]
+
+COMMANDS:
+  verify  Check every record's link and hash; print "N records valid", or the first
+          bad seq and why (exit 1)
+  tail    Print the newest records as JSON lines, oldest first
+  head    Print the newest record's seq and hash as "SEQ HASH" (0 and 64 zeros when empty)
+
+OPTIONS:
+      --db PATH                 The database file (default: $PLM_DB, else plm.db in the
+                                current directory); it must exist
+      --expected-head SEQ:HASH  verify: also require record SEQ to have hash HASH, as printed
+                                by 'plm audit head' earlier; catches truncation (default: none)
+  -n, --lines N                 tail: how many records to print (default: 10)
+  -h, --help                    Show this help`;
+
+const SUBCOMMANDS = ["verify", "tail", "head"] as const;
+type AuditSubcommand = typeof SUBCOMMANDS[number];
+
+interface AuditArgs {
+  readonly subcommand: AuditSubcommand;
+  readonly path: string;
+  readonly expectedHead?: AuditHead;
+  readonly lines: number;
+}
+
+/**
+ * The `plm audit` command: `verify`, `tail` and `head`.
+ *
+ * @example Print the head of an empty log
+ * ```ts
+ * import { main } from "@tracepulse/plm-engine-core/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const out: string[] = [];
+ * const io = { out: (l: string) => out.push(l), err: () => {}, readStdin: () => Promise.resolve(""), env: () => ":memory:" };
+ * assert.equal(await main(["audit", "head"], io), 0);
+ * assert.equal(out[0], `0 ${"0".repeat(64)}`);
+ * ```
+ */
+export const auditCommand: {
+  summary: string;
+  help: string;
+  run(args: string[], io: CliIo): Promise<number>;
+} = {
+  summary: "Verify and read the hash-chained audit log",
+  help: HELP,
+  run(args, io) {
+    const parsed = parseAuditArgs(args, io);
+    if (parsed.path !== ":memory:" && !exists(parsed.path)) {
+      throw new PlmError(
+        "ERR_INVALID_ARGUMENT",
+        `Cannot open ${parsed.path} as it does not exist (run 'plm db migrate' to create it)`,
+      );
+    }
+    using db = openDatabase(parsed.path);
+    const audit = new AuditLog(db);
+    switch (parsed.subcommand) {
+      case "verify": {
+        const result = audit.verify(
+          parsed.expectedHead === undefined ? {} : { expectedHead: parsed.expectedHead },
+        );
+        io.out(`${result.checked} ${result.checked === 1 ? "record" : "records"} valid`);
+        if (result.ok) return Promise.resolve(0);
+        io.out(`record ${result.firstBadSeq} invalid: ${result.problem}: ${result.reason}`);
+        return Promise.resolve(1);
+      }
+      case "tail": {
+        const records = audit.list({ newestFirst: true, limit: parsed.lines }).reverse();
+        for (const record of records) io.out(JSON.stringify(record));
+        return Promise.resolve(0);
+      }
+      case "head": {
+        const head = audit.head();
+        io.out(`${head.seq} ${head.hash}`);
+        return Promise.resolve(0);
+      }
+      default:
+        return assertNever(parsed.subcommand);
+    }
+  },
+};
+
+function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        db: { type: "string" },
+        "expected-head": { type: "string" },
+        lines: { type: "string", short: "n" },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const [name, ...extra] = parsed.positionals;
+  if (name === undefined) throw new UsageError("missing subcommand");
+  const subcommand = SUBCOMMANDS.find((known) => known === name);
+  if (subcommand === undefined) throw new UsageError(`unknown subcommand '${name}'`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+  const { db, "expected-head": headText, lines: linesText } = parsed.values;
+  if (headText !== undefined && subcommand !== "verify") {
+    throw new UsageError(`--expected-head applies to 'verify' only`);
+  }
+  if (linesText !== undefined && subcommand !== "tail") {
+    throw new UsageError(`-n/--lines applies to 'tail' only`);
+  }
+  const path = db ?? io.env("PLM_DB") ?? "plm.db";
+  if (path === "") throw new UsageError("--db must not be empty");
+  const lines = linesText === undefined ? 10 : parseCount(linesText, "-n/--lines");
+  return headText === undefined
+    ? { subcommand, path, lines }
+    : { subcommand, path, lines, expectedHead: parseHead(headText) };
+}
+
+function parseHead(text: string): AuditHead {
+  const match = /^(\d+):([0-9a-f]{64})$/.exec(text);
+  if (match === null) {
+    throw new UsageError(
+      `--expected-head must be SEQ:HASH (64 lowercase hex digits), got '${text}'`,
+    );
+  }
+  return { seq: parseCount(match[1] ?? "", "--expected-head SEQ"), hash: match[2] ?? "" };
+}
+
+function parseCount(text: string, name: string): number {
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new UsageError(`${name} must be an integer >= 0, got '${text}'`);
+  }
+  return value;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * `plm db`: create and migrate the SQLite database.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { openDatabase } from "../control_plane/store/mod.ts";
+import { assertNever } from "../shared/mod.ts";
+import type { CliIo } from "./io.ts";
+import { UsageError } from "./io.ts";
+
+const HELP = `plm db: manage the SQLite database
+
+USAGE:
+  plm db migrate [--db PATH]
+
+COMMANDS:
+  migrate  Create the database if needed, apply pending migrations, print the schema version
+
+OPTIONS:
+      --db PATH  The database file (default: $PLM_DB, else plm.db in the current directory)
+  -h, --help     Show this help`;
+
+/**
+ * The `plm db` command: `plm db migrate [--db PATH]`.
+ *
+ * @example Migrate an in-memory database
+ * ```ts
+ * import { main } from "@tracepulse/plm-engine-core/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const out: string[] = [];
+ * const io = { out: (l: string) => out.push(l), err: () => {}, readStdin: () => Promise.resolve(""), env: () => undefined };
+ * assert.equal(await main(["db", "migrate", "--db", ":memory:"], io), 0);
+ * assert.match(out[0] ?? "", /^schema version \d+$/);
+ * ```
+ */
+export const dbCommand: {
+  summary: string;
+  help: string;
+  run(args: string[], io: CliIo): Promise<number>;
+} = {
+  summary: "Create and migrate the SQLite database",
+  help: HELP,
+  run(args, io) {
+    const { subcommand, path } = parseDbArgs(args, io);
+    switch (subcommand) {
+      case "migrate": {
+        using db = openDatabase(path);
+        io.out(`schema version ${db.schemaVersion}`);
+        return Promise.resolve(0);
+      }
+      default:
+        return assertNever(subcommand);
+    }
+  },
+};
+
+function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; path: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { db: { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const [subcommand, ...extra] = parsed.positionals;
+  if (subcommand === undefined) throw new UsageError("missing subcommand");
+  if (subcommand !== "migrate") throw new UsageError(`unknown subcommand '${subcommand}'`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+  const path = parsed.values.db ?? io.env("PLM_DB") ?? "plm.db";
+  if (path === "") throw new UsageError("--db must not be empty");
+  return { subcommand, path };
+}

@@ -1,0 +1,28 @@
+/**
+ * The hash-chained, append-only audit log: {@link AuditLog} appends records
+ * whose SHA-256 hash covers the previous record's hash, lists them, and
+ * verifies the chain end to end.
+ *
+ * @example Append and verify
+ * ```ts
+ * import { AuditLog, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db, { clock: new FakeClock(0) });
+ * audit.append({
+ *   actor: { subject: "agent-7", kind: "agent" },
+ *   action: "tool.invoke",
+ *   resource: "tool:search",
+ *   outcome: "succeeded",
+ * });
+ * const result = audit.verify();
+ * assert.equal(result.ok, true);
+ * assert.equal(result.checked, 1);
+ * ```
+ *
+ * @module
+ */
+export * from "./audit_log.ts";
+export * from "./actor.ts";
+export * from "./types.ts";

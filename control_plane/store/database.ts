@@ -1,0 +1,580 @@
+/**
+ * The SQLite store: {@link openDatabase} and the {@link Database} it returns,
+ * a small wrapper over `node:sqlite` that applies the schema migrations.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import {
+  type Clock,
+  ERROR_CODES,
+  type ErrorCode,
+  PlmError,
+  systemClock,
+} from "../../shared/mod.ts";
+import { type Migration, MIGRATIONS } from "./migrations.ts";
+
+/** A value SQLite stores or returns. */
+export type SqlValue = null | number | bigint | string | Uint8Array;
+
+/** Named parameters (`:name`, `$name`, `@name`) bound by name. */
+export type SqlNamedParameters = { readonly [name: string]: SqlValue };
+
+/** One bound parameter: a positional value, or (first only) an object of named ones. */
+export type SqlParameter = SqlValue | SqlNamedParameters;
+
+/** A result row: column name to value. */
+export type SqlRow = { readonly [column: string]: SqlValue };
+
+/** What {@link Statement.run} reports. */
+export interface SqlRunResult {
+  /** Rows inserted, updated or deleted. */
+  readonly changes: number | bigint;
+  /** The rowid of the last inserted row. */
+  readonly lastInsertRowid: number | bigint;
+}
+
+/**
+ * A prepared statement. `Row` is the shape the caller expects; it is not
+ * checked at run time.
+ */
+export interface Statement<Row extends object = SqlRow> {
+  /** The SQL text the statement was prepared from. */
+  readonly sql: string;
+  /** Runs the statement and reports the changes. */
+  run(...params: SqlParameter[]): SqlRunResult;
+  /** Runs the statement and returns the first row, or `undefined`. */
+  get(...params: SqlParameter[]): Row | undefined;
+  /** Runs the statement and returns every row. */
+  all(...params: SqlParameter[]): Row[];
+  /** Runs the statement and yields the rows one by one, without loading them all. */
+  iterate(...params: SqlParameter[]): IterableIterator<Row>;
+}
+
+/** Options for {@link Database.prepare}. */
+export interface PrepareOptions {
+  /**
+   * Return each row as an array of column values in `SELECT` order instead of
+   * an object: faster on hot read paths. Type `Row` as a tuple then.
+   *
+   * @default {false}
+   */
+  returnArrays?: boolean;
+}
+
+/** How hard SQLite syncs to disk. See {@link DatabaseOptions.synchronous}. */
+export type SynchronousMode = "normal" | "full";
+
+/** Options for {@link openDatabase}. */
+export interface DatabaseOptions {
+  /**
+   * `PRAGMA synchronous`. `"normal"` is durable against application crashes and,
+   * with WAL, loses at most the last commits on power loss; `"full"` syncs
+   * every commit.
+   *
+   * @default {"normal"}
+   */
+  synchronous?: SynchronousMode;
+  /**
+   * How long to wait for another connection's write lock before failing with
+   * `database is locked`, in milliseconds.
+   *
+   * @default {5000}
+   */
+  busyTimeoutMs?: number;
+  /**
+   * The migrations to apply, oldest first, versions 1, 2, 3, ... For tests of
+   * upgrades; production code keeps the default.
+   *
+   * @default {MIGRATIONS}
+   */
+  migrations?: readonly Migration[];
+  /**
+   * The clock that stamps `schema_migrations.applied_at`.
+   *
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
+
+type ArrayStatementSync = StatementSync & { setReturnArrays(enabled: boolean): void };
+
+const SYNCHRONOUS_MODES: readonly SynchronousMode[] = ["normal", "full"];
+const SAVEPOINT = "plm_savepoint";
+const CODE_PATTERN = /^(ERR_[A-Z0-9_]+): (.*)$/s;
+
+/**
+ * An open SQLite database with the package's schema, made by
+ * {@link openDatabase}. File databases use WAL, so several connections (and
+ * processes) can share one file: readers never block, writers take turns
+ * through {@link Database.transaction} (`BEGIN IMMEDIATE`) and the busy
+ * timeout.
+ *
+ * Errors raised by SQL triggers as `RAISE(ABORT, 'ERR_CODE: message')` with a
+ * known code surface as {@link PlmError} with that code; other SQLite errors
+ * are rethrown as they are.
+ *
+ * @example Create a table and use it in a transaction
+ * ```ts
+ * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+ * const insert = db.prepare("INSERT INTO notes (body) VALUES (?)");
+ * db.transaction(() => {
+ *   insert.run("first");
+ *   insert.run("second");
+ * });
+ * const count = db.prepare<{ n: number }>("SELECT count(*) AS n FROM notes").get();
+ * assert.equal(count?.n, 2);
+ * ```
+ */
+export class Database {
+  #db: DatabaseSync;
+  #path: string;
+  #begin: StatementSync;
+  #beginRead: StatementSync;
+  #commit: StatementSync;
+  #rollback: StatementSync;
+  #savepoint: StatementSync;
+  #release: StatementSync;
+  #rollbackTo: StatementSync;
+  #version: StatementSync | undefined;
+
+  /**
+   * Opens (creating if needed) the database at `path`, sets the pragmas and
+   * applies pending migrations. Prefer {@link openDatabase}.
+   *
+   * @param path A file path, or `":memory:"` for a private in-memory database.
+   * @param options Pragmas, migrations and clock.
+   * @throws {TypeError} When `path` is empty or an option is malformed.
+   * @throws {RangeError} When `busyTimeoutMs` is negative or not an integer.
+   * @throws {PlmError} `ERR_STORE_SCHEMA_TOO_NEW` when the database is newer than the code,
+   * `ERR_STORE_MIGRATION_FAILED` when a migration fails (it is rolled back).
+   */
+  constructor(path: string, options: DatabaseOptions = {}) {
+    const {
+      synchronous = "normal",
+      busyTimeoutMs = 5000,
+      migrations = MIGRATIONS,
+      clock = systemClock,
+    } = options;
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError("Cannot open a database without a path");
+    }
+    if (!SYNCHRONOUS_MODES.includes(synchronous)) {
+      throw new TypeError(`Cannot use synchronous mode '${String(synchronous)}'`);
+    }
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw new RangeError(`Cannot use a busy timeout of ${busyTimeoutMs} ms`);
+    }
+    validateMigrations(migrations);
+
+    this.#path = path;
+    this.#db = new DatabaseSync(path, {
+      timeout: busyTimeoutMs,
+      enableForeignKeyConstraints: true,
+    });
+    try {
+      this.#db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+      if (path !== ":memory:") this.#db.exec("PRAGMA journal_mode = WAL");
+      this.#db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      this.#db.exec("PRAGMA foreign_keys = ON");
+      this.#begin = this.#db.prepare("BEGIN IMMEDIATE");
+      this.#beginRead = this.#db.prepare("BEGIN DEFERRED");
+      this.#commit = this.#db.prepare("COMMIT");
+      this.#rollback = this.#db.prepare("ROLLBACK");
+      this.#savepoint = this.#db.prepare(`SAVEPOINT ${SAVEPOINT}`);
+      this.#release = this.#db.prepare(`RELEASE ${SAVEPOINT}`);
+      this.#rollbackTo = this.#db.prepare(`ROLLBACK TO ${SAVEPOINT}`);
+      this.#migrate(migrations, clock);
+    } catch (err) {
+      this.#db.close();
+      throw err;
+    }
+  }
+
+  /** The path the database was opened with (`":memory:"` for in-memory). */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** The highest migration version applied to the database (0 when none). */
+  get schemaVersion(): number {
+    if (this.#version === undefined) {
+      const exists = this.#db.prepare(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'",
+      ).get();
+      if (exists === undefined) return 0;
+      this.#version = this.#db.prepare(
+        "SELECT coalesce(max(version), 0) AS version FROM schema_migrations",
+      );
+    }
+    const row = this.#version.get() as { version: number } | undefined;
+    return row?.version ?? 0;
+  }
+
+  /** Whether a transaction (ours or one begun with raw SQL) is open on this connection. */
+  get inTransaction(): boolean {
+    return this.#db.isTransaction;
+  }
+
+  /** Whether the connection is open. */
+  get isOpen(): boolean {
+    return this.#db.isOpen;
+  }
+
+  /**
+   * Runs one or more SQL statements without parameters or results.
+   *
+   * @param sql The SQL text.
+   * @throws {PlmError} When a trigger raises a known `ERR_*` code.
+   *
+   * @example Create a table
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   *
+   * using db = openDatabase(":memory:");
+   * db.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT) STRICT");
+   * ```
+   */
+  exec(sql: string): void {
+    try {
+      this.#db.exec(sql);
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  /**
+   * Prepares a statement. Prepare once and reuse it on hot paths.
+   *
+   * @typeParam Row The row shape the caller expects (not checked): an object
+   * type, or a tuple type with `returnArrays`.
+   * @param sql One SQL statement, with `?` or named parameters.
+   * @param options Row format.
+   * @returns The prepared statement.
+   *
+   * @example Insert and read back with parameters
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * db.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT) STRICT");
+   * db.prepare("INSERT INTO kv (k, v) VALUES (:k, :v)").run({ k: "a", v: "1" });
+   * const row = db.prepare<{ v: string }>("SELECT v FROM kv WHERE k = ?").get("a");
+   * assert.equal(row?.v, "1");
+   *
+   * const pair = db.prepare<[string, string]>("SELECT k, v FROM kv", { returnArrays: true }).get();
+   * assert.deepEqual(pair, ["a", "1"]);
+   * ```
+   */
+  prepare<Row extends object = SqlRow>(sql: string, options: PrepareOptions = {}): Statement<Row> {
+    const { returnArrays = false } = options;
+    try {
+      const stmt = this.#db.prepare(sql);
+      // Present at run time; missing from the bundled @types/node of Deno 2.9.
+      if (returnArrays) (stmt as ArrayStatementSync).setReturnArrays(true);
+      return new PreparedStatement<Row>(stmt);
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  /**
+   * Runs `fn` in a write transaction and returns its result. At the top level
+   * it is `BEGIN IMMEDIATE` ... `COMMIT` (the write lock is taken first, so the
+   * reads inside see the latest data and no other connection writes until the
+   * commit); inside an open transaction it is a `SAVEPOINT`, so a nested
+   * failure rolls back only its own work unless the caller lets it propagate.
+   * When `fn` throws, its work is rolled back and the error rethrown.
+   *
+   * @typeParam T What `fn` returns.
+   * @param fn Synchronous work; it must not return a promise.
+   * @returns What `fn` returned.
+   * @throws {TypeError} When `fn` returns a promise (the work is rolled back).
+   *
+   * @example Roll back on error
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * db.exec("CREATE TABLE t (x INTEGER) STRICT");
+   * assert.throws(() =>
+   *   db.transaction(() => {
+   *     db.prepare("INSERT INTO t VALUES (1)").run();
+   *     throw new Error("changed my mind");
+   *   })
+   * );
+   * assert.equal(db.prepare("SELECT count(*) AS n FROM t").get()?.n, 0);
+   * ```
+   */
+  transaction<T>(fn: () => T): T {
+    const nested = this.#db.isTransaction;
+    try {
+      (nested ? this.#savepoint : this.#begin).run();
+    } catch (err) {
+      throw translateError(err);
+    }
+    let result: T;
+    try {
+      result = checkSync(fn());
+    } catch (err) {
+      this.#undo(nested);
+      throw err;
+    }
+    try {
+      (nested ? this.#release : this.#commit).run();
+    } catch (err) {
+      this.#undo(nested);
+      throw translateError(err);
+    }
+    return result;
+  }
+
+  /**
+   * Runs `fn` on one consistent snapshot of the database without taking the
+   * write lock (`BEGIN DEFERRED` ... `COMMIT`), so several reads agree with
+   * each other while other connections keep writing. Inside an open
+   * transaction it just runs `fn`. For reads only: a write inside may fail
+   * with `database is locked` when another connection wrote since the
+   * snapshot began; use {@link Database.transaction} to write.
+   *
+   * @typeParam T What `fn` returns.
+   * @param fn Synchronous reads; it must not return a promise.
+   * @returns What `fn` returned.
+   * @throws {TypeError} When `fn` returns a promise.
+   *
+   * @example Two reads that agree
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * db.exec("CREATE TABLE t (x INTEGER) STRICT; INSERT INTO t VALUES (1), (2);");
+   * const [count, sum] = db.readTransaction(() => [
+   *   db.prepare<{ n: number }>("SELECT count(*) AS n FROM t").get()?.n,
+   *   db.prepare<{ s: number }>("SELECT sum(x) AS s FROM t").get()?.s,
+   * ]);
+   * assert.deepEqual([count, sum], [2, 3]);
+   * ```
+   */
+  readTransaction<T>(fn: () => T): T {
+    if (this.#db.isTransaction) return checkSync(fn());
+    try {
+      this.#beginRead.run();
+    } catch (err) {
+      throw translateError(err);
+    }
+    let result: T;
+    try {
+      result = checkSync(fn());
+    } catch (err) {
+      this.#undo(false);
+      throw err;
+    }
+    try {
+      this.#commit.run();
+    } catch (err) {
+      this.#undo(false);
+      throw translateError(err);
+    }
+    return result;
+  }
+
+  /**
+   * Closes the connection. Closing twice is a no-op.
+   *
+   * @example Close explicitly
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const db = openDatabase(":memory:");
+   * db.close();
+   * assert.equal(db.isOpen, false);
+   * ```
+   */
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  /** Closes the connection, for `using db = openDatabase(...)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #undo(nested: boolean): void {
+    // SQLite may already have rolled the whole transaction back (e.g. on SQLITE_FULL).
+    if (!this.#db.isTransaction) return;
+    if (nested) {
+      this.#rollbackTo.run();
+      this.#release.run();
+    } else {
+      this.#rollback.run();
+    }
+  }
+
+  #migrate(migrations: readonly Migration[], clock: Clock): void {
+    const latest = migrations.at(-1)?.version ?? 0;
+    if (this.schemaVersion === 0) {
+      this.transaction(() =>
+        this.#db.exec(
+          `CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at INTEGER NOT NULL
+          ) STRICT`,
+        )
+      );
+    }
+    this.#checkNotTooNew(latest);
+    const record = this.#db.prepare(
+      "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+    );
+    for (const migration of migrations) {
+      if (migration.version <= this.schemaVersion) continue;
+      try {
+        this.transaction(() => {
+          // Re-read under the write lock: another process may have migrated meanwhile.
+          const current = this.schemaVersion;
+          if (migration.version <= current) return;
+          this.#db.exec(migration.sql);
+          record.run(migration.version, migration.name, Math.trunc(clock.now()));
+        });
+      } catch (err) {
+        throw new PlmError(
+          "ERR_STORE_MIGRATION_FAILED",
+          `Cannot apply migration ${migration.version} (${migration.name}): ${
+            err instanceof Error ? err.message : String(err)
+          }`,
+          { cause: err },
+        );
+      }
+    }
+    this.#checkNotTooNew(latest);
+  }
+
+  #checkNotTooNew(latest: number): void {
+    const current = this.schemaVersion;
+    if (current > latest) {
+      throw new PlmError(
+        "ERR_STORE_SCHEMA_TOO_NEW",
+        `Cannot open ${this.#path} as its schema version ${current} is newer than ${latest}`,
+      );
+    }
+  }
+}
+
+/**
+ * Opens (creating if needed) a SQLite database and migrates it to the latest
+ * schema. File databases use `journal_mode = WAL`; every connection gets
+ * `synchronous` (NORMAL by default), `busy_timeout` (5000 ms by default) and
+ * `foreign_keys = ON`. Each pending migration runs in its own
+ * `BEGIN IMMEDIATE` transaction, so several processes may open the same new
+ * file at once.
+ *
+ * @param path A file path, or `":memory:"` for a private in-memory database.
+ * @param options Pragmas, migrations and clock.
+ * @returns The open database; close it when done.
+ * @throws {TypeError} When `path` is empty or an option is malformed.
+ * @throws {RangeError} When `busyTimeoutMs` is negative or not an integer.
+ * @throws {PlmError} `ERR_STORE_SCHEMA_TOO_NEW` when the database is newer than the code,
+ * `ERR_STORE_MIGRATION_FAILED` when a migration fails (it is rolled back).
+ *
+ * @example Open an in-memory database
+ * ```ts
+ * import { MIGRATIONS, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const db = openDatabase(":memory:", { busyTimeoutMs: 1000 });
+ * assert.equal(db.schemaVersion, MIGRATIONS.length);
+ * db.close();
+ * ```
+ */
+export function openDatabase(path: string, options?: DatabaseOptions): Database {
+  return new Database(path, options);
+}
+
+class PreparedStatement<Row extends object> implements Statement<Row> {
+  #stmt: StatementSync;
+
+  constructor(stmt: StatementSync) {
+    this.#stmt = stmt;
+  }
+
+  get sql(): string {
+    return this.#stmt.sourceSQL;
+  }
+
+  run(...params: SqlParameter[]): SqlRunResult {
+    try {
+      return this.#stmt.run(...(params as [SqlNamedParameters]));
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  get(...params: SqlParameter[]): Row | undefined {
+    try {
+      return this.#stmt.get(...(params as [SqlNamedParameters])) as Row | undefined;
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  all(...params: SqlParameter[]): Row[] {
+    try {
+      return this.#stmt.all(...(params as [SqlNamedParameters])) as Row[];
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  iterate(...params: SqlParameter[]): IterableIterator<Row> {
+    try {
+      return this.#stmt.iterate(...(params as [SqlNamedParameters])) as IterableIterator<Row>;
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+}
+
+function validateMigrations(migrations: readonly Migration[]): void {
+  if (!Array.isArray(migrations)) throw new TypeError("Cannot use migrations that are not a list");
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new RangeError(
+        `Cannot use migration ${String(migration.version)} at position ${index + 1}`,
+      );
+    }
+    if (typeof migration.name !== "string" || migration.name === "") {
+      throw new TypeError(`Cannot use migration ${migration.version} without a name`);
+    }
+    if (typeof migration.sql !== "string" || migration.sql.trim() === "") {
+      throw new TypeError(`Cannot use migration ${migration.version} without SQL`);
+    }
+  });
+}
+
+function checkSync<T>(value: T): T {
+  if (
+    (typeof value === "object" || typeof value === "function") && value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  ) {
+    throw new TypeError("Cannot run an async function in a transaction");
+  }
+  return value;
+}
+
+function translateError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof PlmError) return err;
+  const match = CODE_PATTERN.exec(err.message);
+  if (match === null) return err;
+  const code = match[1] as ErrorCode;
+  if (!ERROR_CODES.includes(code)) return err;
+  return new PlmError(code, match[2] ?? "", { cause: err });
+}

@@ -1,0 +1,140 @@
+/**
+ * The forward-only schema migrations of the SQLite store, embedded in code.
+ *
+ * @module
+ */
+
+/**
+ * One forward-only schema change. `openDatabase` applies each migration whose
+ * `version` is above the database's in its own `BEGIN IMMEDIATE` transaction
+ * and records it in `schema_migrations(version, name, applied_at)`.
+ *
+ * `sql` may hold several statements but no transaction control (`BEGIN`,
+ * `COMMIT`, `SAVEPOINT`) and no `PRAGMA foreign_keys` (a no-op inside a
+ * transaction).
+ */
+export interface Migration {
+  /** Position in the list: 1, 2, 3, ... without gaps. */
+  readonly version: number;
+  /** A short snake_case name, stored next to the version. */
+  readonly name: string;
+  /** The DDL (and data fixes) to run. */
+  readonly sql: string;
+}
+
+/**
+ * Every migration the code knows, oldest first. Append new entries at the end
+ * with the next version number; never edit or reorder a published one.
+ *
+ * - 1 `audit_log`: the hash-chained, append-only audit table. `UPDATE` and
+ *   `DELETE` are refused by triggers that raise `ERR_AUDIT_APPEND_ONLY`.
+ * - 2 `runs`: run state, optimistic-concurrency version, idempotency key, lease.
+ * - 3 `approvals`: approval requests and one decision row per approver (the
+ *   primary key makes each approver count once, across processes).
+ *
+ * @example Read the latest schema version
+ * ```ts
+ * import { MIGRATIONS } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(MIGRATIONS[0]?.version, 1);
+ * assert.ok(MIGRATIONS.every((m, i) => m.version === i + 1));
+ * ```
+ */
+export const MIGRATIONS: readonly Migration[] = Object.freeze([
+  {
+    version: 1,
+    name: "audit_log",
+    sql: `
+CREATE TABLE audit_log (
+  seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+  at INTEGER NOT NULL,
+  actor_subject TEXT NOT NULL,
+  actor_kind TEXT NOT NULL,
+  action TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  reason TEXT,
+  run_id TEXT,
+  trace_id TEXT,
+  data TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_log_run_id ON audit_log (run_id, seq) WHERE run_id IS NOT NULL;
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_actor ON audit_log (actor_subject, seq);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+  SELECT RAISE(ABORT, 'ERR_AUDIT_APPEND_ONLY: Cannot update audit_log as it is append-only');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+  SELECT RAISE(ABORT, 'ERR_AUDIT_APPEND_ONLY: Cannot delete from audit_log as it is append-only');
+END;
+`,
+  },
+  {
+    version: 2,
+    name: "runs",
+    sql: `
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  task TEXT NOT NULL,
+  requester TEXT NOT NULL,
+  idempotency_key TEXT UNIQUE,
+  request_digest TEXT NOT NULL,
+  traceparent TEXT NOT NULL,
+  tracestate TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  escalations INTEGER NOT NULL,
+  cost_units REAL NOT NULL,
+  agent_id TEXT,
+  approval_id TEXT,
+  result TEXT NOT NULL,
+  error TEXT,
+  lease_owner TEXT,
+  lease_expires_at INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX runs_state ON runs (state, created_at);
+CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+`,
+  },
+  {
+    version: 3,
+    name: "approvals",
+    sql: `
+CREATE TABLE approvals (
+  id TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  state TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  requester_subject TEXT NOT NULL,
+  requester_kind TEXT NOT NULL,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  deadline INTEGER NOT NULL,
+  decided_at INTEGER
+) STRICT;
+CREATE INDEX approvals_pending ON approvals (state, deadline);
+CREATE INDEX approvals_run ON approvals (run_id);
+CREATE TABLE approval_decisions (
+  approval_id TEXT NOT NULL REFERENCES approvals (id),
+  approver_subject TEXT NOT NULL,
+  approver_kind TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  comment TEXT,
+  digest TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (approval_id, approver_subject)
+) STRICT;
+`,
+  },
+]);

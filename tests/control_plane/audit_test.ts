@@ -1,0 +1,532 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { type Clock, FakeClock, isPlmError, type JsonValue } from "../../shared/mod.ts";
+import { type Database, openDatabase } from "../../control_plane/store/mod.ts";
+import {
+  AUDIT_GENESIS_HASH,
+  type AuditEntryInput,
+  AuditLog,
+  type AuditRecord,
+  type AuditSink,
+  type AuditVerifyResult,
+  canonicalJson,
+  computeAuditHash,
+} from "../../control_plane/audit/mod.ts";
+
+const ALICE = { subject: "alice", kind: "human" } as const;
+const BOT = { subject: "agent-7", kind: "agent" } as const;
+const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+function entry(i: number, overrides: Partial<AuditEntryInput> = {}): AuditEntryInput {
+  return {
+    actor: i % 2 === 0 ? ALICE : BOT,
+    action: i % 3 === 0 ? "policy.decide" : "run.transition",
+    resource: `run:r-${i % 4}`,
+    outcome: "succeeded",
+    runId: `r-${i % 4}`,
+    traceId: TRACE,
+    data: { i, tags: ["a", "b"], nested: { z: 1, a: null } },
+    ...overrides,
+  };
+}
+
+/** An in-memory log with `n` records; the clock starts at 1000 and moves 10 ms per record. */
+function seeded(n: number): { db: Database; audit: AuditLog; clock: FakeClock } {
+  const db = openDatabase(":memory:");
+  const clock = new FakeClock(1_000);
+  const audit = new AuditLog(db, { clock });
+  for (let i = 1; i <= n; i++) {
+    audit.append(entry(i));
+    clock.advance(10);
+  }
+  return { db, audit, clock };
+}
+
+/** What an attacker with write access to the file does first. */
+function dropTriggers(db: Database): void {
+  db.exec("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;");
+}
+
+/** Writes a record (and optionally recomputes its hash) with raw SQL. */
+function forge(db: Database, record: AuditRecord, rehash: boolean): void {
+  const hash = rehash ? computeAuditHash(record) : record.hash;
+  db.prepare(
+    `INSERT INTO audit_log (seq, at, actor_subject, actor_kind, action, resource, outcome,
+       reason, run_id, trace_id, data, prev_hash, hash)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    record.seq,
+    record.at,
+    record.actor.subject,
+    record.actor.kind,
+    record.action,
+    record.resource,
+    record.outcome,
+    record.reason,
+    record.runId,
+    record.traceId,
+    canonicalJson(record.data),
+    record.prevHash,
+    hash,
+  );
+}
+
+function failure(result: AuditVerifyResult): [number, string, number] | "ok" {
+  return result.ok ? "ok" : [result.firstBadSeq, result.problem, result.checked];
+}
+
+/** An independent rendering of the documented hash: sorted-key JSON via JSON.stringify. */
+function referenceHash(record: AuditRecord): string {
+  const sortKeys = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(sortKeys);
+    if (value !== null && typeof value === "object") {
+      return Object.fromEntries(
+        Object.keys(value).sort().map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+      );
+    }
+    return value;
+  };
+  const body = {
+    seq: record.seq,
+    at: record.at,
+    actor: { subject: record.actor.subject, kind: record.actor.kind },
+    action: record.action,
+    resource: record.resource,
+    outcome: record.outcome,
+    reason: record.reason,
+    runId: record.runId,
+    traceId: record.traceId,
+    data: record.data,
+  };
+  return createHash("sha256").update(record.prevHash + JSON.stringify(sortKeys(body))).digest(
+    "hex",
+  );
+}
+
+Deno.test("AuditLog.append() chains records from the genesis hash with the injected clock", () => {
+  using db = openDatabase(":memory:");
+  const clock = new FakeClock(5_000);
+  const audit = new AuditLog(db, { clock });
+  const sink: AuditSink = audit;
+  assert.deepEqual(audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
+
+  const first = sink.append(entry(1, { reason: "Policy p-1 allows it" }));
+  clock.advance(250);
+  const second = sink.append({
+    actor: ALICE,
+    action: "auth.login",
+    resource: "http:/login",
+    outcome: "allowed",
+  });
+
+  assert.equal(first.seq, 1);
+  assert.equal(first.at, 5_000);
+  assert.equal(first.prevHash, "0".repeat(64));
+  assert.match(first.hash, /^[0-9a-f]{64}$/);
+  assert.equal(first.reason, "Policy p-1 allows it");
+  assert.deepEqual(first.data, { i: 1, tags: ["a", "b"], nested: { z: 1, a: null } });
+  assert.equal(second.seq, 2);
+  assert.equal(second.at, 5_250);
+  assert.equal(second.prevHash, first.hash);
+  assert.equal(second.reason, null);
+  assert.equal(second.runId, null);
+  assert.equal(second.traceId, null);
+  assert.equal(second.data, null);
+  assert.deepEqual(audit.head(), { seq: 2, hash: second.hash });
+  assert.deepEqual(audit.list(), [first, second]);
+  assert.deepEqual(audit.verify(), { ok: true, checked: 2, head: { seq: 2, hash: second.hash } });
+});
+
+Deno.test("AuditLog.append() hashes exactly the documented fields", () => {
+  const { db, audit } = seeded(5);
+  using _db = db;
+  audit.append({
+    actor: ALICE,
+    action: "odd.text",
+    resource: 'quote:"x"\n\u2028é',
+    outcome: "ok",
+    data: { "é": [1.5, -0, 1e21, true, "\u0000"], "a": { "b": [] } },
+  });
+  for (const record of audit.list()) {
+    assert.equal(computeAuditHash(record), record.hash);
+    assert.equal(referenceHash(record), record.hash);
+  }
+});
+
+Deno.test("canonicalJson() sorts keys, drops whitespace and rejects non-JSON", () => {
+  assert.equal(
+    canonicalJson({ b: 1, a: [true, null, "s"], c: {} }),
+    '{"a":[true,null,"s"],"b":1,"c":{}}',
+  );
+  assert.equal(canonicalJson("x"), '"x"');
+  assert.throws(() => canonicalJson(NaN), TypeError);
+  assert.throws(() => canonicalJson({ a: undefined } as unknown as JsonValue), TypeError);
+});
+
+Deno.test("AuditLog.list() filters by run, action prefix, actor, seq range, limit and order", async (t) => {
+  const { db, audit } = seeded(12);
+  using _db = db;
+  const seqs = (records: AuditRecord[]) => records.map((r) => r.seq);
+
+  await t.step("everything, oldest first", () => {
+    assert.deepEqual(seqs(audit.list()), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+  await t.step("runId", () => {
+    assert.deepEqual(seqs(audit.list({ runId: "r-1" })), [1, 5, 9]);
+  });
+  await t.step("actionPrefix is a literal prefix", () => {
+    assert.deepEqual(seqs(audit.list({ actionPrefix: "policy." })), [3, 6, 9, 12]);
+    assert.deepEqual(seqs(audit.list({ actionPrefix: "run" })), [1, 2, 4, 5, 7, 8, 10, 11]);
+    audit.append({ actor: ALICE, action: "x", resource: "r", outcome: "ok" });
+    assert.deepEqual(seqs(audit.list({ actionPrefix: "*" })), []);
+    assert.deepEqual(seqs(audit.list({ actionPrefix: "[p]olicy" })), []);
+  });
+  await t.step("actorSubject", () => {
+    assert.deepEqual(seqs(audit.list({ actorSubject: "agent-7", toSeq: 12 })), [1, 3, 5, 7, 9, 11]);
+  });
+  await t.step("seq range", () => {
+    assert.deepEqual(seqs(audit.list({ fromSeq: 4, toSeq: 6 })), [4, 5, 6]);
+  });
+  await t.step("newest first with a limit, combined with a filter", () => {
+    assert.deepEqual(seqs(audit.list({ newestFirst: true, limit: 3 })), [13, 12, 11]);
+    assert.deepEqual(seqs(audit.list({ actorSubject: "alice", newestFirst: true, limit: 2 })), [
+      13,
+      12,
+    ]);
+    assert.deepEqual(seqs(audit.list({ limit: 0 })), []);
+  });
+  await t.step("bad criteria", () => {
+    assert.throws(() => audit.list({ limit: -1 }), RangeError);
+    assert.throws(() => audit.list({ fromSeq: 1.5 }), RangeError);
+    assert.throws(() => audit.list({ runId: 7 as unknown as string }), TypeError);
+  });
+});
+
+Deno.test("audit_log triggers refuse UPDATE and DELETE with ERR_AUDIT_APPEND_ONLY", () => {
+  const { db, audit } = seeded(3);
+  using _db = db;
+  assert.throws(
+    () => db.exec("UPDATE audit_log SET outcome = 'denied' WHERE seq = 2"),
+    (err) => isPlmError(err, "ERR_AUDIT_APPEND_ONLY"),
+  );
+  assert.throws(
+    () => db.prepare("DELETE FROM audit_log WHERE seq = ?").run(3),
+    (err) => isPlmError(err, "ERR_AUDIT_APPEND_ONLY"),
+  );
+  assert.equal(audit.list({ fromSeq: 2, toSeq: 2 })[0]?.outcome, "succeeded");
+  assert.equal(audit.head().seq, 3);
+  assert.equal(audit.verify().ok, true);
+});
+
+Deno.test("AuditLog.verify() finds the first edited, deleted, inserted or reordered record", async (t) => {
+  await t.step("a field edited", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    db.exec("UPDATE audit_log SET outcome = 'denied' WHERE seq = 5");
+    assert.deepEqual(failure(audit.verify()), [5, "hash_mismatch", 4]);
+  });
+  await t.step("data edited", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    db.exec("UPDATE audit_log SET data = json_set(data, '$.i', 999) WHERE seq = 5");
+    assert.deepEqual(failure(audit.verify()), [5, "hash_mismatch", 4]);
+  });
+  await t.step("a field edited and the record's hash recomputed", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    const victim = audit.list({ fromSeq: 5, toSeq: 5 })[0]!;
+    db.exec("DELETE FROM audit_log WHERE seq = 5");
+    forge(db, { ...victim, outcome: "denied" }, true);
+    assert.deepEqual(failure(audit.verify()), [6, "prev_hash_mismatch", 5]);
+  });
+  await t.step("a record deleted", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    db.exec("DELETE FROM audit_log WHERE seq = 5");
+    assert.deepEqual(failure(audit.verify()), [5, "seq_gap", 4]);
+  });
+  await t.step("a record inserted and linked to its predecessor", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    const five = audit.list({ fromSeq: 5, toSeq: 5 })[0]!;
+    db.exec("UPDATE audit_log SET seq = seq + 1000 WHERE seq > 5");
+    db.exec("UPDATE audit_log SET seq = seq - 999 WHERE seq > 1000");
+    forge(db, { ...five, seq: 6, prevHash: five.hash, outcome: "approved" }, true);
+    assert.equal(audit.head().seq, 11);
+    assert.deepEqual(failure(audit.verify()), [7, "prev_hash_mismatch", 6]);
+  });
+  await t.step("two records swapped", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    db.exec(`
+      UPDATE audit_log SET seq = 1005 WHERE seq = 5;
+      UPDATE audit_log SET seq = 5 WHERE seq = 6;
+      UPDATE audit_log SET seq = 6 WHERE seq = 1005;
+    `);
+    assert.deepEqual(failure(audit.verify()), [5, "prev_hash_mismatch", 4]);
+  });
+  await t.step("two records swapped and relinked", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    dropTriggers(db);
+    const [five, six] = audit.list({ fromSeq: 5, toSeq: 6 }) as [AuditRecord, AuditRecord];
+    db.exec("DELETE FROM audit_log WHERE seq IN (5, 6)");
+    forge(db, { ...six, seq: 5, prevHash: five.prevHash }, false);
+    forge(db, { ...five, seq: 6, prevHash: six.hash }, false);
+    assert.deepEqual(failure(audit.verify()), [5, "hash_mismatch", 4]);
+  });
+  await t.step("an untouched log passes", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    assert.deepEqual(failure(audit.verify()), "ok");
+  });
+});
+
+Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten history", async (t) => {
+  await t.step("tail truncated", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    const witness = audit.head();
+    dropTriggers(db);
+    db.exec("DELETE FROM audit_log WHERE seq > 7");
+    assert.equal(audit.verify().ok, true);
+    assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [8, "truncated", 7]);
+  });
+  await t.step("everything deleted", () => {
+    const { db, audit } = seeded(3);
+    using _db = db;
+    const witness = audit.head();
+    dropTriggers(db);
+    db.exec("DELETE FROM audit_log");
+    assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [1, "truncated", 0]);
+  });
+  await t.step("history rewritten from record 5 with every hash recomputed", () => {
+    const { db, audit } = seeded(10);
+    using _db = db;
+    const witness = audit.head();
+    dropTriggers(db);
+    const tail = audit.list({ fromSeq: 5 });
+    db.exec("DELETE FROM audit_log WHERE seq >= 5");
+    let prevHash = audit.head().hash;
+    for (const record of tail) {
+      const forged = { ...record, outcome: "denied", prevHash };
+      prevHash = computeAuditHash(forged);
+      forge(db, forged, true);
+    }
+    assert.equal(audit.verify().ok, true);
+    assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [10, "head_mismatch", 10]);
+  });
+  await t.step("an older witness still holds after more appends", () => {
+    const { db, audit } = seeded(5);
+    using _db = db;
+    const witness = audit.head();
+    audit.append(entry(6));
+    assert.deepEqual(audit.verify({ expectedHead: witness }), {
+      ok: true,
+      checked: 6,
+      head: audit.head(),
+    });
+    assert.equal(audit.verify({ expectedHead: { seq: 0, hash: AUDIT_GENESIS_HASH } }).ok, true);
+  });
+  await t.step("a malformed witness is refused", () => {
+    const { db, audit } = seeded(1);
+    using _db = db;
+    assert.throws(
+      () => audit.verify({ expectedHead: { seq: -1, hash: AUDIT_GENESIS_HASH } }),
+      RangeError,
+    );
+    assert.throws(() => audit.verify({ expectedHead: { seq: 1, hash: "ABC" } }), TypeError);
+  });
+});
+
+Deno.test("AuditLog.append() rejects malformed entries with ERR_AUDIT_INVALID_RECORD", async (t) => {
+  using db = openDatabase(":memory:");
+  const audit = new AuditLog(db);
+  const good = entry(1);
+  const cases: Record<string, unknown> = {
+    "not an object": "hello",
+    "missing actor": { ...good, actor: undefined },
+    "unknown actor kind": { ...good, actor: { subject: "x", kind: "robot" } },
+    "empty subject": { ...good, actor: { subject: "", kind: "human" } },
+    "empty action": { ...good, action: "" },
+    "action not dotted words": { ...good, action: "run..transition" },
+    "empty resource": { ...good, resource: "" },
+    "malformed trace id": { ...good, traceId: "XYZ" },
+    "unknown key": { ...good, extra: 1 },
+    "non-finite number in data": { ...good, data: { n: Infinity } },
+    "date in data": { ...good, data: { when: new Date(0) } },
+    "undefined optional": { ...good, reason: undefined },
+  };
+  for (const [name, input] of Object.entries(cases)) {
+    await t.step(name, () => {
+      assert.throws(
+        () => audit.append(input as AuditEntryInput),
+        (err) => isPlmError(err, "ERR_AUDIT_INVALID_RECORD"),
+      );
+    });
+  }
+  assert.equal(audit.head().seq, 0);
+});
+
+Deno.test("AuditLog.appendMany() stores the whole batch or nothing", async (t) => {
+  await t.step("a valid batch is chained in order", () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db, { clock: new FakeClock(7) });
+    audit.append(entry(0));
+    const records = audit.appendMany([entry(1), entry(2), entry(3)]);
+    assert.deepEqual(records.map((r) => r.seq), [2, 3, 4]);
+    assert.deepEqual(audit.list({ fromSeq: 2 }), records);
+    assert.equal(audit.verify().ok, true);
+    assert.deepEqual(audit.appendMany([]), []);
+  });
+  await t.step("one malformed entry stores nothing", () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db);
+    assert.throws(
+      () => audit.appendMany([entry(1), { ...entry(2), outcome: "" }, entry(3)]),
+      (err) => isPlmError(err, "ERR_AUDIT_INVALID_RECORD"),
+    );
+    assert.equal(audit.head().seq, 0);
+  });
+  await t.step("a failure half-way through the writes stores nothing", () => {
+    using db = openDatabase(":memory:");
+    let calls = 0;
+    const flaky: Clock = {
+      now() {
+        if (++calls === 3) throw new Error("clock failed");
+        return calls;
+      },
+    };
+    const audit = new AuditLog(db, { clock: flaky });
+    assert.throws(() => audit.appendMany([entry(1), entry(2), entry(3), entry(4)]), /clock failed/);
+    assert.equal(calls, 3);
+    assert.equal(audit.head().seq, 0);
+    assert.equal(db.inTransaction, false);
+  });
+  await t.step("entries that are not a list are refused", () => {
+    using db = openDatabase(":memory:");
+    assert.throws(
+      () => new AuditLog(db).appendMany("x" as unknown as AuditEntryInput[]),
+      TypeError,
+    );
+  });
+});
+
+Deno.test("AuditLog.append() inside a caller's transaction commits and rolls back with it", async (t) => {
+  using db = openDatabase(":memory:");
+  db.exec("CREATE TABLE state (v TEXT) STRICT");
+  const audit = new AuditLog(db, { clock: new FakeClock(0) });
+  const setState = db.prepare("INSERT INTO state VALUES (?)");
+  const states = () => db.prepare<{ v: string }>("SELECT v FROM state").all().map((r) => r.v);
+
+  await t.step("the caller fails after the append: both are rolled back", () => {
+    assert.throws(() =>
+      db.transaction(() => {
+        setState.run("running");
+        audit.append(entry(1));
+        assert.equal(audit.head().seq, 1);
+        throw new Error("state change failed");
+      }), /state change failed/);
+    assert.deepEqual(states(), []);
+    assert.equal(audit.head().seq, 0);
+  });
+  await t.step("the caller commits: both are stored", () => {
+    const record = db.transaction(() => {
+      setState.run("succeeded");
+      return audit.append(entry(2));
+    });
+    assert.deepEqual(states(), ["succeeded"]);
+    assert.deepEqual(audit.head(), { seq: 1, hash: record.hash });
+  });
+  await t.step(
+    "a failed append in the transaction leaves the caller's work and the chain intact",
+    () => {
+      let calls = 0;
+      const failing = new AuditLog(db, {
+        clock: {
+          now() {
+            if (++calls === 1) throw new Error("clock failed");
+            return 0;
+          },
+        },
+      });
+      db.transaction(() => {
+        setState.run("retried");
+        assert.throws(() => failing.append(entry(3)), /clock failed/);
+        failing.append(entry(4));
+      });
+      assert.deepEqual(states(), ["succeeded", "retried"]);
+      assert.equal(audit.head().seq, 2);
+      assert.equal(audit.verify().ok, true);
+    },
+  );
+});
+
+Deno.test("AuditLog.append() from two processes on one file keeps one unbroken chain", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "plm_audit_test_" });
+  try {
+    const path = `${dir}/audit.db`;
+    openDatabase(path).close();
+    const perProcess = 200;
+    const storeUrl = new URL("../../control_plane/store/mod.ts", import.meta.url).href;
+    const auditUrl = new URL("../../control_plane/audit/mod.ts", import.meta.url).href;
+    const code = `
+      import { openDatabase } from ${JSON.stringify(storeUrl)};
+      import { AuditLog } from ${JSON.stringify(auditUrl)};
+      const db = openDatabase(Deno.env.get("PLM_TEST_DB"));
+      const audit = new AuditLog(db);
+      const subject = Deno.env.get("PLM_TEST_WHO");
+      console.log("ready");
+      await new Response(Deno.stdin.readable).text(); // wait for the start signal (EOF)
+      for (let i = 0; i < ${perProcess}; i++) {
+        audit.append({ actor: { subject, kind: "agent" }, action: "test.append", resource: "item:" + i, outcome: "ok", data: { i } });
+      }
+      db.close();
+    `;
+    const configPath = new URL("../../deno.json", import.meta.url).pathname;
+    const children = ["writer-a", "writer-b"].map((who) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--config", configPath, code],
+        env: { PLM_TEST_DB: path, PLM_TEST_WHO: who },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn()
+    );
+    // Start both writers together: each prints "ready", then waits for stdin to close.
+    const readers = children.map((child) => child.stdout.getReader());
+    await Promise.all(readers.map(async (reader) => {
+      let seen = "";
+      while (!seen.includes("ready")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+      }
+    }));
+    await Promise.all(children.map((child) => child.stdin.close()));
+    const outputs = await Promise.all(children.map(async (child, i) => {
+      while (!(await readers[i]!.read()).done) { /* drain */ }
+      const stderr = await new Response(child.stderr).text();
+      return { status: await child.status, stderr };
+    }));
+    for (const { status, stderr } of outputs) assert.equal(status.code, 0, stderr);
+
+    using db = openDatabase(path);
+    const audit = new AuditLog(db);
+    const records = audit.list();
+    assert.equal(records.length, 2 * perProcess);
+    assert.deepEqual(audit.verify(), { ok: true, checked: 2 * perProcess, head: audit.head() });
+    for (const who of ["writer-a", "writer-b"]) {
+      const mine = records.filter((r) => r.actor.subject === who).map((r) => r.data);
+      assert.deepEqual(mine, Array.from({ length: perProcess }, (_, i) => ({ i })));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
