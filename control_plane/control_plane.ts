@@ -42,7 +42,11 @@ export interface ControlPlaneOptions {
   runBudget?: RunBudget;
   /** Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters. */
   agentRateLimit?: AgentRateLimit;
-  /** @default {systemClock} */
+  /**
+   * The clock of every decision, run and approval.
+   *
+   * @default {systemClock}
+   */
   clock?: Clock;
   /** Makes run and approval ids. @default {() => crypto.randomUUID()} */
   generateId?: () => string;
@@ -56,7 +60,11 @@ export interface AuthorizeRequest {
   action: string;
   /** The resource: `bom:42`. */
   resource: string;
-  /** @default {"low"} */
+  /**
+   * The risk of the action, matched against the rules' `minRisk`.
+   *
+   * @default {"low"}
+   */
   risk?: RiskLevel;
   /** The resource's tenant. */
   tenant?: string;

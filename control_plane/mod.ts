@@ -6,3 +6,12 @@
  * @module
  */
 export * from "../shared/mod.ts";
+export * from "./governance/mod.ts";
+export * from "./autonomy/mod.ts";
+export * from "./trace/mod.ts";
+export * from "./store/mod.ts";
+export * from "./audit/mod.ts";
+export * from "./identity/public.ts";
+export * from "./runs/mod.ts";
+export * from "./hitl/mod.ts";
+export * from "./control_plane.ts";

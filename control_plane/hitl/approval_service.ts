@@ -79,7 +79,11 @@ export interface Approval {
 export interface ApprovalServiceOptions {
   /** Where every step is recorded. */
   audit: AuditSink;
-  /** @default {systemClock} */
+  /**
+   * The clock that stamps requests, decisions and deadlines.
+   *
+   * @default {systemClock}
+   */
   clock?: Clock;
   /** Makes approval ids. @default {() => crypto.randomUUID()} */
   generateId?: () => string;
@@ -98,7 +102,11 @@ export interface ApprovalRequestOptions {
   requester: AuditActor;
   /** What is being approved, shown to approvers and bound into the digest. */
   subject: JsonValue;
-  /** @default {"approval"} */
+  /**
+   * A policy approval or the escalation ladder's human tier.
+   *
+   * @default {"approval"}
+   */
   kind?: ApprovalKind;
   /** The run's trace id, for the audit record. */
   traceId?: string;

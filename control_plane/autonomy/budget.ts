@@ -1,0 +1,457 @@
+/**
+ * Budgets: per run (attempts, escalations, cost units) and per agent (runs
+ * per time window), tracked in memory with an injected clock.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../../shared/mod.ts";
+import type { Verdict } from "../governance/mod.ts";
+
+/** Every budget that can be exceeded; named in the reason of a budget denial. */
+export const BUDGET_KINDS = ["attempts", "escalations", "costUnits", "agentRuns"] as const;
+
+/** One of {@link BUDGET_KINDS}. */
+export type BudgetKind = typeof BUDGET_KINDS[number];
+
+/**
+ * How an agent's run window is counted: `sliding` counts runs in the last
+ * `windowMs` milliseconds; `fixed` counts runs since the start of the current
+ * window (`floor(now / windowMs) * windowMs`). Use one limit per agent: runs
+ * outside the window of the latest check are forgotten.
+ */
+export const RATE_WINDOWS = ["sliding", "fixed"] as const;
+
+/** One of {@link RATE_WINDOWS}. */
+export type RateWindow = typeof RATE_WINDOWS[number];
+
+/** What a run has used. */
+export interface RunUsage {
+  /** Attempts started. */
+  readonly attempts: number;
+  /** Escalations made. */
+  readonly escalations: number;
+  /** Cost units spent (tokens, money, ...: the caller's unit). */
+  readonly costUnits: number;
+}
+
+/** The most a run may use; absent fields are unlimited. */
+export interface RunBudget {
+  /** The most attempts, a non-negative integer. */
+  readonly maxAttempts?: number;
+  /** The most escalations, a non-negative integer. */
+  readonly maxEscalations?: number;
+  /** The most cost units, a non-negative number. */
+  readonly maxCostUnits?: number;
+}
+
+/** How many runs an agent may start per window. */
+export interface AgentRateLimit {
+  /** The most runs per window, a non-negative integer. */
+  readonly maxRuns: number;
+  /**
+   * The window length in milliseconds, a positive integer.
+   *
+   * @default {60000}
+   */
+  readonly windowMs?: number;
+  /**
+   * How the window is counted.
+   *
+   * @default {"sliding"}
+   */
+  readonly window?: RateWindow;
+}
+
+/** A budget check that passed. */
+export interface BudgetWithin {
+  /** Within budget. */
+  readonly ok: true;
+}
+
+/** A budget check that failed: a denial with code `ERR_BUDGET_EXCEEDED`. */
+export interface BudgetExceeded {
+  /** Over budget. */
+  readonly ok: false;
+  /** Always `deny`. */
+  readonly decision: "deny";
+  /** Always `ERR_BUDGET_EXCEEDED`. */
+  readonly code: "ERR_BUDGET_EXCEEDED";
+  /** The budget that was exceeded (the first one, in {@link BUDGET_KINDS} order). */
+  readonly budget: BudgetKind;
+  /** The limit of that budget. */
+  readonly limit: number;
+  /** The usage that would exceed it. */
+  readonly used: number;
+  /** One line naming the budget. */
+  readonly reason: string;
+  /** For `agentRuns`: milliseconds until a run frees up. */
+  readonly retryAfterMs?: number;
+}
+
+/** The result of a budget check. */
+export type BudgetDecision = BudgetWithin | BudgetExceeded;
+
+/** Options for {@link BudgetTracker}. */
+export interface BudgetTrackerOptions {
+  /**
+   * The clock used for agent run windows.
+   *
+   * @default {systemClock}
+   */
+  readonly clock?: Clock;
+}
+
+const ZERO_USAGE: RunUsage = Object.freeze({ attempts: 0, escalations: 0, costUnits: 0 });
+const WITHIN: BudgetWithin = Object.freeze({ ok: true });
+
+/**
+ * Tracks budgets in memory. A budget is exceeded when usage goes over its
+ * limit (`used > limit`): with `maxAttempts: 3`, three attempts are
+ * consumed and the fourth is refused.
+ *
+ * @example Refuse the fourth attempt of a run
+ * ```ts
+ * import { BudgetTracker, FakeClock } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+ * const limits = { maxAttempts: 3 };
+ * for (let i = 0; i < 3; i++) assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, limits).ok);
+ * const fourth = budgets.consumeRun("r-1", { attempts: 1 }, limits);
+ * assert.equal(fourth.ok, false);
+ * if (!fourth.ok) assert.equal(fourth.budget, "attempts");
+ * assert.equal(budgets.runUsage("r-1").attempts, 3);
+ * ```
+ */
+export class BudgetTracker {
+  readonly #clock: Clock;
+  readonly #runs = new Map<string, RunUsage>();
+  readonly #agentRuns = new Map<string, number[]>();
+
+  /**
+   * Creates an empty tracker.
+   *
+   * @param options The clock.
+   */
+  constructor(options?: BudgetTrackerOptions) {
+    const { clock = systemClock } = options ?? {};
+    this.#clock = clock;
+  }
+
+  /**
+   * Checks usage against a run budget, without recording anything. Pass the
+   * usage including what is about to be spent.
+   *
+   * @param usage The usage to check.
+   * @param limits The run budget.
+   * @returns Within budget, or the first exceeded budget (attempts, then
+   * escalations, then cost units).
+   * @throws {RangeError} When a limit or a usage figure is negative or not
+   * finite, or a count is not an integer.
+   *
+   * @example Check cost units
+   * ```ts
+   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const budgets = new BudgetTracker();
+   * const usage = { attempts: 1, escalations: 0, costUnits: 120 };
+   * const result = budgets.checkRun(usage, { maxCostUnits: 100 });
+   * assert.equal(result.ok, false);
+   * if (!result.ok) {
+   *   assert.equal(result.code, "ERR_BUDGET_EXCEEDED");
+   *   assert.match(result.reason, /costUnits/);
+   * }
+   * ```
+   */
+  checkRun(usage: RunUsage, limits: RunBudget): BudgetDecision {
+    return checkUsage(validateUsage(usage, "usage"), validateLimits(limits), undefined);
+  }
+
+  /**
+   * Adds `delta` to a run's recorded usage when the total stays within
+   * budget; otherwise records nothing and reports the exceeded budget.
+   *
+   * @param runId The run.
+   * @param delta What is about to be spent; absent fields count as 0.
+   * @param limits The run budget.
+   * @returns Within budget (and recorded), or the first exceeded budget.
+   * @throws {RangeError} When a limit or a delta figure is negative or not
+   * finite, or a count is not an integer.
+   *
+   * @example Escalations are limited too
+   * ```ts
+   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const budgets = new BudgetTracker();
+   * assert.ok(budgets.consumeRun("r-1", { escalations: 1 }, { maxEscalations: 1 }).ok);
+   * assert.equal(budgets.consumeRun("r-1", { escalations: 1 }, { maxEscalations: 1 }).ok, false);
+   * ```
+   */
+  consumeRun(runId: string, delta: Partial<RunUsage>, limits: RunBudget): BudgetDecision {
+    const checkedLimits = validateLimits(limits);
+    const add = validateUsage({ ...ZERO_USAGE, ...delta }, "delta");
+    const current = this.runUsage(runId);
+    const next: RunUsage = {
+      attempts: current.attempts + add.attempts,
+      escalations: current.escalations + add.escalations,
+      costUnits: current.costUnits + add.costUnits,
+    };
+    const result = checkUsage(next, checkedLimits, runId);
+    if (result.ok) this.#runs.set(runId, Object.freeze(next));
+    return result;
+  }
+
+  /**
+   * A run's recorded usage (zeros for an unknown run).
+   *
+   * @param runId The run.
+   * @returns The usage recorded by {@link BudgetTracker.consumeRun}.
+   *
+   * @example Read usage
+   * ```ts
+   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const budgets = new BudgetTracker();
+   * budgets.consumeRun("r-1", { costUnits: 2.5 }, {});
+   * assert.deepEqual(budgets.runUsage("r-1"), { attempts: 0, escalations: 0, costUnits: 2.5 });
+   * ```
+   */
+  runUsage(runId: string): RunUsage {
+    return this.#runs.get(runId) ?? ZERO_USAGE;
+  }
+
+  /**
+   * Forgets a finished run's usage.
+   *
+   * @param runId The run.
+   * @returns Whether the run was known.
+   *
+   * @example Forget a run
+   * ```ts
+   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const budgets = new BudgetTracker();
+   * budgets.consumeRun("r-1", { attempts: 1 }, {});
+   * assert.ok(budgets.forgetRun("r-1"));
+   * assert.equal(budgets.runUsage("r-1").attempts, 0);
+   * ```
+   */
+  forgetRun(runId: string): boolean {
+    return this.#runs.delete(runId);
+  }
+
+  /**
+   * Whether an agent may start one more run now, without recording it.
+   *
+   * @param agentId The agent.
+   * @param limit Runs per window.
+   * @returns Within budget, or `agentRuns` exceeded with `retryAfterMs`.
+   * @throws {RangeError} When the limit is invalid.
+   *
+   * @example Check before deciding
+   * ```ts
+   * import { BudgetTracker, FakeClock } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+   * assert.ok(budgets.checkAgentRun("a-1", { maxRuns: 1 }).ok);
+   * assert.ok(budgets.checkAgentRun("a-1", { maxRuns: 1 }).ok);
+   * ```
+   */
+  checkAgentRun(agentId: string, limit: AgentRateLimit): BudgetDecision {
+    return this.#agentRun(agentId, limit, false);
+  }
+
+  /**
+   * Records the start of a run for an agent when the window has room;
+   * otherwise records nothing and reports `agentRuns` exceeded.
+   *
+   * @param agentId The agent.
+   * @param limit Runs per window.
+   * @returns Within budget (and recorded), or `agentRuns` exceeded with
+   * `retryAfterMs`.
+   * @throws {RangeError} When the limit is invalid.
+   *
+   * @example Two runs per minute
+   * ```ts
+   * import { BudgetTracker, FakeClock } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const budgets = new BudgetTracker({ clock });
+   * const limit = { maxRuns: 2, windowMs: 60_000 };
+   * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+   * clock.advance(10_000);
+   * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+   * const third = budgets.consumeAgentRun("a-1", limit);
+   * assert.equal(third.ok, false);
+   * if (!third.ok) assert.equal(third.retryAfterMs, 50_000);
+   * clock.advance(50_000);
+   * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+   * ```
+   */
+  consumeAgentRun(agentId: string, limit: AgentRateLimit): BudgetDecision {
+    return this.#agentRun(agentId, limit, true);
+  }
+
+  #agentRun(agentId: string, limit: AgentRateLimit, record: boolean): BudgetDecision {
+    const { maxRuns, windowMs = 60_000, window = "sliding" } = limit;
+    if (!Number.isInteger(maxRuns) || maxRuns < 0) {
+      throw new RangeError(`Cannot limit runs to ${maxRuns}: expected a non-negative integer`);
+    }
+    if (!Number.isInteger(windowMs) || windowMs <= 0) {
+      throw new RangeError(`Cannot use a window of ${windowMs} ms: expected a positive integer`);
+    }
+    if (window !== "sliding" && window !== "fixed") {
+      throw new RangeError(`Unknown rate window: ${String(window)}`);
+    }
+    const now = this.#clock.now();
+    // Runs started after `since` count; older ones are dropped.
+    const since = window === "sliding" ? now - windowMs : Math.floor(now / windowMs) * windowMs - 1;
+    const counted = (this.#agentRuns.get(agentId) ?? []).filter((t) => t > since);
+    if (counted.length >= maxRuns) {
+      this.#store(agentId, counted);
+      // The run that must leave the window before one more fits (none when maxRuns is 0).
+      const freeing = [...counted].sort((a, b) => a - b)[counted.length - maxRuns];
+      const retryAfterMs = maxRuns === 0 || freeing === undefined
+        ? undefined
+        : window === "sliding"
+        ? freeing + windowMs - now
+        : since + 1 + windowMs - now;
+      return exceeded(
+        "agentRuns",
+        maxRuns,
+        counted.length + 1,
+        `Budget agentRuns exceeded for agent ${agentId}: ${counted.length} of at most ${maxRuns} runs in the ${window} window of ${windowMs} ms` +
+          (retryAfterMs === undefined ? "" : `; retry in ${retryAfterMs} ms`),
+        retryAfterMs,
+      );
+    }
+    if (record) counted.push(now);
+    this.#store(agentId, counted);
+    return WITHIN;
+  }
+
+  #store(agentId: string, starts: number[]): void {
+    if (starts.length === 0) this.#agentRuns.delete(agentId);
+    else this.#agentRuns.set(agentId, starts);
+  }
+}
+
+/**
+ * Applies a budget check to a verdict: an exceeded budget turns `allow` and
+ * `require_approval` into `deny` with code `ERR_BUDGET_EXCEEDED` and the
+ * budget's reason (dropping `approval`). A `deny` verdict, or a check within
+ * budget, returns the verdict unchanged. Other fields (matched rules, policy
+ * version, autonomy level) are kept.
+ *
+ * @param verdict The verdict so far.
+ * @param budget The budget check.
+ * @returns The resulting verdict.
+ *
+ * @example Deny an allowed action over budget
+ * ```ts
+ * import { applyBudget, BudgetTracker, type Verdict } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const verdict: Verdict = {
+ *   decision: "allow",
+ *   matchedRuleIds: ["r1"],
+ *   reason: "Allowed by rule r1",
+ *   policyVersion: "v1",
+ * };
+ * const budget = new BudgetTracker().checkRun(
+ *   { attempts: 4, escalations: 0, costUnits: 0 },
+ *   { maxAttempts: 3 },
+ * );
+ * const denied = applyBudget(verdict, budget);
+ * assert.equal(denied.decision, "deny");
+ * assert.equal(denied.code, "ERR_BUDGET_EXCEEDED");
+ * assert.deepEqual(denied.matchedRuleIds, ["r1"]);
+ * ```
+ */
+export function applyBudget<V extends Verdict>(verdict: V, budget: BudgetDecision): V {
+  if (budget.ok || verdict.decision === "deny") return verdict;
+  const { approval: _dropped, ...rest } = verdict;
+  const denied: Verdict = {
+    ...rest,
+    decision: "deny",
+    code: "ERR_BUDGET_EXCEEDED",
+    reason: budget.reason,
+  };
+  return denied as V;
+}
+
+function validateLimits(limits: RunBudget): RunBudget {
+  const { maxAttempts, maxEscalations, maxCostUnits } = limits;
+  if (maxAttempts !== undefined) checkCount(maxAttempts, "maxAttempts");
+  if (maxEscalations !== undefined) checkCount(maxEscalations, "maxEscalations");
+  if (maxCostUnits !== undefined) checkAmount(maxCostUnits, "maxCostUnits");
+  return limits;
+}
+
+function validateUsage(usage: RunUsage, what: string): RunUsage {
+  checkCount(usage.attempts, `${what}.attempts`);
+  checkCount(usage.escalations, `${what}.escalations`);
+  checkAmount(usage.costUnits, `${what}.costUnits`);
+  return usage;
+}
+
+function checkCount(value: number, name: string): void {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected a non-negative integer`);
+  }
+}
+
+function checkAmount(value: number, name: string): void {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected a non-negative finite number`);
+  }
+}
+
+function checkUsage(
+  usage: RunUsage,
+  limits: RunBudget,
+  runId: string | undefined,
+): BudgetDecision {
+  const where = runId === undefined ? "" : ` for run ${runId}`;
+  const pairs: readonly [BudgetKind, number, number | undefined][] = [
+    ["attempts", usage.attempts, limits.maxAttempts],
+    ["escalations", usage.escalations, limits.maxEscalations],
+    ["costUnits", usage.costUnits, limits.maxCostUnits],
+  ];
+  for (const [budget, used, limit] of pairs) {
+    if (limit !== undefined && used > limit) {
+      return exceeded(
+        budget,
+        limit,
+        used,
+        `Budget ${budget} exceeded${where}: ${used} of at most ${limit}`,
+      );
+    }
+  }
+  return WITHIN;
+}
+
+function exceeded(
+  budget: BudgetKind,
+  limit: number,
+  used: number,
+  reason: string,
+  retryAfterMs?: number,
+): BudgetExceeded {
+  const base = {
+    ok: false,
+    decision: "deny",
+    code: "ERR_BUDGET_EXCEEDED",
+    budget,
+    limit,
+    used,
+    reason,
+  } as const;
+  return retryAfterMs === undefined ? base : { ...base, retryAfterMs };
+}

@@ -1,0 +1,503 @@
+/**
+ * The policy engine: compiles a policy set into an index once, then decides
+ * requests synchronously.
+ *
+ * @module
+ */
+import { type ActorKind, assertNever, type ErrorCode } from "../../shared/mod.ts";
+import { ACTION_SEPARATORS, compileGlob, type GlobMatcher, RESOURCE_SEPARATORS } from "./glob.ts";
+import {
+  type ApprovalSpec,
+  type ConditionScalar,
+  type Decision,
+  parsePolicySet,
+  type PolicyCondition,
+  type PolicyRequest,
+  type PolicyRule,
+  type PolicySet,
+  policySetVersion,
+  RISK_LEVELS,
+} from "./policy.ts";
+
+/** The answer of {@link PolicyEngine.decide}. */
+export interface Verdict {
+  /** What to do. */
+  readonly decision: Decision;
+  /** The ids of every rule that matched the request, in policy order. */
+  readonly matchedRuleIds: readonly string[];
+  /** One line explaining the decision. */
+  readonly reason: string;
+  /** The content version ({@link policySetVersion}) of the set that decided. */
+  readonly policyVersion: string;
+  /**
+   * The approval to open, when the decision is `require_approval`. When
+   * several `require_approval` rules match, their specs are merged: the union
+   * of `approverRoles` (first-seen order), the largest `quorum`, the smallest
+   * `timeoutSeconds`, and `onExpiry: "deny"` if any of them says `deny`.
+   */
+  readonly approval?: ApprovalSpec;
+  /** A stable error code when the decision is `deny`: `ERR_FORBIDDEN`, `ERR_BUDGET_EXCEEDED`. */
+  readonly code?: ErrorCode;
+}
+
+/** Which parts of two verdicts differ, as reported by {@link PolicyEngine.whatIf}. */
+export const VERDICT_CHANGES = ["decision", "matchedRuleIds", "approval"] as const;
+
+/** One of {@link VERDICT_CHANGES}. */
+export type VerdictChange = typeof VERDICT_CHANGES[number];
+
+/** The result of {@link PolicyEngine.whatIf}. */
+export interface WhatIfResult {
+  /** The verdict under this engine's policy set. */
+  readonly current: Verdict;
+  /** The verdict under the other policy set. */
+  readonly candidate: Verdict;
+  /** Whether the decision, the matched rules or the approval spec differ. */
+  readonly differs: boolean;
+  /** What differs, in {@link VERDICT_CHANGES} order; empty when nothing does. */
+  readonly changes: readonly VerdictChange[];
+}
+
+interface CompiledRule {
+  readonly rule: PolicyRule;
+  readonly resource: GlobMatcher | null;
+  readonly actorKinds: ReadonlySet<ActorKind> | null;
+  readonly roles: ReadonlySet<string> | null;
+  readonly tenants: ReadonlySet<string> | null;
+  readonly minRisk: number;
+  readonly conditions: readonly PolicyCondition[] | null;
+}
+
+interface IndexNode {
+  /** Children by literal segment. */
+  readonly children: Map<string, IndexNode>;
+  /** The child for a segment that is exactly `*` (any one segment). */
+  star: IndexNode | undefined;
+  /** Children for segments with a `*` inside (`up*`), by segment pattern. */
+  readonly partial: Map<string, { readonly match: GlobMatcher; readonly node: IndexNode }>;
+  /** Rules whose action pattern ends at this node. */
+  readonly exact: number[];
+  /** Rules whose pattern goes on with a `**` segment here; tested on the whole action. */
+  readonly deep: { readonly rule: number; readonly match: GlobMatcher }[];
+}
+
+const RISK_RANK: ReadonlyMap<string, number> = new Map(RISK_LEVELS.map((level, i) => [level, i]));
+
+/**
+ * Decides requests against one policy set. The constructor validates the set
+ * and compiles it into an index: a trie over the segments of each action
+ * pattern (literal segments by hash lookup, `*` and `up*` segments as
+ * wildcard edges, patterns with `**` tested whole where the `**` begins),
+ * with precompiled glob matchers, so `decide` only looks at rules whose action
+ * can match.
+ *
+ * Semantics: default deny; `deny` overrides `require_approval`, which
+ * overrides `allow`. Every matching rule is listed in the verdict.
+ *
+ * @example Decide a request
+ * ```ts
+ * import { PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const engine = new PolicyEngine({
+ *   rules: [
+ *     { id: "planners-edit", effect: "allow", actions: ["bom.*"], roles: ["planner"] },
+ *     { id: "no-agent-delete", effect: "deny", actions: ["bom.delete"], actorKinds: ["agent"] },
+ *   ],
+ * });
+ * const identity = { subject: "a-1", actorKind: "agent", roles: ["planner"], scopes: [] } as const;
+ *
+ * const ok = engine.decide({ identity, action: "bom.update", resource: "bom:1" });
+ * assert.equal(ok.decision, "allow");
+ * assert.deepEqual(ok.matchedRuleIds, ["planners-edit"]);
+ *
+ * const no = engine.decide({ identity, action: "bom.delete", resource: "bom:1" });
+ * assert.equal(no.decision, "deny");
+ * assert.equal(no.code, "ERR_FORBIDDEN");
+ * assert.deepEqual(no.matchedRuleIds, ["planners-edit", "no-agent-delete"]);
+ * assert.equal(no.policyVersion, engine.version);
+ * ```
+ */
+export class PolicyEngine {
+  readonly #policySet: PolicySet;
+  readonly #version: string;
+  readonly #rules: readonly CompiledRule[];
+  readonly #root: IndexNode;
+
+  /**
+   * Validates and compiles a policy set.
+   *
+   * @param policySet The policy set (validated again here).
+   * @throws {PolicyError} `ERR_POLICY_INVALID` when the set is invalid.
+   */
+  constructor(policySet: PolicySet) {
+    this.#policySet = parsePolicySet(policySet);
+    this.#version = policySetVersion(this.#policySet);
+    this.#rules = this.#policySet.rules.map(compileRule);
+    this.#root = newNode();
+    this.#policySet.rules.forEach((rule, index) => {
+      for (const pattern of rule.actions) addToIndex(this.#root, pattern, index);
+    });
+  }
+
+  /** The validated, frozen policy set. */
+  get policySet(): PolicySet {
+    return this.#policySet;
+  }
+
+  /** The content version of the policy set ({@link policySetVersion}). */
+  get version(): string {
+    return this.#version;
+  }
+
+  /**
+   * Decides a request. Synchronous and pure: the same request always gets
+   * the same verdict from the same engine.
+   *
+   * A request whose `tenant` differs from its identity's tenant is denied
+   * before any rule is consulted.
+   *
+   * @param request Who asks to do what to which resource.
+   * @returns The verdict, naming every matching rule.
+   * @throws {TypeError} When `request.risk` is not one of {@link RISK_LEVELS}.
+   *
+   * @example Require approval for large amounts
+   * ```ts
+   * import { PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const engine = new PolicyEngine({
+   *   rules: [
+   *     { id: "edit", effect: "allow", actions: ["bom.update"] },
+   *     {
+   *       id: "large",
+   *       effect: "require_approval",
+   *       actions: ["bom.update"],
+   *       conditions: [{ attr: "amount", op: "gt", value: 1000 }],
+   *       approval: { approverRoles: ["cm"], quorum: 2, timeoutSeconds: 3600, onExpiry: "deny" },
+   *     },
+   *   ],
+   * });
+   * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
+   * const verdict = engine.decide({
+   *   identity,
+   *   action: "bom.update",
+   *   resource: "bom:7",
+   *   attributes: { amount: 5000 },
+   * });
+   * assert.equal(verdict.decision, "require_approval");
+   * assert.equal(verdict.approval?.quorum, 2);
+   * ```
+   */
+  decide(request: PolicyRequest): Verdict {
+    const risk = RISK_RANK.get(request.risk ?? "low");
+    if (risk === undefined) throw new TypeError(`Unknown risk level: ${String(request.risk)}`);
+    const { identity } = request;
+    if (
+      request.tenant !== undefined && identity.tenant !== undefined &&
+      request.tenant !== identity.tenant
+    ) {
+      return {
+        decision: "deny",
+        matchedRuleIds: [],
+        reason: oneLine(
+          `Identity of tenant ${identity.tenant} cannot act in tenant ${request.tenant} (cross-tenant)`,
+        ),
+        policyVersion: this.#version,
+        code: "ERR_FORBIDDEN",
+      };
+    }
+    const tenant = request.tenant ?? identity.tenant;
+    const candidates = this.#candidates(request.action);
+    const matched: PolicyRule[] = [];
+    for (const index of candidates) {
+      const compiled = this.#rules[index]!;
+      if (matchesRest(compiled, request, tenant, risk)) matched.push(compiled.rule);
+    }
+    return buildVerdict(matched, request, this.#version);
+  }
+
+  /**
+   * Re-decides a (recorded) request under another policy set and compares the
+   * two verdicts.
+   *
+   * @param request The request, as recorded (see {@link PolicyRequestSchema}).
+   * @param other The policy set or engine to compare with.
+   * @returns Both verdicts and what differs between them.
+   * @throws {PolicyError} `ERR_POLICY_INVALID` when `other` is an invalid set.
+   *
+   * @example Preview a stricter policy
+   * ```ts
+   * import { PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const engine = new PolicyEngine({
+   *   rules: [{ id: "all", effect: "allow", actions: ["bom.**"] }],
+   * });
+   * const request = {
+   *   identity: { subject: "a-1", actorKind: "agent", roles: [], scopes: [] },
+   *   action: "bom.delete",
+   *   resource: "bom:1",
+   * } as const;
+   * const result = engine.whatIf(request, {
+   *   rules: [
+   *     { id: "all", effect: "allow", actions: ["bom.**"] },
+   *     { id: "no-delete", effect: "deny", actions: ["bom.delete"] },
+   *   ],
+   * });
+   * assert.equal(result.current.decision, "allow");
+   * assert.equal(result.candidate.decision, "deny");
+   * assert.ok(result.differs);
+   * assert.deepEqual(result.changes, ["decision", "matchedRuleIds"]);
+   * ```
+   */
+  whatIf(request: PolicyRequest, other: PolicySet | PolicyEngine): WhatIfResult {
+    const otherEngine = other instanceof PolicyEngine ? other : new PolicyEngine(other);
+    const current = this.decide(request);
+    const candidate = otherEngine.decide(request);
+    const changes: VerdictChange[] = [];
+    if (current.decision !== candidate.decision) changes.push("decision");
+    if (!sameStrings(current.matchedRuleIds, candidate.matchedRuleIds)) {
+      changes.push("matchedRuleIds");
+    }
+    if (!sameApproval(current.approval, candidate.approval)) changes.push("approval");
+    return { current, candidate, differs: changes.length > 0, changes };
+  }
+
+  /** Rule indices whose action pattern matches, sorted and unique. */
+  #candidates(action: string): number[] {
+    const out: number[] = [];
+    collect(this.#root, action.split(ACTION_SEPARATORS), 0, action, out);
+    if (out.length > 1) {
+      out.sort((a, b) => a - b);
+      let unique = 1;
+      for (let i = 1; i < out.length; i++) {
+        if (out[i] !== out[unique - 1]) out[unique++] = out[i]!;
+      }
+      out.length = unique;
+    }
+    return out;
+  }
+}
+
+function newNode(): IndexNode {
+  return { children: new Map(), star: undefined, partial: new Map(), exact: [], deep: [] };
+}
+
+function addToIndex(root: IndexNode, pattern: string, rule: number): void {
+  let node = root;
+  for (const segment of pattern.split(ACTION_SEPARATORS)) {
+    if (segment.includes("**")) {
+      node.deep.push({ rule, match: compileGlob(pattern, { separators: ACTION_SEPARATORS }) });
+      return;
+    }
+    if (segment === "*") {
+      node = node.star ??= newNode();
+    } else if (segment.includes("*")) {
+      let edge = node.partial.get(segment);
+      if (edge === undefined) {
+        edge = { match: compileGlob(segment, { separators: ACTION_SEPARATORS }), node: newNode() };
+        node.partial.set(segment, edge);
+      }
+      node = edge.node;
+    } else {
+      let child = node.children.get(segment);
+      if (child === undefined) {
+        child = newNode();
+        node.children.set(segment, child);
+      }
+      node = child;
+    }
+  }
+  node.exact.push(rule);
+}
+
+/**
+ * Collects the rules whose action pattern matches `segments[i..]` below
+ * `node`. Every pattern without `**` matches segment by segment, so only the
+ * edges that match the current segment are followed.
+ */
+function collect(
+  node: IndexNode,
+  segments: readonly string[],
+  i: number,
+  action: string,
+  out: number[],
+): void {
+  for (const deep of node.deep) if (deep.match(action)) out.push(deep.rule);
+  if (i === segments.length) {
+    for (const rule of node.exact) out.push(rule);
+    return;
+  }
+  const segment = segments[i]!;
+  const child = node.children.get(segment);
+  if (child !== undefined) collect(child, segments, i + 1, action, out);
+  if (node.star !== undefined) collect(node.star, segments, i + 1, action, out);
+  for (const edge of node.partial.values()) {
+    if (edge.match(segment)) collect(edge.node, segments, i + 1, action, out);
+  }
+}
+
+function compileRule(rule: PolicyRule): CompiledRule {
+  return {
+    rule,
+    resource: rule.resources === undefined ? null : compileAny(rule.resources),
+    actorKinds: rule.actorKinds === undefined ? null : new Set(rule.actorKinds),
+    roles: rule.roles === undefined ? null : new Set(rule.roles),
+    tenants: rule.tenants === undefined ? null : new Set(rule.tenants),
+    minRisk: rule.minRisk === undefined ? 0 : RISK_RANK.get(rule.minRisk)!,
+    conditions: rule.conditions ?? null,
+  };
+}
+
+function compileAny(patterns: readonly string[]): GlobMatcher | null {
+  const matchers = patterns.map((p) => compileGlob(p, { separators: RESOURCE_SEPARATORS }));
+  if (patterns.some((p) => /^\*{2,}$/.test(p))) return null;
+  if (matchers.length === 1) return matchers[0]!;
+  return (value) => matchers.some((match) => match(value));
+}
+
+function matchesRest(
+  compiled: CompiledRule,
+  request: PolicyRequest,
+  tenant: string | undefined,
+  risk: number,
+): boolean {
+  if (risk < compiled.minRisk) return false;
+  const { identity } = request;
+  if (compiled.actorKinds !== null && !compiled.actorKinds.has(identity.actorKind)) return false;
+  if (compiled.tenants !== null && (tenant === undefined || !compiled.tenants.has(tenant))) {
+    return false;
+  }
+  if (compiled.roles !== null) {
+    let any = false;
+    for (const role of identity.roles) {
+      if (compiled.roles.has(role)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return false;
+  }
+  if (compiled.resource !== null && !compiled.resource(request.resource)) return false;
+  if (compiled.conditions !== null) {
+    for (const condition of compiled.conditions) {
+      if (!holds(condition, request.attributes)) return false;
+    }
+  }
+  return true;
+}
+
+function holds(
+  condition: PolicyCondition,
+  attributes: PolicyRequest["attributes"],
+): boolean {
+  const present = attributes !== undefined && Object.hasOwn(attributes, condition.attr);
+  if (condition.op === "exists") return present === (condition.value ?? true);
+  if (!present) return false;
+  const value = attributes[condition.attr];
+  switch (condition.op) {
+    case "eq":
+      return value === condition.value;
+    case "ne":
+      return value !== condition.value;
+    case "in":
+      return condition.value.includes(value as ConditionScalar);
+    case "lt":
+    case "lte":
+    case "gt":
+    case "gte": {
+      const expected = condition.value;
+      if (typeof value !== typeof expected) return false;
+      const actual = value as typeof expected;
+      if (condition.op === "lt") return actual < expected;
+      if (condition.op === "lte") return actual <= expected;
+      if (condition.op === "gt") return actual > expected;
+      return actual >= expected;
+    }
+    default:
+      return assertNever(condition);
+  }
+}
+
+function buildVerdict(
+  matched: readonly PolicyRule[],
+  request: PolicyRequest,
+  policyVersion: string,
+): Verdict {
+  const matchedRuleIds = matched.map((rule) => rule.id);
+  if (matched.length === 0) {
+    return {
+      decision: "deny",
+      matchedRuleIds,
+      reason: oneLine(`No rule matched ${request.action} on ${request.resource} (default deny)`),
+      policyVersion,
+      code: "ERR_FORBIDDEN",
+    };
+  }
+  const denies = matched.filter((rule) => rule.effect === "deny");
+  if (denies.length > 0) {
+    return {
+      decision: "deny",
+      matchedRuleIds,
+      reason: explain("Denied", denies),
+      policyVersion,
+      code: "ERR_FORBIDDEN",
+    };
+  }
+  const approvals = matched.filter((rule) => rule.effect === "require_approval");
+  if (approvals.length > 0) {
+    return {
+      decision: "require_approval",
+      matchedRuleIds,
+      reason: explain("Approval required", approvals),
+      policyVersion,
+      approval: mergeApprovals(approvals.map((rule) => rule.approval!)),
+    };
+  }
+  return { decision: "allow", matchedRuleIds, reason: explain("Allowed", matched), policyVersion };
+}
+
+function explain(prefix: string, rules: readonly PolicyRule[]): string {
+  const ids = rules.map((rule) => rule.id).join(", ");
+  const head = `${prefix} by rule${rules.length === 1 ? "" : "s"} ${ids}`;
+  const description = rules[0]!.description;
+  return description === undefined || description === ""
+    ? head
+    : `${head}: ${oneLine(description).trim()}`;
+}
+
+/** Collapses line breaks and other whitespace runs, so reasons stay on one line. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ");
+}
+
+function mergeApprovals(specs: readonly ApprovalSpec[]): ApprovalSpec {
+  if (specs.length === 1) return specs[0]!;
+  const roles = new Set<string>();
+  let quorum = 1;
+  let timeoutSeconds = Infinity;
+  let deny = false;
+  for (const spec of specs) {
+    for (const role of spec.approverRoles) roles.add(role);
+    quorum = Math.max(quorum, spec.quorum);
+    timeoutSeconds = Math.min(timeoutSeconds, spec.timeoutSeconds);
+    deny ||= spec.onExpiry === "deny";
+  }
+  return {
+    approverRoles: [...roles],
+    quorum,
+    timeoutSeconds,
+    onExpiry: deny ? "deny" : "escalate",
+  };
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+function sameApproval(a: ApprovalSpec | undefined, b: ApprovalSpec | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.quorum === b.quorum && a.timeoutSeconds === b.timeoutSeconds &&
+    a.onExpiry === b.onExpiry && sameStrings(a.approverRoles, b.approverRoles);
+}

@@ -1,0 +1,184 @@
+/**
+ * {@link identityMiddleware}: bearer-token authentication for `Deno.serve`
+ * handlers.
+ *
+ * @module
+ */
+import type { AuditActor, AuditSink } from "../audit/types.ts";
+import { identityStorage } from "./_context.ts";
+import type { TokenVerifier } from "./hs256_provider.ts";
+import { IdentityError } from "./identity_error.ts";
+
+/** A `Deno.serve`-style handler; `Info` is what the server passes second. */
+export type RequestHandler<Info = unknown> = (
+  request: Request,
+  info: Info,
+) => Response | Promise<Response>;
+
+/** Wraps a {@link RequestHandler} in another of the same shape. */
+export type IdentityMiddleware = <Info>(handler: RequestHandler<Info>) => RequestHandler<Info>;
+
+/** Options for {@link identityMiddleware}. */
+export interface IdentityMiddlewareOptions {
+  /**
+   * Where to record every rejected request: actor {@link ANONYMOUS_ACTOR},
+   * action `auth.token.rejected`, resource `http:<METHOD> <path>` (the path
+   * only, never the query string), outcome `denied`, reason the error code,
+   * and `data: { claim, reason }` for claim failures. Never the token.
+   *
+   * @default {undefined} (not audited)
+   */
+  audit?: AuditSink;
+  /**
+   * The `realm` of the `WWW-Authenticate` challenge.
+   *
+   * @default {"plm"}
+   */
+  realm?: string;
+}
+
+/** The actor audited for a request whose token was refused: nobody is proven yet. */
+export const ANONYMOUS_ACTOR: AuditActor = Object.freeze({
+  subject: "anonymous",
+  kind: "service",
+});
+
+/** RFC 6750 `b64token`. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * Makes a middleware that authenticates each request with a bearer token.
+ *
+ * It reads `Authorization: Bearer <token>` (the scheme case-insensitive, one
+ * space, one RFC 6750 token), verifies it with `provider`, and runs the
+ * handler with the {@link Identity} bound for its whole async context
+ * (`currentIdentity()` and `requireIdentity()` see it across every `await`);
+ * nothing stays bound afterwards. Otherwise it answers `401` with
+ * `Cache-Control: no-store`, a JSON body `{ "error": "<CODE>" }` and an
+ * RFC 6750 challenge:
+ *
+ * - no `Authorization` header, another scheme, or `Bearer` with nothing after
+ *   it (`ERR_TOKEN_MISSING`): `WWW-Authenticate: Bearer realm="plm"`;
+ * - any other refusal (a malformed header is `ERR_TOKEN_MALFORMED`):
+ *   `WWW-Authenticate: Bearer realm="plm", error="invalid_token"`.
+ *
+ * Errors other than {@link IdentityError} from the provider (or the audit
+ * sink) propagate, so the server answers 500 and the handler never runs.
+ * The token is never logged, audited or echoed.
+ *
+ * @param provider Verifies tokens; usually an `Hs256JwtIdentityProvider`.
+ * @param options Where to audit rejections, and the realm.
+ * @returns A function that wraps a handler.
+ *
+ * @example Protect a handler
+ * ```ts
+ * import {
+ *   FakeClock,
+ *   Hs256JwtIdentityProvider,
+ *   identityMiddleware,
+ *   requireIdentity,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const provider = new Hs256JwtIdentityProvider({
+ *   secret: "an-example-secret-of-at-least-32-bytes",
+ *   clock: new FakeClock(Date.UTC(2026, 10, 25)),
+ * });
+ * const handler = identityMiddleware(provider)(() =>
+ *   new Response(`hello ${requireIdentity().subject}`)
+ * );
+ * const info = {};
+ *
+ * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
+ * const ok = await handler(
+ *   new Request("http://localhost/runs", { headers: { authorization: `Bearer ${token}` } }),
+ *   info,
+ * );
+ * assert.equal(await ok.text(), "hello alice");
+ *
+ * const denied = await handler(new Request("http://localhost/runs"), info);
+ * assert.equal(denied.status, 401);
+ * assert.equal(denied.headers.get("www-authenticate"), 'Bearer realm="plm"');
+ * assert.deepEqual(await denied.json(), { error: "ERR_TOKEN_MISSING" });
+ * ```
+ */
+export function identityMiddleware(
+  provider: TokenVerifier,
+  options?: IdentityMiddlewareOptions,
+): IdentityMiddleware {
+  const { audit, realm = "plm" } = options ?? {};
+  if (typeof realm !== "string" || /["\\\r\n]/.test(realm)) {
+    throw new TypeError("Cannot use a realm with quotes, backslashes or line breaks");
+  }
+  const realmParam = `realm="${realm}"`;
+
+  function reject(request: Request, err: IdentityError): Response {
+    if (audit !== undefined) {
+      audit.append({
+        actor: ANONYMOUS_ACTOR,
+        action: "auth.token.rejected",
+        resource: `http:${request.method} ${pathOf(request.url)}`,
+        outcome: "denied",
+        reason: err.code,
+        ...(err.claim === undefined
+          ? {}
+          : { data: { claim: err.claim, reason: err.reason ?? null } }),
+      });
+    }
+    const challenge = err.code === "ERR_TOKEN_MISSING"
+      ? `Bearer ${realmParam}`
+      : `Bearer ${realmParam}, error="invalid_token"`;
+    return new Response(JSON.stringify({ error: err.code }), {
+      status: 401,
+      headers: {
+        "content-type": "application/json",
+        "cache-control": "no-store",
+        "www-authenticate": challenge,
+      },
+    });
+  }
+
+  return <Info>(handler: RequestHandler<Info>): RequestHandler<Info> =>
+  async (request: Request, info: Info): Promise<Response> => {
+    let identity;
+    try {
+      const token = bearerToken(request.headers.get("authorization"));
+      if (token === undefined) {
+        throw new IdentityError("ERR_TOKEN_MISSING", "No bearer token was sent");
+      }
+      identity = await provider.verifyToken(token);
+    } catch (err) {
+      if (err instanceof IdentityError) return reject(request, err);
+      throw err;
+    }
+    return await identityStorage.run(identity, () => handler(request, info));
+  };
+}
+
+/**
+ * The token of an `Authorization` value; `undefined` when there is no bearer
+ * credential at all (RFC 6750 §3.1: no error code then).
+ */
+function bearerToken(value: string | null): string | undefined {
+  if (value === null) return undefined;
+  const space = value.indexOf(" ");
+  const scheme = space < 0 ? value : value.slice(0, space);
+  if (scheme.toLowerCase() !== "bearer") return undefined;
+  const token = space < 0 ? "" : value.slice(space + 1);
+  if (token === "") return undefined;
+  if (!B64TOKEN.test(token)) {
+    throw new IdentityError(
+      "ERR_TOKEN_MALFORMED",
+      "Authorization header must be 'Bearer' followed by one space and one token",
+    );
+  }
+  return token;
+}
+
+function pathOf(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return "/";
+  }
+}

@@ -1,0 +1,744 @@
+import assert from "node:assert/strict";
+import { isPlmError } from "../../shared/mod.ts";
+import {
+  childTraceContext,
+  currentTraceContext,
+  extractTraceContext,
+  formatTraceparent,
+  formatTracestate,
+  injectTraceContext,
+  newTraceContext,
+  parseTraceparent,
+  parseTracestate,
+  type TraceContext,
+  type TraceStateEntry,
+  withTraceContext,
+} from "../../control_plane/trace/mod.ts";
+
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN_ID = "00f067aa0ba902b7";
+const VALID = `00-${TRACE_ID}-${SPAN_ID}-01`;
+
+function traceparent(version: string, flags = "01", rest = ""): string {
+  return `${version}-${TRACE_ID}-${SPAN_ID}-${flags}${rest}`;
+}
+
+function context(overrides: Partial<TraceContext> = {}): TraceContext {
+  return { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1, traceState: [], ...overrides };
+}
+
+/** `count` distinct members `k01=v01,k02=v02,...`. */
+function members(count: number, from = 1): string[] {
+  return Array.from({ length: count }, (_, i) => {
+    const n = String(from + i).padStart(2, "0");
+    return `k${n}=v${n}`;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// parseTraceparent
+
+Deno.test("parseTraceparent() reads the four fields of version 00", () => {
+  assert.deepEqual(parseTraceparent(VALID), {
+    traceId: TRACE_ID,
+    spanId: SPAN_ID,
+    traceFlags: 1,
+    traceState: [],
+  });
+  assert.equal(parseTraceparent(traceparent("00", "00"))?.traceFlags, 0);
+});
+
+Deno.test("parseTraceparent() keeps all eight flag bits of version 00", () => {
+  assert.equal(parseTraceparent(traceparent("00", "ff"))?.traceFlags, 0xff);
+  assert.equal(parseTraceparent(traceparent("00", "09"))?.traceFlags, 0x09);
+});
+
+Deno.test("parseTraceparent() requires version 00 to be exactly 55 characters", async (t) => {
+  await t.step("55 is valid", () => {
+    assert.equal(VALID.length, 55);
+    assert.notEqual(parseTraceparent(VALID), null);
+  });
+  await t.step("54 is invalid", () => assert.equal(parseTraceparent(VALID.slice(0, 54)), null));
+  await t.step("a trailing character is invalid", () => {
+    assert.equal(parseTraceparent(`${VALID}.`), null);
+  });
+  await t.step("a trailing field is invalid", () => {
+    assert.equal(parseTraceparent(`${VALID}-what-the-future-will-be-like`), null);
+  });
+  await t.step("an empty value is invalid", () => assert.equal(parseTraceparent(""), null));
+});
+
+Deno.test("parseTraceparent() parses a higher version by its first four fields", async (t) => {
+  await t.step("without extra fields", () => {
+    const ctx = parseTraceparent(traceparent("cc"));
+    assert.equal(ctx?.traceId, TRACE_ID);
+    assert.equal(ctx?.spanId, SPAN_ID);
+    assert.equal(ctx?.traceFlags, 1);
+  });
+  await t.step("with extra fields after a dash", () => {
+    const ctx = parseTraceparent(traceparent("cc", "01", "-what-the-future-will-be-like"));
+    assert.equal(ctx?.traceId, TRACE_ID);
+  });
+  await t.step("with a dash and nothing after it", () => {
+    assert.notEqual(parseTraceparent(traceparent("01", "01", "-")), null);
+  });
+  await t.step("not when the flags run on without a dash", () => {
+    assert.equal(parseTraceparent(traceparent("cc", "01", ".what-the-future-will-be-like")), null);
+    assert.equal(parseTraceparent(traceparent("cc", "01", "0")), null);
+  });
+  await t.step("not when shorter than 55 characters", () => {
+    assert.equal(parseTraceparent(traceparent("cc").slice(0, 54)), null);
+  });
+  await t.step("version fe is still a version", () => {
+    assert.notEqual(parseTraceparent(traceparent("fe")), null);
+  });
+});
+
+Deno.test("parseTraceparent() keeps only the sampled flag of a higher version", () => {
+  assert.equal(parseTraceparent(traceparent("cc", "ff"))?.traceFlags, 1);
+  assert.equal(parseTraceparent(traceparent("cc", "fe"))?.traceFlags, 0);
+});
+
+Deno.test("parseTraceparent() rejects version ff", () => {
+  assert.equal(parseTraceparent(traceparent("ff")), null);
+  assert.equal(parseTraceparent(traceparent("ff", "01", "-more")), null);
+});
+
+Deno.test("parseTraceparent() rejects a malformed version", async (t) => {
+  for (
+    const [name, value] of [
+      ["illegal first character", traceparent(".0")],
+      ["illegal second character", traceparent("0.")],
+      ["uppercase", traceparent("CC")],
+      ["three digits", traceparent("000")],
+      ["four digits", traceparent("0000")],
+      ["one digit", traceparent("0")],
+    ] as const
+  ) {
+    await t.step(name, () => assert.equal(parseTraceparent(value), null));
+  }
+});
+
+Deno.test("parseTraceparent() accepts lowercase hex only", async (t) => {
+  await t.step("uppercase trace id", () => {
+    assert.equal(parseTraceparent(`00-${TRACE_ID.toUpperCase()}-${SPAN_ID}-01`), null);
+  });
+  await t.step("one uppercase digit in the trace id", () => {
+    assert.equal(parseTraceparent(`00-${TRACE_ID.slice(0, 31)}F-${SPAN_ID}-01`), null);
+  });
+  await t.step("uppercase parent id", () => {
+    assert.equal(parseTraceparent(`00-${TRACE_ID}-00F067AA0BA902B7-01`), null);
+  });
+  await t.step("uppercase flags", () => {
+    assert.equal(parseTraceparent(traceparent("00", "0A")), null);
+    assert.notEqual(parseTraceparent(traceparent("00", "0a")), null);
+  });
+  await t.step("non-hex letters", () => {
+    assert.equal(parseTraceparent(`00-${TRACE_ID.slice(0, 31)}g-${SPAN_ID}-01`), null);
+    assert.equal(parseTraceparent(`00-${TRACE_ID}-${SPAN_ID.slice(0, 15)}g-01`), null);
+  });
+  await t.step("non-ASCII", () => {
+    assert.equal(parseTraceparent(`00-${TRACE_ID.slice(0, 31)}é-${SPAN_ID}-01`), null);
+  });
+});
+
+Deno.test("parseTraceparent() rejects all-zero ids", async (t) => {
+  await t.step("trace id", () => {
+    assert.equal(parseTraceparent(`00-${"0".repeat(32)}-${SPAN_ID}-01`), null);
+  });
+  await t.step("parent id", () => {
+    assert.equal(parseTraceparent(`00-${TRACE_ID}-${"0".repeat(16)}-01`), null);
+  });
+  await t.step("one non-zero digit is enough", () => {
+    assert.notEqual(parseTraceparent(`00-${"0".repeat(31)}1-${"0".repeat(15)}1-01`), null);
+  });
+});
+
+Deno.test("parseTraceparent() rejects ids of the wrong size or content", async (t) => {
+  for (
+    const [name, value] of [
+      ["trace id with a leading dot", `00-.${TRACE_ID.slice(1)}-${SPAN_ID}-01`],
+      ["trace id with a trailing dot", `00-${TRACE_ID.slice(0, 31)}.-${SPAN_ID}-01`],
+      ["trace id too long", `00-${TRACE_ID}3-${SPAN_ID}-01`],
+      ["trace id too short", `00-${TRACE_ID.slice(1)}-${SPAN_ID}-01`],
+      ["parent id with a leading dot", `00-${TRACE_ID}-.${SPAN_ID.slice(1)}-01`],
+      ["parent id with a trailing dot", `00-${TRACE_ID}-${SPAN_ID.slice(0, 15)}.-01`],
+      ["parent id too long", `00-${TRACE_ID}-${SPAN_ID}7-01`],
+      ["parent id too short", `00-${TRACE_ID}-${SPAN_ID.slice(1)}-01`],
+      ["wrong delimiters", `00_${TRACE_ID}_${SPAN_ID}_01`],
+    ] as const
+  ) {
+    await t.step(name, () => assert.equal(parseTraceparent(value), null));
+  }
+});
+
+Deno.test("parseTraceparent() requires flags of two hex digits", async (t) => {
+  for (
+    const [name, value] of [
+      ["illegal first character", traceparent("00", ".0")],
+      ["illegal second character", traceparent("00", "0.")],
+      ["not hex", traceparent("00", "0g")],
+      ["too long", traceparent("00", "001")],
+      ["too short", traceparent("00", "1")],
+      ["too short in a higher version", traceparent("cc", "1", "-x")],
+    ] as const
+  ) {
+    await t.step(name, () => assert.equal(parseTraceparent(value), null));
+  }
+});
+
+Deno.test("parseTraceparent() does not trim white space itself", () => {
+  assert.equal(parseTraceparent(` ${VALID}`), null);
+  assert.equal(parseTraceparent(`${VALID}\t`), null);
+});
+
+// ---------------------------------------------------------------------------
+// formatTraceparent
+
+Deno.test("formatTraceparent() writes version 00 with two-digit flags", () => {
+  assert.equal(formatTraceparent(context()), VALID);
+  assert.equal(formatTraceparent(context({ traceFlags: 0 })), traceparent("00", "00"));
+  assert.equal(formatTraceparent(context({ traceFlags: 0x0f })), traceparent("00", "0f"));
+  assert.equal(formatTraceparent(context({ traceFlags: 0xff })), traceparent("00", "ff"));
+});
+
+Deno.test("formatTraceparent() round-trips with parseTraceparent()", async (t) => {
+  await t.step("version 00", () => {
+    for (const flags of ["00", "01", "9a", "ff"]) {
+      const value = traceparent("00", flags);
+      const ctx = parseTraceparent(value);
+      assert.ok(ctx !== null);
+      assert.equal(formatTraceparent(ctx), value);
+    }
+  });
+  await t.step("a higher version comes back as 00", () => {
+    const ctx = parseTraceparent(traceparent("cc", "03", "-future"));
+    assert.ok(ctx !== null);
+    assert.equal(formatTraceparent(ctx), VALID);
+  });
+});
+
+Deno.test("formatTraceparent() rejects an invalid context", async (t) => {
+  for (
+    const [name, ctx] of [
+      ["uppercase trace id", context({ traceId: TRACE_ID.toUpperCase() })],
+      ["short trace id", context({ traceId: TRACE_ID.slice(1) })],
+      ["zero trace id", context({ traceId: "0".repeat(32) })],
+      ["uppercase span id", context({ spanId: SPAN_ID.toUpperCase() })],
+      ["long span id", context({ spanId: `${SPAN_ID}0` })],
+      ["zero span id", context({ spanId: "0".repeat(16) })],
+    ] as const
+  ) {
+    await t.step(name, () => assert.throws(() => formatTraceparent(ctx), TypeError));
+  }
+  for (const traceFlags of [-1, 256, 1.5, Number.NaN]) {
+    await t.step(`flags ${traceFlags}`, () => {
+      assert.throws(() => formatTraceparent(context({ traceFlags })), RangeError);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// parseTracestate
+
+Deno.test("parseTracestate() reads members in order", () => {
+  assert.deepEqual(parseTracestate("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"), [
+    ["rojo", "00f067aa0ba902b7"],
+    ["congo", "t61rcWkgMzE"],
+  ]);
+});
+
+Deno.test("parseTracestate() allows empty members", async (t) => {
+  await t.step("an empty header", () => assert.deepEqual(parseTracestate(""), []));
+  await t.step("white space only", () => assert.deepEqual(parseTracestate(" \t "), []));
+  await t.step("commas only", () => assert.deepEqual(parseTracestate(", ,\t,"), []));
+  await t.step("between, before and after members", () => {
+    assert.deepEqual(parseTracestate(",foo=1,,, ,bar=2,"), [["foo", "1"], ["bar", "2"]]);
+  });
+});
+
+Deno.test("parseTracestate() ignores spaces and tabs around members", async (t) => {
+  for (
+    const value of [
+      "foo=1 \t , \t bar=2, \t baz=3",
+      "foo=1\t \t,\t \tbar=2,\t \tbaz=3",
+    ]
+  ) {
+    await t.step(JSON.stringify(value), () => {
+      assert.deepEqual(parseTracestate(value), [["foo", "1"], ["bar", "2"], ["baz", "3"]]);
+    });
+  }
+  for (const value of [" foo=1", "\tfoo=1", "foo=1 ", "foo=1\t", "\t foo=1 \t"]) {
+    await t.step(JSON.stringify(value), () => {
+      assert.deepEqual(parseTracestate(value), [["foo", "1"]]);
+    });
+  }
+});
+
+Deno.test("parseTracestate() accepts both key forms", async (t) => {
+  await t.step("simple key with every allowed character", () => {
+    const key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+    assert.deepEqual(parseTracestate(`${key}=1`), [[key, "1"]]);
+  });
+  await t.step("tenant@system with every allowed character", () => {
+    const key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/@a-z0-9_-*/";
+    assert.deepEqual(parseTracestate(`${key}=1`), [[key, "1"]]);
+  });
+  await t.step("tenant starting with a digit", () => {
+    assert.deepEqual(parseTracestate("1tenant@vendor=1"), [["1tenant@vendor", "1"]]);
+  });
+  await t.step("one-character tenant and system", () => {
+    assert.deepEqual(parseTracestate("t@v=1"), [["t@v", "1"]]);
+  });
+});
+
+Deno.test("parseTracestate() rejects malformed keys", async (t) => {
+  for (
+    const value of [
+      "foo =1",
+      "FOO=1",
+      "Foo=1",
+      "foo.bar=1",
+      "1foo=1",
+      "_foo=1",
+      "foo@=1,bar=2",
+      "@foo=1,bar=2",
+      "foo@@bar=1,bar=2",
+      "foo@bar@baz=1,bar=2",
+      "t@1v=1",
+      "t@V=1",
+      "foo",
+      "foo,bar=2",
+      "=1",
+      "bar=2,foo",
+    ]
+  ) {
+    await t.step(JSON.stringify(value), () => assert.equal(parseTracestate(value), null));
+  }
+});
+
+Deno.test("parseTracestate() limits key lengths to 256, 241@14", async (t) => {
+  await t.step("simple key of 256", () => {
+    assert.equal(parseTracestate(`${"z".repeat(256)}=1`)?.[0]?.[0].length, 256);
+  });
+  await t.step("simple key of 257", () => {
+    assert.equal(parseTracestate(`${"z".repeat(257)}=1`), null);
+  });
+  await t.step("tenant of 241 and system of 14", () => {
+    const key = `${"t".repeat(241)}@${"v".repeat(14)}`;
+    assert.deepEqual(parseTracestate(`${key}=1`), [[key, "1"]]);
+  });
+  await t.step("tenant of 242", () => {
+    assert.equal(parseTracestate(`${"t".repeat(242)}@v=1`), null);
+  });
+  await t.step("system of 15", () => {
+    assert.equal(parseTracestate(`t@${"v".repeat(15)}=1`), null);
+  });
+});
+
+Deno.test("parseTracestate() limits values to 1-256 printable characters", async (t) => {
+  await t.step("256 characters", () => {
+    assert.equal(parseTracestate(`foo=${"v".repeat(256)}`)?.[0]?.[1].length, 256);
+  });
+  await t.step("257 characters", () => {
+    assert.equal(parseTracestate(`foo=${"v".repeat(257)}`), null);
+  });
+  await t.step("256 characters and a trailing space", () => {
+    assert.equal(parseTracestate(`foo=${"v".repeat(256)} `)?.[0]?.[1].length, 256);
+  });
+  await t.step("every allowed character", () => {
+    let value = "";
+    for (let code = 0x20; code <= 0x7e; code++) {
+      if (code !== 0x2c && code !== 0x3d) value += String.fromCharCode(code);
+    }
+    assert.deepEqual(parseTracestate(`foo=${value}`), [["foo", value]]);
+  });
+  await t.step("empty", () => {
+    assert.equal(parseTracestate("foo="), null);
+    assert.equal(parseTracestate("foo=,bar=3"), null);
+  });
+  await t.step("spaces only", () => assert.equal(parseTracestate("foo=   "), null));
+});
+
+Deno.test("parseTracestate() keeps inner and leading spaces but not trailing ones", () => {
+  assert.deepEqual(parseTracestate("foo= a b  ,bar=2"), [["foo", " a b"], ["bar", "2"]]);
+});
+
+Deno.test("parseTracestate() rejects forbidden value characters", async (t) => {
+  for (
+    const value of [
+      "foo=bar=baz",
+      "foo=a,b",
+      "foo=a\tb",
+      "foo=\tb",
+      "foo=a\nb",
+      "foo=\x7f",
+      "foo=é",
+    ]
+  ) {
+    await t.step(JSON.stringify(value), () => assert.equal(parseTracestate(value), null));
+  }
+});
+
+Deno.test("parseTracestate() allows 32 members but not 33", async (t) => {
+  await t.step("32", () => assert.equal(parseTracestate(members(32).join(","))?.length, 32));
+  await t.step("33", () => assert.equal(parseTracestate(members(33).join(",")), null));
+  await t.step("32 with empty members between", () => {
+    assert.equal(parseTracestate(members(32).join(", ,"))?.length, 32);
+  });
+});
+
+Deno.test("parseTracestate() rejects duplicate keys", async (t) => {
+  await t.step("same value", () => assert.equal(parseTracestate("foo=1,foo=1"), null));
+  await t.step("different value", () => assert.equal(parseTracestate("foo=1,foo=2"), null));
+  await t.step("far apart", () => {
+    assert.equal(parseTracestate([...members(20), "k01=x"].join(",")), null);
+  });
+  await t.step("same tenant, other system", () => {
+    assert.equal(parseTracestate("t@a=1,t@b=2")?.length, 2);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// formatTracestate
+
+Deno.test("formatTracestate() joins members with commas in order", () => {
+  assert.equal(formatTracestate([]), "");
+  assert.equal(
+    formatTracestate([["rojo", "00f067aa0ba902b7"], ["congo", "t61rcWkgMzE"]]),
+    "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+  );
+});
+
+Deno.test("formatTracestate() round-trips with parseTracestate()", () => {
+  const entries: TraceStateEntry[] = [
+    ["z".repeat(256), "v".repeat(256)],
+    [`${"t".repeat(241)}@${"v".repeat(14)}`, " leading space"],
+    ...members(30).map((member): TraceStateEntry => {
+      const [key = "", value = ""] = member.split("=");
+      return [key, value];
+    }),
+  ];
+  const header = formatTracestate(entries);
+  assert.deepEqual(parseTracestate(header), entries);
+  assert.equal(formatTracestate(parseTracestate(header) ?? []), header);
+});
+
+Deno.test("formatTracestate() rejects what parseTracestate() would", async (t) => {
+  for (
+    const [name, entries] of [
+      ["uppercase key", [["Foo", "1"]]],
+      ["long key", [["z".repeat(257), "1"]]],
+      ["key with =", [["a=b", "1"]]],
+      ["empty value", [["foo", ""]]],
+      ["value ending in a space", [["foo", "bar "]]],
+      ["value with a comma", [["foo", "a,b"]]],
+      ["value with =", [["foo", "a=b"]]],
+      ["value with a tab", [["foo", "a\tb"]]],
+      ["value of 257", [["foo", "v".repeat(257)]]],
+      ["duplicate key", [["foo", "1"], ["foo", "2"]]],
+    ] as const
+  ) {
+    await t.step(name, () => assert.throws(() => formatTracestate(entries), TypeError));
+  }
+  await t.step("33 members", () => {
+    const entries = members(33).map((member): TraceStateEntry => [member, "1"]);
+    assert.throws(() => formatTracestate(entries), RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// extractTraceContext
+
+Deno.test("extractTraceContext() returns null without a traceparent", () => {
+  assert.equal(extractTraceContext(new Headers()), null);
+  assert.equal(extractTraceContext(new Headers({ tracestate: "foo=1" })), null);
+  assert.equal(extractTraceContext(new Headers({ "trace-parent": VALID })), null);
+});
+
+Deno.test("extractTraceContext() reads traceparent and tracestate", () => {
+  const headers = new Headers({ traceparent: VALID, tracestate: "foo=1,bar=2" });
+  assert.deepEqual(extractTraceContext(headers), {
+    traceId: TRACE_ID,
+    spanId: SPAN_ID,
+    traceFlags: 1,
+    traceState: [["foo", "1"], ["bar", "2"]],
+  });
+  assert.deepEqual(extractTraceContext(new Headers({ traceparent: VALID })), context());
+});
+
+Deno.test("extractTraceContext() matches header names in any case", () => {
+  const ctx = extractTraceContext(new Headers({ TrAcEpArEnT: VALID, TRACESTATE: "foo=1" }));
+  assert.equal(ctx?.traceId, TRACE_ID);
+  assert.deepEqual(ctx?.traceState, [["foo", "1"]]);
+});
+
+Deno.test("extractTraceContext() accepts white space around the traceparent", async (t) => {
+  for (const value of [` ${VALID}`, `\t${VALID}`, `${VALID} `, `${VALID}\t`, `\t ${VALID} \t`]) {
+    await t.step(JSON.stringify(value), () => {
+      assert.equal(extractTraceContext(new Headers({ traceparent: value }))?.traceId, TRACE_ID);
+    });
+  }
+});
+
+Deno.test("extractTraceContext() ignores tracestate when traceparent is invalid", () => {
+  const headers = new Headers({ traceparent: traceparent("ff"), tracestate: "foo=1" });
+  assert.equal(extractTraceContext(headers), null);
+});
+
+Deno.test("extractTraceContext() drops an invalid tracestate and keeps traceparent", () => {
+  const headers = new Headers({ traceparent: VALID, tracestate: "foo=1,FOO=2" });
+  assert.deepEqual(extractTraceContext(headers), context());
+});
+
+Deno.test("extractTraceContext() rejects several traceparent headers", async (t) => {
+  await t.step("two of version 00", () => {
+    const headers = new Headers([
+      ["traceparent", `00-${TRACE_ID.slice(0, 31)}1-${SPAN_ID}-01`],
+      ["traceparent", `00-${TRACE_ID.slice(0, 31)}2-${SPAN_ID}-01`],
+    ]);
+    assert.equal(extractTraceContext(headers), null);
+  });
+  await t.step("the same value twice", () => {
+    const headers = new Headers([["traceparent", VALID], ["traceparent", VALID]]);
+    assert.equal(extractTraceContext(headers), null);
+  });
+  await t.step("a higher version whose joined value would parse", () => {
+    const headers = new Headers([
+      ["traceparent", traceparent("cc", "01", "-future")],
+      ["traceparent", VALID],
+    ]);
+    const joined = headers.get("traceparent") ?? "";
+    assert.equal(joined, `${traceparent("cc", "01", "-future")}, ${VALID}`);
+    assert.notEqual(parseTraceparent(joined), null);
+    assert.equal(extractTraceContext(headers), null);
+  });
+});
+
+Deno.test("extractTraceContext() combines several tracestate headers in order", async (t) => {
+  await t.step("different keys", () => {
+    const headers = new Headers([
+      ["traceparent", VALID],
+      ["tracestate", "foo=1,bar=2"],
+      ["tracestate", "rojo=1,congo=2"],
+      ["tracestate", "baz=3"],
+    ]);
+    assert.deepEqual(extractTraceContext(headers)?.traceState, [
+      ["foo", "1"],
+      ["bar", "2"],
+      ["rojo", "1"],
+      ["congo", "2"],
+      ["baz", "3"],
+    ]);
+  });
+  await t.step("an empty header first or last", () => {
+    for (const order of [["", "foo=1"], ["foo=1", ""]]) {
+      const headers = new Headers([["traceparent", VALID]]);
+      for (const value of order) headers.append("tracestate", value);
+      assert.deepEqual(extractTraceContext(headers)?.traceState, [["foo", "1"]]);
+    }
+  });
+  await t.step("a key repeated across headers invalidates all", () => {
+    for (const second of ["foo=1", "foo=2"]) {
+      const headers = new Headers([
+        ["traceparent", VALID],
+        ["tracestate", "foo=1"],
+        ["tracestate", second],
+      ]);
+      assert.deepEqual(extractTraceContext(headers)?.traceState, []);
+    }
+  });
+  await t.step("32 members across headers, and 33", () => {
+    const headers = (last: number) =>
+      new Headers([
+        ["traceparent", VALID],
+        ["tracestate", members(10, 1).join(",")],
+        ["tracestate", members(10, 11).join(",")],
+        ["tracestate", members(10, 21).join(",")],
+        ["tracestate", members(last, 31).join(",")],
+      ]);
+    assert.equal(extractTraceContext(headers(2))?.traceState.length, 32);
+    assert.deepEqual(extractTraceContext(headers(3))?.traceState, []);
+  });
+  await t.step("a key of 257 in a second header invalidates all", () => {
+    const headers = new Headers([
+      ["traceparent", VALID],
+      ["tracestate", "foo=1"],
+      ["tracestate", `${"z".repeat(257)}=1`],
+    ]);
+    assert.deepEqual(extractTraceContext(headers)?.traceState, []);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// injectTraceContext
+
+Deno.test("injectTraceContext() sets traceparent and tracestate", () => {
+  const headers = new Headers();
+  injectTraceContext(context({ traceState: [["rojo", "1"], ["congo", "2"]] }), headers);
+  assert.equal(headers.get("traceparent"), VALID);
+  assert.equal(headers.get("tracestate"), "rojo=1,congo=2");
+});
+
+Deno.test("injectTraceContext() sends no tracestate without members", () => {
+  const headers = new Headers({ traceparent: "stale", tracestate: "stale=1" });
+  injectTraceContext(context(), headers);
+  assert.equal(headers.get("traceparent"), VALID);
+  assert.equal(headers.has("tracestate"), false);
+});
+
+Deno.test("injectTraceContext() changes nothing when the context is invalid", () => {
+  const headers = new Headers({ traceparent: "old", tracestate: "old=1" });
+  assert.throws(
+    () => injectTraceContext(context({ traceState: [["foo", "1"], ["foo", "2"]] }), headers),
+    TypeError,
+  );
+  assert.equal(headers.get("traceparent"), "old");
+  assert.equal(headers.get("tracestate"), "old=1");
+});
+
+Deno.test("injectTraceContext() round-trips with extractTraceContext()", () => {
+  for (
+    const ctx of [
+      context(),
+      context({ traceFlags: 0, traceState: [["a", "1"], ["t@b", "x y"]] }),
+      newTraceContext(),
+    ]
+  ) {
+    const headers = new Headers();
+    injectTraceContext(ctx, headers);
+    assert.deepEqual(extractTraceContext(headers), ctx);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// newTraceContext and childTraceContext
+
+/** A random source that replays `fills` (one per call), then fails the test. */
+function scripted(...fills: number[]): { random: (bytes: Uint8Array) => void; calls: number } {
+  const source = {
+    calls: 0,
+    random(bytes: Uint8Array): void {
+      const fill = fills[source.calls++];
+      if (fill === undefined) throw new Error("Random source called too often");
+      bytes.fill(fill);
+    },
+  };
+  return source;
+}
+
+Deno.test("newTraceContext() makes random valid ids, sampled by default", () => {
+  const ctx = newTraceContext();
+  assert.match(ctx.traceId, /^[0-9a-f]{32}$/);
+  assert.match(ctx.spanId, /^[0-9a-f]{16}$/);
+  assert.equal(ctx.traceFlags, 1);
+  assert.deepEqual(ctx.traceState, []);
+  assert.notEqual(newTraceContext().traceId, ctx.traceId);
+  assert.notEqual(parseTraceparent(formatTraceparent(ctx)), null);
+});
+
+Deno.test("newTraceContext() clears the sampled flag on request", () => {
+  assert.equal(newTraceContext({ sampled: false }).traceFlags, 0);
+});
+
+Deno.test("newTraceContext() draws 16 then 8 bytes from the injected random", () => {
+  const sizes: number[] = [];
+  const ctx = newTraceContext({
+    random: (bytes) => {
+      sizes.push(bytes.length);
+      bytes.fill(sizes.length === 1 ? 0x0a : 0xb0);
+    },
+  });
+  assert.deepEqual(sizes, [16, 8]);
+  assert.equal(ctx.traceId, "0a".repeat(16));
+  assert.equal(ctx.spanId, "b0".repeat(8));
+});
+
+Deno.test("newTraceContext() draws again when the random returns zeros", () => {
+  const source = scripted(0, 0, 1, 0, 2);
+  const ctx = newTraceContext(source);
+  assert.equal(ctx.traceId, "01".repeat(16));
+  assert.equal(ctx.spanId, "02".repeat(8));
+  assert.equal(source.calls, 5);
+});
+
+Deno.test("newTraceContext() throws ERR_INTERNAL when the random only returns zeros", () => {
+  assert.throws(
+    () => newTraceContext({ random: (bytes) => bytes.fill(0) }),
+    (err) => isPlmError(err, "ERR_INTERNAL"),
+  );
+});
+
+Deno.test("childTraceContext() keeps trace id and state and draws a new span id", () => {
+  const parent = context({ traceState: [["rojo", "1"]] });
+  const child = childTraceContext(parent, scripted(0, 0x5c));
+  assert.equal(child.traceId, TRACE_ID);
+  assert.equal(child.spanId, "5c".repeat(8));
+  assert.deepEqual(child.traceState, [["rojo", "1"]]);
+  assert.notEqual(childTraceContext(parent).spanId, childTraceContext(parent).spanId);
+});
+
+Deno.test("childTraceContext() carries the sampled flag only", async (t) => {
+  await t.step("sampled", () => assert.equal(childTraceContext(context()).traceFlags, 1));
+  await t.step("not sampled", () => {
+    assert.equal(childTraceContext(context({ traceFlags: 0 })).traceFlags, 0);
+  });
+  await t.step("reserved bits cleared", () => {
+    assert.equal(childTraceContext(context({ traceFlags: 0xff })).traceFlags, 1);
+    assert.equal(childTraceContext(context({ traceFlags: 0xfe })).traceFlags, 0);
+  });
+  await t.step("overridden", () => {
+    assert.equal(childTraceContext(context(), { sampled: false }).traceFlags, 0);
+    assert.equal(childTraceContext(context({ traceFlags: 0 }), { sampled: true }).traceFlags, 1);
+  });
+});
+
+Deno.test("childTraceContext() throws ERR_INTERNAL when the random only returns zeros", () => {
+  assert.throws(
+    () => childTraceContext(context(), { random: (bytes) => bytes.fill(0) }),
+    (err) => isPlmError(err, "ERR_INTERNAL"),
+  );
+});
+
+// ---------------------------------------------------------------------------
+// withTraceContext and currentTraceContext
+
+Deno.test("currentTraceContext() is undefined outside withTraceContext()", () => {
+  assert.equal(currentTraceContext(), undefined);
+});
+
+Deno.test("withTraceContext() binds the context and returns the result", async () => {
+  const ctx = context();
+  assert.equal(withTraceContext(ctx, () => currentTraceContext()), ctx);
+  const result = await withTraceContext(ctx, async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    return currentTraceContext();
+  });
+  assert.equal(result, ctx);
+  assert.equal(currentTraceContext(), undefined);
+});
+
+Deno.test("withTraceContext() nests, the innermost binding winning", () => {
+  const outer = context();
+  const inner = childTraceContext(outer);
+  withTraceContext(outer, () => {
+    withTraceContext(inner, () => assert.equal(currentTraceContext(), inner));
+    assert.equal(currentTraceContext(), outer);
+  });
+});
+
+Deno.test("withTraceContext() isolates concurrent async calls", async () => {
+  const contexts = Array.from({ length: 20 }, () => newTraceContext());
+  const seen = await Promise.all(contexts.map((ctx, i) =>
+    withTraceContext(ctx, async () => {
+      const ids: string[] = [];
+      for (let step = 0; step < 3; step++) {
+        // Different delays interleave the calls differently at each step.
+        await new Promise((resolve) => setTimeout(resolve, (i * 7 + step * 3) % 5));
+        ids.push(currentTraceContext()?.spanId ?? "none");
+      }
+      return ids;
+    })
+  ));
+  seen.forEach((ids, i) => assert.deepEqual(ids, Array(3).fill(contexts[i]?.spanId)));
+});
