@@ -1,0 +1,62 @@
+// extractTraceContext() side by side with OpenTelemetry's W3CTraceContextPropagator.extract()
+// on the same Headers. Run: deno bench -A bench/trace_bench.ts
+import { ROOT_CONTEXT, type TextMapGetter, trace } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { extractTraceContext } from "../control_plane/trace/mod.ts";
+
+const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACESTATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
+const TRACESTATE_8 = Array.from({ length: 8 }, (_, i) => `vendor${i}=value-${i}-t61rcWkgMzE`)
+  .join(",");
+
+const getter: TextMapGetter<Headers> = {
+  keys: (carrier) => [...carrier.keys()],
+  get: (carrier, key) => carrier.get(key) ?? undefined,
+};
+const propagator = new W3CTraceContextPropagator();
+
+const cases = [
+  ["traceparent only", new Headers({ traceparent: TRACEPARENT })],
+  [
+    "traceparent + tracestate (2 members)",
+    new Headers({ traceparent: TRACEPARENT, tracestate: TRACESTATE }),
+  ],
+  [
+    "traceparent + tracestate (8 members)",
+    new Headers({ traceparent: TRACEPARENT, tracestate: TRACESTATE_8 }),
+  ],
+  ["invalid traceparent", new Headers({ traceparent: TRACEPARENT.toUpperCase() })],
+] as const;
+
+// Both sides must read the same thing before their speed means anything.
+for (const [name, headers] of cases) {
+  const ours = extractTraceContext(headers);
+  const theirs = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, headers, getter));
+  if (ours?.traceId !== theirs?.traceId || ours?.spanId !== theirs?.spanId) {
+    throw new Error(`Cannot compare on "${name}": the two extractors disagree`);
+  }
+}
+
+let sink: unknown;
+
+for (const [name, headers] of cases) {
+  Deno.bench({
+    name: "@opentelemetry/core W3CTraceContextPropagator.extract",
+    group: name,
+    baseline: true,
+    fn() {
+      sink = propagator.extract(ROOT_CONTEXT, headers, getter);
+    },
+  });
+  Deno.bench({
+    name: "extractTraceContext",
+    group: name,
+    fn() {
+      sink = extractTraceContext(headers);
+    },
+  });
+}
+
+globalThis.addEventListener("unload", () => {
+  if (sink === Symbol.for("never")) console.log(sink);
+});
