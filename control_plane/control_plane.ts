@@ -11,6 +11,7 @@ import type { AuditActor } from "./audit/types.ts";
 import {
   type AgentRateLimit,
   applyBudget,
+  type BudgetDecision,
   BudgetTracker,
   type RunBudget,
   type RunUsage,
@@ -146,6 +147,29 @@ export class ControlPlane {
       : new AutonomyController(options.autonomy, { clock });
     this.#runBudget = options.runBudget;
     this.#agentRateLimit = options.agentRateLimit;
+  }
+
+  /**
+   * Runs `fn` in one store transaction (`BEGIN IMMEDIATE`, or a savepoint when
+   * nested), so that several control-plane steps land together or not at all.
+   *
+   * @param fn Synchronous work on this control plane.
+   * @returns What `fn` returns.
+   */
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn);
+  }
+
+  /**
+   * Checks a run's usage against the configured run budget.
+   *
+   * @param usage Attempts, escalations and cost units, counting the step about to be taken.
+   * @returns Within budget (always, when no budget is configured), or the exceeded budget.
+   */
+  checkRunBudget(usage: RunUsage): BudgetDecision {
+    return this.#runBudget === undefined
+      ? { ok: true }
+      : this.budgets.checkRun(usage, this.#runBudget);
   }
 
   /** The policy engine in force. */

@@ -80,3 +80,129 @@ export class FakeClock implements Clock {
     this.#now = ms;
   }
 }
+
+/**
+ * Schedules `callback` after `ms` milliseconds and returns a function that
+ * cancels it. Injected wherever the package waits (timeouts, backoff,
+ * heartbeats) so that tests drive time with {@link FakeTimers}.
+ */
+export type Timer = (callback: () => void, ms: number) => () => void;
+
+/**
+ * The real {@link Timer}, on `setTimeout`.
+ *
+ * @example Schedule and cancel
+ * ```ts
+ * import { systemTimer } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * let fired = false;
+ * const cancel = systemTimer(() => (fired = true), 10);
+ * cancel();
+ * assert.equal(fired, false);
+ * ```
+ */
+export const systemTimer: Timer = (callback, ms) => {
+  const id = setTimeout(callback, ms);
+  return () => clearTimeout(id);
+};
+
+/**
+ * Timers driven by a {@link FakeClock}: nothing fires until
+ * {@link FakeTimers.advance} moves the clock past it.
+ *
+ * @example Fire a timeout without waiting
+ * ```ts
+ * import { FakeClock, FakeTimers } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const clock = new FakeClock(0);
+ * const timers = new FakeTimers(clock);
+ * const fired: number[] = [];
+ * timers.timer(() => fired.push(clock.now()), 100);
+ * await timers.advance(99);
+ * assert.deepEqual(fired, []);
+ * await timers.advance(1);
+ * assert.deepEqual(fired, [100]);
+ * ```
+ */
+export class FakeTimers {
+  #clock: FakeClock;
+  #pending: { at: number; seq: number; callback: () => void }[] = [];
+  #seq = 0;
+
+  /**
+   * Creates fake timers on a fake clock.
+   *
+   * @param clock The clock the timers read and move.
+   */
+  constructor(clock: FakeClock) {
+    this.#clock = clock;
+  }
+
+  /** The {@link Timer} to inject. */
+  readonly timer: Timer = (callback, ms) => {
+    const entry = { at: this.#clock.now() + Math.max(0, ms), seq: this.#seq++, callback };
+    this.#pending.push(entry);
+    return () => {
+      const i = this.#pending.indexOf(entry);
+      if (i !== -1) this.#pending.splice(i, 1);
+    };
+  };
+
+  /** How many timers wait to fire. */
+  get pending(): number {
+    return this.#pending.length;
+  }
+
+  /**
+   * Moves the clock forward by `ms`, firing every timer that falls due in
+   * order, and lets promise callbacks run after each one.
+   *
+   * @param ms Milliseconds to advance; not negative.
+   * @throws {RangeError} When `ms` is negative or not finite.
+   */
+  async advance(ms: number): Promise<void> {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`Cannot advance timers by ${ms}`);
+    const end = this.#clock.now() + ms;
+    await flush();
+    for (;;) {
+      const next = this.#next();
+      if (next === undefined || next.at > end) break;
+      this.#pending.splice(this.#pending.indexOf(next), 1);
+      if (next.at > this.#clock.now()) this.#clock.set(next.at);
+      next.callback();
+      await flush();
+    }
+    this.#clock.set(end);
+    await flush();
+  }
+
+  /**
+   * Fires timers until none is left or `limit` ms have passed, for "run until idle".
+   *
+   * @param limit The most milliseconds to advance.
+   * @default {3_600_000}
+   */
+  async runAll(limit = 3_600_000): Promise<void> {
+    const end = this.#clock.now() + limit;
+    await flush();
+    for (let next = this.#next(); next !== undefined && next.at <= end; next = this.#next()) {
+      await this.advance(next.at - this.#clock.now());
+    }
+  }
+
+  #next() {
+    let best: { at: number; seq: number; callback: () => void } | undefined;
+    for (const t of this.#pending) {
+      if (best === undefined || t.at < best.at || (t.at === best.at && t.seq < best.seq)) best = t;
+    }
+    return best;
+  }
+}
+
+async function flush(): Promise<void> {
+  // Let queued promise callbacks (and the tasks they start) run.
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
+  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+}

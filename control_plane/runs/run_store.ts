@@ -16,6 +16,8 @@ import type { AuditActor, AuditSink } from "../audit/types.ts";
 import { actorOf, resolveActor } from "../audit/actor.ts";
 import { currentIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
+import { parseTraceparent } from "../trace/traceparent.ts";
+import { parseTracestate } from "../trace/tracestate.ts";
 import {
   isTerminal,
   type Run,
@@ -195,6 +197,12 @@ export class RunStore {
     const actor = resolveActor(options.actor ?? (requester && actorOf(requester)));
     if (requester === undefined) {
       throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot create a run without a requester");
+    }
+    if (parseTraceparent(input.traceparent) === null) {
+      throw new TypeError(`Cannot create a run with the invalid traceparent ${input.traceparent}`);
+    }
+    if (input.tracestate !== undefined && parseTracestate(input.tracestate) === null) {
+      throw new TypeError(`Cannot create a run with the invalid tracestate ${input.tracestate}`);
     }
     const digest = createHash("sha256")
       .update(JSON.stringify([input.task, requester.subject, requester.tenant ?? null]))

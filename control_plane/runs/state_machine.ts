@@ -158,6 +158,7 @@ export const RUN_TRANSITIONS: {
     start: ["running"],
     reject: ["rejected"],
     escalate: ["escalated"],
+    fail: ["failed"],
     cancel: ["cancelled"],
   },
   awaiting_approval: {

@@ -30,6 +30,8 @@ const LEGAL: Record<string, string> = {
   "queued start": "running",
   "queued reject": "rejected",
   "queued escalate": "escalated",
+  "queued fail+retry": "failed",
+  "queued fail": "failed",
   "queued cancel": "cancelled",
   "awaiting_approval approve": "queued",
   "awaiting_approval reject": "rejected",

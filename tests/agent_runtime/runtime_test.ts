@@ -1,0 +1,428 @@
+import assert from "node:assert/strict";
+import {
+  type Agent,
+  AgentError,
+  AgentRuntime,
+  type AgentRuntimeOptions,
+  ControlPlane,
+  type ControlPlaneOptions,
+  defineAgent,
+  EscalationLadder,
+  openDatabase,
+  type PolicySet,
+} from "../../agent_runtime/mod.ts";
+import {
+  FakeClock,
+  FakeTimers,
+  type Identity,
+  isPlmError,
+  type JsonValue,
+} from "../../shared/mod.ts";
+
+const POLICIES: PolicySet = {
+  rules: [
+    { id: "work", effect: "allow", actions: ["bom.**"] },
+    { id: "no-delete", effect: "deny", actions: ["bom.delete"] },
+    {
+      id: "release",
+      effect: "require_approval",
+      actions: ["bom.release"],
+      approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 3600, onExpiry: "deny" },
+    },
+  ],
+};
+const SVC: Identity = { subject: "planner", actorKind: "service", roles: [], scopes: [] };
+const LEAD: Identity = { subject: "lena", actorKind: "human", roles: ["lead"], scopes: [] };
+const HUMAN_TIER = {
+  kind: "human" as const,
+  approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" as const },
+};
+
+function setUp(
+  agents: Agent[],
+  options: Partial<AgentRuntimeOptions> = {},
+  cpOptions: Partial<ControlPlaneOptions> = {},
+  path = ":memory:",
+) {
+  const db = openDatabase(path);
+  const clock = new FakeClock(Date.UTC(2026, 10, 25, 12));
+  const timers = new FakeTimers(clock);
+  const controlPlane = new ControlPlane(db, { policies: POLICIES, clock, ...cpOptions });
+  const runtime = new AgentRuntime({
+    controlPlane,
+    agents,
+    clock,
+    timer: timers.timer,
+    random: () => 0.5,
+    retry: { maxAttempts: 3, initialDelayMs: 100, jitter: "none" },
+    owner: "w1",
+    ...options,
+  });
+  return { db, clock, timers, controlPlane, runtime };
+}
+
+/** An agent that fails `failures` times (retryably), then returns "ok"; records its calls. */
+function flaky(id: string, failures: number, extra: Partial<Agent> = {}) {
+  const calls: { attempt: number; idempotencyKey: string; traceId: string }[] = [];
+  const agent = defineAgent({
+    id,
+    capabilities: ["bom"],
+    ...extra,
+    invoke: (_task, ctx) => {
+      calls.push({
+        attempt: ctx.attempt,
+        idempotencyKey: ctx.idempotencyKey,
+        traceId: ctx.trace.traceId,
+      });
+      if (calls.length <= failures) {
+        return Promise.reject(
+          new AgentError("ERR_AGENT_FAILED", `boom ${calls.length}`, { retryable: true }),
+        );
+      }
+      return Promise.resolve(`ok from ${id}`);
+    },
+  });
+  return { agent, calls };
+}
+
+function transitions(cp: ControlPlane, runId: string): string[] {
+  return cp.audit.list({ runId, actionPrefix: "run.transition" }).map((r) => r.outcome);
+}
+
+Deno.test("AgentRuntime.submit() runs an allowed task and rejects a denied one", async () => {
+  const { db, runtime, controlPlane } = setUp([flaky("a", 0).agent]);
+  const ok = await runtime.submit({
+    action: "bom.update",
+    resource: "bom:1",
+    capabilities: ["bom"],
+  }, {
+    identity: SVC,
+  });
+  const done = await runtime.wait(ok);
+  assert.equal(done.state, "succeeded");
+  assert.equal(done.result, "ok from a");
+  assert.deepEqual(transitions(controlPlane, ok), ["running", "succeeded"]);
+  const no = await runtime.submit({ action: "bom.delete", resource: "bom:1" }, { identity: SVC });
+  const rejected = controlPlane.runs.get(no);
+  assert.equal(rejected.state, "rejected");
+  assert.match(rejected.error?.message ?? "", /no-delete/);
+  await assert.rejects(
+    runtime.submit({ action: "bom.update", resource: "bom:1" }),
+    (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
+  );
+  assert.equal(controlPlane.audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("AgentRuntime.submit() with the same idempotency key gives one run and one invocation", async () => {
+  const { agent, calls } = flaky("a", 0);
+  const { db, runtime, controlPlane } = setUp([agent]);
+  const task = { action: "bom.update", resource: "bom:1", capabilities: ["bom"] };
+  const first = await runtime.submit(task, { identity: SVC, idempotencyKey: "order-7" });
+  const second = await runtime.submit(task, { identity: SVC, idempotencyKey: "order-7" });
+  assert.equal(second, first);
+  await runtime.idle();
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0]?.idempotencyKey, "order-7");
+  assert.equal(controlPlane.runs.list().length, 1);
+  db.close();
+});
+
+Deno.test("AgentRuntime retries with backoff on the injected clock and succeeds", async () => {
+  const { agent, calls } = flaky("a", 2);
+  const { db, runtime, controlPlane, timers, clock } = setUp([agent]);
+  const start = clock.now();
+  const id = await runtime.submit({
+    action: "bom.update",
+    resource: "bom:1",
+    capabilities: ["bom"],
+  }, {
+    identity: SVC,
+  });
+  await timers.runAll();
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "succeeded");
+  assert.equal(done.attempt, 3);
+  assert.deepEqual(calls.map((c) => c.attempt), [1, 2, 3]);
+  assert.equal(clock.now() - start, 100 + 200, "no jitter: 100 ms then 200 ms");
+  assert.deepEqual(transitions(controlPlane, id), [
+    "running",
+    "retrying",
+    "running",
+    "retrying",
+    "running",
+    "succeeded",
+  ]);
+  assert.equal(
+    new Set(calls.map((c) => c.traceId)).size,
+    1,
+    "every attempt carries the run's trace",
+  );
+  db.close();
+});
+
+Deno.test("AgentRuntime stops at once on a non-retryable error", async () => {
+  const agent = defineAgent({
+    id: "strict",
+    invoke: () =>
+      Promise.reject(new AgentError("ERR_INVALID_ARGUMENT", "bad input", { retryable: false })),
+  });
+  const { db, runtime } = setUp([agent]);
+  const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "failed");
+  assert.equal(done.attempt, 1);
+  assert.equal(done.error?.code, "ERR_INVALID_ARGUMENT");
+  db.close();
+});
+
+Deno.test("AgentRuntime escalates to a stronger tier when retries are exhausted", async () => {
+  const weak = flaky("weak", 99, { tier: 1 });
+  const strong = flaky("strong", 0, { tier: 2, costPerRun: 5 });
+  const { db, runtime, controlPlane, timers } = setUp([weak.agent, strong.agent], {
+    escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]),
+  });
+  const id = await runtime.submit({
+    action: "bom.update",
+    resource: "bom:1",
+    capabilities: ["bom"],
+  }, {
+    identity: SVC,
+  });
+  await timers.runAll();
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "succeeded");
+  assert.equal(done.result, "ok from strong");
+  assert.equal(weak.calls.length, 3);
+  assert.equal(done.escalations, 1);
+  assert.deepEqual(transitions(controlPlane, id).slice(-3), ["escalated", "running", "succeeded"]);
+  const escalation = controlPlane.audit.list({ runId: id }).find((r) => r.outcome === "escalated");
+  assert.match(escalation?.reason ?? "", /Tier 2: .*ERR_AGENT_FAILED/);
+  db.close();
+});
+
+Deno.test("AgentRuntime's human tier: approval resumes the run, rejection ends it", async (t) => {
+  for (const decision of ["approve", "reject"] as const) {
+    await t.step(decision, async () => {
+      let fail = true;
+      const agent = defineAgent({
+        id: "a",
+        invoke: () => fail ? Promise.reject(new Error("nope")) : Promise.resolve("fixed"),
+      });
+      const { db, runtime, controlPlane, timers } = setUp([agent], {
+        retry: { maxAttempts: 1 },
+        escalation: new EscalationLadder([HUMAN_TIER, { kind: "fail" }]),
+      });
+      const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, {
+        identity: SVC,
+      });
+      await timers.runAll();
+      const parked = await runtime.wait(id);
+      assert.equal(parked.state, "awaiting_approval");
+      const approval = controlPlane.approvals.get(parked.approvalId!);
+      assert.equal(approval.kind, "escalation");
+      fail = false;
+      runtime.decideApproval(approval.id, decision, { identity: LEAD, digest: approval.digest });
+      const done = await runtime.wait(id);
+      assert.equal(done.state, decision === "approve" ? "succeeded" : "rejected");
+      db.close();
+    });
+  }
+});
+
+Deno.test("AgentRuntime parks a run for approval and resumes it after a restart", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/plm.db`;
+  try {
+    const first = setUp([flaky("a", 0).agent], {}, {}, path);
+    const id = await first.runtime.submit({ action: "bom.release", resource: "bom:1" }, {
+      identity: SVC,
+    });
+    const parked = first.controlPlane.runs.get(id);
+    assert.equal(parked.state, "awaiting_approval");
+    first.db.close();
+
+    const second = setUp([flaky("a", 0).agent], { owner: "w2" }, {}, path);
+    const approval = second.controlPlane.approvals.list({ runId: id })[0]!;
+    assert.throws(
+      () =>
+        second.runtime.decideApproval(approval.id, "approve", {
+          identity: SVC,
+          digest: approval.digest,
+        }),
+      (err: unknown) => isPlmError(err, "ERR_APPROVAL_SELF"),
+    );
+    second.runtime.decideApproval(approval.id, "approve", {
+      identity: LEAD,
+      digest: approval.digest,
+    });
+    const done = await second.runtime.wait(id);
+    assert.equal(done.state, "succeeded");
+    assert.equal(
+      done.traceparent,
+      parked.traceparent,
+      "the trace survived the pause and the restart",
+    );
+    assert.equal(second.controlPlane.audit.verify().ok, true);
+    second.db.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AgentRuntime times an attempt out and aborts the agent's signal", async () => {
+  const aborts: unknown[] = [];
+  const agent = defineAgent({
+    id: "slow",
+    invoke: (_task, ctx) =>
+      new Promise<JsonValue>((_, reject) => {
+        ctx.signal.addEventListener("abort", () => {
+          aborts.push(ctx.signal.reason);
+          reject(ctx.signal.reason);
+        });
+      }),
+  });
+  const { db, runtime, timers } = setUp([agent], {
+    attemptTimeoutMs: 1_000,
+    retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
+  });
+  const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  await timers.advance(999);
+  assert.equal(aborts.length, 0);
+  await timers.advance(1);
+  assert.equal(aborts.length, 1);
+  assert.ok(isPlmError(aborts[0], "ERR_TIMEOUT"));
+  await timers.runAll();
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "failed");
+  assert.equal(done.attempt, 2);
+  assert.equal(done.error?.code, "ERR_RETRY_EXHAUSTED");
+  assert.match(done.error?.message ?? "", /ERR_TIMEOUT/);
+  db.close();
+});
+
+Deno.test("AgentRuntime.cancel() aborts the agent's signal and ends the run cancelled", async () => {
+  let seen: AbortSignal | undefined;
+  const agent = defineAgent({
+    id: "slow",
+    invoke: (_task, ctx) => {
+      seen = ctx.signal;
+      return new Promise<JsonValue>(() => {});
+    },
+  });
+  const { db, runtime, timers } = setUp([agent]);
+  const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  await timers.advance(0);
+  assert.equal(seen?.aborted, false);
+  const cancelled = await runtime.cancel(id, "user changed their mind");
+  assert.equal(seen?.aborted, true);
+  assert.equal(cancelled.state, "cancelled");
+  assert.equal(cancelled.error?.message, "user changed their mind");
+  assert.equal(cancelled.lease, null);
+  db.close();
+});
+
+Deno.test("AgentRuntime never exceeds the global and per-agent concurrency limits", async () => {
+  let now = 0;
+  let maxNow = 0;
+  const perAgent = new Map<string, { now: number; max: number }>();
+  const pending: (() => void)[] = [];
+  const make = (id: string, maxConcurrency: number) =>
+    defineAgent({
+      id,
+      maxConcurrency,
+      capabilities: ["bom"],
+      invoke: () => {
+        const mine = perAgent.get(id) ?? { now: 0, max: 0 };
+        perAgent.set(id, mine);
+        now++;
+        mine.now++;
+        maxNow = Math.max(maxNow, now);
+        mine.max = Math.max(mine.max, mine.now);
+        return new Promise<JsonValue>((resolve) =>
+          pending.push(() => {
+            now--;
+            mine.now--;
+            resolve("done");
+          })
+        );
+      },
+    });
+  const { db, runtime, timers } = setUp([make("a", 2), make("b", 3)], {
+    concurrency: 4,
+    maxQueue: 100,
+  });
+  const ids: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    ids.push(
+      await runtime.submit({ action: "bom.update", resource: `bom:${i}`, capabilities: ["bom"] }, {
+        identity: SVC,
+      }),
+    );
+  }
+  // Let every started call finish, a batch at a time, without moving the clock.
+  for (let i = 0; i < 100 && (pending.length > 0 || runtime.dispatcher.inFlight > 0); i++) {
+    await timers.advance(0);
+    pending.splice(0).forEach((finish) => finish());
+  }
+  const states = await Promise.all(ids.map((id) => runtime.wait(id)));
+  assert.ok(states.every((r) => r.state === "succeeded"), states.map((r) => r.state).join(","));
+  assert.equal(maxNow, 4);
+  assert.ok((perAgent.get("a")?.max ?? 0) <= 2);
+  assert.ok((perAgent.get("b")?.max ?? 0) <= 3);
+  db.close();
+});
+
+Deno.test("AgentRuntime.submit() refuses with ERR_QUEUE_FULL and creates nothing", async () => {
+  const agent = defineAgent({ id: "stuck", invoke: () => new Promise<JsonValue>(() => {}) });
+  const { db, runtime, controlPlane } = setUp([agent], { concurrency: 1, maxQueue: 1 });
+  await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  await runtime.submit({ action: "bom.update", resource: "bom:2" }, { identity: SVC });
+  const before = controlPlane.runs.list().length;
+  const auditBefore = controlPlane.audit.head().seq;
+  await assert.rejects(
+    runtime.submit({ action: "bom.update", resource: "bom:3" }, { identity: SVC }),
+    (err: unknown) => isPlmError(err, "ERR_QUEUE_FULL"),
+  );
+  assert.equal(controlPlane.runs.list().length, before);
+  assert.equal(controlPlane.audit.head().seq, auditBefore);
+  db.close();
+});
+
+Deno.test("AgentRuntime fails a run over its budget with ERR_BUDGET_EXCEEDED", async () => {
+  const { agent, calls } = flaky("a", 99);
+  const { db, runtime, timers } = setUp([agent], {
+    retry: { maxAttempts: 10, initialDelayMs: 1, jitter: "none" },
+  }, {
+    runBudget: { maxAttempts: 2 },
+  });
+  const id = await runtime.submit({
+    action: "bom.update",
+    resource: "bom:1",
+    capabilities: ["bom"],
+  }, {
+    identity: SVC,
+  });
+  await timers.runAll();
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "failed");
+  assert.equal(done.error?.code, "ERR_BUDGET_EXCEEDED");
+  assert.equal(calls.length, 2);
+  db.close();
+});
+
+Deno.test("AgentRuntime reports ERR_NO_AGENT when no agent has the capability", async () => {
+  const { db, runtime } = setUp([flaky("a", 0).agent]);
+  const id = await runtime.submit({
+    action: "bom.update",
+    resource: "bom:1",
+    capabilities: ["cad"],
+  }, {
+    identity: SVC,
+  });
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "failed");
+  assert.equal(done.error?.code, "ERR_NO_AGENT");
+  assert.match(done.error?.message ?? "", /cad/);
+  db.close();
+});
