@@ -29,6 +29,7 @@ import { demoCommand } from "./cli/demo.ts";
 import { dbCommand } from "./cli/db.ts";
 import { auditCommand } from "./cli/audit.ts";
 import { authCommand } from "./cli/auth.ts";
+import { runsCommand } from "./cli/runs.ts";
 
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
@@ -48,6 +49,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   db: dbCommand,
   audit: auditCommand,
   auth: authCommand,
+  runs: runsCommand,
 };
 
 const HELP = `plm ${VERSION}: govern and run AI-agent work

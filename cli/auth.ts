@@ -48,7 +48,7 @@ ENVIRONMENT:
   PLM_JWT_AUDIENCE  the default of --audience`;
 
 /** Where the secret comes from, and the issuer and audience. */
-interface KeyArgs {
+export interface KeyArgs {
   readonly secretFile: string | undefined;
   readonly issuer: string | undefined;
   readonly audience: string | undefined;
@@ -65,7 +65,8 @@ interface VerifyArgs extends KeyArgs {
   readonly token: string | undefined;
 }
 
-const KEY_OPTIONS = {
+/** The options every command that verifies tokens takes. */
+export const KEY_OPTIONS = {
   "issuer": { type: "string" },
   "audience": { type: "string" },
   "secret-file": { type: "string" },
@@ -173,7 +174,7 @@ function parseVerifyArgs(args: string[], env: (name: string) => string | undefin
   return { ...keyArgs(values, env), token: positionals[0] };
 }
 
-type ParsedValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+export type ParsedValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
 function parse(
   args: string[],
@@ -197,7 +198,8 @@ function parse(
   }
 }
 
-function keyArgs(values: ParsedValues, env: (name: string) => string | undefined): KeyArgs {
+/** Reads the key options (`--secret-file`, `--issuer`, `--audience`) with their environment defaults. */
+export function keyArgs(values: ParsedValues, env: (name: string) => string | undefined): KeyArgs {
   const pick = (flag: string, variable: string): string | undefined => {
     const value = values[flag];
     if (typeof value === "string") {
@@ -220,7 +222,16 @@ function asList(value: ParsedValues[string]): string[] {
   return (Array.isArray(value) ? value : [value]).filter((v): v is string => typeof v === "string");
 }
 
-async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtIdentityProvider> {
+/**
+ * Builds the token provider from `--secret-file` (else `PLM_JWT_SECRET`),
+ * `--issuer` and `--audience` (else `PLM_JWT_ISSUER`, `PLM_JWT_AUDIENCE`).
+ *
+ * @param args The key options.
+ * @param io Where the environment comes from.
+ * @returns The provider.
+ * @throws {UsageError} When there is no secret or it is too short.
+ */
+export async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtIdentityProvider> {
   let secret: string | undefined;
   if (args.secretFile !== undefined) {
     try {

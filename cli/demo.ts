@@ -1,19 +1,160 @@
 /**
- * `plm demo`: the main job, a guided tour of the flows that exist.
+ * `plm demo`: the main job. On a file SQLite database in a temporary folder,
+ * with in-process demo agents, it walks every governed flow end to end and
+ * verifies the audit chain.
  *
  * @module
  */
-import { FakeClock, IdentitySchema, PlmError } from "../shared/mod.ts";
-import type { CliIo } from "./io.ts";
-import { UsageError } from "./io.ts";
+import { parseArgs } from "node:util";
+import {
+  type Agent,
+  AgentError,
+  AgentRuntime,
+  ControlPlane,
+  defineAgent,
+  EscalationLadder,
+  extractTraceContext,
+  Hs256JwtIdentityProvider,
+  identityMiddleware,
+  injectTraceContext,
+  newTraceContext,
+  openDatabase,
+  type PolicySet,
+  requireIdentity,
+  type Run,
+} from "../agent_runtime/mod.ts";
+import type { Identity, JsonValue } from "../shared/mod.ts";
+import { type CliIo, UsageError } from "./io.ts";
 
-const HELP = `plm demo: run the end-to-end demonstration
+const HELP = `plm demo: run the end-to-end demonstration (the main job)
 
 USAGE:
-  plm demo
+  plm demo [--keep]
+
+Creates a SQLite file in a temporary folder, issues tokens, serves one HTTP
+endpoint on 127.0.0.1 behind the identity middleware, and runs: an allowed
+task, a denied one, one that needs a human approval, one that fails twice and
+succeeds on retry, one that escalates to a stronger agent, and one whose worker
+process is killed mid-run and recovered on restart. Prints the timeline and the
+audit chain verification.
 
 OPTIONS:
-  -h, --help  Show this help`;
+      --keep   Keep the database file and print its path (default: delete it)
+  -h, --help   Show this help`;
+
+const POLICIES: PolicySet = {
+  id: "demo",
+  rules: [
+    {
+      id: "engineering-work",
+      effect: "allow",
+      actions: ["bom.update", "cad.render", "plm.reconcile", "sim.run"],
+    },
+    {
+      id: "no-deletes",
+      effect: "deny",
+      actions: ["bom.delete"],
+      description: "BOMs are never deleted",
+    },
+    {
+      id: "release-needs-manager",
+      effect: "require_approval",
+      actions: ["bom.release"],
+      approval: {
+        approverRoles: ["release-manager"],
+        quorum: 1,
+        timeoutSeconds: 3600,
+        onExpiry: "deny",
+      },
+    },
+  ],
+};
+
+const LEASE_TTL_MS = 1_000;
+const SECRET = "demo-only-secret-at-least-32-bytes-long!";
+
+function shortId(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/** The demo agents. `hang` makes the simulator hang (the child that gets killed). */
+function demoAgents(hang: boolean, log: (line: string) => void): Agent[] {
+  const flakyCalls = new Map<string, number>();
+  return [
+    defineAgent({
+      id: "clerk",
+      capabilities: ["bom"],
+      invoke: (task) => Promise.resolve({ updated: task.resource }),
+    }),
+    defineAgent({
+      id: "renderer",
+      capabilities: ["cad"],
+      invoke: (_task, ctx) => {
+        const n = (flakyCalls.get(ctx.runId) ?? 0) + 1;
+        flakyCalls.set(ctx.runId, n);
+        if (n <= 2) {
+          return Promise.reject(
+            new AgentError("ERR_AGENT_FAILED", `GPU busy (call ${n})`, { retryable: true }),
+          );
+        }
+        return Promise.resolve({ frames: 24 });
+      },
+    }),
+    defineAgent({
+      id: "junior-reconciler",
+      capabilities: ["plm"],
+      tier: 1,
+      invoke: () => Promise.reject(new Error("cannot reconcile 3 conflicting revisions")),
+    }),
+    defineAgent({
+      id: "senior-reconciler",
+      capabilities: ["plm"],
+      tier: 2,
+      costPerRun: 10,
+      invoke: () => Promise.resolve({ merged: 3 }),
+    }),
+    defineAgent({
+      id: "simulator",
+      capabilities: ["sim"],
+      invoke: (_task, ctx) => {
+        if (!hang) return Promise.resolve({ stress: "ok", dedupKey: ctx.idempotencyKey });
+        log(`started ${ctx.runId}`);
+        return new Promise<JsonValue>(() => {}); // hangs until the process is killed
+      },
+    }),
+  ];
+}
+
+function makeRuntime(path: string, owner: string, hang: boolean, log: (line: string) => void) {
+  const db = openDatabase(path);
+  const controlPlane = new ControlPlane(db, { policies: POLICIES, generateId: shortId });
+  const runtime = new AgentRuntime({
+    controlPlane,
+    agents: demoAgents(hang, log),
+    owner,
+    leaseTtlMs: LEASE_TTL_MS,
+    retry: { maxAttempts: 3, initialDelayMs: 20, jitter: "none" },
+    escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]),
+  });
+  return { db, controlPlane, runtime };
+}
+
+/** The child process: submits the simulation and hangs inside the agent until killed. */
+async function child(path: string, io: CliIo): Promise<number> {
+  const { runtime } = makeRuntime(path, "worker-child", true, io.out);
+  const identity: Identity = {
+    subject: "planner-agent",
+    actorKind: "agent",
+    roles: [],
+    scopes: [],
+  };
+  await runtime.submit({ action: "sim.run", resource: "model:wing-7", capabilities: ["sim"] }, {
+    identity,
+    idempotencyKey: "stress-test-wing-7",
+  });
+  await new Promise(() => {}); // killed with SIGKILL by the parent
+  return 0;
+}
 
 /** The `plm demo` command. */
 export const demoCommand: {
@@ -21,23 +162,204 @@ export const demoCommand: {
   help: string;
   run(args: string[], io: CliIo): Promise<number>;
 } = {
-  summary: "Run the end-to-end demonstration",
+  summary: "Run the end-to-end demonstration (the main job)",
   help: HELP,
-  run(args, io) {
-    if (args.length > 0) throw new UsageError(`unexpected argument '${args[0]}'`);
-    const clock = new FakeClock(Date.UTC(2026, 10, 25));
-    io.out(`[${new Date(clock.now()).toISOString()}] validating identities`);
-    const alice = IdentitySchema.parse({
-      subject: "alice",
-      actorKind: "human",
-      roles: ["approver"],
-      scopes: ["runs:write"],
-    });
-    io.out(`  ok    ${alice.subject} (${alice.actorKind}) roles=${alice.roles.join(",")}`);
-    const bad = IdentitySchema.safeParse({ subject: "", actorKind: "robot" });
-    io.out(`  refused invalid identity: ${bad.success ? "no" : "yes"}`);
-    const err = new PlmError("ERR_IDENTITY_REQUIRED", "No identity is bound");
-    io.out(`  typed error: ${err.code}`);
-    return Promise.resolve(0);
+  async run(args, io) {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args,
+        strict: true,
+        options: { keep: { type: "boolean" }, child: { type: "string" } },
+      }));
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+    if (values.child !== undefined) return await child(values.child, io);
+    const dir = await Deno.makeTempDir({ prefix: "plm-demo-" });
+    const path = `${dir}/plm.db`;
+    try {
+      return await demo(path, io);
+    } finally {
+      if (values.keep) io.out(`\nkept ${path}`);
+      else await Deno.remove(dir, { recursive: true });
+    }
   },
 };
+
+async function demo(path: string, io: CliIo): Promise<number> {
+  const started = Date.now();
+  const say = (line = "") => io.out(line);
+  say(`plm demo: database ${path}`);
+  let { db, controlPlane: cp, runtime } = makeRuntime(path, "worker-1", false, say);
+  const provider = new Hs256JwtIdentityProvider({
+    secret: SECRET,
+    issuer: "plm-demo",
+    audience: "plm",
+  });
+
+  // 1. Identity: tokens, and the HTTP edge behind the middleware.
+  say("\n1. Identity");
+  const plannerToken = await provider.issueToken({ subject: "planner-agent", actorKind: "agent" });
+  const ritaToken = await provider.issueToken({
+    subject: "rita",
+    actorKind: "human",
+    roles: ["release-manager"],
+  });
+  say(`   issued tokens: planner-agent (agent), rita (human, release-manager)`);
+  const handler = identityMiddleware(provider, { audit: cp.audit })(async (req) => {
+    const task = await req.json();
+    const trace = extractTraceContext(req.headers) ?? undefined;
+    const id = await runtime.submit(task, {
+      identity: requireIdentity(),
+      ...(trace ? { trace } : {}),
+    });
+    return Response.json({ id }, { status: 202 });
+  });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const post = (token: string, body: JsonValue) => {
+    const headers = new Headers({
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+    });
+    injectTraceContext(newTraceContext(), headers);
+    return fetch(`${base}/runs`, { method: "POST", headers, body: JSON.stringify(body) });
+  };
+  const ids: Record<string, string> = {};
+  try {
+    const ok = await post(plannerToken, {
+      action: "bom.update",
+      resource: "bom:A-100",
+      capabilities: ["bom"],
+    });
+    ids.allowed = ((await ok.json()) as { id: string }).id;
+    say(`   POST ${base}/runs with planner-agent's token -> ${ok.status}, run ${ids.allowed}`);
+    const [h, p] = plannerToken.split(".");
+    const forged = await post(`${h}.${p}.${"A".repeat(43)}`, {
+      action: "bom.delete",
+      resource: "bom:A-100",
+    });
+    const body = await forged.json();
+    say(
+      `   POST with a forged signature -> ${forged.status} ${body.error} (audited, token never logged)`,
+    );
+  } finally {
+    await server.shutdown();
+  }
+
+  // 2-6. The governed flows.
+  const planner = await provider.verifyToken(plannerToken);
+  const rita = await provider.verifyToken(ritaToken);
+  const show = (run: Run) =>
+    `${run.state}${run.agentId ? ` by ${run.agentId}` : ""} (attempt ${run.attempt}` +
+    `${run.escalations > 0 ? `, ${run.escalations} escalation` : ""})` +
+    `${run.error && run.state !== "succeeded" ? `: ${run.error.message}` : ""}`;
+
+  say("\n2. Allowed: bom.update -> " + show(await runtime.wait(ids.allowed!)));
+
+  ids.denied = await runtime.submit({ action: "bom.delete", resource: "bom:A-100" }, {
+    identity: planner,
+  });
+  say("3. Denied: bom.delete -> " + show(await runtime.wait(ids.denied)));
+
+  ids.approval = await runtime.submit({ action: "bom.release", resource: "bom:A-100" }, {
+    identity: planner,
+  });
+  const parked = cp.runs.get(ids.approval);
+  const approval = cp.approvals.get(parked.approvalId!);
+  say(
+    `4. Needs approval: bom.release -> ${parked.state} (approval ${approval.id}, quorum ${approval.spec.quorum})`,
+  );
+  try {
+    runtime.decideApproval(approval.id, "approve", { identity: planner, digest: approval.digest });
+  } catch (err) {
+    say(`   planner-agent tries to approve its own request -> ${(err as { code: string }).code}`);
+  }
+  runtime.decideApproval(approval.id, "approve", {
+    identity: rita,
+    digest: approval.digest,
+    comment: "ship it",
+  });
+  say(`   rita (verified token) approves -> ${show(await runtime.wait(ids.approval))}`);
+
+  ids.retry = await runtime.submit({
+    action: "cad.render",
+    resource: "cad:wing-7",
+    capabilities: ["cad"],
+  }, {
+    identity: planner,
+  });
+  say("5. Retry: cad.render -> " + show(await runtime.wait(ids.retry)));
+
+  ids.escalation = await runtime.submit(
+    { action: "plm.reconcile", resource: "part:7734", capabilities: ["plm"] },
+    { identity: planner },
+  );
+  say("6. Escalation: plm.reconcile -> " + show(await runtime.wait(ids.escalation)));
+  await runtime.idle();
+  db.close();
+
+  // 7. A worker process killed mid-run, recovered on restart.
+  const cli = new URL("../cli.ts", import.meta.url);
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", cli.href, "demo", "--child", path],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    line += value;
+  }
+  ids.crash = line.trim().split(" ")[1] ?? "";
+  proc.kill("SIGKILL");
+  await proc.status;
+  reader.releaseLock();
+  await proc.stdout.cancel().catch(() => {});
+  ({ db, controlPlane: cp, runtime } = makeRuntime(path, "worker-2", false, say));
+  say(
+    `7. Crash: sim.run started in a child process, killed with SIGKILL while ${
+      cp.runs.get(ids.crash).state
+    }`,
+  );
+  while ((cp.runs.get(ids.crash).lease?.expiresAt ?? 0) > Date.now()) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const recovered = runtime.recover();
+  say(`   restart: reclaimed the expired lease, resumed ${recovered.length} run(s)`);
+  say(`   -> ${show(await runtime.wait(ids.crash))}`);
+  await runtime.idle();
+
+  // Timeline and verification.
+  say("\nTimeline (state changes, with trace ids)");
+  const names = new Map(Object.entries(ids).map(([k, v]) => [v, k]));
+  for (const r of cp.audit.list()) {
+    if (
+      !r.action.startsWith("run.") && !r.action.startsWith("approval.") &&
+      !r.action.startsWith("auth.")
+    ) {
+      continue;
+    }
+    const at = ((r.at - started) / 1000).toFixed(3).padStart(7);
+    const run = r.runId === null ? "" : `${names.get(r.runId) ?? r.runId}`;
+    say(
+      `  +${at}s  ${(r.traceId ?? "-").slice(0, 12).padEnd(12)}  ${run.padEnd(10)} ` +
+        `${r.action.padEnd(19)} ${r.outcome.padEnd(17)} ${r.actor.subject}`,
+    );
+  }
+  const result = cp.audit.verify();
+  const head = cp.audit.head();
+  db.close();
+  say(
+    `\nAudit chain: ${
+      result.ok ? `${result.checked} records valid` : `BROKEN at ${result.firstBadSeq}`
+    }; ` +
+      `head #${head.seq} ${head.hash.slice(0, 16)}...  (${
+        ((Date.now() - started) / 1000).toFixed(1)
+      } s)`,
+  );
+  return result.ok ? 0 : 1;
+}

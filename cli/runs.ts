@@ -1,0 +1,260 @@
+/**
+ * `plm runs`: submit, cancel, list and show governed runs.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type Agent, AgentRuntime, httpAgent } from "../agent_runtime/mod.ts";
+import {
+  ControlPlane,
+  loadPolicySet,
+  openDatabase,
+  type PolicySet,
+  RISK_LEVELS,
+  type RiskLevel,
+  RUN_STATES,
+  type RunState,
+} from "../control_plane/mod.ts";
+import { type Identity, type JsonValue, PlmError } from "../shared/mod.ts";
+import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
+import { type CliIo, UsageError } from "./io.ts";
+
+const HELP = `plm runs: submit, cancel, list and show governed runs
+
+USAGE:
+  plm runs submit --action A --resource R [options]
+  plm runs cancel RUN_ID [--reason TEXT]
+  plm runs list [--state STATE]... [-n N]
+  plm runs show RUN_ID
+
+COMMANDS:
+  submit  Create a run, decide it under the policy set and print its id and state; with
+          --agents and --wait, also run it and print the final state
+  cancel  Cancel a run that has not finished
+  list    Print runs as JSON lines, oldest first
+  show    Print a run as JSON, then its audit timeline
+
+OPTIONS:
+      --db PATH             The database file (default: $PLM_DB, else plm.db)
+      --action A            submit: the governed action, such as bom.update (required)
+      --resource R          submit: the resource, such as bom:42 (required)
+      --capability C        submit: a capability the agent needs (repeatable; default: none)
+      --input JSON          submit: the task input (default: null)
+      --risk LEVEL          submit: low, medium, high or critical (default: low)
+      --idempotency-key K   submit: the same key always gives the same run (default: none)
+      --policy FILE         submit: the policy set, JSON (default: $PLM_POLICY; without one,
+                            everything is denied)
+      --agents FILE         submit: JSON list of HTTP agents {id, url, capabilities, tier,
+                            costPerRun, maxConcurrency} (default: none; the run stays queued)
+      --wait                submit: run the task on the agents and wait for it (default: off)
+      --reason TEXT         cancel: why (default: "Cancelled from the CLI")
+      --state STATE         list: only runs in this state (repeatable; default: all)
+  -n, --lines N             list: how many runs (default: 20)
+      --secret-file PATH    The HS256 secret (default: $PLM_JWT_SECRET)
+      --issuer ISS          The required issuer (default: $PLM_JWT_ISSUER)
+      --audience AUD        The required audience (default: $PLM_JWT_AUDIENCE)
+  -h, --help                Show this help
+
+ENVIRONMENT:
+  PLM_TOKEN   the caller's bearer token (submit, cancel); it is verified, never printed`;
+
+/** The `plm runs` command. */
+export const runsCommand: {
+  summary: string;
+  help: string;
+  run(args: string[], io: CliIo): Promise<number>;
+} = {
+  summary: "Submit, cancel, list and show governed runs",
+  help: HELP,
+  async run(args, io) {
+    const parsed = parse(args);
+    const [sub, ...positionals] = parsed.positionals;
+    const v = parsed.values;
+    const path = str(v.db) ?? io.env("PLM_DB") ?? "plm.db";
+    switch (sub) {
+      case "submit": {
+        const action = str(v.action);
+        const resource = str(v.resource);
+        if (action === undefined || resource === undefined) {
+          throw new UsageError("submit needs --action and --resource");
+        }
+        const risk = str(v.risk) ?? "low";
+        if (!RISK_LEVELS.includes(risk as RiskLevel)) {
+          throw new UsageError(`--risk must be one of ${RISK_LEVELS.join(", ")}`);
+        }
+        const identity = await caller(v, io);
+        const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
+        const agents = await readAgents(str(v.agents), io);
+        using db = openDatabase(path);
+        const runtime = new AgentRuntime({
+          controlPlane: new ControlPlane(db, { policies }),
+          agents,
+          owner: `cli-${crypto.randomUUID()}`,
+        });
+        const key = str(v["idempotency-key"]);
+        const id = await runtime.submit({
+          action,
+          resource,
+          capabilities: list(v.capability),
+          input: parseInput(str(v.input)),
+          risk: risk as RiskLevel,
+        }, { identity, ...(key === undefined ? {} : { idempotencyKey: key }) });
+        const run = v.wait === true && agents.length > 0
+          ? await runtime.wait(id)
+          : runtime.controlPlane.runs.get(id);
+        await runtime.idle();
+        io.out(
+          `${run.id} ${run.state}${
+            run.error === null ? "" : ` ${run.error.code}: ${run.error.message}`
+          }`,
+        );
+        return 0;
+      }
+      case "cancel": {
+        const id = one(positionals, "RUN_ID");
+        const identity = await caller(v, io);
+        using db = openDatabase(path);
+        const cp = new ControlPlane(db, { policies: { rules: [] } });
+        const run = cp.runs.apply(id, {
+          type: "cancel",
+          reason: str(v.reason) ?? "Cancelled from the CLI",
+        }, { actor: { subject: identity.subject, kind: identity.actorKind } });
+        io.out(`${run.id} ${run.state}`);
+        return 0;
+      }
+      case "list": {
+        const states = list(v.state);
+        for (const s of states) {
+          if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown state '${s}'`);
+        }
+        const limit = Number(str(v.lines) ?? "20");
+        if (!Number.isSafeInteger(limit) || limit < 1) {
+          throw new UsageError("-n must be a positive integer");
+        }
+        using db = openDatabase(path);
+        const cp = new ControlPlane(db, { policies: { rules: [] } });
+        const runs = cp.runs.list({
+          ...(states.length > 0 ? { states: states as RunState[] } : {}),
+          limit,
+        });
+        for (const run of runs) io.out(JSON.stringify(run));
+        return 0;
+      }
+      case "show": {
+        const id = one(positionals, "RUN_ID");
+        using db = openDatabase(path);
+        const cp = new ControlPlane(db, { policies: { rules: [] } });
+        io.out(JSON.stringify(cp.runs.get(id), null, 2));
+        for (const r of cp.audit.list({ runId: id })) {
+          io.out(
+            `${new Date(r.at).toISOString()}  #${r.seq}  ${r.action.padEnd(18)} ${
+              r.outcome.padEnd(18)
+            } ` +
+              `${r.actor.subject}${r.reason === null ? "" : `  ${r.reason}`}`,
+          );
+        }
+        return 0;
+      }
+      case undefined:
+        throw new UsageError("missing subcommand: submit, cancel, list or show");
+      default:
+        throw new UsageError(`unknown subcommand '${sub}'`);
+    }
+  },
+};
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        ...KEY_OPTIONS,
+        db: { type: "string" },
+        action: { type: "string" },
+        resource: { type: "string" },
+        capability: { type: "string", multiple: true },
+        input: { type: "string" },
+        risk: { type: "string" },
+        "idempotency-key": { type: "string" },
+        policy: { type: "string" },
+        agents: { type: "string" },
+        wait: { type: "boolean" },
+        reason: { type: "string" },
+        state: { type: "string", multiple: true },
+        lines: { type: "string", short: "n" },
+      },
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+function list(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+}
+
+function one(positionals: string[], name: string): string {
+  const [first, ...extra] = positionals;
+  if (first === undefined) throw new UsageError(`missing ${name}`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+  return first;
+}
+
+function parseInput(text: string | undefined): JsonValue {
+  if (text === undefined) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError("--input must be JSON");
+  }
+}
+
+/** The caller's identity: `PLM_TOKEN`, verified. Fails closed without one. */
+async function caller(values: ParsedValues, io: CliIo): Promise<Identity> {
+  const token = io.env("PLM_TOKEN");
+  if (token === undefined || token === "") {
+    throw new UsageError("no identity: set PLM_TOKEN to a token from 'plm auth issue-token'");
+  }
+  const provider = await makeProvider(keyArgs(values, io.env), io);
+  return await provider.verifyToken(token.trim());
+}
+
+async function readPolicies(path: string | undefined): Promise<PolicySet> {
+  if (path === undefined) return { rules: [] };
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new PlmError("ERR_POLICY_INVALID", `Cannot read the policy file ${path}`, { cause: err });
+  }
+  return loadPolicySet(text);
+}
+
+async function readAgents(path: string | undefined, io: CliIo): Promise<Agent[]> {
+  if (path === undefined) return [];
+  let specs: unknown;
+  try {
+    specs = JSON.parse(await Deno.readTextFile(path));
+  } catch (err) {
+    throw new PlmError("ERR_INVALID_ARGUMENT", `Cannot read the agents file ${path}`, {
+      cause: err,
+    });
+  }
+  if (!Array.isArray(specs)) {
+    throw new PlmError("ERR_INVALID_ARGUMENT", `${path} must hold a JSON list`);
+  }
+  const token = io.env("PLM_TOKEN") ?? "";
+  return specs.map((spec, i) => {
+    if (typeof spec !== "object" || spec === null || typeof spec.url !== "string") {
+      throw new PlmError("ERR_INVALID_ARGUMENT", `${path}[${i}] needs a url`);
+    }
+    const { url, ...options } = spec as { url: string; id: string };
+    return httpAgent(url, { ...options, token });
+  });
+}
