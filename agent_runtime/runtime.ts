@@ -83,7 +83,8 @@ export interface SubmitOptions {
  * The agent runtime: `submit` asks the control plane first (deny gives a
  * `rejected` run, require_approval parks it in `awaiting_approval`), then
  * dispatches allowed runs. Approval decisions and start-up recovery resume
- * parked and orphaned runs.
+ * parked and orphaned runs. A runtime without agents only submits: allowed
+ * runs stay `queued` for a worker process that calls {@link AgentRuntime.recover}.
  *
  * @example Submit a task and wait for it
  * ```ts
@@ -300,6 +301,7 @@ export class AgentRuntime {
   }
 
   #dispatch(runId: string): boolean {
+    if (this.dispatcher.agents.length === 0) return false; // submit-only: workers elsewhere run it
     try {
       // An unexpected error (the store failing) leaves the lease to expire; recovery picks the run up.
       this.dispatcher.dispatch(runId).catch((err) => this.#onError(runId, err));
