@@ -15,7 +15,8 @@ import {
   type Schema,
   type SchemaIssue,
 } from "../../shared/mod.ts";
-import { sha256CanonicalJson } from "./_canonical_json.ts";
+import { createHash } from "node:crypto";
+import { canonicalJson } from "../audit/audit_log.ts";
 import { PolicyError } from "./policy_error.ts";
 
 /**
@@ -444,7 +445,9 @@ export function loadPolicySet(source: unknown): PolicySet {
  * ```
  */
 export function policySetVersion(policySet: PolicySet): string {
-  return sha256CanonicalJson(policySet);
+  return createHash("sha256").update(canonicalJson(policySet as unknown as JsonValue)).digest(
+    "hex",
+  );
 }
 
 function deepFreeze<T>(value: T): T {

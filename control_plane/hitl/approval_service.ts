@@ -14,6 +14,7 @@ import {
   systemClock,
 } from "../../shared/mod.ts";
 import { actorOf } from "../audit/actor.ts";
+import { canonicalJson } from "../audit/audit_log.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import type { ApprovalSpec } from "../governance/policy.ts";
 import type { Database, Statement } from "../store/database.ts";
@@ -254,7 +255,15 @@ export class ApprovalService {
     const now = this.#clock.now();
     const id = this.#generateId();
     const deadline = now + spec.timeoutSeconds * 1000;
-    const digest = digestOf({ id, runId, kind, spec, subject, requester, deadline });
+    const digest = digestOf({
+      id,
+      runId,
+      kind,
+      spec: spec as unknown as JsonValue,
+      subject,
+      requester: { ...requester },
+      deadline,
+    });
     return this.#db.transaction(() => {
       this.#insert.run(
         id,
@@ -519,18 +528,6 @@ function checkSpec(spec: ApprovalSpec): void {
   }
 }
 
-function digestOf(value: unknown): string {
-  return createHash("sha256").update(canonical(value)).digest("hex");
-}
-
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    return `{${
-      Object.keys(value).sort().map((k) =>
-        `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`
-      ).join(",")
-    }}`;
-  }
-  return JSON.stringify(value);
+function digestOf(value: JsonValue): string {
+  return createHash("sha256").update(canonicalJson(value)).digest("hex");
 }

@@ -1,0 +1,164 @@
+/**
+ * The public surface, name by name: a change to what an entrypoint exports
+ * must be a conscious one (update this list in the same change).
+ */
+import assert from "node:assert/strict";
+import * as root from "../mod.ts";
+import * as shared from "../shared/mod.ts";
+import * as controlPlane from "../control_plane/mod.ts";
+import * as agentRuntime from "../agent_runtime/mod.ts";
+import * as identity from "../control_plane/identity/mod.ts";
+import * as cli from "../cli.ts";
+
+const SHARED = [
+  "ACTOR_KINDS",
+  "ActorKindSchema",
+  "ERROR_CODES",
+  "FakeClock",
+  "FakeTimers",
+  "IdentitySchema",
+  "PlmError",
+  "assertNever",
+  "formatIssues",
+  "isPlmError",
+  "systemClock",
+  "systemTimer",
+];
+
+/** Exported by control_plane/mod.ts beyond shared/. */
+const CONTROL_PLANE = [
+  "ACTION_SEPARATORS",
+  "ANONYMOUS_ACTOR",
+  "APPROVAL_KINDS",
+  "APPROVAL_STATES",
+  "AUDIT_CHAIN_PROBLEMS",
+  "AUDIT_GENESIS_HASH",
+  "AUTONOMY_CHANGE_CAUSES",
+  "AUTONOMY_LEVELS",
+  "AUTONOMY_LEVEL_NAMES",
+  "AUTONOMY_OUTCOMES",
+  "ApprovalService",
+  "ApprovalSpecSchema",
+  "AuditEntryInputSchema",
+  "AuditLog",
+  "AutonomyController",
+  "AutonomyLevelSchema",
+  "AutonomyPolicySchema",
+  "BUDGET_KINDS",
+  "BudgetTracker",
+  "CLAIM_FAILURE_REASONS",
+  "CONDITION_OPERATORS",
+  "ControlPlane",
+  "DEFAULT_AUTONOMY_APPROVAL",
+  "Database",
+  "EXPIRY_ACTIONS",
+  "Hs256JwtIdentityProvider",
+  "IdentityError",
+  "MAX_NUMERIC_DATE",
+  "MAX_TOKEN_LENGTH",
+  "MIGRATIONS",
+  "MIN_SECRET_BYTES",
+  "POLICY_EFFECTS",
+  "PolicyConditionSchema",
+  "PolicyEngine",
+  "PolicyError",
+  "PolicyRequestSchema",
+  "PolicyRuleSchema",
+  "PolicySetSchema",
+  "RATE_WINDOWS",
+  "RESOURCE_SEPARATORS",
+  "RISK_LEVELS",
+  "RUN_STATES",
+  "RUN_TRANSITIONS",
+  "RunStore",
+  "TERMINAL_RUN_STATES",
+  "TOKEN_ACTOR_KINDS",
+  "VERDICT_CHANGES",
+  "actorOf",
+  "applyBudget",
+  "canonicalJson",
+  "childTraceContext",
+  "compareAutonomyLevels",
+  "compileGlob",
+  "computeAuditHash",
+  "currentIdentity",
+  "currentTraceContext",
+  "extractTraceContext",
+  "foldAutonomy",
+  "formatTraceparent",
+  "formatTracestate",
+  "identityMiddleware",
+  "injectTraceContext",
+  "isTerminal",
+  "loadPolicySet",
+  "newTraceContext",
+  "openDatabase",
+  "parseAutonomyPolicy",
+  "parsePolicySet",
+  "parseTraceparent",
+  "parseTracestate",
+  "policySetVersion",
+  "requireIdentity",
+  "resolveActor",
+  "transition",
+  "withIdentity",
+  "withTraceContext",
+];
+
+/** Exported by agent_runtime/mod.ts beyond control_plane/. */
+const AGENT_RUNTIME = [
+  "AgentError",
+  "AgentRuntime",
+  "CIRCUIT_STATES",
+  "CircuitBreaker",
+  "CircuitBreakers",
+  "CircuitOpenError",
+  "ConcurrencyLimiter",
+  "DEFAULT_NON_RETRYABLE_CODES",
+  "Dispatcher",
+  "EscalationLadder",
+  "InFlightCounter",
+  "JITTER_MODES",
+  "NoAgentError",
+  "RETRY_STOP_REASONS",
+  "RetryBudget",
+  "RetryExhaustedError",
+  "RetryPolicy",
+  "SELECTION_OUTCOMES",
+  "defineAgent",
+  "errorCode",
+  "httpAgent",
+  "nextDelay",
+  "parseRetryAfter",
+  "retry",
+  "selectAgent",
+  "shouldRetry",
+  "toAgentError",
+];
+
+const names = (mod: object) => Object.keys(mod).sort();
+
+Deno.test("shared/mod.ts exports exactly its contracts", () => {
+  assert.deepEqual(names(shared), [...SHARED].sort());
+});
+
+Deno.test("control_plane/mod.ts exports shared and its own names, never withSystemIdentity", () => {
+  assert.deepEqual(names(controlPlane), [...SHARED, ...CONTROL_PLANE].sort());
+  assert.ok(!("withSystemIdentity" in controlPlane));
+});
+
+Deno.test("agent_runtime/mod.ts and the root mod.ts export the whole public surface", () => {
+  const all = [...SHARED, ...CONTROL_PLANE, ...AGENT_RUNTIME].sort();
+  assert.deepEqual(names(agentRuntime), all);
+  assert.deepEqual(names(root), all);
+  assert.ok(!("withSystemIdentity" in root));
+});
+
+Deno.test("control_plane/identity/mod.ts adds the system identity to the public identity names", () => {
+  const own = names(identity).filter((n) => !(n in controlPlane));
+  assert.deepEqual(own, ["SYSTEM_IDENTITY", "withSystemIdentity"]);
+});
+
+Deno.test("cli.ts exports main and the io helpers", () => {
+  assert.deepEqual(names(cli), ["VERSION", "denoIo", "main"]);
+});
