@@ -10,6 +10,8 @@ import {
   type JsonValue,
   type RunTask,
   systemClock,
+  systemTimer,
+  type Timer,
 } from "../control_plane/mod.ts";
 import { type Agent, type AgentContext, AgentError, defineAgent } from "./agent.ts";
 
@@ -66,14 +68,9 @@ export interface HttpAgentOptions {
    * Starts a timer that calls `callback` after `ms` milliseconds and returns
    * a function that cancels it. Bounds each attempt by its deadline.
    *
-   * @default {setTimeout and clearTimeout}
+   * @default {systemTimer}
    */
-  timer?: (callback: () => void, ms: number) => () => void;
-}
-
-function realTimer(callback: () => void, ms: number): () => void {
-  const id = setTimeout(callback, ms);
-  return () => clearTimeout(id);
+  timer?: Timer;
 }
 
 const DELTA_SECONDS = /^\d+$/;
@@ -177,7 +174,7 @@ export function httpAgent(url: string | URL, options: HttpAgentOptions): Agent {
     token,
     fetch: fetchFn = globalThis.fetch,
     clock = systemClock,
-    timer = realTimer,
+    timer = systemTimer,
   } = options;
   let endpoint: URL;
   try {

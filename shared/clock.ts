@@ -102,7 +102,7 @@ export type Timer = (callback: () => void, ms: number) => () => void;
  * assert.equal(fired, false);
  * ```
  */
-export const systemTimer: Timer = (callback, ms) => {
+export const systemTimer: Timer = (callback: () => void, ms: number): () => void => {
   const id = setTimeout(callback, ms);
   return () => clearTimeout(id);
 };

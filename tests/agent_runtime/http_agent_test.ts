@@ -3,6 +3,7 @@ import {
   type AgentContext,
   AgentError,
   FakeClock,
+  FakeTimers,
   formatTraceparent,
   httpAgent,
   type HttpAgentOptions,
@@ -46,37 +47,35 @@ function context(overrides: Partial<AgentContext> = {}): AgentContext {
 interface Seen {
   headers: Headers;
   body: unknown;
-  aborted: Promise<void>;
 }
+
+/** How long a held request waits before it answers 200 anyway (so a broken abort fails the test). */
+const HOLD_MS = 5_000;
 
 /**
  * Serves `handler` on 127.0.0.1 at a free port for the duration of `fn`,
  * recording what each request carried; shuts the server down afterwards.
+ * `hold()` keeps a request open until the test ends (or `HOLD_MS` passes).
  */
 async function withServer(
-  handler: (req: Request, seen: Seen) => Response | Promise<Response>,
+  handler: (req: Request, hold: () => Promise<void>) => Response | Promise<Response>,
   fn: (url: string, seen: Seen[]) => Promise<void>,
 ): Promise<void> {
   const seen: Seen[] = [];
-  const release = Promise.withResolvers<void>();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async (req) => {
-      const aborted = Promise.withResolvers<void>();
-      req.signal.addEventListener("abort", () => aborted.resolve(), { once: true });
-      const record: Seen = {
-        headers: req.headers,
-        body: await req.json().catch(() => undefined),
-        aborted: Promise.race([aborted.promise, release.promise]),
-      };
-      seen.push(record);
-      return handler(req, record);
-    },
-  );
+  const done = Promise.withResolvers<void>();
+  const hold = async () => {
+    let id: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([done.promise, new Promise((resolve) => id = setTimeout(resolve, HOLD_MS))]);
+    clearTimeout(id);
+  };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    seen.push({ headers: req.headers, body: await req.json().catch(() => undefined) });
+    return handler(req, hold);
+  });
   try {
     await fn(`http://127.0.0.1:${server.addr.port}/agent`, seen);
   } finally {
-    release.resolve();
+    done.resolve();
     await server.shutdown();
   }
 }
@@ -231,18 +230,22 @@ Deno.test("httpAgent() refuses a 2xx body that is not JSON, for good", async () 
 
 Deno.test("httpAgent() aborts the request at the deadline with a retryable ERR_TIMEOUT", async () => {
   await withServer(
-    async (_req, seen) => {
-      await seen.aborted; // answers only once the client has gone
+    async (_req, hold) => {
+      await hold(); // answers only after the test (a client that did not abort gets a 200)
       return Response.json("too late");
     },
     async (url, seen) => {
       const clock = new FakeClock(NOW);
       const agent = agentFor(url, { clock });
+      const started = performance.now();
       const err = await failure(agent.invoke(TASK, context({ deadline: NOW + 50 })));
       assert.equal(err.code, "ERR_TIMEOUT");
       assert.equal(err.retryable, true);
       assert.equal(seen.length, 1, "the request reached the server");
-      await seen[0]?.aborted;
+      assert.ok(
+        performance.now() - started < HOLD_MS,
+        "the client gave up before the server answered",
+      );
     },
   );
 });
@@ -269,16 +272,37 @@ Deno.test("httpAgent() measures the time left by the injected clock", async () =
   });
 });
 
+Deno.test("httpAgent() times out by the injected timer and clock, without waiting", async () => {
+  const clock = new FakeClock(NOW);
+  const timers = new FakeTimers(clock);
+  const agent = agentFor("https://agents.invalid/slow", {
+    clock,
+    timer: timers.timer,
+    fetch: (_input, init) =>
+      new Promise<Response>((_resolve, reject) => {
+        init?.signal?.addEventListener("abort", () => reject(init.signal?.reason));
+      }),
+  });
+  const pending = failure(agent.invoke(TASK, context({ deadline: NOW + 2_000 })));
+  await timers.advance(1_999);
+  assert.equal(timers.pending, 1, "not yet timed out");
+  await timers.advance(1);
+  const err = await pending;
+  assert.equal(err.code, "ERR_TIMEOUT");
+  assert.equal(err.retryable, true);
+  assert.equal(timers.pending, 0);
+});
+
 Deno.test("httpAgent() stops on ctx.signal with ERR_CANCELLED, not retryable", async (t) => {
   await t.step("during the request", async () => {
     const received = Promise.withResolvers<void>();
     await withServer(
-      async (_req, seen) => {
+      async (_req, hold) => {
         received.resolve();
-        await seen.aborted;
+        await hold();
         return Response.json("too late");
       },
-      async (url, seen) => {
+      async (url) => {
         const controller = new AbortController();
         const pending = agentFor(url).invoke(TASK, context({ signal: controller.signal }));
         await received.promise;
@@ -286,7 +310,6 @@ Deno.test("httpAgent() stops on ctx.signal with ERR_CANCELLED, not retryable", a
         const err = await failure(pending);
         assert.equal(err.code, "ERR_CANCELLED");
         assert.equal(err.retryable, false);
-        await seen[0]?.aborted;
       },
     );
   });
