@@ -17,7 +17,6 @@ import {
   parseTracestate,
   PlmError,
   type Run,
-  systemClock,
   systemTimer,
   type Timer,
   type TraceContext,
@@ -90,9 +89,9 @@ export interface DispatcherOptions {
    */
   breakers?: CircuitBreakersOptions;
   /**
-   * The clock.
+   * The clock (deadlines, timeouts, breakers). Leases use the control plane's.
    *
-   * @default {systemClock}
+   * @default {controlPlane.clock}
    */
   clock?: Clock;
   /**
@@ -191,7 +190,7 @@ export class Dispatcher {
       runTimeoutMs = 300_000,
       leaseTtlMs = 30_000,
       breakers = {},
-      clock = systemClock,
+      clock = controlPlane.clock,
       random = Math.random,
       timer = systemTimer,
     } = options;
@@ -411,7 +410,7 @@ export class Dispatcher {
           continue;
         }
         if (!(err instanceof PlmError) || err.code !== "ERR_NO_AGENT") throw err;
-        const next = await this.#escalateOrFail(run, toAgentError(err), own);
+        const next = this.#escalateOrFail(run, toAgentError(err), own);
         if (next.state !== "escalated") return next;
         run = next;
         attemptsInStep = 0;
@@ -460,7 +459,7 @@ export class Dispatcher {
             : "max_attempts",
         })
         : error;
-      const next = await this.#escalateOrFail(run, final, own, agent.costPerRun);
+      const next = this.#escalateOrFail(run, final, own, agent.costPerRun);
       if (next.state !== "escalated") return next;
       run = next;
       attemptsInStep = 0;
@@ -522,12 +521,12 @@ export class Dispatcher {
     }
   }
 
-  async #escalateOrFail(
+  #escalateOrFail(
     run: Run,
     error: PlmError,
     own: { actor: AuditActor; owner: string },
     costUnits = 0,
-  ): Promise<Run> {
+  ): Run {
     const runs = this.#cp.runs;
     const step = this.#ladder.next(run.escalations);
     const message = error.cause instanceof PlmError

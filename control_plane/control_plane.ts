@@ -172,6 +172,11 @@ export class ControlPlane {
       : this.budgets.checkRun(usage, this.#runBudget);
   }
 
+  /** The clock every decision, run and approval is stamped with. */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
   /** The policy engine in force. */
   get policy(): PolicyEngine {
     return this.#engine;

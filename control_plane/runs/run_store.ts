@@ -424,7 +424,11 @@ export class RunStore {
           }`,
         );
       }
-      const stored = this.#writeLease(run, { owner, expiresAt: now + ttlMs });
+      // Taking over another worker's expired lease is a reclaim: a running run becomes retrying.
+      const from = run.lease !== null && run.lease.owner !== owner
+        ? this.#reclaim(run, actor)
+        : run;
+      const stored = this.#writeLease(from, { owner, expiresAt: now + ttlMs });
       this.#audit.append({
         actor,
         action: "run.lease.claimed",
@@ -459,14 +463,16 @@ export class RunStore {
   }
 
   /**
-   * Gives back a lease without changing the run's state.
+   * Gives back a lease without changing the run's state; audited.
    *
    * @param id The run id.
    * @param owner The lease holder.
+   * @param options The audit actor (default: the owner, as a service).
    * @returns The run without its lease.
    * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner does not hold the lease.
    */
-  release(id: string, owner: string): Run {
+  release(id: string, owner: string, options: RunCallOptions = {}): Run {
+    const actor = options.actor ?? { subject: owner, kind: "service" };
     return this.#db.transaction(() => {
       const run = this.get(id);
       if (run.lease?.owner !== owner) {
@@ -475,7 +481,17 @@ export class RunStore {
           `Cannot release run ${id} as ${owner} holds no lease`,
         );
       }
-      return this.#writeLease(run, null);
+      const stored = this.#writeLease(run, null);
+      this.#audit.append({
+        actor,
+        action: "run.lease.released",
+        resource: `run:${id}`,
+        outcome: stored.state,
+        runId: id,
+        traceId: traceIdOf(run),
+        data: { owner },
+      });
+      return stored;
     });
   }
 
@@ -494,24 +510,28 @@ export class RunStore {
     return this.#db.transaction(() => {
       const reclaimed: Run[] = [];
       for (const { id } of this.#expired.all(at, options.limit ?? 1000)) {
-        const run = this.get(id);
-        const previousOwner = run.lease?.owner ?? null;
-        const next = run.state === "running"
-          ? this.apply(id, { type: "lease_expired" }, { actor, data: { previousOwner } })
-          : this.#writeLease(run, null);
-        this.#audit.append({
-          actor,
-          action: "run.lease.reclaimed",
-          resource: `run:${id}`,
-          outcome: next.state,
-          runId: id,
-          traceId: traceIdOf(run),
-          data: { previousOwner, expiredAt: run.lease?.expiresAt ?? null },
-        });
-        reclaimed.push(next);
+        reclaimed.push(this.#reclaim(this.get(id), actor));
       }
       return reclaimed;
     });
+  }
+
+  /** Clears an expired lease (a running run becomes retrying) and audits the reclaim. */
+  #reclaim(run: Run, actor: AuditActor): Run {
+    const previousOwner = run.lease?.owner ?? null;
+    const next = run.state === "running"
+      ? this.apply(run.id, { type: "lease_expired" }, { actor, data: { previousOwner } })
+      : this.#writeLease(run, null);
+    this.#audit.append({
+      actor,
+      action: "run.lease.reclaimed",
+      resource: `run:${run.id}`,
+      outcome: next.state,
+      runId: run.id,
+      traceId: traceIdOf(run),
+      data: { previousOwner, expiredAt: run.lease?.expiresAt ?? null },
+    });
+    return next;
   }
 
   #writeLease(run: Run, lease: Run["lease"]): Run {

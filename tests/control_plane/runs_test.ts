@@ -278,3 +278,23 @@ Deno.test("RunStore.list() filters by state and lease", () => {
   assert.throws(() => runs.get("nope"), (err: unknown) => isPlmError(err, "ERR_RUN_NOT_FOUND"));
   db.close();
 });
+
+Deno.test("RunStore.claim() takes over an expired lease as a reclaim, never leaving a run running", () => {
+  const { db, runs, clock, audit } = setUp();
+  const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+  runs.claim(run.id, "w1", 1_000, { actor: ACTOR });
+  runs.apply(run.id, { type: "start", agentId: "a" }, { actor: ACTOR, owner: "w1" });
+  clock.advance(1_000);
+  const taken = runs.claim(run.id, "w2", 1_000, { actor: ACTOR });
+  assert.equal(taken.state, "retrying");
+  assert.equal(taken.lease?.owner, "w2");
+  const tail = audit.list({ runId: run.id }).slice(-3).map((r) => `${r.action}:${r.outcome}`);
+  assert.deepEqual(tail, [
+    "run.transition:retrying",
+    "run.lease.reclaimed:retrying",
+    "run.lease.claimed:claimed",
+  ]);
+  runs.release(run.id, "w2");
+  assert.equal(audit.list({ runId: run.id }).at(-1)?.action, "run.lease.released");
+  db.close();
+});

@@ -1,0 +1,321 @@
+import assert from "node:assert/strict";
+import {
+  AuditLog,
+  type AuditRecord,
+  FakeClock,
+  isTerminal,
+  openDatabase,
+  type Run,
+  RunStore,
+  systemClock,
+} from "../../agent_runtime/mod.ts";
+import {
+  CONCURRENCY,
+  keyOf,
+  LEASE_TTL_MS,
+  openWorker,
+  RUNS,
+  SVC,
+  taskOf,
+} from "./_crash_worker.ts";
+
+const WORKER = new URL("./_crash_worker.ts", import.meta.url).pathname;
+/** The first worker is killed once it reports this many runs succeeded. */
+const KILL_AFTER = 40;
+/** How long the first worker may take to get there before the test gives up. */
+const KILL_DEADLINE_MS = 15_000;
+/** The recovering worker's clock runs this far ahead: every lease of the dead worker has expired. */
+const CLOCK_AHEAD_MS = LEASE_TTL_MS + 1_000;
+
+interface Execution {
+  readonly runId: string;
+  readonly attempt: number;
+  readonly owner: string;
+}
+
+/**
+ * Reads the child's `succeeded N` lines and kills it with SIGKILL at the
+ * first N >= `threshold` (or when `deadlineMs` passes), then drains stdout.
+ */
+async function killAfter(child: Deno.ChildProcess, threshold: number, deadlineMs: number) {
+  let killedAt: number | undefined;
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It already exited.
+    }
+  };
+  const guard = setTimeout(kill, deadlineMs);
+  const lines: string[] = [];
+  let buffer = "";
+  try {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        lines.push(line);
+        const count = /^succeeded (\d+)$/.exec(line)?.[1];
+        if (killedAt === undefined && count !== undefined && Number(count) >= threshold) {
+          killedAt = Number(count);
+          kill();
+        }
+      }
+    }
+  } finally {
+    clearTimeout(guard);
+  }
+  return { killedAt, lines };
+}
+
+function readExecutions(path: string): Execution[] {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  return text.split("\n").filter((line) => line !== "").map((line) => {
+    const match = /^(\S+) (\d+) (w1|w2)$/.exec(line);
+    assert.ok(match, `malformed execution line ${JSON.stringify(line)}`);
+    return { runId: match[1]!, attempt: Number(match[2]), owner: match[3]! };
+  });
+}
+
+/**
+ * Replays one run's lease and transition records in seq order and checks that
+ * every transition made by a worker happened while that worker held the
+ * lease, that a lease changes hands only after it was reclaimed, and returns
+ * who recorded the `succeeded` transitions.
+ */
+function replayLeases(runId: string, records: readonly AuditRecord[]): string[] {
+  let holder: string | null = null;
+  const succeededBy: string[] = [];
+  const where = (r: AuditRecord) => `run ${runId}, record ${r.seq} (${r.action} ${r.outcome})`;
+  records.forEach((record, i) => {
+    const data = record.data as { [key: string]: unknown };
+    switch (record.action) {
+      case "run.created":
+        assert.equal(i, 0, `${where(record)}: not the first record`);
+        break;
+      case "run.lease.claimed":
+        assert.equal(data.previousOwner, holder, `${where(record)}: previous owner`);
+        assert.ok(
+          holder === null || holder === data.owner,
+          `${where(record)}: ${String(data.owner)} claimed while ${holder} held the lease`,
+        );
+        assert.equal(record.actor.subject, data.owner, `${where(record)}: claimed for another`);
+        holder = data.owner as string;
+        break;
+      case "run.lease.reclaimed":
+        assert.notEqual(holder, null, `${where(record)}: nothing to reclaim`);
+        assert.equal(data.previousOwner, holder, `${where(record)}: reclaimed from whom`);
+        holder = null;
+        break;
+      case "run.transition":
+        if (data.event === "lease_expired") {
+          // The reclaimer's transition: the reclaim record must follow at once.
+          assert.equal(data.previousOwner, holder, `${where(record)}: expired whose lease`);
+          assert.equal(records[i + 1]?.action, "run.lease.reclaimed", `${where(record)}: alone`);
+          break;
+        }
+        assert.equal(
+          record.actor.subject,
+          holder,
+          `${where(record)}: made by ${record.actor.subject} while ${holder} held the lease`,
+        );
+        if (data.event === "start") assert.equal(data.owner, holder, `${where(record)}: owner`);
+        if (record.outcome === "succeeded") succeededBy.push(record.actor.subject);
+        if (isTerminal(record.outcome as Run["state"])) holder = null;
+        break;
+      default:
+        assert.fail(`${where(record)}: unexpected action`);
+    }
+  });
+  return succeededBy;
+}
+
+Deno.test("replayLeases() catches a lease taken or used without a reclaim", async (t) => {
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const w1 = { subject: "w1", kind: "service" } as const;
+  const w2 = { subject: "w2", kind: "service" } as const;
+  /** A run started by w1 whose lease then expires; `then` continues the story. */
+  function story(
+    then: (runs: RunStore, id: string) => void,
+    keep: (record: AuditRecord) => boolean = () => true,
+  ) {
+    using db = openDatabase(":memory:");
+    const clock = new FakeClock(1_000);
+    const audit = new AuditLog(db, { clock });
+    const runs = new RunStore(db, { audit, clock });
+    const { run } = runs.create({
+      task: { ...taskOf(0), capabilities: ["bom"], input: null, risk: "low", attributes: {} },
+      requester: SVC,
+      traceparent,
+    }, { actor: w1 });
+    runs.claim(run.id, "w1", 100, { actor: w1 });
+    runs.apply(run.id, { type: "start", agentId: "a" }, {
+      actor: w1,
+      owner: "w1",
+      data: { owner: "w1" },
+    });
+    clock.advance(200);
+    then(runs, run.id);
+    const records = audit.list({ runId: run.id }).filter(keep);
+    return () => replayLeases(run.id, records);
+  }
+  await t.step("a reclaim, then w2 claims and finishes: one success, by w2", () => {
+    const replay = story((runs, id) => {
+      runs.reclaimExpired(undefined, { actor: w2 });
+      runs.claim(id, "w2", 100, { actor: w2 });
+      runs.apply(id, { type: "start", agentId: "a" }, {
+        actor: w2,
+        owner: "w2",
+        data: { owner: "w2" },
+      });
+      runs.apply(id, { type: "succeed", result: null }, { actor: w2, owner: "w2" });
+    });
+    assert.deepEqual(replay(), ["w2"]);
+  });
+  await t.step("w2 takes the expired lease over without a reclaim", () => {
+    // The store reclaims on takeover; a history without that reclaim must be caught.
+    const replay = story(
+      (runs, id) => runs.claim(id, "w2", 100, { actor: w2 }),
+      (r) => r.action !== "run.lease.reclaimed" && r.outcome !== "retrying",
+    );
+    assert.throws(replay, /w2 claimed while w1 held the lease/);
+  });
+  await t.step("w1 writes after its lease was reclaimed", () => {
+    const replay = story((runs, id) => {
+      runs.reclaimExpired(undefined, { actor: w2 });
+      runs.claim(id, "w2", 100, { actor: w2 });
+      runs.apply(id, { type: "start", agentId: "a" }, {
+        actor: w2,
+        owner: "w2",
+        data: { owner: "w2" },
+      });
+      runs.apply(id, { type: "succeed", result: null }, { actor: w1 });
+    });
+    assert.throws(replay, /made by w1 while w2 held the lease/);
+  });
+});
+
+Deno.test("AgentRuntime.recover() finishes every run of a SIGKILLed worker once, never under two leases", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "plm_crash_" });
+  const path = `${dir}/plm.db`;
+  const sideFile = `${dir}/executions.txt`;
+  try {
+    // --- w1: a real process on the real clock, killed midway --------------------------------
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", WORKER, path, sideFile],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const { killedAt, lines } = await killAfter(child, KILL_AFTER, KILL_DEADLINE_MS);
+    const status = await child.status;
+    const why = `w1 stdout tail: ${lines.slice(-3).join(" | ")}; stderr: ${await stderr}`;
+    assert.equal(killedAt !== undefined, true, `w1 never reported ${KILL_AFTER} runs; ${why}`);
+    assert.equal(status.signal, "SIGKILL", why);
+    assert.ok(!lines.includes("all done"), `w1 finished before the kill; ${why}`);
+    const w1Executions = readExecutions(sideFile);
+
+    // --- w2: the same file, a clock ahead of the dead worker's leases -----------------------
+    const clock = { now: () => systemClock.now() + CLOCK_AHEAD_MS };
+    const { db, controlPlane, runtime } = openWorker(path, "w2", sideFile, clock);
+    try {
+      const atKill = controlPlane.runs.list({ limit: 10 * RUNS });
+      const terminalAtKill = atKill.filter((r) => isTerminal(r.state));
+      const runningAtKill = atKill.filter((r) => r.state === "running");
+      assert.ok(terminalAtKill.length >= killedAt!, `${terminalAtKill.length} finished at kill`);
+      assert.ok(terminalAtKill.every((r) => r.state === "succeeded"));
+      assert.ok(terminalAtKill.length < RUNS, "some runs were still to do at the kill");
+      assert.ok(
+        atKill.some((r) => r.lease?.owner === "w1"),
+        "w1 held leases when it was killed",
+      );
+
+      const recovered = runtime.recover();
+      assert.equal(recovered.length, atKill.length - terminalAtKill.length, "recover() took all");
+      const ids: string[] = [];
+      for (let n = 0; n < RUNS; n++) {
+        ids.push(await runtime.submit(taskOf(n), { identity: SVC, idempotencyKey: keyOf(n) }));
+      }
+      const finished = await Promise.all(ids.map((id) => runtime.wait(id)));
+      await runtime.idle();
+
+      // Every run exists once and succeeded.
+      assert.equal(new Set(ids).size, RUNS, "one run per idempotency key");
+      const all = controlPlane.runs.list({ limit: 10 * RUNS });
+      assert.equal(all.length, RUNS, "no duplicate runs");
+      assert.deepEqual(
+        all.map((r) => r.idempotencyKey).sort(),
+        Array.from({ length: RUNS }, (_, n) => keyOf(n)).sort(),
+      );
+      const states = all.map((r) => r.state);
+      assert.ok(states.every((s) => s === "succeeded"), `states: ${[...new Set(states)]}`);
+      assert.ok(finished.every((r) => r.state === "succeeded"));
+      assert.ok(all.every((r) => r.lease === null), "no lease left behind");
+
+      // The audit log replays into one lease holder at a time and one success per run.
+      assert.equal(controlPlane.audit.list({ actionPrefix: "run.created" }).length, RUNS);
+      assert.equal(controlPlane.audit.list({ actionPrefix: "policy.decide" }).length, RUNS);
+      const byRun = Map.groupBy(
+        controlPlane.audit.list({ actionPrefix: "run." }),
+        (r) => r.runId ?? "",
+      );
+      assert.deepEqual([...byRun.keys()].sort(), [...ids].sort());
+      const succeededBy = new Map<string, string>();
+      for (const [runId, records] of byRun) {
+        const owners = replayLeases(runId, records);
+        assert.equal(owners.length, 1, `run ${runId} succeeded ${owners.length} times`);
+        succeededBy.set(runId, owners[0]!);
+      }
+      const reclaimed = controlPlane.audit.list({ actionPrefix: "run.lease.reclaimed" });
+      assert.ok(reclaimed.length > 0, "w1's leases were reclaimed");
+      assert.ok(reclaimed.every((r) => r.actor.subject === "w2" && r.data !== null));
+      for (const run of terminalAtKill) assert.equal(succeededBy.get(run.id), "w1");
+      for (const run of runningAtKill) {
+        assert.equal(succeededBy.get(run.id), "w2", `run ${run.id} was running at the kill`);
+      }
+
+      // Executions: each matches a `running` transition of its owner; at-least-once, no more.
+      const executions = readExecutions(sideFile);
+      assert.deepEqual(executions.slice(0, w1Executions.length), w1Executions);
+      assert.ok(executions.slice(w1Executions.length).every((e) => e.owner === "w2"));
+      for (const e of executions) {
+        const started = byRun.get(e.runId)?.some((r) =>
+          r.action === "run.transition" && r.outcome === "running" &&
+          r.actor.subject === e.owner && (r.data as { attempt?: number }).attempt === e.attempt
+        );
+        assert.ok(started, `execution ${e.runId} #${e.attempt} by ${e.owner} was never started`);
+      }
+      const perRun = Map.groupBy(executions, (e) => e.runId);
+      assert.deepEqual([...perRun.keys()].sort(), [...ids].sort(), "every run was executed");
+      const twice = [...perRun.values()].filter((list) => list.length > 1);
+      assert.ok(
+        twice.every((list) =>
+          list.length === 2 && list[0]!.owner === "w1" && list[1]!.owner === "w2"
+        ),
+        "only a run caught mid-flight by the kill runs again, once, on w2",
+      );
+      assert.ok(twice.length <= runningAtKill.length && runningAtKill.length <= CONCURRENCY);
+      for (const run of terminalAtKill) assert.equal(perRun.get(run.id)?.length, 1);
+
+      assert.equal(controlPlane.audit.verify().ok, true);
+      console.log(
+        `crash: killed w1 after ${killedAt} reported (${terminalAtKill.length} succeeded, ` +
+          `${runningAtKill.length} running, ${RUNS - terminalAtKill.length} not finished); ` +
+          `w2 reclaimed ${reclaimed.length} leases, recovered ${recovered.length} runs; ` +
+          `${twice.length} runs executed twice; ${executions.length} executions in all`,
+      );
+    } finally {
+      db.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
