@@ -37,7 +37,10 @@ import { currentTraceContext } from "./trace/context.ts";
 export interface ControlPlaneOptions {
   /** The policy set (or an engine compiled from one). */
   policies: PolicySet | PolicyEngine;
-  /** Autonomy levels per agent; without it, verdicts are not folded. */
+  /**
+   * Autonomy levels per agent; without it, verdicts are not folded. Given as a
+   * policy, the controller it builds audits every automatic level change.
+   */
   autonomy?: AutonomyPolicy | AutonomyController;
   /** Per-run budget checked by {@link ControlPlane.authorize} when given usage. */
   runBudget?: RunBudget;
@@ -144,7 +147,18 @@ export class ControlPlane {
     this.budgets = new BudgetTracker({ clock });
     this.autonomy = options.autonomy === undefined || options.autonomy instanceof AutonomyController
       ? options.autonomy
-      : new AutonomyController(options.autonomy, { clock });
+      : new AutonomyController(options.autonomy, {
+        clock,
+        onLevelChange: (change) =>
+          this.audit.append({
+            actor: { subject: "system:autonomy", kind: "system" },
+            action: "autonomy.level.changed",
+            resource: `agent:${change.agentId}`,
+            outcome: change.to,
+            reason: change.reason,
+            data: { from: change.from, to: change.to, cause: change.cause },
+          }),
+      });
     this.#runBudget = options.runBudget;
     this.#agentRateLimit = options.agentRateLimit;
   }
@@ -227,6 +241,7 @@ export class ControlPlane {
     let verdict: ControlPlaneVerdict = this.#engine.decide(policyRequest);
     if (this.autonomy !== undefined && identity.actorKind === "agent") {
       verdict = this.autonomy.fold(verdict, identity.subject, request.action);
+      if (verdict.decision === "deny") this.autonomy.recordOutcome(identity.subject, "denied");
     }
     if (request.usage !== undefined && this.#runBudget !== undefined) {
       verdict = applyBudget(verdict, this.budgets.checkRun(request.usage, this.#runBudget));

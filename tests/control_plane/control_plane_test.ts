@@ -188,3 +188,23 @@ Deno.test("ControlPlane carries approval outcomes to the run; the trace survives
   assert.equal(cp.audit.verify().ok, true);
   db.close();
 });
+
+Deno.test("ControlPlane drops an agent's autonomy after repeated denials and audits it", () => {
+  const db = openDatabase(":memory:");
+  const cp = new ControlPlane(db, {
+    policies: POLICIES,
+    clock: new FakeClock(0),
+    autonomy: { defaultLevel: "L4" },
+  });
+  for (let i = 0; i < 3; i++) {
+    cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
+  }
+  assert.equal(cp.autonomy?.levelOf("agent-7"), "L3");
+  const [change] = cp.audit.list({ actionPrefix: "autonomy.level.changed" });
+  assert.equal(change?.outcome, "L3");
+  assert.equal(change?.resource, "agent:agent-7");
+  const allowed = cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
+  assert.equal(allowed.autonomyLevel, "L3");
+  assert.equal(allowed.notify, true);
+  db.close();
+});
