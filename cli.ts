@@ -24,7 +24,7 @@
  * @module
  */
 import { PlmError } from "./shared/mod.ts";
-import { type CliIo, denoIo, UsageError } from "./cli/io.ts";
+import { type CliCommand, type CliIo, denoIo, UsageError } from "./cli/io.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { dbCommand } from "./cli/db.ts";
 import { auditCommand } from "./cli/audit.ts";
@@ -37,14 +37,7 @@ export { denoIo } from "./cli/io.ts";
 /** The package version printed by `plm --version`. */
 export const VERSION = "0.1.0";
 
-/** One `plm` subcommand group. */
-interface Command {
-  readonly summary: string;
-  readonly help: string;
-  run(args: string[], io: CliIo): Promise<number>;
-}
-
-const COMMANDS: Readonly<Record<string, Command>> = {
+const COMMANDS: Readonly<Record<string, CliCommand>> = {
   demo: demoCommand,
   db: dbCommand,
   audit: auditCommand,

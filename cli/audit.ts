@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
 import { openDatabase } from "../control_plane/store/mod.ts";
 import { assertNever, PlmError } from "../shared/mod.ts";
-import type { CliIo } from "./io.ts";
+import { type CliCommand, type CliIo } from "./io.ts";
 import { UsageError } from "./io.ts";
 
 const HELP = `plm audit: check and read the hash-chained audit log
@@ -56,11 +56,7 @@ interface AuditArgs {
  * assert.equal(out[0], `0 ${"0".repeat(64)}`);
  * ```
  */
-export const auditCommand: {
-  summary: string;
-  help: string;
-  run(args: string[], io: CliIo): Promise<number>;
-} = {
+export const auditCommand: CliCommand = {
   summary: "Verify and read the hash-chained audit log",
   help: HELP,
   run(args, io) {

@@ -11,7 +11,7 @@ import {
   TOKEN_ACTOR_KINDS,
   type TokenActorKind,
 } from "../control_plane/identity/public.ts";
-import type { CliIo } from "./io.ts";
+import { type CliCommand, type CliIo } from "./io.ts";
 import { UsageError } from "./io.ts";
 
 const MAX_TTL_SECONDS = 86_400;
@@ -73,11 +73,7 @@ export const KEY_OPTIONS = {
 } as const;
 
 /** The `plm auth` command. */
-export const authCommand: {
-  summary: string;
-  help: string;
-  run(args: string[], io: CliIo): Promise<number>;
-} = {
+export const authCommand: CliCommand = {
   summary: "Issue and verify bearer tokens",
   help: HELP,
   async run(args, io) {

@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { openDatabase } from "../control_plane/store/mod.ts";
 import { assertNever } from "../shared/mod.ts";
-import type { CliIo } from "./io.ts";
+import { type CliCommand, type CliIo } from "./io.ts";
 import { UsageError } from "./io.ts";
 
 const HELP = `plm db: manage the SQLite database
@@ -35,11 +35,7 @@ OPTIONS:
  * assert.match(out[0] ?? "", /^schema version \d+$/);
  * ```
  */
-export const dbCommand: {
-  summary: string;
-  help: string;
-  run(args: string[], io: CliIo): Promise<number>;
-} = {
+export const dbCommand: CliCommand = {
   summary: "Create and migrate the SQLite database",
   help: HELP,
   run(args, io) {

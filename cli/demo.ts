@@ -24,7 +24,7 @@ import {
   type Run,
 } from "../agent_runtime/mod.ts";
 import type { Identity, JsonValue } from "../shared/mod.ts";
-import { type CliIo, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm demo: run the end-to-end demonstration (the main job)
 
@@ -157,11 +157,7 @@ async function child(path: string, io: CliIo): Promise<number> {
 }
 
 /** The `plm demo` command. */
-export const demoCommand: {
-  summary: string;
-  help: string;
-  run(args: string[], io: CliIo): Promise<number>;
-} = {
+export const demoCommand: CliCommand = {
   summary: "Run the end-to-end demonstration (the main job)",
   help: HELP,
   async run(args, io) {

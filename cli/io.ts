@@ -38,6 +38,16 @@ export function denoIo(): CliIo {
   };
 }
 
+/** One `plm` subcommand group: its one-line summary, its help text and how it runs. */
+export interface CliCommand {
+  /** One line for `plm --help`. */
+  readonly summary: string;
+  /** The `--help` text, with `USAGE:` and `OPTIONS:`. */
+  readonly help: string;
+  /** Runs the command and returns its exit code. */
+  run(args: string[], io: CliIo): Promise<number>;
+}
+
 /** A usage error: the command prints its help to stderr and exits 2. */
 export class UsageError extends Error {
   /**

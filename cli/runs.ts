@@ -17,7 +17,7 @@ import {
 } from "../control_plane/mod.ts";
 import { type Identity, type JsonValue, PlmError } from "../shared/mod.ts";
 import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
-import { type CliIo, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
 
@@ -59,11 +59,7 @@ ENVIRONMENT:
   PLM_TOKEN   the caller's bearer token (submit, cancel); it is verified, never printed`;
 
 /** The `plm runs` command. */
-export const runsCommand: {
-  summary: string;
-  help: string;
-  run(args: string[], io: CliIo): Promise<number>;
-} = {
+export const runsCommand: CliCommand = {
   summary: "Submit, cancel, list and show governed runs",
   help: HELP,
   async run(args, io) {
