@@ -426,3 +426,38 @@ Deno.test("AgentRuntime reports ERR_NO_AGENT when no agent has the capability", 
   assert.match(done.error?.message ?? "", /cad/);
   db.close();
 });
+
+Deno.test("AgentRuntime climbs the ladder in order: stronger tier, then humans, then fail", async () => {
+  const weak = flaky("weak", 99, { tier: 1 });
+  const strong = flaky("strong", 99, { tier: 2 });
+  const { db, runtime, controlPlane, timers } = setUp([weak.agent, strong.agent], {
+    retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
+    escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, HUMAN_TIER, { kind: "fail" }]),
+  });
+  const id = await runtime.submit({
+    action: "bom.update",
+    resource: "bom:1",
+    capabilities: ["bom"],
+  }, {
+    identity: SVC,
+  });
+  await timers.runAll();
+  const parked = await runtime.wait(id);
+  assert.equal(parked.state, "awaiting_approval", "after the stronger tier, the humans");
+  assert.deepEqual([weak.calls.length, strong.calls.length], [2, 2]);
+  const approval = controlPlane.approvals.get(parked.approvalId!);
+  assert.equal(approval.kind, "escalation");
+  runtime.decideApproval(approval.id, "approve", { identity: LEAD, digest: approval.digest });
+  await timers.runAll();
+  const done = await runtime.wait(id);
+  assert.equal(done.state, "failed", "the humans let it go on; the strongest tier failed again");
+  assert.equal(done.escalations, 2);
+  assert.equal(strong.calls.length, 4, "approval resumed the run on the strongest tier");
+  assert.deepEqual(
+    controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" })
+      .map((r) => r.outcome)
+      .filter((s) => s !== "running" && s !== "retrying"),
+    ["escalated", "escalated", "awaiting_approval", "queued", "failed"],
+  );
+  db.close();
+});
