@@ -34,7 +34,25 @@ import { runsCommand } from "./cli/runs.ts";
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
 
-/** The package version printed by `plm --version`. */
+/**
+ * The package version printed by `plm --version`.
+ *
+ * @example The version that `--version` prints
+ * ```ts
+ * import { main, VERSION } from "@tracepulse/plm-engine-core/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const io = {
+ *   out: (line: string) => lines.push(line),
+ *   err: () => {},
+ *   readStdin: () => Promise.resolve(""),
+ *   env: () => undefined,
+ * };
+ * assert.equal(await main(["--version"], io), 0);
+ * assert.deepEqual(lines, [`plm ${VERSION}`]);
+ * ```
+ */
 export const VERSION = "0.1.0";
 
 const COMMANDS: Readonly<Record<string, CliCommand>> = {

@@ -13,7 +13,47 @@ import {
   type TraceContext,
 } from "../control_plane/mod.ts";
 
-/** What an agent gets for one attempt at a task, besides the task itself. */
+/**
+ * What an agent gets for one attempt at a task, besides the task itself.
+ *
+ * @example Call an agent with a hand-made context
+ * ```ts
+ * import {
+ *   type AgentContext,
+ *   defineAgent,
+ *   type RunTask,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const agent = defineAgent({
+ *   id: "counter",
+ *   invoke: (_task, ctx) => Promise.resolve(`${ctx.runId}#${ctx.attempt}`),
+ * });
+ * const ctx: AgentContext = {
+ *   signal: new AbortController().signal,
+ *   deadline: Date.now() + 30_000,
+ *   attempt: 2,
+ *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+ *   trace: {
+ *     traceId: "0af7651916cd43dd8448eb211c80319c",
+ *     spanId: "b7ad6b7169203331",
+ *     traceFlags: 1,
+ *     traceState: [],
+ *   },
+ *   runId: "r-1",
+ *   idempotencyKey: "r-1",
+ * };
+ * const task: RunTask = {
+ *   action: "count",
+ *   resource: "x",
+ *   capabilities: [],
+ *   input: null,
+ *   risk: "low",
+ *   attributes: {},
+ * };
+ * assert.equal(await agent.invoke(task, ctx), "r-1#2");
+ * ```
+ */
 export interface AgentContext {
   /** Aborted when the attempt is cancelled or its deadline passes; stop work then. */
   readonly signal: AbortSignal;

@@ -13,6 +13,16 @@ import { type Clock, PlmError, systemClock } from "../control_plane/mod.ts";
  * - `open`: calls are refused until the cool-down has passed;
  * - `half_open`: a few trial calls go through; a success closes the circuit,
  *   a failure opens it again.
+ *
+ * @example A new breaker starts closed
+ * ```ts
+ * import { CIRCUIT_STATES, CircuitBreaker } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const breaker = new CircuitBreaker();
+ * assert.ok(CIRCUIT_STATES.includes(breaker.state));
+ * assert.equal(breaker.state, "closed");
+ * ```
  */
 export const CIRCUIT_STATES = ["closed", "open", "half_open"] as const;
 

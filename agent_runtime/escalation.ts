@@ -5,7 +5,33 @@
  */
 import { type ApprovalSpec, ApprovalSpecSchema, formatIssues } from "../control_plane/mod.ts";
 
-/** One rung of the ladder. */
+/**
+ * One rung of the ladder.
+ *
+ * @example Steps of each kind
+ * ```ts
+ * import {
+ *   EscalationLadder,
+ *   type EscalationStep,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const steps: EscalationStep[] = [
+ *   { kind: "tier", minTier: 1 },
+ *   {
+ *     kind: "human",
+ *     approval: { approverRoles: ["oncall"], quorum: 1, timeoutSeconds: 900, onExpiry: "deny" },
+ *   },
+ *   { kind: "fail" },
+ * ];
+ * const ladder = new EscalationLadder(steps);
+ * assert.deepEqual(ladder.steps.map((step) => step.kind), ["tier", "human", "fail"]);
+ * assert.throws(
+ *   () => new EscalationLadder([{ kind: "fail" }, { kind: "tier", minTier: 1 }]),
+ *   RangeError,
+ * );
+ * ```
+ */
 export type EscalationStep =
   | {
     /** Try again with a stronger agent: one of at least this tier. */

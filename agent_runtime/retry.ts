@@ -14,6 +14,17 @@ import { assertNever, type Clock, PlmError, systemClock } from "../control_plane
  * - `full`: `random() * base`, anywhere in `[0, base]`;
  * - `equal`: `base / 2 + random() * base / 2`, in `[base / 2, base]`;
  * - `none`: exactly `base`.
+ *
+ * @example Every mode is a valid policy jitter
+ * ```ts
+ * import { JITTER_MODES, RetryPolicy } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(JITTER_MODES, ["full", "equal", "none"]);
+ * for (const jitter of JITTER_MODES) {
+ *   assert.equal(new RetryPolicy({ jitter }).jitter, jitter);
+ * }
+ * ```
  */
 export const JITTER_MODES = ["full", "equal", "none"] as const;
 
@@ -24,6 +35,21 @@ export type JitterMode = typeof JITTER_MODES[number];
  * The codes never retried unless a policy says otherwise: a cancelled call,
  * a passed run deadline, a refusal by governance, a spent autonomy budget and
  * a bad argument do not get better by trying again.
+ *
+ * @example The default policy never retries these codes
+ * ```ts
+ * import {
+ *   DEFAULT_NON_RETRYABLE_CODES,
+ *   PlmError,
+ *   RetryPolicy,
+ *   shouldRetry,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const policy = new RetryPolicy();
+ * assert.deepEqual(policy.nonRetryableCodes, DEFAULT_NON_RETRYABLE_CODES);
+ * assert.ok(!shouldRetry(policy, new PlmError("ERR_FORBIDDEN", "Denied by policy"), 1));
+ * ```
  */
 export const DEFAULT_NON_RETRYABLE_CODES = [
   "ERR_CANCELLED",
@@ -315,7 +341,24 @@ export function errorCode(error: unknown): string {
   return typeof code === "string" ? code : "ERR_AGENT_FAILED";
 }
 
-/** Why {@link retry} stops retrying an error that could otherwise be retried. */
+/**
+ * Why {@link retry} stops retrying an error that could otherwise be retried.
+ *
+ * @example An exhaustion carries one of the reasons
+ * ```ts
+ * import {
+ *   RETRY_STOP_REASONS,
+ *   RetryExhaustedError,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new RetryExhaustedError("Cannot retry past the deadline", {
+ *   attempts: 2,
+ *   reason: "deadline",
+ * });
+ * assert.ok(RETRY_STOP_REASONS.includes(err.reason));
+ * ```
+ */
 export const RETRY_STOP_REASONS = ["max_attempts", "budget", "deadline"] as const;
 
 /** One of {@link RETRY_STOP_REASONS}. */

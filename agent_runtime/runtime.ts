@@ -37,7 +37,38 @@ export interface AgentRuntimeOptions extends DispatcherOptions {
   onError?: (runId: string, error: unknown) => void;
 }
 
-/** A task as submitted; left-out fields take their defaults. */
+/**
+ * A task as submitted; left-out fields take their defaults.
+ *
+ * @example Left-out fields take their defaults
+ * ```ts
+ * import {
+ *   AgentRuntime,
+ *   ControlPlane,
+ *   openDatabase,
+ *   type TaskInput,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const controlPlane = new ControlPlane(db, {
+ *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
+ * });
+ * const runtime = new AgentRuntime({ controlPlane, agents: [] }); // submits only
+ * const task: TaskInput = { action: "bom.read", resource: "bom:1" };
+ * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
+ * const id = await runtime.submit(task, { identity });
+ * const run = controlPlane.runs.get(id);
+ * assert.equal(run.state, "queued");
+ * assert.deepEqual(run.task, {
+ *   ...task,
+ *   capabilities: [],
+ *   input: null,
+ *   risk: "low",
+ *   attributes: {},
+ * });
+ * ```
+ */
 export interface TaskInput {
   /** The governed action, dotted: `bom.update`. */
   action: string;

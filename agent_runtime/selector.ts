@@ -46,6 +46,26 @@ export interface SelectAgentOptions {
  * - `full`: it has `maxConcurrency` calls in flight;
  * - `outranked`: it fits, but another agent came first (lower tier, then
  *   lower cost, then lower load, then smaller id).
+ *
+ * @example Every reason has one of the outcomes
+ * ```ts
+ * import {
+ *   defineAgent,
+ *   selectAgent,
+ *   SELECTION_OUTCOMES,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const invoke = () => Promise.resolve(null);
+ * const agents = [
+ *   defineAgent({ id: "reader", capabilities: ["bom.read"], invoke }),
+ *   defineAgent({ id: "writer", capabilities: ["bom.write"], invoke }),
+ * ];
+ * const state = { inFlight: () => 0, isAvailable: () => true };
+ * const { reasons } = selectAgent({ capabilities: ["bom.read"] }, agents, state);
+ * assert.deepEqual(reasons.map((r) => r.outcome), ["chosen", "missing_capability"]);
+ * assert.ok(reasons.every((r) => SELECTION_OUTCOMES.includes(r.outcome)));
+ * ```
  */
 export const SELECTION_OUTCOMES = [
   "chosen",

@@ -33,7 +33,38 @@ import type { Run } from "./runs/state_machine.ts";
 import type { Database } from "./store/database.ts";
 import { currentTraceContext } from "./trace/context.ts";
 
-/** Options for {@link ControlPlane}. */
+/**
+ * Options for {@link ControlPlane}.
+ *
+ * @example Policies, budgets, a fake clock and fixed ids
+ * ```ts
+ * import {
+ *   ControlPlane,
+ *   type ControlPlaneOptions,
+ *   FakeClock,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * let next = 0;
+ * const options: ControlPlaneOptions = {
+ *   policies: { rules: [{ id: "all", effect: "allow", actions: ["**"] }] },
+ *   runBudget: { maxAttempts: 3 },
+ *   clock: new FakeClock(1_000),
+ *   generateId: () => `id-${++next}`,
+ * };
+ * using db = openDatabase(":memory:");
+ * const cp = new ControlPlane(db, options);
+ * const verdict = cp.authorize({
+ *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+ *   action: "bom.read",
+ *   resource: "bom:1",
+ *   usage: { attempts: 4, escalations: 0, costUnits: 0 },
+ * });
+ * assert.equal(verdict.decision, "deny");
+ * assert.equal(verdict.code, "ERR_BUDGET_EXCEEDED");
+ * ```
+ */
 export interface ControlPlaneOptions {
   /** The policy set (or an engine compiled from one). */
   policies: PolicySet | PolicyEngine;

@@ -4,7 +4,20 @@
  * @module
  */
 
-/** A source of the current time in milliseconds since the Unix epoch. */
+/**
+ * A source of the current time in milliseconds since the Unix epoch.
+ *
+ * @example Inject a clock that reads a fixed time
+ * ```ts
+ * import { type Clock, FakeClock, systemClock } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const fixed: Clock = { now: () => Date.UTC(2026, 0, 1) };
+ * assert.equal(new Date(fixed.now()).toISOString(), "2026-01-01T00:00:00.000Z");
+ * const clocks: Clock[] = [fixed, systemClock, new FakeClock(0)];
+ * assert.ok(clocks.every((clock) => Number.isFinite(clock.now())));
+ * ```
+ */
 export interface Clock {
   /** The current time in epoch milliseconds. */
   now(): number;

@@ -7,6 +7,17 @@
 /**
  * Every stable error code the package throws. Codes never change meaning once
  * published; callers (retry policies, HTTP adapters, tests) branch on them.
+ *
+ * @example Branch on a stable code
+ * ```ts
+ * import { ERROR_CODES, isPlmError, PlmError } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(ERROR_CODES.includes("ERR_FORBIDDEN"));
+ * const err = new PlmError("ERR_FORBIDDEN", "Denied by rule no-delete");
+ * assert.ok(ERROR_CODES.includes(err.code));
+ * assert.ok(isPlmError(err, "ERR_FORBIDDEN"));
+ * ```
  */
 export const ERROR_CODES = [
   // identity

@@ -6,7 +6,25 @@
 import { z } from "zod";
 import type { Schema } from "./schema.ts";
 
-/** Every kind of actor. `system` is bound only by `withSystemIdentity`, never by a token. */
+/**
+ * Every kind of actor. `system` is bound only by `withSystemIdentity`, never by a token.
+ *
+ * @example Every kind is a valid identity kind
+ * ```ts
+ * import { ACTOR_KINDS, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * for (const actorKind of ACTOR_KINDS) {
+ *   assert.ok(
+ *     IdentitySchema.safeParse({ subject: "s", actorKind, roles: [], scopes: [] }).success,
+ *   );
+ * }
+ * assert.ok(
+ *   !IdentitySchema.safeParse({ subject: "s", actorKind: "robot", roles: [], scopes: [] })
+ *     .success,
+ * );
+ * ```
+ */
 export const ACTOR_KINDS = ["human", "agent", "service", "system"] as const;
 
 /** One of {@link ACTOR_KINDS}. */
@@ -26,7 +44,25 @@ export type ActorKind = typeof ACTOR_KINDS[number];
  */
 export const ActorKindSchema: Schema<ActorKind> = z.enum(ACTOR_KINDS);
 
-/** An authenticated (or system) principal. */
+/**
+ * An authenticated (or system) principal.
+ *
+ * @example An agent acting for a tenant
+ * ```ts
+ * import { type Identity, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const identity: Identity = {
+ *   subject: "planner-1",
+ *   actorKind: "agent",
+ *   roles: ["planner"],
+ *   scopes: ["bom:write"],
+ *   tenant: "acme",
+ * };
+ * assert.ok(identity.roles.includes("planner"));
+ * assert.deepEqual(IdentitySchema.parse(identity), identity);
+ * ```
+ */
 export interface Identity {
   /** The subject (`sub` claim), never empty. */
   readonly subject: string;

@@ -20,7 +20,30 @@ import {
 import type { Database, Statement } from "../store/mod.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
 
-/** The `prevHash` of the first record: 64 zeros. */
+/**
+ * The `prevHash` of the first record: 64 zeros.
+ *
+ * @example The first record points at the genesis hash
+ * ```ts
+ * import {
+ *   AUDIT_GENESIS_HASH,
+ *   AuditLog,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db);
+ * assert.deepEqual(audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
+ * const first = audit.append({
+ *   actor: { subject: "svc", kind: "service" },
+ *   action: "run.create",
+ *   resource: "run:r-1",
+ *   outcome: "queued",
+ * });
+ * assert.equal(first.prevHash, AUDIT_GENESIS_HASH);
+ * ```
+ */
 export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
 
 /**
@@ -69,7 +92,28 @@ export interface AuditHead {
   readonly hash: string;
 }
 
-/** Every way {@link AuditLog.verify} can find the chain broken. */
+/**
+ * Every way {@link AuditLog.verify} can find the chain broken.
+ *
+ * @example Catch a truncated log
+ * ```ts
+ * import {
+ *   AUDIT_CHAIN_PROBLEMS,
+ *   AuditLog,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db);
+ * const result = audit.verify({ expectedHead: { seq: 3, hash: "a".repeat(64) } });
+ * assert.equal(result.ok, false);
+ * if (!result.ok) {
+ *   assert.ok(AUDIT_CHAIN_PROBLEMS.includes(result.problem));
+ *   assert.equal(result.problem, "truncated");
+ * }
+ * ```
+ */
 export const AUDIT_CHAIN_PROBLEMS = [
   /** A seq is missing or out of place (a record was deleted or inserted). */
   "seq_gap",

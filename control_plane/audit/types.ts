@@ -13,7 +13,33 @@ export interface AuditActor {
   readonly kind: ActorKind;
 }
 
-/** What a caller hands to `AuditLog.append`. */
+/**
+ * What a caller hands to `AuditLog.append`.
+ *
+ * @example Record a decision
+ * ```ts
+ * import {
+ *   type AuditEntryInput,
+ *   AuditEntryInputSchema,
+ *   AuditLog,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const entry: AuditEntryInput = {
+ *   actor: { subject: "planner-1", kind: "agent" },
+ *   action: "policy.decide",
+ *   resource: "bom:42",
+ *   outcome: "allowed",
+ *   reason: "Allowed by rule planners",
+ *   runId: "r-1",
+ *   data: { matchedRuleIds: ["planners"] },
+ * };
+ * assert.ok(AuditEntryInputSchema.safeParse(entry).success);
+ * using db = openDatabase(":memory:");
+ * assert.equal(new AuditLog(db).append(entry).outcome, "allowed");
+ * ```
+ */
 export interface AuditEntryInput {
   /** Who did it. */
   readonly actor: AuditActor;
@@ -33,7 +59,37 @@ export interface AuditEntryInput {
   readonly data?: JsonValue;
 }
 
-/** A stored, hash-chained audit record. */
+/**
+ * A stored, hash-chained audit record.
+ *
+ * @example A stored record and its hash
+ * ```ts
+ * import {
+ *   AUDIT_GENESIS_HASH,
+ *   AuditLog,
+ *   type AuditRecord,
+ *   computeAuditHash,
+ *   FakeClock,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db, { clock: new FakeClock(1_000) });
+ * const record: AuditRecord = audit.append({
+ *   actor: { subject: "alice", kind: "human" },
+ *   action: "run.cancel",
+ *   resource: "run:r-1",
+ *   outcome: "cancelled",
+ * });
+ * assert.equal(record.seq, 1);
+ * assert.equal(record.at, 1_000);
+ * assert.equal(record.reason, null);
+ * assert.equal(record.prevHash, AUDIT_GENESIS_HASH);
+ * const { hash, ...rest } = record;
+ * assert.equal(computeAuditHash(rest), hash);
+ * ```
+ */
 export interface AuditRecord {
   /** Position in the chain, from 1, without gaps. */
   readonly seq: number;

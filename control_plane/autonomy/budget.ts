@@ -7,7 +7,25 @@
 import { type Clock, systemClock } from "../../shared/mod.ts";
 import type { Verdict } from "../governance/mod.ts";
 
-/** Every budget that can be exceeded; named in the reason of a budget denial. */
+/**
+ * Every budget that can be exceeded; named in the reason of a budget denial.
+ *
+ * @example A denial names the exceeded budget
+ * ```ts
+ * import { BUDGET_KINDS, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const result = new BudgetTracker().checkRun(
+ *   { attempts: 1, escalations: 2, costUnits: 0 },
+ *   { maxEscalations: 1 },
+ * );
+ * assert.equal(result.ok, false);
+ * if (!result.ok) {
+ *   assert.ok(BUDGET_KINDS.includes(result.budget));
+ *   assert.equal(result.budget, "escalations");
+ * }
+ * ```
+ */
 export const BUDGET_KINDS = ["attempts", "escalations", "costUnits", "agentRuns"] as const;
 
 /** One of {@link BUDGET_KINDS}. */
@@ -18,6 +36,25 @@ export type BudgetKind = typeof BUDGET_KINDS[number];
  * `windowMs` milliseconds; `fixed` counts runs since the start of the current
  * window (`floor(now / windowMs) * windowMs`). Use one limit per agent: runs
  * outside the window of the latest check are forgotten.
+ *
+ * @example Count an agent's runs in a fixed window
+ * ```ts
+ * import {
+ *   BudgetTracker,
+ *   FakeClock,
+ *   RATE_WINDOWS,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(RATE_WINDOWS, ["sliding", "fixed"]);
+ * const clock = new FakeClock(0);
+ * const budgets = new BudgetTracker({ clock });
+ * const limit = { maxRuns: 1, windowMs: 60_000, window: "fixed" } as const;
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
+ * clock.advance(60_000); // a new window starts
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * ```
  */
 export const RATE_WINDOWS = ["sliding", "fixed"] as const;
 

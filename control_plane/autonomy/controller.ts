@@ -21,13 +21,49 @@ import {
   parseAutonomyPolicy,
 } from "./levels.ts";
 
-/** Outcomes of an agent's action, fed to {@link AutonomyController.recordOutcome}. */
+/**
+ * Outcomes of an agent's action, fed to {@link AutonomyController.recordOutcome}.
+ *
+ * @example Record each outcome of an agent's actions
+ * ```ts
+ * import {
+ *   AUTONOMY_OUTCOMES,
+ *   AutonomyController,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const autonomy = new AutonomyController({ defaultLevel: "L4" }, { demoteAfter: 5 });
+ * for (const outcome of AUTONOMY_OUTCOMES) autonomy.recordOutcome("a-1", outcome);
+ * assert.equal(autonomy.levelOf("a-1"), "L4");
+ * ```
+ */
 export const AUTONOMY_OUTCOMES = ["succeeded", "denied", "failed"] as const;
 
 /** One of {@link AUTONOMY_OUTCOMES}. */
 export type AutonomyOutcome = typeof AUTONOMY_OUTCOMES[number];
 
-/** Why an agent's level changed. */
+/**
+ * Why an agent's level changed.
+ *
+ * @example Demote, then restore
+ * ```ts
+ * import {
+ *   AUTONOMY_CHANGE_CAUSES,
+ *   AutonomyController,
+ *   type AutonomyLevelChange,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const changes: AutonomyLevelChange[] = [];
+ * const autonomy = new AutonomyController(
+ *   { defaultLevel: "L4" },
+ *   { demoteAfter: 1, onLevelChange: (change) => changes.push(change) },
+ * );
+ * autonomy.recordOutcome("a-1", "failed");
+ * autonomy.restore("a-1");
+ * assert.deepEqual(changes.map((c) => c.cause), [...AUTONOMY_CHANGE_CAUSES]);
+ * ```
+ */
 export const AUTONOMY_CHANGE_CAUSES = ["demoted", "restored"] as const;
 
 /** One of {@link AUTONOMY_CHANGE_CAUSES}. */

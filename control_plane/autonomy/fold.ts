@@ -20,6 +20,26 @@ export interface AutonomyVerdict extends Verdict {
 /**
  * The approval opened when autonomy (not policy) requires one: one
  * `approver`, within a day, denied on expiry.
+ *
+ * @example The approval an L2 agent needs by default
+ * ```ts
+ * import {
+ *   DEFAULT_AUTONOMY_APPROVAL,
+ *   foldAutonomy,
+ *   type Verdict,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(DEFAULT_AUTONOMY_APPROVAL.quorum, 1);
+ * assert.equal(DEFAULT_AUTONOMY_APPROVAL.onExpiry, "deny");
+ * const verdict: Verdict = {
+ *   decision: "allow",
+ *   matchedRuleIds: ["edit"],
+ *   reason: "Allowed by rule edit",
+ *   policyVersion: "v1",
+ * };
+ * assert.equal(foldAutonomy(verdict, "L2").approval, DEFAULT_AUTONOMY_APPROVAL);
+ * ```
  */
 export const DEFAULT_AUTONOMY_APPROVAL: ApprovalSpec = Object.freeze({
   approverRoles: Object.freeze(["approver"]),

@@ -13,13 +13,40 @@ import { PolicyError } from "../governance/mod.ts";
  * `L0` manual (the agent never executes), `L1` suggest (a human carries the
  * suggestion out), `L2` act with approval, `L3` act and notify, `L4`
  * autonomous.
+ *
+ * @example Levels are ordered from least to most autonomous
+ * ```ts
+ * import {
+ *   AUTONOMY_LEVELS,
+ *   compareAutonomyLevels,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(AUTONOMY_LEVELS[0], "L0");
+ * assert.equal(AUTONOMY_LEVELS.at(-1), "L4");
+ * assert.ok(compareAutonomyLevels(AUTONOMY_LEVELS[1], AUTONOMY_LEVELS[2]) < 0);
+ * ```
  */
 export const AUTONOMY_LEVELS = ["L0", "L1", "L2", "L3", "L4"] as const;
 
 /** One of {@link AUTONOMY_LEVELS}. */
 export type AutonomyLevel = typeof AUTONOMY_LEVELS[number];
 
-/** A short name for each autonomy level, used in verdict reasons. */
+/**
+ * A short name for each autonomy level, used in verdict reasons.
+ *
+ * @example Name a level
+ * ```ts
+ * import {
+ *   AUTONOMY_LEVEL_NAMES,
+ *   AUTONOMY_LEVELS,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(AUTONOMY_LEVEL_NAMES.L2, "act with approval");
+ * assert.deepEqual(Object.keys(AUTONOMY_LEVEL_NAMES), [...AUTONOMY_LEVELS]);
+ * ```
+ */
 export const AUTONOMY_LEVEL_NAMES = {
   L0: "manual",
   L1: "suggest",

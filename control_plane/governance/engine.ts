@@ -19,7 +19,26 @@ import {
   RISK_LEVELS,
 } from "./policy.ts";
 
-/** The answer of {@link PolicyEngine.decide}. */
+/**
+ * The answer of {@link PolicyEngine.decide}.
+ *
+ * @example Read a verdict
+ * ```ts
+ * import { PolicyEngine, type Verdict } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const engine = new PolicyEngine({ rules: [] });
+ * const verdict: Verdict = engine.decide({
+ *   identity: { subject: "u", actorKind: "human", roles: [], scopes: [] },
+ *   action: "bom.read",
+ *   resource: "bom:1",
+ * });
+ * assert.equal(verdict.decision, "deny");
+ * assert.equal(verdict.code, "ERR_FORBIDDEN");
+ * assert.deepEqual(verdict.matchedRuleIds, []);
+ * assert.equal(verdict.policyVersion, engine.version);
+ * ```
+ */
 export interface Verdict {
   /** What to do. */
   readonly decision: Decision;
@@ -40,7 +59,25 @@ export interface Verdict {
   readonly code?: ErrorCode;
 }
 
-/** Which parts of two verdicts differ, as reported by {@link PolicyEngine.whatIf}. */
+/**
+ * Which parts of two verdicts differ, as reported by {@link PolicyEngine.whatIf}.
+ *
+ * @example Compare a verdict under two policy sets
+ * ```ts
+ * import { PolicyEngine, VERDICT_CHANGES } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const engine = new PolicyEngine({ rules: [{ id: "all", effect: "allow", actions: ["**"] }] });
+ * const request = {
+ *   identity: { subject: "u", actorKind: "human", roles: [], scopes: [] },
+ *   action: "bom.read",
+ *   resource: "bom:1",
+ * } as const;
+ * const result = engine.whatIf(request, { rules: [] });
+ * assert.deepEqual(result.changes, ["decision", "matchedRuleIds"]);
+ * assert.ok(result.changes.every((change) => VERDICT_CHANGES.includes(change)));
+ * ```
+ */
 export const VERDICT_CHANGES = ["decision", "matchedRuleIds", "approval"] as const;
 
 /** One of {@link VERDICT_CHANGES}. */

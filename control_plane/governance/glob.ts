@@ -5,10 +5,35 @@
  * @module
  */
 
-/** The separator of action segments: `bom.update.approve`. */
+/**
+ * The separator of action segments: `bom.update.approve`.
+ *
+ * @example A single star stays within one action segment
+ * ```ts
+ * import { ACTION_SEPARATORS, compileGlob } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const match = compileGlob("bom.*", { separators: ACTION_SEPARATORS });
+ * assert.ok(match("bom.update"));
+ * assert.ok(!match("bom.update.approve"));
+ * ```
+ */
 export const ACTION_SEPARATORS = ".";
 
-/** The separators of resource segments: `plm/parts/42`, `bom:123`, `tenant-a:bom/7`. */
+/**
+ * The separators of resource segments: `plm/parts/42`, `bom:123`, `tenant-a:bom/7`.
+ *
+ * @example Both `/` and `:` end a resource segment
+ * ```ts
+ * import { compileGlob, RESOURCE_SEPARATORS } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const match = compileGlob("tenant-a:*", { separators: RESOURCE_SEPARATORS });
+ * assert.ok(match("tenant-a:bom"));
+ * assert.ok(!match("tenant-a:bom/7"));
+ * assert.ok(!match("tenant-a:bom:7"));
+ * ```
+ */
 export const RESOURCE_SEPARATORS = "/:";
 
 /** Options for {@link compileGlob}. */

@@ -23,6 +23,20 @@ import { PolicyError } from "./policy_error.ts";
  * Every effect a rule can have, which is also every decision a verdict can
  * carry. Precedence: `deny` overrides `require_approval`, which overrides
  * `allow`; no matching rule means `deny`.
+ *
+ * @example No matching rule means deny
+ * ```ts
+ * import { POLICY_EFFECTS, PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const engine = new PolicyEngine({
+ *   rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }],
+ * });
+ * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
+ * const verdict = engine.decide({ identity, action: "bom.delete", resource: "bom:1" });
+ * assert.ok(POLICY_EFFECTS.includes(verdict.decision));
+ * assert.equal(verdict.decision, "deny");
+ * ```
  */
 export const POLICY_EFFECTS = ["allow", "deny", "require_approval"] as const;
 
@@ -32,19 +46,80 @@ export type PolicyEffect = typeof POLICY_EFFECTS[number];
 /** The decision of a verdict: one of {@link POLICY_EFFECTS}. */
 export type Decision = PolicyEffect;
 
-/** Risk levels of a request, from lowest to highest. */
+/**
+ * Risk levels of a request, from lowest to highest.
+ *
+ * @example A rule applies from its `minRisk` up
+ * ```ts
+ * import { PolicyEngine, RISK_LEVELS } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const engine = new PolicyEngine({
+ *   rules: [{ id: "risky", effect: "allow", actions: ["bom.update"], minRisk: "high" }],
+ * });
+ * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
+ * const decisions = RISK_LEVELS.map((risk) =>
+ *   engine.decide({ identity, action: "bom.update", resource: "bom:1", risk }).decision
+ * );
+ * assert.deepEqual(decisions, ["deny", "deny", "allow", "allow"]);
+ * ```
+ */
 export const RISK_LEVELS = ["low", "medium", "high", "critical"] as const;
 
 /** One of {@link RISK_LEVELS}. */
 export type RiskLevel = typeof RISK_LEVELS[number];
 
-/** Operators of a {@link PolicyCondition}. */
+/**
+ * Operators of a {@link PolicyCondition}.
+ *
+ * @example Test a request attribute
+ * ```ts
+ * import { CONDITION_OPERATORS, PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(CONDITION_OPERATORS.includes("lte"));
+ * const engine = new PolicyEngine({
+ *   rules: [{
+ *     id: "small",
+ *     effect: "allow",
+ *     actions: ["po.create"],
+ *     conditions: [{ attr: "amount", op: "lte", value: 1000 }],
+ *   }],
+ * });
+ * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
+ * const ask = (amount: number) =>
+ *   engine.decide({ identity, action: "po.create", resource: "po:1", attributes: { amount } });
+ * assert.equal(ask(500).decision, "allow");
+ * assert.equal(ask(5000).decision, "deny");
+ * ```
+ */
 export const CONDITION_OPERATORS = ["eq", "ne", "in", "lt", "lte", "gt", "gte", "exists"] as const;
 
 /** One of {@link CONDITION_OPERATORS}. */
 export type ConditionOperator = typeof CONDITION_OPERATORS[number];
 
-/** What happens when an approval request expires without a decision. */
+/**
+ * What happens when an approval request expires without a decision.
+ *
+ * @example Every expiry action is a valid `onExpiry`
+ * ```ts
+ * import { ApprovalSpecSchema, EXPIRY_ACTIONS } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * for (const onExpiry of EXPIRY_ACTIONS) {
+ *   const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry };
+ *   assert.ok(ApprovalSpecSchema.safeParse(spec).success);
+ * }
+ * assert.ok(
+ *   !ApprovalSpecSchema.safeParse({
+ *     approverRoles: ["cm"],
+ *     quorum: 1,
+ *     timeoutSeconds: 60,
+ *     onExpiry: "approve",
+ *   }).success,
+ * );
+ * ```
+ */
 export const EXPIRY_ACTIONS = ["deny", "escalate"] as const;
 
 /** One of {@link EXPIRY_ACTIONS}. */
@@ -90,6 +165,23 @@ export type PolicyCondition =
 /**
  * Who may approve, how many of them, until when, and what happens on expiry.
  * Required on `require_approval` rules and refused on the others.
+ *
+ * @example Two leads within an hour, else deny
+ * ```ts
+ * import {
+ *   type ApprovalSpec,
+ *   ApprovalSpecSchema,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const spec: ApprovalSpec = {
+ *   approverRoles: ["lead"],
+ *   quorum: 2,
+ *   timeoutSeconds: 3600,
+ *   onExpiry: "deny",
+ * };
+ * assert.ok(ApprovalSpecSchema.safeParse(spec).success);
+ * ```
  */
 export interface ApprovalSpec {
   /** Roles allowed to approve (any of them); never empty. */
@@ -110,6 +202,25 @@ export interface ApprovalSpec {
  * Globs follow {@link compileGlob}: in `actions`, segments are separated by
  * `.`; in `resources` by `/` or `:`. A single `*` stays within a segment;
  * `**` crosses segments.
+ *
+ * @example A rule that needs approval for large amounts
+ * ```ts
+ * import { type PolicyRule, PolicyRuleSchema } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const rule: PolicyRule = {
+ *   id: "large-po",
+ *   description: "Large purchase orders need a lead",
+ *   effect: "require_approval",
+ *   actions: ["po.create"],
+ *   resources: ["po:*"],
+ *   actorKinds: ["agent"],
+ *   conditions: [{ attr: "amount", op: "gt", value: 10_000 }],
+ *   approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 3600, onExpiry: "escalate" },
+ * };
+ * assert.ok(PolicyRuleSchema.safeParse(rule).success);
+ * assert.ok(!PolicyRuleSchema.safeParse({ ...rule, approval: undefined }).success);
+ * ```
  */
 export interface PolicyRule {
   /** Unique within the set, without whitespace or commas; named in verdicts. */
@@ -136,7 +247,30 @@ export interface PolicyRule {
   readonly approval?: ApprovalSpec;
 }
 
-/** A versioned set of rules; the order of rules is the order of `matchedRuleIds`. */
+/**
+ * A versioned set of rules; the order of rules is the order of `matchedRuleIds`.
+ *
+ * @example Decide with a set of two rules
+ * ```ts
+ * import { PolicyEngine, type PolicySet } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const policies: PolicySet = {
+ *   id: "plm",
+ *   rules: [
+ *     { id: "read", effect: "allow", actions: ["bom.read"] },
+ *     { id: "no-delete", effect: "deny", actions: ["bom.delete"] },
+ *   ],
+ * };
+ * const engine = new PolicyEngine(policies);
+ * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
+ * assert.equal(
+ *   engine.decide({ identity, action: "bom.read", resource: "bom:1" }).decision,
+ *   "allow",
+ * );
+ * assert.equal(engine.policySet.rules.length, 2);
+ * ```
+ */
 export interface PolicySet {
   /** A name for the set, for humans and logs. */
   readonly id?: string;
@@ -146,7 +280,27 @@ export interface PolicySet {
   readonly rules: readonly PolicyRule[];
 }
 
-/** What is asked of governance: may this identity do this action on this resource? */
+/**
+ * What is asked of governance: may this identity do this action on this resource?
+ *
+ * @example Ask whether an agent may update a BOM
+ * ```ts
+ * import { PolicyEngine, type PolicyRequest } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const request: PolicyRequest = {
+ *   identity: { subject: "planner-1", actorKind: "agent", roles: ["planner"], scopes: [] },
+ *   action: "bom.update",
+ *   resource: "bom:42",
+ *   risk: "medium",
+ *   attributes: { amount: 250 },
+ * };
+ * const engine = new PolicyEngine({
+ *   rules: [{ id: "planners", effect: "allow", actions: ["bom.*"], roles: ["planner"] }],
+ * });
+ * assert.deepEqual(engine.decide(request).matchedRuleIds, ["planners"]);
+ * ```
+ */
 export interface PolicyRequest {
   /** Who asks. */
   readonly identity: Identity;

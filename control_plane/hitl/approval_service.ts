@@ -19,13 +19,58 @@ import type { AuditActor, AuditSink } from "../audit/types.ts";
 import type { ApprovalSpec } from "../governance/policy.ts";
 import type { Database, Statement } from "../store/database.ts";
 
-/** The states of an approval request. */
+/**
+ * The states of an approval request.
+ *
+ * @example A new request is pending
+ * ```ts
+ * import {
+ *   APPROVAL_STATES,
+ *   ApprovalService,
+ *   AuditLog,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
+ * const asked = approvals.request(
+ *   "run-1",
+ *   { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" },
+ *   { requester: { subject: "agent-7", kind: "agent" }, subject: { action: "bom.release" } },
+ * );
+ * assert.equal(asked.state, APPROVAL_STATES[0]);
+ * ```
+ */
 export const APPROVAL_STATES = ["pending", "approved", "rejected", "expired"] as const;
 
 /** One of {@link APPROVAL_STATES}. */
 export type ApprovalState = typeof APPROVAL_STATES[number];
 
-/** Why an approval was asked: a policy said so, or the escalation ladder's human tier. */
+/**
+ * Why an approval was asked: a policy said so, or the escalation ladder's human tier.
+ *
+ * @example Ask a human as the escalation ladder's last tier
+ * ```ts
+ * import {
+ *   APPROVAL_KINDS,
+ *   ApprovalService,
+ *   AuditLog,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
+ * const asked = approvals.request(
+ *   "run-1",
+ *   { approverRoles: ["oncall"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" },
+ *   { requester: { subject: "svc", kind: "service" }, subject: "stuck", kind: "escalation" },
+ * );
+ * assert.ok(APPROVAL_KINDS.includes(asked.kind));
+ * assert.equal(asked.kind, "escalation");
+ * ```
+ */
 export const APPROVAL_KINDS = ["approval", "escalation"] as const;
 
 /** One of {@link APPROVAL_KINDS}. */
@@ -46,7 +91,35 @@ export interface ApprovalVote {
   readonly at: number;
 }
 
-/** An approval request and its decisions so far. */
+/**
+ * An approval request and its decisions so far.
+ *
+ * @example A fresh approval request
+ * ```ts
+ * import {
+ *   type Approval,
+ *   ApprovalService,
+ *   AuditLog,
+ *   FakeClock,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const clock = new FakeClock(0);
+ * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+ * const approval: Approval = approvals.request(
+ *   "run-1",
+ *   { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" },
+ *   { requester: { subject: "agent-7", kind: "agent" }, subject: { action: "bom.release" } },
+ * );
+ * assert.equal(approval.kind, "approval");
+ * assert.equal(approval.state, "pending");
+ * assert.equal(approval.deadline, 60_000);
+ * assert.deepEqual(approval.votes, []);
+ * assert.equal(approval.decidedAt, null);
+ * ```
+ */
 export interface Approval {
   /** The approval id. */
   readonly id: string;

@@ -9,19 +9,85 @@ import { type Clock, type Identity, systemClock } from "../../shared/mod.ts";
 import { decodeBase64Url, decodeBase64UrlText, hasDuplicateKeys } from "./_jws.ts";
 import { type ClaimFailureReason, IdentityError } from "./identity_error.ts";
 
-/** The largest token, in characters, that is even looked at: 8 KiB. */
+/**
+ * The largest token, in characters, that is even looked at: 8 KiB.
+ *
+ * @example Refuse an oversized token before parsing it
+ * ```ts
+ * import {
+ *   Hs256JwtIdentityProvider,
+ *   isPlmError,
+ *   MAX_TOKEN_LENGTH,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const provider = new Hs256JwtIdentityProvider({
+ *   secret: "an-example-secret-of-at-least-32-bytes",
+ * });
+ * await assert.rejects(
+ *   provider.verifyToken("a".repeat(MAX_TOKEN_LENGTH + 1)),
+ *   (err) => isPlmError(err, "ERR_TOKEN_TOO_LARGE"),
+ * );
+ * ```
+ */
 export const MAX_TOKEN_LENGTH = 8192;
 
-/** The smallest secret accepted, in bytes (RFC 7518 §3.2: at least the hash size). */
+/**
+ * The smallest secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
+ *
+ * @example Refuse a short secret
+ * ```ts
+ * import {
+ *   Hs256JwtIdentityProvider,
+ *   MIN_SECRET_BYTES,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(
+ *   () => new Hs256JwtIdentityProvider({ secret: "x".repeat(MIN_SECRET_BYTES - 1) }),
+ *   RangeError,
+ * );
+ * assert.ok(new Hs256JwtIdentityProvider({ secret: new Uint8Array(MIN_SECRET_BYTES) }));
+ * ```
+ */
 export const MIN_SECRET_BYTES = 32;
 
 /**
  * The latest NumericDate accepted in `iat`, `nbf` and `exp`:
  * 9999-12-31T23:59:59Z, in seconds.
+ *
+ * @example The last second of year 9999
+ * ```ts
+ * import { MAX_NUMERIC_DATE } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new Date(MAX_NUMERIC_DATE * 1000).toISOString(), "9999-12-31T23:59:59.000Z");
+ * ```
  */
 export const MAX_NUMERIC_DATE = 253_402_300_799;
 
-/** The actor kinds a token may carry: every `ActorKind` but `system`. */
+/**
+ * The actor kinds a token may carry: every `ActorKind` but `system`.
+ *
+ * @example A token never carries the `system` kind
+ * ```ts
+ * import {
+ *   ACTOR_KINDS,
+ *   Hs256JwtIdentityProvider,
+ *   TOKEN_ACTOR_KINDS,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(ACTOR_KINDS.filter((kind) => kind !== "system"), [...TOKEN_ACTOR_KINDS]);
+ * const provider = new Hs256JwtIdentityProvider({
+ *   secret: "an-example-secret-of-at-least-32-bytes",
+ * });
+ * for (const actorKind of TOKEN_ACTOR_KINDS) {
+ *   const token = await provider.issueToken({ subject: "s-1", actorKind });
+ *   assert.equal((await provider.verifyToken(token)).actorKind, actorKind);
+ * }
+ * ```
+ */
 export const TOKEN_ACTOR_KINDS = ["human", "agent", "service"] as const;
 
 /** One of {@link TOKEN_ACTOR_KINDS}. */

@@ -18,6 +18,28 @@ export type IdentityErrorCode = Extract<ErrorCode, `ERR_TOKEN_${string}` | "ERR_
  * - `forbidden`: the value is never accepted from a token (`actor_kind: "system"`);
  * - `lifetime_exceeded`: `exp - iat` is over the provider's maximum lifetime;
  * - `in_future`: `iat` is later than now plus the clock tolerance.
+ *
+ * @example A token from another issuer is a mismatch
+ * ```ts
+ * import {
+ *   CLAIM_FAILURE_REASONS,
+ *   Hs256JwtIdentityProvider,
+ *   IdentityError,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const secret = "an-example-secret-of-at-least-32-bytes";
+ * const other = new Hs256JwtIdentityProvider({ secret, issuer: "https://other.example" });
+ * const ours = new Hs256JwtIdentityProvider({ secret, issuer: "https://plm.example" });
+ * const token = await other.issueToken({ subject: "mallory", actorKind: "human" });
+ * await assert.rejects(ours.verifyToken(token), (err) => {
+ *   assert.ok(err instanceof IdentityError);
+ *   assert.equal(err.claim, "iss");
+ *   assert.ok(err.reason !== undefined && CLAIM_FAILURE_REASONS.includes(err.reason));
+ *   assert.equal(err.reason, "mismatch");
+ *   return true;
+ * });
+ * ```
  */
 export const CLAIM_FAILURE_REASONS = [
   "missing",

@@ -37,7 +37,31 @@ export interface IdentityMiddlewareOptions {
   realm?: string;
 }
 
-/** The actor audited for a request whose token was refused: nobody is proven yet. */
+/**
+ * The actor audited for a request whose token was refused: nobody is proven yet.
+ *
+ * @example A refused token is audited as anonymous
+ * ```ts
+ * import {
+ *   ANONYMOUS_ACTOR,
+ *   AuditLog,
+ *   Hs256JwtIdentityProvider,
+ *   identityMiddleware,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db);
+ * const provider = new Hs256JwtIdentityProvider({
+ *   secret: "an-example-secret-of-at-least-32-bytes",
+ * });
+ * const handler = identityMiddleware(provider, { audit })(() => new Response("ok"));
+ * const res = await handler(new Request("http://localhost/runs"), {});
+ * assert.equal(res.status, 401);
+ * assert.deepEqual(audit.list()[0]?.actor, ANONYMOUS_ACTOR);
+ * ```
+ */
 export const ANONYMOUS_ACTOR: AuditActor = Object.freeze({
   subject: "anonymous",
   kind: "service",

@@ -6,7 +6,19 @@
 import { assertNever, type JsonValue, PlmError } from "../../shared/mod.ts";
 import type { RiskLevel } from "../governance/policy.ts";
 
-/** Every state a run can be in. */
+/**
+ * Every state a run can be in.
+ *
+ * @example Every state is either terminal or live
+ * ```ts
+ * import { isTerminal, RUN_STATES } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(RUN_STATES[0], "queued");
+ * const live = RUN_STATES.filter((state) => !isTerminal(state));
+ * assert.deepEqual(live, ["queued", "awaiting_approval", "running", "retrying", "escalated"]);
+ * ```
+ */
 export const RUN_STATES = [
   "queued",
   "awaiting_approval",
@@ -23,7 +35,21 @@ export const RUN_STATES = [
 /** One of {@link RUN_STATES}. */
 export type RunState = typeof RUN_STATES[number];
 
-/** The states a run never leaves. */
+/**
+ * The states a run never leaves.
+ *
+ * @example Terminal states accept no event
+ * ```ts
+ * import { RUN_TRANSITIONS, TERMINAL_RUN_STATES } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(TERMINAL_RUN_STATES.includes("succeeded"));
+ * assert.ok(!TERMINAL_RUN_STATES.includes("retrying"));
+ * for (const state of TERMINAL_RUN_STATES) {
+ *   assert.deepEqual(RUN_TRANSITIONS[state], {});
+ * }
+ * ```
+ */
 export const TERMINAL_RUN_STATES: readonly RunState[] = [
   "succeeded",
   "failed",
@@ -51,7 +77,25 @@ export function isTerminal(state: RunState): boolean {
   return TERMINAL_RUN_STATES.includes(state);
 }
 
-/** What the run asks an agent to do. */
+/**
+ * What the run asks an agent to do.
+ *
+ * @example A task that needs a capability
+ * ```ts
+ * import type { RunTask } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const task: RunTask = {
+ *   action: "bom.update",
+ *   resource: "bom:42",
+ *   capabilities: ["bom.write"],
+ *   input: { line: 3, quantity: 12 },
+ *   risk: "medium",
+ *   attributes: { amount: 250 },
+ * };
+ * assert.ok(task.capabilities.includes("bom.write"));
+ * ```
+ */
 export interface RunTask {
   /** The governed action, dotted: `bom.update`. */
   readonly action: string;
@@ -75,7 +119,47 @@ export interface RunError {
   readonly message: string;
 }
 
-/** A run: one governed execution of a task. */
+/**
+ * A run: one governed execution of a task.
+ *
+ * @example A queued run, then started
+ * ```ts
+ * import { type Run, transition } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const run: Run = {
+ *   id: "r-1",
+ *   state: "queued",
+ *   version: 1,
+ *   task: {
+ *     action: "bom.read",
+ *     resource: "bom:1",
+ *     capabilities: [],
+ *     input: null,
+ *     risk: "low",
+ *     attributes: {},
+ *   },
+ *   requester: { subject: "alice", kind: "human" },
+ *   idempotencyKey: null,
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ *   tracestate: "",
+ *   attempt: 0,
+ *   escalations: 0,
+ *   costUnits: 0,
+ *   agentId: null,
+ *   approvalId: null,
+ *   result: null,
+ *   error: null,
+ *   createdAt: 0,
+ *   updatedAt: 0,
+ *   lease: null,
+ * };
+ * const running = transition(run, { type: "start", at: 5, agentId: "a-1" });
+ * assert.equal(running.state, "running");
+ * assert.equal(running.agentId, "a-1");
+ * assert.equal(running.updatedAt, 5);
+ * ```
+ */
 export interface Run {
   /** The run id. */
   readonly id: string;
@@ -115,7 +199,23 @@ export interface Run {
   readonly lease: { readonly owner: string; readonly expiresAt: number } | null;
 }
 
-/** Everything that can happen to a run. Each event carries the time it happened. */
+/**
+ * Everything that can happen to a run. Each event carries the time it happened.
+ *
+ * @example Events are told apart by `type`
+ * ```ts
+ * import type { RunEvent } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const events: RunEvent[] = [
+ *   { type: "start", at: 1, agentId: "a-1" },
+ *   { type: "fail", at: 2, error: { code: "ERR_TIMEOUT", message: "Slow" }, retry: true },
+ *   { type: "cancel", at: 3, reason: "No longer needed" },
+ * ];
+ * const failure = events.find((e) => e.type === "fail");
+ * assert.equal(failure?.type === "fail" ? failure.error.code : undefined, "ERR_TIMEOUT");
+ * ```
+ */
 export type RunEvent =
   | { readonly type: "request_approval"; readonly at: number; readonly approvalId: string }
   | { readonly type: "approve"; readonly at: number }
@@ -149,6 +249,16 @@ export type RunEventType = RunEvent["type"];
 /**
  * The legal moves: for each state, the events it accepts and the state each
  * leads to. `fail` leads to `retrying` when the event says `retry`, else `failed`.
+ *
+ * @example Where a running run can go
+ * ```ts
+ * import { RUN_TRANSITIONS } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(RUN_TRANSITIONS.running.fail, ["retrying", "failed"]);
+ * assert.deepEqual(RUN_TRANSITIONS.awaiting_approval.approve, ["queued"]);
+ * assert.equal(RUN_TRANSITIONS.queued.succeed, undefined); // a run must start first
+ * ```
  */
 export const RUN_TRANSITIONS: {
   readonly [S in RunState]: { readonly [E in RunEventType]?: readonly RunState[] };
