@@ -137,6 +137,8 @@ export interface Approval {
   readonly digest: string;
   /** Who asked; never allowed to approve. */
   readonly requester: AuditActor;
+  /** The run's trace id, carried into every audit record of the approval, or `null`. */
+  readonly traceId: string | null;
   /** Why it ended (the veto's comment, the expiry), or `null`. */
   readonly reason: string | null;
   /** When it was asked, epoch ms. */
@@ -182,7 +184,7 @@ export interface ApprovalRequestOptions {
    * @default {"approval"}
    */
   kind?: ApprovalKind;
-  /** The run's trace id, for the audit record. */
+  /** The run's trace id, for this and every later audit record of the approval. */
   traceId?: string;
 }
 
@@ -194,7 +196,7 @@ export interface ApprovalDecideOptions {
   digest: string;
   /** Why. A rejection's comment goes back to the run. */
   comment?: string;
-  /** The run's trace id, for the audit record. */
+  /** The run's trace id, for the audit record. Defaults to the one given at request. */
   traceId?: string;
 }
 
@@ -218,6 +220,7 @@ interface ApprovalRow {
   digest: string;
   requester_subject: string;
   requester_kind: string;
+  trace_id: string | null;
   reason: string | null;
   created_at: number;
   deadline: number;
@@ -233,7 +236,7 @@ interface VoteRow {
 }
 
 const COLUMNS = "id, run_id, kind, state, spec, subject, digest, requester_subject, " +
-  "requester_kind, reason, created_at, deadline, decided_at";
+  "requester_kind, trace_id, reason, created_at, deadline, decided_at";
 
 /**
  * Approval requests with quorum, veto, expiry and replay protection, on the
@@ -348,6 +351,7 @@ export class ApprovalService {
         digest,
         requester.subject,
         requester.kind,
+        options.traceId ?? null,
         null,
         now,
         deadline,
@@ -453,7 +457,8 @@ export class ApprovalService {
       }
       const approvals = approval.votes.filter((v) => v.decision === "approve").length +
         (decision === "approve" ? 1 : 0);
-      const trace = options.traceId === undefined ? {} : { traceId: options.traceId };
+      const traceId = options.traceId ?? approval.traceId;
+      const trace = traceId === null ? {} : { traceId };
       this.#audit.append({
         actor: approver,
         action: "approval.decided",
@@ -555,6 +560,7 @@ export class ApprovalService {
           outcome: "expired",
           reason,
           runId: row.run_id,
+          ...(row.trace_id === null ? {} : { traceId: row.trace_id }),
           data: { onExpiry: (JSON.parse(row.spec) as ApprovalSpec).onExpiry },
         });
         return this.get(row.id);
@@ -572,6 +578,7 @@ export class ApprovalService {
       subject: JSON.parse(row.subject),
       digest: row.digest,
       requester: { subject: row.requester_subject, kind: row.requester_kind as ActorKind },
+      traceId: row.trace_id,
       reason: row.reason,
       createdAt: row.created_at,
       deadline: row.deadline,

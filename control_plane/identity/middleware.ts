@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { extractTraceContext } from "../trace/propagation.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import { identityStorage } from "./_context.ts";
 import type { TokenVerifier } from "./hs256_provider.ts";
@@ -138,12 +139,14 @@ export function identityMiddleware(
 
   function reject(request: Request, err: IdentityError): Response {
     if (audit !== undefined) {
+      const traceId = extractTraceContext(request.headers)?.traceId;
       audit.append({
         actor: ANONYMOUS_ACTOR,
         action: "auth.token.rejected",
         resource: `http:${request.method} ${pathOf(request.url)}`,
         outcome: "denied",
         reason: err.code,
+        ...(traceId === undefined ? {} : { traceId }),
         ...(err.claim === undefined
           ? {}
           : { data: { claim: err.claim, reason: err.reason ?? null } }),

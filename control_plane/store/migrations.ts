@@ -118,6 +118,7 @@ CREATE TABLE approvals (
   digest TEXT NOT NULL,
   requester_subject TEXT NOT NULL,
   requester_kind TEXT NOT NULL,
+  trace_id TEXT,
   reason TEXT,
   created_at INTEGER NOT NULL,
   deadline INTEGER NOT NULL,

@@ -137,6 +137,7 @@ Deno.test("ApprovalService.expireDue() expires, which is not a rejection", () =>
   const a = approvals.request("run-1", { ...SPEC, onExpiry: "escalate" }, {
     requester: REQUESTER,
     subject: null,
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
   });
   approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest });
   clock.advance(59_999);
@@ -152,6 +153,10 @@ Deno.test("ApprovalService.expireDue() expires, which is not a rejection", () =>
   assert.equal(approvals.list({ state: "rejected" }).length, 0);
   assert.equal(audit.list({ actionPrefix: "approval.rejected" }).length, 0);
   assert.equal(audit.list({ actionPrefix: "approval.expired" })[0]?.outcome, "expired");
+  assert.ok(
+    audit.list({ runId: "run-1" }).every((r) => r.traceId === "4bf92f3577b34da6a3ce929d0e0e4736"),
+    "every record of the approval, expiry included, carries the run's trace",
+  );
   assert.deepEqual(approvals.expireDue(), [], "expiry happens once");
   db.close();
 });

@@ -284,6 +284,12 @@ Deno.test("identityMiddleware() audits every rejection without the token", async
     assert.deepEqual(audit.entries.at(-1)?.data, { claim: "actor_kind", reason: "forbidden" });
     assert.equal(audit.entries.at(-1)?.reason, "ERR_TOKEN_CLAIM_INVALID");
   });
+  await t.step("a rejection carries the request's trace id", async () => {
+    const traced = request(`Bearer ${forged}`);
+    traced.headers.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    await handler(traced, INFO);
+    assert.equal(audit.entries.at(-1)?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+  });
   await t.step("an accepted request is not audited", async () => {
     const before = audit.entries.length;
     const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
@@ -291,7 +297,7 @@ Deno.test("identityMiddleware() audits every rejection without the token", async
     assert.equal(audit.entries.length, before);
   });
   await t.step("no entry contains a token or the query string", () => {
-    assert.equal(audit.entries.length, 3);
+    assert.equal(audit.entries.length, 4);
     const text = JSON.stringify(audit.entries);
     for (const secretish of [forged, ...forged.split("."), systemToken.split(".")[2]!, "leaky"]) {
       assert.ok(!text.includes(secretish), `audit leaked ${secretish.slice(0, 12)}`);
