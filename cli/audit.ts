@@ -8,8 +8,7 @@ import { parseArgs } from "node:util";
 import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
 import { openDatabase } from "../control_plane/store/mod.ts";
 import { assertNever, PlmError } from "../shared/mod.ts";
-import { type CliCommand, type CliIo } from "./io.ts";
-import { UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm audit: check and read the hash-chained audit log
 

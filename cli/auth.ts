@@ -11,8 +11,7 @@ import {
   TOKEN_ACTOR_KINDS,
   type TokenActorKind,
 } from "../control_plane/identity/public.ts";
-import { type CliCommand, type CliIo } from "./io.ts";
-import { UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const MAX_TTL_SECONDS = 86_400;
 

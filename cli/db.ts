@@ -6,8 +6,7 @@
 import { parseArgs } from "node:util";
 import { openDatabase } from "../control_plane/store/mod.ts";
 import { assertNever } from "../shared/mod.ts";
-import { type CliCommand, type CliIo } from "./io.ts";
-import { UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm db: manage the SQLite database
 
