@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
+import { deferred, MemorySink } from "./_memory_sink.ts";
 import * as jose from "jose";
 import { FakeClock, type Identity, IdentitySchema, isPlmError } from "../../shared/mod.ts";
-import type { AuditEntryInput, AuditRecord, AuditSink } from "../../control_plane/audit/types.ts";
 import {
   currentIdentity,
   Hs256JwtIdentityProvider,
@@ -98,33 +98,6 @@ async function rejectsWith(
     if (reason !== undefined) assert.equal(err.reason, reason);
     return true;
   });
-}
-
-class MemorySink implements AuditSink {
-  readonly entries: AuditEntryInput[] = [];
-  append(entry: AuditEntryInput): AuditRecord {
-    this.entries.push(entry);
-    return {
-      seq: this.entries.length,
-      at: 0,
-      actor: entry.actor,
-      action: entry.action,
-      resource: entry.resource,
-      outcome: entry.outcome,
-      reason: entry.reason ?? null,
-      runId: entry.runId ?? null,
-      traceId: entry.traceId ?? null,
-      data: entry.data ?? null,
-      prevHash: "0".repeat(64),
-      hash: "0".repeat(64),
-    };
-  }
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { deferred, MemorySink } from "./_memory_sink.ts";
 import { FakeClock, type Identity } from "../../shared/mod.ts";
-import type { AuditEntryInput, AuditRecord, AuditSink } from "../../control_plane/audit/types.ts";
+import type { AuditSink } from "../../control_plane/audit/types.ts";
 import {
   ANONYMOUS_ACTOR,
   currentIdentity,
@@ -15,33 +16,6 @@ import {
 const SECRET = "middleware-test-secret-of-at-least-32-bytes";
 const NOW_MS = Date.UTC(2026, 10, 25, 10, 0, 0);
 const INFO = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 4000 } } as const;
-
-class MemorySink implements AuditSink {
-  readonly entries: AuditEntryInput[] = [];
-  append(entry: AuditEntryInput): AuditRecord {
-    this.entries.push(entry);
-    return {
-      seq: this.entries.length,
-      at: 0,
-      actor: entry.actor,
-      action: entry.action,
-      resource: entry.resource,
-      outcome: entry.outcome,
-      reason: entry.reason ?? null,
-      runId: entry.runId ?? null,
-      traceId: entry.traceId ?? null,
-      data: entry.data ?? null,
-      prevHash: "0".repeat(64),
-      hash: "0".repeat(64),
-    };
-  }
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 function setup(options: { audit?: AuditSink; realm?: string } = {}) {
   const clock = new FakeClock(NOW_MS);
