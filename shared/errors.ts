@@ -33,6 +33,7 @@ export const ERROR_CODES = [
   // store and audit
   "ERR_STORE_SCHEMA_TOO_NEW",
   "ERR_STORE_MIGRATION_FAILED",
+  "ERR_STORE_BUSY",
   "ERR_AUDIT_APPEND_ONLY",
   "ERR_AUDIT_INVALID_RECORD",
   // governance, autonomy, approvals

@@ -572,6 +572,13 @@ function checkSync<T>(value: T): T {
 
 function translateError(err: unknown): unknown {
   if (!(err instanceof Error) || err instanceof PlmError) return err;
+  if (/^database (table )?is locked/.test(err.message)) {
+    return new PlmError(
+      "ERR_STORE_BUSY",
+      "Cannot write as another connection held the write lock past the busy timeout",
+      { cause: err },
+    );
+  }
   const match = CODE_PATTERN.exec(err.message);
   if (match === null) return err;
   const code = match[1] as ErrorCode;

@@ -275,7 +275,10 @@ Deno.test("openDatabase() lets two connections share one file", async () => {
       // WAL: the other connection still reads, and sees the last commit only.
       assert.equal(count(), 0);
       // BEGIN IMMEDIATE: the other connection cannot write meanwhile.
-      assert.throws(() => b.transaction(() => {}), /database is locked/);
+      assert.throws(
+        () => b.transaction(() => {}),
+        (err: unknown) => isPlmError(err, "ERR_STORE_BUSY"),
+      );
     });
     assert.equal(count(), 1);
     b.transaction(() => b.prepare("INSERT INTO t VALUES (2)").run());
