@@ -458,8 +458,9 @@ export class Dispatcher {
       }
       if (signal.aborted) return this.#stopped(run, cancelSignal);
       const error = outcome.error;
-      const exhausted = attemptsInStep >= this.#retry.maxAttempts ||
-        (this.#retry.retryBudget !== undefined && run.attempt >= this.#retry.retryBudget);
+      const budgetSpent = this.#retry.retryBudget !== undefined &&
+        run.attempt >= this.#retry.retryBudget;
+      const exhausted = attemptsInStep >= this.#retry.maxAttempts || budgetSpent;
       const retryable = error.retryable && !this.#retry.nonRetryableCodes.includes(error.code);
       if (retryable && !exhausted && !this.#ladder.escalatesNow(error.code)) {
         run = runs.apply(run.id, {
@@ -479,10 +480,7 @@ export class Dispatcher {
         ? new RetryExhaustedError(`Gave up on ${agent.id} after ${attemptsInStep} attempts`, {
           cause: error,
           attempts: attemptsInStep,
-          reason: exhausted && this.#retry.retryBudget !== undefined &&
-              run.attempt >= this.#retry.retryBudget
-            ? "budget"
-            : "max_attempts",
+          reason: budgetSpent ? "budget" : "max_attempts",
         })
         : error;
       const next = this.#escalateOrFail(run, final, own, agent.costPerRun);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { seededRandom } from "../_seeded_random.ts";
 import {
   AgentError,
   DEFAULT_NON_RETRYABLE_CODES,
@@ -14,18 +15,6 @@ import {
   RetryPolicy,
   shouldRetry,
 } from "../../agent_runtime/mod.ts";
-
-/** A small seeded PRNG (mulberry32): the same seed gives the same sequence. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A fake sleeper: records each wait and advances the clock; never waits for real. */
 function fakeSleep(clock: FakeClock) {
@@ -52,7 +41,7 @@ function failing(errors: unknown[], result = "ok") {
 function harness(extra: Partial<RetryOptions> = {}) {
   const clock = new FakeClock(0);
   const { waits, sleep } = fakeSleep(clock);
-  const options: RetryOptions = { clock, sleep, random: seeded(42), ...extra };
+  const options: RetryOptions = { clock, sleep, random: seededRandom(42), ...extra };
   return { clock, waits, options };
 }
 
@@ -118,8 +107,8 @@ Deno.test("nextDelay() grows exponentially and caps at maxDelayMs (jitter none)"
 
 Deno.test("nextDelay() with full jitter stays in [0, base] and spreads over it", () => {
   const policy = new RetryPolicy({ initialDelayMs: 100, maxDelayMs: 3_000 });
-  const random = seeded(7);
-  const replay = seeded(7);
+  const random = seededRandom(7);
+  const replay = seededRandom(7);
   for (let attempt = 1; attempt <= 8; attempt++) {
     const base = Math.min(3_000, 100 * 2 ** (attempt - 1));
     const samples = Array.from({ length: 200 }, () => nextDelay(policy, attempt, random));
@@ -132,8 +121,8 @@ Deno.test("nextDelay() with full jitter stays in [0, base] and spreads over it",
 
 Deno.test("nextDelay() with equal jitter stays in [base / 2, base]", () => {
   const policy = new RetryPolicy({ initialDelayMs: 100, maxDelayMs: 3_000, jitter: "equal" });
-  const random = seeded(11);
-  const replay = seeded(11);
+  const random = seededRandom(11);
+  const replay = seededRandom(11);
   for (let attempt = 1; attempt <= 8; attempt++) {
     const base = Math.min(3_000, 100 * 2 ** (attempt - 1));
     const samples = Array.from({ length: 200 }, () => nextDelay(policy, attempt, random));
@@ -228,16 +217,16 @@ Deno.test("retry() waits the backoff sequence between attempts", async (t) => {
     assert.equal(clock.now(), 1_500);
   });
   await t.step("full jitter: the seeded sequence, each within its base", async () => {
-    const { waits, options } = harness({ random: seeded(3) });
+    const { waits, options } = harness({ random: seededRandom(3) });
     const policy = new RetryPolicy({ maxAttempts: 5, initialDelayMs: 100 });
     const { fn } = failing([flaky(), flaky(), flaky(), flaky()]);
     await retry(fn, policy, options);
-    const replay = seeded(3);
+    const replay = seededRandom(3);
     assert.deepEqual(waits, [100, 200, 400, 800].map((base) => replay() * base));
     waits.forEach((w, i) => assert.ok(w >= 0 && w <= 100 * 2 ** i));
   });
   await t.step("equal jitter: within [base / 2, base]", async () => {
-    const { waits, options } = harness({ random: seeded(5) });
+    const { waits, options } = harness({ random: seededRandom(5) });
     const policy = new RetryPolicy({ maxAttempts: 5, initialDelayMs: 100, jitter: "equal" });
     const { fn } = failing([flaky(), flaky(), flaky(), flaky()]);
     await retry(fn, policy, options);

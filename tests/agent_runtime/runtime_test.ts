@@ -33,6 +33,9 @@ const POLICIES: PolicySet = {
 };
 const SVC: Identity = { subject: "planner", actorKind: "service", roles: [], scopes: [] };
 const LEAD: Identity = { subject: "lena", actorKind: "human", roles: ["lead"], scopes: [] };
+/** The task most tests submit, with and without a required capability. */
+const BOM_UPDATE = { action: "bom.update", resource: "bom:1", capabilities: ["bom"] };
+const PLAIN_UPDATE = { action: "bom.update", resource: "bom:1" };
 const HUMAN_TIER = {
   kind: "human" as const,
   approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" as const },
@@ -91,13 +94,7 @@ function transitions(cp: ControlPlane, runId: string): string[] {
 
 Deno.test("AgentRuntime.submit() runs an allowed task and rejects a denied one", async () => {
   const { db, runtime, controlPlane } = setUp([flaky("a", 0).agent]);
-  const ok = await runtime.submit({
-    action: "bom.update",
-    resource: "bom:1",
-    capabilities: ["bom"],
-  }, {
-    identity: SVC,
-  });
+  const ok = await runtime.submit(BOM_UPDATE, { identity: SVC });
   const done = await runtime.wait(ok);
   assert.equal(done.state, "succeeded");
   assert.equal(done.result, "ok from a");
@@ -132,13 +129,7 @@ Deno.test("AgentRuntime retries with backoff on the injected clock and succeeds"
   const { agent, calls } = flaky("a", 2);
   const { db, runtime, controlPlane, timers, clock } = setUp([agent]);
   const start = clock.now();
-  const id = await runtime.submit({
-    action: "bom.update",
-    resource: "bom:1",
-    capabilities: ["bom"],
-  }, {
-    identity: SVC,
-  });
+  const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.runAll();
   const done = await runtime.wait(id);
   assert.equal(done.state, "succeeded");
@@ -168,7 +159,7 @@ Deno.test("AgentRuntime stops at once on a non-retryable error", async () => {
       Promise.reject(new AgentError("ERR_INVALID_ARGUMENT", "bad input", { retryable: false })),
   });
   const { db, runtime } = setUp([agent]);
-  const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   const done = await runtime.wait(id);
   assert.equal(done.state, "failed");
   assert.equal(done.attempt, 1);
@@ -182,13 +173,7 @@ Deno.test("AgentRuntime escalates to a stronger tier when retries are exhausted"
   const { db, runtime, controlPlane, timers } = setUp([weak.agent, strong.agent], {
     escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]),
   });
-  const id = await runtime.submit({
-    action: "bom.update",
-    resource: "bom:1",
-    capabilities: ["bom"],
-  }, {
-    identity: SVC,
-  });
+  const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.runAll();
   const done = await runtime.wait(id);
   assert.equal(done.state, "succeeded");
@@ -286,7 +271,7 @@ Deno.test("AgentRuntime times an attempt out and aborts the agent's signal", asy
     attemptTimeoutMs: 1_000,
     retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
   });
-  const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await timers.advance(999);
   assert.equal(aborts.length, 0);
   await timers.advance(1);
@@ -311,7 +296,7 @@ Deno.test("AgentRuntime.cancel() aborts the agent's signal and ends the run canc
     },
   });
   const { db, runtime, timers } = setUp([agent]);
-  const id = await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await timers.advance(0);
   assert.equal(seen?.aborted, false);
   const cancelled = await runtime.cancel(id, "user changed their mind");
@@ -376,7 +361,7 @@ Deno.test("AgentRuntime never exceeds the global and per-agent concurrency limit
 Deno.test("AgentRuntime.submit() refuses with ERR_QUEUE_FULL and creates nothing", async () => {
   const agent = defineAgent({ id: "stuck", invoke: () => new Promise<JsonValue>(() => {}) });
   const { db, runtime, controlPlane } = setUp([agent], { concurrency: 1, maxQueue: 1 });
-  await runtime.submit({ action: "bom.update", resource: "bom:1" }, { identity: SVC });
+  await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await runtime.submit({ action: "bom.update", resource: "bom:2" }, { identity: SVC });
   const before = controlPlane.runs.list().length;
   const auditBefore = controlPlane.audit.head().seq;
@@ -396,13 +381,7 @@ Deno.test("AgentRuntime fails a run over its budget with ERR_BUDGET_EXCEEDED", a
   }, {
     runBudget: { maxAttempts: 2 },
   });
-  const id = await runtime.submit({
-    action: "bom.update",
-    resource: "bom:1",
-    capabilities: ["bom"],
-  }, {
-    identity: SVC,
-  });
+  const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.runAll();
   const done = await runtime.wait(id);
   assert.equal(done.state, "failed");
@@ -434,13 +413,7 @@ Deno.test("AgentRuntime climbs the ladder in order: stronger tier, then humans, 
     retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
     escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, HUMAN_TIER, { kind: "fail" }]),
   });
-  const id = await runtime.submit({
-    action: "bom.update",
-    resource: "bom:1",
-    capabilities: ["bom"],
-  }, {
-    identity: SVC,
-  });
+  const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.runAll();
   const parked = await runtime.wait(id);
   assert.equal(parked.state, "awaiting_approval", "after the stronger tier, the humans");

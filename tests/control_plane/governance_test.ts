@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { seededRandom } from "../_seeded_random.ts";
 import { type ActorKind, type Identity, isPlmError, type JsonValue } from "../../shared/mod.ts";
 import {
   type ApprovalSpec,
@@ -807,18 +808,6 @@ Deno.test("PolicyEngine.whatIf() re-decides a recorded request under another set
 // ---------------------------------------------------------------------------
 // the index gives the same verdicts as a naive scan
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A backtracking glob matcher written from the documented semantics, independent of the engine. */
 function naiveGlob(pattern: string, value: string, separators: string): boolean {
   if (pattern === "") return value === "";
@@ -1012,7 +1001,7 @@ function randomPolicy(random: () => number): { set: PolicySet; requests: PolicyR
 }
 
 Deno.test("PolicyEngine.decide() gives the same verdicts as a naive scan on random policy sets", () => {
-  const random = prng(0x5eed);
+  const random = seededRandom(0x5eed);
   let compared = 0;
   const seen = new Set<string>();
   for (let round = 0; round < 300; round++) {
