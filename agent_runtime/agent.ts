@@ -22,6 +22,7 @@ import {
  *   type AgentContext,
  *   defineAgent,
  *   type RunTask,
+ *   TraceState,
  * } from "@tracepulse/plm-engine-core/agent-runtime";
  * import assert from "node:assert/strict";
  *
@@ -38,7 +39,7 @@ import {
  *     traceId: "0af7651916cd43dd8448eb211c80319c",
  *     spanId: "b7ad6b7169203331",
  *     traceFlags: 1,
- *     traceState: [],
+ *     traceState: TraceState.EMPTY,
  *   },
  *   runId: "r-1",
  *   idempotencyKey: "r-1",

@@ -14,12 +14,12 @@ import {
   isTerminal,
   type JsonValue,
   parseTraceparent,
-  parseTracestate,
   PlmError,
   type Run,
   systemTimer,
   type Timer,
   type TraceContext,
+  TraceState,
 } from "../control_plane/mod.ts";
 import { type Agent, type AgentError, toAgentError } from "./agent.ts";
 import { CircuitBreakers, type CircuitBreakersOptions } from "./circuit_breaker.ts";
@@ -398,7 +398,7 @@ export class Dispatcher {
     };
     const parent: TraceContext = {
       ...parseTraceparent(start.traceparent)!,
-      traceState: parseTracestate(start.tracestate) ?? [],
+      traceState: TraceState.parse(start.tracestate) ?? TraceState.EMPTY,
     };
     let run = start;
     let attemptsInStep = 0;

@@ -13,7 +13,6 @@ import {
   currentTraceContext,
   DEFAULT_AUTONOMY_APPROVAL,
   formatTraceparent,
-  formatTracestate,
   type Identity,
   type JsonValue,
   newTraceContext,
@@ -200,7 +199,7 @@ export class AgentRuntime {
         task,
         requester: identity,
         traceparent: formatTraceparent(trace),
-        tracestate: formatTracestate(trace.traceState),
+        tracestate: trace.traceState.header,
         ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
       }, { actor: actorOf(identity) });
       if (!created) return run;

@@ -15,6 +15,7 @@ import {
   type RunTask,
   selectAgent,
   type SelectorState,
+  TraceState,
 } from "../agent_runtime/mod.ts";
 
 const TASKS = 1_000;
@@ -50,7 +51,7 @@ const CTX: AgentContext = {
     traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
     spanId: "00f067aa0ba902b7",
     traceFlags: 1,
-    traceState: [],
+    traceState: TraceState.EMPTY,
   },
   runId: "run-bench",
   idempotencyKey: "run-bench",

@@ -1,12 +1,9 @@
 // Constants and lowercase hex helpers shared by the trace files. Char-code loops, no allocation.
-import type { TraceStateEntry } from "./types.ts";
 
 /** The `sampled` bit of the trace flags. */
 export const SAMPLED = 0x01;
 /** The length of a version `00` traceparent: `00-` + 32 + `-` + 16 + `-` + 2. */
 export const VERSION_00_LENGTH = 55;
-/** The `traceState` of a context without `tracestate` members, shared. */
-export const NO_STATE: readonly TraceStateEntry[] = Object.freeze([]);
 
 /** `0`..`9` and `a`..`f` to 0..15; anything else (uppercase too) to -1. */
 export function hexValue(code: number): number {

@@ -5,7 +5,8 @@
  * @module
  */
 import { PlmError } from "../../shared/mod.ts";
-import { bytesToHex, NO_STATE, SAMPLED } from "./_grammar.ts";
+import { bytesToHex, SAMPLED } from "./_grammar.ts";
+import { TraceState } from "./tracestate.ts";
 import type { TraceContext } from "./types.ts";
 
 /** Draws before giving up on a random source that keeps returning zeros. */
@@ -71,7 +72,7 @@ export function newTraceContext(options: NewTraceContextOptions = {}): TraceCont
     traceId: randomId(random, 16, "trace id"),
     spanId: randomId(random, 8, "span id"),
     traceFlags: sampled ? SAMPLED : 0,
-    traceState: NO_STATE,
+    traceState: TraceState.EMPTY,
   };
 }
 

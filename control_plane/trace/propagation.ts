@@ -6,7 +6,7 @@
  */
 import { VERSION_00_LENGTH } from "./_grammar.ts";
 import { formatTraceparent, parseTraceparent } from "./traceparent.ts";
-import { formatTracestate, parseTracestate } from "./tracestate.ts";
+import { TraceState } from "./tracestate.ts";
 import type { TraceContext } from "./types.ts";
 
 const TRACEPARENT = "traceparent";
@@ -21,8 +21,9 @@ const TRACESTATE = "tracestate";
  *   fields with `", "`, so a value holding a comma counts as several headers
  *   (even a later version whose unknown fields would allow one).
  * - Several `tracestate` headers are one list, in order (`Headers.get`
- *   already joins them with `", "`). An invalid `tracestate` is dropped and
- *   the `traceparent` kept.
+ *   already joins them with `", "`). It is checked whole, as
+ *   `TraceState.parse` does; an invalid `tracestate` is dropped and the
+ *   `traceparent` kept.
  *
  * Header names match in any case, and `Headers` trims the white space around
  * values.
@@ -41,7 +42,7 @@ const TRACESTATE = "tracestate";
  * });
  * const ctx = extractTraceContext(headers);
  * assert.equal(ctx?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
- * assert.deepEqual(ctx?.traceState, [["congo", "t61rcWkgMzE"]]);
+ * assert.equal(ctx?.traceState.get("congo"), "t61rcWkgMzE");
  * assert.equal(extractTraceContext(new Headers()), null);
  * ```
  */
@@ -53,8 +54,8 @@ export function extractTraceContext(headers: Headers): TraceContext | null {
   if (ctx === null) return null;
   const tracestate = headers.get(TRACESTATE);
   if (tracestate === null) return ctx;
-  const traceState = parseTracestate(tracestate);
-  if (traceState === null || traceState.length === 0) return ctx;
+  const traceState = TraceState.parse(tracestate);
+  if (traceState === null || traceState.size === 0) return ctx;
   return { traceId: ctx.traceId, spanId: ctx.spanId, traceFlags: ctx.traceFlags, traceState };
 }
 
@@ -66,14 +67,13 @@ export function extractTraceContext(headers: Headers): TraceContext | null {
  *
  * @param ctx The context to send, usually a child of the current one.
  * @param headers The outgoing headers; changed in place.
- * @throws {TypeError} When the context breaks the `traceparent` or
- * `tracestate` grammar (see `formatTraceparent` and `formatTracestate`).
- * @throws {RangeError} When the flags are out of range or there are more than
- * 32 `tracestate` members.
+ * @throws {TypeError} When the context breaks the `traceparent` grammar (see
+ * `formatTraceparent`) or its `traceState` is not a `TraceState`.
+ * @throws {RangeError} When the flags are out of range.
  *
  * @example Propagate a context to a downstream call
  * ```ts
- * import { injectTraceContext } from "@tracepulse/plm-engine-core/control-plane";
+ * import { injectTraceContext, TraceState } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
  * const headers = new Headers();
@@ -81,16 +81,20 @@ export function extractTraceContext(headers: Headers): TraceContext | null {
  *   traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
  *   spanId: "00f067aa0ba902b7",
  *   traceFlags: 1,
- *   traceState: [["rojo", "00f067aa0ba902b7"]],
+ *   traceState: TraceState.from([["rojo", "00f067aa0ba902b7"]]),
  * }, headers);
  * assert.equal(headers.get("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
  * assert.equal(headers.get("tracestate"), "rojo=00f067aa0ba902b7");
  * ```
  */
 export function injectTraceContext(ctx: TraceContext, headers: Headers): void {
-  const traceparent = formatTraceparent(ctx);
-  const tracestate = formatTracestate(ctx.traceState);
-  headers.set(TRACEPARENT, traceparent);
-  if (tracestate === "") headers.delete(TRACESTATE);
-  else headers.set(TRACESTATE, tracestate);
+  const { traceState } = ctx;
+  // A TraceState is valid by construction; anything else (a context rebuilt from JSON, say)
+  // is refused rather than sent unchecked.
+  if (!(traceState instanceof TraceState)) {
+    throw new TypeError("Cannot inject a trace context whose traceState is not a TraceState");
+  }
+  headers.set(TRACEPARENT, formatTraceparent(ctx));
+  if (traceState.size === 0) headers.delete(TRACESTATE);
+  else headers.set(TRACESTATE, traceState.header);
 }

@@ -4,14 +4,8 @@
  *
  * @module
  */
-import {
-  byteToHex,
-  hexValue,
-  isNonZeroHex,
-  NO_STATE,
-  SAMPLED,
-  VERSION_00_LENGTH,
-} from "./_grammar.ts";
+import { byteToHex, hexValue, isNonZeroHex, SAMPLED, VERSION_00_LENGTH } from "./_grammar.ts";
+import { TraceState } from "./tracestate.ts";
 import type { TraceContext } from "./types.ts";
 
 const DASH = 0x2d;
@@ -39,14 +33,14 @@ const DASH = 0x2d;
  *
  * @example Parse a sampled traceparent
  * ```ts
- * import { parseTraceparent } from "@tracepulse/plm-engine-core/control-plane";
+ * import { parseTraceparent, TraceState } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), {
  *   traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
  *   spanId: "00f067aa0ba902b7",
  *   traceFlags: 1,
- *   traceState: [],
+ *   traceState: TraceState.EMPTY,
  * });
  * assert.equal(parseTraceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), null);
  * ```
@@ -79,13 +73,13 @@ export function parseTraceparent(value: string): TraceContext | null {
     traceId: value.slice(3, 35),
     spanId: value.slice(36, 52),
     traceFlags: version === 0 ? flags : flags & SAMPLED,
-    traceState: NO_STATE,
+    traceState: TraceState.EMPTY,
   };
 }
 
 /**
  * Formats the `traceparent` header value of a context, always as version
- * `00`. The `traceState` is not part of it (see `formatTracestate`).
+ * `00`. The `traceState` is not part of it (see `TraceState.header`).
  *
  * @param ctx The context.
  * @returns `00-<traceId>-<spanId>-<flags as two hex digits>`.
@@ -95,14 +89,14 @@ export function parseTraceparent(value: string): TraceContext | null {
  *
  * @example Format a context
  * ```ts
- * import { formatTraceparent } from "@tracepulse/plm-engine-core/control-plane";
+ * import { formatTraceparent, TraceState } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
  * const header = formatTraceparent({
  *   traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
  *   spanId: "00f067aa0ba902b7",
  *   traceFlags: 1,
- *   traceState: [],
+ *   traceState: TraceState.EMPTY,
  * });
  * assert.equal(header, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
  * ```

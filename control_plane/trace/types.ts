@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { TraceState } from "./tracestate.ts";
 
 /**
  * One `tracestate` list member: a vendor key and its opaque value, e.g.
@@ -23,8 +24,8 @@
 export type TraceStateEntry = readonly [key: string, value: string];
 
 /**
- * A W3C Trace Context (level 1): the `traceparent` fields and the parsed
- * `tracestate` list.
+ * A W3C Trace Context (level 1): the `traceparent` fields and the checked
+ * `tracestate`.
  *
  * @example Tell whether the caller sampled the request
  * ```ts
@@ -36,7 +37,7 @@ export type TraceStateEntry = readonly [key: string, value: string];
  * );
  * assert.ok(ctx !== null);
  * assert.equal(ctx.traceFlags & 0x01, 1);
- * assert.deepEqual(ctx.traceState, []);
+ * assert.equal(ctx.traceState.size, 0);
  * ```
  */
 export interface TraceContext {
@@ -47,5 +48,5 @@ export interface TraceContext {
   /** The 8-bit trace flags; bit `0x01` is `sampled`. */
   readonly traceFlags: number;
   /** The `tracestate` members, leftmost (most recent vendor) first. */
-  readonly traceState: readonly TraceStateEntry[];
+  readonly traceState: TraceState;
 }

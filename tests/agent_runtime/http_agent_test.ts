@@ -11,6 +11,7 @@ import {
   parseRetryAfter,
   type RunTask,
   type TraceContext,
+  TraceState,
 } from "../../agent_runtime/mod.ts";
 
 const TASK: RunTask = {
@@ -26,7 +27,7 @@ const TRACE: TraceContext = {
   traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
   spanId: "00f067aa0ba902b7",
   traceFlags: 1,
-  traceState: [["rojo", "00f067aa0ba902b7"], ["congo", "t61rcWkgMzE"]],
+  traceState: TraceState.from([["rojo", "00f067aa0ba902b7"], ["congo", "t61rcWkgMzE"]]),
 };
 
 const NOW = Date.UTC(2026, 10, 25, 10, 0, 0);
@@ -144,7 +145,10 @@ Deno.test("httpAgent() propagates trace, auth and idempotency headers", async (t
   }
   await t.step("no token: no Authorization header; no tracestate when empty", async () => {
     await withServer(() => Response.json(null), async (url, seen) => {
-      await agentFor(url).invoke(TASK, context({ trace: { ...TRACE, traceState: [] } }));
+      await agentFor(url).invoke(
+        TASK,
+        context({ trace: { ...TRACE, traceState: TraceState.EMPTY } }),
+      );
       assert.equal(seen[0]?.headers.get("authorization"), null);
       assert.equal(seen[0]?.headers.get("tracestate"), null);
     });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { isPlmError } from "../../shared/mod.ts";
+import { seededRandom } from "../_seeded_random.ts";
 import {
   childTraceContext,
   currentTraceContext,
@@ -11,6 +12,7 @@ import {
   parseTraceparent,
   parseTracestate,
   type TraceContext,
+  TraceState,
   type TraceStateEntry,
   withTraceContext,
 } from "../../control_plane/trace/mod.ts";
@@ -24,7 +26,13 @@ function traceparent(version: string, flags = "01", rest = ""): string {
 }
 
 function context(overrides: Partial<TraceContext> = {}): TraceContext {
-  return { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 1, traceState: [], ...overrides };
+  return {
+    traceId: TRACE_ID,
+    spanId: SPAN_ID,
+    traceFlags: 1,
+    traceState: TraceState.EMPTY,
+    ...overrides,
+  };
 }
 
 /** `count` distinct members `k01=v01,k02=v02,...`. */
@@ -43,7 +51,7 @@ Deno.test("parseTraceparent() reads the four fields of version 00", () => {
     traceId: TRACE_ID,
     spanId: SPAN_ID,
     traceFlags: 1,
-    traceState: [],
+    traceState: TraceState.EMPTY,
   });
   assert.equal(parseTraceparent(traceparent("00", "00"))?.traceFlags, 0);
 });
@@ -448,6 +456,182 @@ Deno.test("formatTracestate() rejects what parseTracestate() would", async (t) =
 });
 
 // ---------------------------------------------------------------------------
+// The tracestate grammar against an independent reference
+
+/**
+ * The tracestate rules written the obvious way (split, trim, one regex per
+ * member), to check the one-pass scanner against.
+ */
+function referenceTracestate(value: string): [string, string][] | null {
+  const key =
+    /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})$/;
+  const val = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+  const out: [string, string][] = [];
+  for (const raw of value.split(",")) {
+    const member = raw.replace(/^[ \t]+|[ \t]+$/g, "");
+    if (member === "") continue;
+    const eq = member.indexOf("=");
+    if (eq < 0) return null;
+    const [k, v] = [member.slice(0, eq), member.slice(eq + 1)];
+    if (!key.test(k) || !val.test(v) || out.some(([seen]) => seen === k)) return null;
+    out.push([k, v]);
+  }
+  return out.length > 32 ? null : out;
+}
+
+Deno.test("parseTracestate() and TraceState.parse() agree with a reference on random input", () => {
+  const random = seededRandom(20261125);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const word = (chars: string, max: number) =>
+    Array.from({ length: 1 + Math.floor(random() * max) }, () => pick([...chars])).join("");
+  const keyChars = "az09_-*/";
+  // Members built from the grammar's characters (keys sometimes repeat, as only a few first
+  // letters are drawn), joined with white space and empty members, then one character
+  // replaced, half the time, by one on or just past an edge of the grammar.
+  const edges = [..."@=, \tA~!\x7f\x1fé0z"];
+  let valid = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const count = Math.floor(random() * 5);
+    const list = Array.from({ length: count }, () => {
+      const key = random() < 0.2
+        ? `${word("t0", 2)}@${word("v", 2)}`
+        : `${pick([..."abc"])}${word(keyChars, 2)}`;
+      return `${key}=${pick(["", " "])}${word("x y!~", 4)}`;
+    });
+    let value = list.join(pick([",", ", ", " ,\t", ",,"]));
+    if (random() < 0.3) value = ` ${value}\t`;
+    if (value.length > 0 && random() < 0.5) {
+      const at = Math.floor(random() * value.length);
+      value = value.slice(0, at) + pick(edges) + value.slice(at + 1);
+    }
+    const expected = referenceTracestate(value);
+    assert.deepEqual(parseTracestate(value), expected, JSON.stringify(value));
+    const state = TraceState.parse(value);
+    assert.deepEqual(state?.entries() ?? null, expected, JSON.stringify(value));
+    if (state !== null) {
+      assert.equal(state.header, formatTracestate(expected ?? []), JSON.stringify(value));
+      assert.equal(state.size, expected?.length);
+    }
+    if (expected !== null && expected.length > 0) valid++;
+  }
+  // The corpus must reach both sides of the grammar to mean anything.
+  assert.ok(valid > 5_000 && valid < 15_000, `${valid} of 20000 inputs were valid`);
+});
+
+// ---------------------------------------------------------------------------
+// TraceState
+
+Deno.test("TraceState.parse() keeps a canonical header and rebuilds any other", async (t) => {
+  await t.step("canonical input is kept as is", () => {
+    const value = "rojo=00f067aa0ba902b7,congo= x y";
+    assert.equal(TraceState.parse(value)?.header, value);
+  });
+  for (
+    const value of [
+      " rojo=1,congo=2",
+      "rojo=1,congo=2\t",
+      "rojo=1 ,congo=2",
+      "rojo=1,,congo=2",
+      ",rojo=1,congo=2,",
+    ]
+  ) {
+    await t.step(JSON.stringify(value), () => {
+      const state = TraceState.parse(value);
+      assert.equal(state?.header, "rojo=1,congo=2");
+      // Equal members, equal states, however the header was written.
+      assert.deepEqual(state, TraceState.from([["rojo", "1"], ["congo", "2"]]));
+    });
+  }
+  await t.step("no members", () => {
+    for (const value of ["", " ", ",,"]) assert.equal(TraceState.parse(value), TraceState.EMPTY);
+  });
+  await t.step("invalid", () => {
+    for (const value of ["rojo=1,rojo=2", "Rojo=1", "rojo=", "rojo=1\t2", members(33).join(",")]) {
+      assert.equal(TraceState.parse(value), null);
+    }
+  });
+});
+
+Deno.test("TraceState.from() checks members as formatTracestate() does", () => {
+  assert.equal(TraceState.from([]), TraceState.EMPTY);
+  assert.equal(TraceState.from(new Map([["a", "1"], ["b", "2"]])).header, "a=1,b=2");
+  assert.throws(() => TraceState.from([["A", "1"]]), TypeError);
+  assert.throws(() => TraceState.from([["a", "1=2"]]), TypeError);
+  assert.throws(() => TraceState.from([["a", "1"], ["a", "2"]]), TypeError);
+  assert.throws(
+    () => TraceState.from(members(33).map((m) => m.split("=") as [string, string])),
+    RangeError,
+  );
+});
+
+Deno.test("TraceState.from() copies its input", () => {
+  const tuple: [string, string] = ["rojo", "1"];
+  const state = TraceState.from([tuple]);
+  tuple[1] = "2";
+  assert.equal(state.get("rojo"), "1");
+  assert.equal(state.header, "rojo=1");
+});
+
+Deno.test("TraceState.entries() is built once, read-only and in order", () => {
+  const state = TraceState.parse("rojo=1,congo=2,t@v=3");
+  assert.ok(state !== null);
+  const entries = state.entries();
+  assert.deepEqual(entries, [["rojo", "1"], ["congo", "2"], ["t@v", "3"]]);
+  assert.equal(state.entries(), entries);
+  assert.ok(Object.isFrozen(entries));
+  assert.deepEqual([...state], entries);
+});
+
+Deno.test("TraceState.get() reads one member", () => {
+  const state = TraceState.parse("rojo=1,congo=2");
+  assert.equal(state?.get("rojo"), "1");
+  assert.equal(state?.get("congo"), "2");
+  assert.equal(state?.get("con"), undefined);
+  assert.equal(TraceState.EMPTY.get("rojo"), undefined);
+});
+
+Deno.test("TraceState.set() moves the member to the front, as the spec's mutation rules ask", async (t) => {
+  const state = TraceState.from([["rojo", "1"], ["congo", "2"], ["plm", "3"]]);
+  await t.step("a new key goes first", () => {
+    assert.equal(state.set("new", "x").header, "new=x,rojo=1,congo=2,plm=3");
+  });
+  await t.step("a changed key moves first", () => {
+    assert.equal(state.set("plm", "4").header, "plm=4,rojo=1,congo=2");
+  });
+  await t.step(
+    "the original is unchanged",
+    () => assert.equal(state.header, "rojo=1,congo=2,plm=3"),
+  );
+  await t.step("past 32 members the rightmost is dropped", () => {
+    const full = TraceState.parse(members(32).join(","));
+    const next = full?.set("new", "x");
+    assert.equal(next?.size, 32);
+    assert.deepEqual(next?.entries()[0], ["new", "x"]);
+    assert.equal(next?.get("k32"), undefined);
+    assert.equal(next?.get("k31"), "v31");
+  });
+  await t.step("an invalid member is refused", () => {
+    assert.throws(() => state.set("Rojo", "1"), TypeError);
+    assert.throws(() => state.set("rojo", "a,b"), TypeError);
+  });
+});
+
+Deno.test("TraceState.delete() removes one member", () => {
+  const state = TraceState.from([["rojo", "1"], ["congo", "2"]]);
+  assert.equal(state.delete("rojo").header, "congo=2");
+  assert.equal(state.delete("rojo").delete("congo"), TraceState.EMPTY);
+  assert.equal(state.delete("missing"), state);
+});
+
+Deno.test("TraceState serializes as its header and parses back", () => {
+  const state = TraceState.from([["rojo", "1"], ["t@v", "x y"]]);
+  assert.equal(String(state), "rojo=1,t@v=x y");
+  const json = JSON.stringify({ traceState: state });
+  assert.equal(json, '{"traceState":"rojo=1,t@v=x y"}');
+  assert.deepEqual(TraceState.parse(JSON.parse(json).traceState), state);
+});
+
+// ---------------------------------------------------------------------------
 // extractTraceContext
 
 Deno.test("extractTraceContext() returns null without a traceparent", () => {
@@ -462,7 +646,7 @@ Deno.test("extractTraceContext() reads traceparent and tracestate", () => {
     traceId: TRACE_ID,
     spanId: SPAN_ID,
     traceFlags: 1,
-    traceState: [["foo", "1"], ["bar", "2"]],
+    traceState: TraceState.from([["foo", "1"], ["bar", "2"]]),
   });
   assert.deepEqual(extractTraceContext(new Headers({ traceparent: VALID })), context());
 });
@@ -470,7 +654,7 @@ Deno.test("extractTraceContext() reads traceparent and tracestate", () => {
 Deno.test("extractTraceContext() matches header names in any case", () => {
   const ctx = extractTraceContext(new Headers({ TrAcEpArEnT: VALID, TRACESTATE: "foo=1" }));
   assert.equal(ctx?.traceId, TRACE_ID);
-  assert.deepEqual(ctx?.traceState, [["foo", "1"]]);
+  assert.deepEqual(ctx?.traceState.entries(), [["foo", "1"]]);
 });
 
 Deno.test("extractTraceContext() accepts white space around the traceparent", async (t) => {
@@ -523,7 +707,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
       ["tracestate", "rojo=1,congo=2"],
       ["tracestate", "baz=3"],
     ]);
-    assert.deepEqual(extractTraceContext(headers)?.traceState, [
+    assert.deepEqual(extractTraceContext(headers)?.traceState.entries(), [
       ["foo", "1"],
       ["bar", "2"],
       ["rojo", "1"],
@@ -535,7 +719,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
     for (const order of [["", "foo=1"], ["foo=1", ""]]) {
       const headers = new Headers([["traceparent", VALID]]);
       for (const value of order) headers.append("tracestate", value);
-      assert.deepEqual(extractTraceContext(headers)?.traceState, [["foo", "1"]]);
+      assert.deepEqual(extractTraceContext(headers)?.traceState.entries(), [["foo", "1"]]);
     }
   });
   await t.step("a key repeated across headers invalidates all", () => {
@@ -545,7 +729,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
         ["tracestate", "foo=1"],
         ["tracestate", second],
       ]);
-      assert.deepEqual(extractTraceContext(headers)?.traceState, []);
+      assert.deepEqual(extractTraceContext(headers)?.traceState, TraceState.EMPTY);
     }
   });
   await t.step("32 members across headers, and 33", () => {
@@ -557,8 +741,8 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
         ["tracestate", members(10, 21).join(",")],
         ["tracestate", members(last, 31).join(",")],
       ]);
-    assert.equal(extractTraceContext(headers(2))?.traceState.length, 32);
-    assert.deepEqual(extractTraceContext(headers(3))?.traceState, []);
+    assert.equal(extractTraceContext(headers(2))?.traceState.size, 32);
+    assert.deepEqual(extractTraceContext(headers(3))?.traceState, TraceState.EMPTY);
   });
   await t.step("a key of 257 in a second header invalidates all", () => {
     const headers = new Headers([
@@ -566,7 +750,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
       ["tracestate", "foo=1"],
       ["tracestate", `${"z".repeat(257)}=1`],
     ]);
-    assert.deepEqual(extractTraceContext(headers)?.traceState, []);
+    assert.deepEqual(extractTraceContext(headers)?.traceState, TraceState.EMPTY);
   });
 });
 
@@ -575,7 +759,10 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
 
 Deno.test("injectTraceContext() sets traceparent and tracestate", () => {
   const headers = new Headers();
-  injectTraceContext(context({ traceState: [["rojo", "1"], ["congo", "2"]] }), headers);
+  injectTraceContext(
+    context({ traceState: TraceState.from([["rojo", "1"], ["congo", "2"]]) }),
+    headers,
+  );
   assert.equal(headers.get("traceparent"), VALID);
   assert.equal(headers.get("tracestate"), "rojo=1,congo=2");
 });
@@ -587,21 +774,33 @@ Deno.test("injectTraceContext() sends no tracestate without members", () => {
   assert.equal(headers.has("tracestate"), false);
 });
 
-Deno.test("injectTraceContext() changes nothing when the context is invalid", () => {
-  const headers = new Headers({ traceparent: "old", tracestate: "old=1" });
-  assert.throws(
-    () => injectTraceContext(context({ traceState: [["foo", "1"], ["foo", "2"]] }), headers),
-    TypeError,
-  );
-  assert.equal(headers.get("traceparent"), "old");
-  assert.equal(headers.get("tracestate"), "old=1");
+Deno.test("injectTraceContext() changes nothing when the context is invalid", async (t) => {
+  const invalid: [string, TraceContext][] = [
+    ["an upper-case trace id", context({ traceId: TRACE_ID.toUpperCase() })],
+    ["a traceState that is not a TraceState (from JSON)", {
+      ...context(),
+      traceState: JSON.parse(JSON.stringify(TraceState.from([["foo", "1"]]))),
+    }],
+    ["a traceState that is a plain list", {
+      ...context(),
+      traceState: [["foo", "1"]] as unknown as TraceState,
+    }],
+  ];
+  for (const [name, ctx] of invalid) {
+    await t.step(name, () => {
+      const headers = new Headers({ traceparent: "old", tracestate: "old=1" });
+      assert.throws(() => injectTraceContext(ctx, headers), TypeError);
+      assert.equal(headers.get("traceparent"), "old");
+      assert.equal(headers.get("tracestate"), "old=1");
+    });
+  }
 });
 
 Deno.test("injectTraceContext() round-trips with extractTraceContext()", () => {
   for (
     const ctx of [
       context(),
-      context({ traceFlags: 0, traceState: [["a", "1"], ["t@b", "x y"]] }),
+      context({ traceFlags: 0, traceState: TraceState.from([["a", "1"], ["t@b", "x y"]]) }),
       newTraceContext(),
     ]
   ) {
@@ -632,7 +831,7 @@ Deno.test("newTraceContext() makes random valid ids, sampled by default", () => 
   assert.match(ctx.traceId, /^[0-9a-f]{32}$/);
   assert.match(ctx.spanId, /^[0-9a-f]{16}$/);
   assert.equal(ctx.traceFlags, 1);
-  assert.deepEqual(ctx.traceState, []);
+  assert.equal(ctx.traceState, TraceState.EMPTY);
   assert.notEqual(newTraceContext().traceId, ctx.traceId);
   assert.notEqual(parseTraceparent(formatTraceparent(ctx)), null);
 });
@@ -670,11 +869,11 @@ Deno.test("newTraceContext() throws ERR_INTERNAL when the random only returns ze
 });
 
 Deno.test("childTraceContext() keeps trace id and state and draws a new span id", () => {
-  const parent = context({ traceState: [["rojo", "1"]] });
+  const parent = context({ traceState: TraceState.from([["rojo", "1"]]) });
   const child = childTraceContext(parent, scripted(0, 0x5c));
   assert.equal(child.traceId, TRACE_ID);
   assert.equal(child.spanId, "5c".repeat(8));
-  assert.deepEqual(child.traceState, [["rojo", "1"]]);
+  assert.equal(child.traceState, parent.traceState);
   assert.notEqual(childTraceContext(parent).spanId, childTraceContext(parent).spanId);
 });
 

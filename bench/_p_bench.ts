@@ -1,0 +1,10 @@
+import { extractTraceContext, parseTraceparent, TraceState } from "../control_plane/trace/mod.ts";
+const TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TS8 = Array.from({ length: 8 }, (_, i) => `vendor${i}=value-${i}-t61rcWkgMzE`).join(",");
+const h = new Headers({ traceparent: TP, tracestate: TS8 });
+let sink: unknown;
+Deno.bench({ name: "ours extract", fn() { sink = extractTraceContext(h); } });
+Deno.bench({ name: "TraceState.parse", fn() { sink = TraceState.parse(TS8); } });
+Deno.bench({ name: "parseTraceparent", fn() { sink = parseTraceparent(TP); } });
+Deno.bench({ name: "get x2", fn() { sink = h.get("traceparent"); sink = h.get("tracestate"); } });
+globalThis.addEventListener("unload", () => { if (sink === 1) console.log(sink); });
