@@ -73,6 +73,7 @@ const CONTROL_PLANE = [
   "RunStore",
   "TERMINAL_RUN_STATES",
   "TOKEN_ACTOR_KINDS",
+  "TraceState",
   "VERDICT_CHANGES",
   "actorOf",
   "applyBudget",

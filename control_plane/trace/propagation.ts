@@ -22,8 +22,9 @@ const TRACESTATE = "tracestate";
  *   (even a later version whose unknown fields would allow one).
  * - Several `tracestate` headers are one list, in order (`Headers.get`
  *   already joins them with `", "`). It is checked whole, as
- *   `TraceState.parse` does; an invalid `tracestate` is dropped and the
- *   `traceparent` kept.
+ *   `parseTracestate` does, the first time it is read
+ *   (`TraceState.received`): an invalid `tracestate` then reads as no
+ *   members and is never passed on, and the `traceparent` is kept.
  *
  * Header names match in any case, and `Headers` trims the white space around
  * values.
@@ -53,10 +54,13 @@ export function extractTraceContext(headers: Headers): TraceContext | null {
   const ctx = parseTraceparent(traceparent);
   if (ctx === null) return null;
   const tracestate = headers.get(TRACESTATE);
-  if (tracestate === null) return ctx;
-  const traceState = TraceState.parse(tracestate);
-  if (traceState === null || traceState.size === 0) return ctx;
-  return { traceId: ctx.traceId, spanId: ctx.spanId, traceFlags: ctx.traceFlags, traceState };
+  if (tracestate === null || tracestate === "") return ctx;
+  return {
+    traceId: ctx.traceId,
+    spanId: ctx.spanId,
+    traceFlags: ctx.traceFlags,
+    traceState: TraceState.received(tracestate),
+  };
 }
 
 /**

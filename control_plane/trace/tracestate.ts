@@ -18,25 +18,14 @@ const MAX_SIMPLE_KEY_LENGTH = 256;
 const MAX_TENANT_LENGTH = 241;
 const MAX_SYSTEM_LENGTH = 14;
 
-// Character classes of the grammar for codes 0x00-0x7F (one table lookup per character).
-const LCALPHA = 1;
-const DIGIT = 2;
-/** `_ - * /`: allowed in a key after its first character. */
-const KEY_PUNCT = 4;
-/** `nblk-chr`: printable, not space, `,` or `=`. */
-const NBLK = 8;
-const KEY_CHAR = LCALPHA | DIGIT | KEY_PUNCT;
-const CLASSES = new Uint8Array(128);
-for (let code = 0x21; code <= 0x7e; code++) {
-  if (code !== COMMA && code !== EQUALS) CLASSES[code] = NBLK;
+function isLcAlpha(code: number): boolean {
+  return code >= 0x61 && code <= 0x7a;
 }
-for (let code = 0x61; code <= 0x7a; code++) CLASSES[code]! |= LCALPHA;
-for (let code = 0x30; code <= 0x39; code++) CLASSES[code]! |= DIGIT;
-for (const code of [0x5f, 0x2d, 0x2a, 0x2f]) CLASSES[code]! |= KEY_PUNCT;
 
-/** The classes of a character code; 0 for anything outside ASCII. */
-function classOf(code: number): number {
-  return code < 128 ? CLASSES[code]! : 0;
+/** `a-z 0-9 _ - * /`, the characters after the first of a key part. */
+function isKeyChar(code: number): boolean {
+  return (code >= 0x61 && code <= 0x7a) || (code >= 0x30 && code <= 0x39) ||
+    code === 0x5f || code === 0x2d || code === 0x2a || code === 0x2f;
 }
 
 /**
@@ -47,18 +36,19 @@ function classOf(code: number): number {
  * @returns The index just past the key, or -1 when no valid key starts there.
  */
 function scanKey(value: string, start: number): number {
-  const first = classOf(value.charCodeAt(start));
-  if ((first & (LCALPHA | DIGIT)) === 0) return -1;
+  const first = value.charCodeAt(start);
+  const startsAlpha = isLcAlpha(first);
+  if (!startsAlpha && !(first >= 0x30 && first <= 0x39)) return -1;
   let at = -1;
   let i = start + 1;
   for (;; i++) {
     const code = value.charCodeAt(i);
-    if ((classOf(code) & KEY_CHAR) !== 0) continue;
+    if (isKeyChar(code)) continue;
     if (code !== AT || at !== -1) break;
     at = i;
-    if ((classOf(value.charCodeAt(i + 1)) & LCALPHA) === 0) return -1;
+    if (!isLcAlpha(value.charCodeAt(i + 1))) return -1;
   }
-  if (at === -1) return (first & LCALPHA) !== 0 && i - start <= MAX_SIMPLE_KEY_LENGTH ? i : -1;
+  if (at === -1) return startsAlpha && i - start <= MAX_SIMPLE_KEY_LENGTH ? i : -1;
   return at - start <= MAX_TENANT_LENGTH && i - at - 1 <= MAX_SYSTEM_LENGTH ? i : -1;
 }
 
@@ -79,6 +69,69 @@ function sameText(value: string, a: number, b: number, length: number): boolean 
 }
 
 /**
+ * Records member `count` unless its key repeats an earlier one.
+ *
+ * @returns Whether the member was recorded.
+ */
+function addMember(
+  value: string,
+  count: number,
+  keyStart: number,
+  keyEnd: number,
+  valueEnd: number,
+): boolean {
+  // Compare text only when length, first and last character agree.
+  const keyLength = keyEnd - keyStart;
+  const print = (keyLength << 16) | (value.charCodeAt(keyStart) << 8) |
+    value.charCodeAt(keyEnd - 1);
+  for (let j = 0; j < count; j++) {
+    if (KEY_PRINTS[j] === print && sameText(value, KEY_STARTS[j]!, keyStart, keyLength)) {
+      return false;
+    }
+  }
+  KEY_PRINTS[count] = print;
+  KEY_STARTS[count] = keyStart;
+  EQUALS_AT[count] = keyEnd;
+  VALUE_ENDS[count] = valueEnd;
+  return true;
+}
+
+// The canonical form, as senders usually write it: members joined by bare commas, no white
+// space around them, no empty members. The lengths of keys and values, the number of members
+// and duplicate keys are left to `scanCanonical`. One regular expression checks the
+// characters faster than a loop of `charCodeAt` calls does.
+const KEY = String.raw`(?:[a-z][a-z0-9_\-*/]*|[a-z0-9][a-z0-9_\-*/]*@[a-z][a-z0-9_\-*/]{0,13})`;
+const VALUE = String.raw`[\x20-\x2b\x2d-\x3c\x3e-\x7e]*[\x21-\x2b\x2d-\x3c\x3e-\x7e]`;
+const CANONICAL = new RegExp(`^${KEY}=${VALUE}(?:,${KEY}=${VALUE})*$`);
+
+/**
+ * {@link scan} for a value that matches {@link CANONICAL}: members end at
+ * commas and keys at the first `=`.
+ */
+function scanCanonical(value: string): number {
+  const length = value.length;
+  let count = 0;
+  for (let keyStart = 0; keyStart < length; count++) {
+    const keyEnd = value.indexOf("=", keyStart);
+    const comma = value.indexOf(",", keyEnd);
+    const valueEnd = comma === -1 ? length : comma;
+    const keyLength = keyEnd - keyStart;
+    if (
+      count === MAX_MEMBERS || keyLength > MAX_SIMPLE_KEY_LENGTH ||
+      valueEnd - keyEnd - 1 > MAX_VALUE_LENGTH ||
+      // A tenant is at most 241 characters; only a key past 242 can hold a longer one.
+      (keyLength > MAX_TENANT_LENGTH + 1 &&
+        value.lastIndexOf("@", keyEnd) - keyStart > MAX_TENANT_LENGTH) ||
+      !addMember(value, count, keyStart, keyEnd, valueEnd)
+    ) {
+      return -1;
+    }
+    keyStart = valueEnd + 1;
+  }
+  return count;
+}
+
+/**
  * Validates a whole `tracestate` value without allocating, leaving each
  * member's bounds in {@link KEY_STARTS}, {@link EQUALS_AT} and
  * {@link VALUE_ENDS}.
@@ -86,11 +139,12 @@ function sameText(value: string, a: number, b: number, length: number): boolean 
  * @returns The number of members, or -1 when the value is invalid.
  */
 function scan(value: string): number {
+  if (CANONICAL.test(value)) return scanCanonical(value);
   const length = value.length;
   let count = 0;
   let i = 0;
   while (i < length) {
-    let code = value.charCodeAt(i);
+    const code = value.charCodeAt(i);
     if (code === SPACE || code === TAB || code === COMMA) {
       // White space around members and empty members.
       i++;
@@ -99,38 +153,24 @@ function scan(value: string): number {
     const keyStart = i;
     const keyEnd = scanKey(value, keyStart);
     if (keyEnd < 0 || value.charCodeAt(keyEnd) !== EQUALS) return -1;
-    // One pass to the next comma: value characters, spaces inside the value, and spaces or
-    // tabs after it (white space around the member). A tab before the last value character is
-    // inside the value, which is invalid.
     const valueStart = keyEnd + 1;
-    let valueEnd = valueStart;
-    let tab = length;
-    for (i = valueStart; i < length; i++) {
-      code = value.charCodeAt(i);
-      if ((classOf(code) & NBLK) !== 0) valueEnd = i + 1;
-      else if (code === COMMA) break;
-      else if (code === TAB) tab = tab < i ? tab : i;
-      else if (code !== SPACE) return -1;
+    const comma = value.indexOf(",", valueStart);
+    i = comma === -1 ? length : comma;
+    let valueEnd = i;
+    while (valueEnd > valueStart) {
+      // Spaces and tabs after the value are white space around the member.
+      const last = value.charCodeAt(valueEnd - 1);
+      if (last !== SPACE && last !== TAB) break;
+      valueEnd--;
     }
-    if (
-      valueEnd === valueStart || valueEnd - valueStart > MAX_VALUE_LENGTH || tab < valueEnd ||
-      count === MAX_MEMBERS
-    ) {
-      return -1;
+    if (valueEnd === valueStart || valueEnd - valueStart > MAX_VALUE_LENGTH) return -1;
+    for (let j = valueStart; j < valueEnd; j++) {
+      // Tabs, other controls, non-ASCII and "=" (a comma ended the member already).
+      const c = value.charCodeAt(j);
+      if (c < SPACE || c > 0x7e || c === EQUALS) return -1;
     }
-    // Keys are unique. Compare text only when length, first and last character agree.
-    const keyLength = keyEnd - keyStart;
-    const print = (keyLength << 16) | (value.charCodeAt(keyStart) << 8) |
-      value.charCodeAt(keyEnd - 1);
-    for (let j = 0; j < count; j++) {
-      if (KEY_PRINTS[j] === print && sameText(value, KEY_STARTS[j]!, keyStart, keyLength)) {
-        return -1;
-      }
-    }
-    KEY_PRINTS[count] = print;
-    KEY_STARTS[count] = keyStart;
-    EQUALS_AT[count] = keyEnd;
-    VALUE_ENDS[count++] = valueEnd;
+    if (count === MAX_MEMBERS || !addMember(value, count, keyStart, keyEnd, valueEnd)) return -1;
+    count++;
   }
   return count;
 }
@@ -191,7 +231,7 @@ function isValidValue(value: string): boolean {
   if (length === 0 || length > MAX_VALUE_LENGTH) return false;
   for (let i = 0; i < length; i++) {
     const code = value.charCodeAt(i);
-    if ((classOf(code) & NBLK) === 0 && code !== SPACE) return false;
+    if (code < SPACE || code > 0x7e || code === COMMA || code === EQUALS) return false;
   }
   return value.charCodeAt(length - 1) !== SPACE;
 }
@@ -251,19 +291,28 @@ function formatEntries(entries: readonly TraceStateEntry[]): string {
   return out;
 }
 
+/** {@link TraceState}'s member count before its header has been checked. */
+const UNCHECKED = -2;
+/** {@link TraceState}'s member count once its header was found invalid. */
+const INVALID = -1;
+
 /**
- * The `tracestate` of a `TraceContext`: an immutable, checked list of
- * vendor members, leftmost (most recent vendor) first.
+ * The `tracestate` of a `TraceContext`: an immutable list of vendor members,
+ * leftmost (most recent vendor) first, checked whole.
  *
- * A `TraceState` is always valid: {@link TraceState.parse} checks the whole
- * header as {@link parseTracestate} does, and {@link TraceState.from} and
- * {@link TraceState.set} check members as {@link formatTracestate} does. It
- * keeps the members as one header value, {@link TraceState.header}, in
- * canonical form (`key=value` joined by `,`, no white space or empty
- * members), and builds the member list only when it is first read. So
- * receiving a header and passing it on costs one validation and no
- * allocation per member, and two states with the same members are equal
- * under `assert.deepStrictEqual`.
+ * A state made by {@link TraceState.parse}, {@link TraceState.from} or
+ * {@link TraceState.set} is checked when it is made. A state made by
+ * {@link TraceState.received} (as `extractTraceContext` does) keeps the
+ * header as received and checks it, whole, the first time anything reads it:
+ * {@link TraceState.header}, {@link TraceState.size}, the members, or
+ * `injectTraceContext`. A header with any invalid member then reads as no
+ * members at all, so it is never read in part and never passed on. A request
+ * that does not look at its `tracestate` pays nothing for it.
+ *
+ * {@link TraceState.header} is canonical (`key=value` joined by `,`, no
+ * white space or empty members); compare states by it. `raw` is the only own
+ * property, so `assert.deepStrictEqual` tells states with different input
+ * apart.
  *
  * Updates follow the spec's mutation rules: a changed or added member moves
  * to the front, and the rightmost members are dropped past 32.
@@ -281,29 +330,31 @@ function formatEntries(entries: readonly TraceStateEntry[]): string {
  * const next = state.set("congo", "ucfJifl5GOE");
  * assert.deepEqual(next.entries(), [["congo", "ucfJifl5GOE"], ["rojo", "00f067aa0ba902b7"]]);
  * assert.equal(TraceState.parse("rojo=1,rojo=2"), null);
+ * assert.equal(TraceState.received("rojo=1,rojo=2").size, 0);
  * ```
  */
 export class TraceState implements Iterable<TraceStateEntry> {
   /** The state without members. */
-  static readonly EMPTY: TraceState = new TraceState("", 0);
+  static readonly EMPTY: TraceState = new TraceState("", 0, "");
 
   /**
-   * The members as one `tracestate` header value, canonical: `key=value`
-   * joined by `,` in order; `""` without members.
+   * The header value the state was made from, as given; for a state built
+   * from members, its canonical header.
    */
-  readonly header: string;
-  /** The number of members, 0 to 32. */
-  readonly size: number;
+  readonly raw: string;
+  #count: number;
+  #header: string;
   #entries: readonly TraceStateEntry[] | undefined;
 
-  private constructor(header: string, size: number) {
-    this.header = header;
-    this.size = size;
+  private constructor(raw: string, count: number, header: string) {
+    this.raw = raw;
+    this.#count = count;
+    this.#header = header;
   }
 
   /**
    * Checks a `tracestate` header value (several headers combined with `,` in
-   * order) by the rules of {@link parseTracestate}: any invalid member
+   * order) now, by the rules of {@link parseTracestate}: any invalid member
    * invalidates the whole value.
    *
    * @param value The header value.
@@ -321,16 +372,87 @@ export class TraceState implements Iterable<TraceStateEntry> {
    * ```
    */
   static parse(value: string): TraceState | null {
-    const count = scan(value);
-    if (count <= 0) return count === 0 ? TraceState.EMPTY : null;
+    const state = TraceState.received(value);
+    const count = state.#check();
+    return count === INVALID ? null : count === 0 ? TraceState.EMPTY : state;
+  }
+
+  /**
+   * A state for a received header value, checked whole the first time it is
+   * read. An invalid value then reads as no members.
+   *
+   * @param value The header value (several headers combined with `,` in
+   * order).
+   * @returns The state; {@link TraceState.EMPTY} for `""`.
+   *
+   * @example Defer the check to the first read
+   * ```ts
+   * import { TraceState } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const valid = TraceState.received("rojo=1, congo=2");
+   * assert.equal(valid.header, "rojo=1,congo=2");
+   * const invalid = TraceState.received("rojo=1,Congo=2");
+   * assert.equal(invalid.size, 0);
+   * assert.equal(invalid.header, "");
+   * assert.equal(invalid.raw, "rojo=1,Congo=2");
+   * ```
+   */
+  static received(value: string): TraceState {
+    return value === "" ? TraceState.EMPTY : new TraceState(value, UNCHECKED, "");
+  }
+
+  /** Checks the header once; returns the member count or {@link INVALID}. */
+  #check(): number {
+    if (this.#count !== UNCHECKED) return this.#count;
+    const raw = this.raw;
+    const count = scan(raw);
+    if (count <= 0) return this.#count = count === 0 ? 0 : INVALID;
     // Canonical when the value holds the members and one comma between each, nothing else.
     let used = count - 1;
     for (let i = 0; i < count; i++) used += VALUE_ENDS[i]! - KEY_STARTS[i]!;
-    if (used === value.length) return new TraceState(value, count);
-    const entries = entriesOf(value, count);
-    const state = new TraceState(formatEntries(entries), count);
-    state.#entries = Object.freeze(entries);
-    return state;
+    if (used === raw.length) {
+      this.#header = raw;
+    } else {
+      const entries = entriesOf(raw, count);
+      this.#header = formatEntries(entries);
+      this.#entries = Object.freeze(entries);
+    }
+    return this.#count = count;
+  }
+
+  /**
+   * The members as one `tracestate` header value, canonical: `key=value`
+   * joined by `,` in order; `""` without members or when the received value
+   * was invalid.
+   *
+   * @example Read the canonical header
+   * ```ts
+   * import { TraceState } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(TraceState.received(" rojo=1 ,, congo=2 ").header, "rojo=1,congo=2");
+   * ```
+   */
+  get header(): string {
+    this.#check();
+    return this.#header;
+  }
+
+  /**
+   * The number of members, 0 to 32; 0 when the received value was invalid.
+   *
+   * @example Count the members
+   * ```ts
+   * import { TraceState } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(TraceState.received("rojo=1,congo=2").size, 2);
+   * assert.equal(TraceState.received("rojo=1,rojo=2").size, 0);
+   * ```
+   */
+  get size(): number {
+    return Math.max(this.#check(), 0);
   }
 
   /**
@@ -356,13 +478,15 @@ export class TraceState implements Iterable<TraceStateEntry> {
     // Copied, so that changing the caller's tuples later cannot change this state.
     const list = Array.from(entries, ([key, value]): TraceStateEntry => [key, value]);
     if (list.length === 0) return TraceState.EMPTY;
-    const state = new TraceState(formatTracestate(list), list.length);
+    const header = formatTracestate(list);
+    const state = new TraceState(header, list.length, header);
     state.#entries = Object.freeze(list);
     return state;
   }
 
   /**
-   * The members, leftmost first. Built on the first call and shared after it.
+   * The members, leftmost first (none when the received value was invalid).
+   * Built on the first call and shared after it.
    *
    * @returns The members, read-only.
    *
@@ -375,7 +499,11 @@ export class TraceState implements Iterable<TraceStateEntry> {
    * ```
    */
   entries(): readonly TraceStateEntry[] {
-    return this.#entries ??= Object.freeze(entriesOf(this.header, scan(this.header)));
+    if (this.#entries === undefined) {
+      const header = this.header;
+      this.#entries = Object.freeze(header === "" ? [] : entriesOf(header, scan(header)));
+    }
+    return this.#entries;
   }
 
   /**

@@ -512,6 +512,10 @@ Deno.test("parseTracestate() and TraceState.parse() agree with a reference on ra
       assert.equal(state.header, formatTracestate(expected ?? []), JSON.stringify(value));
       assert.equal(state.size, expected?.length);
     }
+    // Checked on first read: the same members, or none at all.
+    const received = TraceState.received(value);
+    assert.deepEqual(received.entries(), expected ?? [], JSON.stringify(value));
+    assert.equal(received.header, formatTracestate(expected ?? []), JSON.stringify(value));
     if (expected !== null && expected.length > 0) valid++;
   }
   // The corpus must reach both sides of the grammar to mean anything.
@@ -538,8 +542,8 @@ Deno.test("TraceState.parse() keeps a canonical header and rebuilds any other", 
     await t.step(JSON.stringify(value), () => {
       const state = TraceState.parse(value);
       assert.equal(state?.header, "rojo=1,congo=2");
-      // Equal members, equal states, however the header was written.
-      assert.deepEqual(state, TraceState.from([["rojo", "1"], ["congo", "2"]]));
+      assert.equal(state?.raw, value);
+      assert.deepEqual(state?.entries(), [["rojo", "1"], ["congo", "2"]]);
     });
   }
   await t.step("no members", () => {
@@ -550,6 +554,39 @@ Deno.test("TraceState.parse() keeps a canonical header and rebuilds any other", 
       assert.equal(TraceState.parse(value), null);
     }
   });
+});
+
+Deno.test("TraceState.received() checks the header whole on first read", async (t) => {
+  await t.step("a valid header", () => {
+    const state = TraceState.received(" rojo=1 ,, congo=2");
+    assert.equal(state.raw, " rojo=1 ,, congo=2");
+    assert.equal(state.size, 2);
+    assert.equal(state.header, "rojo=1,congo=2");
+    assert.equal(state.get("congo"), "2");
+  });
+  for (const value of ["rojo=1,rojo=2", "rojo=1,Congo=2", "rojo=1,congo=", members(33).join(",")]) {
+    await t.step(`invalid: ${value.slice(0, 20)}`, () => {
+      // Whichever is read first, the whole header reads as no members.
+      for (const read of [(s: TraceState) => s.get("rojo"), (s: TraceState) => s.size]) {
+        const state = TraceState.received(value);
+        read(state);
+        assert.equal(state.get("rojo"), undefined);
+        assert.equal(state.size, 0);
+        assert.equal(state.header, "");
+        assert.deepEqual([...state], []);
+        assert.equal(state.raw, value);
+      }
+    });
+  }
+  await t.step("an empty header", () => assert.equal(TraceState.received(""), TraceState.EMPTY));
+});
+
+Deno.test("TraceState compares by raw under deepStrictEqual, by header in meaning", () => {
+  assert.deepEqual(TraceState.parse("rojo=1"), TraceState.from([["rojo", "1"]]));
+  assert.notDeepEqual(TraceState.parse("rojo=1"), TraceState.from([["rojo", "2"]]));
+  const spaced = TraceState.received("rojo=1 , congo=2");
+  assert.notDeepEqual(spaced, TraceState.from([["rojo", "1"], ["congo", "2"]]));
+  assert.equal(spaced.header, TraceState.from([["rojo", "1"], ["congo", "2"]]).header);
 });
 
 Deno.test("TraceState.from() checks members as formatTracestate() does", () => {
@@ -670,9 +707,18 @@ Deno.test("extractTraceContext() ignores tracestate when traceparent is invalid"
   assert.equal(extractTraceContext(headers), null);
 });
 
-Deno.test("extractTraceContext() drops an invalid tracestate and keeps traceparent", () => {
+Deno.test("extractTraceContext() drops an invalid tracestate whole and keeps traceparent", () => {
   const headers = new Headers({ traceparent: VALID, tracestate: "foo=1,FOO=2" });
-  assert.deepEqual(extractTraceContext(headers), context());
+  const ctx = extractTraceContext(headers);
+  assert.equal(ctx?.traceId, TRACE_ID);
+  assert.equal(ctx?.traceState.size, 0);
+  assert.equal(ctx?.traceState.get("foo"), undefined);
+  assert.equal(ctx?.traceState.header, "");
+  assert.deepEqual(ctx?.traceState.entries(), []);
+  // Never passed on.
+  const outgoing = new Headers({ tracestate: "stale=1" });
+  injectTraceContext(ctx!, outgoing);
+  assert.equal(outgoing.has("tracestate"), false);
 });
 
 Deno.test("extractTraceContext() rejects several traceparent headers", async (t) => {
@@ -729,7 +775,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
         ["tracestate", "foo=1"],
         ["tracestate", second],
       ]);
-      assert.deepEqual(extractTraceContext(headers)?.traceState, TraceState.EMPTY);
+      assert.deepEqual(extractTraceContext(headers)?.traceState.size, 0);
     }
   });
   await t.step("32 members across headers, and 33", () => {
@@ -742,7 +788,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
         ["tracestate", members(last, 31).join(",")],
       ]);
     assert.equal(extractTraceContext(headers(2))?.traceState.size, 32);
-    assert.deepEqual(extractTraceContext(headers(3))?.traceState, TraceState.EMPTY);
+    assert.deepEqual(extractTraceContext(headers(3))?.traceState.size, 0);
   });
   await t.step("a key of 257 in a second header invalidates all", () => {
     const headers = new Headers([
@@ -750,7 +796,7 @@ Deno.test("extractTraceContext() combines several tracestate headers in order", 
       ["tracestate", "foo=1"],
       ["tracestate", `${"z".repeat(257)}=1`],
     ]);
-    assert.deepEqual(extractTraceContext(headers)?.traceState, TraceState.EMPTY);
+    assert.deepEqual(extractTraceContext(headers)?.traceState.size, 0);
   });
 });
 
