@@ -1,8 +1,8 @@
 // extractTraceContext() side by side with OpenTelemetry's W3CTraceContextPropagator.extract()
 // on the same Headers. Run: deno bench -A bench/trace_bench.ts
-import { ROOT_CONTEXT, type TextMapGetter, trace } from "@opentelemetry/api";
+import { ROOT_CONTEXT, type TextMapGetter, type TextMapSetter, trace } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { extractTraceContext } from "../control_plane/trace/mod.ts";
+import { extractTraceContext, injectTraceContext } from "../control_plane/trace/mod.ts";
 
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACESTATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
@@ -12,6 +12,9 @@ const TRACESTATE_8 = Array.from({ length: 8 }, (_, i) => `vendor${i}=value-${i}-
 const getter: TextMapGetter<Headers> = {
   keys: (carrier) => [...carrier.keys()],
   get: (carrier, key) => carrier.get(key) ?? undefined,
+};
+const setter: TextMapSetter<Headers> = {
+  set: (carrier, key, value) => carrier.set(key, value),
 };
 const propagator = new W3CTraceContextPropagator();
 
@@ -34,6 +37,19 @@ for (const [name, headers] of cases) {
   const theirs = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, headers, getter));
   if (ours?.traceId !== theirs?.traceId || ours?.spanId !== theirs?.spanId) {
     throw new Error(`Cannot compare on "${name}": the two extractors disagree`);
+  }
+}
+
+// And must pass on the same tracestate.
+{
+  const [ours, theirs] = [new Headers(), new Headers()];
+  const [, , [, headers8]] = cases;
+  injectTraceContext(extractTraceContext(headers8)!, ours);
+  propagator.inject(propagator.extract(ROOT_CONTEXT, headers8, getter), theirs, setter);
+  if (ours.get("tracestate") !== theirs.get("tracestate")) {
+    throw new Error(
+      "Cannot compare extract + inject: the two propagators send different tracestate",
+    );
   }
 }
 
@@ -85,6 +101,28 @@ Deno.bench({
   group: `${name8}, tracestate read`,
   fn() {
     sink = extractTraceContext(headers8)?.traceState.get("vendor7");
+  },
+});
+
+// Passing the context on: extract, then inject into the outgoing request. Both must check
+// (us) or parse (OTel) the tracestate here, as neither may send an invalid one.
+Deno.bench({
+  name: "@opentelemetry/core extract + inject",
+  group: `${name8}, extract + inject`,
+  baseline: true,
+  fn() {
+    const outgoing = new Headers();
+    propagator.inject(propagator.extract(ROOT_CONTEXT, headers8, getter), outgoing, setter);
+    sink = outgoing;
+  },
+});
+Deno.bench({
+  name: "extractTraceContext + injectTraceContext",
+  group: `${name8}, extract + inject`,
+  fn() {
+    const outgoing = new Headers();
+    injectTraceContext(extractTraceContext(headers8)!, outgoing);
+    sink = outgoing;
   },
 });
 

@@ -499,11 +499,14 @@ export class TraceState implements Iterable<TraceStateEntry> {
    * ```
    */
   entries(): readonly TraceStateEntry[] {
-    if (this.#entries === undefined) {
-      const header = this.header;
-      this.#entries = Object.freeze(header === "" ? [] : entriesOf(header, scan(header)));
-    }
-    return this.#entries;
+    if (this.#entries !== undefined) return this.#entries;
+    const checkedBefore = this.#count !== UNCHECKED;
+    // A check made now leaves the members' bounds in the scratch arrays, or builds the
+    // entries itself when the header was not canonical.
+    const count = this.#check();
+    if (this.#entries !== undefined) return this.#entries;
+    if (count > 0 && checkedBefore) scan(this.#header);
+    return this.#entries = Object.freeze(count > 0 ? entriesOf(this.#header, count) : []);
   }
 
   /**
