@@ -121,7 +121,23 @@ export interface Agent {
   invoke(task: RunTask, ctx: AgentContext): Promise<JsonValue>;
 }
 
-/** Options for {@link AgentError}. */
+/**
+ * Options for {@link AgentError}.
+ *
+ * @example Ask to be left alone for two seconds
+ * ```ts
+ * import { AgentError, type AgentErrorOptions } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const cause = new Error("429 Too Many Requests");
+ * const options: AgentErrorOptions = { cause, retryable: true, retryAfterMs: 2_000 };
+ * const err = new AgentError("ERR_AGENT_FAILED", "Agent is busy", options);
+ * assert.equal(err.cause, cause);
+ * assert.equal(err.retryAfterMs, 2_000);
+ * const negative: AgentErrorOptions = { retryAfterMs: -1 };
+ * assert.throws(() => new AgentError("ERR_AGENT_FAILED", "Agent is busy", negative), RangeError);
+ * ```
+ */
 export interface AgentErrorOptions {
   /** The underlying error, kept for diagnostics. */
   cause?: unknown;
@@ -217,7 +233,25 @@ export function toAgentError(error: unknown): AgentError {
   return new AgentError("ERR_AGENT_FAILED", `Agent failed: ${message}`, { cause: error });
 }
 
-/** What {@link defineAgent} needs to build an {@link Agent}. */
+/**
+ * What {@link defineAgent} needs to build an {@link Agent}.
+ *
+ * @example Leave out the optional fields
+ * ```ts
+ * import { type AgentDefinition, defineAgent } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const definition: AgentDefinition = {
+ *   id: "reviewer",
+ *   tier: 2,
+ *   invoke: () => Promise.resolve("approved"),
+ * };
+ * const agent = defineAgent(definition);
+ * assert.equal(agent.tier, 2);
+ * assert.equal(agent.maxConcurrency, 1);
+ * assert.deepEqual(agent.capabilities, []);
+ * ```
+ */
 export interface AgentDefinition {
   /** A unique, non-empty id. */
   id: string;

@@ -50,7 +50,24 @@ export type EscalationStep =
     readonly kind: "fail";
   };
 
-/** Options for {@link EscalationLadder}. */
+/**
+ * Options for {@link EscalationLadder}.
+ *
+ * @example Escalate a refusal at once
+ * ```ts
+ * import {
+ *   EscalationLadder,
+ *   type EscalationLadderOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const options: EscalationLadderOptions = { escalateNowCodes: ["ERR_MODEL_REFUSED"] };
+ * const ladder = new EscalationLadder([{ kind: "tier", minTier: 1 }, { kind: "fail" }], options);
+ * assert.ok(ladder.escalatesNow("ERR_MODEL_REFUSED"));
+ * assert.ok(!ladder.escalatesNow("ERR_TIMEOUT"));
+ * assert.ok(!new EscalationLadder([]).escalatesNow("ERR_MODEL_REFUSED"));
+ * ```
+ */
 export interface EscalationLadderOptions {
   /**
    * Error codes that skip the remaining retries and escalate at once.

@@ -6,7 +6,30 @@
  */
 import { PlmError } from "../control_plane/mod.ts";
 
-/** Options for {@link ConcurrencyLimiter}. */
+/**
+ * Options for {@link ConcurrencyLimiter}.
+ *
+ * @example One slot and one place in the queue
+ * ```ts
+ * import {
+ *   ConcurrencyLimiter,
+ *   type ConcurrencyLimiterOptions,
+ *   isPlmError,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ConcurrencyLimiterOptions = { concurrency: 1, maxQueue: 1 };
+ * const limiter = new ConcurrencyLimiter(options);
+ * const gate = Promise.withResolvers<void>();
+ * const first = limiter.run(() => gate.promise);
+ * const second = limiter.run(() => "second");
+ * assert.equal(limiter.queued, 1);
+ * await assert.rejects(limiter.run(() => "third"), (err) => isPlmError(err, "ERR_QUEUE_FULL"));
+ * gate.resolve();
+ * await first;
+ * assert.equal(await second, "second");
+ * ```
+ */
 export interface ConcurrencyLimiterOptions {
   /**
    * How many calls run at once. A positive integer.
@@ -22,7 +45,31 @@ export interface ConcurrencyLimiterOptions {
   maxQueue?: number;
 }
 
-/** Options for {@link ConcurrencyLimiter.run}. */
+/**
+ * Options for {@link ConcurrencyLimiter.run}.
+ *
+ * @example Take a waiting call out of the queue
+ * ```ts
+ * import {
+ *   ConcurrencyLimiter,
+ *   isPlmError,
+ *   type LimiterRunOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const limiter = new ConcurrencyLimiter({ concurrency: 1 });
+ * const gate = Promise.withResolvers<void>();
+ * const first = limiter.run(() => gate.promise);
+ * const controller = new AbortController();
+ * const options: LimiterRunOptions = { signal: controller.signal };
+ * const waiting = limiter.run(() => "never", options);
+ * controller.abort();
+ * await assert.rejects(waiting, (err) => isPlmError(err, "ERR_CANCELLED"));
+ * assert.equal(limiter.queued, 0);
+ * gate.resolve();
+ * await first;
+ * ```
+ */
 export interface LimiterRunOptions {
   /** Takes the call out of the queue when aborted before it starts. */
   signal?: AbortSignal;

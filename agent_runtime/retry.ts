@@ -28,7 +28,25 @@ import { assertNever, type Clock, PlmError, systemClock } from "../control_plane
  */
 export const JITTER_MODES = ["full", "equal", "none"] as const;
 
-/** One of {@link JITTER_MODES}. */
+/**
+ * One of {@link JITTER_MODES}.
+ *
+ * @example Equal jitter keeps at least half the delay
+ * ```ts
+ * import {
+ *   type JitterMode,
+ *   nextDelay,
+ *   RetryPolicy,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const jitter: JitterMode = "equal";
+ * const policy = new RetryPolicy({ initialDelayMs: 100, jitter });
+ * assert.equal(policy.jitter, "equal");
+ * assert.equal(nextDelay(policy, 1, () => 0), 50);
+ * assert.equal(nextDelay(policy, 1, () => 1), 100);
+ * ```
+ */
 export type JitterMode = typeof JITTER_MODES[number];
 
 /**
@@ -59,7 +77,33 @@ export const DEFAULT_NON_RETRYABLE_CODES = [
   "ERR_INVALID_ARGUMENT",
 ] as const;
 
-/** Options for {@link RetryPolicy}; the defaults follow Temporal's. */
+/**
+ * Options for {@link RetryPolicy}; the defaults follow Temporal's.
+ *
+ * @example Stop after two attempts
+ * ```ts
+ * import {
+ *   FakeClock,
+ *   retry,
+ *   RetryExhaustedError,
+ *   RetryPolicy,
+ *   type RetryPolicyOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const options: RetryPolicyOptions = { maxAttempts: 2, initialDelayMs: 10, jitter: "none" };
+ * const clock = new FakeClock();
+ * const sleep = (ms: number) => Promise.resolve(clock.advance(ms));
+ * let calls = 0;
+ * const flaky = () => Promise.reject(new Error(`flaky #${++calls}`));
+ * await assert.rejects(
+ *   retry(flaky, new RetryPolicy(options), { clock, sleep }),
+ *   (err) => err instanceof RetryExhaustedError && err.reason === "max_attempts",
+ * );
+ * assert.equal(calls, 2);
+ * assert.equal(clock.now(), 10);
+ * ```
+ */
 export interface RetryPolicyOptions {
   /**
    * Attempts per {@link retry} call, the first included. A positive integer, or `Infinity`.
@@ -361,7 +405,29 @@ export function errorCode(error: unknown): string {
  */
 export const RETRY_STOP_REASONS = ["max_attempts", "budget", "deadline"] as const;
 
-/** One of {@link RETRY_STOP_REASONS}. */
+/**
+ * One of {@link RETRY_STOP_REASONS}.
+ *
+ * @example A spent budget stops retrying
+ * ```ts
+ * import {
+ *   retry,
+ *   RetryBudget,
+ *   RetryExhaustedError,
+ *   RetryPolicy,
+ *   type RetryStopReason,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const budget = new RetryBudget(1);
+ * const policy = new RetryPolicy({ maxAttempts: 5 });
+ * const error = await retry(() => Promise.reject(new Error("flaky")), policy, { budget })
+ *   .catch((err: unknown) => err);
+ * assert.ok(error instanceof RetryExhaustedError);
+ * const reason: RetryStopReason = error.reason;
+ * assert.equal(reason, "budget");
+ * ```
+ */
 export type RetryStopReason = typeof RETRY_STOP_REASONS[number];
 
 type Verdict = null | "non_retryable" | RetryStopReason;
@@ -415,7 +481,27 @@ export function shouldRetry(
   return verdict(policy, error, attempt, budget) === null;
 }
 
-/** Options for {@link RetryExhaustedError}. */
+/**
+ * Options for {@link RetryExhaustedError}.
+ *
+ * @example Say what ran out, and what failed last
+ * ```ts
+ * import {
+ *   errorCode,
+ *   RetryExhaustedError,
+ *   type RetryExhaustedErrorOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const last = new Error("flaky");
+ * const options: RetryExhaustedErrorOptions = { cause: last, attempts: 4, reason: "budget" };
+ * const err = new RetryExhaustedError("Cannot retry as the budget is spent", options);
+ * assert.equal(err.attempts, 4);
+ * assert.equal(err.reason, "budget");
+ * assert.equal(err.cause, last);
+ * assert.equal(errorCode(err), "ERR_RETRY_EXHAUSTED");
+ * ```
+ */
 export interface RetryExhaustedErrorOptions {
   /** The error of the last attempt, if one was made. */
   cause?: unknown;
@@ -466,7 +552,31 @@ export class RetryExhaustedError extends PlmError {
   }
 }
 
-/** What {@link RetryOptions.onRetry} is told before each wait. */
+/**
+ * What {@link RetryOptions.onRetry} is told before each wait.
+ *
+ * @example Record each retry and its delay
+ * ```ts
+ * import {
+ *   FakeClock,
+ *   retry,
+ *   type RetryEvent,
+ *   RetryPolicy,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const clock = new FakeClock();
+ * const sleep = (ms: number) => Promise.resolve(clock.advance(ms));
+ * const events: RetryEvent[] = [];
+ * const policy = new RetryPolicy({ initialDelayMs: 100, jitter: "none" });
+ * const result = await retry((attempt) => {
+ *   return attempt < 3 ? Promise.reject(new Error(`flaky #${attempt}`)) : Promise.resolve("ok");
+ * }, policy, { clock, sleep, onRetry: (event) => events.push(event) });
+ * assert.equal(result, "ok");
+ * assert.deepEqual(events.map((e) => [e.attempt, e.delayMs]), [[1, 100], [2, 200]]);
+ * assert.equal((events[1]?.error as Error).message, "flaky #2");
+ * ```
+ */
 export interface RetryEvent {
   /** The attempt that failed. */
   readonly attempt: number;
@@ -476,7 +586,35 @@ export interface RetryEvent {
   readonly delayMs: number;
 }
 
-/** Options for {@link retry}. */
+/**
+ * Options for {@link retry}.
+ *
+ * @example Give up when the next wait would pass the deadline
+ * ```ts
+ * import {
+ *   FakeClock,
+ *   retry,
+ *   RetryExhaustedError,
+ *   type RetryOptions,
+ *   RetryPolicy,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * const clock = new FakeClock();
+ * const options: RetryOptions = {
+ *   clock,
+ *   sleep: (ms) => Promise.resolve(clock.advance(ms)),
+ *   deadline: 250,
+ * };
+ * const policy = new RetryPolicy({ maxAttempts: 10, initialDelayMs: 100, jitter: "none" });
+ * const error = await retry(() => Promise.reject(new Error("flaky")), policy, options)
+ *   .catch((err: unknown) => err);
+ * assert.ok(error instanceof RetryExhaustedError);
+ * assert.equal(error.reason, "deadline");
+ * assert.equal(error.attempts, 2); // waits 100 ms, then 200 ms would end at 300
+ * assert.equal(clock.now(), 100);
+ * ```
+ */
 export interface RetryOptions {
   /**
    * The time source for `deadline`.

@@ -24,7 +24,34 @@ import {
 } from "../control_plane/mod.ts";
 import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 
-/** Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook. */
+/**
+ * Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook.
+ *
+ * @example Fail a run after a single attempt
+ * ```ts
+ * import {
+ *   AgentRuntime,
+ *   type AgentRuntimeOptions,
+ *   ControlPlane,
+ *   defineAgent,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const controlPlane = new ControlPlane(db, {
+ *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
+ * });
+ * const down = defineAgent({ id: "down", invoke: () => Promise.reject(new Error("down")) });
+ * const options: AgentRuntimeOptions = { controlPlane, agents: [down], retry: { maxAttempts: 1 } };
+ * const runtime = new AgentRuntime(options);
+ * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
+ * const id = await runtime.submit({ action: "bom.read", resource: "bom:1" }, { identity });
+ * const run = await runtime.wait(id);
+ * assert.equal(run.state, "failed");
+ * assert.equal(run.attempt, 1);
+ * ```
+ */
 export interface AgentRuntimeOptions extends DispatcherOptions {
   /**
    * Called when a background dispatch fails unexpectedly (the store failing,
@@ -99,7 +126,34 @@ export interface TaskInput {
   attributes?: { readonly [key: string]: JsonValue };
 }
 
-/** Options of {@link AgentRuntime.submit}. */
+/**
+ * Options of {@link AgentRuntime.submit}.
+ *
+ * @example Submit twice with one idempotency key
+ * ```ts
+ * import {
+ *   AgentRuntime,
+ *   ControlPlane,
+ *   openDatabase,
+ *   type SubmitOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const controlPlane = new ControlPlane(db, {
+ *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
+ * });
+ * const runtime = new AgentRuntime({ controlPlane, agents: [] }); // submits only
+ * const options: SubmitOptions = {
+ *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+ *   idempotencyKey: "order-42",
+ * };
+ * const task = { action: "bom.read", resource: "bom:1" };
+ * const first = await runtime.submit(task, options);
+ * assert.equal(await runtime.submit(task, options), first);
+ * assert.equal(controlPlane.runs.get(first).requester.subject, "svc");
+ * ```
+ */
 export interface SubmitOptions {
   /** Who asks. Defaults to the identity bound to the async context; none fails closed. */
   identity?: Identity;

@@ -87,7 +87,28 @@ export interface ControlPlaneOptions {
   generateId?: () => string;
 }
 
-/** What {@link ControlPlane.authorize} is asked. */
+/**
+ * What {@link ControlPlane.authorize} is asked.
+ *
+ * @example Ask for a run and find the decision in its audit
+ * ```ts
+ * import {
+ *   type AuthorizeRequest,
+ *   ControlPlane,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const cp = new ControlPlane(db, { policies: { rules: [] } });
+ * const request: AuthorizeRequest = {
+ *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+ *   action: "bom.delete", resource: "bom:1", runId: "r-1",
+ * };
+ * assert.equal(cp.authorize(request).decision, "deny"); // no rule allows it
+ * assert.equal(cp.audit.list({ runId: "r-1" })[0]?.outcome, "deny");
+ * ```
+ */
 export interface AuthorizeRequest {
   /** Who asks. Defaults to the identity bound to the async context; none fails closed. */
   identity?: Identity;
@@ -113,7 +134,29 @@ export interface AuthorizeRequest {
   traceId?: string;
 }
 
-/** The verdict of {@link ControlPlane.authorize}; `autonomyLevel` is set when autonomy was folded in. */
+/**
+ * The verdict of {@link ControlPlane.authorize}; `autonomyLevel` is set when autonomy was
+ * folded in.
+ *
+ * @example An agent's verdict carries its autonomy level
+ * ```ts
+ * import {
+ *   ControlPlane,
+ *   type ControlPlaneVerdict,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const policies = { rules: [{ id: "edit", effect: "allow" as const, actions: ["bom.*"] }] };
+ * const cp = new ControlPlane(db, { policies, autonomy: { defaultLevel: "L3" } });
+ * const identity = { subject: "a-1", actorKind: "agent" as const, roles: [], scopes: [] };
+ * const v: ControlPlaneVerdict = cp.authorize({ identity, action: "bom.edit", resource: "bom:1" });
+ * assert.equal(v.decision, "allow");
+ * assert.equal(v.autonomyLevel, "L3");
+ * assert.equal(v.notify, true);
+ * ```
+ */
 export type ControlPlaneVerdict = Verdict & Partial<Omit<AutonomyVerdict, keyof Verdict>>;
 
 /**

@@ -98,6 +98,22 @@ export class FakeClock implements Clock {
  * Schedules `callback` after `ms` milliseconds and returns a function that
  * cancels it. Injected wherever the package waits (timeouts, backoff,
  * heartbeats) so that tests drive time with {@link FakeTimers}.
+ *
+ * @example Schedule, cancel and fire with fake timers
+ * ```ts
+ * import { FakeClock, FakeTimers, type Timer } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const timers = new FakeTimers(new FakeClock(0));
+ * const timer: Timer = timers.timer;
+ * const fired: string[] = [];
+ * const cancel = timer(() => fired.push("late"), 50);
+ * timer(() => fired.push("soon"), 10);
+ * cancel();
+ * await timers.advance(100);
+ * assert.deepEqual(fired, ["soon"]);
+ * assert.equal(timers.pending, 0);
+ * ```
  */
 export type Timer = (callback: () => void, ms: number) => () => void;
 

@@ -27,7 +27,21 @@ import type { Schema } from "./schema.ts";
  */
 export const ACTOR_KINDS = ["human", "agent", "service", "system"] as const;
 
-/** One of {@link ACTOR_KINDS}. */
+/**
+ * One of {@link ACTOR_KINDS}.
+ *
+ * @example Read the kind of a validated identity
+ * ```ts
+ * import { type ActorKind, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const input = { subject: "planner-1", actorKind: "agent", roles: [], scopes: [] };
+ * const kind: ActorKind = IdentitySchema.parse(input).actorKind;
+ * assert.equal(kind, "agent");
+ * const isPerson = (k: ActorKind): boolean => k === "human";
+ * assert.equal(isPerson(kind), false);
+ * ```
+ */
 export type ActorKind = typeof ACTOR_KINDS[number];
 
 /**

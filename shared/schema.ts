@@ -6,7 +6,22 @@
  * @module
  */
 
-/** One problem found while validating, with the path to the bad field. */
+/**
+ * One problem found while validating, with the path to the bad field.
+ *
+ * @example Summarise why an input was rejected
+ * ```ts
+ * import { formatIssues, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
+ * import type { SchemaIssue } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const result = IdentitySchema.safeParse({ subject: "bob", actorKind: "robot", roles: [] });
+ * assert.ok(!result.success);
+ * const issues: readonly SchemaIssue[] = result.error.issues;
+ * assert.deepEqual(issues.map((issue) => issue.path), [["actorKind"], ["scopes"]]);
+ * assert.match(formatIssues(issues), /^actorKind: .+; scopes: /);
+ * ```
+ */
 export interface SchemaIssue {
   /** Path from the root of the input to the bad field. */
   readonly path: readonly PropertyKey[];
@@ -14,7 +29,21 @@ export interface SchemaIssue {
   readonly message: string;
 }
 
-/** The result of {@link Schema.safeParse}. */
+/**
+ * The result of {@link Schema.safeParse}.
+ *
+ * @example Read the issues of a failed parse
+ * ```ts
+ * import { type Identity, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
+ * import type { SafeParseResult } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const input = { subject: "", actorKind: "human", roles: [], scopes: [] };
+ * const result: SafeParseResult<Identity> = IdentitySchema.safeParse(input);
+ * assert.ok(!result.success);
+ * assert.deepEqual(result.error.issues.map((issue) => issue.path), [["subject"]]);
+ * ```
+ */
 export type SafeParseResult<T> =
   | { readonly success: true; readonly data: T }
   | { readonly success: false; readonly error: { readonly issues: readonly SchemaIssue[] } };

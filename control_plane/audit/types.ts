@@ -5,7 +5,25 @@
  */
 import type { ActorKind, JsonValue } from "../../shared/mod.ts";
 
-/** Who performed an audited action. */
+/**
+ * Who performed an audited action.
+ *
+ * @example Attribute an entry to an agent
+ * ```ts
+ * import {
+ *   type AuditActor,
+ *   AuditLog,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const actor: AuditActor = { subject: "agent-7", kind: "agent" };
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db);
+ * audit.append({ actor, action: "tool.invoke", resource: "tool:search", outcome: "succeeded" });
+ * assert.deepEqual(audit.list({ actorSubject: "agent-7" })[0]?.actor, actor);
+ * ```
+ */
 export interface AuditActor {
   /** The identity's subject. */
   readonly subject: string;
@@ -117,7 +135,28 @@ export interface AuditRecord {
   readonly hash: string;
 }
 
-/** Anything that can append audit entries; `AuditLog` is the real one. */
+/**
+ * Anything that can append audit entries; `AuditLog` is the real one.
+ *
+ * @example Wrap the audit log in a counting sink
+ * ```ts
+ * import {
+ *   AuditLog,
+ *   type AuditSink,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const log = new AuditLog(db);
+ * const actions: string[] = [];
+ * const sink: AuditSink = { append: (entry) => (actions.push(entry.action), log.append(entry)) };
+ * const actor = { subject: "svc", kind: "service" } as const;
+ * const record = sink.append({ actor, action: "run.create", resource: "r-1", outcome: "queued" });
+ * assert.deepEqual(actions, ["run.create"]);
+ * assert.deepEqual(log.head(), { seq: 1, hash: record.hash });
+ * ```
+ */
 export interface AuditSink {
   /** Appends one entry and returns the stored record. */
   append(entry: AuditEntryInput): AuditRecord;

@@ -28,7 +28,19 @@ import type { Verdict } from "../governance/mod.ts";
  */
 export const BUDGET_KINDS = ["attempts", "escalations", "costUnits", "agentRuns"] as const;
 
-/** One of {@link BUDGET_KINDS}. */
+/**
+ * One of {@link BUDGET_KINDS}.
+ *
+ * @example Name the budget an agent ran out of
+ * ```ts
+ * import { type BudgetKind, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const result = new BudgetTracker().checkAgentRun("a-1", { maxRuns: 0 });
+ * const kind: BudgetKind | undefined = result.ok ? undefined : result.budget;
+ * assert.equal(kind, "agentRuns");
+ * ```
+ */
 export type BudgetKind = typeof BUDGET_KINDS[number];
 
 /**
@@ -58,10 +70,43 @@ export type BudgetKind = typeof BUDGET_KINDS[number];
  */
 export const RATE_WINDOWS = ["sliding", "fixed"] as const;
 
-/** One of {@link RATE_WINDOWS}. */
+/**
+ * One of {@link RATE_WINDOWS}.
+ *
+ * @example A sliding window frees runs one by one
+ * ```ts
+ * import { BudgetTracker, type RateWindow } from "@tracepulse/plm-engine-core/control-plane";
+ * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const clock = new FakeClock(0);
+ * const budgets = new BudgetTracker({ clock });
+ * const window: RateWindow = "sliding";
+ * const limit = { maxRuns: 1, windowMs: 1_000, window };
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * clock.advance(400);
+ * const second = budgets.consumeAgentRun("a-1", limit);
+ * assert.equal(second.ok ? 0 : second.retryAfterMs, 600);
+ * ```
+ */
 export type RateWindow = typeof RATE_WINDOWS[number];
 
-/** What a run has used. */
+/**
+ * What a run has used.
+ *
+ * @example Check a run's usage against a budget
+ * ```ts
+ * import { BudgetTracker, type RunUsage } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const budgets = new BudgetTracker();
+ * budgets.consumeRun("r-1", { attempts: 2, costUnits: 10 }, {});
+ * const usage: RunUsage = budgets.runUsage("r-1");
+ * assert.deepEqual(usage, { attempts: 2, escalations: 0, costUnits: 10 });
+ * assert.ok(budgets.checkRun(usage, { maxAttempts: 2 }).ok);
+ * assert.equal(budgets.checkRun({ ...usage, attempts: 3 }, { maxAttempts: 2 }).ok, false);
+ * ```
+ */
 export interface RunUsage {
   /** Attempts started. */
   readonly attempts: number;
@@ -71,7 +116,21 @@ export interface RunUsage {
   readonly costUnits: number;
 }
 
-/** The most a run may use; absent fields are unlimited. */
+/**
+ * The most a run may use; absent fields are unlimited.
+ *
+ * @example Allow a single attempt per run
+ * ```ts
+ * import { BudgetTracker, type RunBudget } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const budget: RunBudget = { maxAttempts: 1 };
+ * const budgets = new BudgetTracker();
+ * assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, budget).ok);
+ * const second = budgets.consumeRun("r-1", { attempts: 1 }, budget);
+ * assert.equal(second.ok ? undefined : second.budget, "attempts");
+ * ```
+ */
 export interface RunBudget {
   /** The most attempts, a non-negative integer. */
   readonly maxAttempts?: number;
@@ -81,7 +140,25 @@ export interface RunBudget {
   readonly maxCostUnits?: number;
 }
 
-/** How many runs an agent may start per window. */
+/**
+ * How many runs an agent may start per window.
+ *
+ * @example Two runs per hour
+ * ```ts
+ * import { type AgentRateLimit, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const clock = new FakeClock(0);
+ * const budgets = new BudgetTracker({ clock });
+ * const limit: AgentRateLimit = { maxRuns: 2, windowMs: 3_600_000 };
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
+ * clock.advance(3_600_000);
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * ```
+ */
 export interface AgentRateLimit {
   /** The most runs per window, a non-negative integer. */
   readonly maxRuns: number;
@@ -99,13 +176,45 @@ export interface AgentRateLimit {
   readonly window?: RateWindow;
 }
 
-/** A budget check that passed. */
+/**
+ * A budget check that passed.
+ *
+ * @example A recorded attempt within budget
+ * ```ts
+ * import { type BudgetWithin, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const budgets = new BudgetTracker();
+ * const result = budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 1 });
+ * assert.ok(result.ok);
+ * const within: BudgetWithin = result;
+ * assert.deepEqual(within, { ok: true });
+ * assert.equal(budgets.runUsage("r-1").attempts, 1);
+ * ```
+ */
 export interface BudgetWithin {
   /** Within budget. */
   readonly ok: true;
 }
 
-/** A budget check that failed: a denial with code `ERR_BUDGET_EXCEEDED`. */
+/**
+ * A budget check that failed: a denial with code `ERR_BUDGET_EXCEEDED`.
+ *
+ * @example Read the limit and usage of a refusal
+ * ```ts
+ * import { type BudgetExceeded, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const result = new BudgetTracker().checkRun(
+ *   { attempts: 1, escalations: 0, costUnits: 7.5 },
+ *   { maxCostUnits: 5 },
+ * );
+ * assert.ok(!result.ok);
+ * const exceeded: BudgetExceeded = result;
+ * assert.equal(exceeded.code, "ERR_BUDGET_EXCEEDED");
+ * assert.deepEqual([exceeded.budget, exceeded.limit, exceeded.used], ["costUnits", 5, 7.5]);
+ * ```
+ */
 export interface BudgetExceeded {
   /** Over budget. */
   readonly ok: false;
@@ -125,10 +234,52 @@ export interface BudgetExceeded {
   readonly retryAfterMs?: number;
 }
 
-/** The result of a budget check. */
+/**
+ * The result of a budget check.
+ *
+ * @example Apply a budget check to a verdict
+ * ```ts
+ * import {
+ *   applyBudget,
+ *   type BudgetDecision,
+ *   BudgetTracker,
+ *   type Verdict,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const allow: Verdict = {
+ *   decision: "allow", matchedRuleIds: [], reason: "Allowed", policyVersion: "v1",
+ * };
+ * const within: BudgetDecision = new BudgetTracker().checkAgentRun("a-1", { maxRuns: 1 });
+ * const over: BudgetDecision = new BudgetTracker().checkAgentRun("a-1", { maxRuns: 0 });
+ * assert.equal(applyBudget(allow, within).decision, "allow");
+ * assert.equal(applyBudget(allow, over).code, "ERR_BUDGET_EXCEEDED");
+ * ```
+ */
 export type BudgetDecision = BudgetWithin | BudgetExceeded;
 
-/** Options for {@link BudgetTracker}. */
+/**
+ * Options for {@link BudgetTracker}.
+ *
+ * @example Drive agent run windows with a fake clock
+ * ```ts
+ * import {
+ *   BudgetTracker,
+ *   type BudgetTrackerOptions,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const clock = new FakeClock(0);
+ * const options: BudgetTrackerOptions = { clock };
+ * const budgets = new BudgetTracker(options);
+ * const limit = { maxRuns: 1, windowMs: 1_000 };
+ * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * assert.equal(budgets.checkAgentRun("a-1", limit).ok, false);
+ * clock.advance(1_000);
+ * assert.ok(budgets.checkAgentRun("a-1", limit).ok);
+ * ```
+ */
 export interface BudgetTrackerOptions {
   /**
    * The clock used for agent run windows.

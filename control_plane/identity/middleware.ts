@@ -10,16 +10,82 @@ import { identityStorage } from "./_context.ts";
 import type { TokenVerifier } from "./hs256_provider.ts";
 import { IdentityError } from "./identity_error.ts";
 
-/** A `Deno.serve`-style handler; `Info` is what the server passes second. */
+/**
+ * A `Deno.serve`-style handler; `Info` is what the server passes second.
+ *
+ * @example A handler that reads the server info
+ * ```ts
+ * import {
+ *   Hs256JwtIdentityProvider,
+ *   identityMiddleware,
+ *   type RequestHandler,
+ *   requireIdentity,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
+ * const whoami: RequestHandler<{ remoteAddr: string }> = (_request, info) =>
+ *   new Response(`${requireIdentity().subject} from ${info.remoteAddr}`);
+ * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
+ * const headers = { authorization: `Bearer ${token}` };
+ * const request = new Request("http://localhost/", { headers });
+ * const res = await identityMiddleware(provider)(whoami)(request, { remoteAddr: "10.0.0.1" });
+ * assert.equal(await res.text(), "alice from 10.0.0.1");
+ * ```
+ */
 export type RequestHandler<Info = unknown> = (
   request: Request,
   info: Info,
 ) => Response | Promise<Response>;
 
-/** Wraps a {@link RequestHandler} in another of the same shape. */
+/**
+ * Wraps a {@link RequestHandler} in another of the same shape.
+ *
+ * @example Protect several handlers with one middleware
+ * ```ts
+ * import {
+ *   Hs256JwtIdentityProvider,
+ *   type IdentityMiddleware,
+ *   identityMiddleware,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
+ * const authenticate: IdentityMiddleware = identityMiddleware(provider);
+ * const runs = authenticate(() => new Response("runs"));
+ * const parts = authenticate(() => new Response("parts"));
+ * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
+ * const get = (url: string) => new Request(url, { headers: { authorization: `Bearer ${token}` } });
+ * assert.equal(await (await runs(get("http://localhost/runs"), {})).text(), "runs");
+ * assert.equal((await parts(new Request("http://localhost/parts"), {})).status, 401);
+ * ```
+ */
 export type IdentityMiddleware = <Info>(handler: RequestHandler<Info>) => RequestHandler<Info>;
 
-/** Options for {@link identityMiddleware}. */
+/**
+ * Options for {@link identityMiddleware}.
+ *
+ * @example Audit rejections under a custom realm
+ * ```ts
+ * import {
+ *   AuditLog,
+ *   Hs256JwtIdentityProvider,
+ *   identityMiddleware,
+ *   type IdentityMiddlewareOptions,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const audit = new AuditLog(db);
+ * const options: IdentityMiddlewareOptions = { audit, realm: "plm-api" };
+ * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
+ * const handler = identityMiddleware(provider, options)(() => new Response("ok"));
+ * const res = await handler(new Request("http://localhost/runs?x=1", { method: "POST" }), {});
+ * assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="plm-api"');
+ * assert.equal(audit.list()[0]?.resource, "http:POST /runs");
+ * ```
+ */
 export interface IdentityMiddlewareOptions {
   /**
    * Where to record every rejected request: actor {@link ANONYMOUS_ACTOR},

@@ -29,7 +29,28 @@ import {
   transition,
 } from "./state_machine.ts";
 
-/** Options for {@link RunStore}. */
+/**
+ * Options for {@link RunStore}.
+ *
+ * @example Stamp runs from an injected clock and id generator
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import { FakeClock, type RunStoreOptions } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const clock = new FakeClock(5_000);
+ * const options: RunStoreOptions = { audit: new AuditLog(db), clock, generateId: () => "run-1" };
+ * const { run } = new RunStore(db, options).create({
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * });
+ * assert.equal(run.id, "run-1");
+ * assert.equal(run.createdAt, 5_000);
+ * ```
+ */
 export interface RunStoreOptions {
   /** Where every creation, transition and lease change is recorded. */
   audit: AuditSink;
@@ -47,7 +68,28 @@ export interface RunStoreOptions {
   generateId?: () => string;
 }
 
-/** What {@link RunStore.create} needs. */
+/**
+ * What {@link RunStore.create} needs.
+ *
+ * @example Create a run once per idempotency key
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { CreateRunInput } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const runs = new RunStore(db, { audit: new AuditLog(db) });
+ * const input: CreateRunInput = {
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   idempotencyKey: "k-1",
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * };
+ * const [first, again] = [runs.create(input), runs.create(input)];
+ * assert.deepEqual([first.created, again.created, again.run.id], [true, false, first.run.id]);
+ * ```
+ */
 export interface CreateRunInput {
   /** The task to run. */
   task: RunTask;
@@ -61,7 +103,29 @@ export interface CreateRunInput {
   tracestate?: string;
 }
 
-/** Options of a single store call. */
+/**
+ * Options of a single store call.
+ *
+ * @example Refuse a write based on a stale version
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { RunCallOptions } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const runs = new RunStore(db, { audit: new AuditLog(db) });
+ * const { run } = runs.create({
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * });
+ * const options: RunCallOptions = { actor: { subject: "bob", kind: "human" }, expectedVersion: 1 };
+ * const start = () => runs.apply(run.id, { type: "start", agentId: "reader" }, options);
+ * assert.equal(start().version, 2);
+ * assert.throws(start, { code: "ERR_RUN_VERSION_CONFLICT" }); // the run is at version 2 now
+ * ```
+ */
 export interface RunCallOptions {
   /** Who does it, for the audit record. Defaults to the bound identity; none bound fails. */
   actor?: AuditActor;
@@ -73,7 +137,28 @@ export interface RunCallOptions {
   data?: { readonly [key: string]: JsonValue };
 }
 
-/** A filter for {@link RunStore.list}. */
+/**
+ * A filter for {@link RunStore.list}.
+ *
+ * @example List the oldest queued run
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { CreateRunInput, RunFilter } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const runs = new RunStore(db, { audit: new AuditLog(db) });
+ * const input: CreateRunInput = {
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * };
+ * const [oldest] = [runs.create(input).run, runs.create(input).run];
+ * const filters: RunFilter[] = [{ states: ["queued"], limit: 1 }, { states: ["running"] }];
+ * assert.deepEqual(filters.map((f) => runs.list(f).map((run) => run.id)), [[oldest.id], []]);
+ * ```
+ */
 export interface RunFilter {
   /** Only runs in these states. */
   states?: readonly RunState[];

@@ -32,7 +32,20 @@ export const RUN_STATES = [
   "expired",
 ] as const;
 
-/** One of {@link RUN_STATES}. */
+/**
+ * One of {@link RUN_STATES}.
+ *
+ * @example Where a failing run can go
+ * ```ts
+ * import { isTerminal, RUN_TRANSITIONS } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { RunState } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const next: readonly RunState[] = RUN_TRANSITIONS.running.fail ?? [];
+ * assert.deepEqual(next, ["retrying", "failed"]);
+ * assert.deepEqual(next.filter(isTerminal), ["failed"]);
+ * ```
+ */
 export type RunState = typeof RUN_STATES[number];
 
 /**
@@ -111,7 +124,28 @@ export interface RunTask {
   readonly attributes: { readonly [key: string]: JsonValue };
 }
 
-/** A failure recorded on a run. */
+/**
+ * A failure recorded on a run.
+ *
+ * @example Record why an attempt failed
+ * ```ts
+ * import { type Run, type RunError, transition } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const run: Run = {
+ *   id: "r-1", state: "running", version: 2, attempt: 1, escalations: 0, costUnits: 0,
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", kind: "human" }, idempotencyKey: null, tracestate: "",
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", agentId: "a-1",
+ *   approvalId: null, result: null, error: null, createdAt: 0, updatedAt: 0, lease: null,
+ * };
+ * const error: RunError = { code: "ERR_TIMEOUT", message: "The agent did not answer" };
+ * const failed = transition(run, { type: "fail", at: 5, error, retry: false });
+ * assert.equal(failed.state, "failed");
+ * assert.deepEqual(failed.error, error);
+ * ```
+ */
 export interface RunError {
   /** A stable `ERR_*` code (or the agent's own code). */
   readonly code: string;
@@ -239,11 +273,45 @@ export type RunEvent =
   | { readonly type: "cancel"; readonly at: number; readonly reason: string }
   | { readonly type: "lease_expired"; readonly at: number };
 
-/** A {@link RunEvent} without its time, which the store stamps from its clock. */
+/**
+ * A {@link RunEvent} without its time, which the store stamps from its clock.
+ *
+ * @example Apply an event without a time
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { RunEventInput } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const runs = new RunStore(db, { audit: new AuditLog(db) });
+ * const { run } = runs.create({
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * });
+ * const start: RunEventInput = { type: "start", agentId: "reader" };
+ * const running = runs.apply(run.id, start, { actor: { subject: "worker", kind: "service" } });
+ * assert.deepEqual([running.state, running.agentId, running.attempt], ["running", "reader", 1]);
+ * ```
+ */
 export type RunEventInput = RunEvent extends infer E ? E extends RunEvent ? Omit<E, "at"> : never
   : never;
 
-/** The type of a {@link RunEvent}. */
+/**
+ * The type of a {@link RunEvent}.
+ *
+ * @example Check which events a queued run accepts
+ * ```ts
+ * import { RUN_TRANSITIONS } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { RunEventType } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const events: RunEventType[] = ["approve", "start", "cancel"];
+ * const accepted = events.filter((type) => RUN_TRANSITIONS.queued[type] !== undefined);
+ * assert.deepEqual(accepted, ["start", "cancel"]); // nothing to approve yet
+ * ```
+ */
 export type RunEventType = RunEvent["type"];
 
 /**
