@@ -17,7 +17,7 @@ import { actorOf, resolveActor } from "../audit/actor.ts";
 import { currentIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
 import { parseTraceparent } from "../trace/traceparent.ts";
-import { parseTracestate } from "../trace/tracestate.ts";
+import { TraceState } from "../trace/tracestate.ts";
 import {
   isTerminal,
   type Run,
@@ -275,7 +275,9 @@ export class RunStore {
    * @param input The task, requester, key and trace.
    * @param options The audit actor.
    * @returns The run and whether this call created it.
-   * @throws {PlmError} `ERR_RUN_IDEMPOTENCY_CONFLICT` when the key was used for another request.
+   * @throws {PlmError} `ERR_RUN_IDEMPOTENCY_CONFLICT` when the key was used for another request;
+   * `ERR_INVALID_ARGUMENT` when the traceparent or tracestate is invalid (nothing is written);
+   * `ERR_IDENTITY_REQUIRED` without a requester.
    */
   create(input: CreateRunInput, options: RunCallOptions = {}): { run: Run; created: boolean } {
     const requester = input.requester ?? currentIdentity();
@@ -284,10 +286,16 @@ export class RunStore {
       throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot create a run without a requester");
     }
     if (parseTraceparent(input.traceparent) === null) {
-      throw new TypeError(`Cannot create a run with the invalid traceparent ${input.traceparent}`);
+      throw new PlmError(
+        "ERR_INVALID_ARGUMENT",
+        `Cannot create a run with the invalid traceparent ${input.traceparent}`,
+      );
     }
-    if (input.tracestate !== undefined && parseTracestate(input.tracestate) === null) {
-      throw new TypeError(`Cannot create a run with the invalid tracestate ${input.tracestate}`);
+    if (input.tracestate !== undefined && TraceState.parse(input.tracestate) === null) {
+      throw new PlmError(
+        "ERR_INVALID_ARGUMENT",
+        `Cannot create a run with the invalid tracestate ${input.tracestate}`,
+      );
     }
     const digest = createHash("sha256")
       .update(JSON.stringify([input.task, requester.subject, requester.tenant ?? null]))
@@ -394,6 +402,7 @@ export class RunStore {
    *
    * @param filter States, lease and limit.
    * @returns The runs.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` for a state that does not exist.
    */
   list(filter: RunFilter = {}): Run[] {
     const { states, unleasedAt, limit = 100 } = filter;
@@ -401,7 +410,9 @@ export class RunStore {
     const params: (string | number)[] = [];
     if (states !== undefined) {
       for (const s of states) {
-        if (!RUN_STATES.includes(s)) throw new TypeError(`Cannot filter on unknown state ${s}`);
+        if (!RUN_STATES.includes(s)) {
+          throw new PlmError("ERR_INVALID_ARGUMENT", `Cannot filter on unknown state ${s}`);
+        }
       }
       where.push(`state IN (${states.map(() => "?").join(", ") || "NULL"})`);
       params.push(...states);

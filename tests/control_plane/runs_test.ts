@@ -161,6 +161,30 @@ Deno.test("RunStore.create() gives the same run for the same idempotency key", (
   db.close();
 });
 
+Deno.test("RunStore.create() refuses an invalid trace with ERR_INVALID_ARGUMENT and writes nothing", async (t) => {
+  const { db, runs, audit } = setUp();
+  const bad = [
+    ["an upper-case traceparent", { traceparent: TRACEPARENT.toUpperCase() }],
+    ["a tracestate with a repeated key", { traceparent: TRACEPARENT, tracestate: "a=1,a=2" }],
+    ["a tracestate with a bad key", { traceparent: TRACEPARENT, tracestate: "A=1" }],
+  ] as const;
+  for (const [name, trace] of bad) {
+    await t.step(name, () => {
+      assert.throws(
+        () => runs.create({ task: task(), requester: ALICE, idempotencyKey: name, ...trace }),
+        (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
+      );
+    });
+  }
+  assert.equal(runs.list().length, 0);
+  assert.equal(audit.list({ actionPrefix: "run." }).length, 0);
+  assert.throws(
+    () => runs.list({ states: ["paused" as never] }),
+    (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
+  );
+  db.close();
+});
+
 Deno.test("RunStore.apply() refuses a stale version", () => {
   const { db, runs } = setUp();
   const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
