@@ -445,25 +445,9 @@ export class Database {
    */
   transaction<T>(fn: () => T): T {
     const nested = this.#db.isTransaction;
-    try {
-      (nested ? this.#savepoint : this.#begin).run();
-    } catch (err) {
-      throw translateError(err);
-    }
-    let result: T;
-    try {
-      result = checkSync(fn());
-    } catch (err) {
-      this.#undo(nested);
-      throw err;
-    }
-    try {
-      (nested ? this.#release : this.#commit).run();
-    } catch (err) {
-      this.#undo(nested);
-      throw translateError(err);
-    }
-    return result;
+    return nested
+      ? this.#within(this.#savepoint, this.#release, true, fn)
+      : this.#within(this.#begin, this.#commit, false, fn);
   }
 
   /**
@@ -495,8 +479,13 @@ export class Database {
    */
   readTransaction<T>(fn: () => T): T {
     if (this.#db.isTransaction) return checkSync(fn());
+    return this.#within(this.#beginRead, this.#commit, false, fn);
+  }
+
+  /** Runs `fn` between `open` and `close`, undoing the work when either fails. */
+  #within<T>(open: StatementSync, close: StatementSync, nested: boolean, fn: () => T): T {
     try {
-      this.#beginRead.run();
+      open.run();
     } catch (err) {
       throw translateError(err);
     }
@@ -504,13 +493,13 @@ export class Database {
     try {
       result = checkSync(fn());
     } catch (err) {
-      this.#undo(false);
+      this.#undo(nested);
       throw err;
     }
     try {
-      this.#commit.run();
+      close.run();
     } catch (err) {
-      this.#undo(false);
+      this.#undo(nested);
       throw translateError(err);
     }
     return result;

@@ -1,28 +1,11 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as jose from "jose";
-import { type CliIo, main } from "../../cli.ts";
+import { main } from "../../cli.ts";
+import { fakeIo } from "./_fake_io.ts";
 
 const SECRET = "cli-test-secret-of-at-least-32-bytes-long";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
-
-interface FakeIo extends CliIo {
-  readonly stdout: string[];
-  readonly stderr: string[];
-}
-
-function fakeIo(env: Record<string, string> = {}, stdin = ""): FakeIo {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return {
-    stdout,
-    stderr,
-    out: (line) => void stdout.push(line),
-    err: (line) => void stderr.push(line),
-    readStdin: () => Promise.resolve(stdin),
-    env: (name) => env[name],
-  };
-}
 
 async function issue(args: string[], env: Record<string, string> = { PLM_JWT_SECRET: SECRET }) {
   const io = fakeIo(env);

@@ -2,25 +2,8 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../../shared/mod.ts";
 import { MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
 import { AUDIT_GENESIS_HASH, AuditLog } from "../../control_plane/audit/mod.ts";
-import { type CliIo, main } from "../../cli.ts";
-
-interface FakeIo extends CliIo {
-  readonly stdout: string[];
-  readonly stderr: string[];
-}
-
-function fakeIo(env: Record<string, string> = {}): FakeIo {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return {
-    stdout,
-    stderr,
-    out: (line) => void stdout.push(line),
-    err: (line) => void stderr.push(line),
-    readStdin: () => Promise.resolve(""),
-    env: (name) => env[name],
-  };
-}
+import { main } from "../../cli.ts";
+import { fakeIo } from "./_fake_io.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "plm_cli_test_" });
