@@ -13,7 +13,8 @@
 import { DatabaseSync } from "node:sqlite";
 import { FakeClock } from "../shared/mod.ts";
 import { openDatabase } from "../control_plane/store/mod.ts";
-import { type AuditEntryInput, AuditLog, canonicalJson } from "../control_plane/audit/mod.ts";
+import { type AuditEntryInput, AuditLog } from "../control_plane/audit/mod.ts";
+import { canonicalJson } from "../shared/mod.ts";
 
 const VERIFY_RECORDS = 10_000;
 const dir = Deno.makeTempDirSync({ prefix: "plm_audit_bench_" });

@@ -137,6 +137,73 @@ export const systemTimer: Timer = (callback: () => void, ms: number): () => void
 };
 
 /**
+ * Options for {@link sleep}.
+ *
+ * @example Sleep on fake timers
+ * ```ts
+ * import { FakeClock, FakeTimers, sleep, type SleepOptions } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const timers = new FakeTimers(new FakeClock(0));
+ * const options: SleepOptions = { timer: timers.timer };
+ * let woke = false;
+ * sleep(100, options).then(() => (woke = true));
+ * await timers.advance(100);
+ * assert.equal(woke, true);
+ * ```
+ */
+export interface SleepOptions {
+  /**
+   * The timer that waits.
+   *
+   * @default {systemTimer}
+   */
+  timer?: Timer;
+  /**
+   * Ends the sleep early (the promise resolves, it does not reject).
+   *
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Waits `ms` milliseconds on an injected {@link Timer}, or less when `signal`
+ * aborts; the one sleep of the package (backoff, polling). It resolves in
+ * both cases and leaves neither a timer nor an abort listener behind.
+ *
+ * @param ms Milliseconds to wait; 0 or less resolves at once.
+ * @param options The timer and an abort signal.
+ * @returns A promise that resolves when the time is up or `signal` aborts.
+ *
+ * @example Cut a sleep short
+ * ```ts
+ * import { FakeClock, FakeTimers, sleep } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const timers = new FakeTimers(new FakeClock(0));
+ * const stop = new AbortController();
+ * const slept = sleep(60_000, { timer: timers.timer, signal: stop.signal });
+ * stop.abort();
+ * await slept;
+ * assert.equal(timers.pending, 0);
+ * ```
+ */
+export function sleep(ms: number, options: SleepOptions = {}): Promise<void> {
+  const { timer = systemTimer, signal } = options;
+  return new Promise((resolve) => {
+    if (signal?.aborted || !(ms > 0)) return resolve();
+    const done = () => {
+      cancel();
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const cancel = timer(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
  * Timers driven by a {@link FakeClock}: nothing fires until
  * {@link FakeTimers.advance} moves the clock past it.
  *

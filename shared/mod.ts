@@ -16,8 +16,18 @@
  * @module
  */
 export * from "./assert_never.ts";
+export * from "./canonical_json.ts";
 export * from "./clock.ts";
 export * from "./errors.ts";
 export * from "./identity.ts";
 export * from "./json.ts";
 export * from "./schema.ts";
+// textSchema is the zod building block for the layers' own schemas, not public API.
+export {
+  checkInteger,
+  checkText,
+  INPUT_LIMITS,
+  invalidArgument,
+  parseArgument,
+  unsafeTextReason,
+} from "./validate.ts";

@@ -1,24 +1,30 @@
 /**
  * The hash-chained, append-only audit log on the SQLite store:
- * {@link AuditLog}, and {@link canonicalJson} and {@link computeAuditHash} for
- * checking records outside this package.
+ * {@link AuditLog}, and {@link computeAuditHash} for checking records outside
+ * this package.
  *
  * @module
  */
-import { hash as digest } from "node:crypto";
 import { z } from "zod";
 import {
   ACTOR_KINDS,
   type ActorKind,
+  canonicalJson,
   type Clock,
   formatIssues,
+  INPUT_LIMITS,
   type JsonValue,
   PlmError,
   type Schema,
+  sha256Hex,
   systemClock,
 } from "../../shared/mod.ts";
+import { textSchema } from "../../shared/validate.ts";
 import type { Database, Statement } from "../store/mod.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
+
+/** The most characters of an audit record's `resource` and `reason`. */
+const AUDIT_TEXT_LIMIT = 8_192;
 
 /**
  * The `prevHash` of the first record: 64 zeros.
@@ -49,11 +55,14 @@ export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
 /**
  * Zod schema of {@link AuditEntryInput}; unknown keys are rejected.
  *
- * - `actor.subject`, `resource`, `outcome`, `runId`: non-empty strings;
+ * - `actor.subject`, `outcome`, `runId`: non-empty texts of at most 1,024 characters,
+ *   `resource` and `reason` of at most 8,192 (no U+0000, no lone surrogates: they are
+ *   stored byte for byte as they are hashed);
  * - `actor.kind`: one of `ACTOR_KINDS`;
  * - `action`: dotted words of letters, digits, `_` and `-` (`run.transition`);
  * - `traceId`: a W3C trace id, 32 lowercase hex digits;
- * - `data`: any JSON value (finite numbers, plain objects and arrays).
+ * - `data`: any JSON value that `canonicalJson` accepts (finite numbers, plain objects
+ *   and arrays, at most 32 deep).
  *
  * @example Validate an entry
  * ```ts
@@ -72,14 +81,14 @@ export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
  */
 export const AuditEntryInputSchema: Schema<AuditEntryInput> = z.strictObject({
   actor: z.strictObject({
-    subject: z.string().min(1),
+    subject: textSchema(),
     kind: z.enum(ACTOR_KINDS),
   }),
-  action: z.string().regex(/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/),
-  resource: z.string().min(1),
-  outcome: z.string().min(1),
-  reason: z.string().exactOptional(),
-  runId: z.string().min(1).exactOptional(),
+  action: z.string().max(INPUT_LIMITS.textLength).regex(/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/),
+  resource: textSchema({ max: AUDIT_TEXT_LIMIT }),
+  outcome: textSchema(),
+  reason: textSchema({ min: 0, max: AUDIT_TEXT_LIMIT }).exactOptional(),
+  runId: textSchema().exactOptional(),
   traceId: z.string().regex(/^[0-9a-f]{32}$/).exactOptional(),
   data: z.json().exactOptional(),
 });
@@ -827,50 +836,6 @@ export class AuditLog implements AuditSink {
 }
 
 /**
- * Serialises a JSON value canonically: object keys sorted by UTF-16 code
- * units, no whitespace, strings and numbers as `JSON.stringify` writes them
- * (the same text as RFC 8785 JCS for these values).
- *
- * @param value A JSON value.
- * @returns The canonical text.
- * @throws {TypeError} When `value` holds something that is not JSON (a non-finite
- * number, `undefined`, a function, a bigint).
- *
- * @example Sort keys, drop whitespace
- * ```ts
- * import { canonicalJson } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * assert.equal(canonicalJson({ b: [1, "x"], a: { d: null, c: true } }), '{"a":{"c":true,"d":null},"b":[1,"x"]}');
- * ```
- */
-export function canonicalJson(value: JsonValue): string {
-  if (value === null) return "null";
-  switch (typeof value) {
-    case "string":
-      return JSON.stringify(value);
-    case "boolean":
-      return value ? "true" : "false";
-    case "number":
-      if (!Number.isFinite(value)) throw new TypeError(`Cannot serialise ${value} as JSON`);
-      return JSON.stringify(value);
-    case "object": {
-      if (Array.isArray(value)) {
-        return `[${(value as readonly JsonValue[]).map(canonicalJson).join(",")}]`;
-      }
-      const object = value as { readonly [key: string]: JsonValue };
-      const parts: string[] = [];
-      for (const key of Object.keys(object).sort()) {
-        parts.push(`${JSON.stringify(key)}:${canonicalJson(object[key] as JsonValue)}`);
-      }
-      return `{${parts.join(",")}}`;
-    }
-    default:
-      throw new TypeError(`Cannot serialise a ${typeof value} as JSON`);
-  }
-}
-
-/**
  * Computes a record's hash as {@link AuditLog} does:
  * `hex(SHA-256(UTF-8(prevHash + canonicalJson({ action, actor: { kind, subject },
  * at, data, outcome, reason, resource, runId, seq, traceId }))))`.
@@ -940,7 +905,7 @@ function chainHash(
   },"resource":${JSON.stringify(resource)},"runId":${
     runId === null ? "null" : JSON.stringify(runId)
   },"seq":${JSON.stringify(seq)},"traceId":${traceId === null ? "null" : JSON.stringify(traceId)}}`;
-  return digest("sha256", prevHash + body, "hex");
+  return sha256Hex(prevHash + body);
 }
 
 function rowHash(row: AuditRow): string {

@@ -8,6 +8,7 @@ import { z } from "zod";
 import {
   ACTOR_KINDS,
   type ActorKind,
+  digestJson,
   formatIssues,
   type Identity,
   IdentitySchema,
@@ -15,8 +16,6 @@ import {
   type Schema,
   type SchemaIssue,
 } from "../../shared/mod.ts";
-import { createHash } from "node:crypto";
-import { canonicalJson } from "../audit/audit_log.ts";
 import { PolicyError } from "./policy_error.ts";
 
 /**
@@ -729,9 +728,7 @@ export function loadPolicySet(source: unknown): PolicySet {
  * ```
  */
 export function policySetVersion(policySet: PolicySet): string {
-  return createHash("sha256").update(canonicalJson(policySet as unknown as JsonValue)).digest(
-    "hex",
-  );
+  return digestJson(policySet as unknown as JsonValue, { field: "policySet" });
 }
 
 function deepFreeze<T>(value: T): T {

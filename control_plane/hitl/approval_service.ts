@@ -3,10 +3,10 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import {
   type ActorKind,
   type Clock,
+  digestJson,
   type Identity,
   IdentitySchema,
   type JsonValue,
@@ -14,7 +14,6 @@ import {
   systemClock,
 } from "../../shared/mod.ts";
 import { actorOf } from "../audit/actor.ts";
-import { canonicalJson } from "../audit/audit_log.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import type { ApprovalSpec } from "../governance/policy.ts";
 import type { Database, Statement } from "../store/database.ts";
@@ -508,7 +507,7 @@ export class ApprovalService {
     const now = this.#clock.now();
     const id = this.#generateId();
     const deadline = now + spec.timeoutSeconds * 1000;
-    const digest = digestOf({
+    const digest = digestJson({
       id,
       runId,
       kind,
@@ -783,8 +782,4 @@ function checkSpec(spec: ApprovalSpec): void {
   if (spec.onExpiry !== "deny" && spec.onExpiry !== "escalate") {
     throw new RangeError(`Cannot request an approval with onExpiry ${String(spec.onExpiry)}`);
   }
-}
-
-function digestOf(value: JsonValue): string {
-  return createHash("sha256").update(canonicalJson(value)).digest("hex");
 }

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import {
   type Clock,
+  digestJson,
   type Identity,
   type JsonValue,
   PlmError,
@@ -297,9 +297,10 @@ export class RunStore {
         `Cannot create a run with the invalid tracestate ${input.tracestate}`,
       );
     }
-    const digest = createHash("sha256")
-      .update(JSON.stringify([input.task, requester.subject, requester.tenant ?? null]))
-      .digest("hex");
+    const digest = digestJson(
+      [input.task as unknown as JsonValue, requester.subject, requester.tenant ?? null],
+      { field: "task" },
+    );
     return this.#db.transaction(() => {
       if (input.idempotencyKey !== undefined) {
         const existing = this.#byKey.get(input.idempotencyKey);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { type Clock, FakeClock, isPlmError, type JsonValue } from "../../shared/mod.ts";
+import { canonicalJson, type Clock, FakeClock, isPlmError } from "../../shared/mod.ts";
 import { type Database, openDatabase } from "../../control_plane/store/mod.ts";
 import {
   AUDIT_GENESIS_HASH,
@@ -9,7 +9,6 @@ import {
   type AuditRecord,
   type AuditSink,
   type AuditVerifyResult,
-  canonicalJson,
   computeAuditHash,
 } from "../../control_plane/audit/mod.ts";
 
@@ -151,16 +150,6 @@ Deno.test("AuditLog.append() hashes exactly the documented fields", () => {
     assert.equal(computeAuditHash(record), record.hash);
     assert.equal(referenceHash(record), record.hash);
   }
-});
-
-Deno.test("canonicalJson() sorts keys, drops whitespace and rejects non-JSON", () => {
-  assert.equal(
-    canonicalJson({ b: 1, a: [true, null, "s"], c: {} }),
-    '{"a":[true,null,"s"],"b":1,"c":{}}',
-  );
-  assert.equal(canonicalJson("x"), '"x"');
-  assert.throws(() => canonicalJson(NaN), TypeError);
-  assert.throws(() => canonicalJson({ a: undefined } as unknown as JsonValue), TypeError);
 });
 
 Deno.test("AuditLog.list() filters by run, action prefix, actor, seq range, limit and order", async (t) => {
