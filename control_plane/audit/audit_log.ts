@@ -20,7 +20,7 @@ import {
   systemClock,
 } from "../../shared/mod.ts";
 import { textSchema } from "../../shared/validate.ts";
-import type { Database, Statement } from "../store/mod.ts";
+import { type Database, MIGRATIONS, type Statement } from "../store/mod.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
 
 /** The most characters of an audit record's `resource` and `reason`. */
@@ -154,6 +154,11 @@ export const AUDIT_CHAIN_PROBLEMS = [
   "truncated",
   /** The record at the expected head's seq has another hash (history rewritten). */
   "head_mismatch",
+  /**
+   * The chain is intact but the triggers that refuse `UPDATE` and `DELETE` are
+   * missing or altered: the log is no longer append-only (`firstBadSeq` is 0).
+   */
+  "append_only_disabled",
 ] as const;
 
 /**
@@ -215,7 +220,7 @@ export type AuditVerifyResult =
     readonly ok: false;
     /** How many records were valid before the first bad one. */
     readonly checked: number;
-    /** The seq of the first bad (or first missing) record. */
+    /** The seq of the first bad (or first missing) record; 0 for `append_only_disabled`. */
     readonly firstBadSeq: number;
     /** What is wrong, as a stable code. */
     readonly problem: AuditChainProblem;
@@ -416,6 +421,16 @@ interface AuditRow {
 const COLUMNS =
   "seq, at, actor_subject, actor_kind, action, resource, outcome, reason, run_id, trace_id, data, prev_hash, hash";
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
+/**
+ * The append-only triggers as migration 1 creates them, by name, whitespace
+ * collapsed: {@link AuditLog.verify} requires exactly these.
+ */
+const APPEND_ONLY_TRIGGERS: ReadonlyMap<string, string> = new Map(
+  [...(MIGRATIONS[0]?.sql ?? "").matchAll(/CREATE TRIGGER (audit_log_no_\w+)[\s\S]*?\bEND;/g)].map(
+    (m) => [m[1]!, collapse(m[0].slice(0, -1))],
+  ),
+);
+
 /** Rows per page when {@link AuditLog.verify} streams the table. */
 const VERIFY_PAGE = 1000;
 
@@ -464,6 +479,7 @@ export class AuditLog implements AuditSink {
   #headStmt: Statement<{ seq: number; hash: string }>;
   #insertStmt: Statement;
   #pageStmt: Statement<AuditRowArray>;
+  #triggersStmt: Statement<{ name: string; sql: string | null }>;
   #listStmts = new Map<string, Statement<AuditRow>>();
 
   /**
@@ -484,6 +500,9 @@ export class AuditLog implements AuditSink {
     this.#pageStmt = db.prepare<AuditRowArray>(
       `SELECT ${COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ${VERIFY_PAGE}`,
       { returnArrays: true },
+    );
+    this.#triggersStmt = db.prepare(
+      "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'",
     );
   }
 
@@ -655,7 +674,8 @@ export class AuditLog implements AuditSink {
    * one read snapshot (`BEGIN DEFERRED`: writers are not blocked meanwhile), and
    * reports the first record that is missing, out of place,
    * unlinked or altered. With `expectedHead` it also reports truncation and
-   * rewritten history.
+   * rewritten history. An intact chain whose append-only triggers are missing
+   * or altered is reported as `append_only_disabled`.
    *
    * @param options The expected head, if any.
    * @returns `ok: true` with the count and head, or the first bad seq and why.
@@ -770,7 +790,23 @@ export class AuditLog implements AuditSink {
         );
       }
     }
+    const missing = this.#missingTriggers();
+    if (missing.length > 0) {
+      return broken(
+        checked,
+        0,
+        "append_only_disabled",
+        `The log is not append-only: trigger ${missing.join(" and ")} is missing or altered`,
+      );
+    }
     return { ok: true, checked, head: { seq: checked, hash: prevHash } };
+  }
+
+  #missingTriggers(): string[] {
+    const found = new Map(this.#triggersStmt.all().map((t) => [t.name, collapse(t.sql ?? "")]));
+    return [...APPEND_ONLY_TRIGGERS].filter(([name, sql]) => found.get(name) !== sql).map(([n]) =>
+      n
+    );
   }
 
   #readHead(): AuditHead {
@@ -950,6 +986,10 @@ function parseEntry(entry: unknown, index: number | undefined): AuditEntryInput 
     "ERR_AUDIT_INVALID_RECORD",
     `Cannot append ${which} as it is invalid: ${formatIssues(result.error.issues)}`,
   );
+}
+
+function collapse(sql: string): string {
+  return sql.replace(/\s+/g, " ").trim();
 }
 
 function broken(

@@ -32,10 +32,15 @@ function seed(path: string, n: number): void {
   }
 }
 
+/** Edits the file as a careful attacker would: triggers dropped, then put back as they were. */
 function tamper(path: string, sql: string): void {
   using db = openDatabase(path);
+  const triggers = db.prepare<{ sql: string }>(
+    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'",
+  ).all();
   db.exec("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;");
   db.exec(sql);
+  for (const trigger of triggers) db.exec(trigger.sql);
 }
 
 Deno.test("plm db migrate creates the database and prints the schema version", async (t) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { canonicalJson, type Clock, FakeClock, isPlmError } from "../../shared/mod.ts";
-import { type Database, openDatabase } from "../../control_plane/store/mod.ts";
+import { type Database, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
 import {
   AUDIT_GENESIS_HASH,
   type AuditEntryInput,
@@ -44,6 +44,13 @@ function seeded(n: number): { db: Database; audit: AuditLog; clock: FakeClock } 
 /** What an attacker with write access to the file does first. */
 function dropTriggers(db: Database): void {
   db.exec("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;");
+}
+
+/** What a careful attacker does last: put the triggers back as migration 1 wrote them. */
+function restoreTriggers(db: Database): void {
+  for (const [sql] of (MIGRATIONS[0]?.sql ?? "").matchAll(/CREATE TRIGGER[\s\S]*?\bEND;/g)) {
+    db.exec(sql);
+  }
 }
 
 /** Writes a record (and optionally recomputes its hash) with raw SQL. */
@@ -284,6 +291,8 @@ Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten 
     const witness = audit.head();
     dropTriggers(db);
     db.exec("DELETE FROM audit_log WHERE seq > 7");
+    assert.deepEqual(failure(audit.verify()), [0, "append_only_disabled", 7]);
+    restoreTriggers(db);
     assert.equal(audit.verify().ok, true);
     assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [8, "truncated", 7]);
   });
@@ -308,6 +317,7 @@ Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten 
       prevHash = computeAuditHash(forged);
       forge(db, forged, true);
     }
+    restoreTriggers(db);
     assert.equal(audit.verify().ok, true);
     assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [10, "head_mismatch", 10]);
   });
@@ -518,4 +528,66 @@ Deno.test("AuditLog.append() from two processes on one file keeps one unbroken c
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("AuditLog.verify() reports append-only triggers that are missing or altered", async (t) => {
+  await t.step("a dropped trigger", () => {
+    const { db, audit } = seeded(3);
+    using _db = db;
+    assert.equal(failure(audit.verify()), "ok");
+    db.exec("DROP TRIGGER audit_log_no_delete");
+    assert.deepEqual(failure(audit.verify()), [0, "append_only_disabled", 3]);
+  });
+  await t.step("a trigger replaced by a no-op of the same name", () => {
+    const { db, audit } = seeded(2);
+    using _db = db;
+    db.exec(`DROP TRIGGER audit_log_no_update;
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log WHEN 0 BEGIN SELECT 1; END;`);
+    const result = audit.verify();
+    assert.deepEqual(failure(result), [0, "append_only_disabled", 2]);
+    assert.ok(!result.ok && result.reason.includes("audit_log_no_update"));
+  });
+  await t.step("a broken chain is still reported first", () => {
+    const { db, audit } = seeded(3);
+    using _db = db;
+    dropTriggers(db);
+    db.exec("UPDATE audit_log SET outcome = 'forged' WHERE seq = 2");
+    assert.deepEqual(failure(audit.verify()), [2, "hash_mismatch", 1]);
+  });
+});
+
+Deno.test("AuditLog stores every accepted text byte-exact, so verify() keeps holding", async (t) => {
+  await t.step("U+0000 and lone surrogates in texts are refused before anything is stored", () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db);
+    const bad: Partial<AuditEntryInput>[] = [
+      { resource: "run:\0x" },
+      { reason: "why\0" },
+      { outcome: "\ud800" },
+      { runId: "r\udfff" },
+      { actor: { subject: "eve\0", kind: "human" } },
+    ];
+    for (const overrides of bad) {
+      assert.throws(() => audit.append(entry(1, overrides)), { code: "ERR_AUDIT_INVALID_RECORD" });
+    }
+    assert.equal(audit.head().seq, 0);
+  });
+  await t.step("U+0000, emoji and escapes inside data survive the round trip", () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db);
+    const data = { nul: "a\0b", emoji: "\ud83d\ude00", key: { "\u2028": '\\"' } };
+    const record = audit.append(entry(1, { data, resource: "bom:é€😀" }));
+    const [stored] = audit.list();
+    assert.deepEqual(stored, record);
+    assert.deepEqual(stored?.data, data);
+    assert.equal(failure(audit.verify()), "ok");
+  });
+  await t.step("a lone surrogate inside data is refused", () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db);
+    assert.throws(() => audit.append(entry(1, { data: { s: "\ud800" } })), {
+      code: "ERR_INVALID_ARGUMENT",
+    });
+    assert.equal(audit.head().seq, 0);
+  });
 });
