@@ -7,6 +7,7 @@
 import {
   actorOf,
   type ApprovalDecision,
+  checkTraceContext,
   childTraceContext,
   type ControlPlane,
   currentIdentity,
@@ -19,7 +20,7 @@ import {
   PlmError,
   type RiskLevel,
   type Run,
-  type RunTask,
+  type TaskInput,
   type TraceContext,
 } from "../control_plane/mod.ts";
 import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
@@ -61,69 +62,6 @@ export interface AgentRuntimeOptions extends DispatcherOptions {
    * @default {console.error}
    */
   onError?: (runId: string, error: unknown) => void;
-}
-
-/**
- * A task as submitted; left-out fields take their defaults.
- *
- * @example Left-out fields take their defaults
- * ```ts
- * import {
- *   AgentRuntime,
- *   ControlPlane,
- *   openDatabase,
- *   type TaskInput,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const controlPlane = new ControlPlane(db, {
- *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
- * });
- * const runtime = new AgentRuntime({ controlPlane, agents: [] }); // submits only
- * const task: TaskInput = { action: "bom.read", resource: "bom:1" };
- * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
- * const id = await runtime.submit(task, { identity });
- * const run = controlPlane.runs.get(id);
- * assert.equal(run.state, "queued");
- * assert.deepEqual(run.task, {
- *   ...task,
- *   capabilities: [],
- *   input: null,
- *   risk: "low",
- *   attributes: {},
- * });
- * ```
- */
-export interface TaskInput {
-  /** The governed action, dotted: `bom.update`. */
-  action: string;
-  /** What the action is about: `bom:42`. */
-  resource: string;
-  /**
-   * Capabilities the agent needs.
-   *
-   * @default {[]}
-   */
-  capabilities?: readonly string[];
-  /**
-   * The input handed to the agent.
-   *
-   * @default {null}
-   */
-  input?: JsonValue;
-  /**
-   * The risk governance weighs.
-   *
-   * @default {"low"}
-   */
-  risk?: RiskLevel;
-  /**
-   * Attributes for policy conditions.
-   *
-   * @default {{}}
-   */
-  attributes?: { readonly [key: string]: JsonValue };
 }
 
 /**
@@ -237,26 +175,21 @@ export class AgentRuntime {
     if (this.dispatcher.full) {
       throw new PlmError("ERR_QUEUE_FULL", "Cannot accept a task as the dispatch queue is full");
     }
-    const task: RunTask = {
-      action: input.action,
-      resource: input.resource,
-      capabilities: [...(input.capabilities ?? [])],
-      input: input.input ?? null,
-      risk: input.risk ?? "low",
-      attributes: input.attributes ?? {},
-    };
-    const parent = options.trace ?? currentTraceContext();
+    const parent = options.trace === undefined
+      ? currentTraceContext()
+      : checkTraceContext(options.trace, "trace");
     const trace = parent === undefined ? newTraceContext() : childTraceContext(parent);
     const cp = this.controlPlane;
     const run = cp.transaction(() => {
       const { run, created } = cp.runs.create({
-        task,
+        task: input,
         requester: identity,
         traceparent: formatTraceparent(trace),
         tracestate: trace.traceState.header,
         ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
       }, { actor: actorOf(identity) });
       if (!created) return run;
+      const { task } = run;
       const verdict = cp.authorize({
         identity,
         action: task.action,

@@ -95,7 +95,7 @@ export interface TextSchemaOptions {
  * assert.equal(schema.safeParse("x".repeat(1_025)).success, false);
  * ```
  */
-export function textSchema(options: TextSchemaOptions = {}): z.ZodType<string> {
+export function textSchema(options: TextSchemaOptions = {}): z.ZodString {
   const { min = 1, max = INPUT_LIMITS.textLength } = options;
   return z.string().min(min).max(max).superRefine((text, ctx) => {
     const reason = unsafeTextReason(text);

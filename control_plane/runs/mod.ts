@@ -13,3 +13,4 @@
  */
 export * from "./run_store.ts";
 export * from "./state_machine.ts";
+export * from "./task.ts";

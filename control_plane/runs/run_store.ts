@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  checkText,
   type Clock,
   digestJson,
   type Identity,
@@ -18,6 +19,7 @@ import { currentIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
 import { parseTraceparent } from "../trace/traceparent.ts";
 import { TraceState } from "../trace/tracestate.ts";
+import { parseTask, type TaskInput } from "./task.ts";
 import {
   isTerminal,
   type Run,
@@ -28,6 +30,9 @@ import {
   type RunTask,
   transition,
 } from "./state_machine.ts";
+
+/** The most characters of an idempotency key. */
+const IDEMPOTENCY_KEY_LENGTH = 256;
 
 /**
  * Options for {@link RunStore}.
@@ -91,8 +96,8 @@ export interface RunStoreOptions {
  * ```
  */
 export interface CreateRunInput {
-  /** The task to run. */
-  task: RunTask;
+  /** The task to run; checked and completed by `parseTask`. */
+  task: TaskInput;
   /** Who asks (defaults to the bound identity). */
   requester?: Identity;
   /** The same key always gives the same run. */
@@ -276,7 +281,9 @@ export class RunStore {
    * @param options The audit actor.
    * @returns The run and whether this call created it.
    * @throws {PlmError} `ERR_RUN_IDEMPOTENCY_CONFLICT` when the key was used for another request;
-   * `ERR_INVALID_ARGUMENT` when the traceparent or tracestate is invalid (nothing is written);
+   * `ERR_INVALID_ARGUMENT` naming the field when the task (see `TaskInputSchema`), the
+   * idempotency key (at most 256 characters, no U+0000 or lone surrogate), the traceparent
+   * or the tracestate is invalid (nothing is written);
    * `ERR_IDENTITY_REQUIRED` without a requester.
    */
   create(input: CreateRunInput, options: RunCallOptions = {}): { run: Run; created: boolean } {
@@ -285,6 +292,10 @@ export class RunStore {
     if (requester === undefined) {
       throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot create a run without a requester");
     }
+    const task = parseTask(input.task);
+    const idempotencyKey = input.idempotencyKey === undefined
+      ? undefined
+      : checkText("idempotencyKey", input.idempotencyKey, IDEMPOTENCY_KEY_LENGTH);
     if (parseTraceparent(input.traceparent) === null) {
       throw new PlmError(
         "ERR_INVALID_ARGUMENT",
@@ -298,17 +309,17 @@ export class RunStore {
       );
     }
     const digest = digestJson(
-      [input.task as unknown as JsonValue, requester.subject, requester.tenant ?? null],
+      [task as unknown as JsonValue, requester.subject, requester.tenant ?? null],
       { field: "task" },
     );
     return this.#db.transaction(() => {
-      if (input.idempotencyKey !== undefined) {
-        const existing = this.#byKey.get(input.idempotencyKey);
+      if (idempotencyKey !== undefined) {
+        const existing = this.#byKey.get(idempotencyKey);
         if (existing !== undefined) {
           if (existing.request_digest !== digest) {
             throw new PlmError(
               "ERR_RUN_IDEMPOTENCY_CONFLICT",
-              `Cannot reuse idempotency key ${input.idempotencyKey} for a different request`,
+              `Cannot reuse idempotency key ${idempotencyKey} for a different request`,
             );
           }
           return { run: fromRow(existing), created: false };
@@ -319,13 +330,13 @@ export class RunStore {
         id: this.#generateId(),
         state: "queued",
         version: 1,
-        task: input.task,
+        task,
         requester: {
           subject: requester.subject,
           kind: requester.actorKind,
           ...(requester.tenant === undefined ? {} : { tenant: requester.tenant }),
         },
-        idempotencyKey: input.idempotencyKey ?? null,
+        idempotencyKey: idempotencyKey ?? null,
         traceparent: input.traceparent,
         tracestate: input.tracestate ?? "",
         attempt: 0,

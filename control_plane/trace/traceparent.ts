@@ -5,6 +5,7 @@
  * @module
  */
 import { byteToHex, hexValue, isNonZeroHex, SAMPLED, VERSION_00_LENGTH } from "./_grammar.ts";
+import { invalidArgument } from "../../shared/mod.ts";
 import { TraceState } from "./tracestate.ts";
 import type { TraceContext } from "./types.ts";
 
@@ -117,4 +118,50 @@ export function formatTraceparent(ctx: TraceContext): string {
     throw new RangeError(`Cannot format trace flags ${traceFlags}: expected an integer 0-255`);
   }
   return `00-${traceId}-${spanId}-${byteToHex(traceFlags)}`;
+}
+
+/**
+ * Checks a {@link TraceContext} given from outside (an option, a decoded
+ * message): lowercase hex ids that are not all zero, flags 0-255 and a
+ * {@link TraceState}.
+ *
+ * @param ctx The untrusted context.
+ * @param field The name of the context in error messages.
+ * @returns `ctx`, typed.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the bad field (`trace.spanId`).
+ *
+ * @example Refuse an all-zero span id
+ * ```ts
+ * import { checkTraceContext, TraceState } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const ctx = {
+ *   traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+ *   spanId: "00f067aa0ba902b7",
+ *   traceFlags: 1,
+ *   traceState: TraceState.EMPTY,
+ * };
+ * assert.equal(checkTraceContext(ctx, "trace"), ctx);
+ * assert.throws(() => checkTraceContext({ ...ctx, spanId: "0".repeat(16) }, "trace"), {
+ *   code: "ERR_INVALID_ARGUMENT",
+ *   message: /trace\.spanId/,
+ * });
+ * ```
+ */
+export function checkTraceContext(ctx: unknown, field: string): TraceContext {
+  if (typeof ctx !== "object" || ctx === null) throw invalidArgument(field, "expected an object");
+  const { traceId, spanId, traceFlags, traceState } = ctx as Record<string, unknown>;
+  if (typeof traceId !== "string" || traceId.length !== 32 || !isNonZeroHex(traceId, 0, 32)) {
+    throw invalidArgument(`${field}.traceId`, "expected 32 lowercase hex digits, not all zero");
+  }
+  if (typeof spanId !== "string" || spanId.length !== 16 || !isNonZeroHex(spanId, 0, 16)) {
+    throw invalidArgument(`${field}.spanId`, "expected 16 lowercase hex digits, not all zero");
+  }
+  if (!Number.isInteger(traceFlags) || (traceFlags as number) < 0 || (traceFlags as number) > 255) {
+    throw invalidArgument(`${field}.traceFlags`, "expected an integer 0-255");
+  }
+  if (!(traceState instanceof TraceState)) {
+    throw invalidArgument(`${field}.traceState`, "expected a TraceState");
+  }
+  return ctx as TraceContext;
 }
