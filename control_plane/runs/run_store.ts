@@ -594,23 +594,29 @@ export class RunStore {
 
   /**
    * The newest `take` runs in any of `states`, older than the keyset. Each state
-   * is read from `runs_state_created` in index order (at most `take` rows each),
-   * then SQLite merges them: the cost is bounded by states × take, not history.
+   * is read from `runs_state_created` in index order (at most `take` rows each);
+   * for several states SQLite then merges those rows: the cost is bounded by
+   * states × take, not by history.
    */
   #pageByStates(states: RunState[], keyset: (string | number)[], take: number): RunRow[] {
     if (states.length === 0) return [];
     const key = `${states.length}:${keyset.length > 0}`;
     let stmt = this.#byStates.get(key);
     if (stmt === undefined) {
-      const one = `SELECT * FROM (SELECT ${COLUMNS} FROM runs WHERE state = ?${
+      const one = `SELECT ${COLUMNS} FROM runs WHERE state = ?${
         keyset.length > 0 ? " AND (created_at, id) < (?, ?)" : ""
-      } ORDER BY created_at DESC, id DESC LIMIT ?)`;
+      } ORDER BY created_at DESC, id DESC LIMIT ?`;
       stmt = this.#db.prepare<RunRow>(
-        `${states.map(() => one).join(" UNION ALL ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
+        states.length === 1
+          ? one
+          : `${
+            states.map(() => `SELECT * FROM (${one})`).join(" UNION ALL ")
+          } ORDER BY created_at DESC, id DESC LIMIT ?`,
       );
       this.#byStates.set(key, stmt);
     }
-    return stmt.all(...states.flatMap((state) => [state, ...keyset, take]), take);
+    const params = states.flatMap((state) => [state, ...keyset, take]);
+    return states.length === 1 ? stmt.all(...params) : stmt.all(...params, take);
   }
 
   /**

@@ -554,6 +554,11 @@ Deno.test("RunStore reads pages and ready runs in index order, without sorting t
       () => runs.page({ cursor }),
       /^SEARCH runs USING INDEX runs_created \(\(created_at,id\)<\(\?,\?\)\)$/,
     ],
+    [
+      "page() by one state",
+      () => runs.page({ states: ["queued"], cursor }),
+      /^SEARCH runs USING INDEX runs_state_created \(state=\? AND \(created_at,id\)<\(\?,\?\)\)$/,
+    ],
     ["listReady()", () => runs.listReady(16), /^SCAN runs USING INDEX runs_ready$/],
   ];
   for (const [name, call, expected] of cases) {
@@ -563,7 +568,7 @@ Deno.test("RunStore reads pages and ready runs in index order, without sorting t
       assert.doesNotMatch(plan, /TEMP B-TREE/);
     });
   }
-  await t.step("page() by states reads each state from its index", () => {
+  await t.step("page() by several states reads each state from its index", () => {
     const plan = planOf(() => runs.page({ states: ["queued", "cancelled"], cursor }));
     const searches = plan.split("\n").filter((line) => line.includes("runs"));
     assert.deepEqual(searches, [
