@@ -837,6 +837,28 @@ export class RunStore {
    * @param options The audit actor and how many at most (`limit`, 1..1,000, default 1,000).
    * @returns The runs reclaimed, after the change.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `limit` when it is not valid.
+   *
+   * @example Hand a dead worker's run back
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db), clock });
+   * const actor = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * runs.claim(run.id, "worker-1", 30_000, { actor });
+   * runs.apply(run.id, { type: "start", agentId: "reader" }, { actor, owner: "worker-1" });
+   * clock.advance(30_000); // worker-1 died: no heartbeat
+   * const [back] = runs.reclaimExpired(undefined, { actor: { subject: "worker-2", kind: "service" } });
+   * assert.deepEqual([back?.state, back?.lease], ["retrying", null]);
+   * ```
    */
   reclaimExpired(now?: number, options: RunCallOptions & { limit?: number } = {}): Run[] {
     const { limit = INPUT_LIMITS.listLimit } = options;
