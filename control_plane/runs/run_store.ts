@@ -539,11 +539,13 @@ export class RunStore {
 
   /**
    * One page of runs, newest first (by `createdAt`, then id), and the cursor of
-   * the next, older page. Keyset pagination: a page reads only its own rows
-   * from an index, however long the history. Paging on while runs are created
-   * never returns a run twice nor skips one that existed at the first page
-   * (new runs sort before the cursor, unless the clock went back). The cursor is opaque: pass back the
-   * `nextCursor` you got. This is what `GET /v1/runs?state=&limit=&cursor=` serves.
+   * the next, older page. Keyset pagination: a page reads at most `limit` + 1
+   * rows (per state asked for) from an index, however long the history and
+   * however deep the page. Paging on while runs are created never returns a
+   * run twice nor skips one that existed at the first page (new runs sort
+   * before the cursor, unless the clock went back). The cursor is opaque: pass
+   * back the `nextCursor` you got. `GET /v1/runs?state=&limit=&cursor=` serves
+   * this as `{ items, nextCursor }`.
    *
    * @param options States, limit (1..1,000, default 100) and cursor.
    * @returns The runs and the next cursor (`null` on the last page).
