@@ -15,7 +15,7 @@ import {
   RUN_STATES,
   type RunState,
 } from "../control_plane/mod.ts";
-import { type Identity, type JsonValue, PlmError } from "../shared/mod.ts";
+import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared/mod.ts";
 import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
 import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
@@ -24,14 +24,15 @@ const HELP = `plm runs: submit, cancel, list and show governed runs
 USAGE:
   plm runs submit --action A --resource R [options]
   plm runs cancel RUN_ID [--reason TEXT]
-  plm runs list [--state STATE]... [-n N]
+  plm runs list [--state STATE]... [-n N] [--cursor C]
   plm runs show RUN_ID
 
 COMMANDS:
   submit  Create a run, decide it under the policy set and print its id and state; with
           --agents and --wait, also run it and print the final state
   cancel  Cancel a run that has not finished
-  list    Print runs as JSON lines, oldest first
+  list    Print a page of runs as JSON lines, newest first; when older runs remain, print
+          the cursor of the next page to stderr as 'next: --cursor C'
   show    Print a run as JSON, then its audit timeline
 
 OPTIONS:
@@ -49,7 +50,9 @@ OPTIONS:
       --wait                submit: run the task on the agents and wait for it (default: off)
       --reason TEXT         cancel: why (default: "Cancelled from the CLI")
       --state STATE         list: only runs in this state (repeatable; default: all)
-  -n, --lines N             list: how many runs (default: 20)
+  -n, --lines N             list: how many runs, 1..1000 (default: 20)
+      --cursor C            list: the page after the one that printed this cursor (default:
+                            the newest runs)
       --secret-file PATH    The HS256 secret (default: $PLM_JWT_SECRET)
       --issuer ISS          The required issuer (default: $PLM_JWT_ISSUER)
       --audience AUD        The required audience (default: $PLM_JWT_AUDIENCE)
@@ -123,17 +126,23 @@ export const runsCommand: CliCommand = {
         for (const s of states) {
           if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown state '${s}'`);
         }
-        const limit = Number(str(v.lines) ?? "20");
-        if (!Number.isSafeInteger(limit) || limit < 1) {
-          throw new UsageError("-n must be a positive integer");
+        const lines = str(v.lines) ?? "20";
+        const limit = /^\d{1,4}$/.test(lines) ? Number(lines) : NaN;
+        if (!(limit >= 1 && limit <= INPUT_LIMITS.listLimit)) {
+          throw new UsageError(
+            `-n must be an integer 1..${INPUT_LIMITS.listLimit}, got '${lines}'`,
+          );
         }
+        const cursor = str(v.cursor);
         using db = openDatabase(path);
         const cp = new ControlPlane(db, { policies: { rules: [] } });
-        const runs = cp.runs.list({
+        const page = cp.runs.page({
           ...(states.length > 0 ? { states: states as RunState[] } : {}),
           limit,
+          ...(cursor === undefined ? {} : { cursor }),
         });
-        for (const run of runs) io.out(JSON.stringify(run));
+        for (const run of page.items) io.out(JSON.stringify(run));
+        if (page.nextCursor !== null) io.err(`next: --cursor ${page.nextCursor}`);
         return 0;
       }
       case "show": {
@@ -180,6 +189,7 @@ function parse(args: string[]) {
         reason: { type: "string" },
         state: { type: "string", multiple: true },
         lines: { type: "string", short: "n" },
+        cursor: { type: "string" },
       },
     });
   } catch (err) {

@@ -10,9 +10,12 @@ import {
   ACTOR_KINDS,
   type ActorKind,
   canonicalJson,
+  checkInteger,
+  checkText,
   type Clock,
   formatIssues,
   INPUT_LIMITS,
+  invalidArgument,
   type JsonValue,
   PlmError,
   type Schema,
@@ -315,9 +318,10 @@ export interface AuditListFilter {
    */
   toSeq?: number;
   /**
-   * At most this many records.
+   * At most this many records: an integer 1..`INPUT_LIMITS.listLimit` (1,000).
+   * Without it, every matching record (for exports; page with `fromSeq`).
    *
-   * @default {Infinity}
+   * @default {undefined}
    */
   limit?: number;
   /**
@@ -584,8 +588,8 @@ export class AuditLog implements AuditSink {
    *
    * @param filter Which records, how many, in which order.
    * @returns The matching records.
-   * @throws {RangeError} When `fromSeq`, `toSeq` or `limit` is negative or not an integer.
-   * @throws {TypeError} When a string criterion is not a string.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the criterion when `fromSeq` or `toSeq`
+   * is not an integer >= 0, `limit` not an integer 1..1,000, or a text criterion not a text.
    *
    * @example The last two records of a run
    * ```ts
@@ -603,44 +607,36 @@ export class AuditLog implements AuditSink {
    * ```
    */
   list(filter: AuditListFilter = {}): AuditRecord[] {
-    const {
-      runId,
-      actionPrefix,
-      actorSubject,
-      fromSeq,
-      toSeq,
-      limit = Infinity,
-      newestFirst = false,
-    } = filter;
+    const { runId, actionPrefix, actorSubject, fromSeq, toSeq, limit, newestFirst = false } =
+      filter;
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (runId !== undefined) {
       where.push("run_id = ?");
-      params.push(checkString("runId", runId));
+      params.push(checkText("runId", runId));
     }
     if (actionPrefix !== undefined) {
       where.push("action GLOB ?");
-      params.push(checkString("actionPrefix", actionPrefix).replace(/[*?[]/g, "[$&]") + "*");
+      params.push(checkText("actionPrefix", actionPrefix).replace(/[*?[]/g, "[$&]") + "*");
     }
     if (actorSubject !== undefined) {
       where.push("actor_subject = ?");
-      params.push(checkString("actorSubject", actorSubject));
+      params.push(checkText("actorSubject", actorSubject));
     }
     if (fromSeq !== undefined) {
       where.push("seq >= ?");
-      params.push(checkCount("fromSeq", fromSeq));
+      params.push(checkInteger("fromSeq", fromSeq));
     }
     if (toSeq !== undefined) {
       where.push("seq <= ?");
-      params.push(checkCount("toSeq", toSeq));
+      params.push(checkInteger("toSeq", toSeq));
     }
-    if (limit !== Infinity) checkCount("limit", limit);
     let sql = `SELECT ${COLUMNS} FROM audit_log`;
     if (where.length > 0) sql += ` WHERE ${where.join(" AND ")}`;
     sql += newestFirst ? " ORDER BY seq DESC" : " ORDER BY seq";
-    if (limit !== Infinity) {
+    if (limit !== undefined) {
       sql += " LIMIT ?";
-      params.push(limit);
+      params.push(checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit));
     }
     let stmt = this.#listStmts.get(sql);
     if (stmt === undefined) {
@@ -679,8 +675,8 @@ export class AuditLog implements AuditSink {
    *
    * @param options The expected head, if any.
    * @returns `ok: true` with the count and head, or the first bad seq and why.
-   * @throws {TypeError} When `expectedHead.hash` is not 64 lowercase hex digits.
-   * @throws {RangeError} When `expectedHead.seq` is negative or not an integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `expectedHead.seq` is not an integer >= 0
+   * or `expectedHead.hash` not 64 lowercase hex digits.
    *
    * @example Catch truncation with a remembered head
    * ```ts
@@ -702,11 +698,9 @@ export class AuditLog implements AuditSink {
   verify(options: AuditVerifyOptions = {}): AuditVerifyResult {
     const { expectedHead } = options;
     if (expectedHead !== undefined) {
-      checkCount("expectedHead.seq", expectedHead.seq);
+      checkInteger("expectedHead.seq", expectedHead.seq);
       if (typeof expectedHead.hash !== "string" || !HASH_PATTERN.test(expectedHead.hash)) {
-        throw new TypeError(
-          "Cannot verify against a head hash that is not 64 lowercase hex digits",
-        );
+        throw invalidArgument("expectedHead.hash", "expected 64 lowercase hex digits");
       }
     }
     return this.#db.readTransaction(() => this.#verify(expectedHead));
@@ -999,18 +993,4 @@ function broken(
   reason: string,
 ): AuditVerifyResult {
   return { ok: false, checked, firstBadSeq, problem, reason };
-}
-
-function checkString(name: string, value: unknown): string {
-  if (typeof value !== "string") {
-    throw new TypeError(`Cannot filter by a ${name} that is not a string`);
-  }
-  return value;
-}
-
-function checkCount(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`Cannot use ${value} as ${name}: expected an integer >= 0`);
-  }
-  return value;
 }

@@ -5,10 +5,14 @@
  */
 import {
   type ActorKind,
+  checkInteger,
+  checkText,
   type Clock,
   digestJson,
   type Identity,
   IdentitySchema,
+  INPUT_LIMITS,
+  invalidArgument,
   type JsonValue,
   PlmError,
   systemClock,
@@ -382,7 +386,7 @@ export interface ApprovalFilter {
   state?: ApprovalState;
   /** Only for this run. */
   runId?: string;
-  /** At most this many, oldest first. @default {100} */
+  /** At most this many, oldest first: an integer 1..1,000. @default {100} */
   limit?: number;
 }
 
@@ -694,22 +698,43 @@ export class ApprovalService {
    *
    * @param filter State, run, limit.
    * @returns The approvals.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `state`, `runId` or `limit` when it is
+   * not valid.
+   *
+   * @example The approvals of one run
+   * ```ts
+   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
+   * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
+   * const requester = { subject: "bot", kind: "agent" } as const;
+   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * assert.deepEqual(approvals.list({ runId: "run-1", limit: 10 }).map((a) => a.id), [asked.id]);
+   * assert.throws(() => approvals.list({ limit: 0 }), { code: "ERR_INVALID_ARGUMENT" });
+   * ```
    */
   list(filter: ApprovalFilter = {}): Approval[] {
+    const { state, runId, limit = 100 } = filter;
     const where: string[] = [];
     const params: string[] = [];
-    if (filter.state !== undefined) {
+    if (state !== undefined) {
+      if (!APPROVAL_STATES.includes(state)) {
+        throw invalidArgument("state", `unknown approval state ${JSON.stringify(state)}`);
+      }
       where.push("state = ?");
-      params.push(filter.state);
+      params.push(state);
     }
-    if (filter.runId !== undefined) {
+    if (runId !== undefined) {
       where.push("run_id = ?");
-      params.push(filter.runId);
+      params.push(checkText("runId", runId));
     }
+    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
     const sql = `SELECT ${COLUMNS} FROM approvals ${
       where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
     } ORDER BY created_at, id LIMIT ?`;
-    return this.#db.prepare<ApprovalRow>(sql).all(...params, filter.limit ?? 100).map((row) =>
+    return this.#db.prepare<ApprovalRow>(sql).all(...params, limit).map((row) =>
       this.#fromRow(row)
     );
   }
@@ -719,14 +744,18 @@ export class ApprovalService {
    * a rejection) and audits it. The caller applies each one's `onExpiry` rule.
    *
    * @param now The time to compare deadlines with. Defaults to the clock.
-   * @param options The audit actor (default: the system clock as `system`) and a limit.
+   * @param options The audit actor (default: the system clock as `system`) and a limit
+   * (1..1,000, default 1,000).
    * @returns The approvals that expired now.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `limit` when it is not valid.
    */
   expireDue(now?: number, options: { actor?: AuditActor; limit?: number } = {}): Approval[] {
+    const { limit = INPUT_LIMITS.listLimit } = options;
+    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
     const at = now ?? this.#clock.now();
     const actor = options.actor ?? { subject: "system:clock", kind: "system" };
     return this.#db.transaction(() =>
-      this.#due.all(at, options.limit ?? 1000).map((row) => {
+      this.#due.all(at, limit).map((row) => {
         const reason = `Expired at ${new Date(row.deadline).toISOString()} without a decision`;
         this.#resolve.run("expired", reason, at, row.id);
         this.#audit.append({

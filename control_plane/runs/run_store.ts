@@ -5,10 +5,13 @@
  * @module
  */
 import {
+  checkInteger,
   checkText,
   type Clock,
   digestJson,
   type Identity,
+  INPUT_LIMITS,
+  invalidArgument,
   type JsonValue,
   PlmError,
   systemClock,
@@ -165,12 +168,91 @@ export interface RunCallOptions {
  * ```
  */
 export interface RunFilter {
-  /** Only runs in these states. */
+  /**
+   * Only runs in these states.
+   *
+   * @default {undefined} (every state)
+   */
   states?: readonly RunState[];
-  /** Only runs without a live lease at this time. */
-  unleasedAt?: number;
-  /** At most this many, oldest first. @default {100} */
+  /**
+   * At most this many, oldest first: a safe integer of at least 1.
+   *
+   * @default {100}
+   */
   limit?: number;
+}
+
+/**
+ * Which page {@link RunStore.page} returns.
+ *
+ * @example Ask for the ten newest failed runs
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { RunPageOptions } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const runs = new RunStore(db, { audit: new AuditLog(db) });
+ * const options: RunPageOptions = { states: ["failed"], limit: 10 };
+ * assert.deepEqual(runs.page(options), { items: [], nextCursor: null });
+ * ```
+ */
+export interface RunPageOptions {
+  /**
+   * Only runs in these states.
+   *
+   * @default {undefined} (every state)
+   */
+  states?: readonly RunState[];
+  /**
+   * At most this many runs: an integer 1..`INPUT_LIMITS.listLimit` (1,000).
+   *
+   * @default {100}
+   */
+  limit?: number;
+  /**
+   * The `nextCursor` of the page before; without it, the first (newest) page.
+   *
+   * @default {undefined}
+   */
+  cursor?: string;
+}
+
+/**
+ * One page of runs from {@link RunStore.page}, newest first.
+ *
+ * @example Read every page
+ * ```ts
+ * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+ * import type { RunPage } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * let n = 0;
+ * const runs = new RunStore(db, { audit: new AuditLog(db), generateId: () => `run-${++n}` });
+ * for (let i = 0; i < 3; i++) {
+ *   runs.create({
+ *     task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *       risk: "low", attributes: {} },
+ *     requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ *   });
+ * }
+ * const seen: string[] = [];
+ * let page: RunPage = runs.page({ limit: 2 });
+ * for (;;) {
+ *   seen.push(...page.items.map((run) => run.id));
+ *   if (page.nextCursor === null) break;
+ *   page = runs.page({ limit: 2, cursor: page.nextCursor });
+ * }
+ * assert.deepEqual(seen, ["run-3", "run-2", "run-1"]);
+ * ```
+ */
+export interface RunPage {
+  /** The runs, newest first (by `createdAt`, then id). */
+  items: Run[];
+  /** Pass it as `cursor` for the next (older) page; `null` on the last page. */
+  nextCursor: string | null;
 }
 
 interface RunRow {
@@ -240,6 +322,10 @@ export class RunStore {
   #update: Statement;
   #setLease: Statement;
   #expired: Statement<{ id: string }>;
+  #newest: Statement<RunRow>;
+  #olderThan: Statement<RunRow>;
+  #byStates = new Map<string, Statement<RunRow>>();
+  #ready: Statement<RunRow>;
 
   /**
    * Creates a store on a migrated database.
@@ -270,6 +356,21 @@ export class RunStore {
     this.#expired = db.prepare<{ id: string }>(
       `SELECT id FROM runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= ?
        ORDER BY lease_expires_at LIMIT ?`,
+    );
+    this.#newest = db.prepare<RunRow>(
+      `SELECT ${COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?`,
+    );
+    this.#olderThan = db.prepare<RunRow>(
+      `SELECT ${COLUMNS} FROM runs WHERE (created_at, id) < (?, ?)
+       ORDER BY created_at DESC, id DESC LIMIT ?`,
+    );
+    // INDEXED BY: the planner would otherwise pick runs_state_created and sort the whole backlog.
+    // The WHERE repeats the partial index's condition word for word, which lets SQLite use it.
+    this.#ready = db.prepare<RunRow>(
+      `SELECT ${COLUMNS} FROM runs INDEXED BY runs_ready
+       WHERE state IN ('queued', 'retrying', 'escalated')
+         AND (lease_owner IS NULL OR lease_expires_at <= ?)
+       ORDER BY created_at, id LIMIT ?`,
     );
   }
 
@@ -410,33 +511,169 @@ export class RunStore {
   }
 
   /**
-   * Runs matching a filter, oldest first.
+   * Runs matching a filter, oldest first, as one array. Kept for
+   * `AgentRuntime.recover()`; its cost grows with the runs that match.
    *
-   * @param filter States, lease and limit.
+   * @deprecated Use {@link RunStore.page} (newest first, with a cursor) to
+   * show runs and {@link RunStore.listReady} to find work.
+   *
+   * @param filter States and limit.
    * @returns The runs.
-   * @throws {PlmError} `ERR_INVALID_ARGUMENT` for a state that does not exist.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` for a state that does not exist or a
+   * limit that is not a safe integer of at least 1.
+   *
+   * @example The oldest run
+   * ```ts
+   * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const runs = new RunStore(db, { audit: new AuditLog(db) });
+   * assert.deepEqual(runs.list({ limit: 1 }), []);
+   * assert.throws(() => runs.list({ limit: -1 }), { code: "ERR_INVALID_ARGUMENT" });
+   * ```
    */
   list(filter: RunFilter = {}): Run[] {
-    const { states, unleasedAt, limit = 100 } = filter;
-    const where: string[] = [];
+    const { states, limit = 100 } = filter;
+    checkInteger("limit", limit, 1);
     const params: (string | number)[] = [];
+    let where = "";
     if (states !== undefined) {
-      for (const s of states) {
-        if (!RUN_STATES.includes(s)) {
-          throw new PlmError("ERR_INVALID_ARGUMENT", `Cannot filter on unknown state ${s}`);
-        }
-      }
-      where.push(`state IN (${states.map(() => "?").join(", ") || "NULL"})`);
-      params.push(...states);
+      const wanted = checkStates(states);
+      where = `WHERE state IN (${wanted.map(() => "?").join(", ") || "NULL"})`;
+      params.push(...wanted);
     }
-    if (unleasedAt !== undefined) {
-      where.push("(lease_owner IS NULL OR lease_expires_at <= ?)");
-      params.push(unleasedAt);
-    }
-    const sql = `SELECT ${COLUMNS} FROM runs ${
-      where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
-    } ORDER BY created_at, id LIMIT ?`;
+    const sql = `SELECT ${COLUMNS} FROM runs ${where} ORDER BY created_at, id LIMIT ?`;
     return this.#db.prepare<RunRow>(sql).all(...params, limit).map(fromRow);
+  }
+
+  /**
+   * One page of runs, newest first (by `createdAt`, then id), and the cursor of
+   * the next, older page. Keyset pagination: a page reads at most `limit` + 1
+   * rows (per state asked for) from an index, however long the history and
+   * however deep the page. Paging on while runs are created never returns a
+   * run twice nor skips one that existed at the first page (new runs sort
+   * before the cursor, unless the clock went back). The cursor is opaque: pass
+   * back the `nextCursor` you got. `GET /v1/runs?state=&limit=&cursor=` serves
+   * this as `{ items, nextCursor }`.
+   *
+   * @param options States, limit (1..1,000, default 100) and cursor.
+   * @returns The runs and the next cursor (`null` on the last page).
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `states`, `limit` or
+   * `cursor` when one is not valid (a cursor this method did not make).
+   *
+   * @example Page through the queued runs, newest first
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * let n = 0;
+   * const runs = new RunStore(db, { audit: new AuditLog(db), clock, generateId: () => `r${++n}` });
+   * for (let i = 0; i < 3; i++) {
+   *   runs.create({
+   *     task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *       risk: "low", attributes: {} },
+   *     requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   });
+   *   clock.advance(1);
+   * }
+   * const first = runs.page({ states: ["queued"], limit: 2 });
+   * assert.deepEqual(first.items.map((run) => run.id), ["r3", "r2"]);
+   * const next = runs.page({ states: ["queued"], limit: 2, cursor: first.nextCursor! });
+   * assert.deepEqual([next.items.map((run) => run.id), next.nextCursor], [["r1"], null]);
+   * assert.throws(() => runs.page({ cursor: "not-a-cursor" }), { code: "ERR_INVALID_ARGUMENT" });
+   * ```
+   */
+  page(options: RunPageOptions = {}): RunPage {
+    const { states, limit = 100, cursor } = options;
+    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const keyset = after === undefined ? [] : [after.createdAt, after.id];
+    // One row more than asked tells whether an older page exists.
+    const rows = states === undefined
+      ? (after === undefined ? this.#newest : this.#olderThan).all(...keyset, limit + 1)
+      : this.#pageByStates(checkStates(states), keyset, limit + 1);
+    const items = rows.slice(0, limit).map(fromRow);
+    const last = items.at(-1);
+    return {
+      items,
+      nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null,
+    };
+  }
+
+  /**
+   * The newest `take` runs in any of `states`, older than the keyset. Each state
+   * is read from `runs_state_created` in index order (at most `take` rows each);
+   * for several states SQLite then merges those rows: the cost is bounded by
+   * states × take, not by history.
+   */
+  #pageByStates(states: RunState[], keyset: (string | number)[], take: number): RunRow[] {
+    if (states.length === 0) return [];
+    const key = `${states.length}:${keyset.length > 0}`;
+    let stmt = this.#byStates.get(key);
+    if (stmt === undefined) {
+      const one = `SELECT ${COLUMNS} FROM runs WHERE state = ?${
+        keyset.length > 0 ? " AND (created_at, id) < (?, ?)" : ""
+      } ORDER BY created_at DESC, id DESC LIMIT ?`;
+      stmt = this.#db.prepare<RunRow>(
+        states.length === 1
+          ? one
+          : `${
+            states.map(() => `SELECT * FROM (${one})`).join(" UNION ALL ")
+          } ORDER BY created_at DESC, id DESC LIMIT ?`,
+      );
+      this.#byStates.set(key, stmt);
+    }
+    const params = states.flatMap((state) => [state, ...keyset, take]);
+    return states.length === 1 ? stmt.all(...params) : stmt.all(...params, take);
+  }
+
+  /**
+   * The runs a worker can take now, oldest first (FIFO by `createdAt`, then
+   * id): `queued`, `retrying` or `escalated`, with no lease or an expired one.
+   * It reads the partial index `runs_ready` in order and stops after `limit`
+   * rows, so its cost is bounded by `limit` plus the ready runs under a live
+   * lease (at most what the workers hold), not by the backlog. Ask for what the
+   * worker can take (its free slots), then `claim` each: a run another worker
+   * claimed in between fails the claim with `ERR_RUN_LEASE_HELD`.
+   *
+   * @param limit How many at most: an integer 1..1,000.
+   * @param now The time leases are compared with. Defaults to the clock.
+   * @returns The ready runs, oldest first.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `limit` or `now` when it is not valid.
+   *
+   * @example Take the oldest ready run, skipping one under a live lease
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * let n = 0;
+   * const runs = new RunStore(db, { audit: new AuditLog(db), clock, generateId: () => `r${++n}` });
+   * const actor = { subject: "worker-1", kind: "service" } as const;
+   * for (let i = 0; i < 3; i++) {
+   *   runs.create({
+   *     task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *       risk: "low", attributes: {} },
+   *     requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   });
+   *   clock.advance(1);
+   * }
+   * runs.claim("r1", "worker-1", 30_000, { actor }); // r1 is taken
+   * assert.deepEqual(runs.listReady(1).map((run) => run.id), ["r2"]);
+   * clock.advance(30_000); // r1's lease expired: it is ready again, and the oldest
+   * assert.deepEqual(runs.listReady(16).map((run) => run.id), ["r1", "r2", "r3"]);
+   * ```
+   */
+  listReady(limit: number, now?: number): Run[] {
+    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
+    const at = now === undefined ? this.#clock.now() : checkInteger("now", now);
+    return this.#ready.all(at, limit).map(fromRow);
   }
 
   /**
@@ -609,15 +846,40 @@ export class RunStore {
    * at-least-once), any other run just loses the lease. Each is audited.
    *
    * @param now The time to compare leases with. Defaults to the clock.
-   * @param options The audit actor and how many at most (`limit`, default 1000).
+   * @param options The audit actor and how many at most (`limit`, 1..1,000, default 1,000).
    * @returns The runs reclaimed, after the change.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `limit` when it is not valid.
+   *
+   * @example Hand a dead worker's run back
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db), clock });
+   * const actor = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * runs.claim(run.id, "worker-1", 30_000, { actor });
+   * runs.apply(run.id, { type: "start", agentId: "reader" }, { actor, owner: "worker-1" });
+   * clock.advance(30_000); // worker-1 died: no heartbeat
+   * const [back] = runs.reclaimExpired(undefined, { actor: { subject: "worker-2", kind: "service" } });
+   * assert.deepEqual([back?.state, back?.lease], ["retrying", null]);
+   * ```
    */
   reclaimExpired(now?: number, options: RunCallOptions & { limit?: number } = {}): Run[] {
+    const { limit = INPUT_LIMITS.listLimit } = options;
+    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
     const actor = resolveActor(options.actor);
     const at = now ?? this.#clock.now();
     return this.#db.transaction(() => {
       const reclaimed: Run[] = [];
-      for (const { id } of this.#expired.all(at, options.limit ?? 1000)) {
+      for (const { id } of this.#expired.all(at, limit)) {
         reclaimed.push(this.#reclaim(this.get(id), actor));
       }
       return reclaimed;
@@ -665,6 +927,48 @@ export class RunStore {
       );
     }
   }
+}
+
+/** `states` as given, checked, without repeats. */
+function checkStates(states: readonly RunState[]): RunState[] {
+  if (!Array.isArray(states)) throw invalidArgument("states", "expected a list of run states");
+  for (const [i, state] of states.entries()) {
+    if (!RUN_STATES.includes(state)) {
+      throw invalidArgument(`states.${i}`, `unknown run state ${JSON.stringify(state)}`);
+    }
+  }
+  return [...new Set(states)];
+}
+
+/** The longest cursor: an id of `INPUT_LIMITS.textLength` characters, each escaped to 6 bytes. */
+const MAX_CURSOR_LENGTH = Math.ceil((INPUT_LIMITS.textLength * 6 + 32) * 4 / 3);
+
+/**
+ * A page cursor: the base64url of the JSON `[createdAt, id]` of the last run
+ * of the page. It is opaque to callers; {@link decodeCursor} accepts exactly
+ * this shape and refuses anything else.
+ */
+function encodeCursor(run: Run): string {
+  return new TextEncoder().encode(JSON.stringify([run.createdAt, run.id]))
+    .toBase64({ alphabet: "base64url", omitPadding: true });
+}
+
+function decodeCursor(cursor: unknown): { createdAt: number; id: string } {
+  const text = checkText("cursor", cursor, MAX_CURSOR_LENGTH);
+  let key: unknown;
+  try {
+    const bytes = Uint8Array.fromBase64(text, { alphabet: "base64url" });
+    key = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    key = undefined;
+  }
+  if (
+    !Array.isArray(key) || key.length !== 2 || !Number.isSafeInteger(key[0]) ||
+    typeof key[1] !== "string"
+  ) {
+    throw invalidArgument("cursor", "not a cursor from RunStore.page");
+  }
+  return { createdAt: key[0], id: checkText("cursor", key[1]) };
 }
 
 function conflict(id: string, version: number): PlmError {

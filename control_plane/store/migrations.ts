@@ -47,6 +47,12 @@ export interface Migration {
  * - 2 `runs`: run state, optimistic-concurrency version, idempotency key, lease.
  * - 3 `approvals`: approval requests and one decision row per approver (the
  *   primary key makes each approver count once, across processes).
+ * - 4 `runs_keyset_indexes`: indexes whose order is the order runs are read in,
+ *   so no read sorts or scans the history: `runs_created (created_at, id)` for
+ *   the newest-first page, `runs_state_created (state, created_at, id)` (it
+ *   replaces `runs_state`) for a page by state, and the partial `runs_ready
+ *   (created_at, id)` over `queued`, `retrying` and `escalated` runs for the
+ *   oldest-first ready query.
  *
  * @example Read the latest schema version
  * ```ts
@@ -152,6 +158,16 @@ CREATE TABLE approval_decisions (
   at INTEGER NOT NULL,
   PRIMARY KEY (approval_id, approver_subject)
 ) STRICT;
+`,
+  },
+  {
+    version: 4,
+    name: "runs_keyset_indexes",
+    sql: `
+DROP INDEX runs_state;
+CREATE INDEX runs_created ON runs (created_at, id);
+CREATE INDEX runs_state_created ON runs (state, created_at, id);
+CREATE INDEX runs_ready ON runs (created_at, id) WHERE state IN ('queued', 'retrying', 'escalated');
 `,
   },
 ]);

@@ -113,3 +113,37 @@ Deno.test("plm runs submit --wait runs the task on an HTTP agent", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("plm runs list pages newest first with -n and --cursor, limits 1..1000", async () => {
+  const { dir, run } = await setUp();
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const submitted = await run(["submit", "--action", "bom.update", "--resource", `bom:${i}`]);
+      ids.push(submitted.out[0]!.split(" ")[0]!);
+    }
+    const first = await run(["list", "-n", "2"]);
+    assert.equal(first.code, 0, first.err.join("\n"));
+    const page1 = first.out.map((l) => JSON.parse(l).id);
+    const cursor = /^next: --cursor (\S+)$/.exec(first.err[0] ?? "")?.[1];
+    assert.ok(cursor !== undefined, `a cursor on stderr: ${first.err}`);
+    const second = await run(["list", "-n", "2", "--cursor", cursor]);
+    assert.equal(second.code, 0, second.err.join("\n"));
+    assert.deepEqual(second.err, [], "the last page has no cursor");
+    const page2 = second.out.map((l) => JSON.parse(l).id);
+    const all = (await run(["list"])).out.map((l) => JSON.parse(l));
+    assert.deepEqual([...page1, ...page2], all.map((r) => r.id), "the pages make the whole list");
+    assert.deepEqual(new Set(all.map((r) => r.id)), new Set(ids));
+    assert.ok(all.every((r, i) => i === 0 || all[i - 1].createdAt >= r.createdAt), "newest first");
+
+    for (const n of ["0", "1001", "-1", "1.5", "ten", ""]) {
+      const bad = await run(["list", "-n", n]);
+      assert.equal(bad.code, 2, `-n ${n}`);
+    }
+    const forged = await run(["list", "--cursor", "not-a-cursor"]);
+    assert.equal(forged.code, 1);
+    assert.match(forged.err[0] ?? "", /^error: ERR_INVALID_ARGUMENT: .*cursor/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

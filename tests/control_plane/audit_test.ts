@@ -5,6 +5,7 @@ import { type Database, MIGRATIONS, openDatabase } from "../../control_plane/sto
 import {
   AUDIT_GENESIS_HASH,
   type AuditEntryInput,
+  type AuditListFilter,
   AuditLog,
   type AuditRecord,
   type AuditSink,
@@ -189,13 +190,38 @@ Deno.test("AuditLog.list() filters by run, action prefix, actor, seq range, limi
       13,
       12,
     ]);
-    assert.deepEqual(seqs(audit.list({ limit: 0 })), []);
+    assert.equal(audit.list({ limit: 1_000 }).length, 13);
   });
-  await t.step("bad criteria", () => {
-    assert.throws(() => audit.list({ limit: -1 }), RangeError);
-    assert.throws(() => audit.list({ fromSeq: 1.5 }), RangeError);
-    assert.throws(() => audit.list({ runId: 7 as unknown as string }), TypeError);
-  });
+});
+
+Deno.test("AuditLog.list() refuses bad criteria with ERR_INVALID_ARGUMENT naming the field", async (t) => {
+  const { db, audit } = seeded(3);
+  using _db = db;
+  const bad: [string, AuditListFilter, RegExp][] = [
+    ["limit -1", { limit: -1 }, /limit/],
+    ["limit 0", { limit: 0 }, /limit/],
+    ["limit 1,001", { limit: 1_001 }, /limit/],
+    ["limit NaN", { limit: NaN }, /limit/],
+    ["limit 1.5", { limit: 1.5 }, /limit/],
+    ["limit Infinity", { limit: Infinity }, /limit/],
+    ["limit as a string", { limit: "10" as unknown as number }, /limit/],
+    ["fromSeq 1.5", { fromSeq: 1.5 }, /fromSeq/],
+    ["fromSeq -1", { fromSeq: -1 }, /fromSeq/],
+    ["toSeq NaN", { toSeq: NaN }, /toSeq/],
+    ["toSeq as an object", { toSeq: {} as unknown as number }, /toSeq/],
+    ["runId as a number", { runId: 7 as unknown as string }, /runId/],
+    ["runId with U+0000", { runId: "r-1\0" }, /runId/],
+    ["actionPrefix with a lone surrogate", { actionPrefix: "run\ud800" }, /actionPrefix/],
+    ["actorSubject too long", { actorSubject: "a".repeat(1_025) }, /actorSubject/],
+  ];
+  for (const [name, filter, field] of bad) {
+    await t.step(name, () => {
+      assert.throws(
+        () => audit.list(filter),
+        (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message),
+      );
+    });
+  }
 });
 
 Deno.test("audit_log triggers refuse UPDATE and DELETE with ERR_AUDIT_APPEND_ONLY", () => {
@@ -338,9 +364,12 @@ Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten 
     using _db = db;
     assert.throws(
       () => audit.verify({ expectedHead: { seq: -1, hash: AUDIT_GENESIS_HASH } }),
-      RangeError,
+      (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /seq/.test(err.message),
     );
-    assert.throws(() => audit.verify({ expectedHead: { seq: 1, hash: "ABC" } }), TypeError);
+    assert.throws(
+      () => audit.verify({ expectedHead: { seq: 1, hash: "ABC" } }),
+      (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /hash/.test(err.message),
+    );
   });
 });
 

@@ -193,3 +193,28 @@ Deno.test("ApprovalService never double-counts two processes deciding at once", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ApprovalService.list() and expireDue() refuse a bad filter or limit with ERR_INVALID_ARGUMENT", async (t) => {
+  const { db, approvals } = setUp();
+  for (let i = 0; i < 3; i++) {
+    approvals.request(`run-${i}`, SPEC, { requester: REQUESTER, subject: null });
+  }
+  const invalid = (field: RegExp) => (err: unknown) =>
+    isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message);
+  for (const limit of [-1, 0, 1_001, NaN, 1.5, Infinity, "2", {}]) {
+    await t.step(`limit ${String(limit)}`, () => {
+      assert.throws(() => approvals.list({ limit: limit as number }), invalid(/limit/));
+      assert.throws(
+        () => approvals.expireDue(undefined, { limit: limit as number }),
+        invalid(/limit/),
+      );
+    });
+  }
+  await t.step("state and runId", () => {
+    assert.throws(() => approvals.list({ state: "done" as never }), invalid(/state/));
+    assert.throws(() => approvals.list({ runId: 7 as unknown as string }), invalid(/runId/));
+    assert.throws(() => approvals.list({ runId: "run-1\0" }), invalid(/runId/));
+  });
+  assert.equal(approvals.list({ limit: 2 }).length, 2);
+  db.close();
+});

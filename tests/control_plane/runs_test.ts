@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import {
   type AuditSink,
+  type Database,
+  type PrepareOptions,
   type Run,
   RUN_STATES,
   type RunEvent,
+  type RunState,
   RunStore,
+  type Statement,
   transition,
 } from "../../control_plane/mod.ts";
 import { isPlmError } from "../../shared/mod.ts";
@@ -287,18 +291,15 @@ Deno.test("RunStore keeps state and audit atomic", () => {
   db.close();
 });
 
-Deno.test("RunStore.list() filters by state and lease", () => {
-  const { db, runs, clock } = setUp();
+Deno.test("RunStore.list() filters by state, oldest first", () => {
+  const { db, runs } = setUp();
   const a = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
   const b = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
+  const c = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
   runs.apply(b.id, { type: "cancel", reason: "x" }, { actor: ACTOR });
-  runs.claim(a.id, "w", 100, { actor: ACTOR });
-  assert.deepEqual(runs.list({ states: ["queued"] }).map((r) => r.id), [a.id]);
-  assert.deepEqual(runs.list({ states: ["queued"], unleasedAt: clock.now() }), []);
-  assert.deepEqual(
-    runs.list({ states: ["queued"], unleasedAt: clock.now() + 100 }).map((r) => r.id),
-    [a.id],
-  );
+  assert.deepEqual(runs.list({ states: ["queued"] }).map((r) => r.id), [a.id, c.id]);
+  assert.deepEqual(runs.list({ states: ["queued", "queued"], limit: 1 }).map((r) => r.id), [a.id]);
+  assert.deepEqual(runs.list({ states: [] }), []);
   assert.throws(() => runs.get("nope"), (err: unknown) => isPlmError(err, "ERR_RUN_NOT_FOUND"));
   db.close();
 });
@@ -320,5 +321,260 @@ Deno.test("RunStore.claim() takes over an expired lease as a reclaim, never leav
   ]);
   runs.release(run.id, "w2");
   assert.equal(audit.list({ runId: run.id }).at(-1)?.action, "run.lease.released");
+  db.close();
+});
+
+/** Invalid list limits: -1 returned every row and NaN, 1.5, Infinity, strings reached SQLite. */
+const BAD_LIMITS: readonly [string, unknown][] = [
+  ["-1", -1],
+  ["0", 0],
+  ["NaN", NaN],
+  ["1.5", 1.5],
+  ["Infinity", Infinity],
+  ["a string", "10"],
+  ["an object", { n: 1 }],
+  ["null", null],
+];
+
+function isInvalid(field: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message);
+}
+
+Deno.test("RunStore.list(), page(), listReady() and reclaimExpired() refuse a limit that is not an integer 1..1,000", async (t) => {
+  const { db, runs } = setUp();
+  for (let i = 0; i < 3; i++) {
+    runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+  }
+  const calls: [string, (limit: unknown) => unknown][] = [
+    ["list", (limit) => runs.list({ limit: limit as number })],
+    ["page", (limit) => runs.page({ limit: limit as number })],
+    ["listReady", (limit) => runs.listReady(limit as number)],
+    [
+      "reclaimExpired",
+      (limit) => runs.reclaimExpired(undefined, { actor: ACTOR, limit: limit as number }),
+    ],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, () => {
+      for (const [label, limit] of BAD_LIMITS) {
+        assert.throws(() => call(limit), isInvalid(/limit/), `${name} accepted ${label}`);
+      }
+      if (name !== "list") assert.throws(() => call(1_001), isInvalid(/limit/));
+      call(1_000);
+    });
+  }
+  assert.throws(() => runs.listReady(1, NaN), isInvalid(/now/));
+  assert.throws(() => runs.page({ states: ["paused" as never] }), isInvalid(/states/));
+  assert.throws(() => runs.page({ states: "queued" as never }), isInvalid(/states/));
+  db.close();
+});
+
+/** Newest first: by createdAt, then id (SQLite's binary order; the ids here are ASCII). */
+function newestFirst(a: Run, b: Run): number {
+  return b.createdAt - a.createdAt || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0);
+}
+
+Deno.test("RunStore.page() returns every run exactly once, newest first, while runs are created", async (t) => {
+  const { db, runs, clock } = setUp();
+  const create = () =>
+    runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
+  const existing: Run[] = [];
+  for (let i = 0; i < 23; i++) {
+    existing.push(create());
+    if (i % 3 === 0) clock.advance(1); // runs share a millisecond: the id breaks the tie
+  }
+  for (const run of existing.filter((_, i) => i % 4 === 0)) {
+    runs.apply(run.id, { type: "cancel", reason: "x" }, { actor: ACTOR });
+  }
+  const states = new Map(existing.map((run) => [run.id, runs.get(run.id).state]));
+
+  const walk = (options: { states?: RunState[] }) => {
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = runs.page({ ...options, limit: 4, ...(cursor === undefined ? {} : { cursor }) });
+      assert.ok(page.items.length <= 4);
+      seen.push(...page.items.map((run) => run.id));
+      cursor = page.nextCursor ?? undefined;
+      clock.advance(1);
+      create(); // a newer run arrives between pages
+    } while (cursor !== undefined);
+    return seen;
+  };
+  await t.step("every state", () => {
+    const seen = walk({});
+    const expected = [...existing].sort(newestFirst).map((run) => run.id);
+    assert.deepEqual(seen, expected);
+  });
+  await t.step("by states", () => {
+    const seen = walk({ states: ["cancelled", "queued"] }).filter((id) => states.has(id));
+    assert.deepEqual(seen, [...existing].sort(newestFirst).map((run) => run.id));
+    const cancelled = walk({ states: ["cancelled"] });
+    assert.deepEqual(
+      cancelled,
+      [...existing].sort(newestFirst).filter((run) => states.get(run.id) === "cancelled")
+        .map((run) => run.id),
+    );
+  });
+  await t.step("the last page has no cursor", () => {
+    const all = runs.page({ limit: 1_000 });
+    assert.equal(all.nextCursor, null);
+    const exact = runs.page({ limit: all.items.length });
+    assert.equal(exact.nextCursor, null);
+    assert.deepEqual(runs.page({ states: [] }), { items: [], nextCursor: null });
+  });
+  db.close();
+});
+
+Deno.test("RunStore.page() refuses a forged or garbled cursor", async (t) => {
+  const { db, runs } = setUp();
+  for (let i = 0; i < 3; i++) {
+    runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+  }
+  const cursor = runs.page({ limit: 1 }).nextCursor!;
+  const encode = (text: string) =>
+    new TextEncoder().encode(text).toBase64({ alphabet: "base64url", omitPadding: true });
+  const bad: [string, unknown][] = [
+    ["not base64", "!!!"],
+    ["empty", ""],
+    ["truncated", cursor.slice(0, -3)],
+    ["not JSON", encode("[1,")],
+    ["an object", encode('{"createdAt":1,"id":"run-1"}')],
+    ["one element", encode("[1]")],
+    ["a fractional time", encode('[1.5,"run-1"]')],
+    ["a string time", encode('["1","run-1"]')],
+    ["a numeric id", encode("[1,2]")],
+    ["an id with U+0000", encode('[1,"run\\u0000"]')],
+    ["invalid UTF-8", new Uint8Array([0x5b, 0xff, 0x5d]).toBase64({ alphabet: "base64url" })],
+    ["too long", "A".repeat(100_000)],
+    ["a number", 7],
+    ["an object value", { createdAt: 1 }],
+  ];
+  for (const [name, value] of bad) {
+    await t.step(name, () => {
+      assert.throws(() => runs.page({ cursor: value as string }), isInvalid(/cursor/));
+    });
+  }
+  assert.equal(runs.page({ cursor }).items.length, 2, "a real cursor still works");
+  db.close();
+});
+
+Deno.test("RunStore.listReady() returns runs without a live lease, oldest first", () => {
+  const { db, runs, clock } = setUp();
+  const create = () => {
+    clock.advance(1);
+    return runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run.id;
+  };
+  const leased = create(); // queued, under a live lease
+  const queued = create();
+  const running = create();
+  const retrying = create();
+  const escalated = create();
+  const awaiting = create();
+  const cancelled = create();
+  const last = create();
+  const actor = { actor: ACTOR };
+  runs.claim(leased, "w1", 1_000, actor);
+  runs.apply(running, { type: "start", agentId: "a" }, actor);
+  runs.apply(retrying, { type: "start", agentId: "a" }, actor);
+  runs.apply(retrying, {
+    type: "fail",
+    error: { code: "ERR_AGENT_FAILED", message: "x" },
+    retry: true,
+  }, actor);
+  runs.apply(escalated, { type: "escalate", reason: "x" }, actor);
+  runs.apply(awaiting, { type: "request_approval", approvalId: "ap-1" }, actor);
+  runs.apply(cancelled, { type: "cancel", reason: "x" }, actor);
+
+  assert.deepEqual(
+    runs.listReady(16),
+    [queued, retrying, escalated, last].map((id) => runs.get(id)),
+  );
+  assert.deepEqual(runs.listReady(2).map((r) => r.id), [queued, retrying]);
+  // At the lease's expiry the run is ready again, and it is the oldest.
+  assert.deepEqual(
+    runs.listReady(16, clock.now() + 1_000).map((r) => r.id).slice(0, 2),
+    [leased, queued],
+  );
+  clock.advance(1_000);
+  assert.deepEqual(runs.listReady(1).map((r) => r.id), [leased]);
+  db.close();
+});
+
+/** `db`, seen through a proxy that records the SQL of every statement it executes. */
+function recording(db: Database): { spy: Database; executed: string[] } {
+  const executed: string[] = [];
+  const spy = new Proxy(db, {
+    get(target, key) {
+      if (key === "prepare") {
+        return (sql: string, options?: PrepareOptions): Statement => {
+          const stmt = target.prepare(sql, options);
+          const record = <T>(result: T): T => (executed.push(sql), result);
+          return {
+            sql,
+            run: (...params) => record(stmt.run(...params)),
+            get: (...params) => record(stmt.get(...params)),
+            all: (...params) => record(stmt.all(...params)),
+            iterate: (...params) => record(stmt.iterate(...params)),
+          };
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { spy, executed };
+}
+
+Deno.test("RunStore reads pages and ready runs in index order, without sorting the history", async (t) => {
+  const { db, audit, clock } = setUp();
+  const { spy, executed } = recording(db);
+  const runs = new RunStore(spy, { audit, clock });
+  for (let i = 0; i < 50; i++) {
+    clock.advance(1);
+    const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+    if (i % 2 === 0) runs.apply(run.id, { type: "cancel", reason: "x" }, { actor: ACTOR });
+  }
+  db.exec("ANALYZE"); // statistics must not lead the planner to a sort
+  const cursor = runs.page({ limit: 1 }).nextCursor!;
+  /** The query plan of the one statement on `runs` that `call` executes. */
+  const planOf = (call: () => unknown): string => {
+    executed.length = 0;
+    call();
+    const [sql, ...more] = executed.filter((text) => text.includes("FROM runs"));
+    assert.ok(sql !== undefined && more.length === 0, `one statement: ${executed.join("; ")}`);
+    const params = Array.from(sql.matchAll(/\?/g), () => 1);
+    return db.prepare<{ detail: string }>(`EXPLAIN QUERY PLAN ${sql}`).all(...params)
+      .map((row) => row.detail).join("\n");
+  };
+  const cases: [string, () => unknown, RegExp][] = [
+    ["page(), first page", () => runs.page(), /^SCAN runs USING INDEX runs_created$/],
+    [
+      "page() with a cursor",
+      () => runs.page({ cursor }),
+      /^SEARCH runs USING INDEX runs_created \(\(created_at,id\)<\(\?,\?\)\)$/,
+    ],
+    [
+      "page() by one state",
+      () => runs.page({ states: ["queued"], cursor }),
+      /^SEARCH runs USING INDEX runs_state_created \(state=\? AND \(created_at,id\)<\(\?,\?\)\)$/,
+    ],
+    ["listReady()", () => runs.listReady(16), /^SCAN runs USING INDEX runs_ready$/],
+  ];
+  for (const [name, call, expected] of cases) {
+    await t.step(name, () => {
+      const plan = planOf(call);
+      assert.match(plan, expected);
+      assert.doesNotMatch(plan, /TEMP B-TREE/);
+    });
+  }
+  await t.step("page() by several states reads each state from its index", () => {
+    const plan = planOf(() => runs.page({ states: ["queued", "cancelled"], cursor }));
+    const searches = plan.split("\n").filter((line) => line.includes("runs"));
+    assert.deepEqual(searches, [
+      "SEARCH runs USING INDEX runs_state_created (state=? AND (created_at,id)<(?,?))",
+      "SEARCH runs USING INDEX runs_state_created (state=? AND (created_at,id)<(?,?))",
+    ]);
+  });
   db.close();
 });

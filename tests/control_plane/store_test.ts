@@ -79,6 +79,32 @@ Deno.test("openDatabase() migrates an older database forward", async () => {
   });
 });
 
+Deno.test("openDatabase() migrates a version 3 database to the runs keyset indexes, keeping its runs", async () => {
+  await withTempDir((dir) => {
+    const path = `${dir}/v3.db`;
+    {
+      using db = openDatabase(path, { migrations: MIGRATIONS.slice(0, 3) });
+      db.exec(
+        `INSERT INTO runs VALUES ('run-1', 'queued', 1, '{}', '{}', NULL, 'd', 'tp', '', 0, 0, 0,
+         NULL, NULL, 'null', NULL, NULL, NULL, 5, 5)`,
+      );
+    }
+    using db = openDatabase(path);
+    assert.ok(db.schemaVersion >= 4);
+    const indexes = db.prepare<{ name: string; sql: string }>(
+      "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL ORDER BY name",
+    ).all().map((row) => ({ ...row }));
+    assert.deepEqual(indexes.map((row) => row.name), [
+      "runs_created",
+      "runs_lease",
+      "runs_ready",
+      "runs_state_created",
+    ]);
+    assert.match(indexes[2]!.sql, /WHERE state IN \('queued', 'retrying', 'escalated'\)$/);
+    assert.equal(db.prepare("SELECT id FROM runs").all().length, 1);
+  });
+});
+
 Deno.test("openDatabase() refuses a database newer than the code with ERR_STORE_SCHEMA_TOO_NEW", async () => {
   await withTempDir((dir) => {
     const path = `${dir}/new.db`;
