@@ -104,8 +104,10 @@ export interface ControlPlaneOptions {
   generateId?: () => string;
   /**
    * Delivers the notification of an autonomy `L3` ("act and notify") verdict, after the
-   * decision and its `autonomy.notify` audit record are committed. An error it throws (or
-   * a promise it rejects) is reported to `console.error` and changes nothing.
+   * decision and its `autonomy.notify` audit record are committed (inside
+   * {@link ControlPlane.transaction}, once the outermost one commits; never when it rolls
+   * back). An error it throws (or a promise it rejects) is reported to `console.error` and
+   * changes nothing.
    *
    * @default {undefined} (the audit record is the only notification)
    */
