@@ -9,6 +9,7 @@ import {
   type Identity,
   type JsonValue,
   PlmError,
+  type RunMode,
   type RunTask,
   type TraceContext,
 } from "../control_plane/mod.ts";
@@ -73,6 +74,14 @@ export interface AgentContext {
    * the same for every attempt of a run.
    */
   readonly idempotencyKey: string;
+  /**
+   * `suggest` when the run's requester is an agent at autonomy `L1`: the agent must only
+   * propose (change nothing); its result ends the run `suggested`, for a human to carry
+   * out. The dispatcher always sets it.
+   *
+   * @default {"act"}
+   */
+  readonly mode?: RunMode;
 }
 
 /**

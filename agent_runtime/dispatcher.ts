@@ -16,6 +16,7 @@ import {
   parseTraceparent,
   PlmError,
   type Run,
+  type RunMode,
   systemTimer,
   type Timer,
   type TraceContext,
@@ -193,6 +194,8 @@ export class Dispatcher {
   #actor: AuditActor;
   #agentLoad = new InFlightCounter();
   #executions = new Map<string, Execution>();
+  /** Who cancelled an executing run, for the `cancel` transition its loop records. */
+  #cancelledBy = new Map<string, AuditActor>();
   #active = 0;
   #waiting: (() => void)[] = [];
   #freed: (() => void)[] = [];
@@ -296,6 +299,7 @@ export class Dispatcher {
       } finally {
         this.#release();
         this.#executions.delete(runId);
+        this.#cancelledBy.delete(runId);
       }
     });
     this.#executions.set(runId, { controller, done });
@@ -314,6 +318,7 @@ export class Dispatcher {
   async cancel(runId: string, reason = "Cancelled", actor?: AuditActor): Promise<Run> {
     const execution = this.#executions.get(runId);
     if (execution !== undefined) {
+      if (actor !== undefined) this.#cancelledBy.set(runId, actor);
       execution.controller.abort(new PlmError("ERR_CANCELLED", reason));
       const run = await execution.done;
       if (run.state === "cancelled" || isTerminal(run.state)) return run;
@@ -400,6 +405,7 @@ export class Dispatcher {
       ...parseTraceparent(start.traceparent)!,
       traceState: TraceState.parse(start.tracestate) ?? TraceState.EMPTY,
     };
+    const mode = this.#cp.runMode(start);
     let run = start;
     let attemptsInStep = 0;
     for (;;) {
@@ -447,11 +453,11 @@ export class Dispatcher {
         data: { tier: agent.tier, owner: this.owner },
       });
       attemptsInStep++;
-      const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline);
+      const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline, mode);
       if ("result" in outcome) {
         this.#cp.autonomy?.recordOutcome(identity.subject, "succeeded");
         return runs.apply(run.id, {
-          type: "succeed",
+          type: mode === "suggest" ? "suggest" : "succeed",
           result: outcome.result,
           costUnits: agent.costPerRun,
         }, own);
@@ -497,6 +503,7 @@ export class Dispatcher {
     parent: TraceContext,
     signal: AbortSignal,
     deadline: number,
+    mode: RunMode,
   ): Promise<{ result: JsonValue } | { error: AgentError }> {
     const now = this.#clock.now();
     const attemptDeadline = Math.min(deadline, now + this.#attemptTimeoutMs);
@@ -524,6 +531,7 @@ export class Dispatcher {
         trace: childTraceContext(parent),
         runId: run.id,
         idempotencyKey: run.idempotencyKey ?? run.id,
+        mode,
       })
     );
     // The agent's slot is held until the agent itself settles, even if we stop waiting for it.
@@ -600,7 +608,8 @@ export class Dispatcher {
       const reason = cancelSignal.reason instanceof Error
         ? cancelSignal.reason.message
         : "Cancelled";
-      return this.#cp.runs.apply(run.id, { type: "cancel", reason }, { actor: this.#actor });
+      const actor = this.#cancelledBy.get(run.id) ?? this.#actor;
+      return this.#cp.runs.apply(run.id, { type: "cancel", reason }, { actor });
     }
     // The lease was lost: another worker owns the run now; leave it alone.
     return this.#cp.runs.get(run.id);

@@ -15,10 +15,8 @@ import {
   DEFAULT_AUTONOMY_APPROVAL,
   formatTraceparent,
   type Identity,
-  type JsonValue,
   newTraceContext,
   PlmError,
-  type RiskLevel,
   type Run,
   type TaskInput,
   type TraceContext,
@@ -208,6 +206,7 @@ export class AgentRuntime {
         case "require_approval":
           return cp.requestApproval(run.id, verdict.approval ?? DEFAULT_AUTONOMY_APPROVAL, {
             actor,
+            mode: verdict.suggestOnly === true ? "suggest" : "act",
           })
             .run;
       }
@@ -239,15 +238,26 @@ export class AgentRuntime {
   }
 
   /**
-   * Cancels a run (its agent's signal aborts).
+   * Cancels a run (its agent's signal aborts), when the bound identity may:
+   * see {@link ControlPlane.authorizeCancel}. The cancel is audited with who
+   * cancelled; a refused one too.
    *
    * @param runId The run.
    * @param reason Why.
    * @returns The run after cancellation.
+   * @throws {PlmError} `ERR_IDENTITY_REQUIRED`, `ERR_FORBIDDEN`, `ERR_INVALID_ARGUMENT`
+   * (`reason`), `ERR_RUN_NOT_FOUND`.
    */
   cancel(runId: string, reason?: string): Promise<Run> {
-    const who = currentIdentity();
-    return this.dispatcher.cancel(runId, reason, who === undefined ? undefined : actorOf(who));
+    try {
+      const allowed = this.controlPlane.authorizeCancel(
+        runId,
+        reason === undefined ? {} : { reason },
+      );
+      return this.dispatcher.cancel(runId, allowed.reason, allowed.actor);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**

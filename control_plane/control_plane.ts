@@ -4,7 +4,17 @@
  *
  * @module
  */
-import { type Clock, type Identity, type JsonValue, PlmError, systemClock } from "../shared/mod.ts";
+import {
+  checkText,
+  type Clock,
+  type Identity,
+  IdentitySchema,
+  INPUT_LIMITS,
+  type JsonValue,
+  parseArgument,
+  PlmError,
+  systemClock,
+} from "../shared/mod.ts";
 import { actorOf } from "./audit/actor.ts";
 import { AuditLog } from "./audit/audit_log.ts";
 import type { AuditActor } from "./audit/types.ts";
@@ -18,16 +28,23 @@ import {
 } from "./autonomy/budget.ts";
 import { AutonomyController } from "./autonomy/controller.ts";
 import type { AutonomyVerdict } from "./autonomy/fold.ts";
-import type { AutonomyPolicy } from "./autonomy/levels.ts";
+import type { AutonomyLevel, AutonomyPolicy } from "./autonomy/levels.ts";
 import { PolicyEngine, type Verdict } from "./governance/engine.ts";
-import type { ApprovalSpec, PolicyRequest, PolicySet, RiskLevel } from "./governance/policy.ts";
+import type {
+  ApprovalSpec,
+  Decision,
+  PolicyRequest,
+  PolicyRule,
+  PolicySet,
+  RiskLevel,
+} from "./governance/policy.ts";
 import {
   type Approval,
   type ApprovalDecision,
   type ApprovalKind,
   ApprovalService,
 } from "./hitl/approval_service.ts";
-import { currentIdentity } from "./identity/context.ts";
+import { currentIdentity, requireIdentity } from "./identity/context.ts";
 import { RunStore } from "./runs/run_store.ts";
 import type { Run } from "./runs/state_machine.ts";
 import type { Database } from "./store/database.ts";
@@ -85,6 +102,16 @@ export interface ControlPlaneOptions {
   clock?: Clock;
   /** Makes run and approval ids. @default {() => crypto.randomUUID()} */
   generateId?: () => string;
+  /**
+   * Delivers the notification of an autonomy `L3` ("act and notify") verdict, after the
+   * decision and its `autonomy.notify` audit record are committed (inside
+   * {@link ControlPlane.transaction}, once the outermost one commits; never when it rolls
+   * back). An error it throws (or a promise it rejects) is reported to `console.error` and
+   * changes nothing.
+   *
+   * @default {undefined} (the audit record is the only notification)
+   */
+  onNotify?: (notification: AutonomyNotification) => void | Promise<void>;
 }
 
 /**
@@ -160,6 +187,200 @@ export interface AuthorizeRequest {
 export type ControlPlaneVerdict = Verdict & Partial<Omit<AutonomyVerdict, keyof Verdict>>;
 
 /**
+ * What {@link ControlPlaneOptions.onNotify} receives when an agent at autonomy `L3`
+ * ("act and notify") is allowed to act (or to act once approved).
+ *
+ * @example Deliver notifications of L3 actions
+ * ```ts
+ * import {
+ *   type AutonomyNotification,
+ *   ControlPlane,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const inbox: AutonomyNotification[] = [];
+ * using db = openDatabase(":memory:");
+ * const cp = new ControlPlane(db, {
+ *   policies: { rules: [{ id: "edit", effect: "allow", actions: ["bom.*"] }] },
+ *   autonomy: { defaultLevel: "L3" },
+ *   onNotify: (notification) => void inbox.push(notification),
+ * });
+ * const agent = { subject: "a-1", actorKind: "agent" as const, roles: [], scopes: [] };
+ * cp.authorize({ identity: agent, action: "bom.edit", resource: "bom:1" });
+ * assert.deepEqual(inbox.map((n) => [n.agentId, n.action, n.decision]), [
+ *   ["a-1", "bom.edit", "allow"],
+ * ]);
+ * assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" })[0]?.seq, inbox[0]?.auditSeq);
+ * ```
+ */
+export interface AutonomyNotification {
+  /** The agent that acts (the requester's subject). */
+  readonly agentId: string;
+  /** The action it takes. */
+  readonly action: string;
+  /** What it acts on. */
+  readonly resource: string;
+  /** `allow`, or `require_approval` when a policy still asks a human first. */
+  readonly decision: Decision;
+  /** The level that asked for the notification (`L3`). */
+  readonly autonomyLevel: AutonomyLevel;
+  /** The verdict's reason. */
+  readonly reason: string;
+  /** The run, when the decision was for one, else `null`. */
+  readonly runId: string | null;
+  /** The trace id in force, or `null`. */
+  readonly traceId: string | null;
+  /** The `seq` of the `autonomy.notify` audit record. */
+  readonly auditSeq: number;
+  /** When it was decided, epoch ms. */
+  readonly at: number;
+}
+
+/**
+ * How a run's agent works: `act` carries the task out; `suggest` (autonomy `L1`) only
+ * proposes, and the run ends `suggested` for a human to carry the suggestion out.
+ *
+ * @example A run of an agent at L1 only suggests
+ * ```ts
+ * import {
+ *   ControlPlane,
+ *   openDatabase,
+ *   type RunMode,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const cp = new ControlPlane(db, { policies: { rules: [] } });
+ * const { run } = cp.runs.create({
+ *   task: { action: "bom.edit", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "a-1", actorKind: "agent", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * }, { actor: { subject: "a-1", kind: "agent" } });
+ * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
+ * const { run: parked } = cp.requestApproval(run.id, spec, {
+ *   mode: "suggest",
+ *   actor: { subject: "a-1", kind: "agent" },
+ * });
+ * const mode: RunMode = cp.runMode(parked);
+ * assert.equal(mode, "suggest");
+ * ```
+ */
+export type RunMode = "act" | "suggest";
+
+/**
+ * The built-in rules every cancel ({@link ControlPlane.authorizeCancel}) is decided with,
+ * after the rules of the policy set in force: a requester may cancel its own runs
+ * (`run-cancel-own`), a `run-admin` any run (`run-cancel-admin`). A policy rule with the
+ * same id replaces a built-in one; other rules add to them (an `allow` on `run.cancel`
+ * extends who may cancel, a `deny` overrides both).
+ *
+ * @example Read the built-in cancel rules
+ * ```ts
+ * import { DEFAULT_CANCEL_RULES } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(DEFAULT_CANCEL_RULES.map((rule) => rule.id), [
+ *   "run-cancel-own",
+ *   "run-cancel-admin",
+ * ]);
+ * ```
+ */
+export const DEFAULT_CANCEL_RULES: readonly PolicyRule[] = Object.freeze(
+  [
+    Object.freeze({
+      id: "run-cancel-own",
+      description: "A requester may cancel its own runs",
+      effect: "allow",
+      actions: Object.freeze(["run.cancel"]),
+      conditions: Object.freeze([Object.freeze({ attr: "ownRun", op: "eq", value: true })]),
+    }),
+    Object.freeze({
+      id: "run-cancel-admin",
+      description: "A run-admin may cancel any run",
+      effect: "allow",
+      actions: Object.freeze(["run.cancel"]),
+      roles: Object.freeze(["run-admin"]),
+    }),
+  ] as const satisfies readonly PolicyRule[],
+);
+
+/**
+ * Options of {@link ControlPlane.authorizeCancel}.
+ *
+ * @example Cancel one's own run with a reason
+ * ```ts
+ * import {
+ *   type CancelRunOptions,
+ *   ControlPlane,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const cp = new ControlPlane(db, { policies: { rules: [] } });
+ * const alice = { subject: "alice", actorKind: "human" as const, roles: [], scopes: [] };
+ * const { run } = cp.runs.create({
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: alice,
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * }, { actor: { subject: "alice", kind: "human" } });
+ * const options: CancelRunOptions = { identity: alice, reason: "No longer needed" };
+ * assert.equal(cp.authorizeCancel(run.id, options).reason, "No longer needed");
+ * ```
+ */
+export interface CancelRunOptions {
+  /** Who cancels. Defaults to the identity bound to the async context; none fails closed. */
+  identity?: Identity;
+  /**
+   * Why, for the run and the audit: safe text of at most `INPUT_LIMITS.reasonLength`.
+   *
+   * @default {"Cancelled"}
+   */
+  reason?: string;
+}
+
+/**
+ * An allowed cancel, as returned by {@link ControlPlane.authorizeCancel}: the run as it was
+ * decided on, and who cancels it why, for the `cancel` transition.
+ *
+ * @example Apply an allowed cancel
+ * ```ts
+ * import {
+ *   type CancelAuthorization,
+ *   ControlPlane,
+ *   openDatabase,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const cp = new ControlPlane(db, { policies: { rules: [] } });
+ * const admin = { subject: "ops", actorKind: "human" as const, roles: ["run-admin"], scopes: [] };
+ * const { run } = cp.runs.create({
+ *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+ *     risk: "low", attributes: {} },
+ *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * }, { actor: { subject: "alice", kind: "human" } });
+ * const allowed: CancelAuthorization = cp.authorizeCancel(run.id, { identity: admin });
+ * const cancelled = cp.runs.apply(run.id, { type: "cancel", reason: allowed.reason }, {
+ *   actor: allowed.actor,
+ * });
+ * assert.equal(cancelled.state, "cancelled");
+ * ```
+ */
+export interface CancelAuthorization {
+  /** The run, as read for the decision. */
+  readonly run: Run;
+  /** Who cancels, for the transition's audit record. */
+  readonly actor: AuditActor;
+  /** The checked reason. */
+  readonly reason: string;
+}
+
+/**
  * The control plane: governance, autonomy and budgets decide
  * ({@link ControlPlane.authorize}); runs, approvals and the audit log record.
  * Approval outcomes are carried to their run in the same transaction.
@@ -197,9 +418,13 @@ export class ControlPlane {
   readonly autonomy: AutonomyController | undefined;
   #db: Database;
   #engine: PolicyEngine;
+  #cancelEngine: PolicyEngine;
   #clock: Clock;
   #runBudget: RunBudget | undefined;
   #agentRateLimit: AgentRateLimit | undefined;
+  #onNotify: ((notification: AutonomyNotification) => void | Promise<void>) | undefined;
+  /** Notifications decided in an open transaction, delivered once it commits. */
+  #outbox: AutonomyNotification[] = [];
 
   /**
    * Creates the control plane on a migrated database.
@@ -215,6 +440,8 @@ export class ControlPlane {
     this.#engine = options.policies instanceof PolicyEngine
       ? options.policies
       : new PolicyEngine(options.policies);
+    this.#cancelEngine = cancelEngine(this.#engine.policySet);
+    this.#onNotify = options.onNotify;
     this.audit = new AuditLog(db, { clock });
     this.runs = new RunStore(db, { audit: this.audit, clock, generateId });
     this.approvals = new ApprovalService(db, { audit: this.audit, clock, generateId });
@@ -240,12 +467,23 @@ export class ControlPlane {
   /**
    * Runs `fn` in one store transaction (`BEGIN IMMEDIATE`, or a savepoint when
    * nested), so that several control-plane steps land together or not at all.
+   * Notifications decided inside are delivered once the outermost transaction
+   * commits, and dropped if it rolls back.
    *
    * @param fn Synchronous work on this control plane.
    * @returns What `fn` returns.
    */
   transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn);
+    const mark = this.#outbox.length;
+    let result: T;
+    try {
+      result = this.#db.transaction(fn);
+    } catch (err) {
+      this.#outbox.length = mark;
+      throw err;
+    }
+    if (!this.#db.inTransaction) this.#deliver();
+    return result;
   }
 
   /**
@@ -279,6 +517,7 @@ export class ControlPlane {
    */
   setPolicies(policies: PolicySet, actor?: AuditActor): void {
     const engine = new PolicyEngine(policies);
+    const cancels = cancelEngine(engine.policySet);
     const who = actor ?? requireActor();
     this.audit.append({
       actor: who,
@@ -288,6 +527,7 @@ export class ControlPlane {
       data: { from: this.#engine.version, to: engine.version, rules: policies.rules.length },
     });
     this.#engine = engine;
+    this.#cancelEngine = cancels;
   }
 
   /**
@@ -329,31 +569,147 @@ export class ControlPlane {
       );
     }
     const traceId = request.traceId ?? currentTraceContext()?.traceId;
+    const where = {
+      ...(request.runId === undefined ? {} : { runId: request.runId }),
+      ...(traceId === undefined ? {} : { traceId }),
+    };
     this.audit.append({
       actor: actorOf(identity),
       action: "policy.decide",
       resource: request.resource,
       outcome: verdict.decision,
       reason: verdict.reason,
-      ...(request.runId === undefined ? {} : { runId: request.runId }),
-      ...(traceId === undefined ? {} : { traceId }),
-      data: {
-        request: {
-          action: request.action,
-          resource: request.resource,
-          risk: request.risk ?? "low",
-          tenant: request.tenant ?? null,
-          attributes: request.attributes ?? {},
-          roles: [...identity.roles],
-          actorKind: identity.actorKind,
-        },
-        matchedRuleIds: [...verdict.matchedRuleIds],
-        policyVersion: verdict.policyVersion,
-        code: verdict.code ?? null,
-        autonomyLevel: verdict.autonomyLevel ?? null,
-      },
+      ...where,
+      data: decisionData(policyRequest, verdict),
     });
+    if (verdict.notify === true && verdict.decision !== "deny") {
+      this.#notify(identity, policyRequest, verdict, where);
+    }
     return verdict;
+  }
+
+  /**
+   * Decides whether an identity may cancel a run, and audits the decision as a
+   * `run.cancel` record on `run:<id>` (outcome `allowed` or `denied`, with the
+   * reason and the request, as `policy.decide` records are). The policy request is
+   * action `run.cancel` on the run's task resource (so resource globs and tenants
+   * apply as to the task), risk `low`, with the attributes `ownRun` (the identity
+   * is the run's requester), `runState`, `runAction`, `runRisk` and `requester`.
+   * It is decided by the policy set in force plus {@link DEFAULT_CANCEL_RULES}; a
+   * `require_approval` verdict is a refusal (a cancel does not wait). Autonomy and
+   * budgets do not apply. Whoever applies the `cancel` transition records
+   * `actor` as its actor.
+   *
+   * @param runId The run.
+   * @param options Who cancels (defaults to the bound identity) and why.
+   * @returns The run, the cancelling actor and the checked reason.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `runId` or `reason`;
+   * `ERR_IDENTITY_REQUIRED` when no identity is given or bound; `ERR_RUN_NOT_FOUND`;
+   * `ERR_FORBIDDEN` when the cancel is not allowed (after auditing the refusal).
+   *
+   * @example A requester cancels its own run; another identity may not
+   * ```ts
+   * import { ControlPlane, isPlmError, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, { policies: { rules: [] } });
+   * const alice = { subject: "alice", actorKind: "human" as const, roles: [], scopes: [] };
+   * const { run } = cp.runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: alice,
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const mallory = { ...alice, subject: "mallory" };
+   * assert.throws(() => cp.authorizeCancel(run.id, { identity: mallory }), (err) =>
+   *   isPlmError(err, "ERR_FORBIDDEN"));
+   * assert.equal(cp.authorizeCancel(run.id, { identity: alice }).actor.subject, "alice");
+   * const outcomes = cp.audit.list({ actionPrefix: "run.cancel" }).map((r) => r.outcome);
+   * assert.deepEqual(outcomes, ["denied", "allowed"]);
+   * ```
+   */
+  authorizeCancel(runId: string, options: CancelRunOptions = {}): CancelAuthorization {
+    checkText("runId", runId);
+    const reason = options.reason === undefined
+      ? "Cancelled"
+      : checkText("reason", options.reason, INPUT_LIMITS.reasonLength);
+    const identity = parseArgument(
+      IdentitySchema,
+      options.identity ?? requireIdentity(),
+      "identity",
+    );
+    const run = this.runs.get(runId);
+    const request: PolicyRequest = {
+      identity,
+      action: "run.cancel",
+      resource: run.task.resource,
+      ...(run.requester.tenant === undefined ? {} : { tenant: run.requester.tenant }),
+      attributes: {
+        ownRun: identity.subject === run.requester.subject,
+        runState: run.state,
+        runAction: run.task.action,
+        runRisk: run.task.risk,
+        requester: run.requester.subject,
+      },
+    };
+    const verdict = this.#cancelEngine.decide(request);
+    const allowed = verdict.decision === "allow";
+    const why = allowed || verdict.decision === "deny"
+      ? verdict.reason
+      : `${verdict.reason}; a cancel does not wait for an approval`;
+    const actor = actorOf(identity);
+    this.audit.append({
+      actor,
+      action: "run.cancel",
+      resource: `run:${run.id}`,
+      outcome: allowed ? "allowed" : "denied",
+      reason: why,
+      runId: run.id,
+      traceId: run.traceparent.slice(3, 35),
+      data: { ...decisionData(request, verdict), cancelReason: reason },
+    });
+    if (!allowed) {
+      throw new PlmError(
+        "ERR_FORBIDDEN",
+        `Cannot let ${identity.subject} cancel run ${run.id}: ${why}`,
+      );
+    }
+    return { run, actor, reason };
+  }
+
+  /**
+   * How a run's agent works: `suggest` when the run's approval was opened for a
+   * suggest-only verdict (autonomy `L1`), else `act`. The mode is bound into the
+   * approval's subject (and so its digest): approvers see that they let the agent
+   * suggest, not act.
+   *
+   * @param run The run.
+   * @returns `act` or `suggest`.
+   * @throws {PlmError} `ERR_APPROVAL_NOT_FOUND` when the run names an approval that is gone.
+   *
+   * @example A run without an approval acts
+   * ```ts
+   * import { ControlPlane, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, { policies: { rules: [] } });
+   * const { run } = cp.runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * assert.equal(cp.runMode(run), "act");
+   * ```
+   */
+  runMode(run: Run): RunMode {
+    if (run.approvalId === null) return "act";
+    const { subject } = this.approvals.get(run.approvalId);
+    const suggest = typeof subject === "object" && subject !== null && !Array.isArray(subject) &&
+      (subject as { readonly [key: string]: JsonValue }).mode === "suggest";
+    return suggest ? "suggest" : "act";
   }
 
   /**
@@ -362,17 +718,20 @@ export class ControlPlane {
    *
    * @param runId The run (in `queued` or `escalated`).
    * @param spec Who may approve, quorum, timeout, on-expiry rule.
-   * @param options The kind of approval and the actor (defaults to the bound identity).
+   * @param options The kind of approval, the actor (defaults to the bound identity) and
+   * the run's mode ({@link RunMode}; defaults to the mode of the run's previous approval,
+   * so an escalation keeps a suggest-only run suggest-only).
    * @returns The approval and the parked run.
    */
   requestApproval(
     runId: string,
     spec: ApprovalSpec,
-    options: { kind?: ApprovalKind; actor?: AuditActor } = {},
+    options: { kind?: ApprovalKind; actor?: AuditActor; mode?: RunMode } = {},
   ): { approval: Approval; run: Run } {
     const actor = options.actor ?? requireActor();
     return this.#db.transaction(() => {
       const run = this.runs.get(runId);
+      const mode = options.mode ?? this.runMode(run);
       const approval = this.approvals.request(runId, spec, {
         requester: {
           subject: run.requester.subject,
@@ -383,6 +742,7 @@ export class ControlPlane {
           resource: run.task.resource,
           input: run.task.input,
           risk: run.task.risk,
+          ...(mode === "suggest" ? { mode } : {}),
         },
         kind: options.kind ?? "approval",
         traceId: run.traceparent.slice(3, 35),
@@ -402,27 +762,35 @@ export class ControlPlane {
    * @param approvalId The approval.
    * @param decision `approve` or `reject`.
    * @param options The approver's identity (defaults to the bound one), the digest they saw, a comment.
+   * A refused attempt leaves its `approval.decide` audit record (outcome `refused`),
+   * committed although the call throws.
+   *
    * @returns The approval and its run after the decision.
-   * @throws {PlmError} The codes of `ApprovalService.decide`, and `ERR_IDENTITY_REQUIRED`.
+   * @throws {PlmError} The codes of `ApprovalService.decide` (`ERR_INVALID_ARGUMENT` for
+   * a malformed id, decision, digest or comment), and `ERR_IDENTITY_REQUIRED`.
    */
   decideApproval(
     approvalId: string,
     decision: ApprovalDecision,
     options: { identity?: Identity; digest: string; comment?: string },
   ): { approval: Approval; run: Run } {
-    const identity = options.identity ?? currentIdentity();
-    if (identity === undefined) {
-      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot decide an approval without an identity");
-    }
-    return this.#db.transaction(() => {
-      const before = this.approvals.get(approvalId);
-      const run = this.runs.get(before.runId);
-      const approval = this.approvals.decide(approvalId, decision, {
-        identity,
-        digest: options.digest,
-        ...(options.comment === undefined ? {} : { comment: options.comment }),
-        traceId: run.traceparent.slice(3, 35),
-      });
+    const identity = options.identity ?? requireIdentity();
+    // The decision comes first, so that a refusal (whose audit record `decide` wrote)
+    // is committed with this otherwise empty transaction and thrown after it.
+    const outcome = this.#db.transaction((): { approval: Approval; run: Run } | {
+      refused: unknown;
+    } => {
+      let approval: Approval;
+      try {
+        approval = this.approvals.decide(approvalId, decision, {
+          identity,
+          digest: options.digest,
+          ...(options.comment === undefined ? {} : { comment: options.comment }),
+        });
+      } catch (err) {
+        return { refused: err };
+      }
+      const run = this.runs.get(approval.runId);
       const actor = actorOf(identity);
       if (approval.state === "approved" && run.state === "awaiting_approval") {
         return { approval, run: this.runs.apply(run.id, { type: "approve" }, { actor }) };
@@ -433,6 +801,8 @@ export class ControlPlane {
       }
       return { approval, run };
     });
+    if ("refused" in outcome) throw outcome.refused;
+    return outcome;
   }
 
   /**
@@ -460,12 +830,88 @@ export class ControlPlane {
       })
     );
   }
+
+  /** Audits an `L3` verdict's notification and queues it for `onNotify` until commit. */
+  #notify(
+    identity: Identity,
+    request: PolicyRequest,
+    verdict: ControlPlaneVerdict,
+    where: { runId?: string; traceId?: string },
+  ): void {
+    const level = verdict.autonomyLevel ?? "L3";
+    const record = this.audit.append({
+      actor: actorOf(identity),
+      action: "autonomy.notify",
+      resource: request.resource,
+      outcome: "notified",
+      reason: verdict.reason,
+      ...where,
+      data: { action: request.action, decision: verdict.decision, level },
+    });
+    if (this.#onNotify === undefined) return;
+    this.#outbox.push({
+      agentId: identity.subject,
+      action: request.action,
+      resource: request.resource,
+      decision: verdict.decision,
+      autonomyLevel: level,
+      reason: verdict.reason,
+      runId: where.runId ?? null,
+      traceId: where.traceId ?? null,
+      auditSeq: record.seq,
+      at: record.at,
+    });
+    if (!this.#db.inTransaction) this.#deliver();
+  }
+
+  /** Hands every committed notification to `onNotify`; the hook's failures change nothing. */
+  #deliver(): void {
+    const hook = this.#onNotify;
+    if (hook === undefined) return;
+    const report = (seq: number, err: unknown) =>
+      console.error(`plm: notification of audit record ${seq} failed:`, err);
+    for (const notification of this.#outbox.splice(0)) {
+      try {
+        const pending = hook(notification);
+        if (pending instanceof Promise) pending.catch((err) => report(notification.auditSeq, err));
+      } catch (err) {
+        report(notification.auditSeq, err);
+      }
+    }
+  }
 }
 
 function requireActor(): AuditActor {
-  const identity = currentIdentity();
-  if (identity === undefined) {
-    throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot act without an identity");
-  }
-  return actorOf(identity);
+  return actorOf(requireIdentity());
+}
+
+/** The engine cancels are decided with: the set's rules, then the built-ins it does not replace. */
+function cancelEngine(policies: PolicySet): PolicyEngine {
+  const ids = new Set(policies.rules.map((rule) => rule.id));
+  return new PolicyEngine({
+    ...policies,
+    rules: [...policies.rules, ...DEFAULT_CANCEL_RULES.filter((rule) => !ids.has(rule.id))],
+  });
+}
+
+/** The audit data of a decision: enough to re-decide it with `PolicyEngine.whatIf`. */
+function decisionData(
+  request: PolicyRequest,
+  verdict: ControlPlaneVerdict,
+): { readonly [key: string]: JsonValue } {
+  return {
+    request: {
+      action: request.action,
+      resource: request.resource,
+      risk: request.risk ?? "low",
+      tenant: request.tenant ?? null,
+      attributes: request.attributes ?? {},
+      roles: [...request.identity.roles],
+      actorKind: request.identity.actorKind,
+    },
+    matchedRuleIds: [...verdict.matchedRuleIds],
+    policyVersion: verdict.policyVersion,
+    code: verdict.code ?? null,
+    autonomyLevel: verdict.autonomyLevel ?? null,
+  };
 }

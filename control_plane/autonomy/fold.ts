@@ -32,9 +32,16 @@ import { AUTONOMY_LEVEL_NAMES, type AutonomyLevel } from "./levels.ts";
 export interface AutonomyVerdict extends Verdict {
   /** The autonomy level that was applied. */
   readonly autonomyLevel: AutonomyLevel;
-  /** Whether humans are to be notified when the action executes (`L3`). */
+  /**
+   * Whether humans are to be notified that the agent acts (`L3`): `ControlPlane.authorize`
+   * audits `autonomy.notify` and hands the notification to `onNotify` (ADR 0004).
+   */
   readonly notify: boolean;
-  /** Whether the agent may only suggest, a human carrying the action out (`L1`). */
+  /**
+   * Whether the agent may only suggest, a human carrying the action out (`L1`): the run's
+   * approval is opened in `suggest` mode, the agent gets `mode: "suggest"` and the run
+   * ends `suggested` (ADR 0004).
+   */
   readonly suggestOnly: boolean;
 }
 

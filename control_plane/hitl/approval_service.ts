@@ -9,6 +9,7 @@ import {
   checkText,
   type Clock,
   digestJson,
+  type ErrorCode,
   type Identity,
   IdentitySchema,
   INPUT_LIMITS,
@@ -415,6 +416,8 @@ interface VoteRow {
   at: number;
 }
 
+const DIGEST = /^[0-9a-f]{64}$/;
+
 const COLUMNS = "id, run_id, kind, state, spec, subject, digest, requester_subject, " +
   "requester_kind, trace_id, reason, created_at, deadline, decided_at";
 
@@ -561,18 +564,33 @@ export class ApprovalService {
    * Records one approver's decision. A rejection ends the request at once
    * (veto); the quorum-th distinct approval ends it `approved`.
    *
+   * A refused attempt (decided or expired request, wrong digest, the requester
+   * itself, a missing role or kind, a second vote) leaves an `approval.decide`
+   * record with outcome `refused`, the reason and `data.code`, committed
+   * although the call throws. Inside a caller's transaction the record is part
+   * of it, so it is kept only if the caller commits.
+   *
    * @param approvalId The approval.
    * @param decision `approve` or `reject`.
    * @param options The approver's identity, the digest they saw, a comment.
    * @returns The approval after the decision.
-   * @throws {PlmError} `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`,
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `approvalId`, `decision`, `digest`
+   * (64 lowercase hex) or `comment` (at most `INPUT_LIMITS.reasonLength`), before anything
+   * is read; `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`,
    * `ERR_APPROVAL_EXPIRED` (past the deadline: see {@link ApprovalService.expireDue}),
    * `ERR_APPROVAL_DIGEST_MISMATCH` (a decision replayed onto another request),
    * `ERR_APPROVAL_SELF`, `ERR_APPROVER_NOT_ALLOWED`, `ERR_APPROVAL_DUPLICATE`.
    */
   decide(approvalId: string, decision: ApprovalDecision, options: ApprovalDecideOptions): Approval {
+    checkText("approvalId", approvalId);
     if (decision !== "approve" && decision !== "reject") {
-      throw new TypeError(`Cannot record the decision ${String(decision)}`);
+      throw invalidArgument("decision", 'expected "approve" or "reject"');
+    }
+    if (typeof options?.digest !== "string" || !DIGEST.test(options.digest)) {
+      throw invalidArgument("digest", "expected 64 lowercase hex characters");
+    }
+    if (options.comment !== undefined) {
+      checkText("comment", options.comment, INPUT_LIMITS.reasonLength);
     }
     const parsed = IdentitySchema.safeParse(options.identity);
     if (!parsed.success) {
@@ -580,20 +598,34 @@ export class ApprovalService {
     }
     const identity = parsed.data;
     const approver = actorOf(identity);
-    return this.#db.transaction(() => {
+    // A refusal is audited and committed, then thrown: the transaction returns it rather
+    // than throwing, so that the refusal record is not rolled back with the decision.
+    const outcome = this.#db.transaction((): { approval: Approval } | { refused: PlmError } => {
       const approval = this.get(approvalId);
       const now = this.#clock.now();
-      const refuse = (code: ConstructorParameters<typeof PlmError>[0], message: string) => {
-        throw new PlmError(code, message);
+      const traceId = options.traceId ?? approval.traceId;
+      const trace = traceId === null ? {} : { traceId };
+      const refuse = (code: ErrorCode, message: string) => {
+        this.#audit.append({
+          actor: approver,
+          action: "approval.decide",
+          resource: `approval:${approvalId}`,
+          outcome: "refused",
+          reason: message,
+          runId: approval.runId,
+          ...trace,
+          data: { code, decision, digest: options.digest, roles: [...identity.roles] },
+        });
+        return { refused: new PlmError(code, message) };
       };
       if (approval.state !== "pending") {
-        refuse(
+        return refuse(
           "ERR_APPROVAL_NOT_PENDING",
           `Cannot decide approval ${approvalId} as it is ${approval.state}`,
         );
       }
       if (now >= approval.deadline) {
-        refuse(
+        return refuse(
           "ERR_APPROVAL_EXPIRED",
           `Cannot decide approval ${approvalId} as it expired at ${
             new Date(approval.deadline).toISOString()
@@ -601,19 +633,22 @@ export class ApprovalService {
         );
       }
       if (options.digest !== approval.digest) {
-        refuse(
+        return refuse(
           "ERR_APPROVAL_DIGEST_MISMATCH",
           `Cannot apply a decision to approval ${approvalId} as it was made for another request`,
         );
       }
       if (identity.subject === approval.requester.subject) {
-        refuse("ERR_APPROVAL_SELF", `Cannot let ${identity.subject} approve their own request`);
+        return refuse(
+          "ERR_APPROVAL_SELF",
+          `Cannot let ${identity.subject} approve their own request`,
+        );
       }
       if (
         !this.#approverKinds.includes(identity.actorKind) ||
         !identity.roles.some((role) => approval.spec.approverRoles.includes(role))
       ) {
-        refuse(
+        return refuse(
           "ERR_APPROVER_NOT_ALLOWED",
           `Cannot let ${identity.subject} decide approval ${approvalId}: it needs a ${
             this.#approverKinds.join(" or ")
@@ -630,15 +665,13 @@ export class ApprovalService {
         now,
       );
       if (Number(inserted.changes) !== 1) {
-        refuse(
+        return refuse(
           "ERR_APPROVAL_DUPLICATE",
           `Cannot count ${identity.subject} twice on approval ${approvalId}`,
         );
       }
       const approvals = approval.votes.filter((v) => v.decision === "approve").length +
         (decision === "approve" ? 1 : 0);
-      const traceId = options.traceId ?? approval.traceId;
-      const trace = traceId === null ? {} : { traceId };
       this.#audit.append({
         actor: approver,
         action: "approval.decided",
@@ -674,8 +707,10 @@ export class ApprovalService {
           ...trace,
         });
       }
-      return this.get(approvalId);
+      return { approval: this.get(approvalId) };
     });
+    if ("refused" in outcome) throw outcome.refused;
+    return outcome.approval;
   }
 
   /**

@@ -30,7 +30,6 @@ import {
   type RunEvent,
   type RunEventInput,
   type RunState,
-  type RunTask,
   transition,
 } from "./state_machine.ts";
 

@@ -30,6 +30,7 @@ export const RUN_STATES = [
   "rejected",
   "cancelled",
   "expired",
+  "suggested",
 ] as const;
 
 /**
@@ -69,13 +70,15 @@ export const TERMINAL_RUN_STATES: readonly RunState[] = [
   "rejected",
   "cancelled",
   "expired",
+  "suggested",
 ];
 
 /**
  * Whether a run in `state` is finished.
  *
  * @param state A run state.
- * @returns `true` for `succeeded`, `failed`, `rejected`, `cancelled` and `expired`.
+ * @returns `true` for `succeeded`, `failed`, `rejected`, `cancelled`, `expired` and
+ * `suggested`.
  *
  * @example Terminal states
  * ```ts
@@ -221,7 +224,7 @@ export interface Run {
   readonly agentId: string | null;
   /** The approval the run waits for, or last waited for. */
   readonly approvalId: string | null;
-  /** The agent's result once succeeded. */
+  /** The agent's result once `succeeded`, or its suggestion once `suggested`. */
   readonly result: JsonValue;
   /** The last error, or why it was rejected, expired or cancelled. */
   readonly error: RunError | null;
@@ -267,6 +270,12 @@ export type RunEvent =
     readonly at: number;
     readonly error: RunError;
     readonly retry: boolean;
+    readonly costUnits?: number;
+  }
+  | {
+    readonly type: "suggest";
+    readonly at: number;
+    readonly result: JsonValue;
     readonly costUnits?: number;
   }
   | { readonly type: "escalate"; readonly at: number; readonly reason: string }
@@ -317,6 +326,8 @@ export type RunEventType = RunEvent["type"];
 /**
  * The legal moves: for each state, the events it accepts and the state each
  * leads to. `fail` leads to `retrying` when the event says `retry`, else `failed`.
+ * `suggest` ends a suggest-only run (autonomy `L1`) in `suggested`: the agent's
+ * result is a suggestion that a human must carry out.
  *
  * @example Where a running run can go
  * ```ts
@@ -324,6 +335,7 @@ export type RunEventType = RunEvent["type"];
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(RUN_TRANSITIONS.running.fail, ["retrying", "failed"]);
+ * assert.deepEqual(RUN_TRANSITIONS.running.suggest, ["suggested"]);
  * assert.deepEqual(RUN_TRANSITIONS.awaiting_approval.approve, ["queued"]);
  * assert.equal(RUN_TRANSITIONS.queued.succeed, undefined); // a run must start first
  * ```
@@ -348,6 +360,7 @@ export const RUN_TRANSITIONS: {
   },
   running: {
     succeed: ["succeeded"],
+    suggest: ["suggested"],
     fail: ["retrying", "failed"],
     escalate: ["escalated"],
     cancel: ["cancelled"],
@@ -370,6 +383,7 @@ export const RUN_TRANSITIONS: {
   rejected: {},
   cancelled: {},
   expired: {},
+  suggested: {},
 };
 
 /**
@@ -433,6 +447,14 @@ export function transition(run: Run, event: RunEvent): Run {
       return {
         ...base,
         state: "succeeded",
+        result: event.result,
+        error: null,
+        costUnits: run.costUnits + (event.costUnits ?? 0),
+      };
+    case "suggest":
+      return {
+        ...base,
+        state: "suggested",
         result: event.result,
         error: null,
         costUnits: run.costUnits + (event.costUnits ?? 0),

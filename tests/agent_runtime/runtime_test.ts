@@ -10,6 +10,7 @@ import {
   EscalationLadder,
   openDatabase,
   type PolicySet,
+  withIdentity,
 } from "../../agent_runtime/mod.ts";
 import {
   FakeClock,
@@ -299,7 +300,7 @@ Deno.test("AgentRuntime.cancel() aborts the agent's signal and ends the run canc
   const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await timers.advance(0);
   assert.equal(seen?.aborted, false);
-  const cancelled = await runtime.cancel(id, "user changed their mind");
+  const cancelled = await withIdentity(SVC, () => runtime.cancel(id, "user changed their mind"));
   assert.equal(seen?.aborted, true);
   assert.equal(cancelled.state, "cancelled");
   assert.equal(cancelled.error?.message, "user changed their mind");
@@ -432,5 +433,80 @@ Deno.test("AgentRuntime climbs the ladder in order: stronger tier, then humans, 
       .filter((s) => s !== "running" && s !== "retrying"),
     ["escalated", "escalated", "awaiting_approval", "queued", "failed"],
   );
+  db.close();
+});
+
+Deno.test("AgentRuntime.cancel() refuses another identity and records who cancelled", async () => {
+  const agent = defineAgent({ id: "slow", invoke: () => new Promise<JsonValue>(() => {}) });
+  const { db, runtime, timers, controlPlane } = setUp([agent]);
+  const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
+  await timers.advance(0);
+  const other: Identity = { subject: "mallory", actorKind: "human", roles: ["lead"], scopes: [] };
+  await assert.rejects(
+    withIdentity(other, () => runtime.cancel(id, "mine now")),
+    (err: unknown) => isPlmError(err, "ERR_FORBIDDEN"),
+  );
+  assert.equal(controlPlane.runs.get(id).state, "running");
+  await assert.rejects(
+    runtime.cancel(id),
+    (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
+  );
+  const admin: Identity = { subject: "ops", actorKind: "human", roles: ["run-admin"], scopes: [] };
+  const cancelled = await withIdentity(admin, () => runtime.cancel(id, "stuck"));
+  assert.equal(cancelled.state, "cancelled");
+  const last = controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" }).at(-1);
+  assert.deepEqual([last?.outcome, last?.actor.subject], ["cancelled", "ops"]);
+  const decisions = controlPlane.audit.list({ runId: id, actionPrefix: "run.cancel" });
+  assert.deepEqual(decisions.map((r) => `${r.actor.subject}:${r.outcome}`), [
+    "mallory:denied",
+    "ops:allowed",
+  ]);
+  db.close();
+});
+
+Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggested", async (t) => {
+  const modes: (string | undefined)[] = [];
+  const agent = defineAgent({
+    id: "drafter",
+    invoke: (_task, ctx) => {
+      modes.push(ctx.mode);
+      return Promise.resolve({ draft: "raise quantity to 12" });
+    },
+  });
+  const { db, runtime, timers, controlPlane } = setUp([agent], {}, {
+    autonomy: { defaultLevel: "L1", agents: { "bot-4": { level: "L4" } } },
+  });
+  const bot = (subject: string): Identity => ({
+    subject,
+    actorKind: "agent",
+    roles: [],
+    scopes: [],
+  });
+  await t.step("L1: approved, then suggested", async () => {
+    const id = await runtime.submit(PLAIN_UPDATE, { identity: bot("bot-1") });
+    const parked = controlPlane.runs.get(id);
+    assert.equal(parked.state, "awaiting_approval");
+    const approval = controlPlane.approvals.get(parked.approvalId!);
+    assert.equal((approval.subject as { mode?: string }).mode, "suggest");
+    const approver: Identity = { ...LEAD, roles: ["approver"] };
+    runtime.decideApproval(approval.id, "approve", { identity: approver, digest: approval.digest });
+    await timers.advance(0);
+    const done = await runtime.wait(id);
+    assert.equal(done.state, "suggested");
+    assert.deepEqual(done.result, { draft: "raise quantity to 12" });
+    assert.deepEqual(modes, ["suggest"]);
+    assert.deepEqual(transitions(controlPlane, id), [
+      "awaiting_approval",
+      "queued",
+      "running",
+      "suggested",
+    ]);
+  });
+  await t.step("L4: acts and succeeds", async () => {
+    modes.length = 0;
+    const id = await runtime.submit(PLAIN_UPDATE, { identity: bot("bot-4") });
+    assert.equal((await runtime.wait(id)).state, "succeeded");
+    assert.deepEqual(modes, ["act"]);
+  });
   db.close();
 });

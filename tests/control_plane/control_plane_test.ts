@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  type AutonomyNotification,
   ControlPlane,
   openDatabase,
   parseTraceparent,
@@ -206,5 +207,400 @@ Deno.test("ControlPlane drops an agent's autonomy after repeated denials and aud
   const allowed = cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
   assert.equal(allowed.autonomyLevel, "L3");
   assert.equal(allowed.notify, true);
+  db.close();
+});
+
+const ALICE: Identity = { subject: "alice", actorKind: "human", roles: [], scopes: [] };
+const MALLORY: Identity = { subject: "mallory", actorKind: "human", roles: ["lead"], scopes: [] };
+const OPS: Identity = { subject: "ops", actorKind: "human", roles: ["run-admin"], scopes: [] };
+
+function parkedRun(cp: ControlPlane, requester: Identity = ALICE) {
+  const { run } = cp.runs.create({
+    task: task({ action: "bom.release" }),
+    requester,
+    traceparent: TRACEPARENT,
+  });
+  const spec = POLICIES.rules.find((r) => r.id === "release")!.approval!;
+  return cp.requestApproval(run.id, spec, { actor: { subject: requester.subject, kind: "human" } })
+    .run;
+}
+
+Deno.test("ControlPlane.authorizeCancel() refuses another identity and audits the refusal", () => {
+  const { db, cp } = setUp();
+  const run = parkedRun(cp);
+  assert.throws(
+    () => cp.authorizeCancel(run.id, { identity: MALLORY, reason: "mine now" }),
+    (err: unknown) => isPlmError(err, "ERR_FORBIDDEN"),
+  );
+  assert.equal(cp.runs.get(run.id).state, "awaiting_approval");
+  const [refusal] = cp.audit.list({ actionPrefix: "run.cancel" });
+  assert.equal(refusal?.outcome, "denied");
+  assert.equal(refusal?.actor.subject, "mallory");
+  assert.equal(refusal?.resource, `run:${run.id}`);
+  assert.equal(refusal?.runId, run.id);
+  assert.match(refusal?.reason ?? "", /default deny/);
+  const data = refusal?.data as { code: string; cancelReason: string; request: { action: string } };
+  assert.deepEqual([data.code, data.cancelReason, data.request.action], [
+    "ERR_FORBIDDEN",
+    "mine now",
+    "run.cancel",
+  ]);
+  assert.equal(cp.audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("ControlPlane.authorizeCancel() lets the requester and a run-admin cancel", async (t) => {
+  const { db, cp } = setUp();
+  for (
+    const [name, who, rule] of [["requester", ALICE, "run-cancel-own"], [
+      "run-admin",
+      OPS,
+      "run-cancel-admin",
+    ]] as const
+  ) {
+    await t.step(name, () => {
+      const run = parkedRun(cp);
+      const allowed = cp.authorizeCancel(run.id, { identity: who, reason: "stop" });
+      assert.deepEqual(allowed.actor, { subject: who.subject, kind: "human" });
+      assert.equal(allowed.reason, "stop");
+      const record = cp.audit.list({ runId: run.id }).findLast((r) => r.action === "run.cancel");
+      assert.equal(record?.outcome, "allowed");
+      assert.deepEqual((record?.data as { matchedRuleIds: string[] }).matchedRuleIds, [rule]);
+    });
+  }
+  await t.step("the bound identity, when none is given", () => {
+    const run = parkedRun(cp);
+    assert.equal(withIdentity(ALICE, () => cp.authorizeCancel(run.id)).actor.subject, "alice");
+    assert.equal(withIdentity(ALICE, () => cp.authorizeCancel(run.id)).reason, "Cancelled");
+  });
+  db.close();
+});
+
+Deno.test("ControlPlane.authorizeCancel() fails closed without an identity", () => {
+  const { db, cp } = setUp();
+  const run = parkedRun(cp);
+  assert.throws(
+    () => cp.authorizeCancel(run.id),
+    (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
+  );
+  db.close();
+});
+
+Deno.test("ControlPlane.authorizeCancel() refuses a bad reason, run id or identity, naming it", async (t) => {
+  const { db, cp } = setUp();
+  const run = parkedRun(cp);
+  const bad: [string, unknown, unknown][] = [
+    ["reason", run.id, "stop\0now"],
+    ["reason", run.id, "half \ud800 a pair"],
+    ["reason", run.id, "x".repeat(4_097)],
+    ["reason", run.id, 42],
+    ["runId", { id: run.id }, "stop"],
+    ["runId", "r\0", "stop"],
+  ];
+  for (const [field, runId, reason] of bad) {
+    await t.step(
+      `${field} ${JSON.stringify(runId).slice(0, 20)} ${String(reason).slice(0, 20)}`,
+      () => {
+        assert.throws(
+          () => cp.authorizeCancel(runId as string, { identity: ALICE, reason: reason as string }),
+          (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && err.message.includes(field),
+        );
+      },
+    );
+  }
+  await t.step("an identity whose roles are a string", () => {
+    const identity = { ...OPS, roles: "run-admin" } as unknown as Identity;
+    assert.throws(
+      () => cp.authorizeCancel(run.id, { identity }),
+      (err: unknown) =>
+        isPlmError(err, "ERR_INVALID_ARGUMENT") && /identity\.roles/.test(err.message),
+    );
+  });
+  assert.equal(
+    cp.authorizeCancel(run.id, { identity: ALICE, reason: "x".repeat(4_096) }).reason.length,
+    4_096,
+  );
+  db.close();
+});
+
+Deno.test("ControlPlane.authorizeCancel() composes the built-in rules with the policy set", async (t) => {
+  const decide = (rules: PolicySet["rules"], who: Identity, requester: Identity = ALICE) => {
+    using db = openDatabase(":memory:");
+    const cp = new ControlPlane(db, { policies: { rules }, clock: new FakeClock(0) });
+    const run = parkedRunWith(cp, requester);
+    try {
+      cp.authorizeCancel(run.id, { identity: who });
+      return "allowed";
+    } catch (err) {
+      if (isPlmError(err, "ERR_FORBIDDEN")) return "denied";
+      throw err;
+    }
+  };
+  const oncall: Identity = { subject: "olga", actorKind: "human", roles: ["oncall"], scopes: [] };
+  await t.step("an allow rule extends who may cancel", () => {
+    const rules = [{
+      id: "oncall",
+      effect: "allow" as const,
+      actions: ["run.cancel"],
+      roles: ["oncall"],
+    }];
+    assert.equal(decide([], oncall), "denied");
+    assert.equal(decide(rules, oncall), "allowed");
+  });
+  await t.step("a deny rule overrides the built-in ones", () => {
+    const rules = [{
+      id: "no-cancel-releases",
+      effect: "deny" as const,
+      actions: ["run.cancel"],
+      conditions: [{ attr: "runAction", op: "eq" as const, value: "bom.release" }],
+    }];
+    assert.equal(decide(rules, ALICE), "denied");
+    assert.equal(decide(rules, OPS), "denied");
+  });
+  await t.step("a rule with a built-in id replaces it", () => {
+    const rules = [{ id: "run-cancel-own", effect: "deny" as const, actions: ["nothing.here"] }];
+    assert.equal(decide(rules, ALICE), "denied");
+    assert.equal(decide(rules, OPS), "allowed");
+  });
+  await t.step("a run-admin of another tenant may not", () => {
+    const tenant = (t: string) => ({ tenant: t });
+    assert.equal(decide([], { ...OPS, ...tenant("b") }, { ...ALICE, ...tenant("a") }), "denied");
+    assert.equal(decide([], { ...OPS, ...tenant("a") }, { ...ALICE, ...tenant("a") }), "allowed");
+  });
+  await t.step("a cancel that would need an approval is refused", () => {
+    const rules = [{
+      id: "ask",
+      effect: "require_approval" as const,
+      actions: ["run.cancel"],
+      approval: {
+        approverRoles: ["lead"],
+        quorum: 1,
+        timeoutSeconds: 60,
+        onExpiry: "deny" as const,
+      },
+    }];
+    assert.equal(decide(rules, ALICE), "denied");
+  });
+  await t.step("setPolicies() keeps the built-in rules", () => {
+    using db = openDatabase(":memory:");
+    const cp = new ControlPlane(db, { policies: { rules: [] }, clock: new FakeClock(0) });
+    cp.setPolicies({ rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] }, {
+      subject: "admin",
+      kind: "human",
+    });
+    const run = parkedRunWith(cp, ALICE);
+    assert.equal(cp.authorizeCancel(run.id, { identity: ALICE }).actor.subject, "alice");
+    assert.throws(() => cp.authorizeCancel(run.id, { identity: MALLORY }));
+  });
+});
+
+function parkedRunWith(cp: ControlPlane, requester: Identity) {
+  return cp.runs.create({
+    task: task({ action: "bom.release" }),
+    requester,
+    traceparent: TRACEPARENT,
+  })
+    .run;
+}
+
+Deno.test("ControlPlane.decideApproval() commits the refusal record although it throws", async (t) => {
+  const { db, cp, clock } = setUp();
+  const refused = () => cp.audit.list({ actionPrefix: "approval.decide" });
+  const { run, approval } = (() => {
+    const { run } = cp.runs.create({
+      task: task({ action: "bom.release" }),
+      requester: AGENT,
+      traceparent: TRACEPARENT,
+    });
+    return cp.requestApproval(run.id, POLICIES.rules[2]!.approval!, {
+      actor: { subject: "agent-7", kind: "agent" },
+    });
+  })();
+  const cases: [string, () => unknown, string][] = [
+    [
+      "self-approval",
+      () => cp.decideApproval(approval.id, "approve", { identity: AGENT, digest: approval.digest }),
+      "ERR_APPROVAL_SELF",
+    ],
+    [
+      "a wrong digest",
+      () => cp.decideApproval(approval.id, "approve", { identity: LEAD, digest: "0".repeat(64) }),
+      "ERR_APPROVAL_DIGEST_MISMATCH",
+    ],
+    [
+      "a missing role",
+      () => cp.decideApproval(approval.id, "approve", { identity: ALICE, digest: approval.digest }),
+      "ERR_APPROVER_NOT_ALLOWED",
+    ],
+  ];
+  for (const [name, attempt, code] of cases) {
+    await t.step(name, () => {
+      const before = refused().length;
+      assert.throws(attempt, (err: unknown) => isPlmError(err, code as "ERR_APPROVAL_SELF"));
+      const record = refused().at(-1);
+      assert.equal(refused().length, before + 1);
+      assert.equal(record?.outcome, "refused");
+      assert.equal(record?.runId, run.id);
+      assert.equal(record?.resource, `approval:${approval.id}`);
+      assert.equal(record?.traceId, TRACEPARENT.slice(3, 35));
+      assert.equal((record?.data as { code: string }).code, code);
+      assert.ok((record?.reason ?? "").length > 0);
+      assert.equal(cp.runs.get(run.id).state, "awaiting_approval");
+      assert.equal(cp.approvals.get(approval.id).votes.length, 0);
+    });
+  }
+  await t.step("expired", () => {
+    clock.advance(61_000);
+    assert.throws(
+      () => cp.decideApproval(approval.id, "approve", { identity: LEAD, digest: approval.digest }),
+      (err: unknown) => isPlmError(err, "ERR_APPROVAL_EXPIRED"),
+    );
+    assert.equal((refused().at(-1)?.data as { code: string }).code, "ERR_APPROVAL_EXPIRED");
+  });
+  assert.equal(cp.audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("ControlPlane.decideApproval() refuses malformed input naming the field", async (t) => {
+  const { db, cp } = setUp();
+  const { run } = cp.runs.create({
+    task: task({ action: "bom.release" }),
+    requester: AGENT,
+    traceparent: TRACEPARENT,
+  });
+  const { approval } = cp.requestApproval(run.id, POLICIES.rules[2]!.approval!, {
+    actor: { subject: "agent-7", kind: "agent" },
+  });
+  const records = cp.audit.list({}).length;
+  const ok = { identity: LEAD, digest: approval.digest };
+  const bad: [string, unknown, unknown, Record<string, unknown>][] = [
+    ["decision", approval.id, "approved", ok],
+    ["decision", approval.id, undefined, ok],
+    ["digest", approval.id, "approve", { ...ok, digest: approval.digest.toUpperCase() }],
+    ["digest", approval.id, "approve", { ...ok, digest: approval.digest.slice(1) }],
+    ["digest", approval.id, "approve", { ...ok, digest: 7 }],
+    ["comment", approval.id, "reject", { ...ok, comment: "no\0" }],
+    ["comment", approval.id, "reject", { ...ok, comment: "\udc00" }],
+    ["comment", approval.id, "reject", { ...ok, comment: "x".repeat(4_097) }],
+    ["approvalId", { id: approval.id }, "approve", ok],
+    ["approvalId", "a".repeat(1_025), "approve", ok],
+  ];
+  for (const [field, id, decision, options] of bad) {
+    await t.step(`${field}: ${String(decision)} ${JSON.stringify(options).slice(0, 40)}`, () => {
+      assert.throws(
+        () => cp.decideApproval(id as string, decision as "approve", options as typeof ok),
+        (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && err.message.includes(field),
+      );
+    });
+  }
+  assert.equal(cp.audit.list({}).length, records, "malformed input writes nothing");
+  assert.equal(cp.approvals.get(approval.id).state, "pending");
+  db.close();
+});
+
+Deno.test("ControlPlane.authorize() notifies an L3 action: audited, then delivered after commit", async (t) => {
+  const db = openDatabase(":memory:");
+  const inbox: AutonomyNotification[] = [];
+  const cp = new ControlPlane(db, {
+    policies: POLICIES,
+    clock: new FakeClock(5_000),
+    autonomy: { defaultLevel: "L3", agents: { "agent-4": { level: "L4" } } },
+    onNotify: (notification) => void inbox.push(notification),
+  });
+  await t.step("outside a transaction: at once", () => {
+    cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1", runId: "r-1" });
+    const [record] = cp.audit.list({ actionPrefix: "autonomy.notify" });
+    assert.equal(record?.outcome, "notified");
+    assert.equal(record?.actor.subject, "agent-7");
+    assert.equal(record?.runId, "r-1");
+    assert.deepEqual(inbox, [{
+      agentId: "agent-7",
+      action: "bom.update",
+      resource: "bom:1",
+      decision: "allow",
+      autonomyLevel: "L3",
+      reason: record?.reason,
+      runId: "r-1",
+      traceId: null,
+      auditSeq: record?.seq,
+      at: 5_000,
+    }]);
+  });
+  await t.step("inside a transaction: once it commits", () => {
+    inbox.length = 0;
+    cp.transaction(() => {
+      cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:2" });
+      assert.equal(inbox.length, 0);
+    });
+    assert.deepEqual(inbox.map((n) => n.resource), ["bom:2"]);
+  });
+  await t.step("a rolled-back transaction notifies nobody", () => {
+    inbox.length = 0;
+    const before = cp.audit.list({ actionPrefix: "autonomy.notify" }).length;
+    assert.throws(() =>
+      cp.transaction(() => {
+        cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:3" });
+        throw new Error("abandon");
+      })
+    );
+    assert.equal(inbox.length, 0);
+    assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" }).length, before);
+  });
+  await t.step("no notification for a deny, an L4 agent or a non-agent", () => {
+    inbox.length = 0;
+    cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
+    cp.authorize({
+      identity: { ...AGENT, subject: "agent-4" },
+      action: "bom.update",
+      resource: "bom:1",
+    });
+    cp.authorize({ identity: LEAD, action: "bom.read", resource: "bom:1" });
+    assert.equal(inbox.length, 0);
+  });
+  assert.equal(cp.audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("ControlPlane.authorize() survives an onNotify hook that throws", () => {
+  using db = openDatabase(":memory:");
+  let calls = 0;
+  const cp = new ControlPlane(db, {
+    policies: POLICIES,
+    autonomy: { defaultLevel: "L3" },
+    onNotify: () => {
+      calls++;
+      throw new Error("mail server down (expected in this test)");
+    },
+  });
+  const verdict = cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
+  assert.equal(verdict.decision, "allow");
+  assert.equal(calls, 1);
+  assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" }).length, 1);
+});
+
+Deno.test("ControlPlane.runMode() is suggest for an L1 run, bound into its approvals", () => {
+  const { db, cp } = setUp();
+  const actor = { subject: "agent-7", kind: "agent" } as const;
+  const create = () =>
+    cp.runs.create({
+      task: task({ action: "bom.scrap" }),
+      requester: AGENT,
+      traceparent: TRACEPARENT,
+    })
+      .run;
+  const spec = POLICIES.rules.find((r) => r.id === "scrap")!.approval!;
+  const acting = cp.requestApproval(create().id, spec, { actor });
+  const suggesting = cp.requestApproval(create().id, spec, { actor, mode: "suggest" });
+  assert.equal(cp.runMode(acting.run), "act");
+  assert.equal(cp.runMode(suggesting.run), "suggest");
+  assert.equal((suggesting.approval.subject as { mode?: string }).mode, "suggest");
+  assert.equal((acting.approval.subject as { mode?: string }).mode, undefined);
+  // An escalation's approval keeps the mode.
+  const escalated = cp.runs.apply(suggesting.run.id, { type: "escalate", reason: "stuck" }, {
+    actor,
+  });
+  const again = cp.requestApproval(escalated.id, spec, { actor, kind: "escalation" });
+  assert.notEqual(again.approval.id, suggesting.approval.id);
+  assert.equal(cp.runMode(again.run), "suggest");
   db.close();
 });

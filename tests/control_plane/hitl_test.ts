@@ -56,8 +56,10 @@ Deno.test("ApprovalService.decide() approves at quorum, each approver counting o
   assert.deepEqual(trail, [
     "approval.requested:agent-7",
     "approval.decided:ann",
+    "approval.decide:ann", // the refused second vote
     "approval.decided:bob",
     "approval.approved:bob",
+    "approval.decide:cat", // refused: no longer pending
   ]);
   db.close();
 });
@@ -216,5 +218,84 @@ Deno.test("ApprovalService.list() and expireDue() refuse a bad filter or limit w
     assert.throws(() => approvals.list({ runId: "run-1\0" }), invalid(/runId/));
   });
   assert.equal(approvals.list({ limit: 2 }).length, 2);
+  db.close();
+});
+
+Deno.test("ApprovalService.decide() audits every refused attempt, then throws its code", async (t) => {
+  const { db, clock, audit, approvals } = setUp();
+  const a = approvals.request("run-1", { ...SPEC, quorum: 1 }, {
+    requester: REQUESTER,
+    subject: { action: "bom.release" },
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+  });
+  const other = approvals.request("run-2", SPEC, { requester: REQUESTER, subject: "other" });
+  const attempts: [string, string, () => unknown][] = [
+    ["self-approval", "ERR_APPROVAL_SELF", () =>
+      approvals.decide(a.id, "approve", {
+        identity: { ...human("agent-7"), actorKind: "agent" },
+        digest: a.digest,
+      })],
+    [
+      "a digest of another request",
+      "ERR_APPROVAL_DIGEST_MISMATCH",
+      () => approvals.decide(a.id, "approve", { identity: human("ann"), digest: other.digest }),
+    ],
+    [
+      "a missing role",
+      "ERR_APPROVER_NOT_ALLOWED",
+      () =>
+        approvals.decide(a.id, "reject", { identity: human("bob", ["viewer"]), digest: a.digest }),
+    ],
+  ];
+  for (const [name, expected, attempt] of attempts) {
+    await t.step(name, () => {
+      assert.throws(attempt, code(expected));
+      const record = audit.list({ actionPrefix: "approval.decide" }).at(-1);
+      assert.equal(record?.outcome, "refused");
+      assert.equal(record?.runId, "run-1");
+      assert.equal(record?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+      assert.equal((record?.data as { code: string }).code, expected);
+      assert.equal(approvals.get(a.id).votes.length, 0, "a refusal records no vote");
+    });
+  }
+  await t.step("decided", () => {
+    approvals.decide(a.id, "approve", { identity: human("ann"), digest: a.digest });
+    assert.throws(
+      () => approvals.decide(a.id, "approve", { identity: human("cat"), digest: a.digest }),
+      code("ERR_APPROVAL_NOT_PENDING"),
+    );
+    const record = audit.list({ actionPrefix: "approval.decide" }).at(-1);
+    assert.deepEqual([record?.actor.subject, (record?.data as { code: string }).code], [
+      "cat",
+      "ERR_APPROVAL_NOT_PENDING",
+    ]);
+  });
+  await t.step("expired", () => {
+    clock.advance(60_000);
+    assert.throws(
+      () => approvals.decide(other.id, "approve", { identity: human("ann"), digest: other.digest }),
+      code("ERR_APPROVAL_EXPIRED"),
+    );
+    const record = audit.list({ actionPrefix: "approval.decide" }).at(-1);
+    assert.deepEqual([record?.runId, (record?.data as { code: string }).code], [
+      "run-2",
+      "ERR_APPROVAL_EXPIRED",
+    ]);
+  });
+  assert.equal(audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("ApprovalService.decide() refuses an unknown decision with ERR_INVALID_ARGUMENT", () => {
+  const { db, approvals } = setUp();
+  const a = approvals.request("run-1", SPEC, { requester: REQUESTER, subject: "x" });
+  for (const decision of ["approved", "APPROVE", "", null]) {
+    assert.throws(
+      () =>
+        approvals.decide(a.id, decision as "approve", { identity: human("ann"), digest: a.digest }),
+      (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && err.message.includes("decision"),
+    );
+  }
+  assert.equal(approvals.get(a.id).votes.length, 0);
   db.close();
 });
