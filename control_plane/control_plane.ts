@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { type Clock, type Identity, type JsonValue, PlmError, systemClock } from "../shared/mod.ts";
-import { actorOf } from "./audit/actor.ts";
+import { type Clock, type Identity, type JsonValue, systemClock } from "../shared/mod.ts";
+import { actorOf, resolveActor } from "./audit/actor.ts";
 import { AuditLog } from "./audit/audit_log.ts";
 import type { AuditActor } from "./audit/types.ts";
 import {
@@ -27,7 +27,7 @@ import {
   type ApprovalKind,
   ApprovalService,
 } from "./hitl/approval_service.ts";
-import { currentIdentity } from "./identity/context.ts";
+import { requireIdentity } from "./identity/context.ts";
 import { RunStore } from "./runs/run_store.ts";
 import type { Run } from "./runs/state_machine.ts";
 import type { Database } from "./store/database.ts";
@@ -279,7 +279,7 @@ export class ControlPlane {
    */
   setPolicies(policies: PolicySet, actor?: AuditActor): void {
     const engine = new PolicyEngine(policies);
-    const who = actor ?? requireActor();
+    const who = resolveActor(actor);
     this.audit.append({
       actor: who,
       action: "policy.updated",
@@ -300,10 +300,10 @@ export class ControlPlane {
    * @throws {PlmError} `ERR_IDENTITY_REQUIRED` when no identity is given or bound.
    */
   authorize(request: AuthorizeRequest): ControlPlaneVerdict {
-    const identity = request.identity ?? currentIdentity();
-    if (identity === undefined) {
-      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot authorize without an identity");
-    }
+    const identity = requireIdentity(request.identity, {
+      field: "request.identity",
+      action: "authorize",
+    });
     const policyRequest: PolicyRequest = {
       identity,
       action: request.action,
@@ -370,7 +370,7 @@ export class ControlPlane {
     spec: ApprovalSpec,
     options: { kind?: ApprovalKind; actor?: AuditActor } = {},
   ): { approval: Approval; run: Run } {
-    const actor = options.actor ?? requireActor();
+    const actor = resolveActor(options.actor);
     return this.#db.transaction(() => {
       const run = this.runs.get(runId);
       const approval = this.approvals.request(runId, spec, {
@@ -410,10 +410,10 @@ export class ControlPlane {
     decision: ApprovalDecision,
     options: { identity?: Identity; digest: string; comment?: string },
   ): { approval: Approval; run: Run } {
-    const identity = options.identity ?? currentIdentity();
-    if (identity === undefined) {
-      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot decide an approval without an identity");
-    }
+    const identity = requireIdentity(options.identity, {
+      field: "options.identity",
+      action: "decide an approval",
+    });
     return this.#db.transaction(() => {
       const before = this.approvals.get(approvalId);
       const run = this.runs.get(before.runId);
@@ -460,12 +460,4 @@ export class ControlPlane {
       })
     );
   }
-}
-
-function requireActor(): AuditActor {
-  const identity = currentIdentity();
-  if (identity === undefined) {
-    throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot act without an identity");
-  }
-  return actorOf(identity);
 }

@@ -5,7 +5,13 @@
  * @module
  */
 import { SignJWT } from "jose";
-import { type Clock, type Identity, systemClock } from "../../shared/mod.ts";
+import {
+  type Clock,
+  type Identity,
+  INPUT_LIMITS,
+  systemClock,
+  unsafeTextReason,
+} from "../../shared/mod.ts";
 import { decodeBase64Url, decodeBase64UrlText, hasDuplicateKeys } from "./_jws.ts";
 import { type ClaimFailureReason, IdentityError } from "./identity_error.ts";
 
@@ -305,11 +311,13 @@ type IdentityDraft = { -readonly [K in keyof Identity]: Identity[K] };
  * 2. signature, with the cached key (`ERR_TOKEN_SIGNATURE_INVALID`);
  * 3. claim presence: `sub`, `actor_kind`, `iat`, `exp`, and `iss`/`aud` when
  *    configured (`ERR_TOKEN_CLAIM_INVALID`, reason `missing`);
- * 4. claim values: `sub` a non-empty string, `actor_kind` `human`, `agent` or
- *    `service` (`system` is `forbidden`), `iss`/`aud` matching, NumericDates
- *    whole seconds from 0 to {@link MAX_NUMERIC_DATE}, `exp` after `iat` and
- *    `exp - iat` at most the maximum lifetime, `roles` an array of strings,
- *    `scope` a string, `tenant` and `jti` non-empty strings;
+ * 4. claim values: `actor_kind` `human`, `agent` or `service` (`system` is
+ *    `forbidden`), `iss`/`aud` matching, NumericDates whole seconds from 0 to
+ *    {@link MAX_NUMERIC_DATE}, `exp` after `iat` and `exp - iat` at most the
+ *    maximum lifetime; `sub`, `tenant`, `jti`, each role and each scope texts
+ *    that `IdentitySchema` accepts (1 to 1,024 characters, no U+0000, no lone
+ *    surrogates: the audit log must store what it hashes), `roles` an array
+ *    and `scope` a space-delimited string, of at most 1,000 items each;
  * 5. time, with the clock tolerance: `exp` (`ERR_TOKEN_EXPIRED`), `nbf`
  *    (`ERR_TOKEN_NOT_YET_VALID`), `iat` not in the future
  *    (`ERR_TOKEN_CLAIM_INVALID`, reason `in_future`).
@@ -595,9 +603,7 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     }
 
     // 4. Claim values.
-    if (typeof sub !== "string" || sub === "") {
-      throw claimInvalid("sub", "invalid", "must be a non-empty string");
-    }
+    if (!isStoredText(sub)) throw claimInvalid("sub", "invalid", TEXT_RULE);
     if (actorKind === "system") {
       throw claimInvalid("actor_kind", "forbidden", "cannot be system in a token");
     }
@@ -636,18 +642,23 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
         `gives a lifetime over ${this.#maxLifetimeSeconds} seconds`,
       );
     }
-    if (roles !== undefined && !isStringArray(roles)) {
-      throw claimInvalid("roles", "invalid", "must be an array of strings");
+    if (
+      roles !== undefined &&
+      (!Array.isArray(roles) || roles.length > INPUT_LIMITS.listLimit ||
+        !roles.every(isStoredText))
+    ) {
+      throw claimInvalid("roles", "invalid", `must be an array of texts: ${TEXT_RULE}`);
     }
-    if (scope !== undefined && typeof scope !== "string") {
-      throw claimInvalid("scope", "invalid", "must be a space-delimited string");
+    const scopes = scope === undefined ? [] : typeof scope === "string" ? splitScope(scope) : null;
+    if (
+      scopes === null || scopes.length > INPUT_LIMITS.listLimit || !scopes.every(isStoredText)
+    ) {
+      throw claimInvalid("scope", "invalid", `must be a space-delimited string of ${TEXT_RULE}`);
     }
-    if (tenant !== undefined && (typeof tenant !== "string" || tenant === "")) {
-      throw claimInvalid("tenant", "invalid", "must be a non-empty string");
+    if (tenant !== undefined && !isStoredText(tenant)) {
+      throw claimInvalid("tenant", "invalid", TEXT_RULE);
     }
-    if (jti !== undefined && (typeof jti !== "string" || jti === "")) {
-      throw claimInvalid("jti", "invalid", "must be a non-empty string");
-    }
+    if (jti !== undefined && !isStoredText(jti)) throw claimInvalid("jti", "invalid", TEXT_RULE);
 
     // 5. Time.
     const now = Math.floor(this.#clock.now() / 1000);
@@ -666,8 +677,8 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     const identity: IdentityDraft = {
       subject: sub,
       actorKind,
-      roles: Object.freeze(roles === undefined ? [] : roles as string[]),
-      scopes: Object.freeze(scope === undefined ? [] : splitScope(scope as string)),
+      roles: Object.freeze(roles === undefined ? [] : [...roles as string[]]),
+      scopes: Object.freeze(scopes),
     };
     if (tenant !== undefined) identity.tenant = tenant as string;
     if (jti !== undefined) identity.tokenId = jti as string;
@@ -727,6 +738,19 @@ function isStringArray(value: unknown): value is readonly string[] {
   if (!Array.isArray(value)) return false;
   for (const item of value) if (typeof item !== "string") return false;
   return true;
+}
+
+/** What {@link isStoredText} requires, for messages. */
+const TEXT_RULE =
+  `must be 1 to ${INPUT_LIMITS.textLength} characters without U+0000 or lone surrogates`;
+
+/**
+ * Whether a claim value is a text `IdentitySchema` accepts: stored byte-exact
+ * (no U+0000, no lone surrogates), so the audit log hashes what it stores.
+ */
+function isStoredText(value: unknown): value is string {
+  return typeof value === "string" && value !== "" && value.length <= INPUT_LIMITS.textLength &&
+    unsafeTextReason(value) === undefined;
 }
 
 function isNumericDate(value: unknown): value is number {

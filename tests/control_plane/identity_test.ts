@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { deferred, MemorySink } from "./_memory_sink.ts";
 import * as jose from "jose";
-import { FakeClock, type Identity, IdentitySchema, isPlmError } from "../../shared/mod.ts";
+import {
+  FakeClock,
+  type Identity,
+  IdentitySchema,
+  isPlmError,
+  PlmError,
+} from "../../shared/mod.ts";
+import { resolveActor } from "../../control_plane/audit/actor.ts";
+import { ControlPlane } from "../../control_plane/control_plane.ts";
+import { openDatabase } from "../../control_plane/store/database.ts";
+import { task, TRACEPARENT } from "./_runs_fixture.ts";
 import {
   currentIdentity,
   Hs256JwtIdentityProvider,
@@ -717,6 +727,36 @@ Deno.test("Hs256JwtIdentityProvider.verifyToken() rejects invalid claim values",
   });
 });
 
+Deno.test("Hs256JwtIdentityProvider.verifyToken() refuses claim texts the store cannot keep", async (t) => {
+  // Each would be hashed as given but stored differently: refused as a token error.
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["U+0000 in sub", { sub: "alice\0admin" }, "sub"],
+    ["a lone surrogate in sub", { sub: "alice\ud800" }, "sub"],
+    ["sub over 1,024 characters", { sub: "a".repeat(1_025) }, "sub"],
+    ["U+0000 in a role", { roles: ["approver\0"] }, "roles"],
+    ["an empty role", { roles: [""] }, "roles"],
+    ["a lone surrogate in scope", { scope: "runs:read \udc00" }, "scope"],
+    ["U+0000 in tenant", { tenant: "acme\0" }, "tenant"],
+    ["U+0000 in jti", { jti: "t\0" }, "jti"],
+  ];
+  for (const [name, overrides, claim] of cases) {
+    await t.step(name, async () => {
+      await rejectsWith(
+        provider().verifyToken(await craft({ payload: claims(overrides) })),
+        "ERR_TOKEN_CLAIM_INVALID",
+        claim,
+        "invalid",
+      );
+    });
+  }
+  await t.step("what it accepts always matches IdentitySchema", async () => {
+    const identity = await provider().verifyToken(
+      await craft({ payload: claims({ sub: "a".repeat(1_024), roles: ["é", "🙂"] }) }),
+    );
+    assert.ok(IdentitySchema.safeParse(identity).success);
+  });
+});
+
 Deno.test("Hs256JwtIdentityProvider.verifyToken() checks time with the clock tolerance", async (t) => {
   const clock = new FakeClock(NOW_MS);
   const p = provider({ clock, clockToleranceSeconds: 30 });
@@ -820,13 +860,103 @@ Deno.test("IdentityError messages never contain the token", async () => {
 const ALICE: Identity = { subject: "alice", actorKind: "human", roles: [], scopes: [] };
 const BOB: Identity = { subject: "bob", actorKind: "agent", roles: ["runner"], scopes: [] };
 
+/** Asserts the one error of the "bound identity or fail" check: a plain PlmError. */
+function identityRequired(err: unknown): true {
+  assert.ok(err instanceof PlmError, `expected PlmError, got ${String(err)}`);
+  assert.equal(err.code, "ERR_IDENTITY_REQUIRED");
+  assert.equal(err.name, "PlmError");
+  assert.ok(!(err instanceof IdentityError), "ERR_IDENTITY_REQUIRED is not a token error");
+  return true;
+}
+
 Deno.test("currentIdentity() is undefined and requireIdentity() throws when nothing is bound", () => {
   assert.equal(currentIdentity(), undefined);
-  assert.throws(() => requireIdentity(), (err: unknown) => {
-    assert.ok(err instanceof IdentityError);
-    assert.equal(err.code, "ERR_IDENTITY_REQUIRED");
-    return true;
+  assert.throws(() => requireIdentity(), identityRequired);
+});
+
+const TASK = task();
+
+function controlPlane() {
+  const db = openDatabase(":memory:");
+  let n = 0;
+  const cp = new ControlPlane(db, {
+    policies: { id: "p", rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
+    clock: new FakeClock(NOW_MS),
+    generateId: () => `id-${++n}`,
   });
+  return { db, cp };
+}
+
+Deno.test("requireIdentity() is the one check: every caller throws one PlmError class", async (t) => {
+  const { db, cp } = controlPlane();
+  using _db = db;
+  const calls: [string, () => unknown][] = [
+    ["requireIdentity()", () => requireIdentity()],
+    ["resolveActor()", () => resolveActor(undefined)],
+    ["ControlPlane.authorize()", () => cp.authorize({ action: "bom.read", resource: "bom:1" })],
+    ["ControlPlane.setPolicies()", () => cp.setPolicies({ rules: [] })],
+    ["ControlPlane.decideApproval()", () => cp.decideApproval("a-1", "approve", { digest: "d" })],
+    ["RunStore.create()", () => cp.runs.create({ task: TASK, traceparent: TRACEPARENT })],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, () => assert.throws(call, identityRequired));
+  }
+  assert.equal(cp.audit.list().length, 0);
+});
+
+Deno.test("requireIdentity() validates an explicit identity with IdentitySchema", async (t) => {
+  const bad: [string, unknown][] = [
+    ["roles as a string", { ...ALICE, roles: "admin" }],
+    ["scopes as a string", { ...ALICE, scopes: "runs:write" }],
+    ["U+0000 in the subject", { ...ALICE, subject: "alice\0" }],
+    ["a lone surrogate in a role", { ...ALICE, roles: ["\ud800"] }],
+    ["an empty role", { ...ALICE, roles: [""] }],
+    ["a subject over 1,024 characters", { ...ALICE, subject: "a".repeat(1_025) }],
+    ["an unknown key", { ...ALICE, admin: true }],
+    ["an unknown actor kind", { ...ALICE, actorKind: "root" }],
+  ];
+  for (const [name, identity] of bad) {
+    await t.step(name, () => {
+      assert.throws(() => requireIdentity(identity as Identity, { field: "request.identity" }), {
+        code: "ERR_INVALID_ARGUMENT",
+        message: /request\.identity/,
+      });
+    });
+  }
+  await t.step("a valid identity comes back frozen", () => {
+    const parsed = requireIdentity({ ...ALICE, roles: ["approver"] });
+    assert.deepEqual(parsed, { ...ALICE, roles: ["approver"] });
+    assert.ok(Object.isFrozen(parsed));
+  });
+});
+
+Deno.test("ControlPlane and RunStore refuse an invalid explicit identity before acting", async (t) => {
+  const { db, cp } = controlPlane();
+  using _db = db;
+  const admin = { ...ALICE, roles: "admin" } as unknown as Identity;
+  const nul = { ...ALICE, subject: "alice\0" };
+  await t.step("authorize({ identity })", () => {
+    for (const identity of [admin, nul]) {
+      assert.throws(() => cp.authorize({ identity, action: "bom.read", resource: "bom:1" }), {
+        code: "ERR_INVALID_ARGUMENT",
+        message: /request\.identity/,
+      });
+    }
+  });
+  await t.step("decideApproval({ identity })", () => {
+    assert.throws(() => cp.decideApproval("a-1", "approve", { identity: admin, digest: "d" }), {
+      code: "ERR_INVALID_ARGUMENT",
+      message: /options\.identity/,
+    });
+  });
+  await t.step("runs.create({ requester })", () => {
+    assert.throws(
+      () => cp.runs.create({ task: TASK, requester: nul, traceparent: TRACEPARENT }),
+      { code: "ERR_INVALID_ARGUMENT", message: /requester/ },
+    );
+  });
+  assert.equal(cp.audit.list().length, 0);
+  assert.equal(cp.audit.verify().ok, true);
 });
 
 Deno.test("withIdentity() binds across awaits and unbinds afterwards", async () => {
@@ -841,15 +971,23 @@ Deno.test("withIdentity() binds across awaits and unbinds afterwards", async () 
 });
 
 Deno.test("withIdentity() refuses the system actor kind and invalid identities", async (t) => {
-  await t.step("system", () => {
-    assert.throws(() => withIdentity(SYSTEM_IDENTITY, () => 1), RangeError);
-  });
-  await t.step("empty subject", () => {
-    assert.throws(() => withIdentity({ ...ALICE, subject: "" }, () => 1), TypeError);
-  });
-  await t.step("unknown key", () => {
-    assert.throws(() => withIdentity({ ...ALICE, admin: true } as Identity, () => 1), TypeError);
-  });
+  const cases: [string, unknown][] = [
+    ["system", SYSTEM_IDENTITY],
+    ["empty subject", { ...ALICE, subject: "" }],
+    ["unknown key", { ...ALICE, admin: true }],
+    ["roles as a string", { ...ALICE, roles: "admin" }],
+    ["U+0000 in the subject", { ...ALICE, subject: "alice\0" }],
+    ["a lone surrogate in a scope", { ...ALICE, scopes: ["\udc00"] }],
+  ];
+  for (const [name, identity] of cases) {
+    await t.step(name, () => {
+      let ran = false;
+      assert.throws(() => withIdentity(identity as Identity, () => (ran = true)), {
+        code: "ERR_INVALID_ARGUMENT",
+      });
+      assert.equal(ran, false);
+    });
+  }
 });
 
 Deno.test("withIdentity() restores the outer identity after a nested call and a throw", () => {
