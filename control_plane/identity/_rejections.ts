@@ -8,13 +8,13 @@ import type { Clock, JsonValue, Timer } from "../../shared/mod.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 
 /** How long one (client, reason) window lasts: one record per window, plus one count. */
-export const REJECTION_WINDOW_MS = 60_000;
+const REJECTION_WINDOW_MS = 60_000;
 /** The longest path kept in a record's resource, in characters. */
-export const MAX_AUDITED_PATH = 512;
+const MAX_AUDITED_PATH = 512;
 /** The longest client key, method or claim name kept in a record, in characters. */
-export const MAX_AUDITED_LABEL = 128;
+const MAX_AUDITED_LABEL = 128;
 /** The client key that stands for every client once `maxClients` windows are open. */
-export const OTHER_CLIENTS = "(other clients)";
+const OTHER_CLIENTS = "(other clients)";
 
 /** What one rejected request contributes to the audit. */
 export interface Rejection {
@@ -190,7 +190,7 @@ function firstRecord(actor: AuditActor, client: string, rejection: Rejection) {
  * surrogates become U+FFFD, and a cut text ends in `…` (never in half a
  * surrogate pair).
  */
-export function bound(text: string, max: number): { text: string; truncated: boolean } {
+function bound(text: string, max: number): { text: string; truncated: boolean } {
   const safe = text.toWellFormed().replaceAll("\0", "\ufffd");
   if (safe.length <= max) return { text: safe, truncated: false };
   let cut = safe.slice(0, max - 1);

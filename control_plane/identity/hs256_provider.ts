@@ -297,8 +297,10 @@ type IdentityDraft = { -readonly [K in keyof Identity]: Identity[K] };
  * Issues and verifies HS256 JWTs with one shared secret and maps them to an
  * {@link Identity}.
  *
- * Verification is stricter than `jose`'s defaults and runs in this order,
- * the first failure winning:
+ * Issuing signs with jose's `SignJWT`; verification is this class's own code
+ * on WebCrypto (`crypto.subtle.verify`, the call jose makes too), stricter
+ * than `jose.jwtVerify` (docs/adr/0005). It runs in this order, the first
+ * failure winning:
  *
  * 1. structure: not empty (`ERR_TOKEN_MISSING`), at most {@link MAX_TOKEN_LENGTH}
  *    characters (`ERR_TOKEN_TOO_LARGE`), three segments of canonical unpadded

@@ -757,6 +757,50 @@ Deno.test("Hs256JwtIdentityProvider.verifyToken() refuses claim texts the store 
   });
 });
 
+Deno.test("Hs256JwtIdentityProvider.verifyToken() accepts no token that jose.jwtVerify refuses (ADR 0005)", async () => {
+  // ADR 0005: verification is our own code on WebCrypto, not jose's; it must be at least as
+  // strict. jose, given the same key, algorithm and time, is the oracle over odd headers and
+  // every claim set to odd values or removed.
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(SECRET),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["verify"],
+  );
+  const headers: Record<string, unknown>[] = [
+    HEADER,
+    { ...HEADER, crit: ["b64"], b64: false },
+    { ...HEADER, b64: false },
+    { ...HEADER, crit: [] },
+    { ...HEADER, typ: "jwt" },
+    { alg: "HS256" },
+    { ...HEADER, kid: 1 },
+  ];
+  const odd: unknown[] = [undefined, null, 0, -1, 1.5, "", "x", [], {}, true, ["a"], [1], 1e300];
+  const times = [NOW - 100, NOW + 100, NOW + 1e9];
+  const names = ["sub", "actor_kind", "iat", "exp", "nbf", "iss", "aud", "roles", "scope", "jti"];
+  let accepted = 0;
+  let checked = 0;
+  for (const header of headers) {
+    for (const name of names) {
+      for (const value of [...odd, ...times]) {
+        const token = await craft({ header, payload: claims({ [name]: value }) });
+        const ours = await provider().verifyToken(token).then(() => true, () => false);
+        const theirs = await jose.jwtVerify(token, key, {
+          algorithms: ["HS256"],
+          currentDate: new Date(NOW_MS),
+        }).then(() => true, () => false);
+        assert.ok(!ours || theirs, `jose refuses what we accept: ${name} = ${String(value)}`);
+        if (ours) accepted++;
+        checked++;
+      }
+    }
+  }
+  // The corpus is not all refusals: some variants are valid for both.
+  assert.ok(accepted > 0 && accepted < checked);
+});
+
 Deno.test("Hs256JwtIdentityProvider.verifyToken() checks time with the clock tolerance", async (t) => {
   const clock = new FakeClock(NOW_MS);
   const p = provider({ clock, clockToleranceSeconds: 30 });
