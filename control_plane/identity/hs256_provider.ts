@@ -5,13 +5,19 @@
  * @module
  */
 import { SignJWT } from "jose";
+import { z } from "zod";
 import {
+  checkInteger,
   type Clock,
   type Identity,
   INPUT_LIMITS,
+  invalidArgument,
+  parseArgument,
+  type Schema,
   systemClock,
   unsafeTextReason,
 } from "../../shared/mod.ts";
+import { textSchema } from "../../shared/validate.ts";
 import { decodeBase64Url, decodeBase64UrlText, hasDuplicateKeys } from "./_jws.ts";
 import { type ClaimFailureReason, IdentityError } from "./identity_error.ts";
 
@@ -113,7 +119,9 @@ export const TOKEN_ACTOR_KINDS = ["human", "agent", "service"] as const;
  * assert.equal((await provider.verifyToken(token)).actorKind, "service");
  * // @ts-expect-error: a token never carries the system kind
  * const system: TokenActorKind = "system";
- * await assert.rejects(provider.issueToken({ subject: "cron", actorKind: system }), RangeError);
+ * await assert.rejects(provider.issueToken({ subject: "cron", actorKind: system }), {
+ *   code: "ERR_INVALID_ARGUMENT",
+ * });
  * ```
  */
 export type TokenActorKind = typeof TOKEN_ACTOR_KINDS[number];
@@ -287,6 +295,19 @@ export interface IssueTokenOptions {
 }
 
 const DEFAULT_TTL_SECONDS = 3600;
+/** What `issueToken` accepts: exactly what `verifyToken` gives back. */
+const ISSUE_TOKEN_CLAIMS_SCHEMA: Schema<
+  Required<Omit<IssueTokenClaims, "tenant">> & {
+    readonly tenant?: string;
+  }
+> = z.strictObject({
+  subject: textSchema(),
+  actorKind: z.enum(TOKEN_ACTOR_KINDS),
+  roles: z.array(textSchema()).max(INPUT_LIMITS.listLimit).readonly().default([]),
+  scopes: z.array(textSchema().refine((s) => !/\s/.test(s), "A scope is one word"))
+    .max(INPUT_LIMITS.listLimit).readonly().default([]),
+  tenant: textSchema().exactOptional(),
+});
 const ENCODER = new TextEncoder();
 const HMAC_SHA256 = { name: "HMAC", hash: "SHA-256" } as const;
 
@@ -425,11 +446,12 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
    * @param claims Who the token is for.
    * @param options The lifetime.
    * @returns The compact JWT.
-   * @throws {RangeError} When `actorKind` is `system` or unknown, `ttlSeconds`
-   * is not a whole number from 1 to `maxTokenLifetimeSeconds`, or a scope is
-   * empty or contains whitespace.
-   * @throws {TypeError} When `subject` is not a non-empty string, or roles,
-   * scopes or tenant have the wrong type.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when the claims
+   * are not what `verifyToken` accepts (`actorKind` `system` or unknown; a
+   * subject, role, scope or tenant that is not 1 to 1,024 characters without
+   * U+0000 or lone surrogates; a scope with whitespace; more than 1,000 roles
+   * or scopes; the token over {@link MAX_TOKEN_LENGTH}), or `ttlSeconds` is
+   * not a whole number from 1 to `maxTokenLifetimeSeconds`.
    *
    * @example Issue a short-lived agent token
    * ```ts
@@ -449,40 +471,19 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
    * assert.equal(identity.expiresAt, 1_700_000_060_000);
    * await assert.rejects(
    *   provider.issueToken({ subject: "cron", actorKind: "system" as "service" }),
-   *   RangeError,
+   *   { code: "ERR_INVALID_ARGUMENT" },
    * );
    * ```
    */
   async issueToken(claims: IssueTokenClaims, options?: IssueTokenOptions): Promise<string> {
     const { ttlSeconds = Math.min(DEFAULT_TTL_SECONDS, this.#maxLifetimeSeconds) } = options ??
       {};
-    const { subject, actorKind, roles = [], scopes = [], tenant } = claims;
-    if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1) {
-      throw new RangeError(`Cannot issue a token with a lifetime of ${ttlSeconds} seconds`);
-    }
-    if (ttlSeconds > this.#maxLifetimeSeconds) {
-      throw new RangeError(
-        `Cannot issue a token for ${ttlSeconds} seconds: the maximum is ${this.#maxLifetimeSeconds}`,
-      );
-    }
-    if (typeof subject !== "string" || subject === "") {
-      throw new TypeError("Cannot issue a token without a subject");
-    }
-    if (!(TOKEN_ACTOR_KINDS as readonly string[]).includes(actorKind)) {
-      throw new RangeError(
-        `Cannot issue a token for actor kind '${actorKind}': only human, agent or service`,
-      );
-    }
-    if (!isStringArray(roles)) throw new TypeError("Cannot issue a token: roles must be strings");
-    if (!isStringArray(scopes)) throw new TypeError("Cannot issue a token: scopes must be strings");
-    for (const scope of scopes) {
-      if (scope === "" || /\s/.test(scope)) {
-        throw new RangeError(`Cannot issue a token with scope '${scope}': scopes are single words`);
-      }
-    }
-    if (tenant !== undefined && (typeof tenant !== "string" || tenant === "")) {
-      throw new TypeError("Cannot issue a token with an empty tenant");
-    }
+    checkInteger("options.ttlSeconds", ttlSeconds, 1, this.#maxLifetimeSeconds);
+    const { subject, actorKind, roles, scopes, tenant } = parseArgument(
+      ISSUE_TOKEN_CLAIMS_SCHEMA,
+      claims,
+      "claims",
+    );
     const iat = Math.floor(this.#clock.now() / 1000);
     const payload: Record<string, string | number | string[]> = {
       sub: subject,
@@ -497,7 +498,15 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     payload.exp = iat + ttlSeconds;
     payload.jti = this.#generateId();
     const key = this.#key ?? await this.#loadKey();
-    return await new SignJWT(payload).setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(key);
+    const token = await new SignJWT(payload).setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .sign(key);
+    if (token.length > MAX_TOKEN_LENGTH) {
+      throw invalidArgument(
+        "claims",
+        `the token would be ${token.length} characters: the limit is ${MAX_TOKEN_LENGTH}`,
+      );
+    }
+    return token;
   }
 
   /**
