@@ -73,11 +73,6 @@ export class RejectionLog {
     this.#maxClients = options.maxClients;
   }
 
-  /** How many windows are open. */
-  get size(): number {
-    return this.#windows.size;
-  }
-
   /** Records one rejection: written now if it opens a window, counted otherwise. */
   record(rejection: Rejection): void {
     const now = this.#clock.now();
@@ -90,11 +85,11 @@ export class RejectionLog {
     }
     const open = this.#windows.get(key);
     if (open !== undefined) {
-      // Only reached when the clock went back: expired windows sit at the front otherwise.
       if (now - open.start < REJECTION_WINDOW_MS && now >= open.start) {
         open.count++;
         return;
       }
+      // Only when the clock went back: expired windows sit at the front and are closed above.
       this.#close(key, open);
     }
     this.#audit.append(firstRecord(this.#actor, client, rejection));

@@ -15,7 +15,6 @@ import {
   parseArgument,
   type Schema,
   systemClock,
-  unsafeTextReason,
 } from "../../shared/mod.ts";
 import { textSchema } from "../../shared/validate.ts";
 import { decodeBase64Url, decodeBase64UrlText, hasDuplicateKeys } from "./_jws.ts";
@@ -755,13 +754,14 @@ function isStringArray(value: unknown): value is readonly string[] {
 const TEXT_RULE =
   `must be 1 to ${INPUT_LIMITS.textLength} characters without U+0000 or lone surrogates`;
 
+const STORED_TEXT = textSchema();
+
 /**
  * Whether a claim value is a text `IdentitySchema` accepts: stored byte-exact
  * (no U+0000, no lone surrogates), so the audit log hashes what it stores.
  */
 function isStoredText(value: unknown): value is string {
-  return typeof value === "string" && value !== "" && value.length <= INPUT_LIMITS.textLength &&
-    unsafeTextReason(value) === undefined;
+  return STORED_TEXT.safeParse(value).success;
 }
 
 function isNumericDate(value: unknown): value is number {
