@@ -10,13 +10,13 @@ import {
   checkTraceContext,
   childTraceContext,
   type ControlPlane,
-  currentIdentity,
   currentTraceContext,
   DEFAULT_AUTONOMY_APPROVAL,
   formatTraceparent,
   type Identity,
   newTraceContext,
   PlmError,
+  requireIdentity,
   type Run,
   type TaskInput,
   type TraceContext,
@@ -166,10 +166,7 @@ export class AgentRuntime {
   }
 
   #submit(input: TaskInput, options: SubmitOptions): string {
-    const identity = options.identity ?? currentIdentity();
-    if (identity === undefined) {
-      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot submit a task without an identity");
-    }
+    const identity = requireIdentity(options.identity, { action: "submit a task" });
     if (this.dispatcher.full) {
       throw new PlmError("ERR_QUEUE_FULL", "Cannot accept a task as the dispatch queue is full");
     }

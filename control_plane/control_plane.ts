@@ -8,14 +8,12 @@ import {
   checkText,
   type Clock,
   type Identity,
-  IdentitySchema,
   INPUT_LIMITS,
   type JsonValue,
-  parseArgument,
   PlmError,
   systemClock,
 } from "../shared/mod.ts";
-import { actorOf } from "./audit/actor.ts";
+import { actorOf, resolveActor } from "./audit/actor.ts";
 import { AuditLog } from "./audit/audit_log.ts";
 import type { AuditActor } from "./audit/types.ts";
 import {
@@ -44,7 +42,7 @@ import {
   type ApprovalKind,
   ApprovalService,
 } from "./hitl/approval_service.ts";
-import { currentIdentity, requireIdentity } from "./identity/context.ts";
+import { requireIdentity } from "./identity/context.ts";
 import { RunStore } from "./runs/run_store.ts";
 import type { Run } from "./runs/state_machine.ts";
 import type { Database } from "./store/database.ts";
@@ -518,7 +516,7 @@ export class ControlPlane {
   setPolicies(policies: PolicySet, actor?: AuditActor): void {
     const engine = new PolicyEngine(policies);
     const cancels = cancelEngine(engine.policySet);
-    const who = actor ?? requireActor();
+    const who = resolveActor(actor);
     this.audit.append({
       actor: who,
       action: "policy.updated",
@@ -540,10 +538,10 @@ export class ControlPlane {
    * @throws {PlmError} `ERR_IDENTITY_REQUIRED` when no identity is given or bound.
    */
   authorize(request: AuthorizeRequest): ControlPlaneVerdict {
-    const identity = request.identity ?? currentIdentity();
-    if (identity === undefined) {
-      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot authorize without an identity");
-    }
+    const identity = requireIdentity(request.identity, {
+      field: "request.identity",
+      action: "authorize",
+    });
     const policyRequest: PolicyRequest = {
       identity,
       action: request.action,
@@ -634,11 +632,7 @@ export class ControlPlane {
     const reason = options.reason === undefined
       ? "Cancelled"
       : checkText("reason", options.reason, INPUT_LIMITS.reasonLength);
-    const identity = parseArgument(
-      IdentitySchema,
-      options.identity ?? requireIdentity(),
-      "identity",
-    );
+    const identity = requireIdentity(options.identity, { action: "cancel a run" });
     const run = this.runs.get(runId);
     const request: PolicyRequest = {
       identity,
@@ -728,7 +722,7 @@ export class ControlPlane {
     spec: ApprovalSpec,
     options: { kind?: ApprovalKind; actor?: AuditActor; mode?: RunMode } = {},
   ): { approval: Approval; run: Run } {
-    const actor = options.actor ?? requireActor();
+    const actor = resolveActor(options.actor);
     return this.#db.transaction(() => {
       const run = this.runs.get(runId);
       const mode = options.mode ?? this.runMode(run);
@@ -774,7 +768,10 @@ export class ControlPlane {
     decision: ApprovalDecision,
     options: { identity?: Identity; digest: string; comment?: string },
   ): { approval: Approval; run: Run } {
-    const identity = options.identity ?? requireIdentity();
+    const identity = requireIdentity(options.identity, {
+      field: "options.identity",
+      action: "decide an approval",
+    });
     // The decision comes first, so that a refusal (whose audit record `decide` wrote)
     // is committed with this otherwise empty transaction and thrown after it.
     const outcome = this.#db.transaction((): { approval: Approval; run: Run } | {
@@ -879,10 +876,6 @@ export class ControlPlane {
       }
     }
   }
-}
-
-function requireActor(): AuditActor {
-  return actorOf(requireIdentity());
 }
 
 /** The engine cancels are decided with: the set's rules, then the built-ins it does not replace. */

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { Schema } from "./schema.ts";
+import { INPUT_LIMITS, textSchema } from "./validate.ts";
 
 /**
  * Every kind of actor. `system` is bound only by `withSystemIdentity`, never by a token.
@@ -95,7 +96,11 @@ export interface Identity {
 }
 
 /**
- * Zod schema of {@link Identity}; unknown keys are rejected.
+ * Zod schema of {@link Identity}; unknown keys are rejected. `subject`, every
+ * role and scope, `tenant` and `tokenId` are stored texts: 1 to
+ * `INPUT_LIMITS.textLength` characters, no U+0000, no lone surrogates; `roles`
+ * and `scopes` are arrays (a string is refused, not split) of at most
+ * `INPUT_LIMITS.listLimit` items.
  *
  * @example Validate an identity
  * ```ts
@@ -110,14 +115,17 @@ export interface Identity {
  * });
  * assert.equal(id.subject, "alice");
  * assert.equal(IdentitySchema.safeParse({ subject: "" }).success, false);
+ * const admin = { subject: "mallory", actorKind: "human", roles: "admin", scopes: [] };
+ * assert.equal(IdentitySchema.safeParse(admin).success, false);
+ * assert.equal(IdentitySchema.safeParse({ ...id, subject: "alice\0" }).success, false);
  * ```
  */
 export const IdentitySchema: Schema<Identity> = z.strictObject({
-  subject: z.string().min(1),
+  subject: textSchema(),
   actorKind: z.enum(ACTOR_KINDS),
-  roles: z.array(z.string()).readonly(),
-  scopes: z.array(z.string()).readonly(),
-  tenant: z.string().min(1).exactOptional(),
-  tokenId: z.string().min(1).exactOptional(),
+  roles: z.array(textSchema()).max(INPUT_LIMITS.listLimit).readonly(),
+  scopes: z.array(textSchema()).max(INPUT_LIMITS.listLimit).readonly(),
+  tenant: textSchema().exactOptional(),
+  tokenId: textSchema().exactOptional(),
   expiresAt: z.number().int().nonnegative().exactOptional(),
 }).readonly();

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { type Identity, PlmError } from "../../shared/mod.ts";
-import { currentIdentity } from "../identity/context.ts";
+import type { Identity } from "../../shared/mod.ts";
+import { requireIdentity } from "../identity/context.ts";
 import type { AuditActor } from "./types.ts";
 
 /**
@@ -30,7 +30,8 @@ export function actorOf(identity: Identity): AuditActor {
 
 /**
  * The actor to audit: the explicit one, else the identity bound to the
- * current async context. Fails closed when there is neither.
+ * current async context (through `requireIdentity`, the one "bound identity
+ * or fail" check). Fails closed when there is neither.
  *
  * @param explicit An actor given by the caller.
  * @returns The actor.
@@ -47,9 +48,5 @@ export function actorOf(identity: Identity): AuditActor {
  */
 export function resolveActor(explicit: AuditActor | undefined): AuditActor {
   if (explicit !== undefined) return explicit;
-  const bound = currentIdentity();
-  if (bound === undefined) {
-    throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot audit a change without an actor");
-  }
-  return actorOf(bound);
+  return actorOf(requireIdentity(undefined, { action: "audit a change" }));
 }

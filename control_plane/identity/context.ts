@@ -1,12 +1,12 @@
 /**
  * The identity bound to the current async context: {@link currentIdentity},
- * {@link requireIdentity} and {@link withIdentity}.
+ * {@link withIdentity}, and {@link requireIdentity}, the one "given or bound
+ * identity, or fail" check.
  *
  * @module
  */
-import { formatIssues, type Identity, IdentitySchema } from "../../shared/mod.ts";
-import { identityStorage } from "./_context.ts";
-import { IdentityError } from "./identity_error.ts";
+import { type Identity, IdentitySchema, parseArgument, PlmError } from "../../shared/mod.ts";
+import { bindableIdentity, identityStorage } from "./_context.ts";
 
 /**
  * Returns the identity bound to the current async context (by
@@ -30,10 +30,54 @@ export function currentIdentity(): Identity | undefined {
 }
 
 /**
- * Returns the identity bound to the current async context, or throws.
+ * Options for {@link requireIdentity}.
  *
- * @returns The bound identity.
- * @throws {IdentityError} With code `ERR_IDENTITY_REQUIRED` when none is bound.
+ * @example Name the field and the action
+ * ```ts
+ * import {
+ *   requireIdentity,
+ *   type RequireIdentityOptions,
+ * } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const options: RequireIdentityOptions = { field: "request.identity", action: "authorize" };
+ * assert.throws(() => requireIdentity(undefined, options), {
+ *   code: "ERR_IDENTITY_REQUIRED",
+ *   message: "Cannot authorize without an identity",
+ * });
+ * ```
+ */
+export interface RequireIdentityOptions {
+  /**
+   * The name of `explicit` in `ERR_INVALID_ARGUMENT` errors (`request.identity`).
+   *
+   * @default {"identity"}
+   */
+  field?: string;
+  /**
+   * What needs the identity, for the message `Cannot <action> without an identity`.
+   *
+   * @default {"act"}
+   */
+  action?: string;
+}
+
+/**
+ * The one "bound identity or fail" check: returns `explicit`, validated, when
+ * it is given, else the identity bound to the current async context, else
+ * throws. Every public call that acts for someone (`authorize`,
+ * `decideApproval`, `runs.create`, `submit`, an audit without an explicit
+ * actor) goes through it, so an identity from outside is always checked
+ * against `IdentitySchema` (`roles: "admin"` or a subject with U+0000 is
+ * refused) and a missing one is always the same error: a `PlmError` with code
+ * `ERR_IDENTITY_REQUIRED` (never an `IdentityError`, which is for refused
+ * tokens).
+ *
+ * @param explicit An identity given by the caller; `undefined` to use the bound one.
+ * @param options The field name and the action, for errors.
+ * @returns The identity to act as (frozen).
+ * @throws {PlmError} `ERR_IDENTITY_REQUIRED` when none is given or bound;
+ * `ERR_INVALID_ARGUMENT` naming the field when `explicit` does not match `IdentitySchema`.
  *
  * @example Require a caller
  * ```ts
@@ -47,14 +91,22 @@ export function currentIdentity(): Identity | undefined {
  * assert.throws(() => requireIdentity(), (err) => isPlmError(err, "ERR_IDENTITY_REQUIRED"));
  * const bot = { subject: "bot-7", actorKind: "agent", roles: [], scopes: [] } as const;
  * assert.equal(withIdentity(bot, () => requireIdentity().subject), "bot-7");
+ * assert.equal(requireIdentity(bot).subject, "bot-7");
+ * const admin = { ...bot, roles: "admin" as unknown as string[] };
+ * assert.throws(() => requireIdentity(admin), { code: "ERR_INVALID_ARGUMENT" });
  * ```
  */
-export function requireIdentity(): Identity {
-  const identity = identityStorage.getStore();
-  if (identity === undefined) {
-    throw new IdentityError("ERR_IDENTITY_REQUIRED", "No identity is bound to this context");
+export function requireIdentity(
+  explicit?: Identity,
+  options?: RequireIdentityOptions,
+): Identity {
+  const { field = "identity", action = "act" } = options ?? {};
+  if (explicit !== undefined) return parseArgument(IdentitySchema, explicit, field);
+  const bound = identityStorage.getStore();
+  if (bound === undefined) {
+    throw new PlmError("ERR_IDENTITY_REQUIRED", `Cannot ${action} without an identity`);
   }
-  return identity;
+  return bound;
 }
 
 /**
@@ -68,8 +120,8 @@ export function requireIdentity(): Identity {
  * @param identity A verified, non-system identity.
  * @param fn The code to run as `identity`.
  * @returns What `fn` returns.
- * @throws {TypeError} When `identity` does not match `IdentitySchema`.
- * @throws {RangeError} When `identity.actorKind` is `system`.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `identity` does not match
+ * `IdentitySchema` or its `actorKind` is `system`.
  *
  * @example Bind across awaits
  * ```ts
@@ -84,17 +136,10 @@ export function requireIdentity(): Identity {
  * assert.equal(seen, "billing");
  * assert.throws(
  *   () => withIdentity({ subject: "x", actorKind: "system", roles: [], scopes: [] }, () => 1),
- *   RangeError,
+ *   { code: "ERR_INVALID_ARGUMENT" },
  * );
  * ```
  */
 export function withIdentity<T>(identity: Identity, fn: () => T): T {
-  const parsed = IdentitySchema.safeParse(identity);
-  if (!parsed.success) {
-    throw new TypeError(`Cannot bind an invalid identity: ${formatIssues(parsed.error.issues)}`);
-  }
-  if (parsed.data.actorKind === "system") {
-    throw new RangeError("Cannot bind the system actor kind: use withSystemIdentity");
-  }
-  return identityStorage.run(parsed.data, fn);
+  return identityStorage.run(bindableIdentity(identity, "identity"), fn);
 }

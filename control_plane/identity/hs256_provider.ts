@@ -5,7 +5,18 @@
  * @module
  */
 import { SignJWT } from "jose";
-import { type Clock, type Identity, systemClock } from "../../shared/mod.ts";
+import { z } from "zod";
+import {
+  checkInteger,
+  type Clock,
+  type Identity,
+  INPUT_LIMITS,
+  invalidArgument,
+  parseArgument,
+  type Schema,
+  systemClock,
+} from "../../shared/mod.ts";
+import { textSchema } from "../../shared/validate.ts";
 import { decodeBase64Url, decodeBase64UrlText, hasDuplicateKeys } from "./_jws.ts";
 import { type ClaimFailureReason, IdentityError } from "./identity_error.ts";
 
@@ -107,7 +118,9 @@ export const TOKEN_ACTOR_KINDS = ["human", "agent", "service"] as const;
  * assert.equal((await provider.verifyToken(token)).actorKind, "service");
  * // @ts-expect-error: a token never carries the system kind
  * const system: TokenActorKind = "system";
- * await assert.rejects(provider.issueToken({ subject: "cron", actorKind: system }), RangeError);
+ * await assert.rejects(provider.issueToken({ subject: "cron", actorKind: system }), {
+ *   code: "ERR_INVALID_ARGUMENT",
+ * });
  * ```
  */
 export type TokenActorKind = typeof TOKEN_ACTOR_KINDS[number];
@@ -281,6 +294,19 @@ export interface IssueTokenOptions {
 }
 
 const DEFAULT_TTL_SECONDS = 3600;
+/** What `issueToken` accepts: exactly what `verifyToken` gives back. */
+const ISSUE_TOKEN_CLAIMS_SCHEMA: Schema<
+  Required<Omit<IssueTokenClaims, "tenant">> & {
+    readonly tenant?: string;
+  }
+> = z.strictObject({
+  subject: textSchema(),
+  actorKind: z.enum(TOKEN_ACTOR_KINDS),
+  roles: z.array(textSchema()).max(INPUT_LIMITS.listLimit).readonly().default([]),
+  scopes: z.array(textSchema().refine((s) => !/\s/.test(s), "A scope is one word"))
+    .max(INPUT_LIMITS.listLimit).readonly().default([]),
+  tenant: textSchema().exactOptional(),
+});
 const ENCODER = new TextEncoder();
 const HMAC_SHA256 = { name: "HMAC", hash: "SHA-256" } as const;
 
@@ -291,8 +317,10 @@ type IdentityDraft = { -readonly [K in keyof Identity]: Identity[K] };
  * Issues and verifies HS256 JWTs with one shared secret and maps them to an
  * {@link Identity}.
  *
- * Verification is stricter than `jose`'s defaults and runs in this order,
- * the first failure winning:
+ * Issuing signs with jose's `SignJWT`; verification is this class's own code
+ * on WebCrypto (`crypto.subtle.verify`, the call jose makes too), stricter
+ * than `jose.jwtVerify` (docs/adr/0005). It runs in this order, the first
+ * failure winning:
  *
  * 1. structure: not empty (`ERR_TOKEN_MISSING`), at most {@link MAX_TOKEN_LENGTH}
  *    characters (`ERR_TOKEN_TOO_LARGE`), three segments of canonical unpadded
@@ -305,11 +333,13 @@ type IdentityDraft = { -readonly [K in keyof Identity]: Identity[K] };
  * 2. signature, with the cached key (`ERR_TOKEN_SIGNATURE_INVALID`);
  * 3. claim presence: `sub`, `actor_kind`, `iat`, `exp`, and `iss`/`aud` when
  *    configured (`ERR_TOKEN_CLAIM_INVALID`, reason `missing`);
- * 4. claim values: `sub` a non-empty string, `actor_kind` `human`, `agent` or
- *    `service` (`system` is `forbidden`), `iss`/`aud` matching, NumericDates
- *    whole seconds from 0 to {@link MAX_NUMERIC_DATE}, `exp` after `iat` and
- *    `exp - iat` at most the maximum lifetime, `roles` an array of strings,
- *    `scope` a string, `tenant` and `jti` non-empty strings;
+ * 4. claim values: `actor_kind` `human`, `agent` or `service` (`system` is
+ *    `forbidden`), `iss`/`aud` matching, NumericDates whole seconds from 0 to
+ *    {@link MAX_NUMERIC_DATE}, `exp` after `iat` and `exp - iat` at most the
+ *    maximum lifetime; `sub`, `tenant`, `jti`, each role and each scope texts
+ *    that `IdentitySchema` accepts (1 to 1,024 characters, no U+0000, no lone
+ *    surrogates: the audit log must store what it hashes), `roles` an array
+ *    and `scope` a space-delimited string, of at most 1,000 items each;
  * 5. time, with the clock tolerance: `exp` (`ERR_TOKEN_EXPIRED`), `nbf`
  *    (`ERR_TOKEN_NOT_YET_VALID`), `iat` not in the future
  *    (`ERR_TOKEN_CLAIM_INVALID`, reason `in_future`).
@@ -415,11 +445,12 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
    * @param claims Who the token is for.
    * @param options The lifetime.
    * @returns The compact JWT.
-   * @throws {RangeError} When `actorKind` is `system` or unknown, `ttlSeconds`
-   * is not a whole number from 1 to `maxTokenLifetimeSeconds`, or a scope is
-   * empty or contains whitespace.
-   * @throws {TypeError} When `subject` is not a non-empty string, or roles,
-   * scopes or tenant have the wrong type.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when the claims
+   * are not what `verifyToken` accepts (`actorKind` `system` or unknown; a
+   * subject, role, scope or tenant that is not 1 to 1,024 characters without
+   * U+0000 or lone surrogates; a scope with whitespace; more than 1,000 roles
+   * or scopes; the token over {@link MAX_TOKEN_LENGTH}), or `ttlSeconds` is
+   * not a whole number from 1 to `maxTokenLifetimeSeconds`.
    *
    * @example Issue a short-lived agent token
    * ```ts
@@ -439,40 +470,19 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
    * assert.equal(identity.expiresAt, 1_700_000_060_000);
    * await assert.rejects(
    *   provider.issueToken({ subject: "cron", actorKind: "system" as "service" }),
-   *   RangeError,
+   *   { code: "ERR_INVALID_ARGUMENT" },
    * );
    * ```
    */
   async issueToken(claims: IssueTokenClaims, options?: IssueTokenOptions): Promise<string> {
     const { ttlSeconds = Math.min(DEFAULT_TTL_SECONDS, this.#maxLifetimeSeconds) } = options ??
       {};
-    const { subject, actorKind, roles = [], scopes = [], tenant } = claims;
-    if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1) {
-      throw new RangeError(`Cannot issue a token with a lifetime of ${ttlSeconds} seconds`);
-    }
-    if (ttlSeconds > this.#maxLifetimeSeconds) {
-      throw new RangeError(
-        `Cannot issue a token for ${ttlSeconds} seconds: the maximum is ${this.#maxLifetimeSeconds}`,
-      );
-    }
-    if (typeof subject !== "string" || subject === "") {
-      throw new TypeError("Cannot issue a token without a subject");
-    }
-    if (!(TOKEN_ACTOR_KINDS as readonly string[]).includes(actorKind)) {
-      throw new RangeError(
-        `Cannot issue a token for actor kind '${actorKind}': only human, agent or service`,
-      );
-    }
-    if (!isStringArray(roles)) throw new TypeError("Cannot issue a token: roles must be strings");
-    if (!isStringArray(scopes)) throw new TypeError("Cannot issue a token: scopes must be strings");
-    for (const scope of scopes) {
-      if (scope === "" || /\s/.test(scope)) {
-        throw new RangeError(`Cannot issue a token with scope '${scope}': scopes are single words`);
-      }
-    }
-    if (tenant !== undefined && (typeof tenant !== "string" || tenant === "")) {
-      throw new TypeError("Cannot issue a token with an empty tenant");
-    }
+    checkInteger("options.ttlSeconds", ttlSeconds, 1, this.#maxLifetimeSeconds);
+    const { subject, actorKind, roles, scopes, tenant } = parseArgument(
+      ISSUE_TOKEN_CLAIMS_SCHEMA,
+      claims,
+      "claims",
+    );
     const iat = Math.floor(this.#clock.now() / 1000);
     const payload: Record<string, string | number | string[]> = {
       sub: subject,
@@ -487,7 +497,15 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     payload.exp = iat + ttlSeconds;
     payload.jti = this.#generateId();
     const key = this.#key ?? await this.#loadKey();
-    return await new SignJWT(payload).setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(key);
+    const token = await new SignJWT(payload).setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .sign(key);
+    if (token.length > MAX_TOKEN_LENGTH) {
+      throw invalidArgument(
+        "claims",
+        `the token would be ${token.length} characters: the limit is ${MAX_TOKEN_LENGTH}`,
+      );
+    }
+    return token;
   }
 
   /**
@@ -595,9 +613,7 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     }
 
     // 4. Claim values.
-    if (typeof sub !== "string" || sub === "") {
-      throw claimInvalid("sub", "invalid", "must be a non-empty string");
-    }
+    if (!isStoredText(sub)) throw claimInvalid("sub", "invalid", TEXT_RULE);
     if (actorKind === "system") {
       throw claimInvalid("actor_kind", "forbidden", "cannot be system in a token");
     }
@@ -636,18 +652,23 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
         `gives a lifetime over ${this.#maxLifetimeSeconds} seconds`,
       );
     }
-    if (roles !== undefined && !isStringArray(roles)) {
-      throw claimInvalid("roles", "invalid", "must be an array of strings");
+    if (
+      roles !== undefined &&
+      (!Array.isArray(roles) || roles.length > INPUT_LIMITS.listLimit ||
+        !roles.every(isStoredText))
+    ) {
+      throw claimInvalid("roles", "invalid", `must be an array of texts: ${TEXT_RULE}`);
     }
-    if (scope !== undefined && typeof scope !== "string") {
-      throw claimInvalid("scope", "invalid", "must be a space-delimited string");
+    const scopes = scope === undefined ? [] : typeof scope === "string" ? splitScope(scope) : null;
+    if (
+      scopes === null || scopes.length > INPUT_LIMITS.listLimit || !scopes.every(isStoredText)
+    ) {
+      throw claimInvalid("scope", "invalid", `must be a space-delimited string of ${TEXT_RULE}`);
     }
-    if (tenant !== undefined && (typeof tenant !== "string" || tenant === "")) {
-      throw claimInvalid("tenant", "invalid", "must be a non-empty string");
+    if (tenant !== undefined && !isStoredText(tenant)) {
+      throw claimInvalid("tenant", "invalid", TEXT_RULE);
     }
-    if (jti !== undefined && (typeof jti !== "string" || jti === "")) {
-      throw claimInvalid("jti", "invalid", "must be a non-empty string");
-    }
+    if (jti !== undefined && !isStoredText(jti)) throw claimInvalid("jti", "invalid", TEXT_RULE);
 
     // 5. Time.
     const now = Math.floor(this.#clock.now() / 1000);
@@ -666,8 +687,8 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     const identity: IdentityDraft = {
       subject: sub,
       actorKind,
-      roles: Object.freeze(roles === undefined ? [] : roles as string[]),
-      scopes: Object.freeze(scope === undefined ? [] : splitScope(scope as string)),
+      roles: Object.freeze(roles === undefined ? [] : [...roles as string[]]),
+      scopes: Object.freeze(scopes),
     };
     if (tenant !== undefined) identity.tenant = tenant as string;
     if (jti !== undefined) identity.tokenId = jti as string;
@@ -727,6 +748,20 @@ function isStringArray(value: unknown): value is readonly string[] {
   if (!Array.isArray(value)) return false;
   for (const item of value) if (typeof item !== "string") return false;
   return true;
+}
+
+/** What {@link isStoredText} requires, for messages. */
+const TEXT_RULE =
+  `must be 1 to ${INPUT_LIMITS.textLength} characters without U+0000 or lone surrogates`;
+
+const STORED_TEXT = textSchema();
+
+/**
+ * Whether a claim value is a text `IdentitySchema` accepts: stored byte-exact
+ * (no U+0000, no lone surrogates), so the audit log hashes what it stores.
+ */
+function isStoredText(value: unknown): value is string {
+  return STORED_TEXT.safeParse(value).success;
 }
 
 function isNumericDate(value: unknown): value is number {

@@ -1,12 +1,15 @@
 /**
- * {@link IdentityError}: why a bearer token was refused or no identity is bound.
+ * {@link IdentityError}: why a bearer token was refused. A missing identity is
+ * not a token error: `requireIdentity` throws a plain `PlmError` with code
+ * `ERR_IDENTITY_REQUIRED`, the one class for that code.
  *
  * @module
  */
 import { type ErrorCode, PlmError } from "../../shared/mod.ts";
 
 /**
- * The codes an {@link IdentityError} carries: every `ERR_TOKEN_*` and `ERR_IDENTITY_REQUIRED`.
+ * The codes an {@link IdentityError} carries: every `ERR_TOKEN_*`. (`ERR_IDENTITY_REQUIRED`
+ * is thrown as a plain `PlmError` by `requireIdentity`.)
  *
  * @example A token signed with another secret
  * ```ts
@@ -26,7 +29,7 @@ import { type ErrorCode, PlmError } from "../../shared/mod.ts";
  * assert.equal(code, "ERR_TOKEN_SIGNATURE_INVALID");
  * ```
  */
-export type IdentityErrorCode = Extract<ErrorCode, `ERR_TOKEN_${string}` | "ERR_IDENTITY_REQUIRED">;
+export type IdentityErrorCode = Extract<ErrorCode, `ERR_TOKEN_${string}`>;
 
 /**
  * Why a claim (or the `typ` header parameter) failed, in
@@ -122,8 +125,7 @@ export interface IdentityErrorOptions {
 }
 
 /**
- * A bearer token was refused, or an identity was required and none is bound.
- * Branch on `code`; for `ERR_TOKEN_CLAIM_INVALID`, `claim` names the claim
+ * A bearer token was refused. Branch on `code`; for `ERR_TOKEN_CLAIM_INVALID`, `claim` names the claim
  * (or the `typ` header parameter) and `reason` says what is wrong with it.
  * Messages never contain the token.
  *

@@ -4,9 +4,11 @@
  *
  * @module
  */
+import { type Clock, systemClock, systemTimer, type Timer } from "../../shared/mod.ts";
 import { extractTraceContext } from "../trace/propagation.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
-import { identityStorage } from "./_context.ts";
+import { bindableIdentity, identityStorage } from "./_context.ts";
+import { RejectionLog } from "./_rejections.ts";
 import type { TokenVerifier } from "./hs256_provider.ts";
 import { IdentityError } from "./identity_error.ts";
 
@@ -39,7 +41,8 @@ export type RequestHandler<Info = unknown> = (
 ) => Response | Promise<Response>;
 
 /**
- * Wraps a {@link RequestHandler} in another of the same shape.
+ * Wraps a {@link RequestHandler} in another of the same shape; `flush()` (or
+ * `using`) writes the rejection counts not yet written.
  *
  * @example Protect several handlers with one middleware
  * ```ts
@@ -51,7 +54,7 @@ export type RequestHandler<Info = unknown> = (
  * import assert from "node:assert/strict";
  *
  * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * const authenticate: IdentityMiddleware = identityMiddleware(provider);
+ * using authenticate: IdentityMiddleware = identityMiddleware(provider);
  * const runs = authenticate(() => new Response("runs"));
  * const parts = authenticate(() => new Response("parts"));
  * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
@@ -60,7 +63,26 @@ export type RequestHandler<Info = unknown> = (
  * assert.equal((await parts(new Request("http://localhost/parts"), {})).status, 401);
  * ```
  */
-export type IdentityMiddleware = <Info>(handler: RequestHandler<Info>) => RequestHandler<Info>;
+export interface IdentityMiddleware {
+  /**
+   * Wraps `handler`.
+   *
+   * @typeParam Info What the server passes second.
+   * @param handler The handler to run for authenticated requests.
+   * @returns The authenticating handler.
+   */
+  <Info>(handler: RequestHandler<Info>): RequestHandler<Info>;
+  /**
+   * Closes every open rejection window now: writes the count of the
+   * rejections not yet written and cancels the pending timer. Call it at
+   * shutdown (disposing does it).
+   *
+   * @throws {Error} What the audit sink throws; the counts are kept for the next flush.
+   */
+  flush(): void;
+  /** The same as `flush()`. */
+  [Symbol.dispose](): void;
+}
 
 /**
  * Options for {@link identityMiddleware}.
@@ -78,24 +100,71 @@ export type IdentityMiddleware = <Info>(handler: RequestHandler<Info>) => Reques
  *
  * using db = openDatabase(":memory:");
  * const audit = new AuditLog(db);
- * const options: IdentityMiddlewareOptions = { audit, realm: "plm-api" };
+ * const options: IdentityMiddlewareOptions = {
+ *   audit,
+ *   realm: "plm-api",
+ *   clientKey: (request) => request.headers.get("x-client-id") ?? "unknown",
+ * };
  * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * const handler = identityMiddleware(provider, options)(() => new Response("ok"));
- * const res = await handler(new Request("http://localhost/runs?x=1", { method: "POST" }), {});
+ * using authenticate = identityMiddleware(provider, options);
+ * const handler = authenticate(() => new Response("ok"));
+ * const post = new Request("http://localhost/runs?x=1", {
+ *   method: "POST",
+ *   headers: { "x-client-id": "c-1" },
+ * });
+ * const res = await handler(post, {});
  * assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="plm-api"');
  * assert.equal(audit.list()[0]?.resource, "http:POST /runs");
+ * assert.deepEqual(audit.list()[0]?.data, { client: "c-1", count: 1 });
  * ```
  */
 export interface IdentityMiddlewareOptions {
   /**
-   * Where to record every rejected request: actor {@link ANONYMOUS_ACTOR},
-   * action `auth.token.rejected`, resource `http:<METHOD> <path>` (the path
-   * only, never the query string), outcome `denied`, reason the error code,
-   * and `data: { claim, reason }` for claim failures. Never the token.
+   * Where to record rejected requests, bounded and aggregated: the first
+   * rejection of a (client, error code) pair opens a one-minute window and is
+   * written at once, with actor {@link ANONYMOUS_ACTOR}, action
+   * `auth.token.rejected`, resource `http:<METHOD> <path>` (the path only,
+   * never the query string, cut to 512 characters with `…`: then
+   * `data.truncated` is `true` and `data.pathLength` the full length), outcome
+   * `denied`, reason the error code, `data.client`, `data.count: 1`, and
+   * `data.claim`/`data.reason` for claim failures. The rest of the window are
+   * counted in memory and written as one record when it closes (on the next
+   * rejection after it, on the timer, or on `flush()`): resource `http:*`,
+   * `data: { client, count, aggregated: true, from, until }`. So the sum of
+   * `data.count` is the number of rejections, and one client writes at most
+   * two records per error code and minute. The client's `traceparent` is not
+   * trusted: its trace id goes in `data.untrustedTraceId` (when it is
+   * well-formed), never in the record's `traceId`. Never the token.
    *
    * @default {undefined} (not audited)
    */
   audit?: AuditSink;
+  /**
+   * Who sent a request, to aggregate its rejections by. Untrusted text: it is
+   * cut to 128 characters and U+0000 or lone surrogates become U+FFFD.
+   *
+   * @default {the `remoteAddr.hostname` of the server's info, else `"unknown"`}
+   */
+  clientKey?: (request: Request, info: unknown) => string;
+  /**
+   * The most (client, error code) windows kept open; rejections of further
+   * clients are aggregated under the client `"(other clients)"`.
+   *
+   * @default {1000}
+   */
+  maxClients?: number;
+  /**
+   * Where window times come from.
+   *
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /**
+   * Schedules the write of a window's count when it closes.
+   *
+   * @default {systemTimer}
+   */
+  timer?: Timer;
   /**
    * The `realm` of the `WWW-Authenticate` challenge.
    *
@@ -154,12 +223,18 @@ const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
  *   `WWW-Authenticate: Bearer realm="plm", error="invalid_token"`.
  *
  * Errors other than {@link IdentityError} from the provider (or the audit
- * sink) propagate, so the server answers 500 and the handler never runs.
+ * sink) propagate, so the server answers 500 and the handler never runs; so
+ * does an identity from the provider that `IdentitySchema` refuses or whose
+ * actor kind is `system` (`PlmError` `ERR_INVALID_ARGUMENT`). Rejections are
+ * audited bounded and aggregated (see {@link IdentityMiddlewareOptions.audit}).
  * The token is never logged, audited or echoed.
  *
  * @param provider Verifies tokens; usually an `Hs256JwtIdentityProvider`.
- * @param options Where to audit rejections, and the realm.
- * @returns A function that wraps a handler.
+ * @param options Where to audit rejections, how to tell clients apart, and the realm.
+ * @returns A function that wraps a handler, with `flush()` for the rejection counts.
+ * @throws {TypeError} When `realm` has quotes, backslashes or line breaks, or
+ * `clientKey` is not a function.
+ * @throws {RangeError} When `maxClients` is not a whole number from 1.
  *
  * @example Protect a handler
  * ```ts
@@ -197,25 +272,40 @@ export function identityMiddleware(
   provider: TokenVerifier,
   options?: IdentityMiddlewareOptions,
 ): IdentityMiddleware {
-  const { audit, realm = "plm" } = options ?? {};
+  const {
+    audit,
+    realm = "plm",
+    clientKey = remoteHostname,
+    maxClients = 1000,
+    clock = systemClock,
+    timer = systemTimer,
+  } = options ?? {};
   if (typeof realm !== "string" || /["\\\r\n]/.test(realm)) {
     throw new TypeError("Cannot use a realm with quotes, backslashes or line breaks");
   }
+  if (typeof clientKey !== "function") {
+    throw new TypeError("Cannot use a clientKey that is not a function");
+  }
+  if (!Number.isSafeInteger(maxClients) || maxClients < 1) {
+    throw new RangeError(`Cannot keep ${maxClients} clients: maxClients is a whole number from 1`);
+  }
   const realmParam = `realm="${realm}"`;
+  const rejections = audit === undefined
+    ? undefined
+    : new RejectionLog(audit, ANONYMOUS_ACTOR, { clock, timer, maxClients });
 
-  function reject(request: Request, err: IdentityError): Response {
-    if (audit !== undefined) {
-      const traceId = extractTraceContext(request.headers)?.traceId;
-      audit.append({
-        actor: ANONYMOUS_ACTOR,
-        action: "auth.token.rejected",
-        resource: `http:${request.method} ${pathOf(request.url)}`,
-        outcome: "denied",
-        reason: err.code,
-        ...(traceId === undefined ? {} : { traceId }),
+  function reject(request: Request, info: unknown, err: IdentityError): Response {
+    if (rejections !== undefined) {
+      const untrustedTraceId = extractTraceContext(request.headers)?.traceId;
+      rejections.record({
+        client: String(clientKey(request, info)),
+        code: err.code,
+        method: request.method,
+        path: pathOf(request.url),
         ...(err.claim === undefined
           ? {}
-          : { data: { claim: err.claim, reason: err.reason ?? null } }),
+          : { claim: { name: err.claim, reason: err.reason ?? null } }),
+        ...(untrustedTraceId === undefined ? {} : { untrustedTraceId }),
       });
     }
     const challenge = err.code === "ERR_TOKEN_MISSING"
@@ -231,21 +321,31 @@ export function identityMiddleware(
     });
   }
 
-  return <Info>(handler: RequestHandler<Info>): RequestHandler<Info> =>
-  async (request: Request, info: Info): Promise<Response> => {
-    let identity;
-    try {
-      const token = bearerToken(request.headers.get("authorization"));
-      if (token === undefined) {
-        throw new IdentityError("ERR_TOKEN_MISSING", "No bearer token was sent");
+  const wrap =
+    <Info>(handler: RequestHandler<Info>): RequestHandler<Info> =>
+    async (request: Request, info: Info): Promise<Response> => {
+      let identity;
+      try {
+        const token = bearerToken(request.headers.get("authorization"));
+        if (token === undefined) {
+          throw new IdentityError("ERR_TOKEN_MISSING", "No bearer token was sent");
+        }
+        identity = await provider.verifyToken(token);
+      } catch (err) {
+        if (err instanceof IdentityError) return reject(request, info, err);
+        throw err;
       }
-      identity = await provider.verifyToken(token);
-    } catch (err) {
-      if (err instanceof IdentityError) return reject(request, err);
-      throw err;
-    }
-    return await identityStorage.run(identity, () => handler(request, info));
-  };
+      const bound = bindableIdentity(identity, "identity");
+      return await identityStorage.run(bound, () => handler(request, info));
+    };
+  const flush = () => rejections?.flush();
+  return Object.assign(wrap, { flush, [Symbol.dispose]: flush });
+}
+
+/** The default `clientKey`: `Deno.serve`'s `info.remoteAddr.hostname`. */
+function remoteHostname(_request: Request, info: unknown): string {
+  const addr = (info as { remoteAddr?: { hostname?: unknown } } | null | undefined)?.remoteAddr;
+  return typeof addr?.hostname === "string" ? addr.hostname : "unknown";
 }
 
 /**

@@ -18,7 +18,7 @@ import {
 } from "../../shared/mod.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import { actorOf, resolveActor } from "../audit/actor.ts";
-import { currentIdentity } from "../identity/context.ts";
+import { requireIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
 import { parseTraceparent } from "../trace/traceparent.ts";
 import { TraceState } from "../trace/tracestate.ts";
@@ -387,11 +387,11 @@ export class RunStore {
    * `ERR_IDENTITY_REQUIRED` without a requester.
    */
   create(input: CreateRunInput, options: RunCallOptions = {}): { run: Run; created: boolean } {
-    const requester = input.requester ?? currentIdentity();
-    const actor = resolveActor(options.actor ?? (requester && actorOf(requester)));
-    if (requester === undefined) {
-      throw new PlmError("ERR_IDENTITY_REQUIRED", "Cannot create a run without a requester");
-    }
+    const requester = requireIdentity(input.requester, {
+      field: "requester",
+      action: "create a run",
+    });
+    const actor = options.actor ?? actorOf(requester);
     const task = parseTask(input.task);
     const idempotencyKey = input.idempotencyKey === undefined
       ? undefined

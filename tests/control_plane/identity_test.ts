@@ -1,12 +1,24 @@
 import assert from "node:assert/strict";
 import { deferred, MemorySink } from "./_memory_sink.ts";
 import * as jose from "jose";
-import { FakeClock, type Identity, IdentitySchema, isPlmError } from "../../shared/mod.ts";
+import {
+  FakeClock,
+  type Identity,
+  IdentitySchema,
+  isPlmError,
+  PlmError,
+} from "../../shared/mod.ts";
+import { resolveActor } from "../../control_plane/audit/actor.ts";
+import { ControlPlane } from "../../control_plane/control_plane.ts";
+import { openDatabase } from "../../control_plane/store/database.ts";
+import { task, TRACEPARENT } from "./_runs_fixture.ts";
 import {
   currentIdentity,
   Hs256JwtIdentityProvider,
   type Hs256JwtIdentityProviderOptions,
   IdentityError,
+  type IssueTokenClaims,
+  type IssueTokenOptions,
   MAX_TOKEN_LENGTH,
   requireIdentity,
   SYSTEM_IDENTITY,
@@ -272,53 +284,39 @@ Deno.test("Hs256JwtIdentityProvider.issueToken() omits optional claims and defau
   });
 });
 
-Deno.test("Hs256JwtIdentityProvider.issueToken() refuses bad arguments", async (t) => {
+Deno.test("Hs256JwtIdentityProvider.issueToken() refuses what verifyToken() would refuse", async (t) => {
   const p = provider();
-  await t.step("system actor kind", async () => {
-    await assert.rejects(
-      p.issueToken({ subject: "cron", actorKind: "system" as "service" }),
-      RangeError,
-    );
-  });
-  await t.step("unknown actor kind", async () => {
-    await assert.rejects(
-      p.issueToken({ subject: "r2", actorKind: "robot" as "service" }),
-      RangeError,
-    );
-  });
-  await t.step("ttl over the maximum", async () => {
-    await assert.rejects(
-      p.issueToken({ subject: "a", actorKind: "human" }, { ttlSeconds: 86_401 }),
-      RangeError,
-    );
+  const cases: [string, unknown, IssueTokenOptions?][] = [
+    ["system actor kind", { subject: "cron", actorKind: "system" }],
+    ["unknown actor kind", { subject: "r2", actorKind: "robot" }],
+    ["ttl over the maximum", { subject: "a", actorKind: "human" }, { ttlSeconds: 86_401 }],
+    ["ttl 0", { subject: "a", actorKind: "human" }, { ttlSeconds: 0 }],
+    ["ttl -1", { subject: "a", actorKind: "human" }, { ttlSeconds: -1 }],
+    ["ttl 1.5", { subject: "a", actorKind: "human" }, { ttlSeconds: 1.5 }],
+    ["ttl NaN", { subject: "a", actorKind: "human" }, { ttlSeconds: Number.NaN }],
+    ["empty subject", { subject: "", actorKind: "human" }],
+    ["U+0000 in the subject", { subject: "a\0b", actorKind: "human" }],
+    ["a lone surrogate in the tenant", { subject: "a", actorKind: "human", tenant: "\ud800" }],
+    ["a scope with a space", { subject: "a", actorKind: "human", scopes: ["a b"] }],
+    ["an empty scope", { subject: "a", actorKind: "human", scopes: [""] }],
+    ["roles that are not strings", { subject: "a", actorKind: "human", roles: [1] }],
+    ["roles as a string", { subject: "a", actorKind: "human", roles: "admin" }],
+    ["a token over 8 KiB", {
+      subject: "a",
+      actorKind: "human",
+      roles: Array(9).fill("r".repeat(1_000)),
+    }],
+    ["an unknown claim", { subject: "a", actorKind: "human", admin: true }],
+  ];
+  for (const [name, claims, options] of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(p.issueToken(claims as IssueTokenClaims, options), {
+        code: "ERR_INVALID_ARGUMENT",
+      });
+    });
+  }
+  await t.step("the maximum ttl itself is accepted", async () => {
     await p.issueToken({ subject: "a", actorKind: "human" }, { ttlSeconds: 86_400 });
-  });
-  await t.step("ttl not a positive whole number", async () => {
-    for (const ttlSeconds of [0, -1, 1.5, Number.NaN]) {
-      await assert.rejects(
-        p.issueToken({ subject: "a", actorKind: "human" }, { ttlSeconds }),
-        RangeError,
-      );
-    }
-  });
-  await t.step("empty subject", async () => {
-    await assert.rejects(p.issueToken({ subject: "", actorKind: "human" }), TypeError);
-  });
-  await t.step("scope with a space or empty", async () => {
-    await assert.rejects(
-      p.issueToken({ subject: "a", actorKind: "human", scopes: ["a b"] }),
-      RangeError,
-    );
-    await assert.rejects(
-      p.issueToken({ subject: "a", actorKind: "human", scopes: [""] }),
-      RangeError,
-    );
-  });
-  await t.step("roles that are not strings", async () => {
-    await assert.rejects(
-      p.issueToken({ subject: "a", actorKind: "human", roles: [1 as unknown as string] }),
-      TypeError,
-    );
   });
 });
 
@@ -717,6 +715,80 @@ Deno.test("Hs256JwtIdentityProvider.verifyToken() rejects invalid claim values",
   });
 });
 
+Deno.test("Hs256JwtIdentityProvider.verifyToken() refuses claim texts the store cannot keep", async (t) => {
+  // Each would be hashed as given but stored differently: refused as a token error.
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["U+0000 in sub", { sub: "alice\0admin" }, "sub"],
+    ["a lone surrogate in sub", { sub: "alice\ud800" }, "sub"],
+    ["sub over 1,024 characters", { sub: "a".repeat(1_025) }, "sub"],
+    ["U+0000 in a role", { roles: ["approver\0"] }, "roles"],
+    ["an empty role", { roles: [""] }, "roles"],
+    ["a lone surrogate in scope", { scope: "runs:read \udc00" }, "scope"],
+    ["U+0000 in tenant", { tenant: "acme\0" }, "tenant"],
+    ["U+0000 in jti", { jti: "t\0" }, "jti"],
+  ];
+  for (const [name, overrides, claim] of cases) {
+    await t.step(name, async () => {
+      await rejectsWith(
+        provider().verifyToken(await craft({ payload: claims(overrides) })),
+        "ERR_TOKEN_CLAIM_INVALID",
+        claim,
+        "invalid",
+      );
+    });
+  }
+  await t.step("what it accepts always matches IdentitySchema", async () => {
+    const identity = await provider().verifyToken(
+      await craft({ payload: claims({ sub: "a".repeat(1_024), roles: ["é", "🙂"] }) }),
+    );
+    assert.ok(IdentitySchema.safeParse(identity).success);
+  });
+});
+
+Deno.test("Hs256JwtIdentityProvider.verifyToken() accepts no token that jose.jwtVerify refuses (ADR 0005)", async () => {
+  // ADR 0005: verification is our own code on WebCrypto, not jose's; it must be at least as
+  // strict. jose, given the same key, algorithm and time, is the oracle over odd headers and
+  // every claim set to odd values or removed.
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(SECRET),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["verify"],
+  );
+  const headers: Record<string, unknown>[] = [
+    HEADER,
+    { ...HEADER, crit: ["b64"], b64: false },
+    { ...HEADER, b64: false },
+    { ...HEADER, crit: [] },
+    { ...HEADER, typ: "jwt" },
+    { alg: "HS256" },
+    { ...HEADER, kid: 1 },
+  ];
+  const odd: unknown[] = [undefined, null, 0, -1, 1.5, "", "x", [], {}, true, ["a"], [1], 1e300];
+  const times = [NOW - 100, NOW + 100, NOW + 1e9];
+  const names = ["sub", "actor_kind", "iat", "exp", "nbf", "iss", "aud", "roles", "scope", "jti"];
+  let accepted = 0;
+  let checked = 0;
+  for (const header of headers) {
+    for (const name of names) {
+      for (const value of [...odd, ...times]) {
+        const token = await craft({ header, payload: claims({ [name]: value }) });
+        const ours = await provider().verifyToken(token).then(() => true, () => false);
+        const theirs = await jose.jwtVerify(token, key, {
+          algorithms: ["HS256"],
+          currentDate: new Date(NOW_MS),
+        }).then(() => true, () => false);
+        assert.ok(!ours || theirs, `jose refuses what we accept: ${name} = ${String(value)}`);
+        if (ours) accepted++;
+        checked++;
+      }
+    }
+  }
+  // The corpus is not all refusals: some variants are valid for both.
+  assert.ok(accepted > 0 && accepted < checked);
+});
+
 Deno.test("Hs256JwtIdentityProvider.verifyToken() checks time with the clock tolerance", async (t) => {
   const clock = new FakeClock(NOW_MS);
   const p = provider({ clock, clockToleranceSeconds: 30 });
@@ -820,13 +892,103 @@ Deno.test("IdentityError messages never contain the token", async () => {
 const ALICE: Identity = { subject: "alice", actorKind: "human", roles: [], scopes: [] };
 const BOB: Identity = { subject: "bob", actorKind: "agent", roles: ["runner"], scopes: [] };
 
+/** Asserts the one error of the "bound identity or fail" check: a plain PlmError. */
+function identityRequired(err: unknown): true {
+  assert.ok(err instanceof PlmError, `expected PlmError, got ${String(err)}`);
+  assert.equal(err.code, "ERR_IDENTITY_REQUIRED");
+  assert.equal(err.name, "PlmError");
+  assert.ok(!(err instanceof IdentityError), "ERR_IDENTITY_REQUIRED is not a token error");
+  return true;
+}
+
 Deno.test("currentIdentity() is undefined and requireIdentity() throws when nothing is bound", () => {
   assert.equal(currentIdentity(), undefined);
-  assert.throws(() => requireIdentity(), (err: unknown) => {
-    assert.ok(err instanceof IdentityError);
-    assert.equal(err.code, "ERR_IDENTITY_REQUIRED");
-    return true;
+  assert.throws(() => requireIdentity(), identityRequired);
+});
+
+const TASK = task();
+
+function controlPlane() {
+  const db = openDatabase(":memory:");
+  let n = 0;
+  const cp = new ControlPlane(db, {
+    policies: { id: "p", rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
+    clock: new FakeClock(NOW_MS),
+    generateId: () => `id-${++n}`,
   });
+  return { db, cp };
+}
+
+Deno.test("requireIdentity() is the one check: every caller throws one PlmError class", async (t) => {
+  const { db, cp } = controlPlane();
+  using _db = db;
+  const calls: [string, () => unknown][] = [
+    ["requireIdentity()", () => requireIdentity()],
+    ["resolveActor()", () => resolveActor(undefined)],
+    ["ControlPlane.authorize()", () => cp.authorize({ action: "bom.read", resource: "bom:1" })],
+    ["ControlPlane.setPolicies()", () => cp.setPolicies({ rules: [] })],
+    ["ControlPlane.decideApproval()", () => cp.decideApproval("a-1", "approve", { digest: "d" })],
+    ["RunStore.create()", () => cp.runs.create({ task: TASK, traceparent: TRACEPARENT })],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, () => assert.throws(call, identityRequired));
+  }
+  assert.equal(cp.audit.list().length, 0);
+});
+
+Deno.test("requireIdentity() validates an explicit identity with IdentitySchema", async (t) => {
+  const bad: [string, unknown][] = [
+    ["roles as a string", { ...ALICE, roles: "admin" }],
+    ["scopes as a string", { ...ALICE, scopes: "runs:write" }],
+    ["U+0000 in the subject", { ...ALICE, subject: "alice\0" }],
+    ["a lone surrogate in a role", { ...ALICE, roles: ["\ud800"] }],
+    ["an empty role", { ...ALICE, roles: [""] }],
+    ["a subject over 1,024 characters", { ...ALICE, subject: "a".repeat(1_025) }],
+    ["an unknown key", { ...ALICE, admin: true }],
+    ["an unknown actor kind", { ...ALICE, actorKind: "root" }],
+  ];
+  for (const [name, identity] of bad) {
+    await t.step(name, () => {
+      assert.throws(() => requireIdentity(identity as Identity, { field: "request.identity" }), {
+        code: "ERR_INVALID_ARGUMENT",
+        message: /request\.identity/,
+      });
+    });
+  }
+  await t.step("a valid identity comes back frozen", () => {
+    const parsed = requireIdentity({ ...ALICE, roles: ["approver"] });
+    assert.deepEqual(parsed, { ...ALICE, roles: ["approver"] });
+    assert.ok(Object.isFrozen(parsed));
+  });
+});
+
+Deno.test("ControlPlane and RunStore refuse an invalid explicit identity before acting", async (t) => {
+  const { db, cp } = controlPlane();
+  using _db = db;
+  const admin = { ...ALICE, roles: "admin" } as unknown as Identity;
+  const nul = { ...ALICE, subject: "alice\0" };
+  await t.step("authorize({ identity })", () => {
+    for (const identity of [admin, nul]) {
+      assert.throws(() => cp.authorize({ identity, action: "bom.read", resource: "bom:1" }), {
+        code: "ERR_INVALID_ARGUMENT",
+        message: /request\.identity/,
+      });
+    }
+  });
+  await t.step("decideApproval({ identity })", () => {
+    assert.throws(() => cp.decideApproval("a-1", "approve", { identity: admin, digest: "d" }), {
+      code: "ERR_INVALID_ARGUMENT",
+      message: /options\.identity/,
+    });
+  });
+  await t.step("runs.create({ requester })", () => {
+    assert.throws(
+      () => cp.runs.create({ task: TASK, requester: nul, traceparent: TRACEPARENT }),
+      { code: "ERR_INVALID_ARGUMENT", message: /requester/ },
+    );
+  });
+  assert.equal(cp.audit.list().length, 0);
+  assert.equal(cp.audit.verify().ok, true);
 });
 
 Deno.test("withIdentity() binds across awaits and unbinds afterwards", async () => {
@@ -841,15 +1003,23 @@ Deno.test("withIdentity() binds across awaits and unbinds afterwards", async () 
 });
 
 Deno.test("withIdentity() refuses the system actor kind and invalid identities", async (t) => {
-  await t.step("system", () => {
-    assert.throws(() => withIdentity(SYSTEM_IDENTITY, () => 1), RangeError);
-  });
-  await t.step("empty subject", () => {
-    assert.throws(() => withIdentity({ ...ALICE, subject: "" }, () => 1), TypeError);
-  });
-  await t.step("unknown key", () => {
-    assert.throws(() => withIdentity({ ...ALICE, admin: true } as Identity, () => 1), TypeError);
-  });
+  const cases: [string, unknown][] = [
+    ["system", SYSTEM_IDENTITY],
+    ["empty subject", { ...ALICE, subject: "" }],
+    ["unknown key", { ...ALICE, admin: true }],
+    ["roles as a string", { ...ALICE, roles: "admin" }],
+    ["U+0000 in the subject", { ...ALICE, subject: "alice\0" }],
+    ["a lone surrogate in a scope", { ...ALICE, scopes: ["\udc00"] }],
+  ];
+  for (const [name, identity] of cases) {
+    await t.step(name, () => {
+      let ran = false;
+      assert.throws(() => withIdentity(identity as Identity, () => (ran = true)), {
+        code: "ERR_INVALID_ARGUMENT",
+      });
+      assert.equal(ran, false);
+    });
+  }
 });
 
 Deno.test("withIdentity() restores the outer identity after a nested call and a throw", () => {

@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import { deferred, MemorySink } from "./_memory_sink.ts";
-import { FakeClock, type Identity } from "../../shared/mod.ts";
-import type { AuditSink } from "../../control_plane/audit/types.ts";
+import { FakeClock, FakeTimers, type Identity, type JsonValue } from "../../shared/mod.ts";
+import { canonicalJson } from "../../shared/canonical_json.ts";
+import { AuditLog } from "../../control_plane/audit/audit_log.ts";
+import { openDatabase } from "../../control_plane/store/database.ts";
 import {
   ANONYMOUS_ACTOR,
   currentIdentity,
   Hs256JwtIdentityProvider,
   IdentityError,
   identityMiddleware,
+  type IdentityMiddlewareOptions,
   type RequestHandler,
   requireIdentity,
   type TokenVerifier,
@@ -17,18 +20,25 @@ const SECRET = "middleware-test-secret-of-at-least-32-bytes";
 const NOW_MS = Date.UTC(2026, 10, 25, 10, 0, 0);
 const INFO = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 4000 } } as const;
 
-function setup(options: { audit?: AuditSink; realm?: string } = {}) {
+function setup(options: IdentityMiddlewareOptions = {}) {
   const clock = new FakeClock(NOW_MS);
+  const timers = new FakeTimers(clock);
   const provider = new Hs256JwtIdentityProvider({ secret: SECRET, clock });
   const calls: (Identity | undefined)[] = [];
-  const handler = identityMiddleware(provider, options)(
-    (_req: Request, info: typeof INFO) => {
-      assert.equal(info, INFO);
+  const authenticate = identityMiddleware(provider, { clock, timer: timers.timer, ...options });
+  const handler = authenticate(
+    (_req: Request, info: { remoteAddr: { hostname: string } }) => {
+      assert.equal(info.remoteAddr.hostname.length > 0, true);
       calls.push(currentIdentity());
       return Response.json({ subject: requireIdentity().subject });
     },
   );
-  return { clock, provider, handler, calls };
+  return { clock, timers, provider, authenticate, handler, calls };
+}
+
+/** The `info` of a request from `hostname`. */
+function from(hostname: string) {
+  return { remoteAddr: { transport: "tcp", hostname, port: 4000 } } as const;
 }
 
 function request(authorization?: string, path = "/v1/runs?x=1"): Request {
@@ -204,7 +214,7 @@ Deno.test("identityMiddleware() leaves nothing bound after the handler, even whe
   assert.equal(currentIdentity(), undefined);
 });
 
-Deno.test("identityMiddleware() audits every rejection without the token", async (t) => {
+Deno.test("identityMiddleware() audits the first rejection of each client and code without the token", async (t) => {
   const audit = new MemorySink();
   const { provider, handler, clock } = setup({ audit });
   const wrong = new Hs256JwtIdentityProvider({ secret: SECRET + "-wrong", clock });
@@ -241,6 +251,7 @@ Deno.test("identityMiddleware() audits every rejection without the token", async
       resource: "http:POST /v1/runs",
       outcome: "denied",
       reason: "ERR_TOKEN_MISSING",
+      data: { client: "127.0.0.1", count: 1 },
     });
   });
   await t.step("a forged token", async () => {
@@ -251,18 +262,23 @@ Deno.test("identityMiddleware() audits every rejection without the token", async
       resource: "http:POST /v1/approvals/a-1",
       outcome: "denied",
       reason: "ERR_TOKEN_SIGNATURE_INVALID",
+      data: { client: "127.0.0.1", count: 1 },
     });
   });
   await t.step("a claim failure names the claim", async () => {
     await handler(request(`Bearer ${systemToken}`), INFO);
-    assert.deepEqual(audit.entries.at(-1)?.data, { claim: "actor_kind", reason: "forbidden" });
+    assert.deepEqual(audit.entries.at(-1)?.data, {
+      client: "127.0.0.1",
+      count: 1,
+      claim: "actor_kind",
+      reason: "forbidden",
+    });
     assert.equal(audit.entries.at(-1)?.reason, "ERR_TOKEN_CLAIM_INVALID");
   });
-  await t.step("a rejection carries the request's trace id", async () => {
-    const traced = request(`Bearer ${forged}`);
-    traced.headers.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    await handler(traced, INFO);
-    assert.equal(audit.entries.at(-1)?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+  await t.step("a repeat within the minute is counted, not written", async () => {
+    const before = audit.entries.length;
+    await handler(request(`Bearer ${forged}`, "/v1/other"), INFO);
+    assert.equal(audit.entries.length, before);
   });
   await t.step("an accepted request is not audited", async () => {
     const before = audit.entries.length;
@@ -271,12 +287,209 @@ Deno.test("identityMiddleware() audits every rejection without the token", async
     assert.equal(audit.entries.length, before);
   });
   await t.step("no entry contains a token or the query string", () => {
-    assert.equal(audit.entries.length, 4);
+    assert.equal(audit.entries.length, 3);
     const text = JSON.stringify(audit.entries);
     for (const secretish of [forged, ...forged.split("."), systemToken.split(".")[2]!, "leaky"]) {
       assert.ok(!text.includes(secretish), `audit leaked ${secretish.slice(0, 12)}`);
     }
   });
+});
+
+Deno.test("identityMiddleware() writes at most two rows for 5,000 rejections from one client", async () => {
+  using db = openDatabase(":memory:");
+  const audit = new AuditLog(db);
+  const { handler, authenticate, clock } = setup({ audit });
+  for (let i = 0; i < 5_000; i++) {
+    const response = await handler(request(i % 2 === 0 ? undefined : "Bearer x", `/r/${i}`), INFO);
+    assert.equal(response.status, 401);
+    if (i % 1_000 === 999) clock.advance(5_000);
+  }
+  // One row per code at once: the rest are counted in memory.
+  assert.deepEqual(audit.list().map((r) => [r.reason, r.data]), [
+    ["ERR_TOKEN_MISSING", { client: "127.0.0.1", count: 1 }],
+    ["ERR_TOKEN_MALFORMED", { client: "127.0.0.1", count: 1 }],
+  ]);
+  authenticate.flush();
+  const records = audit.list();
+  assert.equal(records.length, 4);
+  const counts = records.map((r) => (r.data as { count: number }).count);
+  assert.equal(counts.reduce((a, b) => a + b, 0), 5_000);
+  assert.deepEqual(records.slice(2).map((r) => [r.resource, r.reason, r.data]), [
+    ["http:*", "ERR_TOKEN_MISSING", {
+      client: "127.0.0.1",
+      count: 2_499,
+      aggregated: true,
+      from: "2026-11-25T10:00:00.000Z",
+      until: "2026-11-25T10:00:25.000Z",
+    }],
+    ["http:*", "ERR_TOKEN_MALFORMED", {
+      client: "127.0.0.1",
+      count: 2_499,
+      aggregated: true,
+      from: "2026-11-25T10:00:00.000Z",
+      until: "2026-11-25T10:00:25.000Z",
+    }],
+  ]);
+  assert.equal(audit.verify().ok, true);
+});
+
+Deno.test("identityMiddleware() closes a rejection window after a minute", async (t) => {
+  await t.step("on the next rejection of the client", async () => {
+    const audit = new MemorySink();
+    const { handler, clock } = setup({ audit });
+    for (let i = 0; i < 3; i++) await handler(request(), INFO);
+    clock.advance(59_999);
+    await handler(request(), INFO);
+    assert.equal(audit.entries.length, 1);
+    clock.advance(1);
+    await handler(request(), INFO);
+    assert.deepEqual(audit.entries.map((e) => e.data), [
+      { client: "127.0.0.1", count: 1 },
+      {
+        client: "127.0.0.1",
+        count: 3,
+        aggregated: true,
+        from: "2026-11-25T10:00:00.000Z",
+        until: "2026-11-25T10:01:00.000Z",
+      },
+      { client: "127.0.0.1", count: 1 },
+    ]);
+  });
+  await t.step("on the timer when the client goes quiet", async () => {
+    const audit = new MemorySink();
+    const { handler, timers } = setup({ audit });
+    for (let i = 0; i < 4; i++) await handler(request(), INFO);
+    assert.equal(timers.pending, 1);
+    await timers.advance(59_999);
+    assert.equal(audit.entries.length, 1);
+    await timers.advance(1);
+    assert.equal(audit.entries.length, 2);
+    assert.equal((audit.entries[1]?.data as { count: number }).count, 3);
+    assert.equal(timers.pending, 0);
+  });
+  await t.step("a lone rejection adds no count record", async () => {
+    const audit = new MemorySink();
+    const { handler, timers, authenticate } = setup({ audit });
+    await handler(request(), INFO);
+    await timers.advance(60_000);
+    authenticate.flush();
+    assert.equal(audit.entries.length, 1);
+  });
+  await t.step("disposing flushes and cancels the timer", async () => {
+    const audit = new MemorySink();
+    const { handler, timers, authenticate } = setup({ audit });
+    await handler(request(), INFO);
+    await handler(request(), INFO);
+    authenticate[Symbol.dispose]();
+    assert.equal(audit.entries.length, 2);
+    assert.equal(timers.pending, 0);
+  });
+});
+
+Deno.test("identityMiddleware() bounds the clients it tracks", async () => {
+  const audit = new MemorySink();
+  const { handler, authenticate } = setup({ audit, maxClients: 3 });
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 1_000; i++) await handler(request(), from(`10.0.${i >> 8}.${i & 255}`));
+  }
+  // Three clients get their own window; the 997 others share one.
+  assert.deepEqual(audit.entries.map((e) => (e.data as { client: string }).client), [
+    "10.0.0.0",
+    "10.0.0.1",
+    "10.0.0.2",
+    "(other clients)",
+  ]);
+  authenticate.flush();
+  const counts = audit.entries.map((e) => (e.data as { count: number }).count);
+  assert.deepEqual(counts, [1, 1, 1, 1, 1, 1, 1, 1_993]);
+  assert.equal(counts.reduce((a, b) => a + b, 0), 2_000);
+});
+
+Deno.test("identityMiddleware() bounds each rejection record", async (t) => {
+  await t.step("a 60 KB path is cut and says so", async () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db);
+    const { handler } = setup({ audit });
+    const path = `/${"a".repeat(60_000)}`;
+    await handler(request(undefined, path), INFO);
+    const [record] = audit.list();
+    assert.ok(record !== undefined);
+    assert.ok(canonicalJson(record as unknown as JsonValue).length < 2_048);
+    assert.equal(record.resource.length, "http:POST ".length + 512);
+    assert.ok(record.resource.endsWith("…"));
+    assert.deepEqual(record.data, {
+      client: "127.0.0.1",
+      count: 1,
+      truncated: true,
+      pathLength: 60_001,
+    });
+    assert.equal(audit.verify().ok, true);
+  });
+  await t.step("a client key is cut and made storable", async () => {
+    const audit = new MemorySink();
+    const { handler } = setup({ audit, clientKey: () => `evil\0\ud800${"x".repeat(300)}` });
+    await handler(request(), INFO);
+    const client = (audit.entries[0]?.data as { client: string }).client;
+    assert.equal(client.length, 128);
+    assert.ok(client.startsWith("evil\ufffd\ufffdxx") && client.endsWith("x…"));
+  });
+});
+
+Deno.test("identityMiddleware() does not trust an unauthenticated client's traceparent", async (t) => {
+  const traced = (traceparent: string) => {
+    const req = request("Bearer x");
+    req.headers.set("traceparent", traceparent);
+    return req;
+  };
+  await t.step("a well-formed one is data, never the record's traceId", async () => {
+    const audit = new MemorySink();
+    const { handler } = setup({ audit });
+    await handler(traced("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), INFO);
+    assert.equal(audit.entries[0]?.traceId, undefined);
+    assert.equal(
+      (audit.entries[0]?.data as { untrustedTraceId: string }).untrustedTraceId,
+      "4bf92f3577b34da6a3ce929d0e0e4736",
+    );
+  });
+  await t.step("a malformed one is not recorded at all", async () => {
+    const audit = new MemorySink();
+    const { handler } = setup({ audit });
+    await handler(traced(`00-${"z".repeat(5_000)}-00f067aa0ba902b7-01`), INFO);
+    assert.equal(audit.entries[0]?.traceId, undefined);
+    assert.deepEqual(audit.entries[0]?.data, { client: "127.0.0.1", count: 1 });
+  });
+});
+
+Deno.test("identityMiddleware() refuses options it cannot use", () => {
+  const verifier: TokenVerifier = { verifyToken: () => Promise.reject(new Error("unused")) };
+  assert.throws(() => identityMiddleware(verifier, { maxClients: 0 }), RangeError);
+  assert.throws(() => identityMiddleware(verifier, { maxClients: 1.5 }), RangeError);
+  assert.throws(
+    () => identityMiddleware(verifier, { clientKey: "ip" as unknown as () => string }),
+    TypeError,
+  );
+});
+
+Deno.test("identityMiddleware() binds only identities IdentitySchema accepts", async (t) => {
+  const bad: [string, unknown][] = [
+    ["roles as a string", { subject: "svc", actorKind: "service", roles: "admin", scopes: [] }],
+    ["U+0000 in the subject", { subject: "svc\0", actorKind: "service", roles: [], scopes: [] }],
+    ["the system actor kind", { subject: "cron", actorKind: "system", roles: [], scopes: [] }],
+  ];
+  for (const [name, identity] of bad) {
+    await t.step(name, async () => {
+      const verifier: TokenVerifier = { verifyToken: () => Promise.resolve(identity as Identity) };
+      let called = false;
+      const handler = identityMiddleware(verifier)(() => {
+        called = true;
+        return new Response("ok");
+      });
+      await assert.rejects(Promise.resolve(handler(request("Bearer abc"), INFO)), {
+        code: "ERR_INVALID_ARGUMENT",
+      });
+      assert.equal(called, false);
+    });
+  }
 });
 
 Deno.test("identityMiddleware() lets errors other than IdentityError propagate", async () => {
