@@ -17,6 +17,7 @@ import {
 } from "../control_plane/mod.ts";
 import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared/mod.ts";
 import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
+import { openForReading } from "./db.ts";
 import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
@@ -134,7 +135,7 @@ export const runsCommand: CliCommand = {
           );
         }
         const cursor = str(v.cursor);
-        using db = openDatabase(path);
+        using db = openForReading(path);
         const cp = new ControlPlane(db, { policies: { rules: [] } });
         const page = cp.runs.page({
           ...(states.length > 0 ? { states: states as RunState[] } : {}),
@@ -147,7 +148,7 @@ export const runsCommand: CliCommand = {
       }
       case "show": {
         const id = one(positionals, "RUN_ID");
-        using db = openDatabase(path);
+        using db = openForReading(path);
         const cp = new ControlPlane(db, { policies: { rules: [] } });
         io.out(JSON.stringify(cp.runs.get(id), null, 2));
         for (const r of cp.audit.list({ runId: id })) {
@@ -225,7 +226,10 @@ function parseInput(text: string | undefined): JsonValue {
 async function caller(values: ParsedValues, io: CliIo): Promise<Identity> {
   const token = io.env("PLM_TOKEN");
   if (token === undefined || token === "") {
-    throw new UsageError("no identity: set PLM_TOKEN to a token from 'plm auth issue-token'");
+    throw new PlmError(
+      "ERR_IDENTITY_REQUIRED",
+      "No identity: set PLM_TOKEN to a token from 'plm auth issue-token'",
+    );
   }
   const provider = await makeProvider(keyArgs(values, io.env), io);
   return await provider.verifyToken(token.trim());

@@ -606,7 +606,8 @@ export class Database {
           record.run(migration.version, migration.name, Math.trunc(clock.now()));
         });
       } catch (err) {
-        if (isPlmError(err) && STORE_FAULTS.includes(err.code)) throw err;
+        const fault = translateError(err, this.#path);
+        if (isPlmError(fault) && STORE_FAULTS.includes(fault.code)) throw fault;
         throw new PlmError(
           "ERR_STORE_MIGRATION_FAILED",
           `Cannot apply migration ${migration.version} (${migration.name}): ${
