@@ -319,7 +319,6 @@ function seedFile(path: string): void {
   const insert = db.prepare(
     "INSERT INTO audit_log VALUES (?, 0, 's', 'human', 'a', 'r', 'o', NULL, NULL, NULL, ?, 'p', 'h')",
   );
-  db.exec("DROP TRIGGER IF EXISTS audit_log_no_update");
   db.transaction(() => {
     for (let seq = 1; seq <= 300; seq++) insert.run(seq, JSON.stringify("x".repeat(400)));
   });
