@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { type Agent, httpAgent } from "../agent_runtime/mod.ts";
+import { TASK_LIMITS } from "../control_plane/mod.ts";
 import { INPUT_LIMITS, parseArgument, PlmError } from "../shared/mod.ts";
 import { textSchema } from "../shared/validate.ts";
 
@@ -13,7 +14,8 @@ import { textSchema } from "../shared/validate.ts";
 const AgentSpecSchema = z.strictObject({
   id: textSchema(),
   url: z.url({ protocol: /^https?$/, normalize: false }).max(INPUT_LIMITS.textLength),
-  capabilities: z.array(textSchema()).max(INPUT_LIMITS.listLimit).exactOptional(),
+  capabilities: z.array(textSchema({ max: TASK_LIMITS.capabilityLength }))
+    .max(INPUT_LIMITS.listLimit).exactOptional(),
   tier: z.int().min(0).exactOptional(),
   costPerRun: z.number().min(0).exactOptional(),
   maxConcurrency: z.int().min(1).exactOptional(),
