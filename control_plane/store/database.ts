@@ -788,7 +788,7 @@ function connect(path: string, options: ConnectOptions): DatabaseSync {
  * safe to read the file as immutable (no locks, no `-shm`).
  */
 function openReadOnly(path: string, timeout: number): DatabaseSync {
-  const options = { readOnly: true, timeout, enableForeignKeyConstraints: true };
+  const options: ConnectOptions = { readOnly: true, timeout, enableForeignKeyConstraints: true };
   const db = connect(path, options);
   try {
     db.exec(`PRAGMA busy_timeout = ${timeout}`); // node:sqlite ignores a timeout of 0
@@ -796,20 +796,32 @@ function openReadOnly(path: string, timeout: number): DatabaseSync {
     return db;
   } catch (err) {
     db.close();
-    if (sqliteCode(err) !== SQLITE_READONLY || statFile(`${path}-wal`) !== undefined) {
-      throw translateError(err, path);
-    }
-    const url = new URL("file:///");
-    url.pathname = Deno.realPathSync(path).replaceAll("\\", "/");
-    try {
-      // A file: URI is passed through only when Deno has every permission (-A).
-      const immutable = new DatabaseSync(`${url.href}?immutable=1`, options);
-      immutable.exec(`PRAGMA busy_timeout = ${timeout}`);
-      immutable.prepare("SELECT count(*) FROM sqlite_schema").get();
-      return immutable;
-    } catch {
-      throw translateError(err, path);
-    }
+    if (sqliteCode(err) !== SQLITE_READONLY) throw translateError(err, path);
+    const immutable = statFile(`${path}-wal`) === undefined
+      ? openImmutable(path, options)
+      : undefined;
+    if (immutable !== undefined) return immutable;
+    throw new PlmError(
+      "ERR_STORE_READ_ONLY",
+      `Cannot read ${path} as SQLite cannot create its -shm index in a folder this process cannot write (with no -wal file and every Deno permission, -A, it is read as immutable; else copy it to a writable folder)`,
+      { cause: err },
+    );
+  }
+}
+
+/** Opens `path` as an immutable file, or returns `undefined` when that fails. */
+function openImmutable(path: string, options: ConnectOptions): DatabaseSync | undefined {
+  const url = new URL("file:///");
+  url.pathname = Deno.realPathSync(path).replaceAll("\\", "/");
+  let db: DatabaseSync | undefined;
+  try {
+    // node:sqlite in Deno passes a file: URI through only with every permission (-A).
+    db = new DatabaseSync(`${url.href}?immutable=1`, options);
+    db.prepare("SELECT count(*) FROM sqlite_schema").get();
+    return db;
+  } catch {
+    db?.close();
+    return undefined;
   }
 }
 

@@ -284,6 +284,12 @@ Deno.test("plm audit verify reads an archived database in a read-only folder", a
       assert.equal(verify.stderr, "");
       assert.equal(verify.code, 0);
       assert.equal(verify.stdout, "3 records valid\n");
+      const readOnly = await runPlm(["audit", "verify", "--db", path], {
+        honourFileModes: true,
+        permissions: [`--allow-read=${dir}`],
+      });
+      assert.equal(readOnly.code, 1, "without -A, the -shm index is needed");
+      assert.match(readOnly.stderr, /^error: ERR_STORE_READ_ONLY: [^\n]*-shm[^\n]*\n$/);
       const migrate = await runPlm(["db", "migrate", "--db", `${archive}/new.db`], {
         honourFileModes: true,
       });
