@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { FakeClock, isPlmError, PlmError } from "../../shared/mod.ts";
+import { type ErrorCode, FakeClock, isPlmError, PlmError } from "../../shared/mod.ts";
 import { type Migration, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
 
 const NOTES: Migration = {
@@ -324,8 +324,8 @@ function seedFile(path: string): void {
   });
 }
 
-function storeError(code: string): (err: unknown) => boolean {
-  return (err) => isPlmError(err) && err.code === code;
+function storeError(code: ErrorCode): (err: unknown) => boolean {
+  return (err) => isPlmError(err, code);
 }
 
 Deno.test("openDatabase() with readOnly never creates, writes or migrates the file", async (t) => {
