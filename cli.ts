@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { PlmError } from "./shared/mod.ts";
+import { checkText, invalidArgument, PlmError } from "./shared/mod.ts";
 import { type CliCommand, type CliIo, denoIo, UsageError } from "./cli/io.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { dbCommand } from "./cli/db.ts";
@@ -77,8 +77,12 @@ OPTIONS:
 
 /**
  * Runs the `plm` command line and returns the exit code; it never exits the
- * process itself. Exit codes: 0 success, 1 runtime error
- * (`error: <code>: <message>` on stderr), 2 usage error.
+ * process itself. Exit codes: 0 success, 1 runtime error (one line
+ * `error: <code>: <message>` on stderr), 2 usage error (the help on stderr).
+ * An argument that is not valid UTF-8 (Deno decodes it to U+FFFD), or that
+ * holds U+0000 or a lone surrogate, is refused with `ERR_INVALID_ARGUMENT`
+ * before any command runs; a refused file or environment access is
+ * `ERR_PERMISSION`.
  *
  * @param args The arguments after the program name.
  * @param io Where to read and write. Defaults to the real process streams.
@@ -94,40 +98,75 @@ OPTIONS:
  * assert.equal(await main(["--help"], io), 0);
  * assert.match(out.join("\n"), /USAGE:/);
  * ```
+ *
+ * @example Refuse an argument that was not valid UTF-8
+ * ```ts
+ * import { main } from "@tracepulse/plm-engine-core/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const err: string[] = [];
+ * const io = { out: () => {}, err: (l: string) => err.push(l), readStdin: () => Promise.resolve(""), env: () => undefined };
+ * assert.equal(await main(["db", "migrate", "--db", "plm\uFFFD.db"], io), 1);
+ * assert.match(err[0] ?? "", /^error: ERR_INVALID_ARGUMENT: Invalid --db: /);
+ * ```
  */
 export async function main(args: string[], io: CliIo = denoIo()): Promise<number> {
   const [name, ...rest] = args;
-  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
-    (name === undefined ? io.err : io.out)(HELP);
-    return name === undefined ? 2 : 0;
-  }
-  if (name === "-V" || name === "--version") {
-    io.out(`plm ${VERSION}`);
-    return 0;
-  }
-  const command = COMMANDS[name];
-  if (command === undefined) {
-    io.err(`error: unknown command '${name}'\n\n${HELP}`);
-    return 2;
-  }
-  if (rest.includes("--help") || rest.includes("-h")) {
-    io.out(command.help);
-    return 0;
-  }
   try {
+    checkArguments(args);
+    if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+      (name === undefined ? io.err : io.out)(HELP);
+      return name === undefined ? 2 : 0;
+    }
+    if (name === "-V" || name === "--version") {
+      io.out(`plm ${VERSION}`);
+      return 0;
+    }
+    const command = COMMANDS[name];
+    if (command === undefined) throw new UsageError(`unknown command '${name}'`);
+    if (rest.includes("--help") || rest.includes("-h")) {
+      io.out(command.help);
+      return 0;
+    }
     return await command.run(rest, io);
   } catch (err) {
     if (err instanceof UsageError) {
-      io.err(`error: ${err.message}\n\n${command.help}`);
+      io.err(`error: ${err.message}\n\n${COMMANDS[name ?? ""]?.help ?? HELP}`);
       return 2;
     }
-    if (err instanceof PlmError) {
-      io.err(`error: ${err.code}: ${err.message}`);
-      return 1;
-    }
-    io.err(`error: ERR_INTERNAL: ${err instanceof Error ? err.message : String(err)}`);
+    const [code, message] = describe(err);
+    io.err(`error: ${code}: ${message}`);
     return 1;
   }
+}
+
+/** The code and message a runtime error is printed with. */
+function describe(err: unknown): [string, string] {
+  if (err instanceof PlmError) return [err.code, err.message];
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+    return ["ERR_PERMISSION", message];
+  }
+  return ["ERR_INTERNAL", message];
+}
+
+/**
+ * Refuses an argument that cannot be stored as given. `Deno.args` decodes
+ * invalid UTF-8 to U+FFFD, so a U+FFFD is taken as bytes that were lost.
+ */
+function checkArguments(args: readonly string[]): void {
+  args.forEach((arg, index) => {
+    const previous = args[index - 1];
+    const field = arg.startsWith("--")
+      ? arg.replace(/=[\s\S]*$/, "")
+      : previous?.startsWith("-") && !previous.includes("=")
+      ? previous
+      : `argument ${index + 1}`;
+    if (arg.includes("\uFFFD")) {
+      throw invalidArgument(field, "not valid UTF-8 (it holds U+FFFD, the replacement character)");
+    }
+    checkText(field, arg, Number.MAX_SAFE_INTEGER);
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

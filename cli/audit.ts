@@ -6,8 +6,8 @@
  */
 import { parseArgs } from "node:util";
 import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
-import { openDatabase } from "../control_plane/store/mod.ts";
-import { assertNever, PlmError } from "../shared/mod.ts";
+import { assertNever } from "../shared/mod.ts";
+import { openForReading } from "./db.ts";
 import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm audit: check and read the hash-chained audit log
@@ -25,7 +25,7 @@ COMMANDS:
 
 OPTIONS:
       --db PATH                 The database file (default: $PLM_DB, else plm.db in the
-                                current directory); it must exist
+                                current directory); it must exist, and is only read
       --expected-head SEQ:HASH  verify: also require record SEQ to have hash HASH, as printed
                                 by 'plm audit head' earlier; catches truncation (default: none)
   -n, --lines N                 tail: how many records to print (default: 10)
@@ -50,9 +50,11 @@ interface AuditArgs {
  * import assert from "node:assert/strict";
  *
  * const out: string[] = [];
- * const io = { out: (l: string) => out.push(l), err: () => {}, readStdin: () => Promise.resolve(""), env: () => ":memory:" };
- * assert.equal(await main(["audit", "head"], io), 0);
- * assert.equal(out[0], `0 ${"0".repeat(64)}`);
+ * const io = { out: (l: string) => out.push(l), err: () => {}, readStdin: () => Promise.resolve(""), env: () => undefined };
+ * const db = `${await Deno.makeTempDir()}/plm.db`;
+ * assert.equal(await main(["db", "migrate", "--db", db], io), 0);
+ * assert.equal(await main(["audit", "head", "--db", db], io), 0);
+ * assert.equal(out[1], `0 ${"0".repeat(64)}`);
  * ```
  */
 export const auditCommand: CliCommand = {
@@ -60,13 +62,7 @@ export const auditCommand: CliCommand = {
   help: HELP,
   run(args, io) {
     const parsed = parseAuditArgs(args, io);
-    if (parsed.path !== ":memory:" && !exists(parsed.path)) {
-      throw new PlmError(
-        "ERR_INVALID_ARGUMENT",
-        `Cannot open ${parsed.path} as it does not exist (run 'plm db migrate' to create it)`,
-      );
-    }
-    using db = openDatabase(parsed.path);
+    using db = openForReading(parsed.path);
     const audit = new AuditLog(db);
     switch (parsed.subcommand) {
       case "verify": {
@@ -146,14 +142,4 @@ function parseCount(text: string, name: string): number {
     throw new UsageError(`${name} must be an integer >= 0, got '${text}'`);
   }
   return value;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }

@@ -224,7 +224,7 @@ function asList(value: ParsedValues[string]): string[] {
  * @param args The key options.
  * @param io Where the environment comes from.
  * @returns The provider.
- * @throws {UsageError} When there is no secret or it is too short.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` when there is no secret or it is too short.
  */
 export async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtIdentityProvider> {
   let secret: string | undefined;
@@ -244,7 +244,10 @@ export async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtId
     secret = io.env("PLM_JWT_SECRET");
   }
   if (secret === undefined || secret === "") {
-    throw new UsageError("no secret: set PLM_JWT_SECRET or pass --secret-file <PATH>");
+    throw new PlmError(
+      "ERR_INVALID_ARGUMENT",
+      "No secret to sign or verify tokens: set PLM_JWT_SECRET or pass --secret-file <PATH>",
+    );
   }
   try {
     return new Hs256JwtIdentityProvider({
@@ -253,7 +256,9 @@ export async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtId
       ...(args.audience === undefined ? {} : { audience: args.audience }),
     });
   } catch (err) {
-    if (err instanceof RangeError) throw new UsageError(`the secret is too short: ${err.message}`);
+    if (err instanceof RangeError) {
+      throw new PlmError("ERR_INVALID_ARGUMENT", `The secret is too short: ${err.message}`);
+    }
     throw err;
   }
 }

@@ -4,8 +4,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { openDatabase } from "../control_plane/store/mod.ts";
-import { assertNever } from "../shared/mod.ts";
+import { type Database, openDatabase } from "../control_plane/store/mod.ts";
+import { assertNever, isPlmError, PlmError } from "../shared/mod.ts";
 import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm db: manage the SQLite database
@@ -70,4 +70,29 @@ function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; path: 
   const path = parsed.values.db ?? io.env("PLM_DB") ?? "plm.db";
   if (path === "") throw new UsageError("--db must not be empty");
   return { subcommand, path };
+}
+
+/**
+ * Opens the database of a command that only reads (`audit`, `runs list`,
+ * `runs show`): read-only, never created, written or migrated.
+ *
+ * @param path The `--db` path.
+ * @returns The open database.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` for `:memory:`, `ERR_STORE_NOT_FOUND` naming
+ * `--db` when the file is missing, and the codes of {@link openDatabase}.
+ */
+export function openForReading(path: string): Database {
+  if (path === ":memory:") {
+    throw new PlmError("ERR_INVALID_ARGUMENT", "Invalid --db: an in-memory database is empty");
+  }
+  try {
+    return openDatabase(path, { readOnly: true });
+  } catch (err) {
+    if (!isPlmError(err, "ERR_STORE_NOT_FOUND")) throw err;
+    throw new PlmError(
+      "ERR_STORE_NOT_FOUND",
+      `${err.message} (--db or PLM_DB names it; 'plm db migrate' creates it)`,
+      { cause: err },
+    );
+  }
 }

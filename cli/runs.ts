@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type Agent, AgentRuntime, httpAgent } from "../agent_runtime/mod.ts";
+import { AgentRuntime } from "../agent_runtime/mod.ts";
 import {
   ControlPlane,
   loadPolicySet,
@@ -17,6 +17,8 @@ import {
 } from "../control_plane/mod.ts";
 import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared/mod.ts";
 import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
+import { readAgentsFile } from "./agents_file.ts";
+import { openForReading } from "./db.ts";
 import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
@@ -83,7 +85,10 @@ export const runsCommand: CliCommand = {
         }
         const identity = await caller(v, io);
         const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
-        const agents = await readAgents(str(v.agents), io);
+        const agentsFile = str(v.agents);
+        const agents = agentsFile === undefined
+          ? []
+          : await readAgentsFile(agentsFile, io.env("PLM_TOKEN") ?? "");
         using db = openDatabase(path);
         const runtime = new AgentRuntime({
           controlPlane: new ControlPlane(db, { policies }),
@@ -134,7 +139,7 @@ export const runsCommand: CliCommand = {
           );
         }
         const cursor = str(v.cursor);
-        using db = openDatabase(path);
+        using db = openForReading(path);
         const cp = new ControlPlane(db, { policies: { rules: [] } });
         const page = cp.runs.page({
           ...(states.length > 0 ? { states: states as RunState[] } : {}),
@@ -147,7 +152,7 @@ export const runsCommand: CliCommand = {
       }
       case "show": {
         const id = one(positionals, "RUN_ID");
-        using db = openDatabase(path);
+        using db = openForReading(path);
         const cp = new ControlPlane(db, { policies: { rules: [] } });
         io.out(JSON.stringify(cp.runs.get(id), null, 2));
         for (const r of cp.audit.list({ runId: id })) {
@@ -225,7 +230,10 @@ function parseInput(text: string | undefined): JsonValue {
 async function caller(values: ParsedValues, io: CliIo): Promise<Identity> {
   const token = io.env("PLM_TOKEN");
   if (token === undefined || token === "") {
-    throw new UsageError("no identity: set PLM_TOKEN to a token from 'plm auth issue-token'");
+    throw new PlmError(
+      "ERR_IDENTITY_REQUIRED",
+      "No identity: set PLM_TOKEN to a token from 'plm auth issue-token'",
+    );
   }
   const provider = await makeProvider(keyArgs(values, io.env), io);
   return await provider.verifyToken(token.trim());
@@ -240,27 +248,4 @@ async function readPolicies(path: string | undefined): Promise<PolicySet> {
     throw new PlmError("ERR_POLICY_INVALID", `Cannot read the policy file ${path}`, { cause: err });
   }
   return loadPolicySet(text);
-}
-
-async function readAgents(path: string | undefined, io: CliIo): Promise<Agent[]> {
-  if (path === undefined) return [];
-  let specs: unknown;
-  try {
-    specs = JSON.parse(await Deno.readTextFile(path));
-  } catch (err) {
-    throw new PlmError("ERR_INVALID_ARGUMENT", `Cannot read the agents file ${path}`, {
-      cause: err,
-    });
-  }
-  if (!Array.isArray(specs)) {
-    throw new PlmError("ERR_INVALID_ARGUMENT", `${path} must hold a JSON list`);
-  }
-  const token = io.env("PLM_TOKEN") ?? "";
-  return specs.map((spec, i) => {
-    if (typeof spec !== "object" || spec === null || typeof spec.url !== "string") {
-      throw new PlmError("ERR_INVALID_ARGUMENT", `${path}[${i}] needs a url`);
-    }
-    const { url, ...options } = spec as { url: string; id: string };
-    return httpAgent(url, { ...options, token });
-  });
 }

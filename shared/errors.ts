@@ -32,8 +32,16 @@ export const ERROR_CODES = [
   "ERR_IDENTITY_REQUIRED",
   // store and audit
   "ERR_STORE_SCHEMA_TOO_NEW",
+  /** A database opened read-only has an older schema than the code (run `plm db migrate`). */
+  "ERR_STORE_SCHEMA_TOO_OLD",
   "ERR_STORE_MIGRATION_FAILED",
   "ERR_STORE_BUSY",
+  /** A database opened read-only does not exist (read-only opens never create one). */
+  "ERR_STORE_NOT_FOUND",
+  /** The file is not a SQLite database, or it is corrupt or truncated. */
+  "ERR_STORE_CORRUPT",
+  /** A write reached a database that is read-only: opened so, or its file or folder is. */
+  "ERR_STORE_READ_ONLY",
   "ERR_AUDIT_APPEND_ONLY",
   "ERR_AUDIT_INVALID_RECORD",
   // governance, autonomy, approvals
@@ -66,6 +74,8 @@ export const ERROR_CODES = [
   "ERR_ESCALATION_EXHAUSTED",
   // generic
   "ERR_INVALID_ARGUMENT",
+  /** The process may not read or write a file: a missing Deno permission or an OS refusal. */
+  "ERR_PERMISSION",
   "ERR_INTERNAL",
 ] as const;
 

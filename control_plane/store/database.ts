@@ -9,6 +9,7 @@ import {
   type Clock,
   ERROR_CODES,
   type ErrorCode,
+  isPlmError,
   PlmError,
   systemClock,
 } from "../../shared/mod.ts";
@@ -226,13 +227,41 @@ export interface DatabaseOptions {
    * @default {systemClock}
    */
   clock?: Clock;
+  /**
+   * Open for reading only: never create, write or migrate the file. The file
+   * must exist (else `ERR_STORE_NOT_FOUND`) and be at the latest schema of
+   * `migrations` (else `ERR_STORE_SCHEMA_TOO_OLD` or `ERR_STORE_SCHEMA_TOO_NEW`);
+   * a write fails with `ERR_STORE_READ_ONLY`. A WAL database in a folder the
+   * process cannot write is read as immutable when it has no `-wal` file.
+   *
+   * @default {false}
+   */
+  readOnly?: boolean;
 }
 
 type ArrayStatementSync = StatementSync & { setReturnArrays(enabled: boolean): void };
 
+/** What `node:sqlite` adds to its errors: the extended SQLite result code, when known. */
+type SqliteError = Error & { errcode?: number };
+
 const SYNCHRONOUS_MODES: readonly SynchronousMode[] = ["normal", "full"];
 const SAVEPOINT = "plm_savepoint";
 const CODE_PATTERN = /^(ERR_[A-Z0-9_]+): (.*)$/s;
+/** Faults of the file or the process, not of a migration: they keep their own code. */
+const STORE_FAULTS: readonly ErrorCode[] = [
+  "ERR_STORE_BUSY",
+  "ERR_STORE_CORRUPT",
+  "ERR_STORE_READ_ONLY",
+  "ERR_PERMISSION",
+];
+/** SQLite primary result codes (the low byte of an extended code). */
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_READONLY = 8;
+const SQLITE_CORRUPT = 11;
+const SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26;
+const SQLITE_MAGIC = "SQLite format 3\0";
 
 /**
  * An open SQLite database with the package's schema, made by
@@ -275,14 +304,17 @@ export class Database {
 
   /**
    * Opens (creating if needed) the database at `path`, sets the pragmas and
-   * applies pending migrations. Prefer {@link openDatabase}.
+   * applies pending migrations; or, with `readOnly`, opens an existing one
+   * without writing. Prefer {@link openDatabase}.
    *
    * @param path A file path, or `":memory:"` for a private in-memory database.
-   * @param options Pragmas, migrations and clock.
-   * @throws {TypeError} When `path` is empty or an option is malformed.
+   * @param options Pragmas, migrations, clock and read-only mode.
+   * @throws {TypeError} When `path` is empty, an option is malformed, or `readOnly` is asked of `":memory:"`.
    * @throws {RangeError} When `busyTimeoutMs` is negative or not an integer.
    * @throws {PlmError} `ERR_STORE_SCHEMA_TOO_NEW` when the database is newer than the code,
-   * `ERR_STORE_MIGRATION_FAILED` when a migration fails (it is rolled back).
+   * `ERR_STORE_MIGRATION_FAILED` when a migration fails (it is rolled back),
+   * `ERR_STORE_NOT_FOUND` and `ERR_STORE_SCHEMA_TOO_OLD` (read-only), `ERR_STORE_CORRUPT`,
+   * `ERR_STORE_READ_ONLY`, `ERR_STORE_BUSY`, `ERR_PERMISSION`.
    */
   constructor(path: string, options: DatabaseOptions = {}) {
     const {
@@ -290,6 +322,7 @@ export class Database {
       busyTimeoutMs = 5000,
       migrations = MIGRATIONS,
       clock = systemClock,
+      readOnly = false,
     } = options;
     if (typeof path !== "string" || path === "") {
       throw new TypeError("Cannot open a database without a path");
@@ -300,17 +333,23 @@ export class Database {
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
       throw new RangeError(`Cannot use a busy timeout of ${busyTimeoutMs} ms`);
     }
+    if (typeof readOnly !== "boolean") throw new TypeError("Cannot use a non-boolean readOnly");
+    if (readOnly && path === ":memory:") {
+      throw new TypeError("Cannot open an in-memory database read-only as it is always empty");
+    }
     validateMigrations(migrations);
 
     this.#path = path;
-    this.#db = new DatabaseSync(path, {
-      timeout: busyTimeoutMs,
-      enableForeignKeyConstraints: true,
-    });
+    if (path !== ":memory:") checkFile(path, readOnly);
+    this.#db = readOnly
+      ? openReadOnly(path, busyTimeoutMs)
+      : connect(path, { timeout: busyTimeoutMs, enableForeignKeyConstraints: true });
     try {
       this.#db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
-      if (path !== ":memory:") this.#db.exec("PRAGMA journal_mode = WAL");
-      this.#db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      if (!readOnly) {
+        if (path !== ":memory:") this.#db.exec("PRAGMA journal_mode = WAL");
+        this.#db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      }
       this.#db.exec("PRAGMA foreign_keys = ON");
       this.#begin = this.#db.prepare("BEGIN IMMEDIATE");
       this.#beginRead = this.#db.prepare("BEGIN DEFERRED");
@@ -319,10 +358,11 @@ export class Database {
       this.#savepoint = this.#db.prepare(`SAVEPOINT ${SAVEPOINT}`);
       this.#release = this.#db.prepare(`RELEASE ${SAVEPOINT}`);
       this.#rollbackTo = this.#db.prepare(`ROLLBACK TO ${SAVEPOINT}`);
-      this.#migrate(migrations, clock);
+      if (readOnly) this.#checkCurrent(migrations.at(-1)?.version ?? 0);
+      else this.#migrate(migrations, clock);
     } catch (err) {
       this.#db.close();
-      throw err;
+      throw translateError(err, path);
     }
   }
 
@@ -374,7 +414,7 @@ export class Database {
     try {
       this.#db.exec(sql);
     } catch (err) {
-      throw translateError(err);
+      throw translateError(err, this.#path);
     }
   }
 
@@ -410,7 +450,7 @@ export class Database {
       if (returnArrays) (stmt as ArrayStatementSync).setReturnArrays(true);
       return new PreparedStatement<Row>(stmt);
     } catch (err) {
-      throw translateError(err);
+      throw translateError(err, this.#path);
     }
   }
 
@@ -487,7 +527,7 @@ export class Database {
     try {
       open.run();
     } catch (err) {
-      throw translateError(err);
+      throw translateError(err, this.#path);
     }
     let result: T;
     try {
@@ -500,7 +540,7 @@ export class Database {
       close.run();
     } catch (err) {
       this.#undo(nested);
-      throw translateError(err);
+      throw translateError(err, this.#path);
     }
     return result;
   }
@@ -566,6 +606,8 @@ export class Database {
           record.run(migration.version, migration.name, Math.trunc(clock.now()));
         });
       } catch (err) {
+        const fault = translateError(err, this.#path);
+        if (isPlmError(fault) && STORE_FAULTS.includes(fault.code)) throw fault;
         throw new PlmError(
           "ERR_STORE_MIGRATION_FAILED",
           `Cannot apply migration ${migration.version} (${migration.name}): ${
@@ -574,6 +616,18 @@ export class Database {
           { cause: err },
         );
       }
+    }
+    this.#checkNotTooNew(latest);
+  }
+
+  /** Refuses, without migrating, a schema other than `latest` (read-only mode). */
+  #checkCurrent(latest: number): void {
+    const current = this.schemaVersion;
+    if (current < latest) {
+      throw new PlmError(
+        "ERR_STORE_SCHEMA_TOO_OLD",
+        `Cannot open ${this.#path} read-only as its schema version ${current} is older than ${latest} (run 'plm db migrate' on it first)`,
+      );
     }
     this.#checkNotTooNew(latest);
   }
@@ -597,13 +651,26 @@ export class Database {
  * `BEGIN IMMEDIATE` transaction, so several processes may open the same new
  * file at once.
  *
+ * With `readOnly: true` it opens an existing file for reading only: it never
+ * creates, writes or migrates it, and refuses a schema other than the latest
+ * (`ERR_STORE_SCHEMA_TOO_OLD`, `ERR_STORE_SCHEMA_TOO_NEW`). Use it for
+ * commands that only read, such as verifying an archived audit log. SQLite
+ * may still create the `-wal` and `-shm` files of a WAL database next to it
+ * when the folder is writable.
+ *
  * @param path A file path, or `":memory:"` for a private in-memory database.
- * @param options Pragmas, migrations and clock.
+ * @param options Pragmas, migrations, clock and read-only mode.
  * @returns The open database; close it when done.
- * @throws {TypeError} When `path` is empty or an option is malformed.
+ * @throws {TypeError} When `path` is empty, an option is malformed, or `readOnly` is asked of `":memory:"`.
  * @throws {RangeError} When `busyTimeoutMs` is negative or not an integer.
  * @throws {PlmError} `ERR_STORE_SCHEMA_TOO_NEW` when the database is newer than the code,
- * `ERR_STORE_MIGRATION_FAILED` when a migration fails (it is rolled back).
+ * `ERR_STORE_MIGRATION_FAILED` when a migration fails (it is rolled back),
+ * `ERR_STORE_NOT_FOUND` when a read-only file (or a new file's folder) is missing,
+ * `ERR_STORE_SCHEMA_TOO_OLD` when a read-only file is older than the code,
+ * `ERR_STORE_CORRUPT` for a file that is not a SQLite database, corrupt or truncated,
+ * `ERR_STORE_READ_ONLY` when a write meets a read-only file, folder or connection,
+ * `ERR_STORE_BUSY` when a lock is held past the busy timeout,
+ * `ERR_PERMISSION` when Deno or the system refuses access to the file.
  *
  * @example Open an in-memory database
  * ```ts
@@ -613,6 +680,18 @@ export class Database {
  * const db = openDatabase(":memory:", { busyTimeoutMs: 1000 });
  * assert.equal(db.schemaVersion, MIGRATIONS.length);
  * db.close();
+ * ```
+ *
+ * @example Read a file without changing it
+ * ```ts
+ * import { isPlmError, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const path = `${await Deno.makeTempDir()}/plm.db`;
+ * assert.throws(() => openDatabase(path, { readOnly: true }), (err) => isPlmError(err, "ERR_STORE_NOT_FOUND"));
+ * openDatabase(path).close(); // creates and migrates it
+ * using db = openDatabase(path, { readOnly: true });
+ * assert.throws(() => db.exec("DELETE FROM audit_log"), (err) => isPlmError(err, "ERR_STORE_READ_ONLY"));
  * ```
  */
 export function openDatabase(path: string, options?: DatabaseOptions): Database {
@@ -690,14 +769,166 @@ function checkSync<T>(value: T): T {
   return value;
 }
 
-function translateError(err: unknown): unknown {
-  if (!(err instanceof Error) || err instanceof PlmError) return err;
-  if (/^database (table )?is locked/.test(err.message)) {
-    return new PlmError(
-      "ERR_STORE_BUSY",
-      "Cannot write as another connection held the write lock past the busy timeout",
+type ConnectOptions = ConstructorParameters<typeof DatabaseSync>[1];
+
+function connect(path: string, options: ConnectOptions): DatabaseSync {
+  try {
+    return new DatabaseSync(path, options);
+  } catch (err) {
+    throw translateError(err, path);
+  }
+}
+
+/**
+ * Opens `path` read-only. SQLite reads a WAL database through a `-shm` index
+ * next to it, which it must create when it is missing; in a folder this
+ * process cannot write, that fails. With no `-wal` file there either, no
+ * connection can be writing (a WAL writer needs one, and could not create it
+ * in that folder) and every committed page is in the main file, so it is then
+ * safe to read the file as immutable (no locks, no `-shm`).
+ */
+function openReadOnly(path: string, timeout: number): DatabaseSync {
+  const options: ConnectOptions = { readOnly: true, timeout, enableForeignKeyConstraints: true };
+  const db = connect(path, options);
+  try {
+    db.exec(`PRAGMA busy_timeout = ${timeout}`); // node:sqlite ignores a timeout of 0
+    db.prepare("SELECT count(*) FROM sqlite_schema").get(); // the first read opens the WAL index
+    return db;
+  } catch (err) {
+    db.close();
+    if (sqliteCode(err) !== SQLITE_READONLY) throw translateError(err, path);
+    const immutable = statFile(`${path}-wal`) === undefined
+      ? openImmutable(path, options)
+      : undefined;
+    if (immutable !== undefined) return immutable;
+    throw new PlmError(
+      "ERR_STORE_READ_ONLY",
+      `Cannot read ${path} as SQLite cannot create its -shm index in a folder this process cannot write (with no -wal file and every Deno permission, -A, it is read as immutable; else copy it to a writable folder)`,
       { cause: err },
     );
+  }
+}
+
+/** Opens `path` as an immutable file, or returns `undefined` when that fails. */
+function openImmutable(path: string, options: ConnectOptions): DatabaseSync | undefined {
+  const url = new URL("file:///");
+  url.pathname = Deno.realPathSync(path).replaceAll("\\", "/");
+  let db: DatabaseSync | undefined;
+  try {
+    // node:sqlite in Deno passes a file: URI through only with every permission (-A).
+    db = new DatabaseSync(`${url.href}?immutable=1`, options);
+    db.prepare("SELECT count(*) FROM sqlite_schema").get();
+    return db;
+  } catch {
+    db?.close();
+    return undefined;
+  }
+}
+
+/**
+ * Refuses, before SQLite opens `path`, a file that is missing (read-only
+ * opens never create one; nor is a folder created) or truncated: a header
+ * that counts more pages than the file holds. A live WAL database (one with
+ * a `-wal` file) is left to SQLite, as a checkpoint may be growing its file.
+ */
+function checkFile(path: string, readOnly: boolean): void {
+  const info = statFile(path);
+  if (info === undefined) {
+    if (readOnly) {
+      throw new PlmError("ERR_STORE_NOT_FOUND", `Cannot open ${path} as it does not exist`);
+    }
+    const folder = path.replace(/[^/\\]*$/, "") || ".";
+    if (statFile(folder) === undefined) {
+      throw new PlmError(
+        "ERR_STORE_NOT_FOUND",
+        `Cannot create ${path} as its folder ${folder} does not exist`,
+      );
+    }
+    return;
+  }
+  if (!info.isFile || info.size === 0 || statFile(`${path}-wal`) !== undefined) return;
+  const header = new Uint8Array(100);
+  let read: number | null;
+  try {
+    using file = Deno.openSync(path, { read: true });
+    read = file.readSync(header);
+  } catch (err) {
+    throw translateError(err, path);
+  }
+  if (read !== 100 || new TextDecoder().decode(header.subarray(0, 16)) !== SQLITE_MAGIC) return;
+  const view = new DataView(header.buffer);
+  const pageSize = view.getUint16(16) === 1 ? 65_536 : view.getUint16(16);
+  const pages = view.getUint32(28);
+  // The header's page count is valid only when the version-valid-for number matches the change counter.
+  const valid = pages > 0 && view.getUint32(92) === view.getUint32(24);
+  if (valid && info.size < pages * pageSize) {
+    throw new PlmError(
+      "ERR_STORE_CORRUPT",
+      `Cannot open ${path} as it is truncated: its header counts ${pages} pages of ${pageSize} bytes, the file holds ${info.size} bytes`,
+    );
+  }
+}
+
+/** The file's info, or `undefined` when it does not exist. */
+function statFile(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw translateError(err, path);
+  }
+}
+
+/** The primary SQLite result code of a `node:sqlite` error, from its code or its message. */
+function sqliteCode(err: unknown): number | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const { errcode } = err as SqliteError;
+  if (typeof errcode === "number") return errcode & 0xff;
+  const message = err.message;
+  if (/^database (table )?is locked/.test(message)) return SQLITE_BUSY;
+  if (message.startsWith("attempt to write a readonly database")) return SQLITE_READONLY;
+  if (message.startsWith("database disk image is malformed")) return SQLITE_CORRUPT;
+  if (message.startsWith("file is not a database")) return SQLITE_NOTADB;
+  if (message.startsWith("unable to open database file")) return SQLITE_CANTOPEN;
+  return undefined;
+}
+
+/**
+ * Turns what `node:sqlite` and Deno throw into a {@link PlmError} with a
+ * stable code where there is one; other errors are returned as they are.
+ */
+function translateError(err: unknown, path = "the database"): unknown {
+  if (!(err instanceof Error) || err instanceof PlmError) return err;
+  if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+    return new PlmError("ERR_PERMISSION", `Cannot open ${path}: ${err.message}`, { cause: err });
+  }
+  switch (sqliteCode(err)) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return new PlmError(
+        "ERR_STORE_BUSY",
+        `Cannot use ${path} as another connection held a lock on it past the busy timeout`,
+        { cause: err },
+      );
+    case SQLITE_READONLY:
+      return new PlmError(
+        "ERR_STORE_READ_ONLY",
+        `Cannot write to ${path} as it is read-only (opened so, or its file or folder is): ${err.message}`,
+        { cause: err },
+      );
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return new PlmError(
+        "ERR_STORE_CORRUPT",
+        `Cannot read ${path} as it is corrupt or not a SQLite database: ${err.message}`,
+        { cause: err },
+      );
+    case SQLITE_CANTOPEN:
+      return new PlmError(
+        "ERR_PERMISSION",
+        `Cannot open ${path} as the process may not read or write it or its folder: ${err.message}`,
+        { cause: err },
+      );
   }
   const match = CODE_PATTERN.exec(err.message);
   if (match === null) return err;

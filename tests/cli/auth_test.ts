@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import * as jose from "jose";
 import { main } from "../../cli.ts";
 import { fakeIo } from "./_fake_io.ts";
+import { runPlm } from "./_subprocess.ts";
 
 const SECRET = "cli-test-secret-of-at-least-32-bytes-long";
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 async function issue(args: string[], env: Record<string, string> = { PLM_JWT_SECRET: SECRET }) {
   const io = fakeIo(env);
@@ -152,18 +151,31 @@ Deno.test("plm auth exits 1 when the secret file cannot be read", async () => {
   assert.match(io.stderr[0] ?? "", /^error: ERR_INVALID_ARGUMENT: Cannot read the secret file/);
 });
 
+Deno.test("plm auth prints one error line, not the help, for a missing or short secret", async (t) => {
+  const base = ["--subject", "a", "--actor-kind", "human"];
+  const cases: [string, string[], Record<string, string>][] = [
+    ["no secret", ["issue-token", ...base], {}],
+    ["empty secret", ["verify", "x"], { PLM_JWT_SECRET: "" }],
+    ["short secret", ["issue-token", ...base], { PLM_JWT_SECRET: "short" }],
+  ];
+  for (const [name, args, env] of cases) {
+    await t.step(name, async () => {
+      const io = fakeIo(env);
+      assert.equal(await main(["auth", ...args], io), 1);
+      assert.deepEqual(io.stdout, []);
+      assert.equal(io.stderr.length, 1);
+      assert.match(
+        io.stderr[0] ?? "",
+        /^error: ERR_INVALID_ARGUMENT: [^\n]*(PLM_JWT_SECRET|short)/,
+      );
+    });
+  }
+});
+
 Deno.test("plm auth reports usage errors with exit 2 and help on stderr", async (t) => {
   const base = ["--subject", "a", "--actor-kind", "human"];
   const env = { PLM_JWT_SECRET: SECRET };
   const cases: [string, string[], Record<string, string>, RegExp][] = [
-    [
-      "no secret",
-      ["issue-token", ...base],
-      {},
-      /no secret: set PLM_JWT_SECRET or pass --secret-file/,
-    ],
-    ["empty secret", ["verify", "x"], { PLM_JWT_SECRET: "" }, /no secret/],
-    ["short secret", ["issue-token", ...base], { PLM_JWT_SECRET: "short" }, /too short/],
     [
       "secret as a flag",
       ["issue-token", ...base, "--secret", SECRET],
@@ -209,34 +221,8 @@ Deno.test("plm auth reports usage errors with exit 2 and help on stderr", async 
 // ---------------------------------------------------------------------------
 // End to end, in a subprocess
 
-async function plm(
-  args: string[],
-  env: Record<string, string>,
-  stdin?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  // A clean environment, so that a PLM_JWT_SECRET of the caller cannot leak in.
-  const keep: Record<string, string> = {};
-  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) keep[name] = value;
-  }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli.ts", ...args],
-    cwd: REPO,
-    clearEnv: true,
-    env: { ...keep, NO_COLOR: "1", ...env },
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  const decoder = new TextDecoder();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+function plm(args: string[], env: Record<string, string>, stdin?: string) {
+  return runPlm(args, stdin === undefined ? { env } : { env, stdin });
 }
 
 Deno.test("plm auth issue-token then verify works end to end in a subprocess", async (t) => {
@@ -271,9 +257,12 @@ Deno.test("plm auth issue-token then verify works end to end in a subprocess", a
   });
 });
 
-Deno.test("plm auth issue-token without a secret exits 2 with a clear message in a subprocess", async () => {
+Deno.test("plm auth issue-token without a secret prints one error line in a subprocess", async () => {
   const result = await plm(["auth", "issue-token", "--subject", "a", "--actor-kind", "human"], {});
-  assert.equal(result.code, 2);
+  assert.equal(result.code, 1);
   assert.equal(result.stdout, "");
-  assert.match(result.stderr, /^error: no secret: set PLM_JWT_SECRET or pass --secret-file/);
+  assert.match(
+    result.stderr,
+    /^error: ERR_INVALID_ARGUMENT: No secret[^\n]*PLM_JWT_SECRET[^\n]*\n$/,
+  );
 });

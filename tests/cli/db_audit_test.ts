@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { FakeClock } from "../../shared/mod.ts";
 import { MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
 import { AUDIT_GENESIS_HASH, AuditLog } from "../../control_plane/audit/mod.ts";
 import { main } from "../../cli.ts";
 import { fakeIo } from "./_fake_io.ts";
+import { runPlm } from "./_subprocess.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "plm_cli_test_" });
@@ -163,12 +165,92 @@ Deno.test("plm audit verify exits 1 and names the first bad seq", async (t) => {
   });
 });
 
-Deno.test("plm audit refuses a database file that does not exist", async () => {
+Deno.test("plm audit, runs list and runs show refuse a missing database and create none", async (t) => {
   await withTempDir(async (dir) => {
-    const io = fakeIo({ PLM_DB: `${dir}/missing.db` });
-    assert.equal(await main(["audit", "head"], io), 1);
-    assert.match(io.stderr[0] ?? "", /^error: ERR_INVALID_ARGUMENT: /);
-    assert.throws(() => Deno.statSync(`${dir}/missing.db`), Deno.errors.NotFound);
+    const path = `${dir}/missing.db`;
+    const commands = [
+      ["audit", "verify"],
+      ["audit", "head"],
+      ["audit", "tail"],
+      ["runs", "list"],
+      ["runs", "show", "r-1"],
+    ];
+    for (const args of commands) {
+      await t.step(args.join(" "), async () => {
+        const io = fakeIo({ PLM_DB: path });
+        assert.equal(await main(args, io), 1);
+        assert.deepEqual(io.stdout, []);
+        assert.equal(io.stderr.length, 1);
+        assert.match(io.stderr[0] ?? "", /^error: ERR_STORE_NOT_FOUND: .*--db/);
+        assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+      });
+    }
+    await t.step("--db :memory: is ERR_INVALID_ARGUMENT", async () => {
+      const io = fakeIo();
+      assert.equal(await main(["audit", "verify", "--db", ":memory:"], io), 1);
+      assert.match(io.stderr[0] ?? "", /^error: ERR_INVALID_ARGUMENT: /);
+    });
+  });
+});
+
+Deno.test("plm audit verify never migrates or writes the file it checks", async (t) => {
+  await withTempDir(async (dir) => {
+    await t.step("a 0-byte file is refused and stays empty", async () => {
+      const path = `${dir}/empty.db`;
+      Deno.writeFileSync(path, new Uint8Array());
+      const io = fakeIo({ PLM_DB: path });
+      assert.equal(await main(["audit", "verify"], io), 1);
+      assert.deepEqual(io.stdout, []);
+      assert.match(io.stderr[0] ?? "", /^error: ERR_STORE_SCHEMA_TOO_OLD: /);
+      assert.equal(Deno.statSync(path).size, 0);
+    });
+    await t.step("an older schema is refused, not migrated", async () => {
+      const path = `${dir}/old.db`;
+      openDatabase(path, { migrations: MIGRATIONS.slice(0, 1) }).close();
+      const before = Deno.readFileSync(path);
+      const io = fakeIo({ PLM_DB: path });
+      assert.equal(await main(["audit", "verify"], io), 1);
+      assert.match(io.stderr[0] ?? "", /^error: ERR_STORE_SCHEMA_TOO_OLD: .*plm db migrate/);
+      assert.deepEqual(Deno.readFileSync(path), before);
+      using db = openDatabase(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) });
+      assert.equal(db.schemaVersion, 1);
+    });
+  });
+});
+
+Deno.test("plm reports corrupt, truncated and locked databases with their own codes", async (t) => {
+  await withTempDir(async (dir) => {
+    const real = `${dir}/real.db`;
+    seed(real, 200);
+    const bytes = Deno.readFileSync(real);
+    const cases: [string, Uint8Array][] = [
+      ["random bytes", new Uint8Array(8192).map((_, i) => (i * 7919 + 13) % 251)],
+      ["a truncated copy", bytes.slice(0, Math.floor(bytes.length / 2))],
+    ];
+    for (const [name, content] of cases) {
+      for (const args of [["audit", "verify"], ["db", "migrate"]]) {
+        await t.step(`${name}: ${args.join(" ")}`, async () => {
+          const path = `${dir}/${name.replaceAll(" ", "_")}.db`;
+          Deno.writeFileSync(path, content);
+          const io = fakeIo({ PLM_DB: path });
+          assert.equal(await main(args, io), 1);
+          assert.deepEqual(io.stdout, []);
+          assert.equal(io.stderr.length, 1);
+          assert.match(io.stderr[0] ?? "", /^error: ERR_STORE_CORRUPT: /);
+          assert.deepEqual(Deno.readFileSync(path), content);
+        });
+      }
+    }
+    await t.step("a database locked by BEGIN EXCLUSIVE", async () => {
+      const path = `${dir}/locked.db`;
+      seed(path, 3);
+      using holder = new DatabaseSync(path);
+      holder.exec("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; DELETE FROM schema_migrations;");
+      const io = fakeIo({ PLM_DB: path });
+      assert.equal(await main(["audit", "verify"], io), 1); // after the 5 s busy timeout
+      assert.match(io.stderr[0] ?? "", /^error: ERR_STORE_BUSY: /);
+      holder.exec("ROLLBACK");
+    });
   });
 });
 
@@ -176,26 +258,83 @@ Deno.test("plm audit runs as a subprocess: head prints SEQ HASH, verify exits 1 
   await withTempDir(async (dir) => {
     const path = `${dir}/sub.db`;
     seed(path, 3);
-    const cli = new URL("../../cli.ts", import.meta.url).pathname;
-    const run = (args: string[]) =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", cli, ...args],
-        env: { PLM_DB: path },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-
-    const head = await run(["audit", "head"]);
-    const decoder = new TextDecoder();
-    assert.equal(head.code, 0, decoder.decode(head.stderr));
-    assert.match(decoder.decode(head.stdout), /^3 [0-9a-f]{64}\n$/);
+    const head = await runPlm(["audit", "head"], { env: { PLM_DB: path } });
+    assert.equal(head.code, 0, head.stderr);
+    assert.match(head.stdout, /^3 [0-9a-f]{64}\n$/);
 
     tamper(path, "DELETE FROM audit_log WHERE seq = 2");
-    const verify = await run(["audit", "verify", "--db", path]);
+    const verify = await runPlm(["audit", "verify", "--db", path]);
     assert.equal(verify.code, 1);
     assert.equal(
-      decoder.decode(verify.stdout),
+      verify.stdout,
       "1 record valid\nrecord 2 invalid: seq_gap: Record 2 is missing (the next one is 3)\n",
     );
+  });
+});
+
+Deno.test("plm audit verify reads an archived database in a read-only folder", async () => {
+  await withTempDir(async (dir) => {
+    const archive = `${dir}/archive`;
+    Deno.mkdirSync(archive);
+    const path = `${archive}/audit.db`;
+    seed(path, 3);
+    Deno.chmodSync(archive, 0o555);
+    try {
+      const verify = await runPlm(["audit", "verify", "--db", path], { honourFileModes: true });
+      assert.equal(verify.stderr, "");
+      assert.equal(verify.code, 0);
+      assert.equal(verify.stdout, "3 records valid\n");
+      const readOnly = await runPlm(["audit", "verify", "--db", path], {
+        honourFileModes: true,
+        permissions: [`--allow-read=${dir}`],
+      });
+      assert.equal(readOnly.code, 1, "without -A, the -shm index is needed");
+      assert.match(readOnly.stderr, /^error: ERR_STORE_READ_ONLY: [^\n]*-shm[^\n]*\n$/);
+      const migrate = await runPlm(["db", "migrate", "--db", `${archive}/new.db`], {
+        honourFileModes: true,
+      });
+      assert.equal(migrate.code, 1);
+      assert.match(migrate.stderr, /^error: ERR_PERMISSION: /);
+    } finally {
+      Deno.chmodSync(archive, 0o755);
+    }
+    assert.deepEqual([...Deno.readDirSync(archive)].map((entry) => entry.name), ["audit.db"]);
+  });
+});
+
+Deno.test("plm reports a read-only database file as ERR_STORE_READ_ONLY", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/old.db`;
+    openDatabase(path, { migrations: MIGRATIONS.slice(0, 1) }).close();
+    Deno.chmodSync(path, 0o444);
+    const migrate = await runPlm(["db", "migrate", "--db", path], { honourFileModes: true });
+    assert.equal(migrate.code, 1);
+    assert.equal(migrate.stdout, "");
+    assert.match(migrate.stderr, /^error: ERR_STORE_READ_ONLY: [^\n]*\n$/);
+    using db = openDatabase(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) });
+    assert.equal(db.schemaVersion, 1);
+  });
+});
+
+Deno.test("plm reports missing Deno permissions as ERR_PERMISSION", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/plm.db`;
+    seed(path, 2);
+    await t.step("no permissions at all", async () => {
+      const verify = await runPlm(["audit", "verify", "--db", path], { permissions: [] });
+      assert.equal(verify.code, 1);
+      assert.match(verify.stderr, /^error: ERR_PERMISSION: [^\n]*--allow-read[^\n]*\n$/);
+    });
+    await t.step("read only: audit verify works, db migrate is refused", async () => {
+      const read = [`--allow-read=${dir}`];
+      const verify = await runPlm(["audit", "verify", "--db", path], { permissions: read });
+      assert.equal(verify.stderr, "");
+      assert.equal(verify.stdout, "2 records valid\n");
+      const migrate = await runPlm(["db", "migrate", "--db", `${dir}/new.db`], {
+        permissions: read,
+      });
+      assert.equal(migrate.code, 1);
+      assert.match(migrate.stderr, /^error: ERR_PERMISSION: [^\n]*--allow-write[^\n]*\n$/);
+    });
   });
 });

@@ -67,8 +67,9 @@ Deno.test("plm runs submit fails closed without a valid token", async () => {
     const missing = await run(["submit", "--action", "bom.update", "--resource", "bom:1"], {
       PLM_TOKEN: undefined,
     });
-    assert.equal(missing.code, 2);
-    assert.match(missing.err[0] ?? "", /no identity: set PLM_TOKEN/);
+    assert.equal(missing.code, 1);
+    assert.deepEqual(missing.err.length, 1, "one line, not the help");
+    assert.match(missing.err[0] ?? "", /^error: ERR_IDENTITY_REQUIRED: .*PLM_TOKEN/);
     const forged = await run(["submit", "--action", "bom.update", "--resource", "bom:1"], {
       PLM_JWT_SECRET: "another-secret-that-is-32-bytes-long!!",
     });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { FakeClock, isPlmError, PlmError } from "../../shared/mod.ts";
+import { DatabaseSync } from "node:sqlite";
+import { type ErrorCode, FakeClock, isPlmError, PlmError } from "../../shared/mod.ts";
 import { type Migration, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
 
 const NOTES: Migration = {
@@ -309,5 +310,130 @@ Deno.test("openDatabase() lets two connections share one file", async () => {
     assert.equal(count(), 1);
     b.transaction(() => b.prepare("INSERT INTO t VALUES (2)").run());
     assert.equal(a.prepare<{ n: number }>("SELECT count(*) AS n FROM t").get()?.n, 2);
+  });
+});
+
+/** A file database at the latest schema whose audit log fills about 40 pages. */
+function seedFile(path: string): void {
+  using db = openDatabase(path);
+  const insert = db.prepare(
+    "INSERT INTO audit_log VALUES (?, 0, 's', 'human', 'a', 'r', 'o', NULL, NULL, NULL, ?, 'p', 'h')",
+  );
+  db.transaction(() => {
+    for (let seq = 1; seq <= 300; seq++) insert.run(seq, JSON.stringify("x".repeat(400)));
+  });
+}
+
+function storeError(code: ErrorCode): (err: unknown) => boolean {
+  return (err) => isPlmError(err, code);
+}
+
+Deno.test("openDatabase() with readOnly never creates, writes or migrates the file", async (t) => {
+  await withTempDir(async (dir) => {
+    await t.step("a missing file is ERR_STORE_NOT_FOUND and stays missing", () => {
+      const path = `${dir}/missing.db`;
+      assert.throws(
+        () => openDatabase(path, { readOnly: true }),
+        storeError("ERR_STORE_NOT_FOUND"),
+      );
+      assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+    });
+    await t.step("a 0-byte file is ERR_STORE_SCHEMA_TOO_OLD and stays empty", () => {
+      const path = `${dir}/empty.db`;
+      Deno.writeFileSync(path, new Uint8Array());
+      assert.throws(
+        () => openDatabase(path, { readOnly: true }),
+        storeError("ERR_STORE_SCHEMA_TOO_OLD"),
+      );
+      assert.equal(Deno.statSync(path).size, 0);
+    });
+    await t.step("an older schema is ERR_STORE_SCHEMA_TOO_OLD and is not migrated", () => {
+      const path = `${dir}/old.db`;
+      openDatabase(path, { migrations: MIGRATIONS.slice(0, 1) }).close();
+      assert.throws(
+        () =>
+          openDatabase(path, { readOnly: true, migrations: [...MIGRATIONS.slice(0, 1), NOTES] }),
+        storeError("ERR_STORE_SCHEMA_TOO_OLD"),
+      );
+      using db = openDatabase(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) });
+      assert.equal(db.schemaVersion, 1);
+      assert.ok(!tableNames(db).includes("notes"));
+    });
+    await t.step("a newer schema is ERR_STORE_SCHEMA_TOO_NEW", () => {
+      const path = `${dir}/new.db`;
+      openDatabase(path, { migrations: [...MIGRATIONS.slice(0, 1), NOTES] }).close();
+      assert.throws(
+        () => openDatabase(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) }),
+        storeError("ERR_STORE_SCHEMA_TOO_NEW"),
+      );
+    });
+    await t.step("a current database reads; a write is ERR_STORE_READ_ONLY", () => {
+      const path = `${dir}/current.db`;
+      openDatabase(path).close();
+      using db = openDatabase(path, { readOnly: true });
+      assert.equal(db.schemaVersion, MIGRATIONS.length);
+      assert.throws(
+        () => db.exec("CREATE TABLE t (x INTEGER)"),
+        storeError("ERR_STORE_READ_ONLY"),
+      );
+      const write = () => db.prepare("DELETE FROM schema_migrations").run();
+      assert.throws(() => db.transaction(write), storeError("ERR_STORE_READ_ONLY"));
+      assert.equal(db.schemaVersion, MIGRATIONS.length);
+      assert.ok(!tableNames(db).includes("t"));
+    });
+    await t.step("in memory is a TypeError", () => {
+      assert.throws(() => openDatabase(":memory:", { readOnly: true }), TypeError);
+    });
+  });
+});
+
+Deno.test("openDatabase() refuses corrupt and truncated files with ERR_STORE_CORRUPT", async (t) => {
+  await withTempDir(async (dir) => {
+    const real = `${dir}/real.db`;
+    seedFile(real);
+    const bytes = Deno.readFileSync(real);
+    assert.ok(bytes.length >= 16 * 4096);
+    const cases: Record<string, Uint8Array> = {
+      "random bytes": new Uint8Array(8192).map((_, i) => (i * 7919 + 13) % 251),
+      "a copy cut at a page boundary": bytes.slice(0, 8 * 4096),
+      "a copy cut mid-page": bytes.slice(0, 8 * 4096 + 1000),
+    };
+    for (const [name, content] of Object.entries(cases)) {
+      for (const readOnly of [false, true]) {
+        await t.step(`${name}${readOnly ? ", read-only" : ""}`, () => {
+          const path = `${dir}/${name.replaceAll(" ", "_")}_${readOnly}.db`;
+          Deno.writeFileSync(path, content);
+          assert.throws(() => openDatabase(path, { readOnly }), storeError("ERR_STORE_CORRUPT"));
+          assert.deepEqual(Deno.readFileSync(path), content);
+        });
+      }
+    }
+  });
+});
+
+Deno.test("openDatabase() reports a lock held past the busy timeout as ERR_STORE_BUSY", async (t) => {
+  await withTempDir(async (dir) => {
+    await t.step("a rollback-journal database under BEGIN EXCLUSIVE", () => {
+      const path = `${dir}/journal.db`;
+      openDatabase(path).close();
+      using holder = new DatabaseSync(path);
+      holder.exec("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; DELETE FROM schema_migrations;");
+      for (const readOnly of [false, true]) {
+        assert.throws(
+          () => openDatabase(path, { readOnly, busyTimeoutMs: 0 }),
+          storeError("ERR_STORE_BUSY"),
+        );
+      }
+      holder.exec("ROLLBACK");
+    });
+    await t.step("a WAL database under BEGIN EXCLUSIVE still reads", () => {
+      const path = `${dir}/wal.db`;
+      openDatabase(path).close();
+      using holder = new DatabaseSync(path);
+      holder.exec("BEGIN EXCLUSIVE; DELETE FROM schema_migrations;");
+      using db = openDatabase(path, { readOnly: true, busyTimeoutMs: 0 });
+      assert.equal(db.schemaVersion, MIGRATIONS.length);
+      holder.exec("ROLLBACK");
+    });
   });
 });
