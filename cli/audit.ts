@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
-import { assertNever } from "../shared/mod.ts";
+import { assertNever, INPUT_LIMITS } from "../shared/mod.ts";
 import { openForReading } from "./db.ts";
 import { type CliCommand, type CliIo, UsageError } from "./io.ts";
 
@@ -16,22 +16,27 @@ USAGE:
   plm audit verify [--db PATH] [--expected-head SEQ:HASH]
   plm audit tail [--db PATH] [-n N]
   plm audit head [--db PATH]
+  plm audit export [--db PATH]
 
 COMMANDS:
   verify  Check every record's link and hash; print "N records valid", or the first
           bad seq and why (exit 1)
   tail    Print the newest records as JSON lines, oldest first
   head    Print the newest record's seq and hash as "SEQ HASH" (0 and 64 zeros when empty)
+  export  Print every record as JSON lines, oldest first, for an outside check with
+          tools/verify_audit.ts (see docs/AUDIT.md)
 
 OPTIONS:
       --db PATH                 The database file (default: $PLM_DB, else plm.db in the
                                 current directory); it must exist, and is only read
       --expected-head SEQ:HASH  verify: also require record SEQ to have hash HASH, as printed
                                 by 'plm audit head' earlier; catches truncation (default: none)
-  -n, --lines N                 tail: how many records to print (default: 10)
+  -n, --lines N                 tail: how many records to print, 1..1000 (default: 10)
   -h, --help                    Show this help`;
 
-const SUBCOMMANDS = ["verify", "tail", "head"] as const;
+const SUBCOMMANDS = ["verify", "tail", "head", "export"] as const;
+/** Records per page when exporting. */
+const EXPORT_PAGE = 1_000;
 type AuditSubcommand = typeof SUBCOMMANDS[number];
 
 interface AuditArgs {
@@ -79,6 +84,16 @@ export const auditCommand: CliCommand = {
         for (const record of records) io.out(JSON.stringify(record));
         return Promise.resolve(0);
       }
+      case "export": {
+        // Pages by seq so memory stays bounded however long the log is.
+        for (let fromSeq = 1;;) {
+          const page = audit.list({ fromSeq, limit: EXPORT_PAGE });
+          for (const record of page) io.out(JSON.stringify(record));
+          if (page.length < EXPORT_PAGE) break;
+          fromSeq = page[page.length - 1]!.seq + 1;
+        }
+        return Promise.resolve(0);
+      }
       case "head": {
         const head = audit.head();
         io.out(`${head.seq} ${head.hash}`);
@@ -121,6 +136,9 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
   const path = db ?? io.env("PLM_DB") ?? "plm.db";
   if (path === "") throw new UsageError("--db must not be empty");
   const lines = linesText === undefined ? 10 : parseCount(linesText, "-n/--lines");
+  if (lines < 1 || lines > INPUT_LIMITS.listLimit) {
+    throw new UsageError(`-n/--lines must be 1..${INPUT_LIMITS.listLimit}, got '${linesText}'`);
+  }
   return headText === undefined
     ? { subcommand, path, lines }
     : { subcommand, path, lines, expectedHead: parseHead(headText) };

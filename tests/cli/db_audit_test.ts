@@ -338,3 +338,47 @@ Deno.test("plm reports missing Deno permissions as ERR_PERMISSION", async (t) =>
     });
   });
 });
+
+Deno.test("plm audit export writes every record, and tools/verify_audit.ts checks it alone", async (t) => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/export.db`;
+    seed(path, 2_345); // more than two export pages
+    const io = fakeIo({ PLM_DB: path });
+    assert.equal(await main(["audit", "export"], io), 0);
+    assert.deepEqual(io.stdout.map((line) => JSON.parse(line).seq).slice(-2), [2_344, 2_345]);
+    assert.equal(io.stdout.length, 2_345);
+    const file = `${dir}/audit.jsonl`;
+    await Deno.writeTextFile(file, io.stdout.join("\n") + "\n");
+    const verifyExport = async (...extra: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "tools/verify_audit.ts", file, ...extra],
+        stdout: "piped",
+      }).output();
+      return [out.code, new TextDecoder().decode(out.stdout).trim()];
+    };
+    await t.step("the intact export", async () => {
+      const head = JSON.parse(io.stdout.at(-1)!);
+      assert.deepEqual(await verifyExport("--expected-head", `2345:${head.hash}`), [
+        0,
+        "2345 records valid",
+      ]);
+    });
+    await t.step("an edited line", async () => {
+      const lines = [...io.stdout];
+      lines[99] = lines[99]!.replace('"succeeded"', '"failed"');
+      await Deno.writeTextFile(file, lines.join("\n"));
+      assert.deepEqual(await verifyExport(), [
+        1,
+        "99 records valid\nrecord 100 invalid: hash_mismatch",
+      ]);
+    });
+  });
+});
+
+Deno.test("plm audit tail refuses -n outside 1..1000 as a usage error", async () => {
+  for (const n of ["0", "1001"]) {
+    const io = fakeIo({ PLM_DB: "unused.db" });
+    assert.equal(await main(["audit", "tail", "-n", n], io), 2);
+    assert.match(io.stderr.join("\n"), /1\.\.1000/);
+  }
+});
