@@ -5,6 +5,7 @@
  * @module
  */
 import { type Clock, PlmError, systemClock } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 
 /**
  * The states of a circuit breaker:
@@ -179,13 +180,6 @@ export class CircuitOpenError extends PlmError {
   }
 }
 
-function positiveInteger(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`Cannot use ${name} ${value}: it must be a positive integer`);
-  }
-  return value;
-}
-
 function checkOptions(options: CircuitBreakerOptions): Required<
   Omit<CircuitBreakerOptions, "onStateChange">
 > {
@@ -195,8 +189,8 @@ function checkOptions(options: CircuitBreakerOptions): Required<
     halfOpenMaxCalls = 1,
     clock = systemClock,
   } = options;
-  positiveInteger(failureThreshold, "failureThreshold");
-  positiveInteger(halfOpenMaxCalls, "halfOpenMaxCalls");
+  checkOption("failureThreshold", failureThreshold, 1);
+  checkOption("halfOpenMaxCalls", halfOpenMaxCalls, 1);
   if (!Number.isFinite(cooldownMs) || cooldownMs < 0) {
     throw new RangeError(`Cannot use cooldownMs ${cooldownMs}: it must be finite and not negative`);
   }

@@ -224,3 +224,38 @@ function describe(value: unknown): string {
   if (typeof value === "string") return `the string ${JSON.stringify(value.slice(0, 32))}`;
   return typeof value;
 }
+
+/**
+ * The one check of an integer constructor or factory option, a programmer's
+ * setting rather than outside data: a safe integer within `[min, max]`, else a
+ * `RangeError`. Not exported from `shared/mod.ts`; for data from outside use
+ * {@link checkInteger}.
+ *
+ * @param name The option's name for the error.
+ * @param value The value given.
+ * @param min The smallest allowed value.
+ * @param max The largest allowed value.
+ * @returns `value`.
+ * @throws {RangeError} When `value` is not a safe integer within the range.
+ *
+ * @example Check a concurrency option
+ * ```ts
+ * import { checkOption } from "./validate.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(checkOption("concurrency", 4, 1), 4);
+ * assert.throws(() => checkOption("concurrency", 0, 1), RangeError);
+ * ```
+ */
+export function checkOption(
+  name: string,
+  value: number,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`;
+    throw new RangeError(`Cannot use ${name} ${value}: expected an integer ${range}`);
+  }
+  return value;
+}

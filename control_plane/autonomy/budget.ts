@@ -5,6 +5,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../../shared/mod.ts";
+import { checkOption } from "../../shared/validate.ts";
 import type { Verdict } from "../governance/mod.ts";
 
 /**
@@ -488,12 +489,8 @@ export class BudgetTracker {
 
   #agentRun(agentId: string, limit: AgentRateLimit, record: boolean): BudgetDecision {
     const { maxRuns, windowMs = 60_000, window = "sliding" } = limit;
-    if (!Number.isInteger(maxRuns) || maxRuns < 0) {
-      throw new RangeError(`Cannot limit runs to ${maxRuns}: expected a non-negative integer`);
-    }
-    if (!Number.isInteger(windowMs) || windowMs <= 0) {
-      throw new RangeError(`Cannot use a window of ${windowMs} ms: expected a positive integer`);
-    }
+    checkOption("maxRuns", maxRuns, 0);
+    checkOption("windowMs", windowMs, 1);
     if (window !== "sliding" && window !== "fixed") {
       throw new RangeError(`Unknown rate window: ${String(window)}`);
     }
@@ -576,23 +573,17 @@ export function applyBudget<V extends Verdict>(verdict: V, budget: BudgetDecisio
 
 function validateLimits(limits: RunBudget): RunBudget {
   const { maxAttempts, maxEscalations, maxCostUnits } = limits;
-  if (maxAttempts !== undefined) checkCount(maxAttempts, "maxAttempts");
-  if (maxEscalations !== undefined) checkCount(maxEscalations, "maxEscalations");
+  if (maxAttempts !== undefined) checkOption("maxAttempts", maxAttempts, 0);
+  if (maxEscalations !== undefined) checkOption("maxEscalations", maxEscalations, 0);
   if (maxCostUnits !== undefined) checkAmount(maxCostUnits, "maxCostUnits");
   return limits;
 }
 
 function validateUsage(usage: RunUsage, what: string): RunUsage {
-  checkCount(usage.attempts, `${what}.attempts`);
-  checkCount(usage.escalations, `${what}.escalations`);
+  checkOption(`${what}.attempts`, usage.attempts, 0);
+  checkOption(`${what}.escalations`, usage.escalations, 0);
   checkAmount(usage.costUnits, `${what}.costUnits`);
   return usage;
-}
-
-function checkCount(value: number, name: string): void {
-  if (!Number.isInteger(value) || value < 0) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected a non-negative integer`);
-  }
 }
 
 function checkAmount(value: number, name: string): void {
