@@ -16,7 +16,7 @@ import {
 import { actorOf } from "../audit/actor.ts";
 import { canonicalJson } from "../audit/audit_log.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
-import type { ApprovalSpec } from "../governance/policy.ts";
+import { type ApprovalSpec, POLICY_LIMITS } from "../governance/policy.ts";
 import type { Database, Statement } from "../store/database.ts";
 
 /**
@@ -777,7 +777,10 @@ function checkSpec(spec: ApprovalSpec): void {
   if (!Number.isInteger(spec.quorum) || spec.quorum < 1) {
     throw new RangeError(`Cannot request an approval with a quorum of ${spec.quorum}`);
   }
-  if (!Number.isInteger(spec.timeoutSeconds) || spec.timeoutSeconds <= 0) {
+  if (
+    !Number.isInteger(spec.timeoutSeconds) || spec.timeoutSeconds <= 0 ||
+    spec.timeoutSeconds > POLICY_LIMITS.approvalTimeoutSeconds
+  ) {
     throw new RangeError(`Cannot request an approval with a timeout of ${spec.timeoutSeconds} s`);
   }
   if (spec.onExpiry !== "deny" && spec.onExpiry !== "escalate") {
