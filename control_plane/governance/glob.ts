@@ -193,91 +193,80 @@ function tokenize(pattern: string): number[] {
  * ⌊i / 32⌋ holds state i; a set with no state left ends the match early.
  */
 function compileAutomaton(tokens: readonly number[], separators: string): GlobMatcher {
-  const states = tokens.length + 1;
-  const words = Math.ceil(states / 32);
-  const ascii = new Int32Array(128 * words); // literal masks of ASCII characters
-  const other = new Map<number, Int32Array<ArrayBuffer>>(); // literal masks of the others
+  const words = Math.ceil((tokens.length + 1) / 32);
   const star = new Int32Array(words);
   const doubleStar = new Int32Array(words);
+  const literals = new Map<number, Int32Array<ArrayBuffer>>();
   tokens.forEach((token, i) => {
-    const word = i >>> 5;
-    const bit = 1 << (i & 31);
-    let mask = ascii;
-    let at = token * words + word;
-    if (token === STAR) [mask, at] = [star, word];
-    else if (token === DOUBLE_STAR) [mask, at] = [doubleStar, word];
-    else if (token >= 128) {
-      mask = other.get(token) ?? new Int32Array(words);
-      other.set(token, mask);
-      at = word;
-    }
-    mask[at] = mask[at]! | bit;
+    let mask = token === STAR ? star : token === DOUBLE_STAR ? doubleStar : literals.get(token);
+    if (mask === undefined) literals.set(token, mask = new Int32Array(words));
+    mask[i >>> 5] = mask[i >>> 5]! | (1 << (i & 31));
   });
   const anyStar = star.map((mask, word) => mask | doubleStar[word]!);
-  const isSeparator = separatorTest(separators);
+  const separatorCodes = new Set<number>();
+  for (let i = 0; i < separators.length; i++) separatorCodes.add(separators.charCodeAt(i));
+  // Per character: the states its literal advances, and the states that stay
+  // (`**`, and `*` unless it is a separator). ASCII from tables, the rest looked up.
+  const none = new Int32Array(words);
+  const literalOf = (code: number): Int32Array => literals.get(code) ?? none;
+  const stayOf = (code: number): Int32Array => separatorCodes.has(code) ? doubleStar : anyStar;
+  const asciiLiteral = new Int32Array(128 * words);
+  const asciiStay = new Int32Array(128 * words);
+  for (let code = 0; code < 128; code++) {
+    asciiLiteral.set(literalOf(code), code * words);
+    asciiStay.set(stayOf(code), code * words);
+  }
   const acceptWord = tokens.length >>> 5;
   const acceptBit = 1 << (tokens.length & 31);
-  const none = new Int32Array(words);
-  // Scratch state sets, reused: matching runs to completion without yielding.
-  let current = new Int32Array(words);
-  let next = new Int32Array(words);
   if (words === 1) {
-    const stars = star[0]!;
-    const doubles = doubleStar[0]!;
     const anyStars = anyStar[0]!;
     const start = 1 | ((1 & anyStars) << 1);
     return (value) => {
       let set = start;
       for (let i = 0; i < value.length; i++) {
         const code = value.charCodeAt(i);
-        const literal = code < 128 ? ascii[code]! : (other.get(code)?.[0] ?? 0);
-        set = ((set & literal) << 1) | (set & (isSeparator(code) ? doubles : stars | doubles));
+        const literal = code < 128 ? asciiLiteral[code]! : literalOf(code)[0]!;
+        const stay = code < 128 ? asciiStay[code]! : stayOf(code)[0]!;
+        set = ((set & literal) << 1) | (set & stay);
         set |= (set & anyStars) << 1;
         if (set === 0) return false;
       }
       return (set & acceptBit) !== 0;
     };
   }
+  // Scratch state sets, reused: a match runs to completion without yielding.
+  let current = new Int32Array(words);
+  let next = new Int32Array(words);
   return (value) => {
     current.fill(0);
     current[0] = 1 | ((1 & anyStar[0]!) << 1);
     for (let i = 0; i < value.length; i++) {
       const code = value.charCodeAt(i);
-      const literals = code < 128 ? ascii : (other.get(code) ?? none);
-      const at = code < 128 ? code * words : 0;
-      const separator = isSeparator(code);
-      let carry = 0;
+      const ascii = code < 128;
+      const literal = ascii ? asciiLiteral : literalOf(code);
+      const stay = ascii ? asciiStay : stayOf(code);
+      const at = ascii ? code * words : 0;
+      let moved = 0; // the previous word's advanced states: its bit 31 enters bit 0 here
+      let closed = 0; // the previous word's states on a star: likewise
       let alive = 0;
       for (let w = 0; w < words; w++) {
         const set = current[w]!;
-        const moved = set & literals[at + w]!;
-        const stay = set & (separator ? doubleStar[w]! : star[w]! | doubleStar[w]!);
-        next[w] = (moved << 1) | carry | stay;
-        carry = moved >>> 31;
-      }
-      carry = 0;
-      for (let w = 0; w < words; w++) {
-        const onStar = next[w]! & anyStar[w]!;
-        next[w] = next[w]! | (onStar << 1) | carry;
-        carry = onStar >>> 31;
-        alive |= next[w]!;
+        const advanced = set & literal[at + w]!;
+        const step = (advanced << 1) | (moved >>> 31) | (set & stay[at + w]!);
+        const onStar = step & anyStar[w]!;
+        const word = step | (onStar << 1) | (closed >>> 31);
+        moved = advanced;
+        closed = onStar;
+        next[w] = word;
+        alive |= word;
       }
       if (alive === 0) return false;
-      [current, next] = [next, current];
+      const previous = current;
+      current = next;
+      next = previous;
     }
     return (current[acceptWord]! & acceptBit) !== 0;
   };
-}
-
-/** A test of whether a UTF-16 code unit is one of `separators`. */
-function separatorTest(separators: string): (code: number) => boolean {
-  const codes = new Set<number>();
-  for (let i = 0; i < separators.length; i++) codes.add(separators.charCodeAt(i));
-  if (codes.size === 1) {
-    const only = separators.charCodeAt(0);
-    return (code) => code === only;
-  }
-  return (code) => codes.has(code);
 }
 
 /**
