@@ -12,8 +12,9 @@
  * | literal actions (the index's best case) | `actions: ["bom.update.i"], roles: ["role-i"]` | `action == Action::"bom.update.i"` when `principal.roles.contains("role-i")` |
  * | shared action, resource globs | `actions: ["doc.read"], resources: ["docs/team-i/**"]` | `action == Action::"doc.read"` when `context.path like "docs/team-i/*"` |
  * | `**` actions | `actions: ["**"], roles: ["team-i"]` | any action, when `principal.roles.contains("team-i")` |
+ * | `**` inside actions | `actions: ["plm.**.step-i"]` | any action, when `context.action like "plm.*.step-i"` |
  * | conditions | `actions: ["po.approve"]`, `plant eq "plant-i"`, `amount lte 10000` | `action == Action::"po.approve"` when `context.plant == "plant-i" && context.amount <= 10000` |
- * | mix | rule i takes the conditions, `**` or resource-glob shape, by i mod 3 | the same |
+ * | mix | rule i takes the shape i mod 5 of the five above | the same |
  *
  * Cedar's `like` wildcard `*` crosses every character, as our `**` does.
  * Each request targets the last rule (i = N - 1), so both engines must find
@@ -132,7 +133,21 @@ const conditions: Shape = {
   },
 };
 
-const MIX = [conditions, anyAction, resourceGlobs] as const;
+const deepActions: Shape = {
+  rule: (i) => ({
+    ours: { id: `r-${i}`, effect: "allow", actions: [`plm.**.step-${i}`] },
+    cedar: `permit(principal, action, resource) when { context.action like "plm.*.step-${i}" };`,
+  }),
+  request: (i) => {
+    const action = `plm.bom.release.step-${i}`;
+    return {
+      ours: { identity: identity(["staff"]), action, resource: "bom:b1" },
+      cedar: cedarRequest(action, ["staff"], { action }),
+    };
+  },
+};
+
+const MIX = [literal, anyAction, resourceGlobs, deepActions, conditions] as const;
 const mix: Shape = {
   rule: (i) => MIX[i % MIX.length]!.rule(i),
   request: (i) => MIX[i % MIX.length]!.request(i),
@@ -142,6 +157,7 @@ const SHAPES: readonly [name: string, shape: Shape][] = [
   ["literal actions", literal],
   ["shared action, resource globs", resourceGlobs],
   ["** actions", anyAction],
+  ["plm.**.step-N actions", deepActions],
   ["conditions", conditions],
   ["mix", mix],
 ];
