@@ -93,7 +93,10 @@ export const AUTONOMY_LEVEL_NAMES = {
  * ```
  */
 export interface AutonomyActionLevel {
-  /** An action glob: `bom.read`, `bom.*`, `bom.**`; at most `POLICY_LIMITS.patternLength` (512) characters. */
+  /**
+   * An action glob: `bom.read`, `bom.*`, `bom.**`; at most
+   * `POLICY_LIMITS.patternLength` (512) characters.
+   */
   readonly pattern: string;
   /** The level for matching actions. */
   readonly level: AutonomyLevel;

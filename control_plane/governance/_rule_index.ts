@@ -55,6 +55,10 @@ interface ResourceNode {
   readonly rules: number[];
 }
 
+const RESOURCE_SEPARATOR_CODES: ReadonlySet<number> = new Set(
+  Array.from(RESOURCE_SEPARATORS, (separator) => separator.charCodeAt(0)),
+);
+
 const FIELDS = ["action", "resource", "role", "tenant", "condition"] as const;
 type Field = typeof FIELDS[number];
 
@@ -361,8 +365,7 @@ function collectResources(root: ResourceNode, resource: string, out: number[]): 
   let node = root;
   let start = 0;
   for (let i = 0; i < resource.length; i++) {
-    const code = resource.charCodeAt(i);
-    if (code !== 47 && code !== 58) continue; // `/` and `:`, the resource separators
+    if (!RESOURCE_SEPARATOR_CODES.has(resource.charCodeAt(i))) continue;
     const child = node.children.get(resource.slice(start, i + 1));
     if (child === undefined) return;
     pushAll(child.rules, out);

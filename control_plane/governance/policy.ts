@@ -351,7 +351,10 @@ export interface ApprovalSpec {
   readonly approverRoles: readonly string[];
   /** How many distinct approvers must approve; at least 1. */
   readonly quorum: number;
-  /** Seconds until the request expires; an integer from 1 to `POLICY_LIMITS.approvalTimeoutSeconds` (365 days). */
+  /**
+   * Seconds until the request expires; an integer from 1 to
+   * `POLICY_LIMITS.approvalTimeoutSeconds` (365 days).
+   */
   readonly timeoutSeconds: number;
   /** What happens on expiry: `deny`, or `escalate` to the next tier. */
   readonly onExpiry: ExpiryAction;
@@ -393,9 +396,15 @@ export interface PolicyRule {
   readonly description?: string;
   /** What the rule decides when it matches. */
   readonly effect: PolicyEffect;
-  /** Action globs (any of): `bom.update`, `bom.*`, `bom.**`, `**`; each at most `POLICY_LIMITS.patternLength` (512) characters. */
+  /**
+   * Action globs (any of): `bom.update`, `bom.*`, `bom.**`, `**`; each at
+   * most `POLICY_LIMITS.patternLength` (512) characters.
+   */
   readonly actions: readonly string[];
-  /** Resource globs (any of): `bom:*`, `plm/parts/**`; each at most `POLICY_LIMITS.patternLength` (512) characters. Absent: any resource. */
+  /**
+   * Resource globs (any of): `bom:*`, `plm/parts/**`; each at most
+   * `POLICY_LIMITS.patternLength` (512) characters. Absent: any resource.
+   */
   readonly resources?: readonly string[];
   /** Actor kinds (any of). Absent: any actor kind. */
   readonly actorKinds?: readonly ActorKind[];
@@ -468,9 +477,15 @@ export interface PolicySet {
 export interface PolicyRequest {
   /** Who asks. */
   readonly identity: Identity;
-  /** The dotted action, such as `bom.update`; at most `POLICY_LIMITS.actionLength` (1,024) characters. */
+  /**
+   * The dotted action, such as `bom.update`; at most
+   * `POLICY_LIMITS.actionLength` (1,024) characters.
+   */
   readonly action: string;
-  /** The resource, such as `bom:123` or `plm/parts/42`; at most `POLICY_LIMITS.resourceLength` (1,024) characters. */
+  /**
+   * The resource, such as `bom:123` or `plm/parts/42`; at most
+   * `POLICY_LIMITS.resourceLength` (1,024) characters.
+   */
   readonly resource: string;
   /**
    * The risk of the action, matched against `minRisk`.

@@ -810,6 +810,13 @@ Deno.test("parsePolicySet() refuses an approval timeout that no deadline can hol
     const approval = cp.approvals.request("run-1", verdict.approval!, { requester, subject: "x" });
     const deadline = cp.approvals.get(approval.id).deadline;
     assert.equal(new Date(deadline).toISOString(), "2027-11-30T00:00:00.000Z");
+    // A spec given straight to the approval service is held to the same bound.
+    const tooLong = { ...APPROVAL, timeoutSeconds: POLICY_LIMITS.approvalTimeoutSeconds + 1 };
+    assert.throws(
+      () => cp.approvals.request("run-2", tooLong, { requester, subject: "x" }),
+      RangeError,
+    );
+    assert.deepEqual(cp.approvals.list().map((a) => a.runId), ["run-1"]);
   });
 });
 
