@@ -71,6 +71,7 @@ const CONTROL_PLANE = [
   "MIGRATIONS",
   "MIN_SECRET_BYTES",
   "POLICY_EFFECTS",
+  "POLICY_LIMITS",
   "PolicyConditionSchema",
   "PolicyEngine",
   "PolicyError",

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { formatIssues, type Schema, type SchemaIssue } from "../../shared/mod.ts";
-import { PolicyError } from "../governance/mod.ts";
+import { POLICY_LIMITS, PolicyError } from "../governance/mod.ts";
 
 /**
  * Autonomy levels, from least to most autonomous:
@@ -93,7 +93,10 @@ export const AUTONOMY_LEVEL_NAMES = {
  * ```
  */
 export interface AutonomyActionLevel {
-  /** An action glob: `bom.read`, `bom.*`, `bom.**`. */
+  /**
+   * An action glob: `bom.read`, `bom.*`, `bom.**`; at most
+   * `POLICY_LIMITS.patternLength` (512) characters.
+   */
   readonly pattern: string;
   /** The level for matching actions. */
   readonly level: AutonomyLevel;
@@ -157,7 +160,13 @@ const autonomyPolicySchema = z.strictObject({
     z.strictObject({
       level: levelSchema,
       actions: z.array(
-        z.strictObject({ pattern: z.string().min(1), level: levelSchema }).readonly(),
+        z.strictObject({
+          pattern: z.string().min(1).max(
+            POLICY_LIMITS.patternLength,
+            `Expected a pattern of at most ${POLICY_LIMITS.patternLength} characters`,
+          ),
+          level: levelSchema,
+        }).readonly(),
       ).readonly().exactOptional(),
     }).readonly(),
   ).readonly().exactOptional(),

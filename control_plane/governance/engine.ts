@@ -4,13 +4,15 @@
  *
  * @module
  */
-import { type ActorKind, assertNever, type ErrorCode } from "../../shared/mod.ts";
+import { type ActorKind, assertNever, checkText, type ErrorCode } from "../../shared/mod.ts";
+import { RuleIndex } from "./_rule_index.ts";
 import { ACTION_SEPARATORS, compileGlob, type GlobMatcher, RESOURCE_SEPARATORS } from "./glob.ts";
 import {
   type ApprovalSpec,
   type ConditionScalar,
   type Decision,
   parsePolicySet,
+  POLICY_LIMITS,
   type PolicyCondition,
   type PolicyRequest,
   type PolicyRule,
@@ -133,6 +135,8 @@ export interface WhatIfResult {
 
 interface CompiledRule {
   readonly rule: PolicyRule;
+  /** The action patterns; `null` when one of them is `**` (any action). */
+  readonly action: GlobMatcher | null;
   readonly resource: GlobMatcher | null;
   readonly actorKinds: ReadonlySet<ActorKind> | null;
   readonly roles: ReadonlySet<string> | null;
@@ -141,28 +145,16 @@ interface CompiledRule {
   readonly conditions: readonly PolicyCondition[] | null;
 }
 
-interface IndexNode {
-  /** Children by literal segment. */
-  readonly children: Map<string, IndexNode>;
-  /** The child for a segment that is exactly `*` (any one segment). */
-  star: IndexNode | undefined;
-  /** Children for segments with a `*` inside (`up*`), by segment pattern. */
-  readonly partial: Map<string, { readonly match: GlobMatcher; readonly node: IndexNode }>;
-  /** Rules whose action pattern ends at this node. */
-  readonly exact: number[];
-  /** Rules whose pattern goes on with a `**` segment here; tested on the whole action. */
-  readonly deep: { readonly rule: number; readonly match: GlobMatcher }[];
-}
-
 const RISK_RANK: ReadonlyMap<string, number> = new Map(RISK_LEVELS.map((level, i) => [level, i]));
 
 /**
  * Decides requests against one policy set. The constructor validates the set
- * and compiles it into an index: a trie over the segments of each action
- * pattern (literal segments by hash lookup, `*` and `up*` segments as
- * wildcard edges, patterns with `**` tested whole where the `**` begins),
- * with precompiled glob matchers, so `decide` only looks at rules whose action
- * can match.
+ * and compiles it into an index: each rule is filed under its most selective
+ * field (its action patterns in a trie over action segments, its resource
+ * prefixes in a trie over resource segments, its roles, its tenants, or an
+ * `eq`/`in` condition), with precompiled glob matchers, so `decide` only
+ * looks at rules that can match, whatever the shape of the set: 1,000 rules
+ * that share one action and differ by resource glob cost about what 10 do.
  *
  * Semantics: default deny; `deny` overrides `require_approval`, which
  * overrides `allow`. Every matching rule is listed in the verdict.
@@ -195,7 +187,7 @@ export class PolicyEngine {
   readonly #policySet: PolicySet;
   readonly #version: string;
   readonly #rules: readonly CompiledRule[];
-  readonly #root: IndexNode;
+  readonly #index: RuleIndex;
 
   /**
    * Validates and compiles a policy set.
@@ -207,10 +199,7 @@ export class PolicyEngine {
     this.#policySet = parsePolicySet(policySet);
     this.#version = policySetVersion(this.#policySet);
     this.#rules = this.#policySet.rules.map(compileRule);
-    this.#root = newNode();
-    this.#policySet.rules.forEach((rule, index) => {
-      for (const pattern of rule.actions) addToIndex(this.#root, pattern, index);
-    });
+    this.#index = new RuleIndex(this.#policySet.rules);
   }
 
   /** The validated, frozen policy set. */
@@ -232,6 +221,9 @@ export class PolicyEngine {
    *
    * @param request Who asks to do what to which resource.
    * @returns The verdict, naming every matching rule.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `request.action` or
+   * `request.resource` is not a string or is longer than
+   * {@link POLICY_LIMITS} allows (1,024 characters).
    * @throws {TypeError} When `request.risk` is not one of {@link RISK_LEVELS}.
    *
    * @example Require approval for large amounts
@@ -263,6 +255,8 @@ export class PolicyEngine {
    * ```
    */
   decide(request: PolicyRequest): Verdict {
+    checkText("request.action", request.action, POLICY_LIMITS.actionLength);
+    checkText("request.resource", request.resource, POLICY_LIMITS.resourceLength);
     const risk = RISK_RANK.get(request.risk ?? "low");
     if (risk === undefined) throw new TypeError(`Unknown risk level: ${String(request.risk)}`);
     const { identity } = request;
@@ -281,10 +275,15 @@ export class PolicyEngine {
       };
     }
     const tenant = request.tenant ?? identity.tenant;
-    const candidates = this.#candidates(request.action);
     const matched: PolicyRule[] = [];
-    for (const index of candidates) {
+    const { filedByAction } = this.#index;
+    for (const index of this.#index.candidates(request, tenant)) {
       const compiled = this.#rules[index]!;
+      if (
+        !filedByAction[index]! && compiled.action !== null && !compiled.action(request.action)
+      ) {
+        continue;
+      }
       if (matchesRest(compiled, request, tenant, risk)) matched.push(compiled.rule);
     }
     return buildVerdict(matched, request, this.#version);
@@ -336,85 +335,13 @@ export class PolicyEngine {
     if (!sameApproval(current.approval, candidate.approval)) changes.push("approval");
     return { current, candidate, differs: changes.length > 0, changes };
   }
-
-  /** Rule indices whose action pattern matches, sorted and unique. */
-  #candidates(action: string): number[] {
-    const out: number[] = [];
-    collect(this.#root, action.split(ACTION_SEPARATORS), 0, action, out);
-    if (out.length > 1) {
-      out.sort((a, b) => a - b);
-      let unique = 1;
-      for (let i = 1; i < out.length; i++) {
-        if (out[i] !== out[unique - 1]) out[unique++] = out[i]!;
-      }
-      out.length = unique;
-    }
-    return out;
-  }
-}
-
-function newNode(): IndexNode {
-  return { children: new Map(), star: undefined, partial: new Map(), exact: [], deep: [] };
-}
-
-function addToIndex(root: IndexNode, pattern: string, rule: number): void {
-  let node = root;
-  for (const segment of pattern.split(ACTION_SEPARATORS)) {
-    if (segment.includes("**")) {
-      node.deep.push({ rule, match: compileGlob(pattern, { separators: ACTION_SEPARATORS }) });
-      return;
-    }
-    if (segment === "*") {
-      node = node.star ??= newNode();
-    } else if (segment.includes("*")) {
-      let edge = node.partial.get(segment);
-      if (edge === undefined) {
-        edge = { match: compileGlob(segment, { separators: ACTION_SEPARATORS }), node: newNode() };
-        node.partial.set(segment, edge);
-      }
-      node = edge.node;
-    } else {
-      let child = node.children.get(segment);
-      if (child === undefined) {
-        child = newNode();
-        node.children.set(segment, child);
-      }
-      node = child;
-    }
-  }
-  node.exact.push(rule);
-}
-
-/**
- * Collects the rules whose action pattern matches `segments[i..]` below
- * `node`. Every pattern without `**` matches segment by segment, so only the
- * edges that match the current segment are followed.
- */
-function collect(
-  node: IndexNode,
-  segments: readonly string[],
-  i: number,
-  action: string,
-  out: number[],
-): void {
-  for (const deep of node.deep) if (deep.match(action)) out.push(deep.rule);
-  if (i === segments.length) {
-    for (const rule of node.exact) out.push(rule);
-    return;
-  }
-  const segment = segments[i]!;
-  const child = node.children.get(segment);
-  if (child !== undefined) collect(child, segments, i + 1, action, out);
-  if (node.star !== undefined) collect(node.star, segments, i + 1, action, out);
-  for (const edge of node.partial.values()) {
-    if (edge.match(segment)) collect(edge.node, segments, i + 1, action, out);
-  }
 }
 
 function compileRule(rule: PolicyRule): CompiledRule {
   return {
     rule,
-    resource: rule.resources === undefined ? null : compileAny(rule.resources),
+    action: compileAny(rule.actions, ACTION_SEPARATORS),
+    resource: rule.resources === undefined ? null : compileAny(rule.resources, RESOURCE_SEPARATORS),
     actorKinds: rule.actorKinds === undefined ? null : new Set(rule.actorKinds),
     roles: rule.roles === undefined ? null : new Set(rule.roles),
     tenants: rule.tenants === undefined ? null : new Set(rule.tenants),
@@ -423,8 +350,8 @@ function compileRule(rule: PolicyRule): CompiledRule {
   };
 }
 
-function compileAny(patterns: readonly string[]): GlobMatcher | null {
-  const matchers = patterns.map((p) => compileGlob(p, { separators: RESOURCE_SEPARATORS }));
+function compileAny(patterns: readonly string[], separators: string): GlobMatcher | null {
+  const matchers = patterns.map((p) => compileGlob(p, { separators }));
   if (patterns.some((p) => /^\*{2,}$/.test(p))) return null;
   if (matchers.length === 1) return matchers[0]!;
   return (value) => matchers.some((match) => match(value));

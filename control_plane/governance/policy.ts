@@ -12,6 +12,7 @@ import {
   formatIssues,
   type Identity,
   IdentitySchema,
+  INPUT_LIMITS,
   type JsonValue,
   type Schema,
   type SchemaIssue,
@@ -79,6 +80,39 @@ export type PolicyEffect = typeof POLICY_EFFECTS[number];
  * ```
  */
 export type Decision = PolicyEffect;
+
+/**
+ * Bounds of policies and requests, checked when a policy set loads
+ * ({@link parsePolicySet}) and when a request is decided
+ * ({@link PolicyEngine.decide}), so no match and no approval deadline can fail
+ * or slow down later:
+ *
+ * - `patternLength`: the most characters (UTF-16 code units) of one action or
+ *   resource glob in a rule;
+ * - `actionLength`, `resourceLength`: the most characters of a request's
+ *   action and resource;
+ * - `approvalTimeoutSeconds`: the longest approval `timeoutSeconds`, 365
+ *   days, so every deadline is a valid date and a safe integer of
+ *   milliseconds.
+ *
+ * @example A pattern one character too long is refused when the set loads
+ * ```ts
+ * import { parsePolicySet, POLICY_LIMITS } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const pattern = "a".repeat(POLICY_LIMITS.patternLength);
+ * const rules = (actions: string[]) => ({ rules: [{ id: "r", effect: "allow", actions }] });
+ * assert.equal(parsePolicySet(rules([pattern])).rules.length, 1);
+ * assert.throws(() => parsePolicySet(rules([`${pattern}a`])), { code: "ERR_POLICY_INVALID" });
+ * assert.equal(POLICY_LIMITS.approvalTimeoutSeconds, 365 * 24 * 3600);
+ * ```
+ */
+export const POLICY_LIMITS = {
+  patternLength: 512,
+  actionLength: INPUT_LIMITS.textLength,
+  resourceLength: INPUT_LIMITS.textLength,
+  approvalTimeoutSeconds: 31_536_000,
+} as const;
 
 /**
  * Risk levels of a request, from lowest to highest.
@@ -317,7 +351,10 @@ export interface ApprovalSpec {
   readonly approverRoles: readonly string[];
   /** How many distinct approvers must approve; at least 1. */
   readonly quorum: number;
-  /** Seconds until the request expires; a positive integer. */
+  /**
+   * Seconds until the request expires; an integer from 1 to
+   * `POLICY_LIMITS.approvalTimeoutSeconds` (365 days).
+   */
   readonly timeoutSeconds: number;
   /** What happens on expiry: `deny`, or `escalate` to the next tier. */
   readonly onExpiry: ExpiryAction;
@@ -330,7 +367,8 @@ export interface ApprovalSpec {
  *
  * Globs follow {@link compileGlob}: in `actions`, segments are separated by
  * `.`; in `resources` by `/` or `:`. A single `*` stays within a segment;
- * `**` crosses segments.
+ * `**` crosses segments. Each glob has at most `POLICY_LIMITS.patternLength`
+ * (512) characters and matches in time linear in the request.
  *
  * @example A rule that needs approval for large amounts
  * ```ts
@@ -358,9 +396,15 @@ export interface PolicyRule {
   readonly description?: string;
   /** What the rule decides when it matches. */
   readonly effect: PolicyEffect;
-  /** Action globs (any of): `bom.update`, `bom.*`, `bom.**`, `**`. */
+  /**
+   * Action globs (any of): `bom.update`, `bom.*`, `bom.**`, `**`; each at
+   * most `POLICY_LIMITS.patternLength` (512) characters.
+   */
   readonly actions: readonly string[];
-  /** Resource globs (any of): `bom:*`, `plm/parts/**`. Absent: any resource. */
+  /**
+   * Resource globs (any of): `bom:*`, `plm/parts/**`; each at most
+   * `POLICY_LIMITS.patternLength` (512) characters. Absent: any resource.
+   */
   readonly resources?: readonly string[];
   /** Actor kinds (any of). Absent: any actor kind. */
   readonly actorKinds?: readonly ActorKind[];
@@ -433,9 +477,15 @@ export interface PolicySet {
 export interface PolicyRequest {
   /** Who asks. */
   readonly identity: Identity;
-  /** The dotted action, such as `bom.update`. */
+  /**
+   * The dotted action, such as `bom.update`; at most
+   * `POLICY_LIMITS.actionLength` (1,024) characters.
+   */
   readonly action: string;
-  /** The resource, such as `bom:123` or `plm/parts/42`. */
+  /**
+   * The resource, such as `bom:123` or `plm/parts/42`; at most
+   * `POLICY_LIMITS.resourceLength` (1,024) characters.
+   */
   readonly resource: string;
   /**
    * The risk of the action, matched against `minRisk`.
@@ -455,6 +505,12 @@ export interface PolicyRequest {
 
 const nonEmptyString = z.string().min(1);
 const nonEmptyStrings = z.array(nonEmptyString).min(1).readonly();
+const patterns = z.array(
+  nonEmptyString.max(
+    POLICY_LIMITS.patternLength,
+    `Expected a pattern of at most ${POLICY_LIMITS.patternLength} characters`,
+  ),
+).min(1).readonly();
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()], {
   error: "Expected a string, number, boolean or null",
 });
@@ -484,7 +540,10 @@ const conditionSchema = z.discriminatedUnion("op", [
 const approvalSchema = z.strictObject({
   approverRoles: nonEmptyStrings,
   quorum: z.number().int().min(1),
-  timeoutSeconds: z.number().int().positive(),
+  timeoutSeconds: z.number().int().positive().max(
+    POLICY_LIMITS.approvalTimeoutSeconds,
+    `Expected at most ${POLICY_LIMITS.approvalTimeoutSeconds} seconds (365 days)`,
+  ),
   onExpiry: z.enum(EXPIRY_ACTIONS),
 }).readonly();
 
@@ -492,8 +551,8 @@ const ruleSchema = z.strictObject({
   id: z.string().regex(/^[^\s,]+$/, "Expected a non-empty id without whitespace or commas"),
   description: z.string().exactOptional(),
   effect: z.enum(POLICY_EFFECTS),
-  actions: nonEmptyStrings,
-  resources: nonEmptyStrings.exactOptional(),
+  actions: patterns,
+  resources: patterns.exactOptional(),
   actorKinds: z.array(z.enum(ACTOR_KINDS)).min(1).readonly().exactOptional(),
   roles: nonEmptyStrings.exactOptional(),
   tenants: nonEmptyStrings.exactOptional(),
@@ -615,8 +674,8 @@ export const PolicySetSchema: Schema<PolicySet> = policySetSchema;
  */
 export const PolicyRequestSchema: Schema<PolicyRequest> = z.strictObject({
   identity: IdentitySchema as unknown as z.ZodType<Identity>,
-  action: z.string(),
-  resource: z.string(),
+  action: z.string().max(POLICY_LIMITS.actionLength),
+  resource: z.string().max(POLICY_LIMITS.resourceLength),
   risk: z.enum(RISK_LEVELS).exactOptional(),
   tenant: nonEmptyString.exactOptional(),
   attributes: z.record(z.string(), z.json()).readonly().exactOptional(),

@@ -20,7 +20,7 @@ import {
 } from "../../shared/mod.ts";
 import { actorOf } from "../audit/actor.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
-import type { ApprovalSpec } from "../governance/policy.ts";
+import { type ApprovalSpec, POLICY_LIMITS } from "../governance/policy.ts";
 import type { Database, Statement } from "../store/database.ts";
 
 /**
@@ -840,7 +840,10 @@ function checkSpec(spec: ApprovalSpec): void {
   if (!Number.isInteger(spec.quorum) || spec.quorum < 1) {
     throw new RangeError(`Cannot request an approval with a quorum of ${spec.quorum}`);
   }
-  if (!Number.isInteger(spec.timeoutSeconds) || spec.timeoutSeconds <= 0) {
+  if (
+    !Number.isInteger(spec.timeoutSeconds) || spec.timeoutSeconds <= 0 ||
+    spec.timeoutSeconds > POLICY_LIMITS.approvalTimeoutSeconds
+  ) {
     throw new RangeError(`Cannot request an approval with a timeout of ${spec.timeoutSeconds} s`);
   }
   if (spec.onExpiry !== "deny" && spec.onExpiry !== "escalate") {

@@ -224,6 +224,14 @@ Deno.test("parseAutonomyPolicy() refuses bad policies naming the field path", as
       },
       "agents.a.actions[0].pattern",
     ],
+    [
+      "pattern longer than POLICY_LIMITS.patternLength",
+      {
+        defaultLevel: "L1",
+        agents: { a: { level: "L1", actions: [{ pattern: "a".repeat(513), level: "L1" }] } },
+      },
+      "agents.a.actions[0].pattern",
+    ],
     ["unknown key", { defaultLevel: "L1", levels: {} }, "(root)"],
   ];
   for (const [name, input, path] of cases) {

@@ -1,12 +1,21 @@
 import assert from "node:assert/strict";
 import { seededRandom } from "../_seeded_random.ts";
-import { type ActorKind, type Identity, isPlmError, type JsonValue } from "../../shared/mod.ts";
+import {
+  type ActorKind,
+  FakeClock,
+  type Identity,
+  isPlmError,
+  type JsonValue,
+} from "../../shared/mod.ts";
+import { ControlPlane } from "../../control_plane/control_plane.ts";
+import { openDatabase } from "../../control_plane/store/mod.ts";
 import {
   type ApprovalSpec,
   compileGlob,
   type ConditionScalar,
   loadPolicySet,
   parsePolicySet,
+  POLICY_LIMITS,
   type PolicyCondition,
   type PolicyEffect,
   PolicyEngine,
@@ -205,6 +214,77 @@ Deno.test("compileGlob() splits resources on / and :", async (t) => {
   }
 });
 
+Deno.test("compileGlob() matches a **/* mix against long values without backtracking", async (t) => {
+  const pdfs = compileGlob("docs/**.*.*.pdf", { separators: RESOURCE_SEPARATORS });
+  const cases: [value: string, expected: boolean][] = [
+    [`docs/${".".repeat(1_995)}x`, false],
+    [`docs/${"a.".repeat(997)}x`, false],
+    [`docs/${"a.".repeat(997)}pdf`, true],
+    [`docs/${"a.".repeat(997)}/x.y.z.pdf`, true],
+    [`docs/${"a.".repeat(997)}/x.y.pdf`, false],
+    [`docs/${"a.".repeat(997)}/x.pdf`, false],
+    [`docs/${"a/".repeat(997)}x.y.z.pdf`, true],
+  ];
+  for (const [value, expected] of cases) {
+    await t.step(`${value.slice(0, 12)}... (${value.length} characters)`, () => {
+      assert.equal(pdfs(value), expected);
+    });
+  }
+  await t.step("a pattern of 512 characters (17 words of states)", () => {
+    const long = compileGlob(`${"a*".repeat(127)}**b*c`, { separators: RESOURCE_SEPARATORS });
+    assert.equal(long(`${"a".repeat(127)}/b/c`), false);
+    assert.equal(long(`${"a".repeat(127)}/bc`), true);
+    assert.equal(long(`${"ax".repeat(127)}bc`), true);
+    assert.equal(long("a".repeat(1_024)), false);
+  });
+});
+
+/** The documented semantics as a regular expression: the reference for short values. */
+function globRegExp(pattern: string, separators: string): RegExp {
+  const segment = `[^${separators.replace(/[\\\]^-]/g, "\\$&")}]*`;
+  const source = pattern.split(/(\*+)/).map((part) =>
+    part === ""
+      ? ""
+      : part === "*"
+      ? segment
+      : part.startsWith("**")
+      ? "[^]*"
+      : part.startsWith("*")
+      ? segment
+      : part.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&")
+  ).join("");
+  return new RegExp(`^${source}$`);
+}
+
+Deno.test("compileGlob() agrees with a regular expression on random patterns and values", () => {
+  const random = seededRandom(0x61_0b);
+  const pick = (alphabet: string): string => alphabet[Math.floor(random() * alphabet.length)]!;
+  const text = (alphabet: string, max: number): string =>
+    Array.from({ length: Math.floor(random() * (max + 1)) }, () => pick(alphabet)).join("");
+  const seen = { match: 0, miss: 0, mixed: 0, long: 0 };
+  for (let round = 0; round < 4_000; round++) {
+    const separators = round % 2 === 0 ? "." : RESOURCE_SEPARATORS;
+    // Every 4th pattern has a literal middle long enough to need several words of states.
+    const padding = round % 4 === 3 ? "ab".repeat(10 + Math.floor(random() * 20)) : "";
+    const pattern = text("ab.:/**", 6) + padding + text("ab.:/**", 6);
+    const expected = globRegExp(pattern, separators);
+    const match = compileGlob(pattern, { separators });
+    if (/(^|[^*])\*([^*]|$)/.test(pattern) && pattern.includes("**")) seen.mixed++;
+    if (padding !== "") seen.long++;
+    for (let i = 0; i < 20; i++) {
+      const value = random() < 0.5
+        ? text("ab.:/", 8) + padding + text("ab.:/", 8)
+        : pattern.replace(/\*+/g, () => text("ab.:/", 3));
+      const actual = match(value);
+      assert.equal(actual, expected.test(value), `${pattern} vs ${value} (${separators})`);
+      if (actual) seen.match++;
+      else seen.miss++;
+    }
+  }
+  // The generator reaches both answers, the automaton and the multi-word sets.
+  for (const [key, count] of Object.entries(seen)) assert.ok(count > 200, `${key}: ${count}`);
+});
+
 Deno.test("compileGlob() rejects a pattern that is not a string", () => {
   assert.throws(() => compileGlob(1 as unknown as string), TypeError);
 });
@@ -357,6 +437,39 @@ Deno.test("PolicyEngine.decide() denies a cross-tenant request before any rule",
   assert.equal(verdict.code, "ERR_FORBIDDEN");
   assert.deepEqual(verdict.matchedRuleIds, []);
   assert.match(verdict.reason, /tenant t1 cannot act in tenant t2/);
+});
+
+Deno.test("PolicyEngine.decide() refuses an action or resource longer than POLICY_LIMITS", async (t) => {
+  const engine = new PolicyEngine({ rules: [rule("all", "allow")] });
+  const cases: [field: "action" | "resource", max: number][] = [
+    ["action", POLICY_LIMITS.actionLength],
+    ["resource", POLICY_LIMITS.resourceLength],
+  ];
+  for (const [field, max] of cases) {
+    await t.step(field, () => {
+      assert.equal(engine.decide(request({ [field]: "a".repeat(max) })).decision, "allow");
+      assert.throws(
+        () => engine.decide(request({ [field]: "a".repeat(max + 1) })),
+        (err) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
+      );
+      assert.throws(
+        () => engine.decide(request({ [field]: 42 as unknown as string })),
+        (err) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
+      );
+    });
+  }
+});
+
+Deno.test("PolicyEngine.decide() matches a **/* mix against the longest resource", () => {
+  const engine = new PolicyEngine({
+    rules: [rule("pdfs", "allow", { resources: ["docs/**.*.*.pdf"] })],
+  });
+  const tail = (end: string) =>
+    `docs/${".".repeat(POLICY_LIMITS.resourceLength - 5 - end.length)}${end}`;
+  const miss = engine.decide(request({ resource: tail("x") }));
+  assert.deepEqual(miss.matchedRuleIds, []);
+  const hit = engine.decide(request({ resource: tail("a.b.pdf") }));
+  assert.deepEqual(hit.matchedRuleIds, ["pdfs"]);
 });
 
 Deno.test("PolicyEngine.decide() rejects an unknown risk level", () => {
@@ -648,6 +761,63 @@ Deno.test("parsePolicySet() refuses bad policies naming the field path", async (
       assert.ok(err.issues.length > 0);
     });
   }
+});
+
+Deno.test("parsePolicySet() refuses a pattern longer than POLICY_LIMITS.patternLength", async (t) => {
+  const longest = "a".repeat(POLICY_LIMITS.patternLength);
+  await t.step("at the limit it loads", () => {
+    const set = parsePolicySet({
+      rules: [rule("r", "allow", { actions: [longest], resources: [longest] })],
+    });
+    assert.equal(set.rules.length, 1);
+  });
+  for (const field of ["actions", "resources"] as const) {
+    await t.step(`one more character in ${field}`, () => {
+      const err = invalid(() =>
+        parsePolicySet({
+          rules: [rule("ok", "allow"), rule("long", "allow", { [field]: ["a", `${longest}a`] })],
+        })
+      );
+      assert.deepEqual(err.issues.map((issue) => issue.path), [["rules", 1, field, 1]]);
+    });
+  }
+});
+
+Deno.test("parsePolicySet() refuses an approval timeout that no deadline can hold", async (t) => {
+  const gate = (timeoutSeconds: number) =>
+    rule("gate", "require_approval", { approval: { ...APPROVAL, timeoutSeconds } });
+  for (const timeoutSeconds of [POLICY_LIMITS.approvalTimeoutSeconds + 1, 1e13, 2 ** 53 - 1]) {
+    await t.step(`${timeoutSeconds} s`, () => {
+      const err = invalid(() => new PolicyEngine({ rules: [gate(timeoutSeconds)] }));
+      assert.deepEqual(err.issues.map((issue) => issue.path), [[
+        "rules",
+        0,
+        "approval",
+        "timeoutSeconds",
+      ]]);
+    });
+  }
+  await t.step("the longest timeout opens an approval with a valid deadline", () => {
+    using db = openDatabase(":memory:");
+    const clock = new FakeClock(Date.UTC(2026, 10, 30));
+    const cp = new ControlPlane(db, {
+      clock,
+      policies: { rules: [gate(POLICY_LIMITS.approvalTimeoutSeconds)] },
+    });
+    const verdict = cp.authorize({ identity: AGENT, action: "bom.release", resource: "bom:1" });
+    assert.equal(verdict.decision, "require_approval");
+    const requester = { subject: AGENT.subject, kind: AGENT.actorKind };
+    const approval = cp.approvals.request("run-1", verdict.approval!, { requester, subject: "x" });
+    const deadline = cp.approvals.get(approval.id).deadline;
+    assert.equal(new Date(deadline).toISOString(), "2027-11-30T00:00:00.000Z");
+    // A spec given straight to the approval service is held to the same bound.
+    const tooLong = { ...APPROVAL, timeoutSeconds: POLICY_LIMITS.approvalTimeoutSeconds + 1 };
+    assert.throws(
+      () => cp.approvals.request("run-2", tooLong, { requester, subject: "x" }),
+      RangeError,
+    );
+    assert.deepEqual(cp.approvals.list().map((a) => a.runId), ["run-1"]);
+  });
 });
 
 Deno.test("parsePolicySet() refuses duplicate rule ids", () => {
@@ -999,6 +1169,91 @@ function randomPolicy(random: () => number): { set: PolicySet; requests: PolicyR
   }
   return { set: { rules }, requests };
 }
+
+/**
+ * Many rules on one shared action (or `**`), told apart by resource prefix,
+ * role, tenant or an `eq`/`in` condition: the index files them under those
+ * fields instead of the action.
+ */
+function sharedActionPolicy(random: () => number): { set: PolicySet; requests: PolicyRequest[] } {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const n = 1 + Math.floor(random() * 60);
+  const team = () => `t${Math.floor(random() * 12)}`;
+  const rules: PolicyRule[] = [];
+  for (let i = 0; i < n; i++) {
+    const effect = pick<PolicyEffect>(["allow", "allow", "allow", "deny", "require_approval"]);
+    const fields: Record<string, unknown> = {
+      id: `r${i}`,
+      effect,
+      actions: [pick(["doc.read", "doc.read", "**", "doc.**", "**.read", "doc.*"])],
+      ...(effect === "require_approval" ? { approval: APPROVAL } : {}),
+    };
+    const shape = pick(["resource", "role", "tenant", "condition", "mixed"]);
+    if (shape === "resource" || shape === "mixed") {
+      fields.resources = [
+        pick([
+          `docs/${team()}/**`,
+          `docs/${team()}/*`,
+          `docs/${team()}/a`,
+          `docs:${team()}/**.pdf`,
+        ]),
+      ];
+    }
+    if (shape === "role" || shape === "mixed") fields.roles = [team(), team()];
+    if (shape === "tenant" || (shape === "mixed" && random() < 0.5)) fields.tenants = [team()];
+    if (shape === "condition" || (shape === "mixed" && random() < 0.5)) {
+      fields.conditions = [
+        random() < 0.5
+          ? { attr: "plant", op: "eq", value: pick([team(), 7, null, true]) }
+          : { attr: "plant", op: "in", value: [team(), team(), 7] },
+      ];
+    }
+    rules.push(fields as unknown as PolicyRule);
+  }
+  const requests: PolicyRequest[] = [];
+  for (let i = 0; i < 30; i++) {
+    const tenant = random() < 0.7 ? team() : undefined;
+    requests.push({
+      identity: {
+        subject: "s",
+        actorKind: "human",
+        roles: random() < 0.8 ? [team(), team()] : [],
+        scopes: [],
+      },
+      action: pick(["doc.read", "doc.write", "doc.read.x", "x.read"]),
+      resource: pick([
+        `docs/${team()}/a`,
+        `docs/${team()}/b/c`,
+        `docs:${team()}/x.pdf`,
+        `docs/${team()}`,
+        "docs",
+      ]),
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(random() < 0.8
+        ? { attributes: { plant: pick<JsonValue>([team(), 7, "7", null, true, [7]]) } }
+        : {}),
+    });
+  }
+  return { set: { rules }, requests };
+}
+
+Deno.test("PolicyEngine.decide() gives the same verdicts as a naive scan when rules share an action", () => {
+  const random = seededRandom(0x5a4ed);
+  const decisions = new Set<string>();
+  for (let round = 0; round < 300; round++) {
+    const { set, requests } = sharedActionPolicy(random);
+    const engine = new PolicyEngine(set);
+    for (const req of requests) {
+      const actual = engine.decide(req);
+      const expected = naiveDecide(set, req);
+      const context = `round ${round}: ${JSON.stringify(req)}`;
+      assert.deepEqual(actual.matchedRuleIds, expected.matchedRuleIds, context);
+      assert.equal(actual.decision, expected.decision, context);
+      if (actual.matchedRuleIds.length > 0) decisions.add(actual.decision);
+    }
+  }
+  assert.deepEqual([...decisions].sort(), ["allow", "deny", "require_approval"]);
+});
 
 Deno.test("PolicyEngine.decide() gives the same verdicts as a naive scan on random policy sets", () => {
   const random = seededRandom(0x5eed);
