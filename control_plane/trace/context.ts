@@ -7,6 +7,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { TraceContext } from "./types.ts";
+import { checkTraceContext } from "./traceparent.ts";
 
 const storage = new AsyncLocalStorage<TraceContext>();
 
@@ -46,6 +47,7 @@ export function currentTraceContext(): TraceContext | undefined {
  * @param ctx The context to bind.
  * @param fn The code to run.
  * @returns What `fn` returns (a promise stays a promise).
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the bad field of `ctx` (`trace.spanId`).
  *
  * @example Bind an incoming request's context
  * ```ts
@@ -66,5 +68,5 @@ export function currentTraceContext(): TraceContext | undefined {
  * ```
  */
 export function withTraceContext<T>(ctx: TraceContext, fn: () => T): T {
-  return storage.run(ctx, fn);
+  return storage.run(checkTraceContext(ctx, "trace"), fn);
 }

@@ -987,3 +987,26 @@ Deno.test("withTraceContext() isolates concurrent async calls", async () => {
   ));
   seen.forEach((ids, i) => assert.deepEqual(ids, Array(3).fill(contexts[i]?.spanId)));
 });
+
+Deno.test("withTraceContext() refuses a malformed context by field before binding it", () => {
+  const good = {
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    spanId: "00f067aa0ba902b7",
+    traceFlags: 1,
+    traceState: TraceState.EMPTY,
+  };
+  for (
+    const [bad, field] of [
+      [{ ...good, traceId: "4BF92F3577B34DA6A3CE929D0E0E4736" }, /trace\.traceId/],
+      [{ ...good, traceFlags: 256 }, /trace\.traceFlags/],
+      [{ ...good, traceState: [] }, /trace\.traceState/],
+      [null, /trace/],
+    ] as const
+  ) {
+    assert.throws(() => withTraceContext(bad as never, () => "bound"), {
+      code: "ERR_INVALID_ARGUMENT",
+      message: field,
+    });
+  }
+  assert.equal(withTraceContext(good, () => currentTraceContext()?.spanId), good.spanId);
+});
