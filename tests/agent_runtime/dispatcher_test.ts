@@ -2,12 +2,14 @@ import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
 import {
   type Agent,
+  AgentError,
   AgentRuntime,
   type AgentRuntimeOptions,
   ControlPlane,
   defineAgent,
   Dispatcher,
   type DispatcherOptions,
+  EscalationLadder,
   FakeClock,
   FakeTimers,
   type Identity,
@@ -309,4 +311,47 @@ Deno.test("Dispatcher leaves a run it lost to another worker alone, quietly", as
     assert.deepEqual([...w1.errors, ...w2.errors], []);
     db.close();
   });
+});
+
+Deno.test("Dispatcher waits an agent's retryAfterMs, capped at maxDelayMs", async () => {
+  const { db, dispatcher, create, timers } = setUp();
+  let calls = 0;
+  const agent = defineAgent({
+    id: "limited",
+    invoke: () =>
+      ++calls === 1
+        ? Promise.reject(new AgentError("ERR_AGENT_FAILED", "Slow down", { retryAfterMs: 60_000 }))
+        : Promise.resolve("ok"),
+  });
+  const d = dispatcher([agent], {
+    retry: { maxAttempts: 2, initialDelayMs: 100, maxDelayMs: 1_000, jitter: "none" },
+  });
+  const [id] = create(1);
+  const done = d.dispatch(id!);
+  await timers.advance(999);
+  assert.equal(calls, 1);
+  await timers.advance(1);
+  assert.equal(calls, 2);
+  assert.equal((await done).state, "succeeded");
+  db.close();
+});
+
+Deno.test("Dispatcher spends one retryBudget across escalation steps", async () => {
+  const { db, dispatcher, create, timers } = setUp();
+  const calls: string[] = [];
+  const failing = (id: string, tier: number) =>
+    defineAgent({ id, tier, invoke: () => (calls.push(id), Promise.reject(new Error("down"))) });
+  const d = dispatcher([failing("weak", 1), failing("strong", 2)], {
+    retry: { maxAttempts: 3, retryBudget: 4, initialDelayMs: 10, jitter: "none" },
+    escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]),
+  });
+  const [id] = create(1);
+  const done = d.dispatch(id!);
+  await timers.runAll();
+  const run = await done;
+  assert.deepEqual(calls, ["weak", "weak", "weak", "strong"]);
+  assert.equal(run.state, "failed");
+  assert.equal(run.attempt, 4);
+  assert.equal(run.error?.code, "ERR_RETRY_EXHAUSTED");
+  db.close();
 });
