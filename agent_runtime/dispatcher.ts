@@ -156,8 +156,11 @@ interface AgentWaiter {
   readonly wake: (agentId: string) => void;
 }
 
-/** Attempts that may start between two turns of the event loop. */
-const YIELD_EVERY = 16;
+/**
+ * Attempts that may start between two turns of the event loop. Measured with
+ * bench/burst.ts: 4 costs the same CPU time as 16 and halves the typical timer gap.
+ */
+const YIELD_EVERY = 4;
 /** The longest agent error message recorded, in UTF-16 code units. */
 const MAX_ERROR_MESSAGE = 2_048;
 /** An error code an agent may set; anything else is recorded as `ERR_AGENT_FAILED`. */
