@@ -139,21 +139,23 @@ export interface DispatcherOptions {
   timer?: Timer;
 }
 
+/** One run executing (or waiting for a slot) here. */
 interface Execution {
   /** Dispatch order: slots and agents are handed out by it (FIFO). */
   readonly seq: number;
   readonly controller: AbortController;
-  done: Promise<Run>;
   /** Aborted by {@link Dispatcher.releaseAll}: give the run back, do not cancel it. */
   released: boolean;
+  /** Who cancelled it, for the `cancel` transition its loop records. */
+  cancelledBy?: AuditActor;
 }
 
 /** A run waiting for one of `agentIds` (each capable, each full) to free a slot. */
 interface AgentWaiter {
   readonly seq: number;
   readonly agentIds: ReadonlySet<string>;
-  /** Resolves the wait with the agent whose slot is handed over. */
-  readonly wake: (agentId: string) => void;
+  /** Resolves the wait with the agent whose slot is handed over, or none (choose again). */
+  readonly wake: (agentId: string | undefined) => void;
 }
 
 /**
@@ -235,9 +237,7 @@ export class Dispatcher {
   #agentLoad = new InFlightCounter();
   /** Agent slots handed to a woken waiter that has not taken them yet. */
   #handedOver = new InFlightCounter();
-  #executions = new Map<string, Execution>();
-  /** Who cancelled an executing run, for the `cancel` transition its loop records. */
-  #cancelledBy = new Map<string, AuditActor>();
+  #executions = new Map<string, { readonly execution: Execution; readonly done: Promise<Run> }>();
   #seq = 0;
   /** Runs holding a global slot. */
   #active = 0;
@@ -360,20 +360,18 @@ export class Dispatcher {
     const execution: Execution = {
       seq: this.#seq++,
       controller: new AbortController(),
-      done: Promise.resolve(null as unknown as Run),
       released: false,
     };
-    execution.done = this.#slot().then(async () => {
+    const done = this.#slot().then(async () => {
       try {
         return await this.#execute(runId, execution);
       } finally {
         this.#release();
         this.#executions.delete(runId);
-        this.#cancelledBy.delete(runId);
       }
     });
-    this.#executions.set(runId, execution);
-    return execution.done;
+    this.#executions.set(runId, { execution, done });
+    return done;
   }
 
   /**
@@ -386,11 +384,11 @@ export class Dispatcher {
    * @returns The run after cancellation.
    */
   async cancel(runId: string, reason = "Cancelled", actor?: AuditActor): Promise<Run> {
-    const execution = this.#executions.get(runId);
-    if (execution !== undefined) {
-      if (actor !== undefined) this.#cancelledBy.set(runId, actor);
-      execution.controller.abort(new PlmError("ERR_CANCELLED", reason));
-      const run = await execution.done;
+    const executing = this.#executions.get(runId);
+    if (executing !== undefined) {
+      if (actor !== undefined) executing.execution.cancelledBy = actor;
+      executing.execution.controller.abort(new PlmError("ERR_CANCELLED", reason));
+      const run = await executing.done;
       if (run.state === "cancelled" || isTerminal(run.state)) return run;
     }
     const run = this.#cp.runs.get(runId);
@@ -430,7 +428,7 @@ export class Dispatcher {
    * ```
    */
   async releaseAll(): Promise<void> {
-    for (const execution of this.#executions.values()) {
+    for (const { execution } of this.#executions.values()) {
       execution.released = true;
       execution.controller.abort(
         new PlmError("ERR_CANCELLED", `Worker ${this.owner} stopped and gave the run back`),
@@ -798,7 +796,7 @@ export class Dispatcher {
       const reason = cancelSignal.reason instanceof Error
         ? cancelSignal.reason.message
         : "Cancelled";
-      const actor = this.#cancelledBy.get(run.id) ?? this.#actor;
+      const actor = execution.cancelledBy ?? this.#actor;
       return runs.apply(run.id, { type: "cancel", reason }, { actor });
     }
     // The lease was lost: another worker owns the run now; leave it alone.
@@ -847,7 +845,15 @@ export class Dispatcher {
     const agent = this.#agentsById.get(agentId);
     if (agent === undefined) return;
     const taken = this.#agentLoad.inFlight(agentId) + this.#handedOver.inFlight(agentId);
-    if (taken >= agent.maxConcurrency || !this.breakers.isAvailable(agentId)) return;
+    if (taken >= agent.maxConcurrency) return;
+    if (!this.breakers.isAvailable(agentId)) {
+      // Its circuit is open: no slot to hand over, and no call left to free one. Every
+      // run waiting for it chooses again (another agent, another wait, or escalation).
+      const line = this.#agentWaiters;
+      this.#agentWaiters = line.filter((w) => !w.agentIds.has(agentId));
+      for (const waiter of line) if (waiter.agentIds.has(agentId)) waiter.wake(undefined);
+      return;
+    }
     const i = this.#agentWaiters.findIndex((w) => w.agentIds.has(agentId));
     if (i === -1) return;
     const [waiter] = this.#agentWaiters.splice(i, 1);

@@ -355,3 +355,25 @@ Deno.test("Dispatcher spends one retryBudget across escalation steps", async () 
   assert.equal(run.error?.code, "ERR_RETRY_EXHAUSTED");
   db.close();
 });
+
+Deno.test("Dispatcher lets a run waiting for an agent choose again when its circuit opens", async () => {
+  const { db, dispatcher, create, timers } = setUp();
+  const pending: ((error: Error) => void)[] = [];
+  const agent = defineAgent({
+    id: "fragile",
+    maxConcurrency: 1,
+    invoke: () => new Promise<JsonValue>((_, reject) => pending.push(reject)),
+  });
+  const d = dispatcher([agent], { breakers: { failureThreshold: 1 } });
+  const [first, second] = create(2);
+  const done = [d.dispatch(first!), d.dispatch(second!)] as const;
+  await settle(timers);
+  assert.equal(d.waitingForAgent, 1);
+  pending[0]!(new Error("down")); // the circuit opens: no slot will be freed for the waiter
+  const [a, b] = await Promise.all(done);
+  assert.equal(a.state, "failed");
+  assert.equal(b.state, "failed");
+  assert.equal(b.error?.code, "ERR_NO_AGENT");
+  assert.equal(d.waitingForAgent, 0);
+  db.close();
+});
