@@ -30,6 +30,7 @@ import { type Agent, AgentError, toAgentError } from "./agent.ts";
 import { CircuitBreakers, type CircuitBreakersOptions } from "./circuit_breaker.ts";
 import { EscalationLadder } from "./escalation.ts";
 import { InFlightCounter } from "./limiter.ts";
+import { checkOption } from "../shared/validate.ts";
 import { nextDelay, RetryExhaustedError, RetryPolicy, type RetryPolicyOptions } from "./retry.ts";
 import { NoAgentError, selectAgent } from "./selector.ts";
 
@@ -175,13 +176,6 @@ const LOST_RACE_CODES: readonly string[] = [
   "ERR_RUN_ILLEGAL_TRANSITION",
 ];
 
-function positiveInt(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`Cannot use ${name} ${value}: it must be a positive integer`);
-  }
-  return value;
-}
-
 /**
  * Runs allowed runs on agents. For each run it takes the lease (heartbeated
  * while the agent works), selects an agent, invokes it under the global and
@@ -281,16 +275,13 @@ export class Dispatcher {
     this.#agents = [...agents];
     this.#agentsById = byId;
     this.owner = owner;
-    this.#concurrency = positiveInt("concurrency", concurrency);
-    if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) {
-      throw new RangeError(`Cannot use maxQueue ${maxQueue}: it must be a non-negative integer`);
-    }
-    this.#maxQueue = maxQueue;
+    this.#concurrency = checkOption("concurrency", concurrency, 1);
+    this.#maxQueue = checkOption("maxQueue", maxQueue, 0);
     this.#retry = retry instanceof RetryPolicy ? retry : new RetryPolicy(retry);
     this.#ladder = escalation;
-    this.#attemptTimeoutMs = positiveInt("attemptTimeoutMs", attemptTimeoutMs);
-    this.#runTimeoutMs = positiveInt("runTimeoutMs", runTimeoutMs);
-    this.#leaseTtlMs = positiveInt("leaseTtlMs", leaseTtlMs);
+    this.#attemptTimeoutMs = checkOption("attemptTimeoutMs", attemptTimeoutMs, 1);
+    this.#runTimeoutMs = checkOption("runTimeoutMs", runTimeoutMs, 1);
+    this.#leaseTtlMs = checkOption("leaseTtlMs", leaseTtlMs, 1);
     this.#clock = clock;
     this.#random = random;
     this.#timer = timer;

@@ -25,6 +25,7 @@ import {
   type Timer,
   type TraceContext,
 } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 
 /**
@@ -158,13 +159,6 @@ export interface StopOptions {
 
 /** The states a worker claims runs in. */
 const READY: readonly RunState[] = ["queued", "retrying", "escalated"];
-
-function checkInterval(name: string, value: number, min: number): number {
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`Cannot use ${name} ${value}: it must be an integer of at least ${min}`);
-  }
-  return value;
-}
 
 /**
  * Options of {@link AgentRuntime.submit}.
@@ -451,9 +445,9 @@ export class AgentRuntime {
   start(options: StartOptions = {}): void {
     const { pollIntervalMs = 1_000, reclaimIntervalMs = 5_000, approvalIntervalMs = 10_000 } =
       options;
-    checkInterval("pollIntervalMs", pollIntervalMs, 1);
-    checkInterval("reclaimIntervalMs", reclaimIntervalMs, 1);
-    checkInterval("approvalIntervalMs", approvalIntervalMs, 1);
+    checkOption("pollIntervalMs", pollIntervalMs, 1);
+    checkOption("reclaimIntervalMs", reclaimIntervalMs, 1);
+    checkOption("approvalIntervalMs", approvalIntervalMs, 1);
     if (this.#state === "started") return;
     this.#state = "started";
     // Invariants: each job re-arms its own timer only after it ran, so one job
@@ -515,7 +509,7 @@ export class AgentRuntime {
    */
   stop(options: StopOptions = {}): Promise<void> {
     const { graceMs = 30_000 } = options;
-    checkInterval("graceMs", graceMs, 0);
+    checkOption("graceMs", graceMs, 0);
     this.#state = "stopped";
     this.#cancelLoop.splice(0).forEach((cancel) => cancel());
     this.#stopping ??= this.#drain(graceMs).finally(() => (this.#stopping = undefined));
