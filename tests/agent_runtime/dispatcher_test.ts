@@ -377,3 +377,26 @@ Deno.test("Dispatcher lets a run waiting for an agent choose again when its circ
   assert.equal(d.waitingForAgent, 0);
   db.close();
 });
+
+Deno.test("Dispatcher takes a cancelled run out of the line for an agent", async () => {
+  const { db, dispatcher, create, timers } = setUp();
+  const { agent, calls } = gated("one", 1);
+  const d = dispatcher([agent], { concurrency: 8 });
+  const [first, second, third] = create(3);
+  const done = [first!, second!, third!].map((id) => d.dispatch(id));
+  await settle(timers);
+  assert.equal(d.waitingForAgent, 2);
+  const cancelled = await d.cancel(second!, "not needed");
+  assert.equal(cancelled.state, "cancelled");
+  assert.equal(d.waitingForAgent, 1, "the cancelled run left the line");
+  calls[0]!.finish();
+  await settle(timers);
+  assert.deepEqual(calls.map((c) => c.runId), [first, third], "the slot went to the next in line");
+  calls[1]!.finish();
+  assert.deepEqual((await Promise.all(done)).map((r) => r.state), [
+    "succeeded",
+    "cancelled",
+    "succeeded",
+  ]);
+  db.close();
+});
