@@ -479,7 +479,9 @@ export class Dispatcher {
     const runs = this.#cp.runs;
     const cancelSignal = execution.controller.signal;
     let run = runs.get(runId);
-    if (!isDispatchable(run) || (cancelSignal.aborted && execution.released)) return run;
+    if (isTerminal(run.state) || run.state === "awaiting_approval") return run;
+    if (cancelSignal.aborted && execution.released) return run; // given back before it began
+    // A claim takes over an expired lease (a dead worker's `running` run becomes `retrying`).
     try {
       run = runs.claim(runId, this.owner, this.#leaseTtlMs, { actor: this.#actor });
     } catch (err) {

@@ -400,3 +400,20 @@ Deno.test("Dispatcher takes a cancelled run out of the line for an agent", async
   ]);
   db.close();
 });
+
+Deno.test("Dispatcher takes over a run whose worker died mid-attempt once its lease expired", async () => {
+  const { db, dispatcher, create, controlPlane, clock } = setUp();
+  const [id] = create(1);
+  const dead = { actor: { subject: "dead", kind: "service" as const }, owner: "dead" };
+  controlPlane.runs.claim(id!, "dead", 1_000, dead);
+  controlPlane.runs.apply(id!, { type: "start", agentId: "a" }, dead);
+  const d = dispatcher([defineAgent({ id: "a", invoke: () => Promise.resolve("ok") })]);
+  const held = await d.dispatch(id!);
+  assert.equal(held.state, "running", "a live lease is left alone");
+  assert.equal(held.lease?.owner, "dead");
+  clock.advance(1_000);
+  const done = await d.dispatch(id!);
+  assert.equal(done.state, "succeeded");
+  assert.equal(done.attempt, 2);
+  db.close();
+});
