@@ -19,6 +19,7 @@ import {
   type RunTask,
   withIdentity,
 } from "../../agent_runtime/mod.ts";
+import { gatedAgent } from "./_gated_agent.ts";
 
 const POLICIES: PolicySet = { rules: [{ id: "work", effect: "allow", actions: ["bom.**"] }] };
 const SVC: Identity = { subject: "planner", actorKind: "service", roles: [], scopes: [] };
@@ -63,20 +64,6 @@ function setUp() {
   return { db, clock, timers, controlPlane, dispatcher, create };
 }
 
-/** An agent whose calls wait until the test settles them; records the runs in call order. */
-function gated(id: string, maxConcurrency: number) {
-  const calls: { runId: string; signal: AbortSignal; finish: () => void }[] = [];
-  const agent = defineAgent({
-    id,
-    maxConcurrency,
-    invoke: (_task, ctx) =>
-      new Promise<JsonValue>((resolve) =>
-        calls.push({ runId: ctx.runId, signal: ctx.signal, finish: () => resolve("ok") })
-      ),
-  });
-  return { agent, calls };
-}
-
 /** Lets promise callbacks and the dispatcher's event-loop turns run. */
 async function settle(timers: FakeTimers): Promise<void> {
   for (let i = 0; i < 3; i++) await timers.advance(0);
@@ -117,7 +104,7 @@ Deno.test("Dispatcher serves runs first come, first served", async (t) => {
 
 Deno.test("Dispatcher wakes exactly one waiter per freed agent slot, in order", async () => {
   const { db, dispatcher, create, timers } = setUp();
-  const { agent, calls } = gated("one", 1);
+  const { agent, calls } = gatedAgent("one", { maxConcurrency: 1 });
   const d = dispatcher([agent], { concurrency: 8 });
   const ids = create(5);
   const done = ids.map((id) => d.dispatch(id));
@@ -138,7 +125,7 @@ Deno.test("Dispatcher wakes exactly one waiter per freed agent slot, in order", 
 
 Deno.test("Dispatcher leaves no abort listener on the agent's signal after an attempt", async () => {
   const { db, dispatcher, create, timers } = setUp();
-  const { agent, calls } = gated("g", 4);
+  const { agent, calls } = gatedAgent("g", { maxConcurrency: 4 });
   const d = dispatcher([agent]);
   const done = create(3).map((id) => d.dispatch(id));
   await settle(timers);
@@ -241,7 +228,7 @@ function twoWorkers() {
   const worker = (owner: string) => {
     const timers = new FakeTimers(clock);
     const errors: unknown[] = [];
-    const { agent, calls } = gated(`agent-${owner}`, 4);
+    const { agent, calls } = gatedAgent(`agent-${owner}`, { maxConcurrency: 4 });
     const options: AgentRuntimeOptions = {
       controlPlane,
       agents: [agent],
@@ -290,7 +277,7 @@ Deno.test("Dispatcher leaves a run it lost to another worker alone, quietly", as
     w1.calls[0]!.finish(); // w1's agent comes back late
     const seen = await w1.runtime.wait(id);
     assert.equal(seen.state, "succeeded");
-    assert.equal(seen.result, "ok");
+    assert.equal(seen.result, "ok from agent-w2");
     assert.deepEqual([...w1.errors, ...w2.errors], [], "losing a race is no error");
     const succeeded = controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" })
       .filter((r) => r.outcome === "succeeded");
@@ -380,7 +367,7 @@ Deno.test("Dispatcher lets a run waiting for an agent choose again when its circ
 
 Deno.test("Dispatcher takes a cancelled run out of the line for an agent", async () => {
   const { db, dispatcher, create, timers } = setUp();
-  const { agent, calls } = gated("one", 1);
+  const { agent, calls } = gatedAgent("one", { maxConcurrency: 1 });
   const d = dispatcher([agent], { concurrency: 8 });
   const [first, second, third] = create(3);
   const done = [first!, second!, third!].map((id) => d.dispatch(id));

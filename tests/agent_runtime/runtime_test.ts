@@ -19,6 +19,7 @@ import {
   isPlmError,
   type JsonValue,
 } from "../../shared/mod.ts";
+import { gatedAgent } from "./_gated_agent.ts";
 
 const POLICIES: PolicySet = {
   rules: [
@@ -513,21 +514,6 @@ Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggest
 
 // --- the worker loop: start() and stop() ---------------------------------------------------
 
-/** An agent whose calls wait until the test settles them; records its calls. */
-function gated(id: string) {
-  const calls: { runId: string; signal: AbortSignal; finish: () => void }[] = [];
-  const agent = defineAgent({
-    id,
-    capabilities: ["bom"],
-    maxConcurrency: 8,
-    invoke: (_task, ctx) =>
-      new Promise<JsonValue>((resolve) =>
-        calls.push({ runId: ctx.runId, signal: ctx.signal, finish: () => resolve(`ok from ${id}`) })
-      ),
-  });
-  return { agent, calls };
-}
-
 /**
  * Submits `count` runs through a runtime that only submits (as an API process
  * does), 1 ms apart: runs created in the same millisecond have no order.
@@ -611,7 +597,7 @@ Deno.test("AgentRuntime.start() expires overdue approvals periodically", async (
 });
 
 Deno.test("AgentRuntime.stop() lets runs in flight finish within the grace period", async () => {
-  const { agent, calls } = gated("a");
+  const { agent, calls } = gatedAgent("a", { maxConcurrency: 8, capabilities: ["bom"] });
   const { db, runtime, controlPlane, timers } = setUp([agent]);
   runtime.start();
   const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
@@ -630,7 +616,7 @@ Deno.test("AgentRuntime.stop() lets runs in flight finish within the grace perio
 });
 
 Deno.test("AgentRuntime.stop() gives back the runs that outlive the grace period", async () => {
-  const { agent, calls } = gated("a");
+  const { agent, calls } = gatedAgent("a", { maxConcurrency: 8, capabilities: ["bom"] });
   const { db, runtime, controlPlane, timers, clock } = setUp([agent], { concurrency: 1 });
   runtime.start();
   const running = await runtime.submit(BOM_UPDATE, { identity: SVC });
