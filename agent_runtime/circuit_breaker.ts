@@ -118,27 +118,19 @@ export interface CircuitBreakerOptions {
 /**
  * Options for {@link CircuitOpenError}.
  *
- * @example Retry waits for the circuit's cool-down
+ * @example The dispatcher waits out the circuit's cool-down before the next attempt
  * ```ts
  * import {
  *   CircuitOpenError,
  *   type CircuitOpenErrorOptions,
- *   FakeClock,
- *   retry,
- *   RetryPolicy,
+ *   toAgentError,
  * } from "@tracepulse/plm-engine-core/agent-runtime";
  * import assert from "node:assert/strict";
  *
  * const options: CircuitOpenErrorOptions = { retryAfterMs: 250 };
- * const clock = new FakeClock();
- * const sleep = (ms: number) => Promise.resolve(clock.advance(ms));
- * const policy = new RetryPolicy({ initialDelayMs: 10, jitter: "none" });
- * const result = await retry((attempt) =>
- *   attempt === 1
- *     ? Promise.reject(new CircuitOpenError("Circuit is open", options))
- *     : Promise.resolve("ok"), policy, { clock, sleep });
- * assert.equal(result, "ok");
- * assert.equal(clock.now(), 250); // not the policy's 10 ms
+ * const refused = toAgentError(new CircuitOpenError("Circuit is open", options));
+ * assert.equal(refused.code, "ERR_CIRCUIT_OPEN");
+ * assert.equal(refused.retryAfterMs, 250); // used instead of the policy's backoff
  * ```
  */
 export interface CircuitOpenErrorOptions {

@@ -2,34 +2,34 @@
  * The agent runtime asks how to run a task: selector, dispatcher, retry and
  * escalation. It imports `shared/` and `control_plane/mod.ts`.
  *
- * @example Pick an agent and run a task with retries under a limit
+ * @example Submit a task, let the worker loop run it, stop the worker
  * ```ts
  * import {
- *   ConcurrencyLimiter,
+ *   AgentRuntime,
+ *   ControlPlane,
  *   defineAgent,
- *   FakeClock,
- *   retry,
- *   RetryPolicy,
- *   selectAgent,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/agent-runtime";
  * import assert from "node:assert/strict";
  *
- * const agent = defineAgent({
+ * using db = openDatabase(":memory:");
+ * const controlPlane = new ControlPlane(db, {
+ *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
+ * });
+ * const echo = defineAgent({
  *   id: "echo",
  *   capabilities: ["echo"],
  *   invoke: (task) => Promise.resolve(task.input),
  * });
- * const { agent: chosen } = selectAgent({ capabilities: ["echo"] }, [agent], {
- *   inFlight: () => 0,
- *   isAvailable: () => true,
- * });
- * const limiter = new ConcurrencyLimiter({ concurrency: 4 });
- * const clock = new FakeClock();
- * const sleep = (ms: number) => Promise.resolve(clock.advance(ms));
- * const result = await limiter.run(() =>
- *   retry(() => Promise.resolve(chosen.id), new RetryPolicy(), { clock, sleep })
+ * const runtime = new AgentRuntime({ controlPlane, agents: [echo], retry: { maxAttempts: 2 } });
+ * runtime.start();
+ * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
+ * const id = await runtime.submit(
+ *   { action: "bom.read", resource: "bom:1", capabilities: ["echo"], input: 7 },
+ *   { identity },
  * );
- * assert.equal(result, "echo");
+ * assert.equal((await runtime.wait(id)).result, 7);
+ * await runtime.stop();
  * ```
  *
  * @module

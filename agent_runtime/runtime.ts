@@ -18,9 +18,14 @@ import {
   PlmError,
   requireIdentity,
   type Run,
+  type RunState,
+  sleep,
+  systemTimer,
   type TaskInput,
+  type Timer,
   type TraceContext,
 } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 
 /**
@@ -53,14 +58,107 @@ import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
  */
 export interface AgentRuntimeOptions extends DispatcherOptions {
   /**
-   * Called when a background dispatch fails unexpectedly (the store failing,
-   * say). The run keeps its recorded state; its lease expires and
-   * {@link AgentRuntime.recover} picks it up.
+   * Called when a background dispatch (`runId` set) or a step of the worker
+   * loop (`runId` undefined) fails unexpectedly: the store failing, say. The
+   * run keeps its recorded state; its lease expires and a worker loop
+   * ({@link AgentRuntime.start}) takes it back. Losing a run to another worker
+   * is not an error and is not reported.
    *
    * @default {console.error}
    */
-  onError?: (runId: string, error: unknown) => void;
+  onError?: (runId: string | undefined, error: unknown) => void;
 }
+
+/**
+ * Options of {@link AgentRuntime.start}: how often the worker loop does each of its jobs.
+ *
+ * @example Poll every 200 ms on fake timers
+ * ```ts
+ * import {
+ *   AgentRuntime,
+ *   ControlPlane,
+ *   defineAgent,
+ *   FakeClock,
+ *   FakeTimers,
+ *   openDatabase,
+ *   type StartOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import assert from "node:assert/strict";
+ *
+ * using db = openDatabase(":memory:");
+ * const clock = new FakeClock(0);
+ * const timers = new FakeTimers(clock);
+ * const controlPlane = new ControlPlane(db, { policies: { rules: [] }, clock });
+ * const agent = defineAgent({ id: "a", invoke: () => Promise.resolve("ok") });
+ * const worker = new AgentRuntime({ controlPlane, agents: [agent], clock, timer: timers.timer });
+ * const options: StartOptions = { pollIntervalMs: 200, reclaimIntervalMs: 1_000 };
+ * worker.start(options);
+ * const { run } = controlPlane.runs.create({
+ *   task: { action: "x", resource: "y", capabilities: [], input: null, risk: "low", attributes: {} },
+ *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+ *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ * });
+ * await timers.advance(200); // the next poll takes it
+ * assert.equal((await worker.wait(run.id)).state, "succeeded");
+ * await worker.stop();
+ * ```
+ */
+export interface StartOptions {
+  /**
+   * How often to claim ready runs (`queued`, `retrying`, `escalated`, no live
+   * lease) up to the free slots, in milliseconds.
+   *
+   * @default {1_000}
+   */
+  pollIntervalMs?: number;
+  /**
+   * How often to take back expired leases (a dead worker's runs), in milliseconds.
+   *
+   * @default {5_000}
+   */
+  reclaimIntervalMs?: number;
+  /**
+   * How often to expire overdue approvals, in milliseconds.
+   *
+   * @default {10_000}
+   */
+  approvalIntervalMs?: number;
+}
+
+/**
+ * Options of {@link AgentRuntime.stop}.
+ *
+ * @example Give runs in flight no time at all
+ * ```ts
+ * import {
+ *   AgentRuntime,
+ *   ControlPlane,
+ *   openDatabase,
+ *   type StopOptions,
+ * } from "@tracepulse/plm-engine-core/agent-runtime";
+ *
+ * using db = openDatabase(":memory:");
+ * const runtime = new AgentRuntime({
+ *   controlPlane: new ControlPlane(db, { policies: { rules: [] } }),
+ *   agents: [],
+ * });
+ * const options: StopOptions = { graceMs: 0 };
+ * runtime.start();
+ * await runtime.stop(options);
+ * ```
+ */
+export interface StopOptions {
+  /**
+   * How long runs in flight may take to finish before they are aborted and
+   * given back, in milliseconds.
+   *
+   * @default {30_000}
+   */
+  graceMs?: number;
+}
+
+/** The states a worker claims runs in. */
+const READY: readonly RunState[] = ["queued", "retrying", "escalated"];
 
 /**
  * Options of {@link AgentRuntime.submit}.
@@ -102,9 +200,10 @@ export interface SubmitOptions {
 /**
  * The agent runtime: `submit` asks the control plane first (deny gives a
  * `rejected` run, require_approval parks it in `awaiting_approval`), then
- * dispatches allowed runs. Approval decisions and start-up recovery resume
- * parked and orphaned runs. A runtime without agents only submits: allowed
- * runs stay `queued` for a worker process that calls {@link AgentRuntime.recover}.
+ * dispatches allowed runs. Approval decisions resume parked runs; the worker
+ * loop ({@link AgentRuntime.start}) keeps claiming ready runs, takes back the
+ * runs of dead workers and expires overdue approvals. A runtime without
+ * agents only submits: allowed runs stay `queued` for a worker process.
  *
  * @example Submit a task and wait for it
  * ```ts
@@ -139,12 +238,22 @@ export class AgentRuntime {
   constructor(options: AgentRuntimeOptions) {
     this.controlPlane = options.controlPlane;
     this.dispatcher = new Dispatcher(options);
+    this.#timer = options.timer ?? systemTimer;
     this.#onError = options.onError ?? ((runId, err) => {
-      console.error(`plm: dispatch of run ${runId} failed:`, err);
+      console.error(
+        runId === undefined ? "plm: worker loop step failed:" : `plm: run ${runId} failed:`,
+        err,
+      );
     });
   }
 
-  #onError: (runId: string, error: unknown) => void;
+  #onError: (runId: string | undefined, error: unknown) => void;
+  #timer: Timer;
+  /** `idle`: never started, dispatches what it submits; `started`: the loop runs; `stopped`: dispatches nothing. */
+  #state: "idle" | "started" | "stopped" = "idle";
+  /** Cancels the loop's pending timers. */
+  #cancelLoop: (() => void)[] = [];
+  #stopping: Promise<void> | undefined;
 
   /**
    * Creates a run for a task, decides it and, when allowed, dispatches it.
@@ -224,7 +333,7 @@ export class AgentRuntime {
     const executing = this.dispatcher.execution(runId);
     if (executing !== undefined) return await executing;
     const run = this.controlPlane.runs.get(runId);
-    if (run.state === "queued" || run.state === "retrying" || run.state === "escalated") {
+    if (this.#state !== "stopped" && READY.includes(run.state)) {
       try {
         return await this.dispatcher.dispatch(runId);
       } catch (err) {
@@ -290,29 +399,155 @@ export class AgentRuntime {
   }
 
   /**
-   * Start-up recovery: takes back leases that expired (their worker died) and
-   * dispatches every run that is ready and unowned: `queued` (allowed or
-   * approved), `retrying` and `escalated`. At-least-once: agents get the run's
-   * idempotency key to deduplicate.
+   * Starts the worker loop, at once and then on the injected timer: takes
+   * back expired leases (a dead worker's `running` runs become `retrying`),
+   * expires overdue approvals, and claims ready runs (`queued`, `retrying`,
+   * `escalated`, no live lease), oldest first, up to the free slots. Calling
+   * it while started does nothing; after {@link AgentRuntime.stop} it starts
+   * again. At-least-once: agents get the run's idempotency key to deduplicate.
    *
-   * @param options How many runs to pick up at most (default 10,000).
-   * @returns The ids of the runs dispatched.
+   * @param options The intervals of the loop's jobs.
+   * @throws {RangeError} When an interval is not a positive integer.
+   *
+   * @example A worker finishes what a dead worker left running
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   defineAgent,
+   *   FakeClock,
+   *   FakeTimers,
+   *   openDatabase,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, { policies: { rules: [] }, clock });
+   * const { run } = controlPlane.runs.create({
+   *   task: { action: "x", resource: "y", capabilities: [], input: null, risk: "low", attributes: {} },
+   *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const dead = { actor: { subject: "dead", kind: "service" as const }, owner: "dead" };
+   * controlPlane.runs.claim(run.id, "dead", 30_000, dead);
+   * controlPlane.runs.apply(run.id, { type: "start", agentId: "a" }, dead); // then it died
+   *
+   * const agent = defineAgent({ id: "a", invoke: () => Promise.resolve("done") });
+   * const worker = new AgentRuntime({ controlPlane, agents: [agent], clock, timer: timers.timer });
+   * worker.start({ reclaimIntervalMs: 5_000 });
+   * await timers.advance(35_000); // the lease expired, a reclaim and a poll followed
+   * assert.equal((await worker.wait(run.id)).state, "succeeded");
+   * await worker.stop();
+   * ```
    */
-  recover(options: { limit?: number } = {}): string[] {
-    const cp = this.controlPlane;
-    cp.runs.reclaimExpired(undefined, {
-      actor: { subject: this.dispatcher.owner, kind: "service" },
+  start(options: StartOptions = {}): void {
+    const { pollIntervalMs = 1_000, reclaimIntervalMs = 5_000, approvalIntervalMs = 10_000 } =
+      options;
+    checkOption("pollIntervalMs", pollIntervalMs, 1);
+    checkOption("reclaimIntervalMs", reclaimIntervalMs, 1);
+    checkOption("approvalIntervalMs", approvalIntervalMs, 1);
+    if (this.#state === "started") return;
+    this.#state = "started";
+    // Invariants: each job re-arms its own timer only after it ran, so one job
+    // never overlaps itself; a job that throws is reported and re-armed (a
+    // busy store must not end the loop); stop() cancels every pending timer
+    // and flips #state first, so a job already queued on the timer runs no
+    // more. Reclaim goes before claim: a dead worker's runs are ready at once.
+    this.#every(reclaimIntervalMs, () => {
+      this.controlPlane.runs.reclaimExpired(undefined, {
+        actor: { subject: this.dispatcher.owner, kind: "service" },
+      });
     });
-    const ready = cp.runs.list({
-      states: ["queued", "retrying", "escalated"],
-      limit: options.limit ?? 10_000,
-    });
-    const ids: string[] = [];
-    for (const run of ready) {
-      if (run.lease !== null) continue;
-      if (this.#dispatch(run.id)) ids.push(run.id);
+    this.#every(approvalIntervalMs, () => this.expireApprovals());
+    this.#every(pollIntervalMs, () => this.#claimReady());
+  }
+
+  /**
+   * Stops the worker loop: nothing more is claimed or dispatched (submitted
+   * runs stay `queued` for other workers); runs in flight get `graceMs` to
+   * finish, then their agents' signals abort, a running attempt goes back to
+   * `retrying` and every lease is released (audited), so another worker takes
+   * the runs at once. Calling it again while it stops returns the same promise.
+   *
+   * @param options The grace period.
+   * @returns When every run in flight has finished or been given back.
+   * @throws {RangeError} When `graceMs` is not a non-negative integer.
+   *
+   * @example Give back a run that outlives the grace period
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   defineAgent,
+   *   FakeClock,
+   *   FakeTimers,
+   *   openDatabase,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, {
+   *   policies: { rules: [{ id: "all", effect: "allow", actions: ["**"] }] },
+   *   clock,
+   * });
+   * const stuck = defineAgent({ id: "stuck", invoke: () => new Promise(() => {}) });
+   * const worker = new AgentRuntime({ controlPlane, agents: [stuck], clock, timer: timers.timer });
+   * worker.start();
+   * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
+   * const id = await worker.submit({ action: "bom.read", resource: "bom:1" }, { identity });
+   * const stopped = worker.stop({ graceMs: 1_000 });
+   * await timers.advance(1_000);
+   * await stopped;
+   * const run = controlPlane.runs.get(id);
+   * assert.equal(run.state, "retrying");
+   * assert.equal(run.lease, null);
+   * ```
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    const { graceMs = 30_000 } = options;
+    checkOption("graceMs", graceMs, 0);
+    this.#state = "stopped";
+    this.#cancelLoop.splice(0).forEach((cancel) => cancel());
+    this.#stopping ??= this.#drain(graceMs).finally(() => (this.#stopping = undefined));
+    return this.#stopping;
+  }
+
+  async #drain(graceMs: number): Promise<void> {
+    const settled = new AbortController();
+    const idle = this.dispatcher.idle().then(() => settled.abort());
+    await sleep(graceMs, { timer: this.#timer, signal: settled.signal });
+    if (!settled.signal.aborted) await this.dispatcher.releaseAll();
+    await idle;
+  }
+
+  /** Runs `job` now and then every `ms` while started (see the invariants in start()). */
+  #every(ms: number, job: () => void): void {
+    const slot = this.#cancelLoop.length;
+    const tick = () => {
+      if (this.#state !== "started") return;
+      try {
+        job();
+      } catch (err) {
+        this.#onError(undefined, err);
+      }
+      if (this.#state === "started") this.#cancelLoop[slot] = this.#timer(tick, ms);
+    };
+    this.#cancelLoop.push(() => {});
+    tick();
+  }
+
+  /** Claims ready runs, oldest first, up to the dispatcher's free slots. */
+  #claimReady(): void {
+    const free = this.dispatcher.freeSlots;
+    if (free === 0 || this.dispatcher.agents.length === 0) return;
+    // Oldest first, no live lease, at most what the slots take (and what one read may return).
+    for (const run of this.controlPlane.runs.listReady(Math.min(free, 1_000))) {
+      this.#dispatch(run.id);
     }
-    return ids;
   }
 
   /**
@@ -326,8 +561,9 @@ export class AgentRuntime {
 
   #dispatch(runId: string): boolean {
     if (this.dispatcher.agents.length === 0) return false; // submit-only: workers elsewhere run it
+    if (this.#state === "stopped") return false; // stopped: another worker claims it
     try {
-      // An unexpected error (the store failing) leaves the lease to expire; recovery picks the run up.
+      // An unexpected error (the store failing) leaves the lease to expire; a worker loop takes it back.
       this.dispatcher.dispatch(runId).catch((err) => this.#onError(runId, err));
       return true;
     } catch (err) {

@@ -86,7 +86,7 @@ const transactionsBefore = probeDb.transactions;
 await governedRun(probe, "probe");
 const ROWS_PER_RUN = totalChanges.get()!.n - changesBefore;
 const TRANSACTIONS_PER_RUN = probeDb.transactions - transactionsBefore;
-const probeRun = probe.controlPlane.runs.list({ limit: 2 }).find((r) =>
+const probeRun = probe.controlPlane.runs.page({ limit: 2 }).items.find((r) =>
   r.idempotencyKey === "probe"
 )!;
 const probeAudit = probe.controlPlane.audit.list({ runId: probeRun.id });

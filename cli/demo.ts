@@ -324,10 +324,10 @@ async function demo(path: string, io: CliIo): Promise<number> {
   while ((cp.runs.get(ids.crash).lease?.expiresAt ?? 0) > Date.now()) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  const recovered = runtime.recover();
-  say(`   restart: reclaimed the expired lease, resumed ${recovered.length} run(s)`);
+  runtime.start(); // the worker loop: reclaims expired leases, claims ready runs
+  say(`   restart: the worker loop reclaimed the expired lease and resumed the run`);
   say(`   -> ${show(await runtime.wait(ids.crash))}`);
-  await runtime.idle();
+  await runtime.stop();
 
   // Timeline and verification.
   say("\nTimeline (state changes, with trace ids)");

@@ -19,6 +19,7 @@ import {
   isPlmError,
   type JsonValue,
 } from "../../shared/mod.ts";
+import { gatedAgent } from "./_gated_agent.ts";
 
 const POLICIES: PolicySet = {
   rules: [
@@ -508,5 +509,182 @@ Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggest
     assert.equal((await runtime.wait(id)).state, "succeeded");
     assert.deepEqual(modes, ["act"]);
   });
+  db.close();
+});
+
+// --- the worker loop: start() and stop() ---------------------------------------------------
+
+/**
+ * Submits `count` runs through a runtime that only submits (as an API process
+ * does), 1 ms apart: runs created in the same millisecond have no order.
+ */
+async function submitQueued(controlPlane: ControlPlane, count: number, from = 0) {
+  const api = new AgentRuntime({ controlPlane, agents: [] });
+  const clock = controlPlane.clock as FakeClock;
+  const ids: string[] = [];
+  for (let i = from; i < from + count; i++) {
+    ids.push(await api.submit({ action: "bom.update", resource: `bom:${i}` }, { identity: SVC }));
+    clock.advance(1);
+  }
+  return ids;
+}
+
+Deno.test("AgentRuntime.start() claims ready runs at once and on every poll, up to its free slots", async () => {
+  const { db, runtime, controlPlane, timers } = setUp([flaky("a", 0).agent], { concurrency: 2 });
+  const first = await submitQueued(controlPlane, 3);
+  runtime.start({ pollIntervalMs: 1_000 });
+  assert.equal(runtime.dispatcher.inFlight, 2, "no more than its slots");
+  assert.equal(controlPlane.runs.get(first[2]!).lease, null, "the third waits in the store");
+  await timers.advance(0);
+  assert.deepEqual(first.slice(0, 2).map((id) => controlPlane.runs.get(id).state), [
+    "succeeded",
+    "succeeded",
+  ]);
+  await timers.advance(1_000);
+  await runtime.idle();
+  assert.equal(controlPlane.runs.get(first[2]!).state, "succeeded", "the next poll took it");
+  const later = await submitQueued(controlPlane, 2, 3);
+  await timers.advance(0);
+  assert.deepEqual(later.map((id) => controlPlane.runs.get(id).state), ["queued", "queued"]);
+  await timers.advance(1_000);
+  await runtime.idle();
+  assert.deepEqual(later.map((id) => controlPlane.runs.get(id).state), [
+    "succeeded",
+    "succeeded",
+  ]);
+  await runtime.stop();
+  db.close();
+});
+
+Deno.test("AgentRuntime.start() takes back a dead worker's running run when its lease expires", async () => {
+  const { db, runtime, controlPlane, timers, clock } = setUp([flaky("a", 0).agent]);
+  const [id] = await submitQueued(controlPlane, 1);
+  const dead = { actor: { subject: "dead", kind: "service" as const }, owner: "dead" };
+  controlPlane.runs.claim(id!, "dead", 30_000, dead);
+  controlPlane.runs.apply(id!, { type: "start", agentId: "a" }, dead); // then its process died
+  const started = clock.now();
+  runtime.start({ reclaimIntervalMs: 5_000, pollIntervalMs: 1_000 });
+  await timers.advance(29_999);
+  assert.equal(controlPlane.runs.get(id!).state, "running", "the lease is still live");
+  assert.equal(controlPlane.runs.get(id!).lease?.owner, "dead");
+  await timers.advance(started + 36_000 - clock.now());
+  await runtime.idle();
+  const done = controlPlane.runs.get(id!);
+  assert.equal(done.state, "succeeded");
+  assert.equal(done.lease, null);
+  const reclaimed = controlPlane.audit.list({ runId: id!, actionPrefix: "run.lease.reclaimed" });
+  assert.deepEqual(reclaimed.map((r) => r.actor.subject), ["w1"]);
+  await runtime.stop();
+  db.close();
+});
+
+Deno.test("AgentRuntime.start() expires overdue approvals periodically", async () => {
+  const { db, runtime, controlPlane, timers } = setUp([flaky("a", 0).agent]);
+  const id = await runtime.submit({ action: "bom.release", resource: "bom:1" }, {
+    identity: SVC,
+  });
+  runtime.start({
+    approvalIntervalMs: 60_000,
+    pollIntervalMs: 600_000,
+    reclaimIntervalMs: 600_000,
+  });
+  await timers.advance(3_600_000 - 1);
+  assert.equal(controlPlane.runs.get(id).state, "awaiting_approval");
+  await timers.advance(60_000);
+  assert.equal(controlPlane.runs.get(id).state, "expired");
+  await runtime.stop();
+  db.close();
+});
+
+Deno.test("AgentRuntime.stop() lets runs in flight finish within the grace period", async () => {
+  const { agent, calls } = gatedAgent("a", { maxConcurrency: 8, capabilities: ["bom"] });
+  const { db, runtime, controlPlane, timers } = setUp([agent]);
+  runtime.start();
+  const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
+  await timers.advance(0);
+  assert.equal(calls.length, 1);
+  let stopped = false;
+  const stopping = runtime.stop({ graceMs: 1_000 }).then(() => (stopped = true));
+  await timers.advance(500);
+  assert.equal(stopped, false);
+  assert.equal(calls[0]!.signal.aborted, false);
+  calls[0]!.finish();
+  await stopping;
+  assert.equal(controlPlane.runs.get(id).state, "succeeded");
+  assert.equal(timers.pending, 0, "no timer of the loop is left");
+  db.close();
+});
+
+Deno.test("AgentRuntime.stop() gives back the runs that outlive the grace period", async () => {
+  const { agent, calls } = gatedAgent("a", { maxConcurrency: 8, capabilities: ["bom"] });
+  const { db, runtime, controlPlane, timers, clock } = setUp([agent], { concurrency: 1 });
+  runtime.start();
+  const running = await runtime.submit(BOM_UPDATE, { identity: SVC });
+  const waiting = await runtime.submit(BOM_UPDATE, { identity: SVC });
+  await timers.advance(0);
+  assert.equal(calls.length, 1);
+  const stopping = runtime.stop({ graceMs: 1_000 });
+  await timers.advance(1_000);
+  await stopping;
+  assert.equal(calls[0]!.signal.aborted, true, "the agent was told to stop");
+  const back = controlPlane.runs.get(running);
+  assert.equal(back.state, "retrying");
+  assert.equal(back.lease, null);
+  assert.deepEqual(
+    controlPlane.audit.list({ runId: running, actionPrefix: "run.lease.released" })
+      .map((r) => r.actor.subject),
+    ["w1"],
+  );
+  assert.equal(controlPlane.runs.get(waiting).state, "queued");
+  assert.equal(controlPlane.runs.get(waiting).lease, null, "a waiting run was never claimed");
+  assert.equal(controlPlane.audit.list({ runId: waiting, actionPrefix: "run.lease" }).length, 0);
+
+  // Another worker takes both at once, without waiting for a lease to expire.
+  const w2 = new AgentRuntime({
+    controlPlane,
+    agents: [flaky("b", 0).agent],
+    owner: "w2",
+    clock,
+    timer: timers.timer,
+  });
+  w2.start();
+  await w2.idle();
+  assert.deepEqual([running, waiting].map((id) => controlPlane.runs.get(id).state), [
+    "succeeded",
+    "succeeded",
+  ]);
+  await w2.stop();
+  assert.equal(controlPlane.audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("AgentRuntime.start() and stop() are idempotent; a stopped runtime dispatches nothing", async () => {
+  const { db, runtime, controlPlane, timers } = setUp([flaky("a", 0).agent]);
+  runtime.start();
+  const armed = timers.pending;
+  runtime.start();
+  assert.equal(timers.pending, armed, "a second start() arms nothing more");
+  await Promise.all([runtime.stop(), runtime.stop()]);
+  await runtime.stop();
+  assert.equal(timers.pending, 0);
+  const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
+  await timers.advance(10_000);
+  assert.equal(controlPlane.runs.get(id).state, "queued", "left for another worker");
+  assert.equal((await runtime.wait(id)).state, "queued");
+  runtime.start();
+  await runtime.idle();
+  assert.equal(controlPlane.runs.get(id).state, "succeeded", "started again, it claims");
+  await runtime.stop();
+  db.close();
+});
+
+Deno.test("AgentRuntime.start() and stop() refuse malformed intervals", () => {
+  const { db, runtime } = setUp([flaky("a", 0).agent]);
+  for (const pollIntervalMs of [0, -1, 1.5, NaN, Infinity]) {
+    assert.throws(() => runtime.start({ pollIntervalMs }), RangeError);
+  }
+  assert.throws(() => runtime.start({ reclaimIntervalMs: 0 }), RangeError);
+  assert.throws(() => runtime.start({ approvalIntervalMs: 0 }), RangeError);
+  assert.throws(() => runtime.stop({ graceMs: -1 }), RangeError);
   db.close();
 });
