@@ -17,6 +17,7 @@ import {
   type JsonValue,
   parseTraceparent,
   PlmError,
+  type Random,
   type Run,
   type RunMode,
   sleep,
@@ -131,7 +132,7 @@ export interface DispatcherOptions {
    *
    * @default {Math.random}
    */
-  random?: () => number;
+  random?: Random;
   /**
    * The timer for timeouts, backoff and heartbeats.
    *
@@ -224,7 +225,7 @@ export class Dispatcher {
   #concurrency: number;
   #maxQueue: number;
   #clock: Clock;
-  #random: () => number;
+  #random: Random;
   #timer: Timer;
   #actor: AuditActor;
   /** Calls each agent has in flight. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PlmError } from "../control_plane/mod.ts";
+import { PlmError, type Random } from "../control_plane/mod.ts";
 
 /**
  * How a backoff delay is randomised, with `base = min(maxDelayMs,
@@ -277,7 +277,7 @@ export class RetryPolicy {
  * assert.deepEqual(delays, [100, 200, 400, 500]);
  * ```
  */
-export function nextDelay(policy: RetryPolicy, attempt: number, random: () => number): number {
+export function nextDelay(policy: RetryPolicy, attempt: number, random: Random): number {
   if (!Number.isSafeInteger(attempt) || attempt < 1) {
     throw new RangeError(`Cannot compute the delay after attempt ${attempt}`);
   }
@@ -298,7 +298,7 @@ export function nextDelay(policy: RetryPolicy, attempt: number, random: () => nu
   }
 }
 
-function unit(random: () => number): number {
+function unit(random: Random): number {
   const r = random();
   if (!(r >= 0 && r <= 1)) throw new RangeError(`Cannot use random value ${r}: not in [0, 1]`);
   return r;

@@ -95,6 +95,23 @@ export class FakeClock implements Clock {
 }
 
 /**
+ * A source of uniform random draws in [0, 1): the one shape of injected
+ * randomness (retry jitter, trace and span ids). Tests inject a seeded or
+ * constant one; `Math.random` fits.
+ *
+ * @example A constant source for a deterministic test
+ * ```ts
+ * import type { Random } from "@tracepulse/plm-engine-core/shared";
+ * import assert from "node:assert/strict";
+ *
+ * const half: Random = () => 0.5;
+ * const sources: Random[] = [half, Math.random];
+ * assert.ok(sources.every((random) => random() >= 0 && random() < 1));
+ * ```
+ */
+export type Random = () => number;
+
+/**
  * Schedules `callback` after `ms` milliseconds and returns a function that
  * cancels it. Injected wherever the package waits (timeouts, backoff,
  * heartbeats) so that tests drive time with {@link FakeTimers}.

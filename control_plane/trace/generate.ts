@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { PlmError } from "../../shared/mod.ts";
+import { PlmError, type Random } from "../../shared/mod.ts";
 import { bytesToHex, SAMPLED } from "./_grammar.ts";
 import { TraceState } from "./tracestate.ts";
 import type { TraceContext } from "./types.ts";
@@ -12,15 +12,17 @@ import type { TraceContext } from "./types.ts";
 /** Draws before giving up on a random source that keeps returning zeros. */
 const MAX_DRAWS = 8;
 
-function fillRandom(bytes: Uint8Array): void {
-  crypto.getRandomValues(bytes);
-}
-
-/** Draws `size` random bytes until they are not all zero; returns them as hex. */
-function randomId(random: (bytes: Uint8Array) => void, size: number, what: string): string {
+/**
+ * Draws `size` random bytes until they are not all zero; returns them as hex.
+ * Without an injected {@link Random}, the bytes come from
+ * `crypto.getRandomValues` in one call; with one, each byte is
+ * `floor(random() * 256)`.
+ */
+function randomId(random: Random | undefined, size: number, what: string): string {
   const bytes = new Uint8Array(size);
   for (let draw = 0; draw < MAX_DRAWS; draw++) {
-    random(bytes);
+    if (random === undefined) crypto.getRandomValues(bytes);
+    else for (let i = 0; i < size; i++) bytes[i] = Math.floor(random() * 256) & 0xff;
     if (bytes.some((byte) => byte !== 0)) return bytesToHex(bytes);
   }
   throw new PlmError(
@@ -39,7 +41,7 @@ function randomId(random: (bytes: Uint8Array) => void, size: number, what: strin
  * import assert from "node:assert/strict";
  *
  * const options: NewTraceContextOptions = {
- *   random: (bytes) => bytes.fill(0x0a),
+ *   random: () => 0x0a / 256,
  *   sampled: false,
  * };
  * const ctx = newTraceContext(options);
@@ -49,11 +51,11 @@ function randomId(random: (bytes: Uint8Array) => void, size: number, what: strin
  */
 export interface NewTraceContextOptions {
   /**
-   * Fills a byte array with random bytes.
+   * Uniform draws in [0, 1); each id byte is `floor(random() * 256)`.
    *
    * @default {crypto.getRandomValues}
    */
-  random?: (bytes: Uint8Array) => void;
+  random?: Random;
   /**
    * Whether to set the `sampled` flag.
    *
@@ -76,7 +78,7 @@ export interface NewTraceContextOptions {
  * import { newTraceContext } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const ctx = newTraceContext({ random: (bytes) => bytes.fill(0xab), sampled: false });
+ * const ctx = newTraceContext({ random: () => 0xab / 256, sampled: false });
  * assert.equal(ctx.traceId, "ab".repeat(16));
  * assert.equal(ctx.spanId, "ab".repeat(8));
  * assert.equal(ctx.traceFlags, 0);
@@ -84,7 +86,7 @@ export interface NewTraceContextOptions {
  * ```
  */
 export function newTraceContext(options: NewTraceContextOptions = {}): TraceContext {
-  const { random = fillRandom, sampled = true } = options;
+  const { random, sampled = true } = options;
   return {
     traceId: randomId(random, 16, "trace id"),
     spanId: randomId(random, 8, "span id"),
@@ -106,7 +108,7 @@ export function newTraceContext(options: NewTraceContextOptions = {}): TraceCont
  * assert.ok(parsed !== null);
  * const parent = { ...parsed, traceState: parsed.traceState.set("rojo", "00f067aa0ba902b7") };
  * const options: ChildTraceContextOptions = {
- *   random: (bytes) => bytes.fill(0x22),
+ *   random: () => 0x22 / 256,
  *   sampled: false,
  * };
  * const child = childTraceContext(parent, options);
@@ -117,11 +119,11 @@ export function newTraceContext(options: NewTraceContextOptions = {}): TraceCont
  */
 export interface ChildTraceContextOptions {
   /**
-   * Fills a byte array with random bytes.
+   * Uniform draws in [0, 1); each id byte is `floor(random() * 256)`.
    *
    * @default {crypto.getRandomValues}
    */
-  random?: (bytes: Uint8Array) => void;
+  random?: Random;
   /**
    * Whether to set the `sampled` flag.
    *
@@ -148,7 +150,7 @@ export interface ChildTraceContextOptions {
  *
  * const parent = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
  * assert.ok(parent !== null);
- * const child = childTraceContext(parent, { random: (bytes) => bytes.fill(0x11) });
+ * const child = childTraceContext(parent, { random: () => 0x11 / 256 });
  * assert.equal(child.traceId, parent.traceId);
  * assert.equal(child.spanId, "1111111111111111");
  * assert.equal(child.traceFlags, 1);
@@ -158,7 +160,7 @@ export function childTraceContext(
   ctx: TraceContext,
   options: ChildTraceContextOptions = {},
 ): TraceContext {
-  const { random = fillRandom, sampled = (ctx.traceFlags & SAMPLED) !== 0 } = options;
+  const { random, sampled = (ctx.traceFlags & SAMPLED) !== 0 } = options;
   return {
     traceId: ctx.traceId,
     spanId: randomId(random, 8, "span id"),

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isPlmError } from "../../shared/mod.ts";
+import { isPlmError, type Random } from "../../shared/mod.ts";
 import { seededRandom } from "../_seeded_random.ts";
 import {
   childTraceContext,
@@ -859,17 +859,20 @@ Deno.test("injectTraceContext() round-trips with extractTraceContext()", () => {
 // ---------------------------------------------------------------------------
 // newTraceContext and childTraceContext
 
-/** A random source that replays `fills` (one per call), then fails the test. */
-function scripted(...fills: number[]): { random: (bytes: Uint8Array) => void; calls: number } {
-  const source = {
-    calls: 0,
-    random(bytes: Uint8Array): void {
-      const fill = fills[source.calls++];
+/**
+ * A random source that gives every byte of draw k the value `fills[k]`, where
+ * a draw is one id's worth of bytes (`size` calls), then fails the test.
+ */
+function scripted(size: number, ...fills: number[]): { random: Random; draws: () => number } {
+  let calls = 0;
+  return {
+    random(): number {
+      const fill = fills[Math.floor(calls++ / size)];
       if (fill === undefined) throw new Error("Random source called too often");
-      bytes.fill(fill);
+      return fill / 256;
     },
+    draws: () => calls / size,
   };
-  return source;
 }
 
 Deno.test("newTraceContext() makes random valid ids, sampled by default", () => {
@@ -887,36 +890,43 @@ Deno.test("newTraceContext() clears the sampled flag on request", () => {
 });
 
 Deno.test("newTraceContext() draws 16 then 8 bytes from the injected random", () => {
-  const sizes: number[] = [];
-  const ctx = newTraceContext({
-    random: (bytes) => {
-      sizes.push(bytes.length);
-      bytes.fill(sizes.length === 1 ? 0x0a : 0xb0);
-    },
-  });
-  assert.deepEqual(sizes, [16, 8]);
+  let calls = 0;
+  const ctx = newTraceContext({ random: () => (calls++ < 16 ? 0x0a : 0xb0) / 256 });
+  assert.equal(calls, 24);
   assert.equal(ctx.traceId, "0a".repeat(16));
   assert.equal(ctx.spanId, "b0".repeat(8));
+  const edges = newTraceContext({ random: () => 0.999999 });
+  assert.equal(edges.traceId, "ff".repeat(16));
 });
 
 Deno.test("newTraceContext() draws again when the random returns zeros", () => {
-  const source = scripted(0, 0, 1, 0, 2);
-  const ctx = newTraceContext(source);
+  // Each draw of the trace id takes 16 calls; of the span id, 8.
+  let calls = 0;
+  const plan = [0, 0, 1]; // trace id: two zero draws, then ones
+  const ctx = newTraceContext({
+    random: () => {
+      const n = calls++;
+      const fill = n < 48 ? plan[Math.floor(n / 16)]! : n < 56 ? 0 : 2;
+      return fill / 256;
+    },
+  });
   assert.equal(ctx.traceId, "01".repeat(16));
   assert.equal(ctx.spanId, "02".repeat(8));
-  assert.equal(source.calls, 5);
+  assert.equal(calls, 48 + 16);
 });
 
 Deno.test("newTraceContext() throws ERR_INTERNAL when the random only returns zeros", () => {
   assert.throws(
-    () => newTraceContext({ random: (bytes) => bytes.fill(0) }),
+    () => newTraceContext({ random: () => 0 }),
     (err) => isPlmError(err, "ERR_INTERNAL"),
   );
 });
 
 Deno.test("childTraceContext() keeps trace id and state and draws a new span id", () => {
   const parent = context({ traceState: TraceState.from([["rojo", "1"]]) });
-  const child = childTraceContext(parent, scripted(0, 0x5c));
+  const source = scripted(8, 0, 0x5c);
+  const child = childTraceContext(parent, { random: source.random });
+  assert.equal(source.draws(), 2);
   assert.equal(child.traceId, TRACE_ID);
   assert.equal(child.spanId, "5c".repeat(8));
   assert.equal(child.traceState, parent.traceState);
@@ -940,7 +950,7 @@ Deno.test("childTraceContext() carries the sampled flag only", async (t) => {
 
 Deno.test("childTraceContext() throws ERR_INTERNAL when the random only returns zeros", () => {
   assert.throws(
-    () => childTraceContext(context(), { random: (bytes) => bytes.fill(0) }),
+    () => childTraceContext(context(), { random: () => 0 }),
     (err) => isPlmError(err, "ERR_INTERNAL"),
   );
 });
