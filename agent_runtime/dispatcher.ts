@@ -8,6 +8,7 @@
 import { setImmediate } from "node:timers";
 import {
   type AuditActor,
+  type CancelRunOptions,
   canonicalJson,
   childTraceContext,
   type Clock,
@@ -367,25 +368,31 @@ export class Dispatcher {
   }
 
   /**
-   * Cancels a run: an executing run's agent sees its signal abort and the run
-   * ends `cancelled`; a run not executing here is cancelled directly.
+   * Cancels a run, governed and audited like every mutation: the identity
+   * (given, else bound) must be allowed `run.cancel` on the run
+   * ({@link ControlPlane.authorizeCancel}). An executing run's agent then sees
+   * its signal abort and the run ends `cancelled`; a run not executing here is
+   * cancelled directly. Either way the cancelling identity is recorded.
    *
    * @param runId The run.
-   * @param reason Why, for the run and the audit.
-   * @param actor Who cancels. Defaults to the bound identity, else this dispatcher.
-   * @returns The run after cancellation.
+   * @param options Who cancels and why.
+   * @returns The run after cancellation (a finished run as it is).
+   * @throws {PlmError} `ERR_IDENTITY_REQUIRED` without an identity, `ERR_FORBIDDEN` when the
+   * identity may not cancel the run (the refusal is audited), `ERR_INVALID_ARGUMENT` for a bad
+   * id or reason, `ERR_RUN_NOT_FOUND`.
    */
-  async cancel(runId: string, reason = "Cancelled", actor?: AuditActor): Promise<Run> {
+  async cancel(runId: string, options: CancelRunOptions = {}): Promise<Run> {
+    const { reason, actor } = this.#cp.authorizeCancel(runId, options);
     const executing = this.#executions.get(runId);
     if (executing !== undefined) {
-      if (actor !== undefined) executing.execution.cancelledBy = actor;
+      executing.execution.cancelledBy = actor;
       executing.execution.controller.abort(new PlmError("ERR_CANCELLED", reason));
       const run = await executing.done;
       if (run.state === "cancelled" || isTerminal(run.state)) return run;
     }
     const run = this.#cp.runs.get(runId);
     if (isTerminal(run.state)) return run;
-    return this.#cp.runs.apply(runId, { type: "cancel", reason }, { actor: actor ?? this.#actor });
+    return this.#cp.runs.apply(runId, { type: "cancel", reason }, { actor });
   }
 
   /**

@@ -355,15 +355,7 @@ export class AgentRuntime {
    * (`reason`), `ERR_RUN_NOT_FOUND`.
    */
   cancel(runId: string, reason?: string): Promise<Run> {
-    try {
-      const allowed = this.controlPlane.authorizeCancel(
-        runId,
-        reason === undefined ? {} : { reason },
-      );
-      return this.dispatcher.cancel(runId, allowed.reason, allowed.actor);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.dispatcher.cancel(runId, reason === undefined ? {} : { reason });
   }
 
   /**

@@ -373,7 +373,15 @@ Deno.test("Dispatcher takes a cancelled run out of the line for an agent", async
   const done = [first!, second!, third!].map((id) => d.dispatch(id));
   await settle(timers);
   assert.equal(d.waitingForAgent, 2);
-  const cancelled = await d.cancel(second!, "not needed");
+  await assert.rejects(d.cancel(second!, { reason: "not needed" }), {
+    code: "ERR_IDENTITY_REQUIRED",
+  });
+  await assert.rejects(
+    d.cancel(second!, { identity: { ...SVC, subject: "mallory" }, reason: "mine" }),
+    { code: "ERR_FORBIDDEN" },
+  );
+  assert.equal(d.waitingForAgent, 2, "a refused cancel changes nothing");
+  const cancelled = await d.cancel(second!, { identity: SVC, reason: "not needed" });
   assert.equal(cancelled.state, "cancelled");
   assert.equal(d.waitingForAgent, 1, "the cancelled run left the line");
   calls[0]!.finish();
