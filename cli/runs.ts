@@ -32,7 +32,8 @@ USAGE:
 COMMANDS:
   submit  Create a run, decide it under the policy set and print its id and state; with
           --agents and --wait, also run it and print the final state
-  cancel  Cancel a run that has not finished
+  cancel  Cancel a run that has not finished, if the caller may: its requester may, a
+          run-admin may, and the policy set may allow others or deny (refusals are audited)
   list    Print a page of runs as JSON lines, newest first; when older runs remain, print
           the cursor of the next page to stderr as 'next: --cursor C'
   show    Print a run as JSON, then its audit timeline
@@ -45,8 +46,9 @@ OPTIONS:
       --input JSON          submit: the task input (default: null)
       --risk LEVEL          submit: low, medium, high or critical (default: low)
       --idempotency-key K   submit: the same key always gives the same run (default: none)
-      --policy FILE         submit: the policy set, JSON (default: $PLM_POLICY; without one,
-                            everything is denied)
+      --policy FILE         submit, cancel: the policy set, JSON (default: $PLM_POLICY;
+                            without one, every submit is denied and only the built-in
+                            cancel rules apply)
       --agents FILE         submit: JSON list of HTTP agents {id, url, capabilities, tier,
                             costPerRun, maxConcurrency} (default: none; the run stays queued)
       --wait                submit: run the task on the agents and wait for it (default: off)
@@ -117,12 +119,19 @@ export const runsCommand: CliCommand = {
       case "cancel": {
         const id = one(positionals, "RUN_ID");
         const identity = await caller(v, io);
+        const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
         using db = openDatabase(path);
-        const cp = new ControlPlane(db, { policies: { rules: [] } });
-        const run = cp.runs.apply(id, {
-          type: "cancel",
+        // Governed like every cancel: run.cancel under the policy set and its defaults
+        // (a requester its own runs, role run-admin any run); a refusal is audited.
+        const runtime = new AgentRuntime({
+          controlPlane: new ControlPlane(db, { policies }),
+          agents: [],
+          owner: `cli-${crypto.randomUUID()}`,
+        });
+        const run = await runtime.dispatcher.cancel(id, {
+          identity,
           reason: str(v.reason) ?? "Cancelled from the CLI",
-        }, { actor: { subject: identity.subject, kind: identity.actorKind } });
+        });
         io.out(`${run.id} ${run.state}`);
         return 0;
       }

@@ -61,6 +61,32 @@ Deno.test("plm runs submit decides under the policy and records the run", async 
   }
 });
 
+Deno.test("plm runs cancel is governed: another identity is refused and audited", async () => {
+  const { dir, run } = await setUp();
+  try {
+    const submitted = await run(["submit", "--action", "bom.update", "--resource", "bom:2"]);
+    const [id] = submitted.out[0]!.split(" ");
+    const provider = new Hs256JwtIdentityProvider({ secret: SECRET });
+    const mallory = await provider.issueToken({ subject: "mallory", actorKind: "human" });
+    const refused = await run(["cancel", id!], { PLM_TOKEN: mallory });
+    assert.equal(refused.code, 1);
+    assert.match(refused.err[0] ?? "", /^error: ERR_FORBIDDEN: /);
+    const shown = await run(["show", id!]);
+    assert.match(shown.out.join("\n"), /run\.cancel\s+denied\s+mallory/);
+    const queued = await run(["list", "--state", "queued"]);
+    assert.deepEqual(queued.out.map((line) => JSON.parse(line).id), [id], "still queued");
+    const admin = await provider.issueToken({
+      subject: "root",
+      actorKind: "human",
+      roles: ["run-admin"],
+    });
+    const cancelled = await run(["cancel", id!, "--reason", "ops"], { PLM_TOKEN: admin });
+    assert.equal(cancelled.out[0], `${id} cancelled`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("plm runs submit fails closed without a valid token", async () => {
   const { dir, run } = await setUp();
   try {
