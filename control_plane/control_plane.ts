@@ -592,7 +592,7 @@ export class ControlPlane {
    * reason and the request, as `policy.decide` records are). The policy request is
    * action `run.cancel` on the run's task resource (so resource globs and tenants
    * apply as to the task), risk `low`, with the attributes `ownRun` (the identity
-   * is the run's requester), `runState`, `runAction`, `runRisk` and `requester`.
+   * is the run's requester: same subject and same tenant), `runState`, `runAction`, `runRisk` and `requester`.
    * It is decided by the policy set in force plus {@link DEFAULT_CANCEL_RULES}; a
    * `require_approval` verdict is a refusal (a cancel does not wait). Autonomy and
    * budgets do not apply. Whoever applies the `cancel` transition records
@@ -640,7 +640,9 @@ export class ControlPlane {
       resource: run.task.resource,
       ...(run.requester.tenant === undefined ? {} : { tenant: run.requester.tenant }),
       attributes: {
-        ownRun: identity.subject === run.requester.subject,
+        // The same subject in another tenant (or without one) is someone else.
+        ownRun: identity.subject === run.requester.subject &&
+          (identity.tenant ?? null) === (run.requester.tenant ?? null),
         runState: run.state,
         runAction: run.task.action,
         runRisk: run.task.risk,

@@ -604,3 +604,26 @@ Deno.test("ControlPlane.runMode() is suggest for an L1 run, bound into its appro
   assert.equal(cp.runMode(again.run), "suggest");
   db.close();
 });
+
+Deno.test("ControlPlane.authorizeCancel() treats the same subject in another tenant as someone else", async (t) => {
+  const { db, cp } = setUp();
+  const acmeAlice: Identity = { ...ALICE, tenant: "acme" };
+  const run = parkedRun(cp, acmeAlice);
+  for (
+    const [name, who] of [
+      ["no tenant", ALICE],
+      ["another tenant", { ...ALICE, tenant: "globex" }],
+    ] as const
+  ) {
+    await t.step(name, () => {
+      assert.throws(
+        () => cp.authorizeCancel(run.id, { identity: who }),
+        (err: unknown) => isPlmError(err, "ERR_FORBIDDEN"),
+      );
+    });
+  }
+  await t.step("the same tenant", () => {
+    assert.equal(cp.authorizeCancel(run.id, { identity: acmeAlice }).actor.subject, "alice");
+  });
+  db.close();
+});
