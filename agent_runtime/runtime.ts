@@ -333,7 +333,7 @@ export class AgentRuntime {
     const executing = this.dispatcher.execution(runId);
     if (executing !== undefined) return await executing;
     const run = this.controlPlane.runs.get(runId);
-    if (this.#state !== "stopped" && READY.includes(run.state)) {
+    if (this.#runsHere && READY.includes(run.state)) {
       try {
         return await this.dispatcher.dispatch(runId);
       } catch (err) {
@@ -551,16 +551,22 @@ export class AgentRuntime {
     return this.dispatcher.idle();
   }
 
-  #dispatch(runId: string): boolean {
-    if (this.dispatcher.agents.length === 0) return false; // submit-only: workers elsewhere run it
-    if (this.#state === "stopped") return false; // stopped: another worker claims it
+  /**
+   * Whether this runtime executes runs itself: not when it has no agents
+   * (submit-only: workers elsewhere run them) nor once stopped (another worker
+   * claims them).
+   */
+  get #runsHere(): boolean {
+    return this.dispatcher.agents.length > 0 && this.#state !== "stopped";
+  }
+
+  #dispatch(runId: string): void {
+    if (!this.#runsHere) return;
     try {
       // An unexpected error (the store failing) leaves the lease to expire; a worker loop takes it back.
       this.dispatcher.dispatch(runId).catch((err) => this.#onError(runId, err));
-      return true;
     } catch (err) {
-      if (err instanceof PlmError && err.code === "ERR_QUEUE_FULL") return false;
-      throw err;
+      if (!(err instanceof PlmError) || err.code !== "ERR_QUEUE_FULL") throw err;
     }
   }
 }

@@ -163,3 +163,13 @@ Deno.test("AgentRuntime.submit() keeps the audit chain verifiable for every acce
   assert.equal(audit.verify().ok, true);
   assert.ok(audit.head().seq >= texts.length);
 });
+
+Deno.test("AgentRuntime.wait() on a submit-only runtime leaves a queued run for the workers", async () => {
+  const { db, runtime, controlPlane } = setUp();
+  using _db = db;
+  const id = await runtime.submit(TASK, { identity: SVC });
+  const waited = await runtime.wait(id);
+  assert.equal(waited.state, "queued");
+  assert.equal(waited.attempt, 0);
+  assert.equal(controlPlane.runs.get(id).lease, null, "never claimed here");
+});
