@@ -355,7 +355,11 @@ export class Dispatcher {
       controller: new AbortController(),
       released: false,
     };
-    const done = this.#slot().then(async () => {
+    const done = this.#slot(execution.controller.signal).then(async (slot) => {
+      if (!slot) { // cancelled or given back while it waited: it never ran here
+        this.#executions.delete(runId);
+        return this.#cp.runs.get(runId);
+      }
       try {
         return await this.#execute(runId, execution);
       } finally {
@@ -447,12 +451,30 @@ export class Dispatcher {
     }
   }
 
-  #slot(): Promise<void> {
+  /**
+   * Takes a slot, or joins the line for one (first come, first served). A
+   * waiter whose signal aborts (a cancel, `releaseAll`) leaves the line at once
+   * and resolves `false` without a slot, so it never holds up the cancel or
+   * the runs behind it.
+   */
+  #slot(signal: AbortSignal): Promise<boolean> {
     if (this.#active < this.#concurrency) {
       this.#active++;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve) => {
+      const take = () => {
+        signal.removeEventListener("abort", leave);
+        resolve(true);
+      };
+      const leave = () => {
+        const i = this.#waiting.indexOf(take);
+        if (i !== -1) this.#waiting.splice(i, 1);
+        resolve(false);
+      };
+      this.#waiting.push(take);
+      signal.addEventListener("abort", leave, { once: true });
+    });
   }
 
   #release(): void {

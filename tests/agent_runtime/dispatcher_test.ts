@@ -412,3 +412,29 @@ Deno.test("Dispatcher takes over a run whose worker died mid-attempt once its le
   assert.equal(done.attempt, 2);
   db.close();
 });
+
+Deno.test("Dispatcher.cancel() of a run waiting for a slot settles at once and frees its place", async () => {
+  const { db, dispatcher, create, timers, controlPlane } = setUp();
+  const { agent, calls } = gatedAgent("stuck", { maxConcurrency: 4 });
+  const d = dispatcher([agent], { concurrency: 1, maxQueue: 1 });
+  const [first, second, third] = create(3);
+  const running = d.dispatch(first!);
+  const waiting = d.dispatch(second!);
+  await settle(timers);
+  assert.equal(d.queued, 1);
+  assert.equal(d.full, true);
+  const cancelled = await d.cancel(second!, { identity: SVC, reason: "not needed" });
+  assert.equal(cancelled.state, "cancelled", "settled while the first run still holds the slot");
+  assert.equal((await waiting).attempt, 0, "its dispatch settled without running it");
+  assert.equal(controlPlane.runs.get(second!).state, "cancelled");
+  assert.equal(d.queued, 0, "it left the line");
+  assert.equal(d.full, false, "and its place in the queue");
+  const next = d.dispatch(third!);
+  calls[0]!.finish();
+  await settle(timers);
+  calls[1]!.finish();
+  assert.deepEqual([(await running).state, (await next).state], ["succeeded", "succeeded"]);
+  assert.deepEqual(calls.map((c) => c.runId), [first, third]);
+  assert.equal(controlPlane.audit.verify().ok, true);
+  db.close();
+});
