@@ -58,6 +58,9 @@ export interface CanonicalJsonOptions {
  */
 export const JSON_LIMITS = { maxDepth: 32, maxLength: 1_000_000 } as const;
 
+/** The text grew past `maxLength`: refused as soon as a container sees it, not at the end. */
+class TooLong {}
+
 /** A refusal deep in a value; frames on the way out add their key to `path`. */
 class JsonRefusal {
   readonly path: (string | number)[] = [];
@@ -98,18 +101,19 @@ export function canonicalJson(value: JsonValue, options: CanonicalJsonOptions = 
   } = options;
   let text: string;
   try {
-    text = write(value, maxDepth);
+    text = write(value, maxDepth, maxLength);
+    if (text.length > maxLength) throw new TooLong();
   } catch (err) {
+    if (err instanceof TooLong) {
+      throw new PlmError(
+        "ERR_INVALID_ARGUMENT",
+        `Cannot accept ${field}: its JSON is more than ${maxLength} characters`,
+      );
+    }
     if (!(err instanceof JsonRefusal)) throw err;
     throw new PlmError(
       "ERR_INVALID_ARGUMENT",
       `Cannot accept ${field}${formatPath(err.path)}: ${err.message}`,
-    );
-  }
-  if (text.length > maxLength) {
-    throw new PlmError(
-      "ERR_INVALID_ARGUMENT",
-      `Cannot accept ${field}: its JSON is ${text.length} characters, more than ${maxLength}`,
     );
   }
   return text;
@@ -155,7 +159,7 @@ export function digestJson(value: JsonValue, options?: CanonicalJsonOptions): st
   return sha256Hex(canonicalJson(value, options));
 }
 
-function write(value: unknown, depth: number): string {
+function write(value: unknown, depth: number, max: number): string {
   switch (typeof value) {
     case "string":
       if (!value.isWellFormed()) throw new JsonRefusal("a string holds a lone surrogate");
@@ -168,26 +172,29 @@ function write(value: unknown, depth: number): string {
     case "object":
       if (value === null) return "null";
       if (depth <= 0) throw new JsonRefusal("nested too deep (or a cycle)");
-      return Array.isArray(value) ? writeArray(value, depth - 1) : writeObject(value, depth - 1);
+      return Array.isArray(value)
+        ? writeArray(value, depth - 1, max)
+        : writeObject(value, depth - 1, max);
     default:
       throw new JsonRefusal(`a ${typeof value} is not JSON`);
   }
 }
 
-function writeArray(array: readonly unknown[], depth: number): string {
+function writeArray(array: readonly unknown[], depth: number, max: number): string {
   let out = "[";
   for (let i = 0; i < array.length; i++) {
     if (!(i in array)) throw refusalAt(new JsonRefusal("a sparse array is not JSON"), i);
     try {
-      out += (i === 0 ? "" : ",") + write(array[i], depth);
+      out += (i === 0 ? "" : ",") + write(array[i], depth, max);
     } catch (err) {
       throw refusalAt(err, i);
     }
+    if (out.length > max) throw new TooLong();
   }
   return out + "]";
 }
 
-function writeObject(object: object, depth: number): string {
+function writeObject(object: object, depth: number, max: number): string {
   const proto = Object.getPrototypeOf(object);
   if (proto !== Object.prototype && proto !== null) {
     const name = (object.constructor as { name?: unknown } | undefined)?.name;
@@ -200,17 +207,23 @@ function writeObject(object: object, depth: number): string {
     if (!key.isWellFormed()) throw refusalAt(new JsonRefusal("a key holds a lone surrogate"), key);
     try {
       out += (i === 0 ? "" : ",") + JSON.stringify(key) + ":" +
-        write((object as Record<string, unknown>)[key], depth);
+        write((object as Record<string, unknown>)[key], depth, max);
     } catch (err) {
       throw refusalAt(err, key);
     }
+    if (out.length > max) throw new TooLong();
   }
   return out + "}";
 }
 
+/** Adds `key` to a refusal's path; anything else thrown inside (a getter) becomes a refusal. */
 function refusalAt(err: unknown, key: string | number): unknown {
-  if (err instanceof JsonRefusal) err.path.unshift(key);
-  return err;
+  if (err instanceof TooLong) return err;
+  const refusal = err instanceof JsonRefusal
+    ? err
+    : new JsonRefusal(`reading it threw ${err instanceof Error ? err.name : typeof err}`);
+  refusal.path.unshift(key);
+  return refusal;
 }
 
 function formatPath(path: readonly (string | number)[]): string {

@@ -80,10 +80,36 @@ Deno.test("canonicalJson() bounds depth and length without unbounded recursion",
     assert.equal(canonicalJson(value).length, 65);
     assert.throws(() => canonicalJson([value]), refused);
   });
+  await t.step("a wide value is refused as soon as it passes maxLength", () => {
+    let reads = 0;
+    const wide = new Array(1_000_000).fill(0).map(() => ({
+      get n() {
+        return ++reads;
+      },
+    }));
+    assert.throws(() => canonicalJson(wide, { maxLength: 1_000 }), {
+      ...refused,
+      message: /more than 1000 characters/,
+    });
+    assert.ok(reads < 200, `stopped after ${reads} elements, not 1,000,000`);
+  });
+  await t.step("a getter that throws is a refusal naming its path", () => {
+    const hostile = {
+      a: {
+        get b() {
+          throw new Error("boom");
+        },
+      },
+    };
+    assert.throws(() => canonicalJson(hostile as never, { field: "input" }), {
+      ...refused,
+      message: /input\.a\.b: reading it threw Error/,
+    });
+  });
   await t.step("text over maxLength is refused", () => {
     assert.throws(() => canonicalJson("x".repeat(20), { maxLength: 10 }), {
       ...refused,
-      message: /22 characters/,
+      message: /more than 10 characters/,
     });
     assert.equal(canonicalJson("x".repeat(8), { maxLength: 10 }), '"xxxxxxxx"');
   });
