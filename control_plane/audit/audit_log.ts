@@ -319,9 +319,9 @@ export interface AuditListFilter {
   toSeq?: number;
   /**
    * At most this many records: an integer 1..`INPUT_LIMITS.listLimit` (1,000).
-   * Without it, every matching record (for exports; page with `fromSeq`).
+   * For more, page with `fromSeq` (`plm audit export` does).
    *
-   * @default {undefined}
+   * @default {1000}
    */
   limit?: number;
   /**
@@ -607,8 +607,15 @@ export class AuditLog implements AuditSink {
    * ```
    */
   list(filter: AuditListFilter = {}): AuditRecord[] {
-    const { runId, actionPrefix, actorSubject, fromSeq, toSeq, limit, newestFirst = false } =
-      filter;
+    const {
+      runId,
+      actionPrefix,
+      actorSubject,
+      fromSeq,
+      toSeq,
+      limit = INPUT_LIMITS.listLimit,
+      newestFirst = false,
+    } = filter;
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (runId !== undefined) {
@@ -634,10 +641,8 @@ export class AuditLog implements AuditSink {
     let sql = `SELECT ${COLUMNS} FROM audit_log`;
     if (where.length > 0) sql += ` WHERE ${where.join(" AND ")}`;
     sql += newestFirst ? " ORDER BY seq DESC" : " ORDER BY seq";
-    if (limit !== undefined) {
-      sql += " LIMIT ?";
-      params.push(checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit));
-    }
+    sql += " LIMIT ?";
+    params.push(checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit));
     let stmt = this.#listStmts.get(sql);
     if (stmt === undefined) {
       stmt = this.#db.prepare<AuditRow>(sql);

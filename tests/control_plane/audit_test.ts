@@ -620,3 +620,12 @@ Deno.test("AuditLog stores every accepted text byte-exact, so verify() keeps hol
     assert.equal(audit.head().seq, 0);
   });
 });
+
+Deno.test("AuditLog.list() returns at most 1,000 records by default; fromSeq pages on", () => {
+  const { db, audit } = seeded(1_005);
+  using _db = db;
+  const first = audit.list();
+  assert.equal(first.length, 1_000);
+  const rest = audit.list({ fromSeq: first.at(-1)!.seq + 1 });
+  assert.deepEqual(rest.map((r) => r.seq), [1_001, 1_002, 1_003, 1_004, 1_005]);
+});
