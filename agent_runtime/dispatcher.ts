@@ -392,7 +392,7 @@ export class Dispatcher {
       executing.execution.cancelledBy = actor;
       executing.execution.controller.abort(new PlmError("ERR_CANCELLED", reason));
       const run = await executing.done;
-      if (run.state === "cancelled" || isTerminal(run.state)) return run;
+      if (isTerminal(run.state)) return run;
     }
     const run = this.#cp.runs.get(runId);
     if (isTerminal(run.state)) return run;

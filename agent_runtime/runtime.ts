@@ -14,6 +14,7 @@ import {
   DEFAULT_AUTONOMY_APPROVAL,
   formatTraceparent,
   type Identity,
+  INPUT_LIMITS,
   newTraceContext,
   PlmError,
   requireIdentity,
@@ -537,7 +538,7 @@ export class AgentRuntime {
     const free = this.dispatcher.freeSlots;
     if (free === 0 || this.dispatcher.agents.length === 0) return;
     // Oldest first, no live lease, at most what the slots take (and what one read may return).
-    for (const run of this.controlPlane.runs.listReady(Math.min(free, 1_000))) {
+    for (const run of this.controlPlane.runs.listReady(Math.min(free, INPUT_LIMITS.listLimit))) {
       this.#dispatch(run.id);
     }
   }
