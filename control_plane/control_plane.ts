@@ -422,7 +422,8 @@ export class ControlPlane {
   #agentRateLimit: AgentRateLimit | undefined;
   #onNotify: ((notification: AutonomyNotification) => void | Promise<void>) | undefined;
   /** Notifications decided in an open transaction, delivered once it commits. */
-  #outbox: AutonomyNotification[] = [];
+  /** Notifications waiting for their transaction to commit, with their audit record's hash. */
+  #outbox: { notification: AutonomyNotification; hash: string }[] = [];
 
   /**
    * Creates the control plane on a migrated database.
@@ -849,16 +850,19 @@ export class ControlPlane {
     });
     if (this.#onNotify === undefined) return;
     this.#outbox.push({
-      agentId: identity.subject,
-      action: request.action,
-      resource: request.resource,
-      decision: verdict.decision,
-      autonomyLevel: level,
-      reason: verdict.reason,
-      runId: where.runId ?? null,
-      traceId: where.traceId ?? null,
-      auditSeq: record.seq,
-      at: record.at,
+      hash: record.hash,
+      notification: {
+        agentId: identity.subject,
+        action: request.action,
+        resource: request.resource,
+        decision: verdict.decision,
+        autonomyLevel: level,
+        reason: verdict.reason,
+        runId: where.runId ?? null,
+        traceId: where.traceId ?? null,
+        auditSeq: record.seq,
+        at: record.at,
+      },
     });
     if (!this.#db.inTransaction) this.#deliver();
   }
@@ -869,7 +873,11 @@ export class ControlPlane {
     if (hook === undefined) return;
     const report = (seq: number, err: unknown) =>
       console.error(`plm: notification of audit record ${seq} failed:`, err);
-    for (const notification of this.#outbox.splice(0)) {
+    for (const { notification, hash } of this.#outbox.splice(0)) {
+      // Only what committed: a raw `db.transaction` around `authorize` that rolled back
+      // leaves no record at that seq (or another one, with another hash).
+      const seq = notification.auditSeq;
+      if (this.audit.list({ fromSeq: seq, toSeq: seq, limit: 1 })[0]?.hash !== hash) continue;
       try {
         const pending = hook(notification);
         if (pending instanceof Promise) pending.catch((err) => report(notification.auditSeq, err));

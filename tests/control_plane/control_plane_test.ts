@@ -546,6 +546,18 @@ Deno.test("ControlPlane.authorize() notifies an L3 action: audited, then deliver
     assert.equal(inbox.length, 0);
     assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" }).length, before);
   });
+  await t.step("a raw database transaction that rolled back notifies nobody", () => {
+    inbox.length = 0;
+    assert.throws(() =>
+      db.transaction(() => {
+        cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:4" });
+        throw new Error("abandon");
+      })
+    );
+    // The next commit delivers what committed, and only that.
+    cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:5" });
+    assert.deepEqual(inbox.map((n) => n.resource), ["bom:5"]);
+  });
   await t.step("no notification for a deny, an L4 agent or a non-agent", () => {
     inbox.length = 0;
     cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
