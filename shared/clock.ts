@@ -66,7 +66,19 @@ export class FakeClock implements Clock {
     this.#now = start;
   }
 
-  /** The current fake time. */
+  /**
+   * Reads the fake time.
+   *
+   * @returns The current fake time in epoch milliseconds.
+   *
+   * @example Read the time a test set
+   * ```ts
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(new FakeClock(Date.UTC(2026, 0, 1)).now(), 1_767_225_600_000);
+   * ```
+   */
   now(): number {
     return this.#now;
   }
@@ -76,6 +88,18 @@ export class FakeClock implements Clock {
    *
    * @param ms Milliseconds to add; must be finite and not negative.
    * @throws {RangeError} When `ms` is negative or not finite.
+   *
+   * @example Let a lease expire
+   * ```ts
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(1_000);
+   * const leaseUntil = clock.now() + 30_000;
+   * clock.advance(30_001);
+   * assert.ok(clock.now() > leaseUntil);
+   * assert.throws(() => clock.advance(-1), RangeError);
+   * ```
    */
   advance(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`Cannot advance a clock by ${ms}`);
@@ -87,6 +111,16 @@ export class FakeClock implements Clock {
    *
    * @param ms Epoch milliseconds; must be finite.
    * @throws {RangeError} When `ms` is not finite.
+   *
+   * @example Jump to a date
+   * ```ts
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock();
+   * clock.set(Date.parse("2026-11-25T10:00:00Z"));
+   * assert.equal(new Date(clock.now()).toISOString(), "2026-11-25T10:00:00.000Z");
+   * ```
    */
   set(ms: number): void {
     if (!Number.isFinite(ms)) throw new RangeError(`Cannot set a clock to ${ms}`);
@@ -136,6 +170,10 @@ export type Timer = (callback: () => void, ms: number) => () => void;
 
 /**
  * The real {@link Timer}, on `setTimeout`.
+ *
+ * @param callback What to run when the time is up.
+ * @param ms Milliseconds to wait.
+ * @returns A function that cancels the timeout.
  *
  * @example Schedule and cancel
  * ```ts
@@ -263,7 +301,21 @@ export class FakeTimers {
     };
   };
 
-  /** How many timers wait to fire. */
+  /**
+   * How many timers wait to fire.
+   *
+   * @example Count and cancel a pending timer
+   * ```ts
+   * import { FakeClock, FakeTimers } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * const timers = new FakeTimers(new FakeClock(0));
+   * const cancel = timers.timer(() => {}, 1_000);
+   * assert.equal(timers.pending, 1);
+   * cancel();
+   * assert.equal(timers.pending, 0);
+   * ```
+   */
   get pending(): number {
     return this.#pending.length;
   }
@@ -273,7 +325,26 @@ export class FakeTimers {
    * order, and lets promise callbacks run after each one.
    *
    * @param ms Milliseconds to advance; not negative.
+   * @returns A promise that resolves once the clock stands at the end and
+   *   every timer due by then has fired.
    * @throws {RangeError} When `ms` is negative or not finite.
+   *
+   * @example Fire due timers in order
+   * ```ts
+   * import { FakeClock, FakeTimers } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const fired: string[] = [];
+   * timers.timer(() => fired.push("heartbeat"), 20);
+   * timers.timer(() => fired.push("timeout"), 50);
+   * await timers.advance(30);
+   * assert.deepEqual(fired, ["heartbeat"]);
+   * assert.equal(clock.now(), 30);
+   * await timers.advance(20);
+   * assert.deepEqual(fired, ["heartbeat", "timeout"]);
+   * ```
    */
   async advance(ms: number): Promise<void> {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`Cannot advance timers by ${ms}`);
@@ -294,8 +365,26 @@ export class FakeTimers {
   /**
    * Fires timers until none is left or `limit` ms have passed, for "run until idle".
    *
-   * @param limit The most milliseconds to advance.
-   * @default {3_600_000}
+   * @param limit The most milliseconds to advance (default 3,600,000, one hour).
+   * @returns A promise that resolves when no timer is due within `limit`.
+   *
+   * @example Run a chain of timers to the end
+   * ```ts
+   * import { FakeClock, FakeTimers } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * let ticks = 0;
+   * const tick = () => {
+   *   if (++ticks < 3) timers.timer(tick, 1_000);
+   * };
+   * timers.timer(tick, 1_000);
+   * await timers.runAll();
+   * assert.equal(ticks, 3);
+   * assert.equal(clock.now(), 3_000);
+   * assert.equal(timers.pending, 0);
+   * ```
    */
   async runAll(limit = 3_600_000): Promise<void> {
     const end = this.#clock.now() + limit;
