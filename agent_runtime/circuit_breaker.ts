@@ -255,7 +255,22 @@ export class CircuitBreaker {
     this.#onStateChange = options?.onStateChange;
   }
 
-  /** The current state; an `open` circuit whose cool-down has passed reads as `half_open`. */
+  /**
+   * The current state; an `open` circuit whose cool-down has passed reads as `half_open`.
+   *
+   * @example Open, then half-open after the cool-down
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const breaker = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 1_000, clock });
+   * breaker.recordFailure();
+   * assert.equal(breaker.state, "open");
+   * clock.advance(1_000);
+   * assert.equal(breaker.state, "half_open");
+   * ```
+   */
   get state(): CircuitState {
     if (this.#state === "open" && this.#clock.now() - this.#openedAt >= this.#cooldownMs) {
       this.#trials = 0;
@@ -264,12 +279,42 @@ export class CircuitBreaker {
     return this.#state;
   }
 
-  /** Consecutive failures counted in `closed`. */
+  /**
+   * Consecutive failures counted in `closed`.
+   *
+   * @example A success resets the count
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breaker = new CircuitBreaker({ failureThreshold: 3, clock: new FakeClock() });
+   * breaker.recordFailure();
+   * breaker.recordFailure();
+   * assert.equal(breaker.failures, 2);
+   * breaker.recordSuccess();
+   * assert.equal(breaker.failures, 0);
+   * ```
+   */
   get failures(): number {
     return this.#failures;
   }
 
-  /** Milliseconds until an `open` circuit turns `half_open`; 0 in the other states. */
+  /**
+   * Milliseconds until an `open` circuit turns `half_open`; 0 in the other states.
+   *
+   * @example Tell a caller when to come back
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const breaker = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 30_000, clock });
+   * assert.equal(breaker.remainingCooldownMs, 0);
+   * breaker.recordFailure();
+   * clock.advance(10_000);
+   * assert.equal(breaker.remainingCooldownMs, 20_000);
+   * ```
+   */
   get remainingCooldownMs(): number {
     if (this.state !== "open") return 0;
     return Math.max(0, this.#openedAt + this.#cooldownMs - this.#clock.now());
@@ -279,6 +324,17 @@ export class CircuitBreaker {
    * Whether a call would be let through now, without taking a trial slot.
    *
    * @returns `true` when `closed`, or `half_open` with a trial slot free.
+   *
+   * @example Skip an agent whose circuit is open
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breaker = new CircuitBreaker({ failureThreshold: 1, clock: new FakeClock() });
+   * assert.equal(breaker.isAvailable(), true);
+   * breaker.recordFailure();
+   * assert.equal(breaker.isAvailable(), false);
+   * ```
    */
   isAvailable(): boolean {
     const state = this.state;
@@ -290,6 +346,25 @@ export class CircuitBreaker {
    * by the next `recordSuccess`, `recordFailure` or `release`.
    *
    * @returns `true` when the call may go ahead.
+   *
+   * @example One trial call in half-open
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const breaker = new CircuitBreaker({
+   *   failureThreshold: 1,
+   *   cooldownMs: 1_000,
+   *   halfOpenMaxCalls: 1,
+   *   clock,
+   * });
+   * breaker.recordFailure();
+   * assert.equal(breaker.tryAcquire(), false);
+   * clock.advance(1_000);
+   * assert.equal(breaker.tryAcquire(), true);
+   * assert.equal(breaker.tryAcquire(), false);
+   * ```
    */
   tryAcquire(): boolean {
     const state = this.state;
@@ -301,7 +376,23 @@ export class CircuitBreaker {
     return false;
   }
 
-  /** Records a successful call: resets the failure count; closes a `half_open` circuit. */
+  /**
+   * Records a successful call: resets the failure count; closes a `half_open` circuit.
+   *
+   * @example A good trial call closes the circuit
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const breaker = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 1_000, clock });
+   * breaker.recordFailure();
+   * clock.advance(1_000);
+   * assert.equal(breaker.tryAcquire(), true);
+   * breaker.recordSuccess();
+   * assert.equal(breaker.state, "closed");
+   * ```
+   */
   recordSuccess(): void {
     const state = this.state;
     if (state === "closed") this.#failures = 0;
@@ -312,7 +403,21 @@ export class CircuitBreaker {
     }
   }
 
-  /** Records a failed call: may open a `closed` circuit; re-opens a `half_open` one. */
+  /**
+   * Records a failed call: may open a `closed` circuit; re-opens a `half_open` one.
+   *
+   * @example Open after the threshold
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breaker = new CircuitBreaker({ failureThreshold: 2, clock: new FakeClock() });
+   * breaker.recordFailure();
+   * assert.equal(breaker.state, "closed");
+   * breaker.recordFailure();
+   * assert.equal(breaker.state, "open");
+   * ```
+   */
   recordFailure(): void {
     const state = this.state;
     if (state === "closed") {
@@ -326,6 +431,27 @@ export class CircuitBreaker {
   /**
    * Ends a call that proves nothing either way (it was cancelled, say):
    * gives back a `half_open` trial slot and changes nothing else.
+   *
+   * @example Give back a trial slot after a cancelled call
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new FakeClock(0);
+   * const breaker = new CircuitBreaker({
+   *   failureThreshold: 1,
+   *   cooldownMs: 1_000,
+   *   halfOpenMaxCalls: 1,
+   *   clock,
+   * });
+   * breaker.recordFailure();
+   * clock.advance(1_000);
+   * assert.equal(breaker.tryAcquire(), true);
+   * assert.equal(breaker.isAvailable(), false);
+   * breaker.release();
+   * assert.equal(breaker.isAvailable(), true);
+   * assert.equal(breaker.state, "half_open");
+   * ```
    */
   release(): void {
     if (this.state === "half_open" && this.#trials > 0) this.#trials--;
@@ -377,7 +503,21 @@ export class CircuitBreaker {
     return result;
   }
 
-  /** Closes the circuit and forgets every failure (an operator's reset). */
+  /**
+   * Closes the circuit and forgets every failure (an operator's reset).
+   *
+   * @example Reset an open circuit
+   * ```ts
+   * import { CircuitBreaker, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breaker = new CircuitBreaker({ failureThreshold: 1, clock: new FakeClock() });
+   * breaker.recordFailure();
+   * breaker.reset();
+   * assert.equal(breaker.state, "closed");
+   * assert.equal(breaker.failures, 0);
+   * ```
+   */
   reset(): void {
     this.#failures = 0;
     this.#trials = 0;
@@ -468,6 +608,16 @@ export class CircuitBreakers {
    *
    * @param agentId The agent id.
    * @returns The agent's breaker.
+   *
+   * @example One breaker per agent
+   * ```ts
+   * import { CircuitBreakers, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breakers = new CircuitBreakers({ clock: new FakeClock() });
+   * assert.equal(breakers.get("a-1"), breakers.get("a-1"));
+   * assert.notEqual(breakers.get("a-1"), breakers.get("a-2"));
+   * ```
    */
   get(agentId: string): CircuitBreaker {
     let breaker = this.#breakers.get(agentId);
@@ -488,6 +638,17 @@ export class CircuitBreakers {
    *
    * @param agentId The agent id.
    * @returns The breaker's state.
+   *
+   * @example Read an agent's state
+   * ```ts
+   * import { CircuitBreakers, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breakers = new CircuitBreakers({ failureThreshold: 1, clock: new FakeClock() });
+   * assert.equal(breakers.state("a-1"), "closed");
+   * breakers.get("a-1").recordFailure();
+   * assert.equal(breakers.state("a-1"), "open");
+   * ```
    */
   state(agentId: string): CircuitState {
     return this.#breakers.get(agentId)?.state ?? "closed";
@@ -498,6 +659,17 @@ export class CircuitBreakers {
    *
    * @param agentId The agent id.
    * @returns `true` for an agent never seen.
+   *
+   * @example Pick the agents that can take work
+   * ```ts
+   * import { CircuitBreakers, FakeClock } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const breakers = new CircuitBreakers({ failureThreshold: 1, clock: new FakeClock() });
+   * breakers.get("a-2").recordFailure();
+   * const ready = ["a-1", "a-2", "a-3"].filter((id) => breakers.isAvailable(id));
+   * assert.deepEqual(ready, ["a-1", "a-3"]);
+   * ```
    */
   isAvailable(agentId: string): boolean {
     return this.#breakers.get(agentId)?.isAvailable() ?? true;
