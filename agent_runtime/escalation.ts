@@ -150,6 +150,17 @@ export class EscalationLadder {
    *
    * @param escalations How many steps the run has taken.
    * @returns The next step, or `undefined` past the top (the run fails).
+   *
+   * @example Walk the ladder
+   * ```ts
+   * import { EscalationLadder } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const ladder = new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]);
+   * assert.deepEqual(ladder.next(0), { kind: "tier", minTier: 2 });
+   * assert.equal(ladder.next(1)?.kind, "fail");
+   * assert.equal(ladder.next(2), undefined);
+   * ```
    */
   next(escalations: number): EscalationStep | undefined {
     return this.steps[escalations];
@@ -161,6 +172,19 @@ export class EscalationLadder {
    *
    * @param escalations How many steps the run has taken.
    * @returns The minimum tier for selection.
+   *
+   * @example Tiers only rise
+   * ```ts
+   * import { EscalationLadder } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const ladder = new EscalationLadder([
+   *   { kind: "tier", minTier: 1 },
+   *   { kind: "tier", minTier: 3 },
+   *   { kind: "fail" },
+   * ]);
+   * assert.deepEqual([0, 1, 2, 3].map((n) => ladder.minTier(n)), [0, 1, 3, 3]);
+   * ```
    */
   minTier(escalations: number): number {
     let tier = 0;
@@ -175,6 +199,18 @@ export class EscalationLadder {
    *
    * @param code An error code.
    * @returns `true` when it is one of `escalateNowCodes`.
+   *
+   * @example Escalate a refusal at once, retry a timeout
+   * ```ts
+   * import { EscalationLadder } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const ladder = new EscalationLadder([{ kind: "fail" }], {
+   *   escalateNowCodes: ["ERR_MODEL_REFUSED"],
+   * });
+   * assert.equal(ladder.escalatesNow("ERR_MODEL_REFUSED"), true);
+   * assert.equal(ladder.escalatesNow("ERR_TIMEOUT"), false);
+   * ```
    */
   escalatesNow(code: string): boolean {
     return this.#now.has(code);

@@ -31,6 +31,17 @@ export class InFlightCounter {
    *
    * @param key The agent id.
    * @returns The count, 0 for a key never seen.
+   *
+   * @example Read an agent's load
+   * ```ts
+   * import { InFlightCounter } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const counter = new InFlightCounter();
+   * counter.increment("a-1");
+   * assert.equal(counter.inFlight("a-1"), 1);
+   * assert.equal(counter.inFlight("a-2"), 0);
+   * ```
    */
   inFlight(key: string): number {
     return this.#counts.get(key) ?? 0;
@@ -40,6 +51,17 @@ export class InFlightCounter {
    * Counts one more call for `key`.
    *
    * @param key The agent id.
+   *
+   * @example Count a call as it starts
+   * ```ts
+   * import { InFlightCounter } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const counter = new InFlightCounter();
+   * counter.increment("a-1");
+   * counter.increment("a-1");
+   * assert.equal(counter.inFlight("a-1"), 2);
+   * ```
    */
   increment(key: string): void {
     this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
@@ -50,6 +72,18 @@ export class InFlightCounter {
    *
    * @param key The agent id.
    * @throws {RangeError} When `key` has no call in flight.
+   *
+   * @example Count a call as it ends
+   * ```ts
+   * import { InFlightCounter } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * const counter = new InFlightCounter();
+   * counter.increment("a-1");
+   * counter.decrement("a-1");
+   * assert.equal(counter.inFlight("a-1"), 0);
+   * assert.throws(() => counter.decrement("a-1"), RangeError);
+   * ```
    */
   decrement(key: string): void {
     const count = this.#counts.get(key) ?? 0;
