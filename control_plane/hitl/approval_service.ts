@@ -506,7 +506,34 @@ export class ApprovalService {
    * @param spec Approver roles, quorum, timeout, on-expiry rule.
    * @param options Requester, subject, kind, trace id.
    * @returns The pending approval, with the digest approvers must quote.
-   * @throws {RangeError} When the spec is malformed.
+   * @throws {RangeError} When the spec is malformed (no approver roles, a quorum below 1, a
+   * timeout outside 1..`POLICY_LIMITS.approvalTimeoutSeconds`, an unknown `onExpiry`).
+   * Specs from outside come through a policy set, validated when it loads.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the path when `subject` is not JSON or
+   * out of bounds (see `canonicalJson`); `ERR_AUDIT_INVALID_RECORD` when `runId`,
+   * `requester` or `traceId` cannot go into an audit record (nothing is stored then).
+   *
+   * @example Ask a change manager to approve a release
+   * ```ts
+   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * const requester = { subject: "agent-7", kind: "agent" } as const;
+   *
+   * const asked = approvals.request("run-1", spec, {
+   *   requester,
+   *   subject: { action: "bom.release", resource: "bom:1" },
+   * });
+   * assert.equal(asked.state, "pending");
+   * assert.equal(asked.deadline, 600_000);
+   * assert.match(asked.digest, /^[0-9a-f]{64}$/);
+   * assert.throws(() => approvals.request("run-2", { ...spec, quorum: 0 }, { requester, subject: null }), RangeError);
+   * ```
    */
   request(runId: string, spec: ApprovalSpec, options: ApprovalRequestOptions): Approval {
     checkSpec(spec);
@@ -580,6 +607,30 @@ export class ApprovalService {
    * `ERR_APPROVAL_EXPIRED` (past the deadline: see {@link ApprovalService.expireDue}),
    * `ERR_APPROVAL_DIGEST_MISMATCH` (a decision replayed onto another request),
    * `ERR_APPROVAL_SELF`, `ERR_APPROVER_NOT_ALLOWED`, `ERR_APPROVAL_DUPLICATE`.
+   *
+   * @example Approve with the digest; a replayed digest is refused and audited
+   * ```ts
+   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * const requester = { subject: "agent-7", kind: "agent" } as const;
+   *
+   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * const other = approvals.request("run-2", spec, { requester, subject: "bom:2" });
+   * const ann = { subject: "ann", actorKind: "human", roles: ["cm"], scopes: [] } as const;
+   * assert.throws(
+   *   () => approvals.decide(other.id, "approve", { identity: ann, digest: asked.digest }),
+   *   { code: "ERR_APPROVAL_DIGEST_MISMATCH" },
+   * );
+   * const done = approvals.decide(asked.id, "approve", { identity: ann, digest: asked.digest });
+   * assert.equal(done.state, "approved");
+   * assert.equal(done.votes[0]?.approver.subject, "ann");
+   * ```
    */
   decide(approvalId: string, decision: ApprovalDecision, options: ApprovalDecideOptions): Approval {
     checkText("approvalId", approvalId);
@@ -719,6 +770,23 @@ export class ApprovalService {
    * @param id The approval id.
    * @returns The approval and its votes.
    * @throws {PlmError} `ERR_APPROVAL_NOT_FOUND`.
+   *
+   * @example Read an approval back
+   * ```ts
+   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * const requester = { subject: "agent-7", kind: "agent" } as const;
+   *
+   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * assert.deepEqual(approvals.get(asked.id), asked);
+   * assert.throws(() => approvals.get("nope"), { code: "ERR_APPROVAL_NOT_FOUND" });
+   * ```
    */
   get(id: string): Approval {
     const row = this.#byId.get(id);
@@ -783,6 +851,26 @@ export class ApprovalService {
    * (1..1,000, default 1,000).
    * @returns The approvals that expired now.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `limit` when it is not valid.
+   *
+   * @example Expire an unanswered request at its deadline
+   * ```ts
+   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * const requester = { subject: "agent-7", kind: "agent" } as const;
+   *
+   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * assert.deepEqual(approvals.expireDue(), []);
+   * clock.advance(600_000);
+   * const expired = approvals.expireDue();
+   * assert.deepEqual(expired.map((a) => [a.id, a.state]), [[asked.id, "expired"]]);
+   * assert.equal(approvals.get(asked.id).state, "expired");
+   * ```
    */
   expireDue(now?: number, options: { actor?: AuditActor; limit?: number } = {}): Approval[] {
     const { limit = INPUT_LIMITS.listLimit } = options;
