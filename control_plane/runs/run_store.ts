@@ -385,6 +385,31 @@ export class RunStore {
    * idempotency key (at most 256 characters, no U+0000 or lone surrogate), the traceparent
    * or the tracestate is invalid (nothing is written);
    * `ERR_IDENTITY_REQUIRED` without a requester.
+   *
+   * @example The same key returns the same run
+   * ```ts
+   * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const runs = new RunStore(db, { audit: new AuditLog(db) });
+   * const input = {
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: { rev: "B" },
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   idempotencyKey: "order-17",
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * } as const;
+   * const first = runs.create(input);
+   * const again = runs.create(input);
+   * assert.deepEqual([first.created, again.created], [true, false]);
+   * assert.equal(again.run.id, first.run.id);
+   * assert.equal(first.run.state, "queued");
+   * assert.throws(
+   *   () => runs.create({ ...input, task: { ...input.task, input: { rev: "C" } } }),
+   *   { code: "ERR_RUN_IDEMPOTENCY_CONFLICT" },
+   * );
+   * ```
    */
   create(input: CreateRunInput, options: RunCallOptions = {}): { run: Run; created: boolean } {
     const requester = requireIdentity(input.requester, {
@@ -490,6 +515,25 @@ export class RunStore {
    *
    * @param id The run id.
    * @returns The run, if it exists.
+   *
+   * @example Look a run up without throwing
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * assert.equal(runs.find(run.id)?.state, "queued");
+   * assert.equal(runs.find("no-such-run"), undefined);
+   * ```
    */
   find(id: string): Run | undefined {
     const row = this.#byId.get(id);
@@ -502,6 +546,25 @@ export class RunStore {
    * @param id The run id.
    * @returns The run.
    * @throws {PlmError} `ERR_RUN_NOT_FOUND`.
+   *
+   * @example Read a run, or fail with a code
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * assert.deepEqual(runs.get(run.id), run);
+   * assert.throws(() => runs.get("no-such-run"), { code: "ERR_RUN_NOT_FOUND" });
+   * ```
    */
   get(id: string): Run {
     const run = this.find(id);
@@ -553,8 +616,9 @@ export class RunStore {
    * however deep the page. Paging on while runs are created never returns a
    * run twice nor skips one that existed at the first page (new runs sort
    * before the cursor, unless the clock went back). The cursor is opaque: pass
-   * back the `nextCursor` you got. `GET /v1/runs?state=&limit=&cursor=` serves
-   * this as `{ items, nextCursor }`.
+   * back the `nextCursor` you got. It is meant to back an HTTP list endpoint
+   * (query parameters `state`, `limit` and `cursor`, a body `{ items, nextCursor }`);
+   * this package serves none itself.
    *
    * @param options States, limit (1..1,000, default 100) and cursor.
    * @returns The runs and the next cursor (`null` on the last page).
@@ -685,7 +749,36 @@ export class RunStore {
    * @param options Actor, expected version, lease owner, audit details.
    * @returns The run after the event.
    * @throws {PlmError} `ERR_RUN_NOT_FOUND`, `ERR_RUN_ILLEGAL_TRANSITION`,
-   * `ERR_RUN_VERSION_CONFLICT`, `ERR_RUN_LEASE_LOST`.
+   * `ERR_RUN_VERSION_CONFLICT`, `ERR_RUN_LEASE_LOST`; `ERR_IDENTITY_REQUIRED` without an
+   * actor given or an identity bound.
+   *
+   * @example Start a claimed run, and refuse a stale version
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * runs.claim(run.id, "worker-1", 30_000, { actor: worker });
+   * const running = runs.apply(run.id, { type: "start", agentId: "reader" }, {
+   *   actor: worker,
+   *   owner: "worker-1",
+   * });
+   * assert.equal(running.state, "running");
+   * assert.equal(running.attempt, 1);
+   * assert.throws(
+   *   () => runs.apply(run.id, { type: "cancel", reason: "Stop" }, { actor: worker, expectedVersion: run.version }),
+   *   { code: "ERR_RUN_VERSION_CONFLICT" },
+   * );
+   * ```
    */
   apply(id: string, event: RunEventInput, options: RunCallOptions = {}): Run {
     const actor = resolveActor(options.actor);
@@ -745,7 +838,35 @@ export class RunStore {
    * @param options The audit actor.
    * @returns The run with its lease.
    * @throws {PlmError} `ERR_RUN_LEASE_HELD` when another owner's lease is live,
-   * `ERR_RUN_ILLEGAL_TRANSITION` when the run is finished.
+   * `ERR_RUN_ILLEGAL_TRANSITION` when the run is finished, `ERR_RUN_NOT_FOUND`,
+   * `ERR_RUN_VERSION_CONFLICT` (with `expectedVersion`), `ERR_IDENTITY_REQUIRED` without an
+   * actor given or an identity bound.
+   * @throws {RangeError} When `ttlMs` is not a positive integer.
+   *
+   * @example One worker at a time, until the lease expires
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const claimed = runs.claim(run.id, "worker-1", 30_000, { actor: worker });
+   * assert.deepEqual(claimed.lease, { owner: "worker-1", expiresAt: 31_000 });
+   * const other = { subject: "worker-2", kind: "service" } as const;
+   * assert.throws(() => runs.claim(run.id, "worker-2", 30_000, { actor: other }), {
+   *   code: "ERR_RUN_LEASE_HELD",
+   * });
+   * clock.advance(30_000);
+   * assert.equal(runs.claim(run.id, "worker-2", 30_000, { actor: other }).lease?.owner, "worker-2");
+   * ```
    */
   claim(id: string, owner: string, ttlMs: number, options: RunCallOptions = {}): Run {
     checkTtl(ttlMs);
@@ -794,7 +915,31 @@ export class RunStore {
    * @param owner The lease holder.
    * @param ttlMs The new time to live from now.
    * @returns The run with its extended lease.
-   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner no longer holds a live lease.
+   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner no longer holds a live lease;
+   * `ERR_RUN_NOT_FOUND`.
+   * @throws {RangeError} When `ttlMs` is not a positive integer.
+   *
+   * @example Keep a lease alive while the agent works
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * runs.claim(run.id, "worker-1", 30_000, { actor: worker });
+   * clock.advance(10_000);
+   * assert.equal(runs.heartbeat(run.id, "worker-1", 30_000).lease?.expiresAt, 41_000);
+   * clock.advance(30_000); // no heartbeat in time: the lease is gone
+   * assert.throws(() => runs.heartbeat(run.id, "worker-1", 30_000), { code: "ERR_RUN_LEASE_LOST" });
+   * ```
    */
   heartbeat(id: string, owner: string, ttlMs: number): Run {
     checkTtl(ttlMs);
@@ -813,7 +958,31 @@ export class RunStore {
    * @param owner The lease holder.
    * @param options The audit actor (default: the owner, as a service).
    * @returns The run without its lease.
-   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner does not hold the lease.
+   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner does not hold the lease;
+   * `ERR_RUN_NOT_FOUND`.
+   *
+   * @example Give a run back so another worker can take it at once
+   * ```ts
+   * import { AuditLog, FakeClock, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(1_000);
+   * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = runs.create({
+   *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "low", attributes: {} },
+   *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * runs.claim(run.id, "worker-1", 30_000, { actor: worker });
+   * const back = runs.release(run.id, "worker-1");
+   * assert.deepEqual([back.state, back.lease], ["queued", null]);
+   * const other = { subject: "worker-2", kind: "service" } as const;
+   * assert.equal(runs.claim(run.id, "worker-2", 30_000, { actor: other }).lease?.owner, "worker-2");
+   * assert.throws(() => runs.release(run.id, "worker-1"), { code: "ERR_RUN_LEASE_LOST" });
+   * ```
    */
   release(id: string, owner: string, options: RunCallOptions = {}): Run {
     const actor = options.actor ?? { subject: owner, kind: "service" };
