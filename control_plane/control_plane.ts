@@ -471,6 +471,32 @@ export class ControlPlane {
    *
    * @param fn Synchronous work on this control plane.
    * @returns What `fn` returns.
+   * @throws {unknown} Whatever `fn` throws, after rolling back everything it wrote.
+   *
+   * @example Two runs land together or not at all
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, { clock: new FakeClock(0), policies: { rules: [] } });
+   * const create = (resource: string) =>
+   *   cp.runs.create({
+   *     task: { action: "bom.read", resource, capabilities: [], input: null, risk: "low",
+   *       attributes: {} },
+   *     requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   });
+   * assert.throws(() =>
+   *   cp.transaction(() => {
+   *     create("bom:1");
+   *     throw new Error("Second step failed");
+   *   })
+   * );
+   * assert.deepEqual(cp.runs.page().items, []);
+   * const ids = cp.transaction(() => [create("bom:1").run.id, create("bom:2").run.id]);
+   * assert.equal(cp.runs.page().items.length, ids.length);
+   * ```
    */
   transaction<T>(fn: () => T): T {
     const mark = this.#outbox.length;
@@ -490,6 +516,19 @@ export class ControlPlane {
    *
    * @param usage Attempts, escalations and cost units, counting the step about to be taken.
    * @returns Within budget (always, when no budget is configured), or the exceeded budget.
+   *
+   * @example A fourth attempt exceeds a budget of three
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, { policies: { rules: [] }, runBudget: { maxAttempts: 3 } });
+   * assert.equal(cp.checkRunBudget({ attempts: 3, escalations: 0, costUnits: 0 }).ok, true);
+   * const over = cp.checkRunBudget({ attempts: 4, escalations: 0, costUnits: 0 });
+   * assert.equal(over.ok, false);
+   * assert.equal(over.ok ? undefined : over.budget, "attempts");
+   * ```
    */
   checkRunBudget(usage: RunUsage): BudgetDecision {
     return this.#runBudget === undefined
@@ -497,12 +536,42 @@ export class ControlPlane {
       : this.budgets.checkRun(usage, this.#runBudget);
   }
 
-  /** The clock every decision, run and approval is stamped with. */
+  /**
+   * The clock every decision, run and approval is stamped with.
+   *
+   * @example Share the control plane's clock
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, { clock: new FakeClock(5_000), policies: { rules: [] } });
+   * assert.equal(cp.clock.now(), 5_000);
+   * ```
+   */
   get clock(): Clock {
     return this.#clock;
   }
 
-  /** The policy engine in force. */
+  /**
+   * The policy engine in force.
+   *
+   * @example Ask the engine without auditing
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, {
+   *   policies: { rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
+   * });
+   * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
+   * const verdict = cp.policy.decide({ identity, action: "bom.read", resource: "bom:1" });
+   * assert.equal(verdict.decision, "allow");
+   * assert.equal(verdict.policyVersion, cp.policy.version);
+   * assert.deepEqual(cp.audit.list(), []);
+   * ```
+   */
   get policy(): PolicyEngine {
     return this.#engine;
   }
@@ -513,6 +582,25 @@ export class ControlPlane {
    * @param policies The new set.
    * @param actor Who changed it (defaults to the bound identity).
    * @throws {PlmError} `ERR_POLICY_INVALID`, `ERR_IDENTITY_REQUIRED`.
+   *
+   * @example Tighten the policy at run time, audited
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, {
+   *   policies: { rules: [{ id: "read", effect: "allow", actions: ["bom.*"] }] },
+   * });
+   * const before = cp.policy.version;
+   * cp.setPolicies(
+   *   { rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
+   *   { subject: "ops", kind: "human" },
+   * );
+   * assert.notEqual(cp.policy.version, before);
+   * const [record] = cp.audit.list({ actionPrefix: "policy.updated" });
+   * assert.equal(record?.actor.subject, "ops");
+   * ```
    */
   setPolicies(policies: PolicySet, actor?: AuditActor): void {
     const engine = new PolicyEngine(policies);
@@ -536,7 +624,28 @@ export class ControlPlane {
    *
    * @param request Who, what, on what, and the run's usage.
    * @returns The verdict.
-   * @throws {PlmError} `ERR_IDENTITY_REQUIRED` when no identity is given or bound.
+   * @throws {PlmError} `ERR_IDENTITY_REQUIRED` when no identity is given or bound;
+   * `ERR_INVALID_ARGUMENT` naming `request.identity` when the identity is malformed, or
+   * `request.action` or `request.resource` when it is not valid text.
+   * @throws {TypeError} When `request.risk` is not one of `RISK_LEVELS` (see
+   * `PolicyEngine.decide`).
+   *
+   * @example Allow reads, deny by default, and audit both
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, {
+   *   policies: { rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
+   * });
+   * const identity = { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] } as const;
+   * const read = cp.authorize({ identity, action: "bom.read", resource: "bom:1" });
+   * const drop = cp.authorize({ identity, action: "bom.delete", resource: "bom:1" });
+   * assert.deepEqual([read.decision, drop.decision], ["allow", "deny"]);
+   * const outcomes = cp.audit.list({ actionPrefix: "policy.decide" }).map((r) => r.outcome);
+   * assert.deepEqual(outcomes, ["allow", "deny"]);
+   * ```
    */
   authorize(request: AuthorizeRequest): ControlPlaneVerdict {
     const identity = requireIdentity(request.identity, {
@@ -719,6 +828,32 @@ export class ControlPlane {
    * the run's mode ({@link RunMode}; defaults to the mode of the run's previous approval,
    * so an escalation keeps a suggest-only run suggest-only).
    * @returns The approval and the parked run.
+   * @throws {PlmError} `ERR_IDENTITY_REQUIRED` without an actor given or an identity bound;
+   * `ERR_RUN_NOT_FOUND`; `ERR_RUN_ILLEGAL_TRANSITION` when the run cannot wait for an
+   * approval (nothing is written then); the codes of `ApprovalService.request`.
+   * @throws {RangeError} When `spec` is malformed (see `ApprovalService.request`).
+   *
+   * @example Park a run until a lead approves it
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = cp.runs.create({
+   *   task: { action: "bom.release", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "high", attributes: {} },
+   *   requester: { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * const { approval, run: parked } = cp.requestApproval(run.id, spec, { actor: worker });
+   * assert.equal(parked.state, "awaiting_approval");
+   * assert.equal(parked.approvalId, approval.id);
+   * assert.equal(approval.deadline, 600_000);
+   * ```
    */
   requestApproval(
     runId: string,
@@ -765,6 +900,33 @@ export class ControlPlane {
    * @returns The approval and its run after the decision.
    * @throws {PlmError} The codes of `ApprovalService.decide` (`ERR_INVALID_ARGUMENT` for
    * a malformed id, decision, digest or comment), and `ERR_IDENTITY_REQUIRED`.
+   *
+   * @example The lead approves and the run goes back to the queue
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = cp.runs.create({
+   *   task: { action: "bom.release", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "high", attributes: {} },
+   *   requester: { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * const { approval } = cp.requestApproval(run.id, spec, { actor: worker });
+   * const lead = { subject: "ann", actorKind: "human", roles: ["lead"], scopes: [] } as const;
+   * const decided = cp.decideApproval(approval.id, "approve", {
+   *   identity: lead,
+   *   digest: approval.digest,
+   *   comment: "Checked the BOM",
+   * });
+   * assert.equal(decided.approval.state, "approved");
+   * assert.equal(decided.run.state, "queued");
+   * ```
    */
   decideApproval(
     approvalId: string,
@@ -812,6 +974,30 @@ export class ControlPlane {
    *
    * @param now The time to compare deadlines with. Defaults to the clock.
    * @returns The expired approvals with their runs after the change.
+   *
+   * @example An unanswered approval expires its run
+   * ```ts
+   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const worker = { subject: "worker-1", kind: "service" } as const;
+   * const { run } = cp.runs.create({
+   *   task: { action: "bom.release", resource: "bom:1", capabilities: [], input: null,
+   *     risk: "high", attributes: {} },
+   *   requester: { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
+   * cp.requestApproval(run.id, spec, { actor: worker });
+   * assert.deepEqual(cp.expireApprovals(), []);
+   * clock.advance(600_000);
+   * const [expired] = cp.expireApprovals();
+   * assert.equal(expired?.approval.state, "expired");
+   * assert.equal(expired?.run.state, "expired");
+   * ```
    */
   expireApprovals(now?: number): { approval: Approval; run: Run }[] {
     const at = now ?? this.#clock.now();
