@@ -298,7 +298,22 @@ export class AutonomyController {
     this.#onLevelChange = onLevelChange;
   }
 
-  /** The validated autonomy policy. */
+  /**
+   * The validated autonomy policy.
+   *
+   * @example Read the levels back
+   * ```ts
+   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const autonomy = new AutonomyController({
+   *   defaultLevel: "L1",
+   *   agents: { "a-1": { level: "L4" } },
+   * });
+   * assert.equal(autonomy.policy.defaultLevel, "L1");
+   * assert.equal(autonomy.policy.agents?.["a-1"]?.level, "L4");
+   * ```
+   */
   get policy(): AutonomyPolicy {
     return this.#policy;
   }

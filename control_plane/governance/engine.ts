@@ -202,12 +202,41 @@ export class PolicyEngine {
     this.#index = new RuleIndex(this.#policySet.rules);
   }
 
-  /** The validated, frozen policy set. */
+  /**
+   * The validated, frozen policy set.
+   *
+   * @example The set cannot be changed behind the engine's back
+   * ```ts
+   * import { PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const engine = new PolicyEngine({
+   *   rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }],
+   * });
+   * assert.deepEqual(engine.policySet.rules.map((rule) => rule.id), ["read"]);
+   * assert.ok(Object.isFrozen(engine.policySet));
+   * ```
+   */
   get policySet(): PolicySet {
     return this.#policySet;
   }
 
-  /** The content version of the policy set ({@link policySetVersion}). */
+  /**
+   * The content version of the policy set ({@link policySetVersion}).
+   *
+   * @example Same rules, same version
+   * ```ts
+   * import { PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const rules = [{ id: "read", effect: "allow", actions: ["bom.read"] }] as const;
+   * const a = new PolicyEngine({ rules: [...rules] });
+   * const b = new PolicyEngine({ rules: [...rules] });
+   * const c = new PolicyEngine({ rules: [{ ...rules[0], actions: ["bom.*"] }] });
+   * assert.equal(a.version, b.version);
+   * assert.notEqual(a.version, c.version);
+   * ```
+   */
   get version(): string {
     return this.#version;
   }

@@ -366,12 +366,34 @@ export class Database {
     }
   }
 
-  /** The path the database was opened with (`":memory:"` for in-memory). */
+  /**
+   * The path the database was opened with (`":memory:"` for in-memory).
+   *
+   * @example An in-memory database
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * assert.equal(db.path, ":memory:");
+   * ```
+   */
   get path(): string {
     return this.#path;
   }
 
-  /** The highest migration version applied to the database (0 when none). */
+  /**
+   * The highest migration version applied to the database (0 when none).
+   *
+   * @example A new database is migrated on open
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * assert.ok(db.schemaVersion > 0);
+   * ```
+   */
   get schemaVersion(): number {
     if (this.#version === undefined) {
       const exists = this.#db.prepare(
@@ -386,12 +408,38 @@ export class Database {
     return row?.version ?? 0;
   }
 
-  /** Whether a transaction (ours or one begun with raw SQL) is open on this connection. */
+  /**
+   * Whether a transaction (ours or one begun with raw SQL) is open on this connection.
+   *
+   * @example Only inside `transaction()`
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * assert.equal(db.inTransaction, false);
+   * assert.equal(db.transaction(() => db.inTransaction), true);
+   * assert.equal(db.inTransaction, false);
+   * ```
+   */
   get inTransaction(): boolean {
     return this.#db.isTransaction;
   }
 
-  /** Whether the connection is open. */
+  /**
+   * Whether the connection is open.
+   *
+   * @example Open until closed
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * const db = openDatabase(":memory:");
+   * assert.equal(db.isOpen, true);
+   * db.close();
+   * assert.equal(db.isOpen, false);
+   * ```
+   */
   get isOpen(): boolean {
     return this.#db.isOpen;
   }
@@ -562,7 +610,23 @@ export class Database {
     if (this.#db.isOpen) this.#db.close();
   }
 
-  /** Closes the connection, for `using db = openDatabase(...)`. */
+  /**
+   * Closes the connection, for `using db = openDatabase(...)`.
+   *
+   * @example Closed at the end of the block
+   * ```ts
+   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * let kept;
+   * {
+   *   using db = openDatabase(":memory:");
+   *   kept = db;
+   *   assert.equal(db.isOpen, true);
+   * }
+   * assert.equal(kept.isOpen, false);
+   * ```
+   */
   [Symbol.dispose](): void {
     this.close();
   }
