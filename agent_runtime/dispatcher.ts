@@ -291,27 +291,190 @@ export class Dispatcher {
     this.#actor = { subject: owner, kind: "service" };
   }
 
-  /** Runs holding one of the `concurrency` slots now (executing, or waiting for an agent). */
+  /**
+   * Runs holding one of the `concurrency` slots now (executing, or waiting for an agent).
+   *
+   * @example One run in flight until its agent answers
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const done = dispatcher.dispatch(submit());
+   * await timers.advance(0); // the agent is working
+   * assert.equal(dispatcher.inFlight, 1);
+   * finish[0]?.();
+   * assert.equal((await done).state, "succeeded");
+   * assert.equal(dispatcher.inFlight, 0);
+   * ```
+   */
   get inFlight(): number {
     return this.#active;
   }
 
-  /** Runs waiting for a slot. */
+  /**
+   * Runs waiting for a slot.
+   *
+   * @example The second run waits for the only slot
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 1 });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const runs = [dispatcher.dispatch(submit()), dispatcher.dispatch(submit())];
+   * await timers.advance(0);
+   * assert.deepEqual([dispatcher.inFlight, dispatcher.queued], [1, 1]);
+   * finish[0]?.();
+   * await timers.advance(0); // the second run takes the slot
+   * assert.equal(dispatcher.queued, 0);
+   * finish[1]?.();
+   * await Promise.all(runs);
+   * ```
+   */
   get queued(): number {
     return this.#waiting.length;
   }
 
-  /** Runs holding a slot but waiting for a capable agent to free one of its own. */
+  /**
+   * Runs holding a slot but waiting for a capable agent to free one of its own.
+   *
+   * @example Two slots, but the only agent takes one call at a time
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   maxConcurrency: 1,
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const runs = [dispatcher.dispatch(submit()), dispatcher.dispatch(submit())];
+   * await timers.advance(0);
+   * assert.deepEqual([dispatcher.inFlight, dispatcher.waitingForAgent], [2, 1]);
+   * finish[0]?.();
+   * await timers.advance(0); // the waiting run gets the agent
+   * assert.equal(dispatcher.waitingForAgent, 0);
+   * finish[1]?.();
+   * await Promise.all(runs);
+   * ```
+   */
   get waitingForAgent(): number {
     return this.#agentWaiters.length;
   }
 
-  /** Slots free now: how many more runs would start at once. */
+  /**
+   * Slots free now: how many more runs would start at once.
+   *
+   * @example Take only the work that can start now
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * assert.equal(dispatcher.freeSlots, 2);
+   * const done = dispatcher.dispatch(submit());
+   * assert.equal(dispatcher.freeSlots, 1);
+   * await timers.advance(0);
+   * finish[0]?.();
+   * await done;
+   * assert.equal(dispatcher.freeSlots, 2);
+   * ```
+   */
   get freeSlots(): number {
     return Math.max(0, this.#concurrency - this.#active - this.#waiting.length);
   }
 
-  /** Whether {@link Dispatcher.dispatch} would refuse a new run now. */
+  /**
+   * Whether {@link Dispatcher.dispatch} would refuse a new run now.
+   *
+   * @example Check before dispatching rather than catch `ERR_QUEUE_FULL`
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 1, maxQueue: 0 });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * assert.equal(dispatcher.full, false);
+   * const done = dispatcher.dispatch(submit());
+   * assert.equal(dispatcher.full, true);
+   * assert.throws(() => dispatcher.dispatch(submit()), { code: "ERR_QUEUE_FULL" });
+   * await timers.advance(0);
+   * finish[0]?.();
+   * await done;
+   * assert.equal(dispatcher.full, false);
+   * ```
+   */
   get full(): boolean {
     return this.#active >= this.#concurrency && this.#waiting.length >= this.#maxQueue;
   }
@@ -321,12 +484,60 @@ export class Dispatcher {
    *
    * @param runId The run.
    * @returns What {@link Dispatcher.dispatch} returned for it, or `undefined`.
+   *
+   * @example Join a run that is executing
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const id = submit();
+   * const done = dispatcher.dispatch(id);
+   * assert.equal(dispatcher.execution(id), done);
+   * await timers.advance(0);
+   * finish[0]?.();
+   * await done;
+   * assert.equal(dispatcher.execution(id), undefined);
+   * ```
    */
   execution(runId: string): Promise<Run> | undefined {
     return this.#executions.get(runId)?.done;
   }
 
-  /** The agents this dispatcher chooses from. */
+  /**
+   * The agents this dispatcher chooses from.
+   *
+   * @example List the agents' ids
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const cp = new ControlPlane(db, { policies: { rules: [] } });
+   * const echo = defineAgent({ id: "echo", invoke: (task) => Promise.resolve(task.input) });
+   * const upper = defineAgent({
+   *   id: "upper",
+   *   invoke: (task) => Promise.resolve(String(task.input).toUpperCase()),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [echo, upper] });
+   * assert.deepEqual(dispatcher.agents.map((agent) => agent.id), ["echo", "upper"]);
+   * ```
+   */
   get agents(): readonly Agent[] {
     return this.#agents;
   }
@@ -340,6 +551,37 @@ export class Dispatcher {
    * @returns The run when this dispatch settles: finished, parked, or as
    * another worker left it when that worker got to it first.
    * @throws {PlmError} `ERR_QUEUE_FULL` (synchronously) when every slot and the queue are taken.
+   *
+   * @example Dispatching a run twice joins the same execution
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const id = submit();
+   * const first = dispatcher.dispatch(id);
+   * assert.equal(dispatcher.dispatch(id), first);
+   * await timers.advance(0);
+   * finish[0]?.();
+   * const run = await first;
+   * assert.deepEqual([run.state, run.result, run.attempt], ["succeeded", "done", 1]);
+   * assert.equal(finish.length, 1);
+   * ```
    */
   dispatch(runId: string): Promise<Run> {
     const existing = this.#executions.get(runId);
@@ -384,6 +626,38 @@ export class Dispatcher {
    * @throws {PlmError} `ERR_IDENTITY_REQUIRED` without an identity, `ERR_FORBIDDEN` when the
    * identity may not cancel the run (the refusal is audited), `ERR_INVALID_ARGUMENT` for a bad
    * id or reason, `ERR_RUN_NOT_FOUND`.
+   *
+   * @example The requester cancels its run while the agent works
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const id = submit();
+   * const done = dispatcher.dispatch(id);
+   * await timers.advance(0); // the agent is working
+   * const svc = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const run = await dispatcher.cancel(id, { identity: svc, reason: "No longer needed" });
+   * assert.equal(run.state, "cancelled");
+   * assert.equal((await done).state, "cancelled");
+   * const [record] = cp.audit.list({ actionPrefix: "run.cancel" });
+   * assert.deepEqual([record?.actor.subject, record?.outcome], ["svc", "allowed"]);
+   * ```
    */
   async cancel(runId: string, options: CancelRunOptions = {}): Promise<Run> {
     const { reason, actor } = this.#cp.authorizeCancel(runId, options);
@@ -410,20 +684,27 @@ export class Dispatcher {
    *
    * @example Give a run back to the queue
    * ```ts
-   * import { ControlPlane, Dispatcher, defineAgent, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { policies: { rules: [] } });
-   * const stuck = defineAgent({ id: "stuck", invoke: () => new Promise(() => {}) });
-   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [stuck] });
-   * const { run } = cp.runs.create({
-   *   task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
-   *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
-   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
-   * const done = dispatcher.dispatch(run.id);
-   * await new Promise((resolve) => setTimeout(resolve, 0)); // the agent is working
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const done = dispatcher.dispatch(submit());
+   * await timers.advance(0); // the agent is working
    * await dispatcher.releaseAll();
    * const back = await done;
    * assert.equal(back.state, "retrying");
@@ -443,7 +724,38 @@ export class Dispatcher {
   /**
    * Resolves when every run dispatched so far has settled.
    *
-   * @returns Nothing.
+   * @returns A promise that resolves once nothing executes or waits here.
+   *
+   * @example Wait for a batch to finish
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const finish: (() => void)[] = [];
+   * const agent = defineAgent({
+   *   id: "gated",
+   *   maxConcurrency: 2,
+   *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
+   * });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
+   * const submit = () =>
+   *   cp.runs.create({
+   *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
+   *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   *   }).run.id;
+   * const ids = [submit(), submit()];
+   * for (const id of ids) dispatcher.dispatch(id);
+   * await timers.advance(0);
+   * for (const done of finish) done();
+   * await dispatcher.idle();
+   * assert.deepEqual(ids.map((id) => cp.runs.get(id).state), ["succeeded", "succeeded"]);
+   * assert.equal(dispatcher.inFlight, 0);
+   * ```
    */
   async idle(): Promise<void> {
     while (this.#executions.size > 0) {
