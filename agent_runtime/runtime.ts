@@ -265,7 +265,48 @@ export class AgentRuntime {
    * @param options Identity, idempotency key and trace context.
    * @returns The run id (the existing one for a repeated idempotency key).
    * @throws {PlmError} `ERR_IDENTITY_REQUIRED`, `ERR_QUEUE_FULL` (nothing is created),
-   * `ERR_RUN_IDEMPOTENCY_CONFLICT`.
+   * `ERR_RUN_IDEMPOTENCY_CONFLICT`; `ERR_INVALID_ARGUMENT` naming the field when the
+   * task, the identity, the idempotency key or the trace context is invalid (nothing is
+   * created).
+   *
+   * @example Allowed, denied and parked for approval
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   FakeClock,
+   *   FakeTimers,
+   *   defineAgent,
+   *   openDatabase,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   *   { id: "reads", effect: "allow", actions: ["bom.read"] },
+   *   {
+   *     id: "release", effect: "require_approval", actions: ["bom.release"],
+   *     approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" },
+   *   },
+   * ] } });
+   * const reader = defineAgent({ id: "reader", invoke: () => Promise.resolve("ok") });
+   * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
+   * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const read = await runtime.submit({ action: "bom.read", resource: "bom:1" }, { identity });
+   * const drop = await runtime.submit({ action: "bom.delete", resource: "bom:1" }, { identity });
+   * const ship = await runtime.submit({ action: "bom.release", resource: "bom:1" }, { identity });
+   * assert.equal((await runtime.wait(read)).state, "succeeded");
+   * assert.equal(controlPlane.runs.get(drop).state, "rejected");
+   * assert.equal(controlPlane.runs.get(ship).state, "awaiting_approval");
+   * await assert.rejects(runtime.submit({ action: "bom.read", resource: "bom:1" }), {
+   *   code: "ERR_IDENTITY_REQUIRED",
+   * });
+   * await assert.rejects(runtime.submit({ action: "", resource: "bom:1" }, { identity }), {
+   *   code: "ERR_INVALID_ARGUMENT",
+   * });
+   * ```
    */
   submit(task: TaskInput, options: SubmitOptions = {}): Promise<string> {
     try {
@@ -329,6 +370,27 @@ export class AgentRuntime {
    * @param runId The run.
    * @returns The run.
    * @throws {PlmError} `ERR_RUN_NOT_FOUND`.
+   *
+   * @example Wait for a result; a submit-only runtime leaves the run queued
+   * ```ts
+   * import { AgentRuntime, ControlPlane, defineAgent, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const controlPlane = new ControlPlane(db, {
+   *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
+   * });
+   * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const task = { action: "bom.read", resource: "bom:1", input: { rev: "B" } };
+   * const submitOnly = new AgentRuntime({ controlPlane, agents: [] });
+   * const queued = await submitOnly.submit(task, { identity });
+   * assert.equal((await submitOnly.wait(queued)).state, "queued");
+   * const echo = defineAgent({ id: "echo", invoke: (task) => Promise.resolve(task.input) });
+   * const runtime = new AgentRuntime({ controlPlane, agents: [echo] });
+   * const run = await runtime.wait(await runtime.submit(task, { identity }));
+   * assert.deepEqual([run.state, run.result], ["succeeded", { rev: "B" }]);
+   * await assert.rejects(runtime.wait("no-such-run"), { code: "ERR_RUN_NOT_FOUND" });
+   * ```
    */
   async wait(runId: string): Promise<Run> {
     const executing = this.dispatcher.execution(runId);
@@ -354,6 +416,37 @@ export class AgentRuntime {
    * @returns The run after cancellation.
    * @throws {PlmError} `ERR_IDENTITY_REQUIRED`, `ERR_FORBIDDEN`, `ERR_INVALID_ARGUMENT`
    * (`reason`), `ERR_RUN_NOT_FOUND`.
+   *
+   * @example The requester cancels its own run while the agent works
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   FakeClock,
+   *   FakeTimers,
+   *   defineAgent,
+   *   openDatabase,
+   *   withIdentity,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   *   { id: "reads", effect: "allow", actions: ["bom.read"] },
+   * ] } });
+   * const reader = defineAgent({ id: "reader", invoke: () => new Promise(() => {}) });
+   * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
+   * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const id = await runtime.submit({ action: "bom.read", resource: "bom:1" }, { identity });
+   * await timers.advance(0); // the agent is working
+   * await assert.rejects(runtime.cancel(id), { code: "ERR_IDENTITY_REQUIRED" });
+   * const run = await withIdentity(identity, () => runtime.cancel(id, "No longer needed"));
+   * assert.equal(run.state, "cancelled");
+   * const [record] = controlPlane.audit.list({ actionPrefix: "run.cancel" });
+   * assert.equal(record?.actor.subject, "svc");
+   * ```
    */
   cancel(runId: string, reason?: string): Promise<Run> {
     return this.dispatcher.cancel(runId, reason === undefined ? {} : { reason });
@@ -367,6 +460,45 @@ export class AgentRuntime {
    * @param decision `approve` or `reject`.
    * @param options The approver's identity, the digest they saw, a comment.
    * @returns The run after the decision.
+   * @throws {PlmError} The codes of {@link ControlPlane.decideApproval}: `ERR_IDENTITY_REQUIRED`,
+   * `ERR_INVALID_ARGUMENT`, `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`,
+   * `ERR_APPROVAL_EXPIRED`, `ERR_APPROVAL_DIGEST_MISMATCH`, `ERR_APPROVAL_SELF`,
+   * `ERR_APPROVER_NOT_ALLOWED`, `ERR_APPROVAL_DUPLICATE`.
+   *
+   * @example A lead approves and the run executes
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   FakeClock,
+   *   FakeTimers,
+   *   defineAgent,
+   *   openDatabase,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   *   {
+   *     id: "release", effect: "require_approval", actions: ["bom.release"],
+   *     approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" },
+   *   },
+   * ] } });
+   * const reader = defineAgent({ id: "reader", invoke: () => Promise.resolve("ok") });
+   * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
+   * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const id = await runtime.submit({ action: "bom.release", resource: "bom:1" }, { identity });
+   * const approval = controlPlane.approvals.get(controlPlane.runs.get(id).approvalId!);
+   * const lead = { subject: "ann", actorKind: "human", roles: ["lead"], scopes: [] } as const;
+   * assert.throws(() => runtime.decideApproval(approval.id, "approve", { identity, digest: approval.digest }), {
+   *   code: "ERR_APPROVAL_SELF",
+   * });
+   * const run = runtime.decideApproval(approval.id, "approve", { identity: lead, digest: approval.digest });
+   * assert.equal(run.state, "queued");
+   * assert.equal((await runtime.wait(id)).state, "succeeded");
+   * ```
    */
   decideApproval(
     approvalId: string,
@@ -383,6 +515,36 @@ export class AgentRuntime {
    *
    * @param now The time to compare deadlines with. Defaults to the clock.
    * @returns The runs affected.
+   *
+   * @example Nobody answered in ten minutes
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   FakeClock,
+   *   FakeTimers,
+   *   defineAgent,
+   *   openDatabase,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   *   {
+   *     id: "release", effect: "require_approval", actions: ["bom.release"],
+   *     approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" },
+   *   },
+   * ] } });
+   * const reader = defineAgent({ id: "reader", invoke: () => Promise.resolve("ok") });
+   * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
+   * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const id = await runtime.submit({ action: "bom.release", resource: "bom:1" }, { identity });
+   * assert.deepEqual(runtime.expireApprovals(), []);
+   * clock.advance(600_000);
+   * assert.deepEqual(runtime.expireApprovals().map((run) => [run.id, run.state]), [[id, "expired"]]);
+   * ```
    */
   expireApprovals(now?: number): Run[] {
     return this.controlPlane.expireApprovals(now).map(({ run }) => {
@@ -546,7 +708,35 @@ export class AgentRuntime {
   /**
    * Resolves when every dispatched run has settled.
    *
-   * @returns Nothing.
+   * @returns A promise that resolves once no run executes or waits here.
+   *
+   * @example Submit a batch, then wait for all of it
+   * ```ts
+   * import {
+   *   AgentRuntime,
+   *   ControlPlane,
+   *   FakeClock,
+   *   FakeTimers,
+   *   defineAgent,
+   *   openDatabase,
+   * } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * using db = openDatabase(":memory:");
+   * const clock = new FakeClock(0);
+   * const timers = new FakeTimers(clock);
+   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   *   { id: "reads", effect: "allow", actions: ["bom.read"] },
+   * ] } });
+   * const reader = defineAgent({ id: "reader", maxConcurrency: 4, invoke: () => Promise.resolve("ok") });
+   * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
+   * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
+   * const ids = await Promise.all(
+   *   ["bom:1", "bom:2", "bom:3"].map((resource) => runtime.submit({ action: "bom.read", resource }, { identity })),
+   * );
+   * await runtime.idle();
+   * assert.deepEqual(ids.map((id) => controlPlane.runs.get(id).state), ["succeeded", "succeeded", "succeeded"]);
+   * ```
    */
   idle(): Promise<void> {
     return this.dispatcher.idle();
