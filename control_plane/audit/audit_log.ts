@@ -877,7 +877,8 @@ export class AuditLog implements AuditSink {
  *
  * @param record A record without its hash (a stored record works too).
  * @returns 64 lowercase hex digits.
- * @throws {TypeError} When `record.data` is not JSON.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the path when `record.data` is not
+ * JSON or out of bounds (see `canonicalJson`: a BigInt, NaN, a Date, a cycle, too deep).
  *
  * @example Recompute a stored record's hash
  * ```ts
@@ -893,6 +894,8 @@ export class AuditLog implements AuditSink {
  *   reason: "Outside business hours",
  * });
  * assert.equal(computeAuditHash(record), record.hash);
+ * const notJson = { ...record, data: { amount: 10n } } as unknown as typeof record;
+ * assert.throws(() => computeAuditHash(notJson), { code: "ERR_INVALID_ARGUMENT" });
  * ```
  */
 export function computeAuditHash(record: AuditHashInput): string {
