@@ -253,7 +253,9 @@ export class PolicyEngine {
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `request.action` or
    * `request.resource` is not a string or is longer than
    * {@link POLICY_LIMITS} allows (1,024 characters).
-   * @throws {TypeError} When `request.risk` is not one of {@link RISK_LEVELS}.
+   * @throws {TypeError} When `request.risk` is not one of {@link RISK_LEVELS} (the engine
+   * checks only `action` and `resource`: parse a request from outside with
+   * {@link PolicyRequestSchema} first).
    *
    * @example Require approval for large amounts
    * ```ts
@@ -281,6 +283,8 @@ export class PolicyEngine {
    * });
    * assert.equal(verdict.decision, "require_approval");
    * assert.equal(verdict.approval?.quorum, 2);
+   * const unknownRisk = { identity, action: "bom.update", resource: "bom:7", risk: "extreme" };
+   * assert.throws(() => engine.decide(unknownRisk as never), TypeError);
    * ```
    */
   decide(request: PolicyRequest): Verdict {
