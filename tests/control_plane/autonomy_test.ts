@@ -416,7 +416,9 @@ Deno.test("BudgetTracker.checkRun() checks each run budget", async (t) => {
     assert.throws(() => budgets.checkRun(usage, { maxAttempts: -1 }), RangeError);
     assert.throws(() => budgets.checkRun(usage, { maxAttempts: 1.5 }), RangeError);
     assert.throws(() => budgets.checkRun(usage, { maxCostUnits: Infinity }), RangeError);
-    assert.throws(() => budgets.checkRun({ ...usage, costUnits: NaN }, {}), RangeError);
+    assert.throws(() => budgets.checkRun({ ...usage, costUnits: NaN }, {}), {
+      code: "ERR_INVALID_ARGUMENT",
+    });
   });
 });
 
@@ -456,7 +458,9 @@ Deno.test("BudgetTracker.consumeRun() records usage only within budget", async (
     assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 1 }).ok);
   });
   await t.step("rejects a negative delta", () => {
-    assert.throws(() => new BudgetTracker().consumeRun("r-1", { attempts: -1 }, {}), RangeError);
+    assert.throws(() => new BudgetTracker().consumeRun("r-1", { attempts: -1 }, {}), {
+      code: "ERR_INVALID_ARGUMENT",
+    });
   });
 });
 
