@@ -148,6 +148,19 @@ Deno.test("ControlPlane.authorize() refuses a bad request before consuming or wr
   });
 });
 
+Deno.test("ControlPlane.requestApproval() refuses a malformed spec and leaves the run queued", () => {
+  const { db, cp } = setUp();
+  const { run } = cp.runs.create({ task: task(), requester: AGENT, traceparent: TRACEPARENT });
+  const spec = { approverRoles: ["lead"], quorum: Infinity, timeoutSeconds: 60, onExpiry: "deny" };
+  assert.throws(
+    () => cp.requestApproval(run.id, spec as never, { actor: { subject: "svc", kind: "service" } }),
+    (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /spec\.quorum/.test(err.message),
+  );
+  assert.equal(cp.runs.get(run.id).state, "queued");
+  assert.deepEqual(cp.approvals.list(), []);
+  db.close();
+});
+
 Deno.test("ControlPlane audits enough to re-decide a request with whatIf", () => {
   const { db, cp } = setUp();
   cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });

@@ -817,7 +817,7 @@ Deno.test("parsePolicySet() refuses an approval timeout that no deadline can hol
     const tooLong = { ...APPROVAL, timeoutSeconds: POLICY_LIMITS.approvalTimeoutSeconds + 1 };
     assert.throws(
       () => cp.approvals.request("run-2", tooLong, { requester, subject: "x" }),
-      RangeError,
+      (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /spec\.timeoutSeconds/.test(err.message),
     );
     assert.deepEqual(cp.approvals.list().map((a) => a.runId), ["run-1"]);
   });
