@@ -256,6 +256,10 @@ Deno.test("new AutonomyController() rejects bad options", async (t) => {
   const bad: [string, () => unknown][] = [
     ["demoteAfter 0", () => new AutonomyController(POLICY, { demoteAfter: 0 })],
     ["demoteAfter 1.5", () => new AutonomyController(POLICY, { demoteAfter: 1.5 })],
+    [
+      "demoteAfter 2 ** 53 (not a safe integer)",
+      () => new AutonomyController(POLICY, { demoteAfter: 2 ** 53 }),
+    ],
     ["unknown floor", () => new AutonomyController(POLICY, { floor: "L7" as AutonomyLevel })],
     [
       "invalid approval",
