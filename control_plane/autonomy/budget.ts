@@ -355,8 +355,8 @@ export class BudgetTracker {
    * @param limits The run budget.
    * @returns Within budget, or the first exceeded budget (attempts, then
    * escalations, then cost units).
-   * @throws {RangeError} When a limit is negative or not finite, or a count is not an
-   * integer. {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `usage` does not match
+   * @throws {RangeError} When a limit is negative or not finite, or a count is not an integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `usage` does not match
    * {@link RunUsageSchema}.
    *
    * @example Check cost units
@@ -386,8 +386,8 @@ export class BudgetTracker {
    * @param delta What is about to be spent; absent fields count as 0.
    * @param limits The run budget.
    * @returns Within budget (and recorded), or the first exceeded budget.
-   * @throws {RangeError} When a limit is negative or not finite, or a count is not an
-   * integer. {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `delta` does not match
+   * @throws {RangeError} When a limit is negative or not finite, or a count is not an integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `delta` does not match
    * {@link RunUsageSchema}.
    *
    * @example Escalations are limited too

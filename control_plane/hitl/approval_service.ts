@@ -578,7 +578,8 @@ export class ApprovalService {
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `approvalId`, `decision`, `digest`
    * (64 lowercase hex), `comment` (at most `INPUT_LIMITS.reasonLength`) or `options.identity`,
    * before anything is read; `ERR_IDENTITY_REQUIRED` when no identity is given or bound;
-   * `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`, `ERR_APPROVAL_EXPIRED` (past the deadline: see {@link ApprovalService.expireDue}),
+   * `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`, `ERR_APPROVAL_EXPIRED` (past the
+   * deadline: see {@link ApprovalService.expireDue}),
    * `ERR_APPROVAL_DIGEST_MISMATCH` (a decision replayed onto another request),
    * `ERR_APPROVAL_SELF`, `ERR_APPROVER_NOT_ALLOWED`, `ERR_APPROVAL_DUPLICATE`.
    */

@@ -696,7 +696,6 @@ export class RunStore {
    * `ERR_RUN_VERSION_CONFLICT`, `ERR_RUN_LEASE_LOST`.
    */
   apply(id: string, event: RunEventInput, options: RunCallOptions = {}): Run {
-    checkText("id", id);
     const resultJson = checkEvent(event);
     const actor = resolveActor(options.actor);
     return this.#db.transaction(() => {
