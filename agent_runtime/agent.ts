@@ -13,6 +13,7 @@ import {
   type RunTask,
   type TraceContext,
 } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 
 /**
  * What an agent gets for one attempt at a task, besides the task itself.
@@ -339,15 +340,11 @@ export function defineAgent(definition: AgentDefinition): Agent {
     }
     seen.add(capability);
   }
-  if (!Number.isSafeInteger(tier) || tier < 0) {
-    throw new RangeError(`Cannot define agent ${id} with tier ${tier}`);
-  }
+  checkOption("tier", tier, 0);
   if (!Number.isFinite(costPerRun) || costPerRun < 0) {
     throw new RangeError(`Cannot define agent ${id} with costPerRun ${costPerRun}`);
   }
-  if (!Number.isSafeInteger(maxConcurrency) || maxConcurrency < 1) {
-    throw new RangeError(`Cannot define agent ${id} with maxConcurrency ${maxConcurrency}`);
-  }
+  checkOption("maxConcurrency", maxConcurrency, 1);
   return Object.freeze({
     id,
     capabilities: Object.freeze([...capabilities]),

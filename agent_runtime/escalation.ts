@@ -4,6 +4,7 @@
  * @module
  */
 import { type ApprovalSpec, ApprovalSpecSchema, formatIssues } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 
 /**
  * One rung of the ladder.
@@ -118,10 +119,8 @@ export class EscalationLadder {
     steps.forEach((step, i) => {
       switch (step.kind) {
         case "tier":
-          if (!Number.isSafeInteger(step.minTier) || step.minTier <= tier) {
-            throw new RangeError(`Cannot use step ${i}: tiers must be rising integers`);
-          }
-          tier = step.minTier;
+          // Tiers rise: each step's minTier is an integer above the one before.
+          tier = checkOption(`steps[${i}].minTier`, step.minTier, tier + 1);
           break;
         case "human": {
           const parsed = ApprovalSpecSchema.safeParse(step.approval);

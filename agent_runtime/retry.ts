@@ -6,6 +6,7 @@
  * @module
  */
 import { PlmError, type Random } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 
 /**
  * How a backoff delay is randomised, with `base = min(maxDelayMs,
@@ -153,8 +154,9 @@ export interface RetryPolicyOptions {
   retryBudget?: number;
 }
 
-function isAttemptCount(value: number): boolean {
-  return value === Number.POSITIVE_INFINITY || (Number.isSafeInteger(value) && value >= 1);
+/** An attempt count option: a positive integer, or `Infinity` for no limit. */
+function checkAttemptCount(name: string, value: number): number {
+  return value === Number.POSITIVE_INFINITY ? value : checkOption(name, value, 1);
 }
 
 /**
@@ -207,11 +209,7 @@ export class RetryPolicy {
       nonRetryableCodes = DEFAULT_NON_RETRYABLE_CODES,
       retryBudget,
     } = options ?? {};
-    if (!isAttemptCount(maxAttempts)) {
-      throw new RangeError(
-        `Cannot use maxAttempts ${maxAttempts}: it must be a positive integer or Infinity`,
-      );
-    }
+    checkAttemptCount("maxAttempts", maxAttempts);
     if (!Number.isFinite(initialDelayMs) || initialDelayMs < 0) {
       throw new RangeError(
         `Cannot use initialDelayMs ${initialDelayMs}: it must be finite and not negative`,
@@ -239,11 +237,7 @@ export class RetryPolicy {
     ) {
       throw new TypeError("Cannot use nonRetryableCodes: it must be an array of strings");
     }
-    if (retryBudget !== undefined && !isAttemptCount(retryBudget)) {
-      throw new RangeError(
-        `Cannot use retryBudget ${retryBudget}: it must be a positive integer or Infinity`,
-      );
-    }
+    if (retryBudget !== undefined) checkAttemptCount("retryBudget", retryBudget);
     this.maxAttempts = maxAttempts;
     this.initialDelayMs = initialDelayMs;
     this.backoffCoefficient = backoffCoefficient;
@@ -278,9 +272,7 @@ export class RetryPolicy {
  * ```
  */
 export function nextDelay(policy: RetryPolicy, attempt: number, random: Random): number {
-  if (!Number.isSafeInteger(attempt) || attempt < 1) {
-    throw new RangeError(`Cannot compute the delay after attempt ${attempt}`);
-  }
+  checkOption("attempt", attempt, 1);
   const { initialDelayMs, maxDelayMs } = policy;
   const grown = initialDelayMs === 0
     ? 0

@@ -5,6 +5,7 @@
  * @module
  */
 import { assertNever, PlmError, type RunTask } from "../control_plane/mod.ts";
+import { checkOption } from "../shared/validate.ts";
 import type { Agent } from "./agent.ts";
 
 /**
@@ -341,12 +342,7 @@ export function selectAgent(
   state: SelectorState,
   options?: SelectAgentOptions,
 ): AgentSelection {
-  const minTier = options?.minTier ?? 0;
-  if (!Number.isSafeInteger(minTier) || minTier < 0) {
-    throw new RangeError(
-      `Cannot select with minTier ${minTier}: it must be a non-negative integer`,
-    );
-  }
+  const minTier = checkOption("minTier", options?.minTier ?? 0, 0);
   const needed = task.capabilities;
   const count = agents.length;
   const loads = new Array<number>(count);

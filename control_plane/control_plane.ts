@@ -4,15 +4,18 @@
  *
  * @module
  */
+import { z } from "zod";
 import {
   checkText,
   type Clock,
   type Identity,
   INPUT_LIMITS,
   type JsonValue,
+  parseArgument,
   PlmError,
   systemClock,
 } from "../shared/mod.ts";
+import { textSchema } from "../shared/validate.ts";
 import { actorOf, resolveActor } from "./audit/actor.ts";
 import { AuditLog } from "./audit/audit_log.ts";
 import type { AuditActor } from "./audit/types.ts";
@@ -23,18 +26,21 @@ import {
   BudgetTracker,
   type RunBudget,
   type RunUsage,
+  RunUsageSchema,
 } from "./autonomy/budget.ts";
 import { AutonomyController } from "./autonomy/controller.ts";
 import type { AutonomyVerdict } from "./autonomy/fold.ts";
 import type { AutonomyLevel, AutonomyPolicy } from "./autonomy/levels.ts";
 import { PolicyEngine, type Verdict } from "./governance/engine.ts";
-import type {
-  ApprovalSpec,
-  Decision,
-  PolicyRequest,
-  PolicyRule,
-  PolicySet,
-  RiskLevel,
+import {
+  type ApprovalSpec,
+  type Decision,
+  POLICY_LIMITS,
+  type PolicyRequest,
+  type PolicyRule,
+  type PolicySet,
+  RISK_LEVELS,
+  type RiskLevel,
 } from "./governance/policy.ts";
 import {
   type Approval,
@@ -45,6 +51,7 @@ import {
 import { requireIdentity } from "./identity/context.ts";
 import { RunStore } from "./runs/run_store.ts";
 import type { Run } from "./runs/state_machine.ts";
+import { TaskAttributesSchema } from "./runs/task.ts";
 import type { Database } from "./store/database.ts";
 import { currentTraceContext } from "./trace/context.ts";
 
@@ -158,6 +165,27 @@ export interface AuthorizeRequest {
   /** The trace id; defaults to the bound trace context's. */
   traceId?: string;
 }
+
+/**
+ * The contract of an {@link AuthorizeRequest}, checked before anything is
+ * decided, consumed or written (`identity` is checked by `requireIdentity`).
+ */
+const authorizeRequestSchema: z.ZodType<
+  Omit<AuthorizeRequest, "identity"> & { identity?: unknown }
+> = z.strictObject({
+  identity: z.unknown().exactOptional(),
+  action: textSchema({ max: POLICY_LIMITS.actionLength }),
+  resource: textSchema({ max: POLICY_LIMITS.resourceLength }),
+  risk: z.enum(RISK_LEVELS).exactOptional(),
+  tenant: textSchema().exactOptional(),
+  attributes: (TaskAttributesSchema as unknown as z.ZodType<AuthorizeAttributes>).exactOptional(),
+  runId: textSchema().exactOptional(),
+  usage: (RunUsageSchema as unknown as z.ZodType<RunUsage>).exactOptional(),
+  traceId: z.string().regex(/^[0-9a-f]{32}$/, "Expected 32 lowercase hex digits")
+    .exactOptional(),
+});
+
+type AuthorizeAttributes = { readonly [key: string]: JsonValue };
 
 /**
  * The verdict of {@link ControlPlane.authorize}; `autonomyLevel` is set when autonomy was
@@ -624,11 +652,8 @@ export class ControlPlane {
    *
    * @param request Who, what, on what, and the run's usage.
    * @returns The verdict.
-   * @throws {PlmError} `ERR_IDENTITY_REQUIRED` when no identity is given or bound;
-   * `ERR_INVALID_ARGUMENT` naming `request.identity` when the identity is malformed, or
-   * `request.action` or `request.resource` when it is not valid text.
-   * @throws {TypeError} When `request.risk` is not one of `RISK_LEVELS` (see
-   * `PolicyEngine.decide`).
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the bad field of `request`, before
+   * anything is consumed or written; `ERR_IDENTITY_REQUIRED` when no identity is given or bound.
    *
    * @example Allow reads, deny by default, and audit both
    * ```ts
@@ -648,25 +673,27 @@ export class ControlPlane {
    * ```
    */
   authorize(request: AuthorizeRequest): ControlPlaneVerdict {
-    const identity = requireIdentity(request.identity, {
+    // The whole request is checked first: a bad one consumes no rate slot and writes nothing.
+    const checked = parseArgument(authorizeRequestSchema, request, "request");
+    const identity = requireIdentity(checked.identity as Identity | undefined, {
       field: "request.identity",
       action: "authorize",
     });
     const policyRequest: PolicyRequest = {
       identity,
-      action: request.action,
-      resource: request.resource,
-      ...(request.risk === undefined ? {} : { risk: request.risk }),
-      ...(request.tenant === undefined ? {} : { tenant: request.tenant }),
-      ...(request.attributes === undefined ? {} : { attributes: request.attributes }),
+      action: checked.action,
+      resource: checked.resource,
+      ...(checked.risk === undefined ? {} : { risk: checked.risk }),
+      ...(checked.tenant === undefined ? {} : { tenant: checked.tenant }),
+      ...(checked.attributes === undefined ? {} : { attributes: checked.attributes }),
     };
     let verdict: ControlPlaneVerdict = this.#engine.decide(policyRequest);
     if (this.autonomy !== undefined && identity.actorKind === "agent") {
-      verdict = this.autonomy.fold(verdict, identity.subject, request.action);
+      verdict = this.autonomy.fold(verdict, identity.subject, checked.action);
       if (verdict.decision === "deny") this.autonomy.recordOutcome(identity.subject, "denied");
     }
-    if (request.usage !== undefined && this.#runBudget !== undefined) {
-      verdict = applyBudget(verdict, this.budgets.checkRun(request.usage, this.#runBudget));
+    if (checked.usage !== undefined && this.#runBudget !== undefined) {
+      verdict = applyBudget(verdict, this.budgets.checkRun(checked.usage, this.#runBudget));
     }
     if (this.#agentRateLimit !== undefined && identity.actorKind === "agent") {
       verdict = applyBudget(
@@ -676,15 +703,15 @@ export class ControlPlane {
           : this.budgets.consumeAgentRun(identity.subject, this.#agentRateLimit),
       );
     }
-    const traceId = request.traceId ?? currentTraceContext()?.traceId;
+    const traceId = checked.traceId ?? currentTraceContext()?.traceId;
     const where = {
-      ...(request.runId === undefined ? {} : { runId: request.runId }),
+      ...(checked.runId === undefined ? {} : { runId: checked.runId }),
       ...(traceId === undefined ? {} : { traceId }),
     };
     this.audit.append({
       actor: actorOf(identity),
       action: "policy.decide",
-      resource: request.resource,
+      resource: checked.resource,
       outcome: verdict.decision,
       reason: verdict.reason,
       ...where,

@@ -7,7 +7,9 @@
  * @module
  */
 import { z } from "zod";
+import { canonicalJson, type CanonicalJsonOptions } from "./canonical_json.ts";
 import { PlmError } from "./errors.ts";
+import type { JsonValue } from "./json.ts";
 import { formatIssues, type Schema } from "./schema.ts";
 
 /**
@@ -101,6 +103,36 @@ export function textSchema(options: TextSchemaOptions = {}): z.ZodString {
     const reason = unsafeTextReason(text);
     if (reason !== undefined) ctx.addIssue({ code: "custom", message: `Text ${reason}` });
   });
+}
+
+/**
+ * A zod schema for JSON from outside: a value that {@link canonicalJson}
+ * accepts within the given bounds (BigInt, NaN, Infinity, functions, Date, Map
+ * and cycles are refused, not converted). The one JSON check of the layers'
+ * own schemas.
+ *
+ * @param options The depth and length bounds (`field` is ignored: zod names the path).
+ * @returns The schema.
+ *
+ * @example Refuse a NaN and a Date
+ * ```ts
+ * import { jsonSchema } from "./validate.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const schema = jsonSchema({ maxDepth: 4 });
+ * assert.equal(schema.safeParse({ qty: 2, tags: ["a"] }).success, true);
+ * assert.equal(schema.safeParse({ qty: NaN }).success, false);
+ * assert.equal(schema.safeParse(new Date(0)).success, false);
+ * ```
+ */
+export function jsonSchema(options: CanonicalJsonOptions = {}): z.ZodType<JsonValue> {
+  return z.unknown().superRefine((value, ctx) => {
+    try {
+      canonicalJson(value as JsonValue, { ...options, field: "it" });
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  }) as unknown as z.ZodType<JsonValue>;
 }
 
 /**

@@ -22,7 +22,7 @@ import {
   sha256Hex,
   systemClock,
 } from "../../shared/mod.ts";
-import { textSchema } from "../../shared/validate.ts";
+import { jsonSchema, textSchema } from "../../shared/validate.ts";
 import { type Database, MIGRATIONS, type Statement } from "../store/mod.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
 
@@ -55,6 +55,20 @@ const AUDIT_TEXT_LIMIT = 8_192;
  */
 export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
 
+/** The fields of an audit entry but `data`, shared by both entry schemas below. */
+const entryFields = {
+  actor: z.strictObject({
+    subject: textSchema(),
+    kind: z.enum(ACTOR_KINDS),
+  }),
+  action: z.string().max(INPUT_LIMITS.textLength).regex(/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/),
+  resource: textSchema({ max: AUDIT_TEXT_LIMIT }),
+  outcome: textSchema(),
+  reason: textSchema({ min: 0, max: AUDIT_TEXT_LIMIT }).exactOptional(),
+  runId: textSchema().exactOptional(),
+  traceId: z.string().regex(/^[0-9a-f]{32}$/).exactOptional(),
+};
+
 /**
  * Zod schema of {@link AuditEntryInput}; unknown keys are rejected.
  *
@@ -83,18 +97,25 @@ export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
  * ```
  */
 export const AuditEntryInputSchema: Schema<AuditEntryInput> = z.strictObject({
-  actor: z.strictObject({
-    subject: textSchema(),
-    kind: z.enum(ACTOR_KINDS),
-  }),
-  action: z.string().max(INPUT_LIMITS.textLength).regex(/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/),
-  resource: textSchema({ max: AUDIT_TEXT_LIMIT }),
-  outcome: textSchema(),
-  reason: textSchema({ min: 0, max: AUDIT_TEXT_LIMIT }).exactOptional(),
-  runId: textSchema().exactOptional(),
-  traceId: z.string().regex(/^[0-9a-f]{32}$/).exactOptional(),
-  data: z.json().exactOptional(),
+  ...entryFields,
+  data: jsonSchema().exactOptional(),
 });
+
+/**
+ * An entry as {@link AuditLog} writes it: the fields checked as
+ * {@link AuditEntryInputSchema} checks them, and `data` checked by computing
+ * its canonical JSON, the text that is hashed and stored (computed once).
+ */
+const writableEntrySchema = z.strictObject({ ...entryFields, data: z.unknown().exactOptional() })
+  .transform((entry, ctx) => {
+    try {
+      const dataJson = canonicalJson((entry.data ?? null) as JsonValue, { field: "it" });
+      return { entry: entry as AuditEntryInput, dataJson };
+    } catch (err) {
+      ctx.addIssue({ code: "custom", path: ["data"], message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
 
 /**
  * The position and hash of the newest record: `{ seq: 0, hash: AUDIT_GENESIS_HASH }` when empty.
@@ -815,7 +836,7 @@ export class AuditLog implements AuditSink {
       : { seq: row.seq, hash: row.hash };
   }
 
-  #write(input: AuditEntryInput, head: AuditHead): AuditRecord {
+  #write({ entry: input, dataJson }: WritableEntry, head: AuditHead): AuditRecord {
     const now = this.#clock.now();
     const at = Math.trunc(now);
     if (!Number.isSafeInteger(at)) {
@@ -833,11 +854,24 @@ export class AuditLog implements AuditSink {
       reason: input.reason ?? null,
       run_id: input.runId ?? null,
       trace_id: input.traceId ?? null,
-      data: canonicalJson(data),
+      data: dataJson,
       prev_hash: head.hash,
       hash: "",
     };
-    row.hash = rowHash(row);
+    row.hash = chainHash(
+      row.prev_hash,
+      row.seq,
+      row.at,
+      row.actor_subject,
+      row.actor_kind,
+      row.action,
+      row.resource,
+      row.outcome,
+      row.reason,
+      row.run_id,
+      row.trace_id,
+      row.data,
+    );
     this.#insertStmt.run(
       row.seq,
       row.at,
@@ -899,21 +933,20 @@ export class AuditLog implements AuditSink {
  * ```
  */
 export function computeAuditHash(record: AuditHashInput): string {
-  return rowHash({
-    seq: record.seq,
-    at: record.at,
-    actor_subject: record.actor.subject,
-    actor_kind: record.actor.kind,
-    action: record.action,
-    resource: record.resource,
-    outcome: record.outcome,
-    reason: record.reason,
-    run_id: record.runId,
-    trace_id: record.traceId,
-    data: canonicalJson(record.data),
-    prev_hash: record.prevHash,
-    hash: "",
-  });
+  return chainHash(
+    record.prevHash,
+    record.seq,
+    record.at,
+    record.actor.subject,
+    record.actor.kind,
+    record.action,
+    record.resource,
+    record.outcome,
+    record.reason,
+    record.runId,
+    record.traceId,
+    canonicalJson(record.data, { field: "record.data" }),
+  );
 }
 
 /**
@@ -946,23 +979,6 @@ function chainHash(
   return sha256Hex(prevHash + body);
 }
 
-function rowHash(row: AuditRow): string {
-  return chainHash(
-    row.prev_hash,
-    row.seq,
-    row.at,
-    row.actor_subject,
-    row.actor_kind,
-    row.action,
-    row.resource,
-    row.outcome,
-    row.reason,
-    row.run_id,
-    row.trace_id,
-    row.data,
-  );
-}
-
 function toRecord(row: AuditRow): AuditRecord {
   return {
     seq: row.seq,
@@ -980,8 +996,10 @@ function toRecord(row: AuditRow): AuditRecord {
   };
 }
 
-function parseEntry(entry: unknown, index: number | undefined): AuditEntryInput {
-  const result = AuditEntryInputSchema.safeParse(entry);
+type WritableEntry = z.output<typeof writableEntrySchema>;
+
+function parseEntry(entry: unknown, index: number | undefined): WritableEntry {
+  const result = writableEntrySchema.safeParse(entry);
   if (result.success) return result.data;
   const which = index === undefined ? "an audit entry" : `audit entry ${index}`;
   throw new PlmError(

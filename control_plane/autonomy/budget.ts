@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../../shared/mod.ts";
+import { z } from "zod";
+import { type Clock, parseArgument, type Schema, systemClock } from "../../shared/mod.ts";
 import { checkOption } from "../../shared/validate.ts";
 import type { Verdict } from "../governance/mod.ts";
 
@@ -116,6 +117,25 @@ export interface RunUsage {
   /** Cost units spent (tokens, money, ...: the caller's unit). */
   readonly costUnits: number;
 }
+
+/**
+ * Zod schema of {@link RunUsage}: `attempts` and `escalations` non-negative
+ * integers, `costUnits` a non-negative finite number; unknown keys are refused.
+ *
+ * @example Refuse a NaN cost
+ * ```ts
+ * import { RunUsageSchema } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(RunUsageSchema.safeParse({ attempts: 1, escalations: 0, costUnits: 2.5 }).success);
+ * assert.equal(RunUsageSchema.safeParse({ attempts: 1, escalations: 0, costUnits: NaN }).success, false);
+ * ```
+ */
+export const RunUsageSchema: Schema<RunUsage> = z.strictObject({
+  attempts: z.int().min(0),
+  escalations: z.int().min(0),
+  costUnits: z.number().min(0),
+}).readonly();
 
 /**
  * The most a run may use; absent fields are unlimited.
@@ -335,8 +355,9 @@ export class BudgetTracker {
    * @param limits The run budget.
    * @returns Within budget, or the first exceeded budget (attempts, then
    * escalations, then cost units).
-   * @throws {RangeError} When a limit or a usage figure is negative or not
-   * finite, or a count is not an integer.
+   * @throws {RangeError} When a limit is negative or not finite, or a count is not an integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `usage` does not match
+   * {@link RunUsageSchema}.
    *
    * @example Check cost units
    * ```ts
@@ -365,8 +386,9 @@ export class BudgetTracker {
    * @param delta What is about to be spent; absent fields count as 0.
    * @param limits The run budget.
    * @returns Within budget (and recorded), or the first exceeded budget.
-   * @throws {RangeError} When a limit or a delta figure is negative or not
-   * finite, or a count is not an integer.
+   * @throws {RangeError} When a limit is negative or not finite, or a count is not an integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `delta` does not match
+   * {@link RunUsageSchema}.
    *
    * @example Escalations are limited too
    * ```ts
@@ -580,10 +602,7 @@ function validateLimits(limits: RunBudget): RunBudget {
 }
 
 function validateUsage(usage: RunUsage, what: string): RunUsage {
-  checkOption(`${what}.attempts`, usage.attempts, 0);
-  checkOption(`${what}.escalations`, usage.escalations, 0);
-  checkAmount(usage.costUnits, `${what}.costUnits`);
-  return usage;
+  return parseArgument(RunUsageSchema, usage, what);
 }
 
 function checkAmount(value: number, name: string): void {

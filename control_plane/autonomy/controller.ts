@@ -6,6 +6,7 @@
  * @module
  */
 import { type Clock, systemClock } from "../../shared/mod.ts";
+import { checkOption } from "../../shared/validate.ts";
 import {
   type ApprovalSpec,
   ApprovalSpecSchema,
@@ -273,9 +274,7 @@ export class AutonomyController {
       approval = DEFAULT_AUTONOMY_APPROVAL,
       onLevelChange,
     } = options ?? {};
-    if (!Number.isInteger(demoteAfter) || demoteAfter < 1) {
-      throw new RangeError(`Cannot demote after ${demoteAfter} outcomes: expected an integer >= 1`);
-    }
+    checkOption("demoteAfter", demoteAfter, 1);
     if (!AUTONOMY_LEVELS.includes(floor)) throw new RangeError(`Unknown autonomy level: ${floor}`);
     if (!ApprovalSpecSchema.safeParse(approval).success) {
       throw new RangeError("Cannot use an invalid approval spec");

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { type ActorKind, assertNever, checkText, type ErrorCode } from "../../shared/mod.ts";
+import {
+  type ActorKind,
+  assertNever,
+  checkText,
+  type ErrorCode,
+  invalidArgument,
+} from "../../shared/mod.ts";
 import { RuleIndex } from "./_rule_index.ts";
 import { ACTION_SEPARATORS, compileGlob, type GlobMatcher, RESOURCE_SEPARATORS } from "./glob.ts";
 import {
@@ -252,10 +258,8 @@ export class PolicyEngine {
    * @returns The verdict, naming every matching rule.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `request.action` or
    * `request.resource` is not a string or is longer than
-   * {@link POLICY_LIMITS} allows (1,024 characters).
-   * @throws {TypeError} When `request.risk` is not one of {@link RISK_LEVELS} (the engine
-   * checks only `action` and `resource`: parse a request from outside with
-   * {@link PolicyRequestSchema} first).
+   * {@link POLICY_LIMITS} allows (1,024 characters), or `request.risk` is not one of
+   * {@link RISK_LEVELS}.
    *
    * @example Require approval for large amounts
    * ```ts
@@ -284,14 +288,16 @@ export class PolicyEngine {
    * assert.equal(verdict.decision, "require_approval");
    * assert.equal(verdict.approval?.quorum, 2);
    * const unknownRisk = { identity, action: "bom.update", resource: "bom:7", risk: "extreme" };
-   * assert.throws(() => engine.decide(unknownRisk as never), TypeError);
+   * assert.throws(() => engine.decide(unknownRisk as never), { code: "ERR_INVALID_ARGUMENT" });
    * ```
    */
   decide(request: PolicyRequest): Verdict {
     checkText("request.action", request.action, POLICY_LIMITS.actionLength);
     checkText("request.resource", request.resource, POLICY_LIMITS.resourceLength);
     const risk = RISK_RANK.get(request.risk ?? "low");
-    if (risk === undefined) throw new TypeError(`Unknown risk level: ${String(request.risk)}`);
+    if (risk === undefined) {
+      throw invalidArgument("request.risk", `expected one of ${RISK_LEVELS.join(", ")}`);
+    }
     const { identity } = request;
     if (
       request.tenant !== undefined && identity.tenant !== undefined &&

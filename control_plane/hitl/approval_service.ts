@@ -11,16 +11,17 @@ import {
   digestJson,
   type ErrorCode,
   type Identity,
-  IdentitySchema,
   INPUT_LIMITS,
   invalidArgument,
   type JsonValue,
+  parseArgument,
   PlmError,
   systemClock,
 } from "../../shared/mod.ts";
 import { actorOf } from "../audit/actor.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
-import { type ApprovalSpec, POLICY_LIMITS } from "../governance/policy.ts";
+import { type ApprovalSpec, ApprovalSpecSchema } from "../governance/policy.ts";
+import { requireIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
 
 /**
@@ -506,12 +507,10 @@ export class ApprovalService {
    * @param spec Approver roles, quorum, timeout, on-expiry rule.
    * @param options Requester, subject, kind, trace id.
    * @returns The pending approval, with the digest approvers must quote.
-   * @throws {RangeError} When the spec is malformed (no approver roles, a quorum below 1, a
-   * timeout outside 1..`POLICY_LIMITS.approvalTimeoutSeconds`, an unknown `onExpiry`).
-   * Specs from outside come through a policy set, validated when it loads.
-   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the path when `subject` is not JSON or
-   * out of bounds (see `canonicalJson`); `ERR_AUDIT_INVALID_RECORD` when `runId`,
-   * `requester` or `traceId` cannot go into an audit record (nothing is stored then).
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the bad field of `spec`, or the path
+   * when `subject` is not JSON or out of bounds (see `canonicalJson`);
+   * `ERR_AUDIT_INVALID_RECORD` when `runId`, `requester` or `traceId` cannot go into an
+   * audit record (nothing is stored then).
    *
    * @example Ask a change manager to approve a release
    * ```ts
@@ -532,20 +531,22 @@ export class ApprovalService {
    * assert.equal(asked.state, "pending");
    * assert.equal(asked.deadline, 600_000);
    * assert.match(asked.digest, /^[0-9a-f]{64}$/);
-   * assert.throws(() => approvals.request("run-2", { ...spec, quorum: 0 }, { requester, subject: null }), RangeError);
+   * assert.throws(() => approvals.request("run-2", { ...spec, quorum: 0 }, { requester, subject: null }), {
+   *   code: "ERR_INVALID_ARGUMENT",
+   * });
    * ```
    */
   request(runId: string, spec: ApprovalSpec, options: ApprovalRequestOptions): Approval {
-    checkSpec(spec);
+    const checked = parseArgument(ApprovalSpecSchema, spec, "spec");
     const { requester, subject, kind = "approval" } = options;
     const now = this.#clock.now();
     const id = this.#generateId();
-    const deadline = now + spec.timeoutSeconds * 1000;
+    const deadline = now + checked.timeoutSeconds * 1000;
     const digest = digestJson({
       id,
       runId,
       kind,
-      spec: spec as unknown as JsonValue,
+      spec: checked as unknown as JsonValue,
       subject,
       requester: { ...requester },
       deadline,
@@ -556,7 +557,7 @@ export class ApprovalService {
         runId,
         kind,
         "pending",
-        JSON.stringify(spec),
+        JSON.stringify(checked),
         JSON.stringify(subject),
         digest,
         requester.subject,
@@ -576,10 +577,10 @@ export class ApprovalService {
         ...(options.traceId === undefined ? {} : { traceId: options.traceId }),
         data: {
           kind,
-          approverRoles: [...spec.approverRoles],
-          quorum: spec.quorum,
+          approverRoles: [...checked.approverRoles],
+          quorum: checked.quorum,
           deadline,
-          onExpiry: spec.onExpiry,
+          onExpiry: checked.onExpiry,
           digest,
         },
       });
@@ -602,9 +603,10 @@ export class ApprovalService {
    * @param options The approver's identity, the digest they saw, a comment.
    * @returns The approval after the decision.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `approvalId`, `decision`, `digest`
-   * (64 lowercase hex) or `comment` (at most `INPUT_LIMITS.reasonLength`), before anything
-   * is read; `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`,
-   * `ERR_APPROVAL_EXPIRED` (past the deadline: see {@link ApprovalService.expireDue}),
+   * (64 lowercase hex), `comment` (at most `INPUT_LIMITS.reasonLength`) or `options.identity`,
+   * before anything is read; `ERR_IDENTITY_REQUIRED` when no identity is given or bound;
+   * `ERR_APPROVAL_NOT_FOUND`, `ERR_APPROVAL_NOT_PENDING`, `ERR_APPROVAL_EXPIRED` (past the
+   * deadline: see {@link ApprovalService.expireDue}),
    * `ERR_APPROVAL_DIGEST_MISMATCH` (a decision replayed onto another request),
    * `ERR_APPROVAL_SELF`, `ERR_APPROVER_NOT_ALLOWED`, `ERR_APPROVAL_DUPLICATE`.
    *
@@ -643,11 +645,10 @@ export class ApprovalService {
     if (options.comment !== undefined) {
       checkText("comment", options.comment, INPUT_LIMITS.reasonLength);
     }
-    const parsed = IdentitySchema.safeParse(options.identity);
-    if (!parsed.success) {
-      throw new PlmError("ERR_APPROVER_NOT_ALLOWED", "Cannot decide without a valid identity");
-    }
-    const identity = parsed.data;
+    const identity = requireIdentity(options.identity, {
+      field: "options.identity",
+      action: "decide an approval",
+    });
     const approver = actorOf(identity);
     // A refusal is audited and committed, then thrown: the transaction returns it rather
     // than throwing, so that the refusal record is not rolled back with the decision.
@@ -918,23 +919,5 @@ export class ApprovalService {
         at: v.at,
       })),
     };
-  }
-}
-
-function checkSpec(spec: ApprovalSpec): void {
-  if (!Array.isArray(spec.approverRoles) || spec.approverRoles.length === 0) {
-    throw new RangeError("Cannot request an approval without approver roles");
-  }
-  if (!Number.isInteger(spec.quorum) || spec.quorum < 1) {
-    throw new RangeError(`Cannot request an approval with a quorum of ${spec.quorum}`);
-  }
-  if (
-    !Number.isInteger(spec.timeoutSeconds) || spec.timeoutSeconds <= 0 ||
-    spec.timeoutSeconds > POLICY_LIMITS.approvalTimeoutSeconds
-  ) {
-    throw new RangeError(`Cannot request an approval with a timeout of ${spec.timeoutSeconds} s`);
-  }
-  if (spec.onExpiry !== "deny" && spec.onExpiry !== "escalate") {
-    throw new RangeError(`Cannot request an approval with onExpiry ${String(spec.onExpiry)}`);
   }
 }

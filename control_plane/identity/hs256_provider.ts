@@ -16,7 +16,7 @@ import {
   type Schema,
   systemClock,
 } from "../../shared/mod.ts";
-import { textSchema } from "../../shared/validate.ts";
+import { checkOption, textSchema } from "../../shared/validate.ts";
 import { decodeBase64Url, decodeBase64UrlText, hasDuplicateKeys } from "./_jws.ts";
 import { type ClaimFailureReason, IdentityError } from "./identity_error.ts";
 
@@ -422,11 +422,7 @@ export class Hs256JwtIdentityProvider implements TokenVerifier {
     if (!Number.isFinite(clockToleranceSeconds) || clockToleranceSeconds < 0) {
       throw new RangeError(`Cannot use a clock tolerance of ${clockToleranceSeconds} seconds`);
     }
-    if (!Number.isSafeInteger(maxTokenLifetimeSeconds) || maxTokenLifetimeSeconds < 1) {
-      throw new RangeError(
-        `Cannot use a maximum token lifetime of ${maxTokenLifetimeSeconds} seconds`,
-      );
-    }
+    checkOption("maxTokenLifetimeSeconds", maxTokenLifetimeSeconds, 1);
     this.#secret = bytes;
     this.#issuer = issuer;
     this.#audience = audience;

@@ -5,6 +5,7 @@
  * @module
  */
 import { type Clock, systemClock, systemTimer, type Timer } from "../../shared/mod.ts";
+import { checkOption } from "../../shared/validate.ts";
 import { extractTraceContext } from "../trace/propagation.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import { bindableIdentity, identityStorage } from "./_context.ts";
@@ -286,9 +287,7 @@ export function identityMiddleware(
   if (typeof clientKey !== "function") {
     throw new TypeError("Cannot use a clientKey that is not a function");
   }
-  if (!Number.isSafeInteger(maxClients) || maxClients < 1) {
-    throw new RangeError(`Cannot keep ${maxClients} clients: maxClients is a whole number from 1`);
-  }
+  checkOption("maxClients", maxClients, 1);
   const realmParam = `realm="${realm}"`;
   const rejections = audit === undefined
     ? undefined

@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  canonicalJson,
   checkInteger,
   checkText,
   type Clock,
@@ -35,6 +36,9 @@ import {
 
 /** The most characters of an idempotency key. */
 const IDEMPOTENCY_KEY_LENGTH = 256;
+
+/** The most characters of a `traceparent` or `tracestate` given to {@link RunStore.create}. */
+const TRACE_HEADER_LENGTH = 512;
 
 /**
  * Options for {@link RunStore}.
@@ -421,17 +425,18 @@ export class RunStore {
     const idempotencyKey = input.idempotencyKey === undefined
       ? undefined
       : checkText("idempotencyKey", input.idempotencyKey, IDEMPOTENCY_KEY_LENGTH);
-    if (parseTraceparent(input.traceparent) === null) {
-      throw new PlmError(
-        "ERR_INVALID_ARGUMENT",
-        `Cannot create a run with the invalid traceparent ${input.traceparent}`,
+    const traceparent = checkText("traceparent", input.traceparent, TRACE_HEADER_LENGTH);
+    if (parseTraceparent(traceparent) === null) {
+      throw invalidArgument(
+        "traceparent",
+        "expected a W3C traceparent (00-<trace id>-<span id>-<flags>)",
       );
     }
-    if (input.tracestate !== undefined && TraceState.parse(input.tracestate) === null) {
-      throw new PlmError(
-        "ERR_INVALID_ARGUMENT",
-        `Cannot create a run with the invalid tracestate ${input.tracestate}`,
-      );
+    const tracestate = input.tracestate === undefined
+      ? ""
+      : checkText("tracestate", input.tracestate, TRACE_HEADER_LENGTH);
+    if (tracestate !== "" && TraceState.parse(tracestate) === null) {
+      throw invalidArgument("tracestate", "expected a W3C tracestate (key=value,...)");
     }
     const digest = digestJson(
       [task as unknown as JsonValue, requester.subject, requester.tenant ?? null],
@@ -462,8 +467,8 @@ export class RunStore {
           ...(requester.tenant === undefined ? {} : { tenant: requester.tenant }),
         },
         idempotencyKey: idempotencyKey ?? null,
-        traceparent: input.traceparent,
-        tracestate: input.tracestate ?? "",
+        traceparent,
+        tracestate,
         attempt: 0,
         escalations: 0,
         costUnits: 0,
@@ -515,6 +520,7 @@ export class RunStore {
    *
    * @param id The run id.
    * @returns The run, if it exists.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `id` when it is not a text.
    *
    * @example Look a run up without throwing
    * ```ts
@@ -536,6 +542,7 @@ export class RunStore {
    * ```
    */
   find(id: string): Run | undefined {
+    checkText("id", id);
     const row = this.#byId.get(id);
     return row === undefined ? undefined : fromRow(row);
   }
@@ -545,7 +552,7 @@ export class RunStore {
    *
    * @param id The run id.
    * @returns The run.
-   * @throws {PlmError} `ERR_RUN_NOT_FOUND`.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `id`; `ERR_RUN_NOT_FOUND`.
    *
    * @example Read a run, or fail with a code
    * ```ts
@@ -748,9 +755,9 @@ export class RunStore {
    * @param event What happened (the store stamps the time).
    * @param options Actor, expected version, lease owner, audit details.
    * @returns The run after the event.
-   * @throws {PlmError} `ERR_RUN_NOT_FOUND`, `ERR_RUN_ILLEGAL_TRANSITION`,
-   * `ERR_RUN_VERSION_CONFLICT`, `ERR_RUN_LEASE_LOST`; `ERR_IDENTITY_REQUIRED` without an
-   * actor given or an identity bound.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `id`, `event.result` (not JSON as it is)
+   * or `event.error`, before anything is read; `ERR_RUN_NOT_FOUND`, `ERR_RUN_ILLEGAL_TRANSITION`,
+   * `ERR_RUN_VERSION_CONFLICT`, `ERR_RUN_LEASE_LOST`.
    *
    * @example Start a claimed run, and refuse a stale version
    * ```ts
@@ -781,6 +788,7 @@ export class RunStore {
    * ```
    */
   apply(id: string, event: RunEventInput, options: RunCallOptions = {}): Run {
+    const resultJson = checkEvent(event);
     const actor = resolveActor(options.actor);
     return this.#db.transaction(() => {
       const run = this.get(id);
@@ -796,7 +804,7 @@ export class RunStore {
         next.costUnits,
         next.agentId,
         next.approvalId,
-        JSON.stringify(next.result),
+        resultJson ?? JSON.stringify(next.result),
         next.error === null ? null : JSON.stringify(next.error),
         lease?.owner ?? null,
         lease?.expiresAt ?? null,
@@ -837,11 +845,9 @@ export class RunStore {
    * @param ttlMs How long the lease lives without a heartbeat.
    * @param options The audit actor.
    * @returns The run with its lease.
-   * @throws {PlmError} `ERR_RUN_LEASE_HELD` when another owner's lease is live,
-   * `ERR_RUN_ILLEGAL_TRANSITION` when the run is finished, `ERR_RUN_NOT_FOUND`,
-   * `ERR_RUN_VERSION_CONFLICT` (with `expectedVersion`), `ERR_IDENTITY_REQUIRED` without an
-   * actor given or an identity bound.
-   * @throws {RangeError} When `ttlMs` is not a positive integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `ttlMs` (an integer >= 1);
+   * `ERR_RUN_LEASE_HELD` when another owner's lease is live,
+   * `ERR_RUN_ILLEGAL_TRANSITION` when the run is finished.
    *
    * @example One worker at a time, until the lease expires
    * ```ts
@@ -869,7 +875,7 @@ export class RunStore {
    * ```
    */
   claim(id: string, owner: string, ttlMs: number, options: RunCallOptions = {}): Run {
-    checkTtl(ttlMs);
+    checkInteger("ttlMs", ttlMs, 1);
     const actor = resolveActor(options.actor);
     return this.#db.transaction(() => {
       const run = this.get(id);
@@ -915,9 +921,8 @@ export class RunStore {
    * @param owner The lease holder.
    * @param ttlMs The new time to live from now.
    * @returns The run with its extended lease.
-   * @throws {PlmError} `ERR_RUN_LEASE_LOST` when the owner no longer holds a live lease;
-   * `ERR_RUN_NOT_FOUND`.
-   * @throws {RangeError} When `ttlMs` is not a positive integer.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `ttlMs` (an integer >= 1);
+   * `ERR_RUN_LEASE_LOST` when the owner no longer holds a live lease.
    *
    * @example Keep a lease alive while the agent works
    * ```ts
@@ -942,7 +947,7 @@ export class RunStore {
    * ```
    */
   heartbeat(id: string, owner: string, ttlMs: number): Run {
-    checkTtl(ttlMs);
+    checkInteger("ttlMs", ttlMs, 1);
     return this.#db.transaction(() => {
       const run = this.get(id);
       const now = this.#clock.now();
@@ -1146,9 +1151,25 @@ function conflict(id: string, version: number): PlmError {
   );
 }
 
-function checkTtl(ttlMs: number): void {
-  if (!Number.isInteger(ttlMs) || ttlMs <= 0) {
-    throw new RangeError(`Cannot use a lease time to live of ${ttlMs} ms`);
+/**
+ * Checks what an event carries from an agent, before anything is read or
+ * written: a `succeed` or `suggest` result must be JSON as it is (a NaN or a
+ * Date is refused, not stored as `null` or a string), a `fail` error's code
+ * and message must be bounded text.
+ *
+ * @returns The result's canonical JSON, to store, for `succeed` and `suggest`.
+ */
+function checkEvent(event: RunEventInput): string | undefined {
+  switch (event?.type) {
+    case "succeed":
+    case "suggest":
+      return canonicalJson(event.result, { field: "event.result" });
+    case "fail":
+      checkText("event.error.code", event.error?.code);
+      checkText("event.error.message", event.error?.message, INPUT_LIMITS.reasonLength);
+      return undefined;
+    default:
+      return undefined;
   }
 }
 

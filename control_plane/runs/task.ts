@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { canonicalJson, type JsonValue, parseArgument, type Schema } from "../../shared/mod.ts";
-import { textSchema } from "../../shared/validate.ts";
+import { jsonSchema, textSchema } from "../../shared/validate.ts";
 import { RISK_LEVELS, type RiskLevel } from "../governance/policy.ts";
 import type { RunTask } from "./state_machine.ts";
 
@@ -85,17 +85,45 @@ export interface TaskInput {
 }
 
 /** A JSON value that {@link canonicalJson} accepts within the task bounds. */
-const boundedJson = z.unknown().superRefine((value, ctx) => {
-  try {
-    canonicalJson(value as JsonValue, {
-      field: "it",
-      maxDepth: TASK_LIMITS.inputDepth,
-      maxLength: TASK_LIMITS.inputLength,
-    });
-  } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
-  }
+const boundedJson = jsonSchema({
+  maxDepth: TASK_LIMITS.inputDepth,
+  maxLength: TASK_LIMITS.inputLength,
 });
+
+const attributesSchema = z.record(textSchema({ max: TASK_LIMITS.capabilityLength }), boundedJson)
+  .superRefine((attributes, ctx) => {
+    // Each attribute is bounded on its own above; bound them together too.
+    let length: number;
+    try {
+      length = canonicalJson(attributes as JsonValue).length;
+    } catch {
+      return; // a bad attribute is already reported by its own field
+    }
+    if (length > TASK_LIMITS.inputLength) {
+      ctx.addIssue({
+        code: "custom",
+        message: `Its JSON is ${length} characters, more than ${TASK_LIMITS.inputLength}`,
+      });
+    }
+  });
+
+/**
+ * Zod schema of request attributes (a task's `attributes`, and those given to
+ * `ControlPlane.authorize`): at most 128-character names, each value JSON that
+ * `canonicalJson` accepts, at most 32 deep, and 262,144 characters of canonical
+ * JSON in all.
+ *
+ * @example Refuse a BigInt attribute
+ * ```ts
+ * import { TaskAttributesSchema } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(TaskAttributesSchema.safeParse({ amount: 250 }).success);
+ * assert.equal(TaskAttributesSchema.safeParse({ amount: 250n }).success, false);
+ * ```
+ */
+export const TaskAttributesSchema: Schema<{ readonly [key: string]: JsonValue }> =
+  attributesSchema as unknown as Schema<{ readonly [key: string]: JsonValue }>;
 
 const taskInputSchema = z.strictObject({
   action: textSchema().regex(/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/, {
@@ -106,24 +134,7 @@ const taskInputSchema = z.strictObject({
     .max(TASK_LIMITS.capabilities).readonly().exactOptional(),
   input: boundedJson.exactOptional(),
   risk: z.enum(RISK_LEVELS).exactOptional(),
-  attributes: z.record(textSchema({ max: TASK_LIMITS.capabilityLength }), boundedJson)
-    .exactOptional(),
-}).superRefine((task, ctx) => {
-  // Each attribute is bounded on its own above; bound them together too.
-  if (task.attributes === undefined) return;
-  let length: number;
-  try {
-    length = canonicalJson(task.attributes as JsonValue).length;
-  } catch {
-    return; // a bad attribute is already reported by its own field
-  }
-  if (length > TASK_LIMITS.inputLength) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["attributes"],
-      message: `Its JSON is ${length} characters, more than ${TASK_LIMITS.inputLength}`,
-    });
-  }
+  attributes: attributesSchema.exactOptional(),
 });
 
 /**

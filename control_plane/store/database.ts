@@ -13,6 +13,7 @@ import {
   PlmError,
   systemClock,
 } from "../../shared/mod.ts";
+import { checkOption } from "../../shared/validate.ts";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
 
 /**
@@ -330,9 +331,7 @@ export class Database {
     if (!SYNCHRONOUS_MODES.includes(synchronous)) {
       throw new TypeError(`Cannot use synchronous mode '${String(synchronous)}'`);
     }
-    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
-      throw new RangeError(`Cannot use a busy timeout of ${busyTimeoutMs} ms`);
-    }
+    checkOption("busyTimeoutMs", busyTimeoutMs, 0);
     if (typeof readOnly !== "boolean") throw new TypeError("Cannot use a non-boolean readOnly");
     if (readOnly && path === ":memory:") {
       throw new TypeError("Cannot open an in-memory database read-only as it is always empty");

@@ -5,7 +5,7 @@
  * @module
  */
 import { byteToHex, hexValue, isNonZeroHex, SAMPLED, VERSION_00_LENGTH } from "./_grammar.ts";
-import { invalidArgument } from "../../shared/mod.ts";
+import { checkInteger, invalidArgument } from "../../shared/mod.ts";
 import { TraceState } from "./tracestate.ts";
 import type { TraceContext } from "./types.ts";
 
@@ -157,9 +157,7 @@ export function checkTraceContext(ctx: unknown, field: string): TraceContext {
   if (typeof spanId !== "string" || spanId.length !== 16 || !isNonZeroHex(spanId, 0, 16)) {
     throw invalidArgument(`${field}.spanId`, "expected 16 lowercase hex digits, not all zero");
   }
-  if (!Number.isInteger(traceFlags) || (traceFlags as number) < 0 || (traceFlags as number) > 255) {
-    throw invalidArgument(`${field}.traceFlags`, "expected an integer 0-255");
-  }
+  checkInteger(`${field}.traceFlags`, traceFlags, 0, 255);
   if (!(traceState instanceof TraceState)) {
     throw invalidArgument(`${field}.traceState`, "expected a TraceState");
   }

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { canonicalJson, type Clock, FakeClock, isPlmError } from "../../shared/mod.ts";
+import { canonicalJson, type Clock, FakeClock, isPlmError, sha256Hex } from "../../shared/mod.ts";
+import type { JsonValue } from "../../shared/mod.ts";
+import { seededRandom } from "../_seeded_random.ts";
 import { type Database, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
 import {
   AUDIT_GENESIS_HASH,
   type AuditEntryInput,
+  AuditEntryInputSchema,
   type AuditListFilter,
   AuditLog,
   type AuditRecord,
@@ -389,6 +392,8 @@ Deno.test("AuditLog.append() rejects malformed entries with ERR_AUDIT_INVALID_RE
     "unknown key": { ...good, extra: 1 },
     "non-finite number in data": { ...good, data: { n: Infinity } },
     "date in data": { ...good, data: { when: new Date(0) } },
+    "BigInt in data": { ...good, data: { n: 1n } },
+    "data nested deeper than 32": { ...good, data: nested(40) },
     "undefined optional": { ...good, reason: undefined },
   };
   for (const [name, input] of Object.entries(cases)) {
@@ -400,6 +405,130 @@ Deno.test("AuditLog.append() rejects malformed entries with ERR_AUDIT_INVALID_RE
     });
   }
   assert.equal(audit.head().seq, 0);
+});
+
+function nested(depth: number): JsonValue {
+  let value: JsonValue = 1;
+  for (let i = 0; i < depth; i++) value = [value];
+  return value;
+}
+
+Deno.test("AuditEntryInputSchema checks data as the log does: canonical JSON within bounds", async (t) => {
+  const good = entry(1);
+  await t.step("accepts data at the depth bound", () => {
+    assert.ok(AuditEntryInputSchema.safeParse({ ...good, data: nested(31) }).success);
+  });
+  for (
+    const [name, data] of [
+      ["too deep", nested(40)],
+      ["a BigInt", { n: 1n }],
+      ["a Map", new Map()],
+      ["NaN", [NaN]],
+    ] as const
+  ) {
+    await t.step(`refuses ${name}`, () => {
+      const result = AuditEntryInputSchema.safeParse({ ...good, data });
+      assert.equal(result.success, false);
+      if (!result.success) assert.deepEqual(result.error.issues[0]?.path.slice(0, 1), ["data"]);
+    });
+  }
+});
+
+/** A string drawn from characters JSON escapes or leaves alone in surprising ways. */
+function randomText(random: () => number, withNul: boolean): string {
+  const pieces = [
+    '"',
+    "\\",
+    "\u2028",
+    "\u2029",
+    "😀",
+    "é",
+    "\n",
+    "\t",
+    "\u001f",
+    "\u007f",
+    "a",
+    "Z",
+    "/",
+    " ",
+  ];
+  if (withNul) pieces.push("\u0000");
+  let text = "";
+  const length = Math.floor(random() * 12) + 1;
+  for (let i = 0; i < length; i++) {
+    text += random() < 0.2
+      ? String.fromCharCode(0x20 + Math.floor(random() * 0xd7e0)) // any BMP scalar below surrogates
+      : pieces[Math.floor(random() * pieces.length)];
+  }
+  return text;
+}
+
+function randomJson(random: () => number, depth: number): JsonValue {
+  const pick = random();
+  if (depth > 3 || pick < 0.35) {
+    const scalars: JsonValue[] = [
+      null,
+      true,
+      false,
+      Math.floor(random() * 2_000_000) - 1_000_000,
+      (random() - 0.5) * 1e6,
+      1e21,
+      5e-324,
+      randomText(random, true),
+    ];
+    return scalars[Math.floor(random() * scalars.length)]!;
+  }
+  const size = Math.floor(random() * 4);
+  if (pick < 0.65) return Array.from({ length: size }, () => randomJson(random, depth + 1));
+  const object: Record<string, JsonValue> = {};
+  for (let i = 0; i < size; i++) object[randomText(random, true)] = randomJson(random, depth + 1);
+  return object;
+}
+
+Deno.test("computeAuditHash()'s hand-written body equals sha256(prevHash + canonicalJson(body))", async (t) => {
+  const random = seededRandom(2026);
+  const maybe = (text: string) => (random() < 0.3 ? null : text);
+  await t.step("over 500 random records", () => {
+    for (let i = 0; i < 500; i++) {
+      const record = {
+        seq: 1 + Math.floor(random() * 1e9),
+        at: Math.floor(random() * 4e12),
+        actor: { subject: randomText(random, false), kind: random() < 0.5 ? "human" : "agent" },
+        action: `a${i}.b`,
+        resource: randomText(random, false),
+        outcome: randomText(random, false),
+        reason: maybe(randomText(random, false)),
+        runId: maybe(randomText(random, false)),
+        traceId: maybe("4bf92f3577b34da6a3ce929d0e0e4736"),
+        data: randomJson(random, 0),
+        prevHash: sha256Hex(String(i)),
+      } as const;
+      const { prevHash, ...body } = record;
+      assert.equal(
+        computeAuditHash(record),
+        sha256Hex(prevHash + canonicalJson(body)),
+        `record ${i}`,
+      );
+    }
+  });
+  await t.step("over 100 records stored and verified", () => {
+    using db = openDatabase(":memory:");
+    const audit = new AuditLog(db, { clock: new FakeClock(1_700_000_000_000) });
+    for (let i = 0; i < 100; i++) {
+      const record = audit.append({
+        actor: { subject: randomText(random, false), kind: "service" },
+        action: "fuzz.append",
+        resource: randomText(random, false),
+        outcome: randomText(random, false),
+        reason: randomText(random, false),
+        data: randomJson(random, 0),
+      });
+      const { prevHash, hash, ...body } = record;
+      const text = canonicalJson(body as unknown as JsonValue);
+      assert.equal(hash, sha256Hex(prevHash + text), `record ${record.seq}`);
+    }
+    assert.equal(audit.verify().ok, true);
+  });
 });
 
 Deno.test("AuditLog.appendMany() stores the whole batch or nothing", async (t) => {
@@ -614,8 +743,9 @@ Deno.test("AuditLog stores every accepted text byte-exact, so verify() keeps hol
   await t.step("a lone surrogate inside data is refused", () => {
     using db = openDatabase(":memory:");
     const audit = new AuditLog(db);
+    // Like every malformed entry (one check of data, in the entry schema).
     assert.throws(() => audit.append(entry(1, { data: { s: "\ud800" } })), {
-      code: "ERR_INVALID_ARGUMENT",
+      code: "ERR_AUDIT_INVALID_RECORD",
     });
     assert.equal(audit.head().seq, 0);
   });

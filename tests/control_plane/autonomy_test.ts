@@ -256,6 +256,10 @@ Deno.test("new AutonomyController() rejects bad options", async (t) => {
   const bad: [string, () => unknown][] = [
     ["demoteAfter 0", () => new AutonomyController(POLICY, { demoteAfter: 0 })],
     ["demoteAfter 1.5", () => new AutonomyController(POLICY, { demoteAfter: 1.5 })],
+    [
+      "demoteAfter 2 ** 53 (not a safe integer)",
+      () => new AutonomyController(POLICY, { demoteAfter: 2 ** 53 }),
+    ],
     ["unknown floor", () => new AutonomyController(POLICY, { floor: "L7" as AutonomyLevel })],
     [
       "invalid approval",
@@ -416,7 +420,9 @@ Deno.test("BudgetTracker.checkRun() checks each run budget", async (t) => {
     assert.throws(() => budgets.checkRun(usage, { maxAttempts: -1 }), RangeError);
     assert.throws(() => budgets.checkRun(usage, { maxAttempts: 1.5 }), RangeError);
     assert.throws(() => budgets.checkRun(usage, { maxCostUnits: Infinity }), RangeError);
-    assert.throws(() => budgets.checkRun({ ...usage, costUnits: NaN }, {}), RangeError);
+    assert.throws(() => budgets.checkRun({ ...usage, costUnits: NaN }, {}), {
+      code: "ERR_INVALID_ARGUMENT",
+    });
   });
 });
 
@@ -456,7 +462,9 @@ Deno.test("BudgetTracker.consumeRun() records usage only within budget", async (
     assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 1 }).ok);
   });
   await t.step("rejects a negative delta", () => {
-    assert.throws(() => new BudgetTracker().consumeRun("r-1", { attempts: -1 }, {}), RangeError);
+    assert.throws(() => new BudgetTracker().consumeRun("r-1", { attempts: -1 }, {}), {
+      code: "ERR_INVALID_ARGUMENT",
+    });
   });
 });
 

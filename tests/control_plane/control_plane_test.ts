@@ -103,6 +103,64 @@ Deno.test("ControlPlane.authorize() decides, folds autonomy and budgets, and aud
   db.close();
 });
 
+Deno.test("ControlPlane.authorize() refuses a bad request before consuming or writing", async (t) => {
+  using db = openDatabase(":memory:");
+  const cp = new ControlPlane(db, {
+    policies: POLICIES,
+    clock: new FakeClock(0),
+    autonomy: { defaultLevel: "L4" },
+    runBudget: { maxAttempts: 3 },
+    agentRateLimit: { maxRuns: 1 },
+  });
+  const ok = { identity: AGENT, action: "bom.update", resource: "bom:1" };
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ["an unknown risk", { ...ok, risk: "extreme" }, /request\.risk/],
+    ["a negative attempt count", {
+      ...ok,
+      usage: { attempts: -1, escalations: 0, costUnits: 0 },
+    }, /request\.usage\.attempts/],
+    ["a NaN cost", {
+      ...ok,
+      usage: { attempts: 1, escalations: 0, costUnits: NaN },
+    }, /request\.usage\.costUnits/],
+    ["a BigInt attribute", { ...ok, attributes: { amount: 10n } }, /request\.attributes\.amount/],
+    ["a NaN attribute", { ...ok, attributes: { amount: NaN } }, /request\.attributes\.amount/],
+    ["a Date attribute", { ...ok, attributes: { at: new Date(0) } }, /request\.attributes\.at/],
+    ["a string as attributes", { ...ok, attributes: "amount" }, /request\.attributes/],
+    ["a run id with U+0000", { ...ok, runId: "r\0" }, /request\.runId/],
+    ["a tenant that is not text", { ...ok, tenant: 7 }, /request\.tenant/],
+    ["a trace id that is not hex", { ...ok, traceId: "x".repeat(32) }, /request\.traceId/],
+    ["an unknown key", { ...ok, role: "admin" }, /request/],
+    ["a bad identity", { ...ok, identity: { ...AGENT, roles: "admin" } }, /request\.identity/],
+  ];
+  for (const [name, request, field] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () => cp.authorize(request as never),
+        (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message),
+      );
+    });
+  }
+  await t.step("nothing was written or consumed", () => {
+    assert.equal(cp.audit.head().seq, 0);
+    assert.equal(cp.authorize(ok).decision, "allow"); // the one rate slot is still free
+    assert.equal(cp.authorize(ok).code, "ERR_BUDGET_EXCEEDED");
+  });
+});
+
+Deno.test("ControlPlane.requestApproval() refuses a malformed spec and leaves the run queued", () => {
+  const { db, cp } = setUp();
+  const { run } = cp.runs.create({ task: task(), requester: AGENT, traceparent: TRACEPARENT });
+  const spec = { approverRoles: ["lead"], quorum: Infinity, timeoutSeconds: 60, onExpiry: "deny" };
+  assert.throws(
+    () => cp.requestApproval(run.id, spec as never, { actor: { subject: "svc", kind: "service" } }),
+    (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /spec\.quorum/.test(err.message),
+  );
+  assert.equal(cp.runs.get(run.id).state, "queued");
+  assert.deepEqual(cp.approvals.list(), []);
+  db.close();
+});
+
 Deno.test("ControlPlane audits enough to re-decide a request with whatIf", () => {
   const { db, cp } = setUp();
   cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });

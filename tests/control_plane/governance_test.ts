@@ -472,9 +472,12 @@ Deno.test("PolicyEngine.decide() matches a **/* mix against the longest resource
   assert.deepEqual(hit.matchedRuleIds, ["pdfs"]);
 });
 
-Deno.test("PolicyEngine.decide() rejects an unknown risk level", () => {
+Deno.test("PolicyEngine.decide() rejects an unknown risk level, naming request.risk", () => {
   const engine = new PolicyEngine({ rules: [] });
-  assert.throws(() => engine.decide(request({ risk: "extreme" as RiskLevel })), TypeError);
+  assert.throws(
+    () => engine.decide(request({ risk: "extreme" as RiskLevel })),
+    (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /request\.risk/.test(err.message),
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -814,7 +817,7 @@ Deno.test("parsePolicySet() refuses an approval timeout that no deadline can hol
     const tooLong = { ...APPROVAL, timeoutSeconds: POLICY_LIMITS.approvalTimeoutSeconds + 1 };
     assert.throws(
       () => cp.approvals.request("run-2", tooLong, { requester, subject: "x" }),
-      RangeError,
+      (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /spec\.timeoutSeconds/.test(err.message),
     );
     assert.deepEqual(cp.approvals.list().map((a) => a.runId), ["run-1"]);
   });

@@ -107,14 +107,21 @@ Deno.test("ApprovalService.decide() refuses the requester, wrong roles and kinds
       code("ERR_APPROVER_NOT_ALLOWED"),
     );
   });
-  await t.step("an invalid identity", () => {
+  await t.step("an invalid identity is bad input, naming options.identity", () => {
+    for (
+      const identity of [{ ...human(""), roles: ["lead"] }, { ...human("ann"), roles: "lead" }]
+    ) {
+      assert.throws(
+        () =>
+          approvals.decide(a.id, "approve", { identity: identity as Identity, digest: a.digest }),
+        (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /options\.identity/.test(err.message),
+      );
+    }
+  });
+  await t.step("no identity given or bound", () => {
     assert.throws(
-      () =>
-        approvals.decide(a.id, "approve", {
-          identity: { subject: "", actorKind: "human", roles: ["lead"], scopes: [] },
-          digest: a.digest,
-        }),
-      code("ERR_APPROVER_NOT_ALLOWED"),
+      () => approvals.decide(a.id, "approve", { identity: undefined as never, digest: a.digest }),
+      code("ERR_IDENTITY_REQUIRED"),
     );
   });
   assert.equal(approvals.get(a.id).votes.length, 0, "no refused decision was counted");
@@ -283,6 +290,32 @@ Deno.test("ApprovalService.decide() audits every refused attempt, then throws it
     ]);
   });
   assert.equal(audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("ApprovalService.request() refuses a malformed spec naming the field", async (t) => {
+  const { db, audit, approvals } = setUp();
+  const cases: [string, unknown, RegExp][] = [
+    ["no approver roles", { ...SPEC, approverRoles: [] }, /spec\.approverRoles/],
+    ["roles given as a string", { ...SPEC, approverRoles: "lead" }, /spec\.approverRoles/],
+    ["a zero quorum", { ...SPEC, quorum: 0 }, /spec\.quorum/],
+    ["a fractional timeout", { ...SPEC, timeoutSeconds: 1.5 }, /spec\.timeoutSeconds/],
+    ["a timeout past a year", { ...SPEC, timeoutSeconds: 366 * 86_400 }, /spec\.timeoutSeconds/],
+    ["an unknown onExpiry", { ...SPEC, onExpiry: "approve" }, /spec\.onExpiry/],
+    ["an unknown key", { ...SPEC, escalateTo: "cto" }, /spec/],
+    ["no spec", undefined, /spec/],
+  ];
+  for (const [name, spec, field] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () =>
+          approvals.request("run-1", spec as ApprovalSpec, { requester: REQUESTER, subject: "x" }),
+        (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message),
+      );
+    });
+  }
+  assert.deepEqual(approvals.list(), []);
+  assert.equal(audit.head().seq, 0);
   db.close();
 });
 

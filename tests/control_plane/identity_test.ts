@@ -195,7 +195,10 @@ Deno.test("Hs256JwtIdentityProvider() validates its options", async (t) => {
   });
   await t.step("maximum lifetime not a positive whole number", () => {
     assert.throws(() => provider({ maxTokenLifetimeSeconds: 0 }), RangeError);
-    assert.throws(() => provider({ maxTokenLifetimeSeconds: 1.5 }), RangeError);
+    assert.throws(
+      () => provider({ maxTokenLifetimeSeconds: 1.5 }),
+      (err) => err instanceof RangeError && /maxTokenLifetimeSeconds/.test(err.message),
+    );
   });
   await t.step("empty issuer or audience", () => {
     assert.throws(() => provider({ issuer: "" }), TypeError);

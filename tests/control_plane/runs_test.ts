@@ -173,12 +173,22 @@ Deno.test("RunStore.create() refuses an invalid trace with ERR_INVALID_ARGUMENT 
     ["an upper-case traceparent", { traceparent: TRACEPARENT.toUpperCase() }],
     ["a tracestate with a repeated key", { traceparent: TRACEPARENT, tracestate: "a=1,a=2" }],
     ["a tracestate with a bad key", { traceparent: TRACEPARENT, tracestate: "A=1" }],
+    ["a traceparent that is a number", { traceparent: 7 }],
+    ["a traceparent that is an object", { traceparent: { length: 55 } }],
+    ["no traceparent", {}],
+    ["a tracestate that is a number", { traceparent: TRACEPARENT, tracestate: 7 }],
+    ["a 1 MB traceparent", { traceparent: `01-${"a".repeat(1_000_000)}` }],
+    ["a traceparent with U+0000", { traceparent: `${TRACEPARENT.replace(/^00/, "01")}-\0` }],
+    ["a 1 MB tracestate", { traceparent: TRACEPARENT, tracestate: `a=${"b".repeat(1_000_000)}` }],
   ] as const;
   for (const [name, trace] of bad) {
     await t.step(name, () => {
       assert.throws(
-        () => runs.create({ task: task(), requester: ALICE, idempotencyKey: name, ...trace }),
-        (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
+        () =>
+          runs.create({ task: task(), requester: ALICE, idempotencyKey: name, ...trace } as never),
+        (err: unknown) =>
+          isPlmError(err, "ERR_INVALID_ARGUMENT") && /trace(parent|state)/.test(err.message) &&
+          err.message.length < 200, // the bad value is not echoed
       );
     });
   }
@@ -188,6 +198,95 @@ Deno.test("RunStore.create() refuses an invalid trace with ERR_INVALID_ARGUMENT 
     () => runs.list({ states: ["paused" as never] }),
     (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
   );
+  db.close();
+});
+
+Deno.test("RunStore.find(), get() and apply() refuse an id that is not a text", async (t) => {
+  const { db, runs } = setUp();
+  for (const id of [7, { id: "r" }, "r\0", "x".repeat(1_025)]) {
+    await t.step(JSON.stringify(id).slice(0, 20), () => {
+      const invalid = (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT");
+      assert.throws(() => runs.find(id as string), invalid);
+      assert.throws(() => runs.get(id as string), invalid);
+      assert.throws(() => runs.apply(id as string, { type: "approve" }, { actor: ACTOR }), invalid);
+    });
+  }
+  db.close();
+});
+
+Deno.test("RunStore.apply() refuses a result JSON cannot carry instead of converting it", async (t) => {
+  const { db, runs, audit } = setUp();
+  const cases: [string, unknown][] = [
+    ["NaN", { score: NaN }],
+    ["Infinity", [Infinity]],
+    ["a Date", { at: new Date(0) }],
+    ["a BigInt", 1n],
+    ["a Map", new Map()],
+    ["a function", { f: () => 1 }],
+    ["undefined", undefined],
+  ];
+  for (const type of ["succeed", "suggest"] as const) {
+    for (const [name, result] of cases) {
+      await t.step(`${type}: ${name}`, () => {
+        const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+        runs.apply(run.id, { type: "start", agentId: "a" }, { actor: ACTOR });
+        const before = audit.head();
+        assert.throws(
+          () => runs.apply(run.id, { type, result: result as never }, { actor: ACTOR }),
+          (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /event\.result/.test(err.message),
+        );
+        assert.equal(runs.get(run.id).state, "running");
+        assert.deepEqual(audit.head(), before);
+      });
+    }
+  }
+  await t.step("a result is stored as given", () => {
+    const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+    runs.apply(run.id, { type: "start", agentId: "a" }, { actor: ACTOR });
+    const result = { b: [1, "\u2028", null], a: { "é": -0.5 } };
+    runs.apply(run.id, { type: "succeed", result }, { actor: ACTOR });
+    assert.deepEqual(runs.get(run.id).result, result);
+  });
+  db.close();
+});
+
+Deno.test("RunStore.apply() refuses a fail event whose error is not bounded text", async (t) => {
+  const { db, runs } = setUp();
+  const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+  runs.apply(run.id, { type: "start", agentId: "a" }, { actor: ACTOR });
+  const cases: [string, unknown, RegExp][] = [
+    ["no error", undefined, /event\.error\.code/],
+    ["a numeric code", { code: 7, message: "x" }, /event\.error\.code/],
+    ["a message with U+0000", { code: "ERR_X", message: "a\0b" }, /event\.error\.message/],
+    ["a 1 MB message", { code: "ERR_X", message: "m".repeat(1_000_000) }, /event\.error\.message/],
+  ];
+  for (const [name, error, field] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () =>
+          runs.apply(run.id, { type: "fail", retry: false, error: error as never }, {
+            actor: ACTOR,
+          }),
+        (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message),
+      );
+    });
+  }
+  assert.equal(runs.get(run.id).state, "running");
+  db.close();
+});
+
+Deno.test("RunStore.claim() and heartbeat() refuse a bad ttlMs with ERR_INVALID_ARGUMENT", async (t) => {
+  const { db, runs } = setUp();
+  const { run } = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
+  for (const ttlMs of [0, -1, 1.5, NaN, Infinity, "1000"]) {
+    await t.step(String(ttlMs), () => {
+      const invalid = (err: unknown) =>
+        isPlmError(err, "ERR_INVALID_ARGUMENT") && /ttlMs/.test(err.message);
+      assert.throws(() => runs.claim(run.id, "w1", ttlMs as number, { actor: ACTOR }), invalid);
+      assert.throws(() => runs.heartbeat(run.id, "w1", ttlMs as number), invalid);
+    });
+  }
+  assert.equal(runs.get(run.id).lease, null);
   db.close();
 });
 

@@ -186,6 +186,12 @@ Deno.test("openDatabase() rejects malformed options", async (t) => {
   await t.step("negative busy timeout", () => {
     assert.throws(() => openDatabase(":memory:", { busyTimeoutMs: -1 }), RangeError);
   });
+  await t.step("a busy timeout that is not an integer names the option", () => {
+    assert.throws(
+      () => openDatabase(":memory:", { busyTimeoutMs: 1.5 }),
+      (err) => err instanceof RangeError && /busyTimeoutMs/.test(err.message),
+    );
+  });
   await t.step("migrations with a gap", () => {
     assert.throws(
       () => openDatabase(":memory:", { migrations: [{ ...NOTES, version: 2 }] }),
