@@ -168,8 +168,13 @@ export type Random = () => number;
  */
 export type Timer = (callback: () => void, ms: number) => () => void;
 
+/** The longest delay `setTimeout` keeps (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
 /**
- * The real {@link Timer}, on `setTimeout`.
+ * The real {@link Timer}, on `setTimeout`. A delay longer than `setTimeout`
+ * keeps (about 24.8 days) is waited out in steps, so a long timeout, lease or
+ * backoff never fires at once.
  *
  * @param callback What to run when the time is up.
  * @param ms Milliseconds to wait.
@@ -187,7 +192,13 @@ export type Timer = (callback: () => void, ms: number) => () => void;
  * ```
  */
 export const systemTimer: Timer = (callback: () => void, ms: number): () => void => {
-  const id = setTimeout(callback, ms);
+  let id: ReturnType<typeof setTimeout>;
+  const arm = (left: number) => {
+    id = left > MAX_TIMEOUT_MS
+      ? setTimeout(() => arm(left - MAX_TIMEOUT_MS), MAX_TIMEOUT_MS)
+      : setTimeout(callback, left);
+  };
+  arm(ms);
   return () => clearTimeout(id);
 };
 

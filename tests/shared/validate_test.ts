@@ -5,11 +5,9 @@ import {
   IdentitySchema,
   INPUT_LIMITS,
   parseArgument,
-  sleep,
   unsafeTextReason,
 } from "../../shared/mod.ts";
 import { textSchema } from "../../shared/validate.ts";
-import { FakeClock, FakeTimers } from "../../shared/mod.ts";
 
 const refused = { code: "ERR_INVALID_ARGUMENT" };
 
@@ -50,32 +48,4 @@ Deno.test("checkInteger() and checkText() refuse with ERR_INVALID_ARGUMENT", () 
   assert.throws(() => checkText("reason", "a".repeat(11), 10), refused);
   assert.throws(() => checkText("reason", { toString: () => "x" }), refused);
   assert.equal(checkText("reason", "ok"), "ok");
-});
-
-Deno.test("sleep() resolves on time or on abort and leaves nothing behind", async () => {
-  const clock = new FakeClock(0);
-  const timers = new FakeTimers(clock);
-  let woke = 0;
-  sleep(100, { timer: timers.timer }).then(() => (woke = clock.now()));
-  await timers.advance(99);
-  assert.equal(woke, 0);
-  await timers.advance(1);
-  assert.equal(woke, 100);
-  const stop = new AbortController();
-  let listeners = 0;
-  const signal = stop.signal;
-  const add = signal.addEventListener.bind(signal);
-  const remove = signal.removeEventListener.bind(signal);
-  Object.assign(signal, {
-    addEventListener: (...args: Parameters<typeof add>) => (listeners++, add(...args)),
-    removeEventListener: (...args: Parameters<typeof remove>) => (listeners--, remove(...args)),
-  });
-  const slept = sleep(1_000, { timer: timers.timer, signal });
-  assert.equal(listeners, 1);
-  stop.abort();
-  await slept;
-  assert.equal(timers.pending, 0);
-  assert.equal(listeners, 0);
-  await timers.advance(5_000);
-  assert.equal(timers.pending, 0);
 });
