@@ -149,43 +149,6 @@ export interface RunCallOptions {
 }
 
 /**
- * A filter for {@link RunStore.list}.
- *
- * @example List the oldest queued run
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import type { CreateRunInput, RunFilter } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const runs = new RunStore(db, { audit: new AuditLog(db) });
- * const input: CreateRunInput = {
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * };
- * const [oldest] = [runs.create(input).run, runs.create(input).run];
- * const filters: RunFilter[] = [{ states: ["queued"], limit: 1 }, { states: ["running"] }];
- * assert.deepEqual(filters.map((f) => runs.list(f).map((run) => run.id)), [[oldest.id], []]);
- * ```
- */
-export interface RunFilter {
-  /**
-   * Only runs in these states.
-   *
-   * @default {undefined} (every state)
-   */
-  states?: readonly RunState[];
-  /**
-   * At most this many, oldest first: a safe integer of at least 1.
-   *
-   * @default {100}
-   */
-  limit?: number;
-}
-
-/**
  * Which page {@link RunStore.page} returns.
  *
  * @example Ask for the ten newest failed runs
@@ -577,43 +540,6 @@ export class RunStore {
     const run = this.find(id);
     if (run === undefined) throw new PlmError("ERR_RUN_NOT_FOUND", `Cannot find run ${id}`);
     return run;
-  }
-
-  /**
-   * Runs matching a filter, oldest first, as one array. Kept for
-   * `AgentRuntime.recover()`; its cost grows with the runs that match.
-   *
-   * @deprecated Use {@link RunStore.page} (newest first, with a cursor) to
-   * show runs and {@link RunStore.listReady} to find work.
-   *
-   * @param filter States and limit.
-   * @returns The runs.
-   * @throws {PlmError} `ERR_INVALID_ARGUMENT` for a state that does not exist or a
-   * limit that is not a safe integer of at least 1.
-   *
-   * @example The oldest run
-   * ```ts
-   * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
-   * import assert from "node:assert/strict";
-   *
-   * using db = openDatabase(":memory:");
-   * const runs = new RunStore(db, { audit: new AuditLog(db) });
-   * assert.deepEqual(runs.list({ limit: 1 }), []);
-   * assert.throws(() => runs.list({ limit: -1 }), { code: "ERR_INVALID_ARGUMENT" });
-   * ```
-   */
-  list(filter: RunFilter = {}): Run[] {
-    const { states, limit = 100 } = filter;
-    checkInteger("limit", limit, 1);
-    const params: (string | number)[] = [];
-    let where = "";
-    if (states !== undefined) {
-      const wanted = checkStates(states);
-      where = `WHERE state IN (${wanted.map(() => "?").join(", ") || "NULL"})`;
-      params.push(...wanted);
-    }
-    const sql = `SELECT ${COLUMNS} FROM runs ${where} ORDER BY created_at, id LIMIT ?`;
-    return this.#db.prepare<RunRow>(sql).all(...params, limit).map(fromRow);
   }
 
   /**

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { allRuns } from "../_all_runs.ts";
 import {
   AuditLog,
   type AuditRecord,
@@ -227,7 +228,7 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
     const clock = { now: () => systemClock.now() + CLOCK_AHEAD_MS };
     const { db, controlPlane, runtime } = openWorker(path, "w2", sideFile, clock);
     try {
-      const atKill = controlPlane.runs.list({ limit: 10 * RUNS });
+      const atKill = allRuns(controlPlane.runs);
       const terminalAtKill = atKill.filter((r) => isTerminal(r.state));
       const runningAtKill = atKill.filter((r) => r.state === "running");
       assert.ok(terminalAtKill.length >= killedAt!, `${terminalAtKill.length} finished at kill`);
@@ -249,7 +250,7 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
 
       // Every run exists once and succeeded.
       assert.equal(new Set(ids).size, RUNS, "one run per idempotency key");
-      const all = controlPlane.runs.list({ limit: 10 * RUNS });
+      const all = allRuns(controlPlane.runs);
       assert.equal(all.length, RUNS, "no duplicate runs");
       assert.deepEqual(
         all.map((r) => r.idempotencyKey).sort(),

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { allRuns } from "../_all_runs.ts";
 import {
   type Agent,
   AgentError,
@@ -123,7 +124,7 @@ Deno.test("AgentRuntime.submit() with the same idempotency key gives one run and
   await runtime.idle();
   assert.equal(calls.length, 1);
   assert.equal(calls[0]?.idempotencyKey, "order-7");
-  assert.equal(controlPlane.runs.list().length, 1);
+  assert.equal(allRuns(controlPlane.runs).length, 1);
   db.close();
 });
 
@@ -365,13 +366,13 @@ Deno.test("AgentRuntime.submit() refuses with ERR_QUEUE_FULL and creates nothing
   const { db, runtime, controlPlane } = setUp([agent], { concurrency: 1, maxQueue: 1 });
   await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await runtime.submit({ action: "bom.update", resource: "bom:2" }, { identity: SVC });
-  const before = controlPlane.runs.list().length;
+  const before = allRuns(controlPlane.runs).length;
   const auditBefore = controlPlane.audit.head().seq;
   await assert.rejects(
     runtime.submit({ action: "bom.update", resource: "bom:3" }, { identity: SVC }),
     (err: unknown) => isPlmError(err, "ERR_QUEUE_FULL"),
   );
-  assert.equal(controlPlane.runs.list().length, before);
+  assert.equal(allRuns(controlPlane.runs).length, before);
   assert.equal(controlPlane.audit.head().seq, auditBefore);
   db.close();
 });

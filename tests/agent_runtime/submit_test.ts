@@ -4,6 +4,7 @@
  * keeps the audit chain verifiable.
  */
 import assert from "node:assert/strict";
+import { allRuns } from "../_all_runs.ts";
 import {
   AgentRuntime,
   AuditLog,
@@ -71,7 +72,7 @@ Deno.test("AgentRuntime.submit() refuses every bad task field by name and writes
         code: "ERR_INVALID_ARGUMENT",
         message,
       });
-      assert.deepEqual(controlPlane.runs.list(), []);
+      assert.deepEqual(allRuns(controlPlane.runs), []);
       assert.equal(audit.head().seq, 0);
     });
   }
@@ -94,7 +95,7 @@ Deno.test("AgentRuntime.submit() refuses idempotency keys that cannot be stored 
         runtime.submit(TASK, { identity: SVC, idempotencyKey: key as unknown as string }),
         { code: "ERR_INVALID_ARGUMENT", message: /idempotencyKey/ },
       );
-      assert.deepEqual(controlPlane.runs.list(), []);
+      assert.deepEqual(allRuns(controlPlane.runs), []);
     });
   }
   await t.step("keys differing after U+0000 no longer collapse into one run", async () => {
@@ -117,7 +118,7 @@ Deno.test("AgentRuntime.submit() treats attributes differing only in key order a
   await assert.rejects(runtime.submit({ ...TASK, attributes: { a: 2 } }, options), {
     code: "ERR_RUN_IDEMPOTENCY_CONFLICT",
   });
-  assert.equal(controlPlane.runs.list().length, 1);
+  assert.equal(allRuns(controlPlane.runs).length, 1);
 });
 
 Deno.test("AgentRuntime.submit() refuses a malformed trace option by field", async () => {
@@ -142,7 +143,7 @@ Deno.test("AgentRuntime.submit() refuses a malformed trace option by field", asy
       message: field,
     });
   }
-  assert.deepEqual(controlPlane.runs.list(), []);
+  assert.deepEqual(allRuns(controlPlane.runs), []);
   const id = await runtime.submit(TASK, { identity: SVC, trace });
   assert.match(controlPlane.runs.get(id).traceparent, /^00-4bf92f3577b34da6a3ce929d0e0e4736-/);
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { allRuns } from "../_all_runs.ts";
 import {
   type AuditSink,
   type Database,
@@ -149,7 +150,7 @@ Deno.test("RunStore.create() gives the same run for the same idempotency key", (
   assert.equal(first.created, true);
   assert.equal(again.created, false);
   assert.equal(again.run.id, first.run.id);
-  assert.equal(runs.list().length, 1);
+  assert.equal(allRuns(runs).length, 1);
   assert.throws(
     () =>
       runs.create({
@@ -192,10 +193,10 @@ Deno.test("RunStore.create() refuses an invalid trace with ERR_INVALID_ARGUMENT 
       );
     });
   }
-  assert.equal(runs.list().length, 0);
+  assert.equal(allRuns(runs).length, 0);
   assert.equal(audit.list({ actionPrefix: "run." }).length, 0);
   assert.throws(
-    () => runs.list({ states: ["paused" as never] }),
+    () => runs.page({ states: ["paused" as never] }),
     (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
   );
   db.close();
@@ -384,7 +385,7 @@ Deno.test("RunStore keeps state and audit atomic", () => {
     () => broken.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }),
     /disk full/,
   );
-  assert.equal(runs.list().length, 1, "no half-created run");
+  assert.equal(allRuns(runs).length, 1, "no half-created run");
   // And the other way round: a transition that fails leaves no audit record.
   const before = audit.head().seq;
   assert.throws(() => runs.apply(run.id, { type: "succeed", result: 1 }, { actor: ACTOR }));
@@ -392,15 +393,17 @@ Deno.test("RunStore keeps state and audit atomic", () => {
   db.close();
 });
 
-Deno.test("RunStore.list() filters by state, oldest first", () => {
+Deno.test("RunStore.page() filters by state, newest first", () => {
   const { db, runs } = setUp();
   const a = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
   const b = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
   const c = runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT }).run;
   runs.apply(b.id, { type: "cancel", reason: "x" }, { actor: ACTOR });
-  assert.deepEqual(runs.list({ states: ["queued"] }).map((r) => r.id), [a.id, c.id]);
-  assert.deepEqual(runs.list({ states: ["queued", "queued"], limit: 1 }).map((r) => r.id), [a.id]);
-  assert.deepEqual(runs.list({ states: [] }), []);
+  const ids = (options: Parameters<typeof runs.page>[0]) =>
+    runs.page(options).items.map((r) => r.id);
+  assert.deepEqual(ids({ states: ["queued"] }), [c.id, a.id]);
+  assert.deepEqual(ids({ states: ["queued", "queued"], limit: 1 }), [c.id]);
+  assert.deepEqual(ids({ states: ["cancelled"] }), [b.id]);
   assert.throws(() => runs.get("nope"), (err: unknown) => isPlmError(err, "ERR_RUN_NOT_FOUND"));
   db.close();
 });
@@ -441,13 +444,12 @@ function isInvalid(field: RegExp): (err: unknown) => boolean {
   return (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message);
 }
 
-Deno.test("RunStore.list(), page(), listReady() and reclaimExpired() refuse a limit that is not an integer 1..1,000", async (t) => {
+Deno.test("RunStore.page(), listReady() and reclaimExpired() refuse a limit that is not an integer 1..1,000", async (t) => {
   const { db, runs } = setUp();
   for (let i = 0; i < 3; i++) {
     runs.create({ task: task(), requester: ALICE, traceparent: TRACEPARENT });
   }
   const calls: [string, (limit: unknown) => unknown][] = [
-    ["list", (limit) => runs.list({ limit: limit as number })],
     ["page", (limit) => runs.page({ limit: limit as number })],
     ["listReady", (limit) => runs.listReady(limit as number)],
     [
