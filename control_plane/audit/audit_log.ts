@@ -571,8 +571,8 @@ export class AuditLog implements AuditSink {
    *
    * @param entries What happened, in order.
    * @returns The stored records, in order.
-   * @throws {TypeError} When `entries` is not an array.
-   * @throws {PlmError} `ERR_AUDIT_INVALID_RECORD` when any entry is malformed (nothing is stored).
+   * @throws {PlmError} `ERR_AUDIT_INVALID_RECORD` when `entries` is not a list or any entry is
+   * malformed (nothing is stored).
    *
    * @example Append a batch
    * ```ts
@@ -591,7 +591,9 @@ export class AuditLog implements AuditSink {
    * ```
    */
   appendMany(entries: readonly AuditEntryInput[]): AuditRecord[] {
-    if (!Array.isArray(entries)) throw new TypeError("Cannot append entries that are not a list");
+    if (!Array.isArray(entries)) {
+      throw new PlmError("ERR_AUDIT_INVALID_RECORD", "Cannot append entries that are not a list");
+    }
     const inputs = entries.map((entry, index) => parseEntry(entry, index));
     if (inputs.length === 0) return [];
     return this.#db.transaction(() => {

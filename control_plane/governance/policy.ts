@@ -17,6 +17,7 @@ import {
   type Schema,
   type SchemaIssue,
 } from "../../shared/mod.ts";
+import { jsonSchema } from "../../shared/validate.ts";
 import { PolicyError } from "./policy_error.ts";
 
 /**
@@ -678,7 +679,7 @@ export const PolicyRequestSchema: Schema<PolicyRequest> = z.strictObject({
   resource: z.string().max(POLICY_LIMITS.resourceLength),
   risk: z.enum(RISK_LEVELS).exactOptional(),
   tenant: nonEmptyString.exactOptional(),
-  attributes: z.record(z.string(), z.json()).readonly().exactOptional(),
+  attributes: z.record(z.string(), jsonSchema()).readonly().exactOptional(),
 }).readonly();
 
 /**

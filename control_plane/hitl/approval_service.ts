@@ -348,8 +348,12 @@ export interface ApprovalRequestOptions {
  * ```
  */
 export interface ApprovalDecideOptions {
-  /** The authenticated approver. */
-  identity: Identity;
+  /**
+   * The authenticated approver.
+   *
+   * @default {the identity bound to the async context}
+   */
+  identity?: Identity;
   /** The digest of the request the approver saw ({@link Approval.digest}). */
   digest: string;
   /** Why. A rejection's comment goes back to the run. */

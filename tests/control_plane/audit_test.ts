@@ -570,7 +570,7 @@ Deno.test("AuditLog.appendMany() stores the whole batch or nothing", async (t) =
     using db = openDatabase(":memory:");
     assert.throws(
       () => new AuditLog(db).appendMany("x" as unknown as AuditEntryInput[]),
-      TypeError,
+      { code: "ERR_AUDIT_INVALID_RECORD" },
     );
   });
 });

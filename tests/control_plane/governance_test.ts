@@ -1296,3 +1296,15 @@ Deno.test("PolicyEngine.decide() gives the same verdicts as a naive scan on rand
     assert.ok(seen.has(key), `random sets produced ${key}`);
   }
 });
+
+Deno.test("PolicyRequestSchema refuses attributes JSON cannot carry exactly", () => {
+  const identity = { subject: "a-1", actorKind: "agent", roles: [], scopes: [] };
+  const base = { identity, action: "bom.update", resource: "bom:1" };
+  assert.equal(
+    PolicyRequestSchema.safeParse({ ...base, attributes: { amount: 250 } }).success,
+    true,
+  );
+  for (const bad of [NaN, 10n, new Date(0), "\ud800"]) {
+    assert.equal(PolicyRequestSchema.safeParse({ ...base, attributes: { x: bad } }).success, false);
+  }
+});
