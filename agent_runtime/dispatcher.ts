@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import {
   type AuditActor,
   type CancelRunOptions,
@@ -28,6 +27,7 @@ import {
   TraceState,
   unsafeTextReason,
 } from "../control_plane/mod.ts";
+import { Turns } from "./_turns.ts";
 import { type Agent, AgentError, toAgentError } from "./agent.ts";
 import { CircuitBreakers, type CircuitBreakersOptions } from "./circuit_breaker.ts";
 import { EscalationLadder } from "./escalation.ts";
@@ -241,10 +241,8 @@ export class Dispatcher {
   #waiting: (() => void)[] = [];
   /** Runs waiting for an agent slot, in dispatch order (`seq`). */
   #agentWaiters: AgentWaiter[] = [];
-  /** Attempts started since the event loop last had a turn. */
-  #sinceYield = 0;
-  /** The pending turn of the event loop every attempt waits for, when one is due. */
-  #turn: Promise<void> | undefined;
+  /** Attempts let the event loop turn every {@link YIELD_EVERY} (see `Turns`). */
+  #turns = new Turns(YIELD_EVERY);
 
   /**
    * Creates a dispatcher; options are validated here, once.
@@ -795,28 +793,6 @@ export class Dispatcher {
     else next(); // the slot passes to the oldest waiter: #active is unchanged
   }
 
-  /**
-   * Lets the event loop turn (timers, heartbeats, I/O) once every
-   * {@link YIELD_EVERY} attempts. Agents that settle without I/O would
-   * otherwise run a whole backlog as one chain of microtasks, and no timer
-   * would fire until it ends. Every attempt that reaches this point while a
-   * turn is due waits for the same turn, in order, so a burst pauses as a
-   * whole; `setImmediate` runs after the timers phase, without the clamping
-   * of a nested `setTimeout(0)`.
-   */
-  #yield(): Promise<void> | undefined {
-    if (this.#turn !== undefined) return this.#turn;
-    if (++this.#sinceYield < YIELD_EVERY) return undefined;
-    this.#sinceYield = 0;
-    this.#turn = new Promise((resolve) =>
-      setImmediate(() => {
-        this.#turn = undefined;
-        resolve();
-      })
-    );
-    return this.#turn;
-  }
-
   async #execute(runId: string, execution: Execution): Promise<Run> {
     const runs = this.#cp.runs;
     const cancelSignal = execution.controller.signal;
@@ -900,7 +876,7 @@ export class Dispatcher {
       handed = undefined;
     };
     for (;;) {
-      await this.#yield();
+      await this.#turns.next();
       if (signal.aborted) {
         giveBack();
         return this.#stopped(run, execution);

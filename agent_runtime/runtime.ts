@@ -27,7 +27,11 @@ import {
   type TraceContext,
 } from "../control_plane/mod.ts";
 import { checkOption } from "../shared/validate.ts";
+import { Turns } from "./_turns.ts";
 import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
+
+/** Submits between two turns of the event loop (each is a synchronous transaction). */
+const SUBMITS_PER_TURN = 8;
 
 /**
  * Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook.
@@ -252,6 +256,8 @@ export class AgentRuntime {
   #timer: Timer;
   /** `idle`: never started, dispatches what it submits; `started`: the loop runs; `stopped`: dispatches nothing. */
   #state: "idle" | "started" | "stopped" = "idle";
+  /** Submits let the event loop turn every {@link SUBMITS_PER_TURN}. */
+  #turns = new Turns(SUBMITS_PER_TURN);
   /** Cancels the loop's pending timers. */
   #cancelLoop: (() => void)[] = [];
   #stopping: Promise<void> | undefined;
@@ -310,7 +316,11 @@ export class AgentRuntime {
    */
   submit(task: TaskInput, options: SubmitOptions = {}): Promise<string> {
     try {
-      return Promise.resolve(this.#submit(task, options));
+      const id = this.#submit(task, options);
+      // Each submit is synchronous SQLite work: a caller awaiting submits in a loop
+      // would otherwise keep every timer (heartbeats, timeouts) waiting until it ends.
+      const turn = this.#turns.next();
+      return turn === undefined ? Promise.resolve(id) : turn.then(() => id);
     } catch (err) {
       return Promise.reject(err);
     }

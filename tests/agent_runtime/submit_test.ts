@@ -174,3 +174,17 @@ Deno.test("AgentRuntime.wait() on a submit-only runtime leaves a queued run for 
   assert.equal(waited.attempt, 0);
   assert.equal(controlPlane.runs.get(id).lease, null, "never claimed here");
 });
+
+Deno.test("AgentRuntime.submit() awaited in a loop lets timers fire before the loop ends", async () => {
+  const { db, runtime } = setUp();
+  using _db = db;
+  let submitted = 0;
+  let submittedWhenTimerFired = -1;
+  setTimeout(() => (submittedWhenTimerFired = submitted), 0);
+  for (let n = 0; n < 64; n++) {
+    await runtime.submit({ ...TASK, resource: `bom:${n}` }, { identity: SVC });
+    submitted++;
+  }
+  assert.ok(submittedWhenTimerFired >= 0, "the timer fired during the loop");
+  assert.ok(submittedWhenTimerFired < 64, `it fired after ${submittedWhenTimerFired} submits`);
+});
