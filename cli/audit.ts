@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
 import { assertNever, INPUT_LIMITS } from "../shared/mod.ts";
 import { openForReading } from "./db.ts";
-import { type CliCommand, type CliIo, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, dbPath, parseCount, UsageError } from "./io.ts";
 
 const HELP = `plm audit: check and read the hash-chained audit log
 
@@ -133,12 +133,10 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
   if (linesText !== undefined && subcommand !== "tail") {
     throw new UsageError(`-n/--lines applies to 'tail' only`);
   }
-  const path = db ?? io.env("PLM_DB") ?? "plm.db";
-  if (path === "") throw new UsageError("--db must not be empty");
-  const lines = linesText === undefined ? 10 : parseCount(linesText, "-n/--lines");
-  if (lines < 1 || lines > INPUT_LIMITS.listLimit) {
-    throw new UsageError(`-n/--lines must be 1..${INPUT_LIMITS.listLimit}, got '${linesText}'`);
-  }
+  const path = dbPath(db, io);
+  const lines = linesText === undefined
+    ? 10
+    : parseCount(linesText, "-n/--lines", 1, INPUT_LIMITS.listLimit);
   return headText === undefined
     ? { subcommand, path, lines }
     : { subcommand, path, lines, expectedHead: parseHead(headText) };
@@ -152,12 +150,4 @@ function parseHead(text: string): AuditHead {
     );
   }
   return { seq: parseCount(match[1] ?? "", "--expected-head SEQ"), hash: match[2] ?? "" };
-}
-
-function parseCount(text: string, name: string): number {
-  const value = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value)) {
-    throw new UsageError(`${name} must be an integer >= 0, got '${text}'`);
-  }
-  return value;
 }

@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { type Database, openDatabase } from "../control_plane/store/mod.ts";
 import { assertNever, isPlmError, PlmError } from "../shared/mod.ts";
-import { type CliCommand, type CliIo, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, dbPath, UsageError } from "./io.ts";
 
 const HELP = `plm db: manage the SQLite database
 
@@ -67,9 +67,7 @@ function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; path: 
   if (subcommand === undefined) throw new UsageError("missing subcommand");
   if (subcommand !== "migrate") throw new UsageError(`unknown subcommand '${subcommand}'`);
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
-  const path = parsed.values.db ?? io.env("PLM_DB") ?? "plm.db";
-  if (path === "") throw new UsageError("--db must not be empty");
-  return { subcommand, path };
+  return { subcommand, path: dbPath(parsed.values.db, io) };
 }
 
 /**

@@ -80,3 +80,41 @@ export class UsageError extends Error {
     this.name = "UsageError";
   }
 }
+
+/**
+ * The database a command works on: `--db`, else `$PLM_DB`, else `plm.db`.
+ *
+ * @param flag The `--db` value, if given.
+ * @param io Where `PLM_DB` is read.
+ * @returns The path.
+ * @throws {UsageError} When the path is empty.
+ */
+export function dbPath(flag: string | undefined, io: CliIo): string {
+  const path = flag ?? io.env("PLM_DB") ?? "plm.db";
+  if (path === "") throw new UsageError("--db must not be empty");
+  return path;
+}
+
+/**
+ * Parses a whole number argument within `[min, max]`.
+ *
+ * @param text The argument as typed.
+ * @param name The option's name for the error.
+ * @param min The smallest allowed value.
+ * @param max The largest allowed value.
+ * @returns The number.
+ * @throws {UsageError} When `text` is not a whole number in the range.
+ */
+export function parseCount(
+  text: string,
+  name: string,
+  min = 0,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number {
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`;
+    throw new UsageError(`${name} must be an integer ${range}, got '${text}'`);
+  }
+  return value;
+}

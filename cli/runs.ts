@@ -19,7 +19,7 @@ import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared
 import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
 import { readAgentsFile } from "./agents_file.ts";
 import { openForReading } from "./db.ts";
-import { type CliCommand, type CliIo, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, dbPath, parseCount, UsageError } from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
 
@@ -73,7 +73,7 @@ export const runsCommand: CliCommand = {
     const parsed = parse(args);
     const [sub, ...positionals] = parsed.positionals;
     const v = parsed.values;
-    const path = str(v.db) ?? io.env("PLM_DB") ?? "plm.db";
+    const path = dbPath(str(v.db), io);
     switch (sub) {
       case "submit": {
         const action = str(v.action);
@@ -140,13 +140,7 @@ export const runsCommand: CliCommand = {
         for (const s of states) {
           if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown state '${s}'`);
         }
-        const lines = str(v.lines) ?? "20";
-        const limit = /^\d{1,4}$/.test(lines) ? Number(lines) : NaN;
-        if (!(limit >= 1 && limit <= INPUT_LIMITS.listLimit)) {
-          throw new UsageError(
-            `-n must be an integer 1..${INPUT_LIMITS.listLimit}, got '${lines}'`,
-          );
-        }
+        const limit = parseCount(str(v.lines) ?? "20", "-n", 1, INPUT_LIMITS.listLimit);
         const cursor = str(v.cursor);
         using db = openForReading(path);
         const cp = new ControlPlane(db, { policies: { rules: [] } });
