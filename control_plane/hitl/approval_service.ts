@@ -19,6 +19,7 @@ import {
   systemClock,
 } from "../../shared/mod.ts";
 import { actorOf } from "../audit/actor.ts";
+import { tallyVote } from "./_tally.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import { type ApprovalSpec, ApprovalSpecSchema } from "../governance/policy.ts";
 import { requireIdentity } from "../identity/context.ts";
@@ -674,43 +675,18 @@ export class ApprovalService {
         });
         return { refused: new PlmError(code, message) };
       };
-      if (approval.state !== "pending") {
-        return refuse(
-          "ERR_APPROVAL_NOT_PENDING",
-          `Cannot decide approval ${approvalId} as it is ${approval.state}`,
-        );
-      }
-      if (now >= approval.deadline) {
-        return refuse(
-          "ERR_APPROVAL_EXPIRED",
-          `Cannot decide approval ${approvalId} as it expired at ${
-            new Date(approval.deadline).toISOString()
-          }`,
-        );
-      }
-      if (options.digest !== approval.digest) {
-        return refuse(
-          "ERR_APPROVAL_DIGEST_MISMATCH",
-          `Cannot apply a decision to approval ${approvalId} as it was made for another request`,
-        );
-      }
-      if (identity.subject === approval.requester.subject) {
-        return refuse(
-          "ERR_APPROVAL_SELF",
-          `Cannot let ${identity.subject} approve their own request`,
-        );
-      }
-      if (
-        !this.#approverKinds.includes(identity.actorKind) ||
-        !identity.roles.some((role) => approval.spec.approverRoles.includes(role))
-      ) {
-        return refuse(
-          "ERR_APPROVER_NOT_ALLOWED",
-          `Cannot let ${identity.subject} decide approval ${approvalId}: it needs a ${
-            this.#approverKinds.join(" or ")
-          } with one of the roles ${approval.spec.approverRoles.join(", ")}`,
-        );
-      }
+      const judged = tallyVote({
+        approval,
+        identity,
+        decision,
+        digest: options.digest,
+        comment: options.comment,
+        now,
+        approverKinds: this.#approverKinds,
+      });
+      if (judged.refused !== undefined) return refuse(judged.refused.code, judged.refused.message);
+      const { approvals, ending, reason } = judged;
+      // The unique key on (approval, approver) still guards two votes racing in.
       const inserted = this.#vote.run(
         approvalId,
         identity.subject,
@@ -726,8 +702,6 @@ export class ApprovalService {
           `Cannot count ${identity.subject} twice on approval ${approvalId}`,
         );
       }
-      const approvals = approval.votes.filter((v) => v.decision === "approve").length +
-        (decision === "approve" ? 1 : 0);
       this.#audit.append({
         actor: approver,
         action: "approval.decided",
@@ -743,15 +717,7 @@ export class ApprovalService {
           roles: [...identity.roles],
         },
       });
-      const ending: ApprovalState | undefined = decision === "reject"
-        ? "rejected"
-        : approvals >= approval.spec.quorum
-        ? "approved"
-        : undefined;
-      if (ending !== undefined) {
-        const reason = ending === "rejected"
-          ? `Rejected by ${identity.subject}${options.comment ? `: ${options.comment}` : ""}`
-          : `Approved by ${approvals} of ${approval.spec.quorum} required approvers`;
+      if (ending !== undefined && reason !== undefined) {
         this.#resolve.run(ending, reason, now, approvalId);
         this.#audit.append({
           actor: approver,
