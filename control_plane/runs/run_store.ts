@@ -23,6 +23,7 @@ import { requireIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
 import { parseTraceparent } from "../trace/traceparent.ts";
 import { TraceState } from "../trace/tracestate.ts";
+import { decideClaim, holdsLease } from "./_lease.ts";
 import { parseTask, type TaskInput } from "./task.ts";
 import {
   isTerminal,
@@ -807,24 +808,10 @@ export class RunStore {
       const run = this.get(id);
       const now = this.#clock.now();
       this.#checkVersion(run, options.expectedVersion);
-      if (isTerminal(run.state)) {
-        throw new PlmError(
-          "ERR_RUN_ILLEGAL_TRANSITION",
-          `Cannot claim run ${id} as it is ${run.state}`,
-        );
-      }
-      if (run.lease !== null && run.lease.owner !== owner && run.lease.expiresAt > now) {
-        throw new PlmError(
-          "ERR_RUN_LEASE_HELD",
-          `Cannot claim run ${id} as ${run.lease.owner} holds it until ${
-            new Date(run.lease.expiresAt).toISOString()
-          }`,
-        );
-      }
+      const decision = decideClaim(run, owner, now);
+      if (decision.refused !== undefined) throw decision.refused;
       // Taking over another worker's expired lease is a reclaim: a running run becomes retrying.
-      const from = run.lease !== null && run.lease.owner !== owner
-        ? this.#reclaim(run, actor)
-        : run;
+      const from = decision.takeover ? this.#reclaim(run, actor) : run;
       const stored = this.#writeLease(from, { owner, expiresAt: now + ttlMs });
       this.#audit.append({
         actor,
@@ -1019,7 +1006,7 @@ export class RunStore {
   }
 
   #checkLease(run: Run, owner: string, now: number): void {
-    if (run.lease === null || run.lease.owner !== owner || run.lease.expiresAt <= now) {
+    if (!holdsLease(run, owner, now)) {
       throw new PlmError(
         "ERR_RUN_LEASE_LOST",
         `Cannot act on run ${run.id} as ${owner} no longer holds its lease`,
