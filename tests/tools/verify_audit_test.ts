@@ -27,7 +27,7 @@ Deno.test("tools/verify_audit.ts recomputes the chain the library wrote", () => 
   const verdict = verifyLines(lines);
   assert.deepEqual(verdict.ok && verdict.checked, 25);
   const last = JSON.parse(lines.at(-1)!) as AuditRecord;
-  assert.deepEqual(verifyLines(lines, { seq: 25, hash: last.hash }).ok, true);
+  assert.deepEqual(verifyLines(lines, [{ seq: 25, hash: last.hash }]).ok, true);
 });
 
 Deno.test("tools/verify_audit.ts names the first bad record", async (t) => {
@@ -55,7 +55,7 @@ Deno.test("tools/verify_audit.ts names the first bad record", async (t) => {
   }
   await t.step("truncation against a remembered head", () => {
     const head = JSON.parse(lines[5]!) as AuditRecord;
-    const verdict = verifyLines(lines.slice(0, 4), { seq: 6, hash: head.hash });
+    const verdict = verifyLines(lines.slice(0, 4), [{ seq: 6, hash: head.hash }]);
     assert.deepEqual(verdict.ok ? "ok" : [verdict.seq, verdict.problem], [5, "truncated"]);
   });
 });
