@@ -354,20 +354,24 @@ export async function importCheckpointPrivateKey(
   if (source.kind === "jwk" && typeof source.jwk.d !== "string") {
     throw invalidArgument(field, "expected a private key, got a public key");
   }
-  const key = source.kind === "jwk"
-    ? await importOrRefuse(field, "jwk", source.jwk, false, ["sign"])
-    : await importOrRefuse(field, "pkcs8", source.der, false, ["sign"]);
-  // The key id needs the public half: a JWK carries it as `x`; from PKCS#8 it is
-  // read through a second, extractable import that is dropped at once, so the key
-  // that signs never leaves WebCrypto.
-  const x = source.kind === "jwk" ? source.jwk.x : (await crypto.subtle.exportKey(
+  // Only the key material of a JWK: its `ext` and `key_ops` would forbid the imports below.
+  const { kty, crv, d, x } = source.kind === "jwk" ? source.jwk : {};
+  const importAs = (extractable: boolean) =>
+    source.kind === "jwk"
+      ? importOrRefuse(field, "jwk", { kty, crv, d, x } as JsonWebKey, extractable, ["sign"])
+      : importOrRefuse(field, "pkcs8", source.der, extractable, ["sign"]);
+  const key = await importAs(false);
+  // The key id needs the public half, derived from the private key (never taken from a
+  // JWK's `x` on trust) through a second, extractable import that is dropped at once:
+  // the key that signs never leaves WebCrypto.
+  const publicX = (await crypto.subtle.exportKey("jwk", await importAs(true))).x;
+  const publicKey = await importOrRefuse(
+    field,
     "jwk",
-    await importOrRefuse(field, "pkcs8", source.der, true, ["sign"]),
-  )).x;
-  if (typeof x !== "string") throw invalidArgument(field, "not an Ed25519 key (no 'x')");
-  const publicKey = await importOrRefuse(field, "jwk", { kty: "OKP", crv: ED25519, x }, true, [
-    "verify",
-  ]);
+    { kty: "OKP", crv: ED25519, x: publicX ?? "" },
+    true,
+    ["verify"],
+  );
   return { key, keyId: await keyIdOf(publicKey) };
 }
 
