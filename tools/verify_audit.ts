@@ -72,7 +72,8 @@ export interface Head {
 export function verifyLines(lines: Iterable<string>, expectedHeads: Head[] = []): Verdict {
   let checked = 0;
   let prevHash = GENESIS;
-  const hashAt = new Map<number, string>([[0, GENESIS]]);
+  const wanted = new Set(expectedHeads.map((head) => head.seq));
+  const hashAt = new Map<number, string>([[0, GENESIS]]); // only at the wanted seqs
   for (const line of lines) {
     if (line.trim() === "") continue;
     const seq = checked + 1;
@@ -93,7 +94,7 @@ export function verifyLines(lines: Iterable<string>, expectedHeads: Head[] = [])
       return { ok: false, checked, seq, problem: "not_json" };
     }
     if (hash !== record.hash) return { ok: false, checked, seq, problem: "hash_mismatch" };
-    hashAt.set(seq, hash);
+    if (wanted.has(seq)) hashAt.set(seq, hash);
     prevHash = hash;
     checked = seq;
   }

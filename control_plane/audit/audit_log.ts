@@ -711,14 +711,17 @@ export class AuditLog implements AuditSink {
    * Walks the whole chain, oldest first, streaming rows in pages of 1000 within
    * one read snapshot (`BEGIN DEFERRED`: writers are not blocked meanwhile), and
    * reports the first record that is missing, out of place,
-   * unlinked or altered. With `expectedHead` it also reports truncation and
-   * rewritten history. An intact chain whose append-only triggers are missing
-   * or altered is reported as `append_only_disabled`.
+   * unlinked or altered. With `expectedHead`, and with each of `checkpoints`
+   * (signed heads whose signatures `verifyCheckpoint` has checked: the same
+   * check), it also reports truncation and rewritten history, naming the
+   * checkpoint (`checkpointIndex`). An intact chain whose append-only triggers
+   * are missing or altered is reported as `append_only_disabled`.
    *
-   * @param options The expected head, if any.
+   * @param options The expected head and the checkpoints, if any.
    * @returns `ok: true` with the count and head, or the first bad seq and why.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `expectedHead.seq` is not an integer >= 0
-   * or `expectedHead.hash` not 64 lowercase hex digits.
+   * or `expectedHead.hash` not 64 lowercase hex digits, or a checkpoint does not match
+   * `AuditCheckpointSchema` (naming `checkpoints[i]`).
    *
    * @example Catch truncation with a remembered head
    * ```ts
