@@ -12,6 +12,7 @@ import {
   type Clock,
   invalidArgument,
   parseArgument,
+  PlmError,
   type Schema,
   systemClock,
 } from "../../shared/mod.ts";
@@ -142,9 +143,9 @@ export interface CheckpointKey {
  */
 export interface CheckpointKeyOptions {
   /**
-   * The name of the key in error messages.
+   * The name of the key in error messages (`"publicKey"` when importing a public key).
    *
-   * @default {"privateKey"} or {"publicKey"}
+   * @default {"privateKey"}
    */
   field?: string;
 }
@@ -419,8 +420,9 @@ export async function importCheckpointPublicKey(
 /**
  * Signs a head of the audit chain: `{ version: 1, seq, hash, at, keyId }`
  * and an Ed25519 signature over the UTF-8 bytes of its canonical JSON
- * (RFC 8785). On SQLite the head is `AuditLog.head()`: every append is
- * chained at once.
+ * (RFC 8785). On SQLite the head is `AuditLog.head()`, since every append is
+ * chained at once; a store that seals records later signs its sealed
+ * watermark, the newest record that is chained and immutable.
  *
  * @param head The seq and hash to vouch for.
  * @param options The key and the clock.
@@ -456,7 +458,7 @@ export async function signCheckpoint(
   const now = clock.now();
   const at = Math.trunc(now);
   if (!Number.isSafeInteger(at) || at < 0) {
-    throw invalidArgument("clock", `cannot stamp a checkpoint with the time ${now}`);
+    throw new PlmError("ERR_INTERNAL", `Cannot stamp a checkpoint with the time ${now}`);
   }
   const body = { version: 1, seq: head.seq, hash: head.hash, at, keyId: privateKey.keyId } as const;
   const signature = await crypto.subtle.sign(ED25519, privateKey.key, signedBytes(body));
