@@ -1,12 +1,23 @@
 /**
  * `plm audit`: verify the hash chain of the audit log, print its head and its
- * newest records.
+ * newest records, and sign and check checkpoints of it.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type AuditHead, AuditLog } from "../control_plane/audit/mod.ts";
-import { assertNever, INPUT_LIMITS } from "../shared/mod.ts";
+import {
+  type AuditCheckpoint,
+  type AuditHead,
+  AuditLog,
+  type CheckpointKey,
+  generateCheckpointKeys,
+  importCheckpointPrivateKey,
+  importCheckpointPublicKey,
+  parseCheckpoint,
+  signCheckpoint,
+  verifyCheckpoint,
+} from "../control_plane/audit/mod.ts";
+import { assertNever, INPUT_LIMITS, invalidArgument, PlmError } from "../shared/mod.ts";
 import { openForReading } from "./db.ts";
 import { type CliCommand, type CliIo, dbPath, parseCount, UsageError } from "./io.ts";
 
@@ -14,27 +25,45 @@ const HELP = `plm audit: check and read the hash-chained audit log
 
 USAGE:
   plm audit verify [--db PATH] [--expected-head SEQ:HASH]
+                   [--checkpoint FILE... --public-key FILE...]
   plm audit tail [--db PATH] [-n N]
   plm audit head [--db PATH]
   plm audit export [--db PATH]
+  plm audit checkpoint --key FILE [--db PATH] [--out FILE]
+  plm audit keygen --out-private FILE --out-public FILE
 
 COMMANDS:
-  verify  Check every record's link and hash; print "N records valid", or the first
-          bad seq and why (exit 1)
-  tail    Print the newest records as JSON lines, oldest first
-  head    Print the newest record's seq and hash as "SEQ HASH" (0 and 64 zeros when empty)
-  export  Print every record as JSON lines, oldest first, for an outside check with
-          tools/verify_audit.ts (see docs/AUDIT.md)
+  verify      Check every record's link and hash; print "N records valid", or the first
+              bad seq and why (exit 1). With checkpoints, check their signatures first
+              (a bad one is ERR_CHECKPOINT_INVALID, exit 1), then that the log reaches
+              each checkpoint's record with its hash
+  tail        Print the newest records as JSON lines, oldest first
+  head        Print the newest record's seq and hash as "SEQ HASH" (0 and 64 zeros when empty)
+  export      Print every record as JSON lines, oldest first, for an outside check with
+              tools/verify_audit.ts (see docs/AUDIT.md)
+  checkpoint  Sign the head (seq, hash and time) with an Ed25519 private key and print the
+              checkpoint as JSON, or write it to --out; keep it away from the database
+  keygen      Create an Ed25519 key pair for checkpoints, as PEM files (the private one
+              with mode 0600); print its key id
 
 OPTIONS:
       --db PATH                 The database file (default: $PLM_DB, else plm.db in the
                                 current directory); it must exist, and is only read
       --expected-head SEQ:HASH  verify: also require record SEQ to have hash HASH, as printed
                                 by 'plm audit head' earlier; catches truncation (default: none)
+      --checkpoint FILE         verify: a checkpoint written by 'plm audit checkpoint';
+                                repeat for several (default: none)
+      --public-key FILE         verify: a trusted public key (SPKI PEM or JWK); repeat to
+                                trust several, after a rotation (required with --checkpoint)
+      --key FILE                checkpoint: the private key (PKCS#8 PEM or JWK) (required)
+      --out FILE                checkpoint: write the checkpoint to FILE, which must not
+                                exist (default: print it to stdout)
+      --out-private FILE        keygen: where to write the private key; must not exist
+      --out-public FILE         keygen: where to write the public key; must not exist
   -n, --lines N                 tail: how many records to print, 1..1000 (default: 10)
   -h, --help                    Show this help`;
 
-const SUBCOMMANDS = ["verify", "tail", "head", "export"] as const;
+const SUBCOMMANDS = ["verify", "tail", "head", "export", "checkpoint", "keygen"] as const;
 /** Records per page when exporting. */
 const EXPORT_PAGE = 1_000;
 type AuditSubcommand = typeof SUBCOMMANDS[number];
@@ -44,10 +73,21 @@ interface AuditArgs {
   readonly path: string;
   readonly expectedHead?: AuditHead;
   readonly lines: number;
+  /** verify: checkpoint files. */
+  readonly checkpoints: readonly string[];
+  /** verify: public key files. */
+  readonly publicKeys: readonly string[];
+  /** checkpoint: the private key file. */
+  readonly key?: string;
+  /** checkpoint: the output file. */
+  readonly out?: string;
+  /** keygen: the two output files. */
+  readonly outPrivate?: string;
+  readonly outPublic?: string;
 }
 
 /**
- * The `plm audit` command: `verify`, `tail` and `head`.
+ * The `plm audit` command: `verify`, `tail`, `head`, `export`, `checkpoint` and `keygen`.
  *
  * @example Print the head of an empty log
  * ```ts
@@ -65,24 +105,60 @@ interface AuditArgs {
 export const auditCommand: CliCommand = {
   summary: "Verify and read the hash-chained audit log",
   help: HELP,
-  run(args, io) {
+  async run(args, io) {
     const parsed = parseAuditArgs(args, io);
+    if (parsed.subcommand === "keygen") return await keygen(parsed, io);
+    // Checkpoints are read and their signatures checked before the database is opened.
+    const checkpoints = parsed.subcommand === "verify" ? await verifiedCheckpoints(parsed) : [];
+    const privateKey = parsed.subcommand === "checkpoint"
+      ? await importCheckpointPrivateKey(await readArgumentFile("--key", parsed.key ?? ""), {
+        field: `--key ${parsed.key}`,
+      })
+      : undefined;
     using db = openForReading(parsed.path);
     const audit = new AuditLog(db);
     switch (parsed.subcommand) {
       case "verify": {
-        const result = audit.verify(
-          parsed.expectedHead === undefined ? {} : { expectedHead: parsed.expectedHead },
-        );
+        const result = audit.verify({
+          ...(parsed.expectedHead === undefined ? {} : { expectedHead: parsed.expectedHead }),
+          checkpoints,
+        });
         io.out(`${result.checked} ${result.checked === 1 ? "record" : "records"} valid`);
-        if (result.ok) return Promise.resolve(0);
-        io.out(`record ${result.firstBadSeq} invalid: ${result.problem}: ${result.reason}`);
-        return Promise.resolve(1);
+        if (!result.ok) {
+          const file = result.checkpointIndex === undefined
+            ? ""
+            : ` (--checkpoint ${parsed.checkpoints[result.checkpointIndex]})`;
+          io.out(
+            `record ${result.firstBadSeq} invalid: ${result.problem}: ${result.reason}${file}`,
+          );
+          return 1;
+        }
+        checkpoints.forEach((checkpoint, index) => {
+          io.out(
+            `checkpoint ${
+              parsed.checkpoints[index]
+            } holds: record ${checkpoint.seq}, signed by ${checkpoint.keyId} at ${
+              new Date(checkpoint.at).toISOString()
+            }`,
+          );
+        });
+        return 0;
+      }
+      case "checkpoint": {
+        const checkpoint = await signCheckpoint(audit.head(), { privateKey: privateKey! });
+        const text = JSON.stringify(checkpoint);
+        if (parsed.out === undefined) {
+          io.out(text);
+        } else {
+          await writeNewFile("--out", parsed.out, text + "\n");
+          io.out(`checkpoint of record ${checkpoint.seq} written to ${parsed.out}`);
+        }
+        return 0;
       }
       case "tail": {
         const records = audit.list({ newestFirst: true, limit: parsed.lines }).reverse();
         for (const record of records) io.out(JSON.stringify(record));
-        return Promise.resolve(0);
+        return 0;
       }
       case "export": {
         // Pages by seq so memory stays bounded however long the log is.
@@ -92,12 +168,12 @@ export const auditCommand: CliCommand = {
           if (page.length < EXPORT_PAGE) break;
           fromSeq = page[page.length - 1]!.seq + 1;
         }
-        return Promise.resolve(0);
+        return 0;
       }
       case "head": {
         const head = audit.head();
         io.out(`${head.seq} ${head.hash}`);
-        return Promise.resolve(0);
+        return 0;
       }
       default:
         return assertNever(parsed.subcommand);
@@ -114,6 +190,12 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
         db: { type: "string" },
         "expected-head": { type: "string" },
         lines: { type: "string", short: "n" },
+        checkpoint: { type: "string", multiple: true },
+        "public-key": { type: "string", multiple: true },
+        key: { type: "string" },
+        out: { type: "string" },
+        "out-private": { type: "string" },
+        "out-public": { type: "string" },
       },
       allowPositionals: true,
       strict: true,
@@ -126,20 +208,139 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
   const subcommand = SUBCOMMANDS.find((known) => known === name);
   if (subcommand === undefined) throw new UsageError(`unknown subcommand '${name}'`);
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
-  const { db, "expected-head": headText, lines: linesText } = parsed.values;
-  if (headText !== undefined && subcommand !== "verify") {
-    throw new UsageError(`--expected-head applies to 'verify' only`);
+  const {
+    db,
+    "expected-head": headText,
+    lines: linesText,
+    checkpoint: checkpoints = [],
+    "public-key": publicKeys = [],
+    key,
+    out,
+    "out-private": outPrivate,
+    "out-public": outPublic,
+  } = parsed.values;
+  const only: [string, unknown, AuditSubcommand][] = [
+    ["--expected-head", headText, "verify"],
+    ["-n/--lines", linesText, "tail"],
+    ["--checkpoint", checkpoints[0], "verify"],
+    ["--public-key", publicKeys[0], "verify"],
+    ["--key", key, "checkpoint"],
+    ["--out", out, "checkpoint"],
+    ["--out-private", outPrivate, "keygen"],
+    ["--out-public", outPublic, "keygen"],
+  ];
+  for (const [flag, value, owner] of only) {
+    if (value !== undefined && subcommand !== owner) {
+      throw new UsageError(`${flag} applies to '${owner}' only`);
+    }
   }
-  if (linesText !== undefined && subcommand !== "tail") {
-    throw new UsageError(`-n/--lines applies to 'tail' only`);
+  if ((checkpoints.length > 0) !== (publicKeys.length > 0)) {
+    throw new UsageError("--checkpoint and --public-key go together");
+  }
+  if (subcommand === "checkpoint" && key === undefined) {
+    throw new UsageError("'checkpoint' needs --key FILE");
+  }
+  if (subcommand === "keygen") {
+    if (outPrivate === undefined || outPublic === undefined) {
+      throw new UsageError("'keygen' needs --out-private FILE and --out-public FILE");
+    }
+    if (outPrivate === outPublic) {
+      throw new UsageError("--out-private and --out-public must differ");
+    }
   }
   const path = dbPath(db, io);
   const lines = linesText === undefined
     ? 10
     : parseCount(linesText, "-n/--lines", 1, INPUT_LIMITS.listLimit);
-  return headText === undefined
-    ? { subcommand, path, lines }
-    : { subcommand, path, lines, expectedHead: parseHead(headText) };
+  return {
+    subcommand,
+    path,
+    lines,
+    checkpoints,
+    publicKeys,
+    ...(headText === undefined ? {} : { expectedHead: parseHead(headText) }),
+    ...(key === undefined ? {} : { key }),
+    ...(out === undefined ? {} : { out }),
+    ...(outPrivate === undefined ? {} : { outPrivate }),
+    ...(outPublic === undefined ? {} : { outPublic }),
+  };
+}
+
+/**
+ * Reads the `--public-key` and `--checkpoint` files and checks every
+ * checkpoint's signature.
+ *
+ * @throws {PlmError} `ERR_CHECKPOINT_INVALID` naming the file when a signature does not
+ * hold or no trusted key has its key id; `ERR_INVALID_ARGUMENT` naming the file when a
+ * file cannot be read or is not a key or a checkpoint.
+ */
+async function verifiedCheckpoints(args: AuditArgs): Promise<AuditCheckpoint[]> {
+  const keys: CheckpointKey[] = [];
+  for (const file of args.publicKeys) {
+    const text = await readArgumentFile("--public-key", file);
+    keys.push(await importCheckpointPublicKey(text, { field: `--public-key ${file}` }));
+  }
+  const verified: AuditCheckpoint[] = [];
+  for (const file of args.checkpoints) {
+    const field = `--checkpoint ${file}`;
+    const checkpoint = parseCheckpoint(await readArgumentFile("--checkpoint", file), field);
+    const result = await verifyCheckpoint(checkpoint, keys);
+    if (!result.ok) {
+      throw new PlmError(
+        "ERR_CHECKPOINT_INVALID",
+        `Invalid ${field}: ${result.problem}: ${result.reason}`,
+      );
+    }
+    verified.push(result.checkpoint);
+  }
+  return verified;
+}
+
+/** `plm audit keygen`: both files are new; the private one is written first, mode 0600. */
+async function keygen(args: AuditArgs, io: CliIo): Promise<number> {
+  const outPrivate = args.outPrivate ?? "";
+  const outPublic = args.outPublic ?? "";
+  const pair = await generateCheckpointKeys();
+  await writeNewFile("--out-private", outPrivate, pair.privateKeyPem, 0o600);
+  try {
+    await writeNewFile("--out-public", outPublic, pair.publicKeyPem);
+  } catch (err) {
+    await Deno.remove(outPrivate); // written just above: leave no half of a pair behind
+    throw err;
+  }
+  io.out(`key id ${pair.keyId}`);
+  return 0;
+}
+
+/** Reads a file named by an option; a file that cannot be read is `ERR_INVALID_ARGUMENT`. */
+async function readArgumentFile(flag: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      throw err; // ERR_PERMISSION
+    }
+    throw invalidArgument(`${flag} ${path}`, `cannot read it (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Writes a file that must not exist yet (a key or a checkpoint is never
+ * overwritten), with `mode` set whatever the umask.
+ */
+async function writeNewFile(flag: string, path: string, text: string, mode = 0o644): Promise<void> {
+  try {
+    await Deno.writeTextFile(path, text, { createNew: true, mode });
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) {
+      throw invalidArgument(`${flag} ${path}`, "the file exists; refusing to overwrite it");
+    }
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      throw err; // ERR_PERMISSION
+    }
+    throw invalidArgument(`${flag} ${path}`, `cannot write it (${(err as Error).message})`);
+  }
+  await Deno.chmod(path, mode);
 }
 
 function parseHead(text: string): AuditHead {

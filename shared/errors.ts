@@ -44,6 +44,11 @@ export const ERROR_CODES = [
   "ERR_STORE_READ_ONLY",
   "ERR_AUDIT_APPEND_ONLY",
   "ERR_AUDIT_INVALID_RECORD",
+  /**
+   * A signed audit checkpoint does not hold: its signature does not match, or no
+   * trusted key has its key id (`plm audit verify --checkpoint`).
+   */
+  "ERR_CHECKPOINT_INVALID",
   // governance, autonomy, approvals
   "ERR_POLICY_INVALID",
   "ERR_FORBIDDEN",

@@ -17,6 +17,7 @@ import {
   INPUT_LIMITS,
   invalidArgument,
   type JsonValue,
+  parseArgument,
   PlmError,
   type Schema,
   sha256Hex,
@@ -25,6 +26,8 @@ import {
 import { jsonSchema, textSchema } from "../../shared/validate.ts";
 import { type Database, MIGRATIONS, type Statement } from "../store/mod.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
+import { type AuditCheckpoint, AuditCheckpointSchema } from "./checkpoint.ts";
+import { checkHead } from "./_head.ts";
 
 /** The most characters of an audit record's `resource` and `reason`. */
 const AUDIT_TEXT_LIMIT = 8_192;
@@ -250,6 +253,11 @@ export type AuditVerifyResult =
     readonly problem: AuditChainProblem;
     /** What is wrong, in words. */
     readonly reason: string;
+    /**
+     * For `truncated` and `head_mismatch` against a checkpoint: its index in
+     * `options.checkpoints` (absent when the expected head failed).
+     */
+    readonly checkpointIndex?: number;
   };
 
 /**
@@ -283,6 +291,13 @@ export interface AuditVerifyOptions {
    * @default {undefined}
    */
   expectedHead?: AuditHead;
+  /**
+   * Checkpoints whose signatures were checked with `verifyCheckpoint`: each is
+   * an expected head, so the log must reach each one's `seq` with its `hash`.
+   *
+   * @default {[]}
+   */
+  checkpoints?: readonly AuditCheckpoint[];
 }
 
 /**
@@ -445,7 +460,6 @@ interface AuditRow {
 
 const COLUMNS =
   "seq, at, actor_subject, actor_kind, action, resource, outcome, reason, run_id, trace_id, data, prev_hash, hash";
-const HASH_PATTERN = /^[0-9a-f]{64}$/;
 /**
  * The append-only triggers as migration 1 creates them, by name, whitespace
  * collapsed: {@link AuditLog.verify} requires exactly these.
@@ -697,14 +711,17 @@ export class AuditLog implements AuditSink {
    * Walks the whole chain, oldest first, streaming rows in pages of 1000 within
    * one read snapshot (`BEGIN DEFERRED`: writers are not blocked meanwhile), and
    * reports the first record that is missing, out of place,
-   * unlinked or altered. With `expectedHead` it also reports truncation and
-   * rewritten history. An intact chain whose append-only triggers are missing
-   * or altered is reported as `append_only_disabled`.
+   * unlinked or altered. With `expectedHead`, and with each of `checkpoints`
+   * (signed heads whose signatures `verifyCheckpoint` has checked: the same
+   * check), it also reports truncation and rewritten history, naming the
+   * checkpoint (`checkpointIndex`). An intact chain whose append-only triggers
+   * are missing or altered is reported as `append_only_disabled`.
    *
-   * @param options The expected head, if any.
+   * @param options The expected head and the checkpoints, if any.
    * @returns `ok: true` with the count and head, or the first bad seq and why.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `expectedHead.seq` is not an integer >= 0
-   * or `expectedHead.hash` not 64 lowercase hex digits.
+   * or `expectedHead.hash` not 64 lowercase hex digits, or a checkpoint does not match
+   * `AuditCheckpointSchema` (naming `checkpoints[i]`).
    *
    * @example Catch truncation with a remembered head
    * ```ts
@@ -724,22 +741,38 @@ export class AuditLog implements AuditSink {
    * ```
    */
   verify(options: AuditVerifyOptions = {}): AuditVerifyResult {
-    const { expectedHead } = options;
+    const { expectedHead, checkpoints = [] } = options;
+    const witnesses: Witness[] = [];
     if (expectedHead !== undefined) {
-      checkInteger("expectedHead.seq", expectedHead.seq);
-      if (typeof expectedHead.hash !== "string" || !HASH_PATTERN.test(expectedHead.hash)) {
-        throw invalidArgument("expectedHead.hash", "expected 64 lowercase hex digits");
-      }
+      checkHead("expectedHead", expectedHead);
+      witnesses.push({ seq: expectedHead.seq, hash: expectedHead.hash });
     }
-    return this.#db.readTransaction(() => this.#verify(expectedHead));
+    if (!Array.isArray(checkpoints)) throw invalidArgument("checkpoints", "expected a list");
+    checkpoints.forEach((checkpoint, index) => {
+      const { seq, hash } = parseArgument(
+        AuditCheckpointSchema,
+        checkpoint,
+        `checkpoints[${index}]`,
+      );
+      witnesses.push({ seq, hash, checkpointIndex: index });
+    });
+    // Stable: at one seq, the expected head is checked before the checkpoints.
+    witnesses.sort((a, b) => a.seq - b.seq);
+    return this.#db.readTransaction(() => this.#verify(witnesses));
   }
 
-  #verify(expectedHead: AuditHead | undefined): AuditVerifyResult {
+  /**
+   * Walks the chain; `witnesses` (sorted by seq) are the heads it must pass
+   * through. Chain problems are reported first, then the lowest witness that
+   * the log does not reach or that names another hash.
+   */
+  #verify(witnesses: readonly Witness[]): AuditVerifyResult {
     let checked = 0;
     let prevHash = AUDIT_GENESIS_HASH;
-    let hashAtExpected: string | undefined = expectedHead?.seq === 0
-      ? AUDIT_GENESIS_HASH
-      : undefined;
+    // The hash the log holds at each witness's seq, filled in as the walk passes it.
+    const found = new Map<number, string>([[0, AUDIT_GENESIS_HASH]]);
+    let next = 0;
+    while (witnesses[next]?.seq === 0) next++;
     // Keyset pages of arrays inside one read snapshot: bounded memory, and much
     // cheaper per row than node:sqlite's iterate() with objects.
     for (let page = this.#pageStmt.all(0); page.length > 0; page = this.#pageStmt.all(checked)) {
@@ -788,27 +821,36 @@ export class AuditLog implements AuditSink {
             `Record ${seq} has been altered (hash mismatch)`,
           );
         }
-        if (seq === expectedHead?.seq) hashAtExpected = hash;
+        if (seq === witnesses[next]?.seq) {
+          found.set(seq, hash);
+          while (witnesses[next]?.seq === seq) next++;
+        }
         prevHash = hash;
         checked = seq;
       }
       if (page.length < VERIFY_PAGE) break;
     }
-    if (expectedHead !== undefined) {
-      if (hashAtExpected === undefined) {
+    for (const witness of witnesses) {
+      const what = witness.checkpointIndex === undefined
+        ? "the expected head"
+        : `checkpoint ${witness.checkpointIndex}`;
+      const hashThere = found.get(witness.seq);
+      if (hashThere === undefined) {
         return broken(
           checked,
           checked + 1,
           "truncated",
-          `The log ends at record ${checked} but the expected head is record ${expectedHead.seq}`,
+          `The log ends at record ${checked} but ${what} is record ${witness.seq}`,
+          witness.checkpointIndex,
         );
       }
-      if (hashAtExpected !== expectedHead.hash) {
+      if (hashThere !== witness.hash) {
         return broken(
           checked,
-          expectedHead.seq,
+          witness.seq,
           "head_mismatch",
-          `Record ${expectedHead.seq} differs from the expected head (history rewritten)`,
+          `Record ${witness.seq} differs from ${what} (history rewritten)`,
+          witness.checkpointIndex,
         );
       }
     }
@@ -1014,11 +1056,22 @@ function collapse(sql: string): string {
   return sql.replace(/\s+/g, " ").trim();
 }
 
+/** A head the chain must pass through: the expected head or a checkpoint. */
+interface Witness {
+  readonly seq: number;
+  readonly hash: string;
+  /** The checkpoint's index in `options.checkpoints`; absent for `expectedHead`. */
+  readonly checkpointIndex?: number;
+}
+
 function broken(
   checked: number,
   firstBadSeq: number,
   problem: AuditChainProblem,
   reason: string,
+  checkpointIndex?: number,
 ): AuditVerifyResult {
-  return { ok: false, checked, firstBadSeq, problem, reason };
+  return checkpointIndex === undefined
+    ? { ok: false, checked, firstBadSeq, problem, reason }
+    : { ok: false, checked, firstBadSeq, problem, reason, checkpointIndex };
 }

@@ -26,3 +26,4 @@
 export * from "./audit_log.ts";
 export * from "./actor.ts";
 export * from "./types.ts";
+export * from "./checkpoint.ts";

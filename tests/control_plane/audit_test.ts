@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { canonicalJson, type Clock, FakeClock, isPlmError, sha256Hex } from "../../shared/mod.ts";
 import type { JsonValue } from "../../shared/mod.ts";
 import { seededRandom } from "../_seeded_random.ts";
-import { type Database, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
+import { openDatabase } from "../../control_plane/store/mod.ts";
 import {
   AUDIT_GENESIS_HASH,
   type AuditEntryInput,
@@ -15,71 +15,15 @@ import {
   type AuditVerifyResult,
   computeAuditHash,
 } from "../../control_plane/audit/mod.ts";
-
-const ALICE = { subject: "alice", kind: "human" } as const;
-const BOT = { subject: "agent-7", kind: "agent" } as const;
-const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-function entry(i: number, overrides: Partial<AuditEntryInput> = {}): AuditEntryInput {
-  return {
-    actor: i % 2 === 0 ? ALICE : BOT,
-    action: i % 3 === 0 ? "policy.decide" : "run.transition",
-    resource: `run:r-${i % 4}`,
-    outcome: "succeeded",
-    runId: `r-${i % 4}`,
-    traceId: TRACE,
-    data: { i, tags: ["a", "b"], nested: { z: 1, a: null } },
-    ...overrides,
-  };
-}
-
-/** An in-memory log with `n` records; the clock starts at 1000 and moves 10 ms per record. */
-function seeded(n: number): { db: Database; audit: AuditLog; clock: FakeClock } {
-  const db = openDatabase(":memory:");
-  const clock = new FakeClock(1_000);
-  const audit = new AuditLog(db, { clock });
-  for (let i = 1; i <= n; i++) {
-    audit.append(entry(i));
-    clock.advance(10);
-  }
-  return { db, audit, clock };
-}
-
-/** What an attacker with write access to the file does first. */
-function dropTriggers(db: Database): void {
-  db.exec("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;");
-}
-
-/** What a careful attacker does last: put the triggers back as migration 1 wrote them. */
-function restoreTriggers(db: Database): void {
-  for (const [sql] of (MIGRATIONS[0]?.sql ?? "").matchAll(/CREATE TRIGGER[\s\S]*?\bEND;/g)) {
-    db.exec(sql);
-  }
-}
-
-/** Writes a record (and optionally recomputes its hash) with raw SQL. */
-function forge(db: Database, record: AuditRecord, rehash: boolean): void {
-  const hash = rehash ? computeAuditHash(record) : record.hash;
-  db.prepare(
-    `INSERT INTO audit_log (seq, at, actor_subject, actor_kind, action, resource, outcome,
-       reason, run_id, trace_id, data, prev_hash, hash)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  ).run(
-    record.seq,
-    record.at,
-    record.actor.subject,
-    record.actor.kind,
-    record.action,
-    record.resource,
-    record.outcome,
-    record.reason,
-    record.runId,
-    record.traceId,
-    canonicalJson(record.data),
-    record.prevHash,
-    hash,
-  );
-}
+import {
+  ALICE,
+  dropTriggers,
+  entry,
+  forge,
+  restoreTriggers,
+  rewriteFrom,
+  seeded,
+} from "./_audit_fixture.ts";
 
 function failure(result: AuditVerifyResult): [number, string, number] | "ok" {
   return result.ok ? "ok" : [result.firstBadSeq, result.problem, result.checked];
@@ -337,16 +281,7 @@ Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten 
     const { db, audit } = seeded(10);
     using _db = db;
     const witness = audit.head();
-    dropTriggers(db);
-    const tail = audit.list({ fromSeq: 5 });
-    db.exec("DELETE FROM audit_log WHERE seq >= 5");
-    let prevHash = audit.head().hash;
-    for (const record of tail) {
-      const forged = { ...record, outcome: "denied", prevHash };
-      prevHash = computeAuditHash(forged);
-      forge(db, forged, true);
-    }
-    restoreTriggers(db);
+    rewriteFrom(db, audit, 5);
     assert.equal(audit.verify().ok, true);
     assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [10, "head_mismatch", 10]);
   });

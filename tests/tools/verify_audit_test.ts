@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
-import { AuditLog, type AuditRecord, openDatabase } from "../../control_plane/mod.ts";
+import {
+  AuditLog,
+  type AuditRecord,
+  generateCheckpointKeys,
+  importCheckpointPrivateKey,
+  openDatabase,
+  signCheckpoint,
+} from "../../control_plane/mod.ts";
 import { FakeClock } from "../../shared/mod.ts";
-import { jcs, verifyLines } from "../../tools/verify_audit.ts";
+import { jcs, verifyCheckpoint, verifyLines } from "../../tools/verify_audit.ts";
 
 function exported(n: number): string[] {
   using db = openDatabase(":memory:");
@@ -27,7 +34,7 @@ Deno.test("tools/verify_audit.ts recomputes the chain the library wrote", () => 
   const verdict = verifyLines(lines);
   assert.deepEqual(verdict.ok && verdict.checked, 25);
   const last = JSON.parse(lines.at(-1)!) as AuditRecord;
-  assert.deepEqual(verifyLines(lines, { seq: 25, hash: last.hash }).ok, true);
+  assert.deepEqual(verifyLines(lines, [{ seq: 25, hash: last.hash }]).ok, true);
 });
 
 Deno.test("tools/verify_audit.ts names the first bad record", async (t) => {
@@ -55,7 +62,7 @@ Deno.test("tools/verify_audit.ts names the first bad record", async (t) => {
   }
   await t.step("truncation against a remembered head", () => {
     const head = JSON.parse(lines[5]!) as AuditRecord;
-    const verdict = verifyLines(lines.slice(0, 4), { seq: 6, hash: head.hash });
+    const verdict = verifyLines(lines.slice(0, 4), [{ seq: 6, hash: head.hash }]);
     assert.deepEqual(verdict.ok ? "ok" : [verdict.seq, verdict.problem], [5, "truncated"]);
   });
 });
@@ -64,4 +71,37 @@ Deno.test("jcs() matches the RFC 8785 examples it relies on", () => {
   assert.equal(jcs({ b: [1e21, -0, 0.1], a: "\u20ac\0" }), '{"a":"€\\u0000","b":[1e+21,0,0.1]}');
   assert.throws(() => jcs({ x: NaN }));
   assert.throws(() => jcs("\ud800"));
+});
+
+Deno.test("tools/verify_audit.ts verifyCheckpoint() checks what signCheckpoint() signed", async (t) => {
+  const pair = await generateCheckpointKeys();
+  const privateKey = await importCheckpointPrivateKey(pair.privateKeyPem);
+  const head = { seq: 4, hash: "9".repeat(64) };
+  const checkpoint = await signCheckpoint(head, { privateKey, clock: new FakeClock(5) });
+  const text = JSON.stringify(checkpoint);
+  const other = await generateCheckpointKeys();
+  await t.step("with the PEM public key, among others", async () => {
+    assert.deepEqual(await verifyCheckpoint(text, [other.publicKeyPem, pair.publicKeyPem]), head);
+  });
+  await t.step("with the public key as a JWK", async () => {
+    const spki = Uint8Array.fromBase64(pair.publicKeyPem.replace(/-----[A-Z ]+-----|\s/g, ""));
+    const key = await crypto.subtle.importKey("spki", spki, "Ed25519", true, ["verify"]);
+    const jwk = JSON.stringify(await crypto.subtle.exportKey("jwk", key));
+    assert.deepEqual(await verifyCheckpoint(text, [jwk]), head);
+  });
+  const refused: [string, string, string[], RegExp][] = [
+    [
+      "a changed time",
+      JSON.stringify({ ...checkpoint, at: 6 }),
+      [pair.publicKeyPem],
+      /bad signature/,
+    ],
+    ["an extra field", JSON.stringify({ ...checkpoint, x: 1 }), [pair.publicKeyPem], /version 1/],
+    ["another signer's key", text, [other.publicKeyPem], /no trusted key/],
+  ];
+  for (const [name, forged, keys, message] of refused) {
+    await t.step(`refuses ${name}`, async () => {
+      await assert.rejects(verifyCheckpoint(forged, keys), message);
+    });
+  }
 });

@@ -1,0 +1,42 @@
+/** Audit databases on disk for the CLI tests, and the edits a careful attacker makes. */
+import { FakeClock } from "../../shared/mod.ts";
+import { openDatabase } from "../../control_plane/store/mod.ts";
+import { AuditLog } from "../../control_plane/audit/mod.ts";
+
+export async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "plm_cli_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A database file with `n` audit records. */
+export function seed(path: string, n: number): void {
+  using db = openDatabase(path);
+  const clock = new FakeClock(Date.UTC(2026, 10, 25));
+  const audit = new AuditLog(db, { clock });
+  for (let i = 1; i <= n; i++) {
+    audit.append({
+      actor: { subject: "alice", kind: "human" },
+      action: "run.transition",
+      resource: `run:r-${i}`,
+      outcome: "succeeded",
+      runId: `r-${i}`,
+      data: { i },
+    });
+    clock.advance(1_000);
+  }
+}
+
+/** Edits the file as a careful attacker would: triggers dropped, then put back as they were. */
+export function tamper(path: string, sql: string): void {
+  using db = openDatabase(path);
+  const triggers = db.prepare<{ sql: string }>(
+    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'",
+  ).all();
+  db.exec("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;");
+  db.exec(sql);
+  for (const trigger of triggers) db.exec(trigger.sql);
+}
