@@ -11,18 +11,21 @@
  *   BudgetTracker,
  *   FakeClock,
  *   PolicyEngine,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const clock = new FakeClock(0);
  * const engine = new PolicyEngine({
  *   rules: [{ id: "agents-edit", effect: "allow", actions: ["bom.*"], actorKinds: ["agent"] }],
  * });
  * const autonomy = new AutonomyController(
+ *   db,
  *   { defaultLevel: "L2", agents: { "a-1": { level: "L3" } } },
  *   { clock },
  * );
- * const budgets = new BudgetTracker({ clock });
+ * const budgets = new BudgetTracker(db, { clock });
  * const identity = { subject: "a-1", actorKind: "agent", roles: [], scopes: [] } as const;
  *
  * const verdict = engine.decide({ identity, action: "bom.update", resource: "bom:1" });
