@@ -475,6 +475,102 @@ Deno.test("BudgetTracker.consumeAgentRun() limits runs per fixed window", () => 
   assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
 });
 
+Deno.test("BudgetTracker keeps agent run windows across a restart on the same file", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "plm_budget_test_" });
+  const path = `${dir}/plm.db`;
+  /** A tracker on a fresh connection, as after a restart, at time `now`. */
+  const restart = (now: number) => {
+    const db = openDatabase(path);
+    return { db, budgets: new BudgetTracker(db, { clock: new FakeClock(now) }) };
+  };
+  const rows = (db: Database) =>
+    db.prepare<{ n: number }>("SELECT count(*) AS n FROM agent_run_starts").get()?.n;
+  try {
+    await t.step("sliding", () => {
+      const limit = { maxRuns: 2, windowMs: 1_000, window: "sliding" } as const;
+      const first = restart(1_000);
+      assert.ok(first.budgets.consumeAgentRun("a-s", limit).ok);
+      first.db.close();
+      const second = restart(1_400);
+      assert.ok(second.budgets.consumeAgentRun("a-s", limit).ok);
+      second.db.close();
+      const third = restart(1_999);
+      assert.equal(exceededOf(third.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 1);
+      third.db.close();
+      const fourth = restart(2_000); // the start at 1000 left the window
+      assert.ok(fourth.budgets.consumeAgentRun("a-s", limit).ok);
+      assert.equal(exceededOf(fourth.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 400);
+      fourth.db.close();
+    });
+    await t.step("fixed", () => {
+      const limit = { maxRuns: 2, windowMs: 1_000, window: "fixed" } as const;
+      const first = restart(100);
+      assert.ok(first.budgets.consumeAgentRun("a-f", limit).ok);
+      assert.ok(first.budgets.consumeAgentRun("a-f", limit).ok);
+      first.db.close();
+      const second = restart(950);
+      assert.equal(exceededOf(second.budgets.consumeAgentRun("a-f", limit)).retryAfterMs, 50);
+      second.db.close();
+      const third = restart(1_000); // a new window
+      assert.ok(third.budgets.consumeAgentRun("a-f", limit).ok);
+      assert.ok(third.budgets.consumeAgentRun("a-f", limit).ok);
+      assert.equal(third.budgets.consumeAgentRun("a-f", limit).ok, false);
+      third.db.close();
+    });
+    await t.step("every write prunes the agent's starts to its window", () => {
+      const limit = { maxRuns: 3, windowMs: 10 };
+      const { db } = restart(0);
+      const clock = new FakeClock(0);
+      const ticking = new BudgetTracker(db, { clock });
+      for (let i = 0; i < 200; i++) {
+        ticking.consumeAgentRun("a-p", limit);
+        clock.advance(1);
+      }
+      assert.equal(
+        db.prepare<{ n: number }>("SELECT count(*) AS n FROM agent_run_starts WHERE agent_id = ?")
+          .get("a-p")?.n,
+        3,
+      );
+      // The earlier steps' agents keep their last window's two starts each.
+      assert.equal(rows(db), 3 + 2 + 2);
+      db.close();
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AutonomyController keeps drops and streaks in the database it is given", () => {
+  using db = openDatabase(":memory:");
+  const changes: AutonomyLevelChange[] = [];
+  const first = new AutonomyController(db, { defaultLevel: "L4" }, {
+    demoteAfter: 2,
+    onLevelChange: (change) => changes.push(change),
+  });
+  first.recordOutcome("a-1", "failed");
+  const second = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
+  assert.equal(second.consecutiveFailures("a-1"), 1, "a second controller sees the streak");
+  assert.equal(second.recordOutcome("a-1", "denied"), "L3");
+  assert.equal(first.levelOf("a-1"), "L3", "and the first one sees the drop");
+  assert.equal(changes.length, 0, "the drop is reported by the controller that made it");
+  const row = db.prepare<{ cap_level: string; streak: number; version: number }>(
+    "SELECT cap_level, streak, version FROM autonomy_state WHERE agent_id = ?",
+  ).get("a-1");
+  assert.deepEqual({ ...row }, { cap_level: "L3", streak: 0, version: 2 });
+  assert.equal(first.restore("a-1"), "L4");
+  assert.equal(second.levelOf("a-1"), "L4");
+  assert.throws(
+    () =>
+      db.transaction(() => {
+        first.recordOutcome("a-1", "failed");
+        first.recordOutcome("a-1", "failed");
+        throw new Error("The caller's next step failed");
+      }),
+    /next step failed/,
+  );
+  assert.deepEqual([first.levelOf("a-1"), first.consecutiveFailures("a-1")], ["L4", 0]);
+});
+
 Deno.test("BudgetTracker.checkAgentRun() does not record", () => {
   const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
   const limit = { maxRuns: 1 };
