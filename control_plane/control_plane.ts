@@ -99,7 +99,10 @@ export interface ControlPlaneOptions {
   autonomy?: AutonomyPolicy | AutonomyController;
   /** Per-run budget checked by {@link ControlPlane.authorize} when given usage. */
   runBudget?: RunBudget;
-  /** Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters. */
+  /**
+   * Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters,
+   * counted in the database: every control plane on it shares one window per agent.
+   */
   agentRateLimit?: AgentRateLimit;
   /**
    * The clock of every decision, run and approval.

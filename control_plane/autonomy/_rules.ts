@@ -109,25 +109,38 @@ export type WindowDecision =
  * Whether an agent may start one more run; when it may, the caller records a
  * start at `now` (after pruning the starts at or before `since`).
  *
- * @param starts The agent's starts after `since`, oldest first.
+ * @param counted How many of the agent's starts are after `since`.
+ * @param freeing When `counted >= maxRuns > 0`: the start that must leave the
+ * window before one more fits (the `counted - maxRuns`-th after `since`, from 0).
  * @param rule The rate limit.
  * @param now The time of the check.
  * @param since {@link windowSince} of `rule` and `now`.
  * @returns The decision.
  */
 export function decideAgentRun(
-  starts: readonly number[],
+  counted: number,
+  freeing: number | undefined,
   rule: RateRule,
   now: number,
   since: number,
 ): WindowDecision {
-  if (starts.length < rule.maxRuns) return { ok: true };
-  // The start that must leave the window before one more fits (none when maxRuns is 0).
-  const freeing = starts[starts.length - rule.maxRuns];
+  if (counted < rule.maxRuns) return { ok: true };
   const retryAfterMs = rule.maxRuns === 0 || freeing === undefined
     ? undefined
     : rule.window === "sliding"
     ? freeing + rule.windowMs - now
     : since + 1 + rule.windowMs - now;
-  return { ok: false, counted: starts.length, retryAfterMs };
+  return { ok: false, counted, retryAfterMs };
+}
+
+/**
+ * Which start {@link decideAgentRun} needs as `freeing`: its offset among the
+ * starts after `since`, oldest first, or `undefined` when none is needed.
+ *
+ * @param counted How many starts are after `since`.
+ * @param rule The rate limit.
+ * @returns The offset, or `undefined`.
+ */
+export function freeingOffset(counted: number, rule: RateRule): number | undefined {
+  return rule.maxRuns > 0 && counted >= rule.maxRuns ? counted - rule.maxRuns : undefined;
 }

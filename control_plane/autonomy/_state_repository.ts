@@ -68,22 +68,32 @@ export class AutonomyStateRepository {
 
 /** Reads and writes `agent_run_starts` rows. */
 export class RunStartRepository {
-  readonly #list: Statement<[number]>;
+  readonly #count: Statement<[number]>;
+  readonly #nth: Statement<[number]>;
   readonly #prune: Statement;
   readonly #insert: Statement;
 
   constructor(db: Database) {
-    this.#list = db.prepare(
-      "SELECT at FROM agent_run_starts WHERE agent_id = ? AND at > ? ORDER BY at",
+    this.#count = db.prepare(
+      "SELECT count(*) FROM agent_run_starts WHERE agent_id = ? AND at > ?",
+      { returnArrays: true },
+    );
+    this.#nth = db.prepare(
+      "SELECT at FROM agent_run_starts WHERE agent_id = ? AND at > ? ORDER BY at LIMIT 1 OFFSET ?",
       { returnArrays: true },
     );
     this.#prune = db.prepare("DELETE FROM agent_run_starts WHERE agent_id = ? AND at <= ?");
     this.#insert = db.prepare("INSERT INTO agent_run_starts (agent_id, at) VALUES (?, ?)");
   }
 
-  /** The agent's run starts after `since`, oldest first. */
-  list(agentId: string, since: number): number[] {
-    return this.#list.all(agentId, Math.trunc(since)).map((row) => row[0]);
+  /** How many run starts of the agent are after `since`. */
+  count(agentId: string, since: number): number {
+    return this.#count.get(agentId, Math.trunc(since))?.[0] ?? 0;
+  }
+
+  /** The agent's `offset`-th run start after `since`, oldest first (from 0). */
+  nth(agentId: string, since: number, offset: number): number | undefined {
+    return this.#nth.get(agentId, Math.trunc(since), offset)?.[0];
   }
 
   /** Deletes the agent's run starts at or before `since`. */

@@ -10,7 +10,7 @@ import { type Clock, parseArgument, type Schema, systemClock } from "../../share
 import { checkOption } from "../../shared/validate.ts";
 import type { Verdict } from "../governance/mod.ts";
 import type { Database } from "../store/database.ts";
-import { decideAgentRun, type RateRule, windowSince } from "./_rules.ts";
+import { decideAgentRun, freeingOffset, type RateRule, windowSince } from "./_rules.ts";
 import { RunStartRepository } from "./_state_repository.ts";
 
 /**
@@ -472,7 +472,10 @@ export class BudgetTracker {
     const decide = (): BudgetDecision => {
       const now = this.#clock.now();
       const since = windowSince(rule, now);
-      const decision = decideAgentRun(this.#starts.list(agentId, since), rule, now, since);
+      const counted = this.#starts.count(agentId, since);
+      const offset = freeingOffset(counted, rule);
+      const freeing = offset === undefined ? undefined : this.#starts.nth(agentId, since, offset);
+      const decision = decideAgentRun(counted, freeing, rule, now, since);
       if (!decision.ok) {
         const { counted, retryAfterMs } = decision;
         return exceeded(

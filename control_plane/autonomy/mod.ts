@@ -1,7 +1,8 @@
 /**
  * Autonomy: levels `L0` (manual) to `L4` (autonomous) per agent and action,
  * folded into governance verdicts; run and agent budgets; automatic level
- * drops after repeated denials or failures.
+ * drops after repeated denials or failures. Drops, failure streaks and agent
+ * run windows live in the database (ADR 0007), shared by every process on it.
  *
  * @example Govern an agent end to end
  * ```ts
