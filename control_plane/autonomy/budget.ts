@@ -437,6 +437,8 @@ export class BudgetTracker {
    * @returns Within budget (and recorded), or `agentRuns` exceeded with
    * `retryAfterMs`.
    * @throws {RangeError} When the limit is invalid.
+   * @throws {PlmError} `ERR_STORE_BUSY` when another connection holds the write lock past
+   * the busy timeout.
    *
    * @example Two runs per minute
    * ```ts

@@ -280,6 +280,23 @@ function levelAt(index: number): AutonomyLevel {
  * assert.equal(changes[0]?.to, "L3");
  * assert.equal(autonomy.fold(allow, "a-1", "bom.update").notify, true);
  * ```
+ *
+ * @example A drop outlives the controller: another one on the same database sees it
+ * ```ts
+ * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const path = `${await Deno.makeTempDir()}/plm.db`;
+ * {
+ *   using db = openDatabase(path);
+ *   const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
+ *   autonomy.recordOutcome("a-1", "failed");
+ *   autonomy.recordOutcome("a-1", "failed");
+ * }
+ * using db = openDatabase(path); // after a restart, or in another process
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
+ * assert.equal(autonomy.levelOf("a-1"), "L3");
+ * ```
  */
 export class AutonomyController {
   readonly #policy: AutonomyPolicy;
@@ -448,6 +465,8 @@ export class AutonomyController {
    * @param outcome What happened.
    * @returns The agent's level afterwards.
    * @throws {RangeError} When `outcome` is not one of {@link AUTONOMY_OUTCOMES}.
+   * @throws {PlmError} `ERR_STORE_BUSY` when another connection holds the write lock past
+   * the busy timeout.
    *
    * @example Success resets the count
    * ```ts
@@ -509,6 +528,8 @@ export class AutonomyController {
    *
    * @param agentId The agent.
    * @returns The agent's level afterwards.
+   * @throws {PlmError} `ERR_STORE_BUSY` when another connection holds the write lock past
+   * the busy timeout.
    *
    * @example Restore a dropped agent
    * ```ts
