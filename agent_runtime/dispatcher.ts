@@ -7,6 +7,7 @@
  */
 import {
   type AuditActor,
+  type AutonomyOutcome,
   type CancelRunOptions,
   canonicalJson,
   childTraceContext,
@@ -939,12 +940,13 @@ export class Dispatcher {
       attemptsInStep++;
       const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline, mode);
       if ("result" in outcome) {
-        this.#cp.autonomy?.recordOutcome(identity.subject, "succeeded");
-        return runs.apply(run.id, {
-          type: mode === "suggest" ? "suggest" : "succeed",
-          result: outcome.result,
-          costUnits: agent.costPerRun,
-        }, own);
+        const id = run.id;
+        return this.#withOutcome(identity.subject, "succeeded", () =>
+          runs.apply(id, {
+            type: mode === "suggest" ? "suggest" : "succeed",
+            result: outcome.result,
+            costUnits: agent.costPerRun,
+          }, own));
       }
       if (signal.aborted) return this.#stopped(run, execution);
       const error = outcome.error;
@@ -1084,11 +1086,28 @@ export class Dispatcher {
     own: { actor: AuditActor; owner: string },
     costUnits = 0,
   ): Run {
-    this.#cp.autonomy?.recordOutcome(run.requester.subject, "failed");
-    if (run.state === "running") {
-      return this.#cp.runs.apply(run.id, { type: "fail", retry: false, error, costUnits }, own);
-    }
-    return this.#cp.runs.apply(run.id, { type: "fail", retry: false, error }, own);
+    const fail = run.state === "running"
+      ? { type: "fail", retry: false, error, costUnits } as const
+      : { type: "fail", retry: false, error } as const;
+    return this.#withOutcome(
+      run.requester.subject,
+      "failed",
+      () => this.#cp.runs.apply(run.id, fail, own),
+    );
+  }
+
+  /**
+   * Records the agent's autonomy outcome and the run transition that follows
+   * from it in one transaction: the shared streak (and any drop, with its audit
+   * record) commits with the transition or not at all.
+   */
+  #withOutcome(agentId: string, outcome: AutonomyOutcome, step: () => Run): Run {
+    const autonomy = this.#cp.autonomy;
+    if (autonomy === undefined) return step();
+    return this.#cp.transaction(() => {
+      autonomy.recordOutcome(agentId, outcome);
+      return step();
+    });
   }
 
   #stopped(run: Run, execution: Execution): Run {

@@ -92,12 +92,17 @@ export interface ControlPlaneOptions {
   policies: PolicySet | PolicyEngine;
   /**
    * Autonomy levels per agent; without it, verdicts are not folded. Given as a
-   * policy, the controller it builds audits every automatic level change.
+   * policy, the controller it builds audits every automatic level change (in the
+   * transaction that stores it). A controller given here must be on the same
+   * database, so that its drops commit with the decisions that cause them.
    */
   autonomy?: AutonomyPolicy | AutonomyController;
   /** Per-run budget checked by {@link ControlPlane.authorize} when given usage. */
   runBudget?: RunBudget;
-  /** Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters. */
+  /**
+   * Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters,
+   * counted in the database: every control plane on it shares one window per agent.
+   */
   agentRateLimit?: AgentRateLimit;
   /**
    * The clock of every decision, run and approval.
@@ -472,10 +477,10 @@ export class ControlPlane {
     this.audit = new AuditLog(db, { clock });
     this.runs = new RunStore(db, { audit: this.audit, clock, generateId });
     this.approvals = new ApprovalService(db, { audit: this.audit, clock, generateId });
-    this.budgets = new BudgetTracker({ clock });
+    this.budgets = new BudgetTracker(db, { clock });
     this.autonomy = options.autonomy === undefined || options.autonomy instanceof AutonomyController
       ? options.autonomy
-      : new AutonomyController(options.autonomy, {
+      : new AutonomyController(db, options.autonomy, {
         clock,
         onLevelChange: (change) =>
           this.audit.append({
@@ -648,7 +653,10 @@ export class ControlPlane {
   /**
    * Decides whether an identity may do an action: governance, then autonomy
    * (for agent requesters), then budgets. Every decision is audited with the
-   * request, so that it can be re-decided later with `PolicyEngine.whatIf`.
+   * request, so that it can be re-decided later with `PolicyEngine.whatIf`. The
+   * state it changes (an agent's automatic drop, a slot of its run window, both
+   * shared through the database) and its audit records commit in one transaction
+   * (a savepoint inside the caller's): a rollback undoes all of them.
    *
    * @param request Who, what, on what, and the run's usage.
    * @returns The verdict.
@@ -687,40 +695,44 @@ export class ControlPlane {
       ...(checked.tenant === undefined ? {} : { tenant: checked.tenant }),
       ...(checked.attributes === undefined ? {} : { attributes: checked.attributes }),
     };
-    let verdict: ControlPlaneVerdict = this.#engine.decide(policyRequest);
-    if (this.autonomy !== undefined && identity.actorKind === "agent") {
-      verdict = this.autonomy.fold(verdict, identity.subject, checked.action);
-      if (verdict.decision === "deny") this.autonomy.recordOutcome(identity.subject, "denied");
-    }
-    if (checked.usage !== undefined && this.#runBudget !== undefined) {
-      verdict = applyBudget(verdict, this.budgets.checkRun(checked.usage, this.#runBudget));
-    }
-    if (this.#agentRateLimit !== undefined && identity.actorKind === "agent") {
-      verdict = applyBudget(
-        verdict,
-        verdict.decision === "deny"
-          ? this.budgets.checkAgentRun(identity.subject, this.#agentRateLimit)
-          : this.budgets.consumeAgentRun(identity.subject, this.#agentRateLimit),
-      );
-    }
-    const traceId = checked.traceId ?? currentTraceContext()?.traceId;
-    const where = {
-      ...(checked.runId === undefined ? {} : { runId: checked.runId }),
-      ...(traceId === undefined ? {} : { traceId }),
-    };
-    this.audit.append({
-      actor: actorOf(identity),
-      action: "policy.decide",
-      resource: checked.resource,
-      outcome: verdict.decision,
-      reason: verdict.reason,
-      ...where,
-      data: decisionData(policyRequest, verdict),
+    // One transaction: the decision's state changes (a drop, a rate slot) and its audit
+    // records commit together or not at all, and other processes wait their turn.
+    return this.transaction(() => {
+      let verdict: ControlPlaneVerdict = this.#engine.decide(policyRequest);
+      if (this.autonomy !== undefined && identity.actorKind === "agent") {
+        verdict = this.autonomy.fold(verdict, identity.subject, checked.action);
+        if (verdict.decision === "deny") this.autonomy.recordOutcome(identity.subject, "denied");
+      }
+      if (checked.usage !== undefined && this.#runBudget !== undefined) {
+        verdict = applyBudget(verdict, this.budgets.checkRun(checked.usage, this.#runBudget));
+      }
+      if (this.#agentRateLimit !== undefined && identity.actorKind === "agent") {
+        verdict = applyBudget(
+          verdict,
+          verdict.decision === "deny"
+            ? this.budgets.checkAgentRun(identity.subject, this.#agentRateLimit)
+            : this.budgets.consumeAgentRun(identity.subject, this.#agentRateLimit),
+        );
+      }
+      const traceId = checked.traceId ?? currentTraceContext()?.traceId;
+      const where = {
+        ...(checked.runId === undefined ? {} : { runId: checked.runId }),
+        ...(traceId === undefined ? {} : { traceId }),
+      };
+      this.audit.append({
+        actor: actorOf(identity),
+        action: "policy.decide",
+        resource: checked.resource,
+        outcome: verdict.decision,
+        reason: verdict.reason,
+        ...where,
+        data: decisionData(policyRequest, verdict),
+      });
+      if (verdict.notify === true && verdict.decision !== "deny") {
+        this.#notify(identity, policyRequest, verdict, where);
+      }
+      return verdict;
     });
-    if (verdict.notify === true && verdict.decision !== "deny") {
-      this.#notify(identity, policyRequest, verdict, where);
-    }
-    return verdict;
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
- * Budgets: per run (attempts, escalations, cost units) and per agent (runs
- * per time window), tracked in memory with an injected clock.
+ * Budgets: per run (attempts, escalations, cost units, checked against the
+ * usage the run records) and per agent (runs per time window, kept in the
+ * database so that every process shares one window), with an injected clock.
  *
  * @module
  */
@@ -8,16 +9,20 @@ import { z } from "zod";
 import { type Clock, parseArgument, type Schema, systemClock } from "../../shared/mod.ts";
 import { checkOption } from "../../shared/validate.ts";
 import type { Verdict } from "../governance/mod.ts";
+import type { Database } from "../store/database.ts";
+import { decideAgentRun, freeingOffset, type RateRule, windowSince } from "./_rules.ts";
+import { RunStartRepository } from "./_state_repository.ts";
 
 /**
  * Every budget that can be exceeded; named in the reason of a budget denial.
  *
  * @example A denial names the exceeded budget
  * ```ts
- * import { BUDGET_KINDS, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BUDGET_KINDS, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const result = new BudgetTracker().checkRun(
+ * using db = openDatabase(":memory:");
+ * const result = new BudgetTracker(db).checkRun(
  *   { attempts: 1, escalations: 2, costUnits: 0 },
  *   { maxEscalations: 1 },
  * );
@@ -35,10 +40,11 @@ export const BUDGET_KINDS = ["attempts", "escalations", "costUnits", "agentRuns"
  *
  * @example Name the budget an agent ran out of
  * ```ts
- * import { type BudgetKind, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import { type BudgetKind, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const result = new BudgetTracker().checkAgentRun("a-1", { maxRuns: 0 });
+ * using db = openDatabase(":memory:");
+ * const result = new BudgetTracker(db).checkAgentRun("a-1", { maxRuns: 0 });
  * const kind: BudgetKind | undefined = result.ok ? undefined : result.budget;
  * assert.equal(kind, "agentRuns");
  * ```
@@ -57,12 +63,14 @@ export type BudgetKind = typeof BUDGET_KINDS[number];
  *   BudgetTracker,
  *   FakeClock,
  *   RATE_WINDOWS,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * assert.deepEqual(RATE_WINDOWS, ["sliding", "fixed"]);
  * const clock = new FakeClock(0);
- * const budgets = new BudgetTracker({ clock });
+ * const budgets = new BudgetTracker(db, { clock });
  * const limit = { maxRuns: 1, windowMs: 60_000, window: "fixed" } as const;
  * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
  * assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
@@ -77,12 +85,13 @@ export const RATE_WINDOWS = ["sliding", "fixed"] as const;
  *
  * @example A sliding window frees runs one by one
  * ```ts
- * import { BudgetTracker, type RateWindow } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BudgetTracker, type RateWindow, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const clock = new FakeClock(0);
- * const budgets = new BudgetTracker({ clock });
+ * const budgets = new BudgetTracker(db, { clock });
  * const window: RateWindow = "sliding";
  * const limit = { maxRuns: 1, windowMs: 1_000, window };
  * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
@@ -98,13 +107,12 @@ export type RateWindow = typeof RATE_WINDOWS[number];
  *
  * @example Check a run's usage against a budget
  * ```ts
- * import { BudgetTracker, type RunUsage } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BudgetTracker, type RunUsage, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const budgets = new BudgetTracker();
- * budgets.consumeRun("r-1", { attempts: 2, costUnits: 10 }, {});
- * const usage: RunUsage = budgets.runUsage("r-1");
- * assert.deepEqual(usage, { attempts: 2, escalations: 0, costUnits: 10 });
+ * using db = openDatabase(":memory:");
+ * const budgets = new BudgetTracker(db);
+ * const usage: RunUsage = { attempts: 2, escalations: 0, costUnits: 10 };
  * assert.ok(budgets.checkRun(usage, { maxAttempts: 2 }).ok);
  * assert.equal(budgets.checkRun({ ...usage, attempts: 3 }, { maxAttempts: 2 }).ok, false);
  * ```
@@ -142,13 +150,14 @@ export const RunUsageSchema: Schema<RunUsage> = z.strictObject({
  *
  * @example Allow a single attempt per run
  * ```ts
- * import { BudgetTracker, type RunBudget } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BudgetTracker, type RunBudget, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const budget: RunBudget = { maxAttempts: 1 };
- * const budgets = new BudgetTracker();
- * assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, budget).ok);
- * const second = budgets.consumeRun("r-1", { attempts: 1 }, budget);
+ * const budgets = new BudgetTracker(db);
+ * assert.ok(budgets.checkRun({ attempts: 1, escalations: 0, costUnits: 0 }, budget).ok);
+ * const second = budgets.checkRun({ attempts: 2, escalations: 0, costUnits: 0 }, budget);
  * assert.equal(second.ok ? undefined : second.budget, "attempts");
  * ```
  */
@@ -166,12 +175,13 @@ export interface RunBudget {
  *
  * @example Two runs per hour
  * ```ts
- * import { type AgentRateLimit, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import { type AgentRateLimit, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const clock = new FakeClock(0);
- * const budgets = new BudgetTracker({ clock });
+ * const budgets = new BudgetTracker(db, { clock });
  * const limit: AgentRateLimit = { maxRuns: 2, windowMs: 3_600_000 };
  * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
  * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
@@ -200,17 +210,17 @@ export interface AgentRateLimit {
 /**
  * A budget check that passed.
  *
- * @example A recorded attempt within budget
+ * @example A recorded agent run within budget
  * ```ts
- * import { type BudgetWithin, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import { type BudgetWithin, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const budgets = new BudgetTracker();
- * const result = budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 1 });
+ * using db = openDatabase(":memory:");
+ * const budgets = new BudgetTracker(db);
+ * const result = budgets.consumeAgentRun("a-1", { maxRuns: 1 });
  * assert.ok(result.ok);
  * const within: BudgetWithin = result;
  * assert.deepEqual(within, { ok: true });
- * assert.equal(budgets.runUsage("r-1").attempts, 1);
  * ```
  */
 export interface BudgetWithin {
@@ -223,10 +233,11 @@ export interface BudgetWithin {
  *
  * @example Read the limit and usage of a refusal
  * ```ts
- * import { type BudgetExceeded, BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+ * import { type BudgetExceeded, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const result = new BudgetTracker().checkRun(
+ * using db = openDatabase(":memory:");
+ * const result = new BudgetTracker(db).checkRun(
  *   { attempts: 1, escalations: 0, costUnits: 7.5 },
  *   { maxCostUnits: 5 },
  * );
@@ -265,14 +276,16 @@ export interface BudgetExceeded {
  *   type BudgetDecision,
  *   BudgetTracker,
  *   type Verdict,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const allow: Verdict = {
  *   decision: "allow", matchedRuleIds: [], reason: "Allowed", policyVersion: "v1",
  * };
- * const within: BudgetDecision = new BudgetTracker().checkAgentRun("a-1", { maxRuns: 1 });
- * const over: BudgetDecision = new BudgetTracker().checkAgentRun("a-1", { maxRuns: 0 });
+ * const within: BudgetDecision = new BudgetTracker(db).checkAgentRun("a-1", { maxRuns: 1 });
+ * const over: BudgetDecision = new BudgetTracker(db).checkAgentRun("a-1", { maxRuns: 0 });
  * assert.equal(applyBudget(allow, within).decision, "allow");
  * assert.equal(applyBudget(allow, over).code, "ERR_BUDGET_EXCEEDED");
  * ```
@@ -287,13 +300,15 @@ export type BudgetDecision = BudgetWithin | BudgetExceeded;
  * import {
  *   BudgetTracker,
  *   type BudgetTrackerOptions,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const clock = new FakeClock(0);
  * const options: BudgetTrackerOptions = { clock };
- * const budgets = new BudgetTracker(options);
+ * const budgets = new BudgetTracker(db, options);
  * const limit = { maxRuns: 1, windowMs: 1_000 };
  * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
  * assert.equal(budgets.checkAgentRun("a-1", limit).ok, false);
@@ -310,41 +325,52 @@ export interface BudgetTrackerOptions {
   readonly clock?: Clock;
 }
 
-const ZERO_USAGE: RunUsage = Object.freeze({ attempts: 0, escalations: 0, costUnits: 0 });
 const WITHIN: BudgetWithin = Object.freeze({ ok: true });
 
 /**
- * Tracks budgets in memory. A budget is exceeded when usage goes over its
- * limit (`used > limit`): with `maxAttempts: 3`, three attempts are
- * consumed and the fourth is refused.
+ * Checks budgets. A budget is exceeded when usage goes over its limit
+ * (`used > limit`): with `maxAttempts: 3`, a run's third attempt is within
+ * budget and its fourth is refused. A run's usage is what the run records
+ * (its `attempt`, `escalations` and `costUnits`); an agent's run starts live
+ * in the database (table `agent_run_starts`, ADR 0007), so every connection
+ * and process on it counts in one window, and a restart changes nothing.
  *
- * @example Refuse the fourth attempt of a run
+ * @example Refuse the fourth attempt of a run, and an agent's third run a minute
  * ```ts
- * import { BudgetTracker, FakeClock } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BudgetTracker, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+ * using db = openDatabase(":memory:");
+ * const budgets = new BudgetTracker(db, { clock: new FakeClock(0) });
  * const limits = { maxAttempts: 3 };
- * for (let i = 0; i < 3; i++) assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, limits).ok);
- * const fourth = budgets.consumeRun("r-1", { attempts: 1 }, limits);
- * assert.equal(fourth.ok, false);
- * if (!fourth.ok) assert.equal(fourth.budget, "attempts");
- * assert.equal(budgets.runUsage("r-1").attempts, 3);
+ * assert.ok(budgets.checkRun({ attempts: 3, escalations: 0, costUnits: 0 }, limits).ok);
+ * const fourth = budgets.checkRun({ attempts: 4, escalations: 0, costUnits: 0 }, limits);
+ * assert.equal(fourth.ok ? undefined : fourth.budget, "attempts");
+ *
+ * const rate = { maxRuns: 2, windowMs: 60_000 };
+ * assert.ok(budgets.consumeAgentRun("a-1", rate).ok);
+ * assert.ok(budgets.consumeAgentRun("a-1", rate).ok);
+ * assert.equal(budgets.consumeAgentRun("a-1", rate).ok, false);
+ * // Another tracker on the same database (another process, or after a restart) shares the window.
+ * assert.equal(new BudgetTracker(db, { clock: new FakeClock(0) }).consumeAgentRun("a-1", rate).ok, false);
  * ```
  */
 export class BudgetTracker {
   readonly #clock: Clock;
-  readonly #runs = new Map<string, RunUsage>();
-  readonly #agentRuns = new Map<string, number[]>();
+  readonly #db: Database;
+  readonly #starts: RunStartRepository;
 
   /**
-   * Creates an empty tracker.
+   * Creates a tracker on a database.
    *
+   * @param db The database holding the agents' run windows (from `openDatabase`).
    * @param options The clock.
    */
-  constructor(options?: BudgetTrackerOptions) {
+  constructor(db: Database, options?: BudgetTrackerOptions) {
     const { clock = systemClock } = options ?? {};
     this.#clock = clock;
+    this.#db = db;
+    this.#starts = new RunStartRepository(db);
   }
 
   /**
@@ -361,10 +387,11 @@ export class BudgetTracker {
    *
    * @example Check cost units
    * ```ts
-   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
+   * import { BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const budgets = new BudgetTracker();
+   * using db = openDatabase(":memory:");
+   * const budgets = new BudgetTracker(db);
    * const usage = { attempts: 1, escalations: 0, costUnits: 120 };
    * const result = budgets.checkRun(usage, { maxCostUnits: 100 });
    * assert.equal(result.ok, false);
@@ -375,84 +402,7 @@ export class BudgetTracker {
    * ```
    */
   checkRun(usage: RunUsage, limits: RunBudget): BudgetDecision {
-    return checkUsage(validateUsage(usage, "usage"), validateLimits(limits), undefined);
-  }
-
-  /**
-   * Adds `delta` to a run's recorded usage when the total stays within
-   * budget; otherwise records nothing and reports the exceeded budget.
-   *
-   * @param runId The run.
-   * @param delta What is about to be spent; absent fields count as 0.
-   * @param limits The run budget.
-   * @returns Within budget (and recorded), or the first exceeded budget.
-   * @throws {RangeError} When a limit is negative or not finite, or a count is not an integer.
-   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the field when `delta` does not match
-   * {@link RunUsageSchema}.
-   *
-   * @example Escalations are limited too
-   * ```ts
-   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
-   * import assert from "node:assert/strict";
-   *
-   * const budgets = new BudgetTracker();
-   * assert.ok(budgets.consumeRun("r-1", { escalations: 1 }, { maxEscalations: 1 }).ok);
-   * assert.equal(budgets.consumeRun("r-1", { escalations: 1 }, { maxEscalations: 1 }).ok, false);
-   * ```
-   */
-  consumeRun(runId: string, delta: Partial<RunUsage>, limits: RunBudget): BudgetDecision {
-    const checkedLimits = validateLimits(limits);
-    const add = validateUsage({ ...ZERO_USAGE, ...delta }, "delta");
-    const current = this.runUsage(runId);
-    const next: RunUsage = {
-      attempts: current.attempts + add.attempts,
-      escalations: current.escalations + add.escalations,
-      costUnits: current.costUnits + add.costUnits,
-    };
-    const result = checkUsage(next, checkedLimits, runId);
-    if (result.ok) this.#runs.set(runId, Object.freeze(next));
-    return result;
-  }
-
-  /**
-   * A run's recorded usage (zeros for an unknown run).
-   *
-   * @param runId The run.
-   * @returns The usage recorded by {@link BudgetTracker.consumeRun}.
-   *
-   * @example Read usage
-   * ```ts
-   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
-   * import assert from "node:assert/strict";
-   *
-   * const budgets = new BudgetTracker();
-   * budgets.consumeRun("r-1", { costUnits: 2.5 }, {});
-   * assert.deepEqual(budgets.runUsage("r-1"), { attempts: 0, escalations: 0, costUnits: 2.5 });
-   * ```
-   */
-  runUsage(runId: string): RunUsage {
-    return this.#runs.get(runId) ?? ZERO_USAGE;
-  }
-
-  /**
-   * Forgets a finished run's usage.
-   *
-   * @param runId The run.
-   * @returns Whether the run was known.
-   *
-   * @example Forget a run
-   * ```ts
-   * import { BudgetTracker } from "@tracepulse/plm-engine-core/control-plane";
-   * import assert from "node:assert/strict";
-   *
-   * const budgets = new BudgetTracker();
-   * budgets.consumeRun("r-1", { attempts: 1 }, {});
-   * assert.ok(budgets.forgetRun("r-1"));
-   * assert.equal(budgets.runUsage("r-1").attempts, 0);
-   * ```
-   */
-  forgetRun(runId: string): boolean {
-    return this.#runs.delete(runId);
+    return checkUsage(validateUsage(usage, "usage"), validateLimits(limits));
   }
 
   /**
@@ -465,10 +415,11 @@ export class BudgetTracker {
    *
    * @example Check before deciding
    * ```ts
-   * import { BudgetTracker, FakeClock } from "@tracepulse/plm-engine-core/control-plane";
+   * import { BudgetTracker, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+   * using db = openDatabase(":memory:");
+   * const budgets = new BudgetTracker(db, { clock: new FakeClock(0) });
    * assert.ok(budgets.checkAgentRun("a-1", { maxRuns: 1 }).ok);
    * assert.ok(budgets.checkAgentRun("a-1", { maxRuns: 1 }).ok);
    * ```
@@ -486,14 +437,17 @@ export class BudgetTracker {
    * @returns Within budget (and recorded), or `agentRuns` exceeded with
    * `retryAfterMs`.
    * @throws {RangeError} When the limit is invalid.
+   * @throws {PlmError} `ERR_STORE_BUSY` when another connection holds the write lock past
+   * the busy timeout.
    *
    * @example Two runs per minute
    * ```ts
-   * import { BudgetTracker, FakeClock } from "@tracepulse/plm-engine-core/control-plane";
+   * import { BudgetTracker, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
+   * using db = openDatabase(":memory:");
    * const clock = new FakeClock(0);
-   * const budgets = new BudgetTracker({ clock });
+   * const budgets = new BudgetTracker(db, { clock });
    * const limit = { maxRuns: 2, windowMs: 60_000 };
    * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
    * clock.advance(10_000);
@@ -516,36 +470,33 @@ export class BudgetTracker {
     if (window !== "sliding" && window !== "fixed") {
       throw new RangeError(`Unknown rate window: ${String(window)}`);
     }
-    const now = this.#clock.now();
-    // Runs started after `since` count; older ones are dropped.
-    const since = window === "sliding" ? now - windowMs : Math.floor(now / windowMs) * windowMs - 1;
-    const counted = (this.#agentRuns.get(agentId) ?? []).filter((t) => t > since);
-    if (counted.length >= maxRuns) {
-      this.#store(agentId, counted);
-      // The run that must leave the window before one more fits (none when maxRuns is 0).
-      const freeing = [...counted].sort((a, b) => a - b)[counted.length - maxRuns];
-      const retryAfterMs = maxRuns === 0 || freeing === undefined
-        ? undefined
-        : window === "sliding"
-        ? freeing + windowMs - now
-        : since + 1 + windowMs - now;
-      return exceeded(
-        "agentRuns",
-        maxRuns,
-        counted.length + 1,
-        `Budget agentRuns exceeded for agent ${agentId}: ${counted.length} of at most ${maxRuns} runs in the ${window} window of ${windowMs} ms` +
-          (retryAfterMs === undefined ? "" : `; retry in ${retryAfterMs} ms`),
-        retryAfterMs,
-      );
-    }
-    if (record) counted.push(now);
-    this.#store(agentId, counted);
-    return WITHIN;
-  }
-
-  #store(agentId: string, starts: number[]): void {
-    if (starts.length === 0) this.#agentRuns.delete(agentId);
-    else this.#agentRuns.set(agentId, starts);
+    const rule: RateRule = { maxRuns, windowMs, window };
+    const decide = (): BudgetDecision => {
+      const now = this.#clock.now();
+      const since = windowSince(rule, now);
+      const counted = this.#starts.count(agentId, since);
+      const offset = freeingOffset(counted, rule);
+      const freeing = offset === undefined ? undefined : this.#starts.nth(agentId, since, offset);
+      const decision = decideAgentRun(counted, freeing, rule, now, since);
+      if (!decision.ok) {
+        const { counted, retryAfterMs } = decision;
+        return exceeded(
+          "agentRuns",
+          maxRuns,
+          counted + 1,
+          `Budget agentRuns exceeded for agent ${agentId}: ${counted} of at most ${maxRuns} runs in the ${window} window of ${windowMs} ms` +
+            (retryAfterMs === undefined ? "" : `; retry in ${retryAfterMs} ms`),
+          retryAfterMs,
+        );
+      }
+      if (record) {
+        this.#starts.prune(agentId, since);
+        this.#starts.insert(agentId, now);
+      }
+      return WITHIN;
+    };
+    // A check only reads; a consume reads and writes under the write lock.
+    return record ? this.#db.transaction(decide) : decide();
   }
 }
 
@@ -562,16 +513,17 @@ export class BudgetTracker {
  *
  * @example Deny an allowed action over budget
  * ```ts
- * import { applyBudget, BudgetTracker, type Verdict } from "@tracepulse/plm-engine-core/control-plane";
+ * import { applyBudget, BudgetTracker, type Verdict, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const verdict: Verdict = {
  *   decision: "allow",
  *   matchedRuleIds: ["r1"],
  *   reason: "Allowed by rule r1",
  *   policyVersion: "v1",
  * };
- * const budget = new BudgetTracker().checkRun(
+ * const budget = new BudgetTracker(db).checkRun(
  *   { attempts: 4, escalations: 0, costUnits: 0 },
  *   { maxAttempts: 3 },
  * );
@@ -611,12 +563,7 @@ function checkAmount(value: number, name: string): void {
   }
 }
 
-function checkUsage(
-  usage: RunUsage,
-  limits: RunBudget,
-  runId: string | undefined,
-): BudgetDecision {
-  const where = runId === undefined ? "" : ` for run ${runId}`;
+function checkUsage(usage: RunUsage, limits: RunBudget): BudgetDecision {
   const pairs: readonly [BudgetKind, number, number | undefined][] = [
     ["attempts", usage.attempts, limits.maxAttempts],
     ["escalations", usage.escalations, limits.maxEscalations],
@@ -628,7 +575,7 @@ function checkUsage(
         budget,
         limit,
         used,
-        `Budget ${budget} exceeded${where}: ${used} of at most ${limit}`,
+        `Budget ${budget} exceeded: ${used} of at most ${limit}`,
       );
     }
   }

@@ -7,6 +7,7 @@
  */
 import { type Clock, systemClock } from "../../shared/mod.ts";
 import { checkOption } from "../../shared/validate.ts";
+import type { Database } from "../store/database.ts";
 import {
   type ApprovalSpec,
   ApprovalSpecSchema,
@@ -21,6 +22,14 @@ import {
   type AutonomyPolicy,
   parseAutonomyPolicy,
 } from "./levels.ts";
+import {
+  type AutonomyState,
+  type AutonomyStep,
+  cappedRank,
+  decideOutcome,
+  decideRestore,
+} from "./_rules.ts";
+import { AutonomyStateRepository } from "./_state_repository.ts";
 
 /**
  * Outcomes of an agent's action, fed to {@link AutonomyController.recordOutcome}.
@@ -30,10 +39,12 @@ import {
  * import {
  *   AUTONOMY_OUTCOMES,
  *   AutonomyController,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const autonomy = new AutonomyController({ defaultLevel: "L4" }, { demoteAfter: 5 });
+ * using db = openDatabase(":memory:");
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 5 });
  * for (const outcome of AUTONOMY_OUTCOMES) autonomy.recordOutcome("a-1", outcome);
  * assert.equal(autonomy.levelOf("a-1"), "L4");
  * ```
@@ -48,10 +59,12 @@ export const AUTONOMY_OUTCOMES = ["succeeded", "denied", "failed"] as const;
  * import {
  *   AutonomyController,
  *   type AutonomyOutcome,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const autonomy = new AutonomyController({ defaultLevel: "L3" }, { demoteAfter: 2 });
+ * using db = openDatabase(":memory:");
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L3" }, { demoteAfter: 2 });
  * const outcomes: AutonomyOutcome[] = ["denied", "failed"];
  * for (const outcome of outcomes) autonomy.recordOutcome("a-1", outcome);
  * assert.equal(autonomy.levelOf("a-1"), "L2");
@@ -68,11 +81,14 @@ export type AutonomyOutcome = typeof AUTONOMY_OUTCOMES[number];
  *   AUTONOMY_CHANGE_CAUSES,
  *   AutonomyController,
  *   type AutonomyLevelChange,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const changes: AutonomyLevelChange[] = [];
  * const autonomy = new AutonomyController(
+ *   db,
  *   { defaultLevel: "L4" },
  *   { demoteAfter: 1, onLevelChange: (change) => changes.push(change) },
  * );
@@ -91,11 +107,14 @@ export const AUTONOMY_CHANGE_CAUSES = ["demoted", "restored"] as const;
  * import {
  *   type AutonomyChangeCause,
  *   AutonomyController,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const causes: AutonomyChangeCause[] = [];
  * const autonomy = new AutonomyController(
+ *   db,
  *   { defaultLevel: "L3" },
  *   { demoteAfter: 1, onLevelChange: (change) => causes.push(change.cause) },
  * );
@@ -114,12 +133,15 @@ export type AutonomyChangeCause = typeof AUTONOMY_CHANGE_CAUSES[number];
  * import {
  *   AutonomyController,
  *   type AutonomyLevelChange,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const changes: AutonomyLevelChange[] = [];
  * const autonomy = new AutonomyController(
+ *   db,
  *   { defaultLevel: "L2" },
  *   { clock: new FakeClock(5_000), demoteAfter: 1, onLevelChange: (c) => changes.push(c) },
  * );
@@ -151,11 +173,13 @@ export interface AutonomyLevelChange {
  * import {
  *   AutonomyController,
  *   type AutonomyControllerOptions,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const options: AutonomyControllerOptions = { demoteAfter: 1, floor: "L2" };
- * const autonomy = new AutonomyController({ defaultLevel: "L3" }, options);
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L3" }, options);
  * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L2");
  * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L2"); // the floor holds
  * ```
@@ -189,7 +213,11 @@ export interface AutonomyControllerOptions {
    * @default {DEFAULT_AUTONOMY_APPROVAL}
    */
   readonly approval?: ApprovalSpec;
-  /** Called after every level change, with the change. */
+  /**
+   * Called after every level change, with the change, inside the transaction
+   * that stores it: what it writes to the same database (an audit record)
+   * commits with the change or not at all.
+   */
   readonly onLevelChange?: (change: AutonomyLevelChange) => void;
 }
 
@@ -207,8 +235,12 @@ function levelAt(index: number): AutonomyLevel {
 }
 
 /**
- * Holds the autonomy policy and, in memory, each agent's consecutive
- * denial/failure count and any automatic drop of its level.
+ * Holds the autonomy policy; each agent's consecutive denial/failure count
+ * and any automatic drop of its level live in the database (table
+ * `autonomy_state`, ADR 0007), so every connection and process on that
+ * database sees the same level, and a restart changes nothing. Each change
+ * is one transaction (a savepoint inside the caller's), and concurrent
+ * writers take turns through `BEGIN IMMEDIATE`.
  *
  * An agent's current level is its configured level, capped by drops. The
  * level for an action is the first matching action pattern's level (or the
@@ -223,11 +255,14 @@ function levelAt(index: number): AutonomyLevel {
  *   type AutonomyLevelChange,
  *   FakeClock,
  *   type Verdict,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const changes: AutonomyLevelChange[] = [];
  * const autonomy = new AutonomyController(
+ *   db,
  *   { defaultLevel: "L1", agents: { "a-1": { level: "L4" } } },
  *   { clock: new FakeClock(0), demoteAfter: 2, onLevelChange: (c) => changes.push(c) },
  * );
@@ -245,6 +280,23 @@ function levelAt(index: number): AutonomyLevel {
  * assert.equal(changes[0]?.to, "L3");
  * assert.equal(autonomy.fold(allow, "a-1", "bom.update").notify, true);
  * ```
+ *
+ * @example A drop outlives the controller: another one on the same database sees it
+ * ```ts
+ * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import assert from "node:assert/strict";
+ *
+ * const path = `${await Deno.makeTempDir()}/plm.db`;
+ * {
+ *   using db = openDatabase(path);
+ *   const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
+ *   autonomy.recordOutcome("a-1", "failed");
+ *   autonomy.recordOutcome("a-1", "failed");
+ * }
+ * using db = openDatabase(path); // after a restart, or in another process
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
+ * assert.equal(autonomy.levelOf("a-1"), "L3");
+ * ```
  */
 export class AutonomyController {
   readonly #policy: AutonomyPolicy;
@@ -255,18 +307,19 @@ export class AutonomyController {
   readonly #floor: number;
   readonly #approval: ApprovalSpec;
   readonly #onLevelChange: ((change: AutonomyLevelChange) => void) | undefined;
-  readonly #caps = new Map<string, number>();
-  readonly #streaks = new Map<string, number>();
+  readonly #db: Database;
+  readonly #state: AutonomyStateRepository;
 
   /**
    * Validates the policy and options.
    *
+   * @param db The database holding the agents' drops and counts (from `openDatabase`).
    * @param policy The autonomy policy.
    * @param options Clock, drop threshold and floor, approval spec, hook.
    * @throws {PolicyError} `ERR_POLICY_INVALID` when the policy is invalid.
    * @throws {RangeError} When `demoteAfter`, `floor` or `approval` is invalid.
    */
-  constructor(policy: AutonomyPolicy, options?: AutonomyControllerOptions) {
+  constructor(db: Database, policy: AutonomyPolicy, options?: AutonomyControllerOptions) {
     const {
       clock = systemClock,
       demoteAfter = 3,
@@ -295,6 +348,8 @@ export class AutonomyController {
     this.#floor = rank(floor);
     this.#approval = approval;
     this.#onLevelChange = onLevelChange;
+    this.#db = db;
+    this.#state = new AutonomyStateRepository(db);
   }
 
   /**
@@ -302,10 +357,11 @@ export class AutonomyController {
    *
    * @example Read the levels back
    * ```ts
-   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, {
    *   defaultLevel: "L1",
    *   agents: { "a-1": { level: "L4" } },
    * });
@@ -326,15 +382,16 @@ export class AutonomyController {
    *
    * @example Unknown agents get the default
    * ```ts
-   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({ defaultLevel: "L2" });
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, { defaultLevel: "L2" });
    * assert.equal(autonomy.levelOf("anyone"), "L2");
    * ```
    */
   levelOf(agentId: string): AutonomyLevel {
-    return levelAt(this.#capped(agentId, this.#agents.get(agentId)?.level ?? this.#default));
+    return levelAt(cappedRank(this.#state.read(agentId), this.#configured(agentId)));
   }
 
   /**
@@ -347,10 +404,11 @@ export class AutonomyController {
    *
    * @example Per-action levels
    * ```ts
-   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, {
    *   defaultLevel: "L0",
    *   agents: { "a-1": { level: "L4", actions: [{ pattern: "bom.delete", level: "L2" }] } },
    * });
@@ -360,9 +418,10 @@ export class AutonomyController {
    */
   levelFor(agentId: string, action: string): AutonomyLevel {
     const agent = this.#agents.get(agentId);
-    if (agent === undefined) return levelAt(this.#capped(agentId, this.#default));
-    const entry = agent.actions.find((candidate) => candidate.match(action));
-    return levelAt(this.#capped(agentId, entry?.level ?? agent.level));
+    const entry = agent?.actions.find((candidate) => candidate.match(action));
+    return levelAt(
+      cappedRank(this.#state.read(agentId), entry?.level ?? agent?.level ?? this.#default),
+    );
   }
 
   /**
@@ -376,10 +435,11 @@ export class AutonomyController {
    *
    * @example L2 needs approval
    * ```ts
-   * import { AutonomyController, type Verdict } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, type Verdict, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({ defaultLevel: "L2" });
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, { defaultLevel: "L2" });
    * const allow: Verdict = {
    *   decision: "allow",
    *   matchedRuleIds: [],
@@ -405,13 +465,16 @@ export class AutonomyController {
    * @param outcome What happened.
    * @returns The agent's level afterwards.
    * @throws {RangeError} When `outcome` is not one of {@link AUTONOMY_OUTCOMES}.
+   * @throws {PlmError} `ERR_STORE_BUSY` when another connection holds the write lock past
+   * the busy timeout.
    *
    * @example Success resets the count
    * ```ts
-   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({ defaultLevel: "L3" }, { demoteAfter: 2 });
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, { defaultLevel: "L3" }, { demoteAfter: 2 });
    * autonomy.recordOutcome("a-1", "failed");
    * autonomy.recordOutcome("a-1", "succeeded");
    * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L3");
@@ -423,30 +486,19 @@ export class AutonomyController {
       throw new RangeError(`Unknown outcome: ${String(outcome)}`);
     }
     if (outcome === "succeeded") {
-      this.#streaks.delete(agentId);
-      return this.levelOf(agentId);
+      // The hot path: a success with no streak to reset writes nothing, so takes no write lock.
+      const state = this.#state.read(agentId);
+      if (state.streak === 0) return levelAt(cappedRank(state, this.#configured(agentId)));
     }
-    const streak = (this.#streaks.get(agentId) ?? 0) + 1;
-    if (streak < this.#demoteAfter) {
-      this.#streaks.set(agentId, streak);
-      return this.levelOf(agentId);
-    }
-    this.#streaks.delete(agentId);
-    const from = this.levelOf(agentId);
-    const current = rank(from);
-    if (current <= this.#floor) return from;
-    const to = levelAt(current - 1);
-    this.#caps.set(agentId, current - 1);
-    this.#onLevelChange?.({
+    return this.#step(
       agentId,
-      from,
-      to,
-      cause: "demoted",
-      reason:
-        `Agent ${agentId} dropped from ${from} to ${to} after ${this.#demoteAfter} consecutive denials or failures`,
-      at: this.#clock.now(),
-    });
-    return to;
+      (state, level) =>
+        decideOutcome(state, outcome !== "succeeded", level, {
+          demoteAfter: this.#demoteAfter,
+          floor: this.#floor,
+        }),
+      "demoted",
+    );
   }
 
   /**
@@ -457,16 +509,17 @@ export class AutonomyController {
    *
    * @example Count failures
    * ```ts
-   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({ defaultLevel: "L3" });
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, { defaultLevel: "L3" });
    * autonomy.recordOutcome("a-1", "denied");
    * assert.equal(autonomy.consecutiveFailures("a-1"), 1);
    * ```
    */
   consecutiveFailures(agentId: string): number {
-    return this.#streaks.get(agentId) ?? 0;
+    return this.#state.read(agentId).streak;
   }
 
   /**
@@ -475,37 +528,58 @@ export class AutonomyController {
    *
    * @param agentId The agent.
    * @returns The agent's level afterwards.
+   * @throws {PlmError} `ERR_STORE_BUSY` when another connection holds the write lock past
+   * the busy timeout.
    *
    * @example Restore a dropped agent
    * ```ts
-   * import { AutonomyController } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * const autonomy = new AutonomyController({ defaultLevel: "L4" }, { demoteAfter: 1 });
+   * using db = openDatabase(":memory:");
+   * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 1 });
    * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L3");
    * assert.equal(autonomy.restore("a-1"), "L4");
    * ```
    */
   restore(agentId: string): AutonomyLevel {
-    const from = this.levelOf(agentId);
-    this.#caps.delete(agentId);
-    this.#streaks.delete(agentId);
-    const to = this.levelOf(agentId);
-    if (to !== from) {
-      this.#onLevelChange?.({
-        agentId,
-        from,
-        to,
-        cause: "restored",
-        reason: `Agent ${agentId} restored from ${from} to ${to}`,
-        at: this.#clock.now(),
-      });
-    }
-    return to;
+    return this.#step(agentId, decideRestore, "restored");
   }
 
-  #capped(agentId: string, level: number): number {
-    const cap = this.#caps.get(agentId);
-    return cap === undefined ? level : Math.min(level, cap);
+  /** The agent's configured level rank (or the default's). */
+  #configured(agentId: string): number {
+    return this.#agents.get(agentId)?.level ?? this.#default;
+  }
+
+  /**
+   * Reads the agent's state, applies `rule`, writes what it decided and
+   * reports a level change, all in one transaction: the stored change and
+   * what `onLevelChange` writes commit together or not at all.
+   */
+  #step(
+    agentId: string,
+    rule: (state: AutonomyState, level: number) => AutonomyStep,
+    cause: AutonomyChangeCause,
+  ): AutonomyLevel {
+    return this.#db.transaction(() => {
+      const state = this.#state.read(agentId);
+      const { next, from, to } = rule(state, this.#configured(agentId));
+      const at = this.#clock.now();
+      if (next !== undefined) this.#state.write(agentId, next, state, at);
+      if (to !== from) {
+        const [before, after] = [levelAt(from), levelAt(to)];
+        this.#onLevelChange?.({
+          agentId,
+          from: before,
+          to: after,
+          cause,
+          reason: cause === "demoted"
+            ? `Agent ${agentId} dropped from ${before} to ${after} after ${this.#demoteAfter} consecutive denials or failures`
+            : `Agent ${agentId} restored from ${before} to ${after}`,
+          at,
+        });
+      }
+      return levelAt(to);
+    });
   }
 }

@@ -38,10 +38,12 @@ export const AUTONOMY_LEVELS = ["L0", "L1", "L2", "L3", "L4"] as const;
  *   AUTONOMY_LEVEL_NAMES,
  *   AutonomyController,
  *   type AutonomyLevel,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const autonomy = new AutonomyController({ defaultLevel: "L3" });
+ * using db = openDatabase(":memory:");
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L3" });
  * const level: AutonomyLevel = autonomy.levelOf("a-1");
  * assert.equal(level, "L3");
  * assert.equal(AUTONOMY_LEVEL_NAMES[level], "act and notify");
@@ -80,11 +82,13 @@ export const AUTONOMY_LEVEL_NAMES = {
  * import {
  *   type AutonomyActionLevel,
  *   AutonomyController,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const deletes: AutonomyActionLevel = { pattern: "bom.delete", level: "L1" };
- * const autonomy = new AutonomyController({
+ * const autonomy = new AutonomyController(db, {
  *   defaultLevel: "L0",
  *   agents: { "a-1": { level: "L4", actions: [deletes] } },
  * });
@@ -110,11 +114,13 @@ export interface AutonomyActionLevel {
  * import {
  *   type AgentAutonomy,
  *   AutonomyController,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const planner: AgentAutonomy = { level: "L3", actions: [{ pattern: "bom.**", level: "L2" }] };
- * const autonomy = new AutonomyController({ defaultLevel: "L0", agents: { planner } });
+ * const autonomy = new AutonomyController(db, { defaultLevel: "L0", agents: { planner } });
  * assert.equal(autonomy.levelFor("planner", "bom.part.update"), "L2");
  * assert.equal(autonomy.levelFor("planner", "doc.read"), "L3");
  * assert.equal(autonomy.levelOf("someone-else"), "L0");
@@ -135,11 +141,13 @@ export interface AgentAutonomy {
  * import {
  *   AutonomyController,
  *   type AutonomyPolicy,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const policy: AutonomyPolicy = { defaultLevel: "L1", agents: { "a-1": { level: "L4" } } };
- * const autonomy = new AutonomyController(policy);
+ * const autonomy = new AutonomyController(db, policy);
  * assert.equal(autonomy.levelOf("a-1"), "L4");
  * assert.equal(autonomy.levelOf("a-2"), "L1");
  * ```

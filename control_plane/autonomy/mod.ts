@@ -1,7 +1,8 @@
 /**
  * Autonomy: levels `L0` (manual) to `L4` (autonomous) per agent and action,
  * folded into governance verdicts; run and agent budgets; automatic level
- * drops after repeated denials or failures.
+ * drops after repeated denials or failures. Drops, failure streaks and agent
+ * run windows live in the database (ADR 0007), shared by every process on it.
  *
  * @example Govern an agent end to end
  * ```ts
@@ -11,18 +12,21 @@
  *   BudgetTracker,
  *   FakeClock,
  *   PolicyEngine,
+ *   openDatabase,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
+ * using db = openDatabase(":memory:");
  * const clock = new FakeClock(0);
  * const engine = new PolicyEngine({
  *   rules: [{ id: "agents-edit", effect: "allow", actions: ["bom.*"], actorKinds: ["agent"] }],
  * });
  * const autonomy = new AutonomyController(
+ *   db,
  *   { defaultLevel: "L2", agents: { "a-1": { level: "L3" } } },
  *   { clock },
  * );
- * const budgets = new BudgetTracker({ clock });
+ * const budgets = new BudgetTracker(db, { clock });
  * const identity = { subject: "a-1", actorKind: "agent", roles: [], scopes: [] } as const;
  *
  * const verdict = engine.decide({ identity, action: "bom.update", resource: "bom:1" });

@@ -53,6 +53,14 @@ export interface Migration {
  *   replaces `runs_state`) for a page by state, and the partial `runs_ready
  *   (created_at, id)` over `queued`, `retrying` and `escalated` runs for the
  *   oldest-first ready query.
+ * - 5 `governance_state`: what governs agents across processes and restarts
+ *   (ADR 0007). `autonomy_state` holds one row per agent that ever had a
+ *   drop or a failure streak: its automatic cap (`cap_level`, NULL when
+ *   none), its consecutive denial/failure count (`streak`), `updated_at` and
+ *   an optimistic `version`. `agent_run_starts` holds one row per run an
+ *   agent started within its budget window; every write prunes the agent's
+ *   rows that left the window, so an agent keeps at most `maxRuns` rows
+ *   (index `agent_run_starts_agent (agent_id, at)`).
  *
  * @example Read the latest schema version
  * ```ts
@@ -168,6 +176,24 @@ DROP INDEX runs_state;
 CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_state_created ON runs (state, created_at, id);
 CREATE INDEX runs_ready ON runs (created_at, id) WHERE state IN ('queued', 'retrying', 'escalated');
+`,
+  },
+  {
+    version: 5,
+    name: "governance_state",
+    sql: `
+CREATE TABLE autonomy_state (
+  agent_id TEXT PRIMARY KEY,
+  cap_level TEXT CHECK (cap_level IN ('L0', 'L1', 'L2', 'L3', 'L4')),
+  streak INTEGER NOT NULL CHECK (streak >= 0),
+  updated_at INTEGER NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 1)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE agent_run_starts (
+  agent_id TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX agent_run_starts_agent ON agent_run_starts (agent_id, at);
 `,
   },
 ]);

@@ -513,6 +513,37 @@ Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggest
   db.close();
 });
 
+Deno.test("AgentRuntime stores an agent's failure streak and drop with its failed runs, for every connection", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "plm_runtime_test_" });
+  const path = `${dir}/plm.db`;
+  const autonomy = { defaultLevel: "L4" } as const;
+  const { db, runtime, timers } = setUp(
+    [flaky("a", 99).agent],
+    {
+      retry: { maxAttempts: 1, initialDelayMs: 100, jitter: "none" },
+    },
+    { autonomy },
+    path,
+  );
+  using other = openDatabase(path); // another process's connection, or this one after a restart
+  const elsewhere = new ControlPlane(other, { policies: POLICIES, autonomy });
+  const bot: Identity = { subject: "bot-9", actorKind: "agent", roles: [], scopes: [] };
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const id = await runtime.submit(BOM_UPDATE, { identity: bot });
+      await timers.advance(0);
+      assert.equal((await runtime.wait(id)).state, "failed");
+      if (i < 3) assert.equal(elsewhere.autonomy?.consecutiveFailures("bot-9"), i);
+    }
+    assert.equal(elsewhere.autonomy?.levelOf("bot-9"), "L3");
+    const [drop] = elsewhere.audit.list({ actionPrefix: "autonomy.level.changed" });
+    assert.equal(drop?.resource, "agent:bot-9");
+  } finally {
+    db.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // --- the worker loop: start() and stop() ---------------------------------------------------
 
 /**

@@ -20,6 +20,7 @@ import {
   foldAutonomy,
   parseAutonomyPolicy,
 } from "../../control_plane/autonomy/mod.ts";
+import { type Database, openDatabase } from "../../control_plane/store/mod.ts";
 
 const SPEC: ApprovalSpec = {
   approverRoles: ["cm"],
@@ -50,6 +51,11 @@ const VERDICTS: Record<Verdict["decision"], Verdict> = {
     approval: SPEC,
   },
 };
+
+/** A fresh in-memory database (the state of one controller or tracker). */
+function memory(): Database {
+  return openDatabase(":memory:");
+}
 
 function exceededOf(result: BudgetDecision): BudgetExceeded {
   assert.equal(result.ok, false, "expected the budget to be exceeded");
@@ -176,7 +182,7 @@ const POLICY: AutonomyPolicy = {
 };
 
 Deno.test("AutonomyController.levelFor() resolves per agent and per action pattern", async (t) => {
-  const autonomy = new AutonomyController(POLICY);
+  const autonomy = new AutonomyController(memory(), POLICY);
   const cases: [agent: string, action: string, level: AutonomyLevel][] = [
     ["a-1", "bom.delete", "L0"],
     ["a-1", "bom.update", "L4"], // the first matching pattern wins
@@ -198,7 +204,7 @@ Deno.test("AutonomyController.levelFor() resolves per agent and per action patte
 });
 
 Deno.test("AutonomyController.fold() records the resolved level", () => {
-  const autonomy = new AutonomyController(POLICY, { approval: SPEC });
+  const autonomy = new AutonomyController(memory(), POLICY, { approval: SPEC });
   const deleted = autonomy.fold(VERDICTS.allow, "a-1", "bom.delete");
   assert.equal(deleted.decision, "deny");
   assert.equal(deleted.autonomyLevel, "L0");
@@ -246,24 +252,27 @@ Deno.test("parseAutonomyPolicy() refuses bad policies naming the field path", as
   }
   await t.step("the constructor validates too", () => {
     assert.throws(
-      () => new AutonomyController({ defaultLevel: "L9" } as unknown as AutonomyPolicy),
+      () => new AutonomyController(memory(), { defaultLevel: "L9" } as unknown as AutonomyPolicy),
       (err) => err instanceof PolicyError && err.code === "ERR_POLICY_INVALID",
     );
   });
 });
 
-Deno.test("new AutonomyController() rejects bad options", async (t) => {
+Deno.test("new AutonomyController(memory(), ) rejects bad options", async (t) => {
   const bad: [string, () => unknown][] = [
-    ["demoteAfter 0", () => new AutonomyController(POLICY, { demoteAfter: 0 })],
-    ["demoteAfter 1.5", () => new AutonomyController(POLICY, { demoteAfter: 1.5 })],
+    ["demoteAfter 0", () => new AutonomyController(memory(), POLICY, { demoteAfter: 0 })],
+    ["demoteAfter 1.5", () => new AutonomyController(memory(), POLICY, { demoteAfter: 1.5 })],
     [
       "demoteAfter 2 ** 53 (not a safe integer)",
-      () => new AutonomyController(POLICY, { demoteAfter: 2 ** 53 }),
+      () => new AutonomyController(memory(), POLICY, { demoteAfter: 2 ** 53 }),
     ],
-    ["unknown floor", () => new AutonomyController(POLICY, { floor: "L7" as AutonomyLevel })],
+    [
+      "unknown floor",
+      () => new AutonomyController(memory(), POLICY, { floor: "L7" as AutonomyLevel }),
+    ],
     [
       "invalid approval",
-      () => new AutonomyController(POLICY, { approval: { ...SPEC, quorum: 0 } }),
+      () => new AutonomyController(memory(), POLICY, { approval: { ...SPEC, quorum: 0 } }),
     ],
   ];
   for (const [name, make] of bad) {
@@ -278,7 +287,7 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
   await t.step("one step per N consecutive outcomes, mixing denied and failed", () => {
     const clock = new FakeClock(1_000);
     const changes: AutonomyLevelChange[] = [];
-    const autonomy = new AutonomyController(POLICY, {
+    const autonomy = new AutonomyController(memory(), POLICY, {
       clock,
       demoteAfter: 3,
       onLevelChange: (change) => changes.push(change),
@@ -302,7 +311,7 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
     assert.equal(changes.length, 2);
   });
   await t.step("a success resets the count", () => {
-    const autonomy = new AutonomyController(POLICY, { demoteAfter: 2 });
+    const autonomy = new AutonomyController(memory(), POLICY, { demoteAfter: 2 });
     autonomy.recordOutcome("a-2", "failed");
     autonomy.recordOutcome("a-2", "succeeded");
     assert.equal(autonomy.consecutiveFailures("a-2"), 0);
@@ -311,7 +320,7 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
   });
   await t.step("never below the floor", () => {
     const changes: AutonomyLevelChange[] = [];
-    const autonomy = new AutonomyController(POLICY, {
+    const autonomy = new AutonomyController(memory(), POLICY, {
       demoteAfter: 1,
       floor: "L2",
       onLevelChange: (change) => changes.push(change),
@@ -321,13 +330,13 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
     assert.deepEqual(changes.map((c) => c.to), ["L3", "L2"]);
   });
   await t.step("the default floor is L1", () => {
-    const autonomy = new AutonomyController({ defaultLevel: "L4" }, { demoteAfter: 1 });
+    const autonomy = new AutonomyController(memory(), { defaultLevel: "L4" }, { demoteAfter: 1 });
     for (let i = 0; i < 10; i++) autonomy.recordOutcome("x", "failed");
     assert.equal(autonomy.levelOf("x"), "L1");
   });
   await t.step("an agent configured below the floor is not dropped", () => {
     const changes: AutonomyLevelChange[] = [];
-    const autonomy = new AutonomyController({ defaultLevel: "L0" }, {
+    const autonomy = new AutonomyController(memory(), { defaultLevel: "L0" }, {
       demoteAfter: 1,
       onLevelChange: (change) => changes.push(change),
     });
@@ -335,7 +344,7 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
     assert.deepEqual(changes, []);
   });
   await t.step("the drop caps per-action levels", () => {
-    const autonomy = new AutonomyController(POLICY, { demoteAfter: 1 });
+    const autonomy = new AutonomyController(memory(), POLICY, { demoteAfter: 1 });
     assert.equal(autonomy.levelFor("a-1", "bom.read"), "L4");
     autonomy.recordOutcome("a-1", "failed"); // a-1: L3 -> L2
     assert.equal(autonomy.levelOf("a-1"), "L2");
@@ -344,14 +353,14 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
     assert.equal(autonomy.fold(VERDICTS.allow, "a-1", "bom.read").decision, "require_approval");
   });
   await t.step("agents are counted separately", () => {
-    const autonomy = new AutonomyController(POLICY, { demoteAfter: 2 });
+    const autonomy = new AutonomyController(memory(), POLICY, { demoteAfter: 2 });
     autonomy.recordOutcome("a-1", "failed");
     autonomy.recordOutcome("a-2", "failed");
     assert.equal(autonomy.levelOf("a-1"), "L3");
     assert.equal(autonomy.levelOf("a-2"), "L4");
   });
   await t.step("rejects an unknown outcome", () => {
-    const autonomy = new AutonomyController(POLICY);
+    const autonomy = new AutonomyController(memory(), POLICY);
     assert.throws(() => autonomy.recordOutcome("a-1", "crashed" as "failed"), RangeError);
   });
 });
@@ -359,7 +368,7 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
 Deno.test("AutonomyController.restore() lifts drops and reports the change", () => {
   const clock = new FakeClock(0);
   const changes: AutonomyLevelChange[] = [];
-  const autonomy = new AutonomyController(POLICY, {
+  const autonomy = new AutonomyController(memory(), POLICY, {
     clock,
     demoteAfter: 1,
     onLevelChange: (change) => changes.push(change),
@@ -384,7 +393,7 @@ Deno.test("AutonomyController.restore() lifts drops and reports the change", () 
 // budgets
 
 Deno.test("BudgetTracker.checkRun() checks each run budget", async (t) => {
-  const budgets = new BudgetTracker();
+  const budgets = new BudgetTracker(memory());
   const usage = { attempts: 3, escalations: 1, costUnits: 9.5 };
   await t.step("at the limits is within budget", () => {
     assert.deepEqual(
@@ -423,46 +432,7 @@ Deno.test("BudgetTracker.checkRun() checks each run budget", async (t) => {
     assert.throws(() => budgets.checkRun({ ...usage, costUnits: NaN }, {}), {
       code: "ERR_INVALID_ARGUMENT",
     });
-  });
-});
-
-Deno.test("BudgetTracker.consumeRun() records usage only within budget", async (t) => {
-  await t.step("attempts", () => {
-    const budgets = new BudgetTracker();
-    for (let i = 0; i < 3; i++) {
-      assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 3 }).ok);
-    }
-    const refused = exceededOf(budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 3 }));
-    assert.equal(refused.reason, "Budget attempts exceeded for run r-1: 4 of at most 3");
-    assert.equal(budgets.runUsage("r-1").attempts, 3);
-  });
-  await t.step("escalations", () => {
-    const budgets = new BudgetTracker();
-    assert.ok(budgets.consumeRun("r-1", { escalations: 2 }, { maxEscalations: 2 }).ok);
-    assert.equal(
-      exceededOf(budgets.consumeRun("r-1", { escalations: 1 }, { maxEscalations: 2 })).budget,
-      "escalations",
-    );
-  });
-  await t.step("cost units", () => {
-    const budgets = new BudgetTracker();
-    assert.ok(budgets.consumeRun("r-1", { costUnits: 60 }, { maxCostUnits: 100 }).ok);
-    const refused = exceededOf(budgets.consumeRun("r-1", { costUnits: 50 }, { maxCostUnits: 100 }));
-    assert.equal(refused.budget, "costUnits");
-    assert.equal(refused.used, 110);
-    assert.ok(budgets.consumeRun("r-1", { costUnits: 40 }, { maxCostUnits: 100 }).ok);
-    assert.deepEqual(budgets.runUsage("r-1"), { attempts: 0, escalations: 0, costUnits: 100 });
-  });
-  await t.step("runs are separate and can be forgotten", () => {
-    const budgets = new BudgetTracker();
-    budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 1 });
-    assert.ok(budgets.consumeRun("r-2", { attempts: 1 }, { maxAttempts: 1 }).ok);
-    assert.ok(budgets.forgetRun("r-1"));
-    assert.ok(!budgets.forgetRun("r-1"));
-    assert.ok(budgets.consumeRun("r-1", { attempts: 1 }, { maxAttempts: 1 }).ok);
-  });
-  await t.step("rejects a negative delta", () => {
-    assert.throws(() => new BudgetTracker().consumeRun("r-1", { attempts: -1 }, {}), {
+    assert.throws(() => budgets.checkRun({ ...usage, attempts: -1 }, {}), {
       code: "ERR_INVALID_ARGUMENT",
     });
   });
@@ -470,7 +440,7 @@ Deno.test("BudgetTracker.consumeRun() records usage only within budget", async (
 
 Deno.test("BudgetTracker.consumeAgentRun() limits runs per sliding window", () => {
   const clock = new FakeClock(1_000);
-  const budgets = new BudgetTracker({ clock });
+  const budgets = new BudgetTracker(memory(), { clock });
   const limit = { maxRuns: 2, windowMs: 1_000 };
   assert.ok(budgets.consumeAgentRun("a-1", limit).ok); // t=1000
   clock.advance(400);
@@ -494,7 +464,7 @@ Deno.test("BudgetTracker.consumeAgentRun() limits runs per sliding window", () =
 
 Deno.test("BudgetTracker.consumeAgentRun() limits runs per fixed window", () => {
   const clock = new FakeClock(60_000 * 11 - 1); // 1 ms before a window boundary
-  const budgets = new BudgetTracker({ clock });
+  const budgets = new BudgetTracker(memory(), { clock });
   const limit = { maxRuns: 1, window: "fixed" } as const;
   assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
   const refused = exceededOf(budgets.consumeAgentRun("a-1", limit));
@@ -505,8 +475,104 @@ Deno.test("BudgetTracker.consumeAgentRun() limits runs per fixed window", () => 
   assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
 });
 
+Deno.test("BudgetTracker keeps agent run windows across a restart on the same file", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "plm_budget_test_" });
+  const path = `${dir}/plm.db`;
+  /** A tracker on a fresh connection, as after a restart, at time `now`. */
+  const restart = (now: number) => {
+    const db = openDatabase(path);
+    return { db, budgets: new BudgetTracker(db, { clock: new FakeClock(now) }) };
+  };
+  const rows = (db: Database) =>
+    db.prepare<{ n: number }>("SELECT count(*) AS n FROM agent_run_starts").get()?.n;
+  try {
+    await t.step("sliding", () => {
+      const limit = { maxRuns: 2, windowMs: 1_000, window: "sliding" } as const;
+      const first = restart(1_000);
+      assert.ok(first.budgets.consumeAgentRun("a-s", limit).ok);
+      first.db.close();
+      const second = restart(1_400);
+      assert.ok(second.budgets.consumeAgentRun("a-s", limit).ok);
+      second.db.close();
+      const third = restart(1_999);
+      assert.equal(exceededOf(third.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 1);
+      third.db.close();
+      const fourth = restart(2_000); // the start at 1000 left the window
+      assert.ok(fourth.budgets.consumeAgentRun("a-s", limit).ok);
+      assert.equal(exceededOf(fourth.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 400);
+      fourth.db.close();
+    });
+    await t.step("fixed", () => {
+      const limit = { maxRuns: 2, windowMs: 1_000, window: "fixed" } as const;
+      const first = restart(100);
+      assert.ok(first.budgets.consumeAgentRun("a-f", limit).ok);
+      assert.ok(first.budgets.consumeAgentRun("a-f", limit).ok);
+      first.db.close();
+      const second = restart(950);
+      assert.equal(exceededOf(second.budgets.consumeAgentRun("a-f", limit)).retryAfterMs, 50);
+      second.db.close();
+      const third = restart(1_000); // a new window
+      assert.ok(third.budgets.consumeAgentRun("a-f", limit).ok);
+      assert.ok(third.budgets.consumeAgentRun("a-f", limit).ok);
+      assert.equal(third.budgets.consumeAgentRun("a-f", limit).ok, false);
+      third.db.close();
+    });
+    await t.step("every write prunes the agent's starts to its window", () => {
+      const limit = { maxRuns: 3, windowMs: 10 };
+      const { db } = restart(0);
+      const clock = new FakeClock(0);
+      const ticking = new BudgetTracker(db, { clock });
+      for (let i = 0; i < 200; i++) {
+        ticking.consumeAgentRun("a-p", limit);
+        clock.advance(1);
+      }
+      assert.equal(
+        db.prepare<{ n: number }>("SELECT count(*) AS n FROM agent_run_starts WHERE agent_id = ?")
+          .get("a-p")?.n,
+        3,
+      );
+      // The earlier steps' agents keep their last window's two starts each.
+      assert.equal(rows(db), 3 + 2 + 2);
+      db.close();
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AutonomyController keeps drops and streaks in the database it is given", () => {
+  using db = openDatabase(":memory:");
+  const changes: AutonomyLevelChange[] = [];
+  const first = new AutonomyController(db, { defaultLevel: "L4" }, {
+    demoteAfter: 2,
+    onLevelChange: (change) => changes.push(change),
+  });
+  first.recordOutcome("a-1", "failed");
+  const second = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
+  assert.equal(second.consecutiveFailures("a-1"), 1, "a second controller sees the streak");
+  assert.equal(second.recordOutcome("a-1", "denied"), "L3");
+  assert.equal(first.levelOf("a-1"), "L3", "and the first one sees the drop");
+  assert.equal(changes.length, 0, "the drop is reported by the controller that made it");
+  const row = db.prepare<{ cap_level: string; streak: number; version: number }>(
+    "SELECT cap_level, streak, version FROM autonomy_state WHERE agent_id = ?",
+  ).get("a-1");
+  assert.deepEqual({ ...row }, { cap_level: "L3", streak: 0, version: 2 });
+  assert.equal(first.restore("a-1"), "L4");
+  assert.equal(second.levelOf("a-1"), "L4");
+  assert.throws(
+    () =>
+      db.transaction(() => {
+        first.recordOutcome("a-1", "failed");
+        first.recordOutcome("a-1", "failed");
+        throw new Error("The caller's next step failed");
+      }),
+    /next step failed/,
+  );
+  assert.deepEqual([first.levelOf("a-1"), first.consecutiveFailures("a-1")], ["L4", 0]);
+});
+
 Deno.test("BudgetTracker.checkAgentRun() does not record", () => {
-  const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+  const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
   const limit = { maxRuns: 1 };
   for (let i = 0; i < 3; i++) assert.ok(budgets.checkAgentRun("a-1", limit).ok);
   assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
@@ -514,14 +580,14 @@ Deno.test("BudgetTracker.checkAgentRun() does not record", () => {
 });
 
 Deno.test("BudgetTracker.consumeAgentRun() with maxRuns 0 always refuses, without retry time", () => {
-  const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+  const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
   const refused = exceededOf(budgets.consumeAgentRun("a-1", { maxRuns: 0 }));
   assert.equal(refused.retryAfterMs, undefined);
   assert.ok(!refused.reason.includes("retry"));
 });
 
 Deno.test("BudgetTracker.consumeAgentRun() rejects invalid limits", async (t) => {
-  const budgets = new BudgetTracker({ clock: new FakeClock(0) });
+  const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
   const bad = [
     { maxRuns: -1 },
     { maxRuns: 1.5 },
@@ -536,7 +602,7 @@ Deno.test("BudgetTracker.consumeAgentRun() rejects invalid limits", async (t) =>
 });
 
 Deno.test("applyBudget() turns an exceeded budget into a deny", async (t) => {
-  const budgets = new BudgetTracker();
+  const budgets = new BudgetTracker(memory());
   const over = budgets.checkRun({ attempts: 2, escalations: 0, costUnits: 0 }, { maxAttempts: 1 });
   const within = budgets.checkRun({ attempts: 1, escalations: 0, costUnits: 0 }, {
     maxAttempts: 1,

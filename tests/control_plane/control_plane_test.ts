@@ -697,3 +697,160 @@ Deno.test("ControlPlane.authorizeCancel() treats the same subject in another ten
   });
   db.close();
 });
+
+// ---------------------------------------------------------------------------
+// governance state shared through the database (ADR 0007)
+
+/** A file database in a fresh folder, and a way to open control planes on it. */
+async function fileStore() {
+  const dir = await Deno.makeTempDir({ prefix: "plm_govstate_test_" });
+  const path = `${dir}/plm.db`;
+  const opened: ReturnType<typeof openDatabase>[] = [];
+  const open = (options: { maxRuns?: number; now?: number } = {}) => {
+    const db = openDatabase(path);
+    opened.push(db);
+    const cp = new ControlPlane(db, {
+      policies: POLICIES,
+      clock: new FakeClock(options.now ?? 0),
+      autonomy: { defaultLevel: "L4" },
+      ...(options.maxRuns === undefined
+        ? {}
+        : { agentRateLimit: { maxRuns: options.maxRuns, windowMs: 3_600_000 } }),
+    });
+    return { db, cp };
+  };
+  return {
+    path,
+    open,
+    async [Symbol.asyncDispose]() {
+      for (const db of opened) db.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+const DENIED = { identity: AGENT, action: "bom.delete", resource: "bom:1" } as const;
+const EDIT = { identity: AGENT, action: "bom.update", resource: "bom:1" } as const;
+
+Deno.test("ControlPlane keeps a demoted agent demoted after a restart on the same file", async () => {
+  await using store = await fileStore();
+  const first = store.open();
+  for (let i = 0; i < 3; i++) first.cp.authorize(DENIED);
+  assert.equal(first.cp.autonomy?.levelOf("agent-7"), "L3");
+  first.db.close();
+
+  const second = store.open();
+  assert.equal(second.cp.autonomy?.levelOf("agent-7"), "L3");
+  assert.equal(second.cp.authorize(EDIT).autonomyLevel, "L3");
+  assert.equal(second.cp.audit.list({ actionPrefix: "autonomy.level.changed" }).length, 1);
+  second.cp.autonomy?.restore("agent-7");
+  assert.equal(store.open().cp.autonomy?.levelOf("agent-7"), "L4");
+});
+
+Deno.test("ControlPlane keeps a failure streak across a restart", async () => {
+  await using store = await fileStore();
+  const first = store.open();
+  first.cp.authorize(DENIED);
+  first.cp.autonomy?.recordOutcome("agent-7", "failed");
+  first.db.close();
+
+  const second = store.open();
+  assert.equal(second.cp.autonomy?.consecutiveFailures("agent-7"), 2);
+  assert.equal(second.cp.autonomy?.recordOutcome("agent-7", "failed"), "L3");
+  assert.equal(second.cp.autonomy?.consecutiveFailures("agent-7"), 0);
+});
+
+Deno.test("ControlPlane instances on one file share one agent run window and one streak", async (t) => {
+  await using store = await fileStore();
+  const a = store.open({ maxRuns: 3 });
+  const b = store.open({ maxRuns: 3 });
+  await t.step("the fourth run is refused wherever it comes from", () => {
+    assert.equal(a.cp.authorize(EDIT).decision, "allow");
+    assert.equal(b.cp.authorize(EDIT).decision, "allow");
+    assert.equal(a.cp.authorize(EDIT).decision, "allow");
+    const fourth = b.cp.authorize(EDIT);
+    assert.equal(fourth.decision, "deny");
+    assert.equal(fourth.code, "ERR_BUDGET_EXCEEDED");
+    assert.equal(a.cp.authorize(EDIT).code, "ERR_BUDGET_EXCEEDED");
+  });
+  await t.step("denials from both count in one streak, and the drop is seen by both", () => {
+    a.cp.authorize(DENIED);
+    b.cp.authorize(DENIED);
+    assert.equal(a.cp.autonomy?.consecutiveFailures("agent-7"), 2);
+    a.cp.authorize(DENIED);
+    assert.deepEqual([a.cp.autonomy?.levelOf("agent-7"), b.cp.autonomy?.levelOf("agent-7")], [
+      "L3",
+      "L3",
+    ]);
+    assert.equal(b.cp.audit.list({ actionPrefix: "autonomy.level.changed" }).length, 1);
+  });
+});
+
+Deno.test("ControlPlane.authorize() counts agent runs exactly once across processes", async () => {
+  await using store = await fileStore();
+  const maxRuns = 150;
+  const tries = 100; // each of three processes, so half of them must be refused
+  const now = 1_000_000;
+  store.open().db.close(); // create and migrate the file before the workers race to it
+  const worker = new URL("./_budget_worker.ts", import.meta.url).pathname;
+  const children = [0, 1].map(() =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", worker, store.path, String(now), String(maxRuns), String(tries)],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn()
+  );
+  const lines = children.map((child) =>
+    child.stdout.pipeThrough(new TextDecoderStream()).values()[Symbol.asyncIterator]()
+  );
+  for (const line of lines) assert.equal((await line.next()).value?.trim(), "ready");
+  const { cp } = store.open({ maxRuns, now });
+  const go = children.map(async (child) => {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("go\n"));
+    await writer.close();
+  });
+  let allowed = 0;
+  for (let i = 0; i < tries; i++) {
+    if (cp.authorize(EDIT).decision === "allow") allowed++;
+    await new Promise((resolve) => setTimeout(resolve, 0)); // a turn: let the workers write
+  }
+  await Promise.all(go);
+  for (const [i, child] of children.entries()) {
+    let out = "";
+    for (let next = await lines[i]!.next(); !next.done; next = await lines[i]!.next()) {
+      out += next.value;
+    }
+    assert.equal((await child.status).code, 0);
+    const match = /allowed (\d+)/.exec(out);
+    assert.ok(match !== null, out);
+    allowed += Number(match[1]);
+  }
+  assert.equal(allowed, maxRuns);
+  const decisions = cp.audit.list({ actionPrefix: "policy.decide", limit: 1_000 });
+  assert.equal(decisions.length, 3 * tries);
+  assert.equal(decisions.filter((record) => record.outcome === "allow").length, maxRuns);
+  assert.equal(cp.audit.verify().ok, true);
+});
+
+Deno.test("ControlPlane.authorize() leaves governance state unchanged when the caller rolls back", async (t) => {
+  await using store = await fileStore();
+  const { db, cp } = store.open({ maxRuns: 1 });
+  const rolledBack = (run: (fn: () => void) => void) => () => {
+    assert.throws(() =>
+      run(() => {
+        for (let i = 0; i < 3; i++) cp.authorize(DENIED); // a drop to L3, audited
+        assert.equal(cp.autonomy?.levelOf("agent-7"), "L3");
+        assert.equal(cp.authorize(EDIT).decision, "allow"); // the only rate slot
+        throw new Error("The caller's next step failed");
+      })
+    );
+    assert.equal(cp.autonomy?.levelOf("agent-7"), "L4");
+    assert.equal(cp.autonomy?.consecutiveFailures("agent-7"), 0);
+    assert.equal(cp.audit.list().length, 0);
+    assert.equal(store.open({ maxRuns: 1 }).cp.autonomy?.levelOf("agent-7"), "L4");
+  };
+  await t.step("ControlPlane.transaction()", rolledBack((fn) => cp.transaction(fn)));
+  await t.step("Database.transaction()", rolledBack((fn) => db.transaction(fn)));
+  assert.equal(cp.authorize(EDIT).decision, "allow", "the rate slot was given back");
+});
