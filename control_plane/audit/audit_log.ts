@@ -1,304 +1,27 @@
 /**
  * The hash-chained, append-only audit log on the SQLite store:
- * {@link AuditLog}, and {@link computeAuditHash} for checking records outside
- * this package.
+ * {@link AuditLog}. It holds the SQL, the row mapping and the transactions;
+ * the entry check (`_entry.ts`), the hash (`hash.ts`) and the chain walk
+ * (`_verify_chain.ts`) are pure and live apart.
  *
  * @module
  */
-import { z } from "zod";
 import {
-  ACTOR_KINDS,
   type ActorKind,
-  canonicalJson,
   checkInteger,
   checkText,
   type Clock,
-  formatIssues,
   INPUT_LIMITS,
-  invalidArgument,
   type JsonValue,
-  parseArgument,
   PlmError,
-  type Schema,
-  sha256Hex,
   systemClock,
 } from "../../shared/mod.ts";
-import { jsonSchema, textSchema } from "../../shared/validate.ts";
 import { type Database, MIGRATIONS, type Statement } from "../store/mod.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
-import { type AuditCheckpoint, AuditCheckpointSchema } from "./checkpoint.ts";
-import { checkHead } from "./_head.ts";
-
-/** The most characters of an audit record's `resource` and `reason`. */
-const AUDIT_TEXT_LIMIT = 8_192;
-
-/**
- * The `prevHash` of the first record: 64 zeros.
- *
- * @example The first record points at the genesis hash
- * ```ts
- * import {
- *   AUDIT_GENESIS_HASH,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * assert.deepEqual(audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
- * const first = audit.append({
- *   actor: { subject: "svc", kind: "service" },
- *   action: "run.create",
- *   resource: "run:r-1",
- *   outcome: "queued",
- * });
- * assert.equal(first.prevHash, AUDIT_GENESIS_HASH);
- * ```
- */
-export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
-
-/** The fields of an audit entry but `data`, shared by both entry schemas below. */
-const entryFields = {
-  actor: z.strictObject({
-    subject: textSchema(),
-    kind: z.enum(ACTOR_KINDS),
-  }),
-  action: z.string().max(INPUT_LIMITS.textLength).regex(/^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/),
-  resource: textSchema({ max: AUDIT_TEXT_LIMIT }),
-  outcome: textSchema(),
-  reason: textSchema({ min: 0, max: AUDIT_TEXT_LIMIT }).exactOptional(),
-  runId: textSchema().exactOptional(),
-  traceId: z.string().regex(/^[0-9a-f]{32}$/).exactOptional(),
-};
-
-/**
- * Zod schema of {@link AuditEntryInput}; unknown keys are rejected.
- *
- * - `actor.subject`, `outcome`, `runId`: non-empty texts of at most 1,024 characters,
- *   `resource` and `reason` of at most 8,192 (no U+0000, no lone surrogates: they are
- *   stored byte for byte as they are hashed);
- * - `actor.kind`: one of `ACTOR_KINDS`;
- * - `action`: dotted words of letters, digits, `_` and `-` (`run.transition`);
- * - `traceId`: a W3C trace id, 32 lowercase hex digits;
- * - `data`: any JSON value that `canonicalJson` accepts (finite numbers, plain objects
- *   and arrays, at most 32 deep).
- *
- * @example Validate an entry
- * ```ts
- * import { AuditEntryInputSchema } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const ok = AuditEntryInputSchema.safeParse({
- *   actor: { subject: "alice", kind: "human" },
- *   action: "run.transition",
- *   resource: "run:r-1",
- *   outcome: "succeeded",
- * });
- * assert.ok(ok.success);
- * assert.equal(AuditEntryInputSchema.safeParse({ action: "x" }).success, false);
- * ```
- */
-export const AuditEntryInputSchema: Schema<AuditEntryInput> = z.strictObject({
-  ...entryFields,
-  data: jsonSchema().exactOptional(),
-});
-
-/**
- * An entry as {@link AuditLog} writes it: the fields checked as
- * {@link AuditEntryInputSchema} checks them, and `data` checked by computing
- * its canonical JSON, the text that is hashed and stored (computed once).
- */
-const writableEntrySchema = z.strictObject({ ...entryFields, data: z.unknown().exactOptional() })
-  .transform((entry, ctx) => {
-    try {
-      const dataJson = canonicalJson((entry.data ?? null) as JsonValue, { field: "it" });
-      return { entry: entry as AuditEntryInput, dataJson };
-    } catch (err) {
-      ctx.addIssue({ code: "custom", path: ["data"], message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
-
-/**
- * The position and hash of the newest record: `{ seq: 0, hash: AUDIT_GENESIS_HASH }` when empty.
- *
- * @example Remember the head as a witness
- * ```ts
- * import {
- *   type AuditHead,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * const record = audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const witness: AuditHead = audit.head();
- * assert.deepEqual(witness, { seq: record.seq, hash: record.hash });
- * assert.equal(audit.verify({ expectedHead: witness }).ok, true);
- * ```
- */
-export interface AuditHead {
-  /** The newest record's `seq`, or 0. */
-  readonly seq: number;
-  /** The newest record's `hash`, or {@link AUDIT_GENESIS_HASH}. */
-  readonly hash: string;
-}
-
-/**
- * Every way {@link AuditLog.verify} can find the chain broken.
- *
- * @example Catch a truncated log
- * ```ts
- * import {
- *   AUDIT_CHAIN_PROBLEMS,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const result = audit.verify({ expectedHead: { seq: 3, hash: "a".repeat(64) } });
- * assert.equal(result.ok, false);
- * if (!result.ok) {
- *   assert.ok(AUDIT_CHAIN_PROBLEMS.includes(result.problem));
- *   assert.equal(result.problem, "truncated");
- * }
- * ```
- */
-export const AUDIT_CHAIN_PROBLEMS = [
-  /** A seq is missing or out of place (a record was deleted or inserted). */
-  "seq_gap",
-  /** A record does not point at its predecessor's hash. */
-  "prev_hash_mismatch",
-  /** A record's content does not match its hash (it was edited or moved). */
-  "hash_mismatch",
-  /** The log ends before the expected head. */
-  "truncated",
-  /** The record at the expected head's seq has another hash (history rewritten). */
-  "head_mismatch",
-  /**
-   * The chain is intact but the triggers that refuse `UPDATE` and `DELETE` are
-   * missing or altered: the log is no longer append-only (`firstBadSeq` is 0).
-   */
-  "append_only_disabled",
-] as const;
-
-/**
- * One of {@link AUDIT_CHAIN_PROBLEMS}.
- *
- * @example Catch a rewritten history
- * ```ts
- * import {
- *   type AuditChainProblem,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const result = audit.verify({ expectedHead: { seq: 1, hash: "b".repeat(64) } });
- * const problem: AuditChainProblem | undefined = result.ok ? undefined : result.problem;
- * assert.equal(problem, "head_mismatch");
- * ```
- */
-export type AuditChainProblem = typeof AUDIT_CHAIN_PROBLEMS[number];
-
-/**
- * What {@link AuditLog.verify} found.
- *
- * @example Read the count and head of an intact chain
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditVerifyResult,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const result: AuditVerifyResult = audit.verify();
- * assert.ok(result.ok);
- * assert.equal(result.checked, 1);
- * assert.deepEqual(result.head, audit.head());
- * ```
- */
-export type AuditVerifyResult =
-  | {
-    /** The chain is intact. */
-    readonly ok: true;
-    /** How many records were checked. */
-    readonly checked: number;
-    /** The newest record checked. */
-    readonly head: AuditHead;
-  }
-  | {
-    /** The chain is broken. */
-    readonly ok: false;
-    /** How many records were valid before the first bad one. */
-    readonly checked: number;
-    /** The seq of the first bad (or first missing) record; 0 for `append_only_disabled`. */
-    readonly firstBadSeq: number;
-    /** What is wrong, as a stable code. */
-    readonly problem: AuditChainProblem;
-    /** What is wrong, in words. */
-    readonly reason: string;
-    /**
-     * For `truncated` and `head_mismatch` against a checkpoint: its index in
-     * `options.checkpoints` (absent when the expected head failed).
-     */
-    readonly checkpointIndex?: number;
-  };
-
-/**
- * Options for {@link AuditLog.verify}.
- *
- * @example Verify against a head remembered earlier
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditVerifyOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const options: AuditVerifyOptions = { expectedHead: audit.head() };
- * audit.append({ actor, action: "demo", resource: "y", outcome: "ok" });
- * assert.equal(audit.verify(options).ok, true); // the log grew past the witness
- * assert.equal(audit.verify({ expectedHead: { ...audit.head(), seq: 1 } }).ok, false);
- * ```
- */
-export interface AuditVerifyOptions {
-  /**
-   * A head recorded earlier (for example by an external witness). When given,
-   * the log must reach `expectedHead.seq` and hold `expectedHead.hash` there,
-   * which catches truncation and wholesale rewrites of the chain.
-   *
-   * @default {undefined}
-   */
-  expectedHead?: AuditHead;
-  /**
-   * Checkpoints whose signatures were checked with `verifyCheckpoint`: each is
-   * an expected head, so the log must reach each one's `seq` with its `hash`.
-   *
-   * @default {[]}
-   */
-  checkpoints?: readonly AuditCheckpoint[];
-}
+import { parseEntry, type WritableEntry } from "./_entry.ts";
+import { AUDIT_GENESIS_HASH, chainHash } from "./hash.ts";
+import type { AuditHead, AuditVerifyOptions, AuditVerifyResult } from "./verify.ts";
+import { broken, type ChainRow, verifyChain, witnessesOf } from "./_verify_chain.ts";
 
 /**
  * Which records {@link AuditLog.list} returns; criteria combine with AND.
@@ -399,47 +122,6 @@ export interface AuditLogOptions {
   clock?: Clock;
 }
 
-/**
- * The fields {@link computeAuditHash} reads: a record without its `hash`.
- *
- * @example Detect an edited record outside the store
- * ```ts
- * import {
- *   type AuditHashInput,
- *   AuditLog,
- *   computeAuditHash,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "bob", kind: "human" } as const;
- * const { hash, ...fields } = audit.append({ actor, action: "a", resource: "x", outcome: "no" });
- * const input: AuditHashInput = fields;
- * assert.equal(computeAuditHash(input), hash);
- * assert.notEqual(computeAuditHash({ ...input, outcome: "yes" }), hash);
- * ```
- */
-export type AuditHashInput = Omit<AuditRecord, "hash">;
-
-/** A row of `audit_log` as an array, in {@link COLUMNS} order. */
-type AuditRowArray = [
-  seq: number,
-  at: number,
-  actorSubject: string,
-  actorKind: string,
-  action: string,
-  resource: string,
-  outcome: string,
-  reason: string | null,
-  runId: string | null,
-  traceId: string | null,
-  data: string,
-  prevHash: string,
-  hash: string,
-];
-
 /** A row of `audit_log`. */
 interface AuditRow {
   seq: number;
@@ -517,7 +199,7 @@ export class AuditLog implements AuditSink {
   #clock: Clock;
   #headStmt: Statement<{ seq: number; hash: string }>;
   #insertStmt: Statement;
-  #pageStmt: Statement<AuditRowArray>;
+  #pageStmt: Statement<ChainRow>;
   #triggersStmt: Statement<{ name: string; sql: string | null }>;
   #listStmts = new Map<string, Statement<AuditRow>>();
 
@@ -536,7 +218,7 @@ export class AuditLog implements AuditSink {
     this.#insertStmt = db.prepare(
       `INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.#pageStmt = db.prepare<AuditRowArray>(
+    this.#pageStmt = db.prepare<ChainRow>(
       `SELECT ${COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ${VERIFY_PAGE}`,
       { returnArrays: true },
     );
@@ -741,129 +423,33 @@ export class AuditLog implements AuditSink {
    * ```
    */
   verify(options: AuditVerifyOptions = {}): AuditVerifyResult {
-    const { expectedHead, checkpoints = [] } = options;
-    const witnesses: Witness[] = [];
-    if (expectedHead !== undefined) {
-      checkHead("expectedHead", expectedHead);
-      witnesses.push({ seq: expectedHead.seq, hash: expectedHead.hash });
-    }
-    if (!Array.isArray(checkpoints)) throw invalidArgument("checkpoints", "expected a list");
-    checkpoints.forEach((checkpoint, index) => {
-      const { seq, hash } = parseArgument(
-        AuditCheckpointSchema,
-        checkpoint,
-        `checkpoints[${index}]`,
-      );
-      witnesses.push({ seq, hash, checkpointIndex: index });
-    });
-    // Stable: at one seq, the expected head is checked before the checkpoints.
-    witnesses.sort((a, b) => a.seq - b.seq);
-    return this.#db.readTransaction(() => this.#verify(witnesses));
-  }
-
-  /**
-   * Walks the chain; `witnesses` (sorted by seq) are the heads it must pass
-   * through. Chain problems are reported first, then the lowest witness that
-   * the log does not reach or that names another hash.
-   */
-  #verify(witnesses: readonly Witness[]): AuditVerifyResult {
-    let checked = 0;
-    let prevHash = AUDIT_GENESIS_HASH;
-    // The hash the log holds at each witness's seq, filled in as the walk passes it.
-    const found = new Map<number, string>([[0, AUDIT_GENESIS_HASH]]);
-    let next = 0;
-    while (witnesses[next]?.seq === 0) next++;
-    // Keyset pages of arrays inside one read snapshot: bounded memory, and much
-    // cheaper per row than node:sqlite's iterate() with objects.
-    for (let page = this.#pageStmt.all(0); page.length > 0; page = this.#pageStmt.all(checked)) {
-      for (const row of page) {
-        const seq = row[0];
-        const expected = checked + 1;
-        if (seq !== expected) {
-          return broken(
-            checked,
-            Math.min(expected, seq),
-            "seq_gap",
-            seq > expected
-              ? `Record ${expected} is missing (the next one is ${seq})`
-              : `Record ${seq} is out of place (expected ${expected})`,
-          );
-        }
-        if (row[11] !== prevHash) {
-          return broken(
-            checked,
-            seq,
-            "prev_hash_mismatch",
-            `Record ${seq} does not link to record ${seq - 1} (prevHash mismatch)`,
-          );
-        }
-        const hash = row[12];
-        if (
-          chainHash(
-            prevHash,
-            seq,
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9],
-            row[10],
-          ) !== hash
-        ) {
-          return broken(
-            checked,
-            seq,
-            "hash_mismatch",
-            `Record ${seq} has been altered (hash mismatch)`,
-          );
-        }
-        if (seq === witnesses[next]?.seq) {
-          found.set(seq, hash);
-          while (witnesses[next]?.seq === seq) next++;
-        }
-        prevHash = hash;
-        checked = seq;
-      }
-      if (page.length < VERIFY_PAGE) break;
-    }
-    for (const witness of witnesses) {
-      const what = witness.checkpointIndex === undefined
-        ? "the expected head"
-        : `checkpoint ${witness.checkpointIndex}`;
-      const hashThere = found.get(witness.seq);
-      if (hashThere === undefined) {
-        return broken(
-          checked,
-          checked + 1,
-          "truncated",
-          `The log ends at record ${checked} but ${what} is record ${witness.seq}`,
-          witness.checkpointIndex,
-        );
-      }
-      if (hashThere !== witness.hash) {
-        return broken(
-          checked,
-          witness.seq,
-          "head_mismatch",
-          `Record ${witness.seq} differs from ${what} (history rewritten)`,
-          witness.checkpointIndex,
-        );
-      }
-    }
-    const missing = this.#missingTriggers();
-    if (missing.length > 0) {
+    const witnesses = witnessesOf(options);
+    return this.#db.readTransaction(() => {
+      const result = verifyChain(this.#pages(), witnesses);
+      if (!result.ok) return result;
+      const missing = this.#missingTriggers();
+      if (missing.length === 0) return result;
       return broken(
-        checked,
+        result.checked,
         0,
         "append_only_disabled",
         `The log is not append-only: trigger ${missing.join(" and ")} is missing or altered`,
       );
+    });
+  }
+
+  /**
+   * The whole table, oldest first, in keyset pages of arrays (call it inside a
+   * read transaction: one snapshot). Bounded memory, and much cheaper per row
+   * than node:sqlite's iterate() with objects. The walk stops reading at its
+   * first problem.
+   */
+  *#pages(): Generator<ChainRow[]> {
+    for (let page = this.#pageStmt.all(0); page.length > 0;) {
+      yield page;
+      if (page.length < VERIFY_PAGE) return;
+      page = this.#pageStmt.all(page[page.length - 1]![0]);
     }
-    return { ok: true, checked, head: { seq: checked, hash: prevHash } };
   }
 
   #missingTriggers(): string[] {
@@ -948,81 +534,6 @@ export class AuditLog implements AuditSink {
   }
 }
 
-/**
- * Computes a record's hash as {@link AuditLog} does:
- * `hex(SHA-256(UTF-8(prevHash + canonicalJson({ action, actor: { kind, subject },
- * at, data, outcome, reason, resource, runId, seq, traceId }))))`.
- *
- * @param record A record without its hash (a stored record works too).
- * @returns 64 lowercase hex digits.
- * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the path when `record.data` is not
- * JSON or out of bounds (see `canonicalJson`: a BigInt, NaN, a Date, a cycle, too deep).
- *
- * @example Recompute a stored record's hash
- * ```ts
- * import { AuditLog, computeAuditHash, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const record = new AuditLog(db).append({
- *   actor: { subject: "bob", kind: "human" },
- *   action: "policy.decide",
- *   resource: "run:r-9",
- *   outcome: "denied",
- *   reason: "Outside business hours",
- * });
- * assert.equal(computeAuditHash(record), record.hash);
- * const notJson = { ...record, data: { amount: 10n } } as unknown as typeof record;
- * assert.throws(() => computeAuditHash(notJson), { code: "ERR_INVALID_ARGUMENT" });
- * ```
- */
-export function computeAuditHash(record: AuditHashInput): string {
-  return chainHash(
-    record.prevHash,
-    record.seq,
-    record.at,
-    record.actor.subject,
-    record.actor.kind,
-    record.action,
-    record.resource,
-    record.outcome,
-    record.reason,
-    record.runId,
-    record.traceId,
-    canonicalJson(record.data, { field: "record.data" }),
-  );
-}
-
-/**
- * The canonical body built by concatenation (keys in sorted order), with the
- * stored canonical `data` text used as it is: no JSON parse on the verify path.
- */
-function chainHash(
-  prevHash: string,
-  seq: number,
-  at: number,
-  actorSubject: string,
-  actorKind: string,
-  action: string,
-  resource: string,
-  outcome: string,
-  reason: string | null,
-  runId: string | null,
-  traceId: string | null,
-  dataJson: string,
-): string {
-  const body = `{"action":${JSON.stringify(action)},"actor":{"kind":${
-    JSON.stringify(actorKind)
-  },"subject":${JSON.stringify(actorSubject)}},"at":${
-    JSON.stringify(at)
-  },"data":${dataJson},"outcome":${JSON.stringify(outcome)},"reason":${
-    reason === null ? "null" : JSON.stringify(reason)
-  },"resource":${JSON.stringify(resource)},"runId":${
-    runId === null ? "null" : JSON.stringify(runId)
-  },"seq":${JSON.stringify(seq)},"traceId":${traceId === null ? "null" : JSON.stringify(traceId)}}`;
-  return sha256Hex(prevHash + body);
-}
-
 function toRecord(row: AuditRow): AuditRecord {
   return {
     seq: row.seq,
@@ -1040,38 +551,6 @@ function toRecord(row: AuditRow): AuditRecord {
   };
 }
 
-type WritableEntry = z.output<typeof writableEntrySchema>;
-
-function parseEntry(entry: unknown, index: number | undefined): WritableEntry {
-  const result = writableEntrySchema.safeParse(entry);
-  if (result.success) return result.data;
-  const which = index === undefined ? "an audit entry" : `audit entry ${index}`;
-  throw new PlmError(
-    "ERR_AUDIT_INVALID_RECORD",
-    `Cannot append ${which} as it is invalid: ${formatIssues(result.error.issues)}`,
-  );
-}
-
 function collapse(sql: string): string {
   return sql.replace(/\s+/g, " ").trim();
-}
-
-/** A head the chain must pass through: the expected head or a checkpoint. */
-interface Witness {
-  readonly seq: number;
-  readonly hash: string;
-  /** The checkpoint's index in `options.checkpoints`; absent for `expectedHead`. */
-  readonly checkpointIndex?: number;
-}
-
-function broken(
-  checked: number,
-  firstBadSeq: number,
-  problem: AuditChainProblem,
-  reason: string,
-  checkpointIndex?: number,
-): AuditVerifyResult {
-  return checkpointIndex === undefined
-    ? { ok: false, checked, firstBadSeq, problem, reason }
-    : { ok: false, checked, firstBadSeq, problem, reason, checkpointIndex };
 }

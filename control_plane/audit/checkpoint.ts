@@ -17,7 +17,7 @@ import {
   systemClock,
 } from "../../shared/mod.ts";
 import { checkHead, HASH_PATTERN } from "./_head.ts";
-import type { AuditHead } from "./audit_log.ts";
+import type { AuditHead } from "./verify.ts";
 
 /**
  * A signed checkpoint of the audit chain, as `plm audit checkpoint` writes it.

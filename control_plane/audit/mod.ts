@@ -24,6 +24,9 @@
  * @module
  */
 export * from "./audit_log.ts";
+export * from "./entry_schema.ts";
+export { AUDIT_GENESIS_HASH, type AuditHashInput, computeAuditHash } from "./hash.ts";
+export * from "./verify.ts";
 export * from "./actor.ts";
 export * from "./types.ts";
 export * from "./checkpoint.ts";
