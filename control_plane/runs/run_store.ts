@@ -1,15 +1,17 @@
 /**
  * {@link RunStore}: runs on SQLite with optimistic concurrency, idempotency
- * keys and leases; every change is audited in the same transaction.
+ * keys and leases; every change is audited in the same transaction. It holds
+ * the SQL and the transactions; the rules it applies are pure and live apart:
+ * `transition` (state_machine.ts), `decideClaim` (_lease.ts),
+ * `decideIdempotency` (_idempotency.ts), the page cursor (_cursor.ts), the
+ * event checks (_event.ts) and the row mapping (_row.ts).
  *
  * @module
  */
 import {
-  canonicalJson,
   checkInteger,
   checkText,
   type Clock,
-  digestJson,
   type Identity,
   INPUT_LIMITS,
   invalidArgument,
@@ -23,7 +25,11 @@ import { requireIdentity } from "../identity/context.ts";
 import type { Database, Statement } from "../store/database.ts";
 import { parseTraceparent } from "../trace/traceparent.ts";
 import { TraceState } from "../trace/tracestate.ts";
+import { decodeCursor, encodeCursor } from "./_cursor.ts";
+import { checkEvent, reasonOf, traceIdOf } from "./_event.ts";
+import { decideIdempotency, requestDigest } from "./_idempotency.ts";
 import { decideClaim, holdsLease } from "./_lease.ts";
+import { COLUMNS, fromRow, type RunRow } from "./_row.ts";
 import { parseTask, type TaskInput } from "./task.ts";
 import {
   isTerminal,
@@ -222,33 +228,6 @@ export interface RunPage {
   nextCursor: string | null;
 }
 
-interface RunRow {
-  id: string;
-  state: string;
-  version: number;
-  task: string;
-  requester: string;
-  idempotency_key: string | null;
-  request_digest: string;
-  traceparent: string;
-  tracestate: string;
-  attempt: number;
-  escalations: number;
-  cost_units: number;
-  agent_id: string | null;
-  approval_id: string | null;
-  result: string;
-  error: string | null;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
-  created_at: number;
-  updated_at: number;
-}
-
-const COLUMNS = "id, state, version, task, requester, idempotency_key, request_digest, " +
-  "traceparent, tracestate, attempt, escalations, cost_units, agent_id, approval_id, result, " +
-  "error, lease_owner, lease_expires_at, created_at, updated_at";
-
 /**
  * Runs on SQLite. Every write runs in one `BEGIN IMMEDIATE` transaction (or a
  * savepoint of the caller's), together with its audit record: state and audit
@@ -402,20 +381,13 @@ export class RunStore {
     if (tracestate !== "" && TraceState.parse(tracestate) === null) {
       throw invalidArgument("tracestate", "expected a W3C tracestate (key=value,...)");
     }
-    const digest = digestJson(
-      [task as unknown as JsonValue, requester.subject, requester.tenant ?? null],
-      { field: "task" },
-    );
+    const digest = requestDigest(task, requester);
     return this.#db.transaction(() => {
       if (idempotencyKey !== undefined) {
         const existing = this.#byKey.get(idempotencyKey);
-        if (existing !== undefined) {
-          if (existing.request_digest !== digest) {
-            throw new PlmError(
-              "ERR_RUN_IDEMPOTENCY_CONFLICT",
-              `Cannot reuse idempotency key ${idempotencyKey} for a different request`,
-            );
-          }
+        const decision = decideIdempotency(idempotencyKey, digest, existing?.request_digest);
+        if (decision.refused !== undefined) throw decision.refused;
+        if (decision.reuse && existing !== undefined) {
           return { run: fromRow(existing), created: false };
         }
       }
@@ -1026,107 +998,9 @@ function checkStates(states: readonly RunState[]): RunState[] {
   return [...new Set(states)];
 }
 
-/** The longest cursor: an id of `INPUT_LIMITS.textLength` characters, each escaped to 6 bytes. */
-const MAX_CURSOR_LENGTH = Math.ceil((INPUT_LIMITS.textLength * 6 + 32) * 4 / 3);
-
-/**
- * A page cursor: the base64url of the JSON `[createdAt, id]` of the last run
- * of the page. It is opaque to callers; {@link decodeCursor} accepts exactly
- * this shape and refuses anything else.
- */
-function encodeCursor(run: Run): string {
-  return new TextEncoder().encode(JSON.stringify([run.createdAt, run.id]))
-    .toBase64({ alphabet: "base64url", omitPadding: true });
-}
-
-function decodeCursor(cursor: unknown): { createdAt: number; id: string } {
-  const text = checkText("cursor", cursor, MAX_CURSOR_LENGTH);
-  let key: unknown;
-  try {
-    const bytes = Uint8Array.fromBase64(text, { alphabet: "base64url" });
-    key = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch {
-    key = undefined;
-  }
-  if (
-    !Array.isArray(key) || key.length !== 2 || !Number.isSafeInteger(key[0]) ||
-    typeof key[1] !== "string"
-  ) {
-    throw invalidArgument("cursor", "not a cursor from RunStore.page");
-  }
-  return { createdAt: key[0], id: checkText("cursor", key[1]) };
-}
-
 function conflict(id: string, version: number): PlmError {
   return new PlmError(
     "ERR_RUN_VERSION_CONFLICT",
     `Cannot update run ${id} as it changed since version ${version}`,
   );
-}
-
-/**
- * Checks what an event carries from an agent, before anything is read or
- * written: a `succeed` or `suggest` result must be JSON as it is (a NaN or a
- * Date is refused, not stored as `null` or a string), a `fail` error's code
- * and message must be bounded text.
- *
- * @returns The result's canonical JSON, to store, for `succeed` and `suggest`.
- */
-function checkEvent(event: RunEventInput): string | undefined {
-  switch (event?.type) {
-    case "succeed":
-    case "suggest":
-      return canonicalJson(event.result, { field: "event.result" });
-    case "fail":
-      checkText("event.error.code", event.error?.code);
-      checkText("event.error.message", event.error?.message, INPUT_LIMITS.reasonLength);
-      return undefined;
-    default:
-      return undefined;
-  }
-}
-
-function reasonOf(event: RunEventInput, run: Run): string | undefined {
-  switch (event.type) {
-    case "reject":
-    case "expire":
-    case "escalate":
-    case "cancel":
-      return event.reason;
-    case "fail":
-      return `${event.error.code}: ${event.error.message}`;
-    case "lease_expired":
-      return run.error?.message;
-    default:
-      return undefined;
-  }
-}
-
-function traceIdOf(run: Run): string {
-  return run.traceparent.slice(3, 35);
-}
-
-function fromRow(row: RunRow): Run {
-  return {
-    id: row.id,
-    state: row.state as RunState,
-    version: row.version,
-    task: JSON.parse(row.task),
-    requester: JSON.parse(row.requester),
-    idempotencyKey: row.idempotency_key,
-    traceparent: row.traceparent,
-    tracestate: row.tracestate,
-    attempt: row.attempt,
-    escalations: row.escalations,
-    costUnits: row.cost_units,
-    agentId: row.agent_id,
-    approvalId: row.approval_id,
-    result: JSON.parse(row.result),
-    error: row.error === null ? null : JSON.parse(row.error),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    lease: row.lease_owner === null || row.lease_expires_at === null
-      ? null
-      : { owner: row.lease_owner, expiresAt: row.lease_expires_at },
-  };
 }
