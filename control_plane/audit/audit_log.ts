@@ -122,24 +122,6 @@ const writableEntrySchema = z.strictObject({ ...entryFields, data: z.unknown().e
 
 /**
  * The position and hash of the newest record: `{ seq: 0, hash: AUDIT_GENESIS_HASH }` when empty.
- *
- * @example Remember the head as a witness
- * ```ts
- * import {
- *   type AuditHead,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * const record = audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const witness: AuditHead = audit.head();
- * assert.deepEqual(witness, { seq: record.seq, hash: record.hash });
- * assert.equal(audit.verify({ expectedHead: witness }).ok, true);
- * ```
  */
 export interface AuditHead {
   /** The newest record's `seq`, or 0. */
@@ -188,51 +170,10 @@ export const AUDIT_CHAIN_PROBLEMS = [
   "append_only_disabled",
 ] as const;
 
-/**
- * One of {@link AUDIT_CHAIN_PROBLEMS}.
- *
- * @example Catch a rewritten history
- * ```ts
- * import {
- *   type AuditChainProblem,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const result = audit.verify({ expectedHead: { seq: 1, hash: "b".repeat(64) } });
- * const problem: AuditChainProblem | undefined = result.ok ? undefined : result.problem;
- * assert.equal(problem, "head_mismatch");
- * ```
- */
+/** One of {@link AUDIT_CHAIN_PROBLEMS}. */
 export type AuditChainProblem = typeof AUDIT_CHAIN_PROBLEMS[number];
 
-/**
- * What {@link AuditLog.verify} found.
- *
- * @example Read the count and head of an intact chain
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditVerifyResult,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const result: AuditVerifyResult = audit.verify();
- * assert.ok(result.ok);
- * assert.equal(result.checked, 1);
- * assert.deepEqual(result.head, audit.head());
- * ```
- */
+/** What {@link AuditLog.verify} found. */
 export type AuditVerifyResult =
   | {
     /** The chain is intact. */
@@ -260,28 +201,7 @@ export type AuditVerifyResult =
     readonly checkpointIndex?: number;
   };
 
-/**
- * Options for {@link AuditLog.verify}.
- *
- * @example Verify against a head remembered earlier
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditVerifyOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const options: AuditVerifyOptions = { expectedHead: audit.head() };
- * audit.append({ actor, action: "demo", resource: "y", outcome: "ok" });
- * assert.equal(audit.verify(options).ok, true); // the log grew past the witness
- * assert.equal(audit.verify({ expectedHead: { ...audit.head(), seq: 1 } }).ok, false);
- * ```
- */
+/** Options for {@link AuditLog.verify}. */
 export interface AuditVerifyOptions {
   /**
    * A head recorded earlier (for example by an external witness). When given,
@@ -300,28 +220,7 @@ export interface AuditVerifyOptions {
   checkpoints?: readonly AuditCheckpoint[];
 }
 
-/**
- * Which records {@link AuditLog.list} returns; criteria combine with AND.
- *
- * @example The first record of one actor
- * ```ts
- * import {
- *   type AuditListFilter,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const entry = { action: "run.cancel", resource: "run:r-1", outcome: "cancelled" };
- * for (const subject of ["alice", "bob", "alice"]) {
- *   audit.append({ ...entry, actor: { subject, kind: "human" } });
- * }
- * const filter: AuditListFilter = { actorSubject: "alice", limit: 1 };
- * assert.deepEqual(audit.list(filter).map((r) => r.seq), [1]);
- * ```
- */
+/** Which records {@link AuditLog.list} returns; criteria combine with AND. */
 export interface AuditListFilter {
   /**
    * Only records of this run.
@@ -368,28 +267,7 @@ export interface AuditListFilter {
   newestFirst?: boolean;
 }
 
-/**
- * Options for {@link AuditLog}.
- *
- * @example Stamp records with a fake clock
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditLogOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const clock = new FakeClock(1_000);
- * const options: AuditLogOptions = { clock };
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db, options);
- * const actor = { subject: "svc", kind: "service" } as const;
- * clock.advance(250.9);
- * assert.equal(audit.append({ actor, action: "demo", resource: "x", outcome: "ok" }).at, 1_250);
- * ```
- */
+/** Options for {@link AuditLog}. */
 export interface AuditLogOptions {
   /**
    * Stamps each record's `at` (truncated to whole milliseconds).
@@ -399,28 +277,7 @@ export interface AuditLogOptions {
   clock?: Clock;
 }
 
-/**
- * The fields {@link computeAuditHash} reads: a record without its `hash`.
- *
- * @example Detect an edited record outside the store
- * ```ts
- * import {
- *   type AuditHashInput,
- *   AuditLog,
- *   computeAuditHash,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "bob", kind: "human" } as const;
- * const { hash, ...fields } = audit.append({ actor, action: "a", resource: "x", outcome: "no" });
- * const input: AuditHashInput = fields;
- * assert.equal(computeAuditHash(input), hash);
- * assert.notEqual(computeAuditHash({ ...input, outcome: "yes" }), hash);
- * ```
- */
+/** The fields {@link computeAuditHash} reads: a record without its `hash`. */
 export type AuditHashInput = Omit<AuditRecord, "hash">;
 
 /** A row of `audit_log` as an array, in {@link COLUMNS} order. */
