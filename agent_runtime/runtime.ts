@@ -86,11 +86,19 @@ const READY: readonly RunState[] = ["queued", "retrying", "escalated"];
 
 /** Options of {@link AgentRuntime.submit}. */
 export interface SubmitOptions {
-  /** Who asks. Defaults to the identity bound to the async context; none fails closed. */
+  /**
+   * Who asks; with none given and none bound, the submission fails closed.
+   *
+   * @default {the identity bound to the async context}
+   */
   identity?: Identity;
   /** The same key always gives the same run (and never a second one). */
   idempotencyKey?: string;
-  /** The caller's trace context; the run gets a child of it. Defaults to the bound one, else a new trace. */
+  /**
+   * The caller's trace context; the run gets a child of it.
+   *
+   * @default {the bound trace context, else a new trace}
+   */
   trace?: TraceContext;
 }
 

@@ -79,7 +79,11 @@ export interface ControlPlaneOptions {
    * @default {systemClock}
    */
   clock?: Clock;
-  /** Makes run and approval ids. @default {() => crypto.randomUUID()} */
+  /**
+   * Makes run and approval ids.
+   *
+   * @default {() => crypto.randomUUID()}
+   */
   generateId?: () => string;
   /**
    * Delivers the notification of an autonomy `L3` ("act and notify") verdict, after the
@@ -95,7 +99,11 @@ export interface ControlPlaneOptions {
 
 /** What {@link ControlPlane.authorize} is asked. */
 export interface AuthorizeRequest {
-  /** Who asks. Defaults to the identity bound to the async context; none fails closed. */
+  /**
+   * Who asks; with none given and none bound, the request fails closed.
+   *
+   * @default {the identity bound to the async context}
+   */
   identity?: Identity;
   /** The dotted action: `bom.update`. */
   action: string;
@@ -115,7 +123,11 @@ export interface AuthorizeRequest {
   runId?: string;
   /** What the run has used, checked against the run budget. */
   usage?: RunUsage;
-  /** The trace id; defaults to the bound trace context's. */
+  /**
+   * The trace id.
+   *
+   * @default {the bound trace context's trace id}
+   */
   traceId?: string;
 }
 
@@ -218,7 +230,11 @@ export const DEFAULT_CANCEL_RULES: readonly PolicyRule[] = Object.freeze(
 
 /** Options of {@link ControlPlane.authorizeCancel}. */
 export interface CancelRunOptions {
-  /** Who cancels. Defaults to the identity bound to the async context; none fails closed. */
+  /**
+   * Who cancels; with none given and none bound, the request fails closed.
+   *
+   * @default {the identity bound to the async context}
+   */
   identity?: Identity;
   /**
    * Why, for the run and the audit: safe text of at most `INPUT_LIMITS.reasonLength`.

@@ -139,7 +139,11 @@ export interface ApprovalServiceOptions {
    * @default {systemClock}
    */
   clock?: Clock;
-  /** Makes approval ids. @default {() => crypto.randomUUID()} */
+  /**
+   * Makes approval ids.
+   *
+   * @default {() => crypto.randomUUID()}
+   */
   generateId?: () => string;
   /**
    * The actor kinds allowed to approve. Human-in-the-loop means humans: an
@@ -178,7 +182,11 @@ export interface ApprovalDecideOptions {
   digest: string;
   /** Why. A rejection's comment goes back to the run. */
   comment?: string;
-  /** The run's trace id, for the audit record. Defaults to the one given at request. */
+  /**
+   * The run's trace id, for the audit record.
+   *
+   * @default {the trace id given at request}
+   */
   traceId?: string;
 }
 
@@ -188,7 +196,11 @@ export interface ApprovalFilter {
   state?: ApprovalState;
   /** Only for this run. */
   runId?: string;
-  /** At most this many, oldest first: an integer 1..1,000. @default {100} */
+  /**
+   * At most this many, oldest first: an integer 1..1,000.
+   *
+   * @default {100}
+   */
   limit?: number;
 }
 

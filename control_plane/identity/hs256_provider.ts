@@ -173,9 +173,17 @@ export interface IssueTokenClaims {
   readonly subject: string;
   /** The `actor_kind` claim; `system` is refused. */
   readonly actorKind: TokenActorKind;
-  /** The `roles` claim. Defaults to none. */
+  /**
+   * The `roles` claim.
+   *
+   * @default {[]}
+   */
   readonly roles?: readonly string[];
-  /** Scopes, joined with spaces into the `scope` claim (omitted when none). Defaults to none. */
+  /**
+   * Scopes, joined with spaces into the `scope` claim (omitted when none).
+   *
+   * @default {[]}
+   */
   readonly scopes?: readonly string[];
   /** The `tenant` claim, omitted when not given. */
   readonly tenant?: string;

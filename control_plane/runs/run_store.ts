@@ -63,19 +63,31 @@ export interface RunStoreOptions {
 export interface CreateRunInput {
   /** The task to run; checked and completed by `parseTask`. */
   task: TaskInput;
-  /** Who asks (defaults to the bound identity). */
+  /**
+   * Who asks.
+   *
+   * @default {the identity bound to the async context}
+   */
   requester?: Identity;
   /** The same key always gives the same run. */
   idempotencyKey?: string;
   /** The W3C `traceparent` the run carries. */
   traceparent: string;
-  /** The W3C `tracestate`. @default {""} */
+  /**
+   * The W3C `tracestate`.
+   *
+   * @default {""}
+   */
   tracestate?: string;
 }
 
 /** Options of a single store call. */
 export interface RunCallOptions {
-  /** Who does it, for the audit record. Defaults to the bound identity; none bound fails. */
+  /**
+   * Who does it, for the audit record; with none given and none bound, the call fails.
+   *
+   * @default {the identity bound to the async context}
+   */
   actor?: AuditActor;
   /** Fail with `ERR_RUN_VERSION_CONFLICT` unless the run is still at this version. */
   expectedVersion?: number;
