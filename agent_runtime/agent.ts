@@ -15,48 +15,7 @@ import {
 } from "../control_plane/mod.ts";
 import { checkOption } from "../shared/validate.ts";
 
-/**
- * What an agent gets for one attempt at a task, besides the task itself.
- *
- * @example Call an agent with a hand-made context
- * ```ts
- * import {
- *   type AgentContext,
- *   defineAgent,
- *   type RunTask,
- *   TraceState,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const agent = defineAgent({
- *   id: "counter",
- *   invoke: (_task, ctx) => Promise.resolve(`${ctx.runId}#${ctx.attempt}`),
- * });
- * const ctx: AgentContext = {
- *   signal: new AbortController().signal,
- *   deadline: Date.now() + 30_000,
- *   attempt: 2,
- *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
- *   trace: {
- *     traceId: "0af7651916cd43dd8448eb211c80319c",
- *     spanId: "b7ad6b7169203331",
- *     traceFlags: 1,
- *     traceState: TraceState.EMPTY,
- *   },
- *   runId: "r-1",
- *   idempotencyKey: "r-1",
- * };
- * const task: RunTask = {
- *   action: "count",
- *   resource: "x",
- *   capabilities: [],
- *   input: null,
- *   risk: "low",
- *   attributes: {},
- * };
- * assert.equal(await agent.invoke(task, ctx), "r-1#2");
- * ```
- */
+/** What an agent gets for one attempt at a task, besides the task itself. */
 export interface AgentContext {
   /** Aborted when the attempt is cancelled or its deadline passes; stop work then. */
   readonly signal: AbortSignal;
@@ -93,22 +52,6 @@ export interface AgentContext {
  *
  * `invoke` reports failure by throwing: an {@link AgentError} says whether a
  * retry may help; any other error counts as a retryable `ERR_AGENT_FAILED`.
- *
- * @example Implement an agent by hand
- * ```ts
- * import type { Agent } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const echo: Agent = {
- *   id: "echo",
- *   capabilities: ["echo"],
- *   tier: 0,
- *   costPerRun: 0,
- *   maxConcurrency: 4,
- *   invoke: (task) => Promise.resolve(task.input),
- * };
- * assert.equal(echo.tier, 0);
- * ```
  */
 export interface Agent {
   /** A unique id, also the tie-breaker of selection. */
@@ -131,23 +74,7 @@ export interface Agent {
   invoke(task: RunTask, ctx: AgentContext): Promise<JsonValue>;
 }
 
-/**
- * Options for {@link AgentError}.
- *
- * @example Ask to be left alone for two seconds
- * ```ts
- * import { AgentError, type AgentErrorOptions } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const cause = new Error("429 Too Many Requests");
- * const options: AgentErrorOptions = { cause, retryable: true, retryAfterMs: 2_000 };
- * const err = new AgentError("ERR_AGENT_FAILED", "Agent is busy", options);
- * assert.equal(err.cause, cause);
- * assert.equal(err.retryAfterMs, 2_000);
- * const negative: AgentErrorOptions = { retryAfterMs: -1 };
- * assert.throws(() => new AgentError("ERR_AGENT_FAILED", "Agent is busy", negative), RangeError);
- * ```
- */
+/** Options for {@link AgentError}. */
 export interface AgentErrorOptions {
   /** The underlying error, kept for diagnostics. */
   cause?: unknown;
@@ -243,25 +170,7 @@ export function toAgentError(error: unknown): AgentError {
   return new AgentError("ERR_AGENT_FAILED", `Agent failed: ${message}`, { cause: error });
 }
 
-/**
- * What {@link defineAgent} needs to build an {@link Agent}.
- *
- * @example Leave out the optional fields
- * ```ts
- * import { type AgentDefinition, defineAgent } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const definition: AgentDefinition = {
- *   id: "reviewer",
- *   tier: 2,
- *   invoke: () => Promise.resolve("approved"),
- * };
- * const agent = defineAgent(definition);
- * assert.equal(agent.tier, 2);
- * assert.equal(agent.maxConcurrency, 1);
- * assert.deepEqual(agent.capabilities, []);
- * ```
- */
+/** What {@link defineAgent} needs to build an {@link Agent}. */
 export interface AgentDefinition {
   /** A unique, non-empty id. */
   id: string;

@@ -27,60 +27,10 @@ import { checkOption } from "../shared/validate.ts";
  */
 export const CIRCUIT_STATES = ["closed", "open", "half_open"] as const;
 
-/**
- * One of {@link CIRCUIT_STATES}.
- *
- * @example Watch the states a breaker goes through
- * ```ts
- * import {
- *   CircuitBreaker,
- *   type CircuitState,
- *   FakeClock,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const clock = new FakeClock();
- * const seen: CircuitState[] = [];
- * const breaker = new CircuitBreaker({
- *   failureThreshold: 1,
- *   cooldownMs: 100,
- *   clock,
- *   onStateChange: (_from, to) => seen.push(to),
- * });
- * breaker.recordFailure();
- * clock.advance(100);
- * const state: CircuitState = breaker.state;
- * assert.equal(state, "half_open");
- * assert.deepEqual(seen, ["open", "half_open"]);
- * ```
- */
+/** One of {@link CIRCUIT_STATES}. */
 export type CircuitState = typeof CIRCUIT_STATES[number];
 
-/**
- * Options for {@link CircuitBreaker}.
- *
- * @example Open after two failures, for one second
- * ```ts
- * import {
- *   CircuitBreaker,
- *   type CircuitBreakerOptions,
- *   FakeClock,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const clock = new FakeClock();
- * const options: CircuitBreakerOptions = { failureThreshold: 2, cooldownMs: 1_000, clock };
- * const breaker = new CircuitBreaker(options);
- * breaker.recordFailure();
- * assert.equal(breaker.state, "closed");
- * breaker.recordFailure();
- * assert.equal(breaker.state, "open");
- * clock.advance(999);
- * assert.equal(breaker.remainingCooldownMs, 1);
- * clock.advance(1);
- * assert.equal(breaker.state, "half_open");
- * ```
- */
+/** Options for {@link CircuitBreaker}. */
 export interface CircuitBreakerOptions {
   /**
    * Consecutive failures, in `closed`, that open the circuit. A positive integer.
@@ -115,24 +65,7 @@ export interface CircuitBreakerOptions {
   onStateChange?: (from: CircuitState, to: CircuitState) => void;
 }
 
-/**
- * Options for {@link CircuitOpenError}.
- *
- * @example The dispatcher waits out the circuit's cool-down before the next attempt
- * ```ts
- * import {
- *   CircuitOpenError,
- *   type CircuitOpenErrorOptions,
- *   toAgentError,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const options: CircuitOpenErrorOptions = { retryAfterMs: 250 };
- * const refused = toAgentError(new CircuitOpenError("Circuit is open", options));
- * assert.equal(refused.code, "ERR_CIRCUIT_OPEN");
- * assert.equal(refused.retryAfterMs, 250); // used instead of the policy's backoff
- * ```
- */
+/** Options for {@link CircuitOpenError}. */
 export interface CircuitOpenErrorOptions {
   /** How long until the circuit lets a trial call through, in milliseconds. */
   retryAfterMs?: number;
@@ -537,30 +470,7 @@ export class CircuitBreaker {
   }
 }
 
-/**
- * Options for {@link CircuitBreakers}.
- *
- * @example Hear which agent's circuit opened
- * ```ts
- * import {
- *   CircuitBreakers,
- *   type CircuitBreakersOptions,
- *   FakeClock,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const changes: string[] = [];
- * const options: CircuitBreakersOptions = {
- *   failureThreshold: 1,
- *   clock: new FakeClock(),
- *   onStateChange: (agentId, from, to) => changes.push(`${agentId}: ${from}->${to}`),
- * };
- * const breakers = new CircuitBreakers(options);
- * breakers.get("a-1").recordFailure();
- * breakers.get("a-2").recordSuccess();
- * assert.deepEqual(changes, ["a-1: closed->open"]);
- * ```
- */
+/** Options for {@link CircuitBreakers}. */
 export interface CircuitBreakersOptions extends Omit<CircuitBreakerOptions, "onStateChange"> {
   /**
    * Called on every change of state of any agent's breaker.

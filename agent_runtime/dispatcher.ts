@@ -37,33 +37,7 @@ import { checkOption } from "../shared/validate.ts";
 import { nextDelay, RetryExhaustedError, RetryPolicy, type RetryPolicyOptions } from "./retry.ts";
 import { NoAgentError, selectAgent } from "./selector.ts";
 
-/**
- * Options for {@link Dispatcher}.
- *
- * @example Tune limits and retries
- * ```ts
- * import {
- *   ControlPlane,
- *   defineAgent,
- *   Dispatcher,
- *   type DispatcherOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const options: DispatcherOptions = {
- *   controlPlane: new ControlPlane(db, { policies: { rules: [] } }),
- *   agents: [defineAgent({ id: "echo", invoke: (task) => Promise.resolve(task.input) })],
- *   concurrency: 4,
- *   maxQueue: 100,
- *   retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
- *   attemptTimeoutMs: 5_000,
- * };
- * assert.ok(new Dispatcher(options));
- * assert.throws(() => new Dispatcher({ ...options, concurrency: 0 }), RangeError);
- * ```
- */
+/** Options for {@link Dispatcher}. */
 export interface DispatcherOptions {
   /** Where verdicts, runs, approvals and the audit live. */
   controlPlane: ControlPlane;

@@ -6,33 +6,7 @@
 import { type ApprovalSpec, ApprovalSpecSchema, formatIssues } from "../control_plane/mod.ts";
 import { checkOption } from "../shared/validate.ts";
 
-/**
- * One rung of the ladder.
- *
- * @example Steps of each kind
- * ```ts
- * import {
- *   EscalationLadder,
- *   type EscalationStep,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const steps: EscalationStep[] = [
- *   { kind: "tier", minTier: 1 },
- *   {
- *     kind: "human",
- *     approval: { approverRoles: ["oncall"], quorum: 1, timeoutSeconds: 900, onExpiry: "deny" },
- *   },
- *   { kind: "fail" },
- * ];
- * const ladder = new EscalationLadder(steps);
- * assert.deepEqual(ladder.steps.map((step) => step.kind), ["tier", "human", "fail"]);
- * assert.throws(
- *   () => new EscalationLadder([{ kind: "fail" }, { kind: "tier", minTier: 1 }]),
- *   RangeError,
- * );
- * ```
- */
+/** One rung of the ladder. */
 export type EscalationStep =
   | {
     /** Try again with a stronger agent: one of at least this tier. */
@@ -51,24 +25,7 @@ export type EscalationStep =
     readonly kind: "fail";
   };
 
-/**
- * Options for {@link EscalationLadder}.
- *
- * @example Escalate a refusal at once
- * ```ts
- * import {
- *   EscalationLadder,
- *   type EscalationLadderOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const options: EscalationLadderOptions = { escalateNowCodes: ["ERR_MODEL_REFUSED"] };
- * const ladder = new EscalationLadder([{ kind: "tier", minTier: 1 }, { kind: "fail" }], options);
- * assert.ok(ladder.escalatesNow("ERR_MODEL_REFUSED"));
- * assert.ok(!ladder.escalatesNow("ERR_TIMEOUT"));
- * assert.ok(!new EscalationLadder([]).escalatesNow("ERR_MODEL_REFUSED"));
- * ```
- */
+/** Options for {@link EscalationLadder}. */
 export interface EscalationLadderOptions {
   /**
    * Error codes that skip the remaining retries and escalate at once.

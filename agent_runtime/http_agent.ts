@@ -15,44 +15,7 @@ import {
 } from "../control_plane/mod.ts";
 import { type Agent, type AgentContext, AgentError, defineAgent } from "./agent.ts";
 
-/**
- * Options for {@link httpAgent}.
- *
- * @example Read `Retry-After` from an injected fetch, on a fake clock
- * ```ts
- * import {
- *   AgentError,
- *   FakeClock,
- *   FakeTimers,
- *   httpAgent,
- *   type HttpAgentOptions,
- *   newTraceContext,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const clock = new FakeClock();
- * const busy = new Response(null, { status: 429, headers: { "retry-after": "2" } });
- * const options: HttpAgentOptions = {
- *   id: "bom-http",
- *   clock,
- *   timer: new FakeTimers(clock).timer,
- *   fetch: () => Promise.resolve(busy),
- * };
- * const agent = httpAgent("https://agents.example/bom", options);
- * const task = { action: "read", resource: "b:1", capabilities: [], input: null, attributes: {} };
- * const error = await agent.invoke({ ...task, risk: "low" }, {
- *   signal: new AbortController().signal,
- *   deadline: clock.now() + 5_000,
- *   attempt: 1,
- *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
- *   trace: newTraceContext(),
- *   runId: "r-1",
- *   idempotencyKey: "r-1",
- * }).catch((err: unknown) => err);
- * assert.ok(error instanceof AgentError);
- * assert.equal(error.retryAfterMs, 2_000);
- * ```
- */
+/** Options for {@link httpAgent}. */
 export interface HttpAgentOptions {
   /** The agent's unique, non-empty id. */
   id: string;

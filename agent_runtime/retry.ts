@@ -29,25 +29,7 @@ import { checkOption } from "../shared/validate.ts";
  */
 export const JITTER_MODES = ["full", "equal", "none"] as const;
 
-/**
- * One of {@link JITTER_MODES}.
- *
- * @example Equal jitter keeps at least half the delay
- * ```ts
- * import {
- *   type JitterMode,
- *   nextDelay,
- *   RetryPolicy,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const jitter: JitterMode = "equal";
- * const policy = new RetryPolicy({ initialDelayMs: 100, jitter });
- * assert.equal(policy.jitter, "equal");
- * assert.equal(nextDelay(policy, 1, () => 0), 50);
- * assert.equal(nextDelay(policy, 1, () => 1), 100);
- * ```
- */
+/** One of {@link JITTER_MODES}. */
 export type JitterMode = typeof JITTER_MODES[number];
 
 /**
@@ -73,41 +55,7 @@ export const DEFAULT_NON_RETRYABLE_CODES = [
   "ERR_INVALID_ARGUMENT",
 ] as const;
 
-/**
- * Options for {@link RetryPolicy}; the defaults follow Temporal's.
- *
- * @example Stop after two attempts
- * ```ts
- * import {
- *   AgentRuntime,
- *   ControlPlane,
- *   defineAgent,
- *   FakeClock,
- *   FakeTimers,
- *   openDatabase,
- *   type RetryPolicyOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(0);
- * const timers = new FakeTimers(clock);
- * const controlPlane = new ControlPlane(db, {
- *   policies: { rules: [{ id: "all", effect: "allow", actions: ["**"] }] },
- *   clock,
- * });
- * let calls = 0;
- * const flaky = defineAgent({ id: "flaky", invoke: () => Promise.reject(new Error(`#${++calls}`)) });
- * const retry: RetryPolicyOptions = { maxAttempts: 2, initialDelayMs: 10, jitter: "none" };
- * const runtime = new AgentRuntime({ controlPlane, agents: [flaky], retry, clock, timer: timers.timer });
- * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
- * const id = await runtime.submit({ action: "bom.read", resource: "bom:1" }, { identity });
- * await timers.advance(10);
- * const run = await runtime.wait(id);
- * assert.equal(run.error?.code, "ERR_RETRY_EXHAUSTED");
- * assert.equal(calls, 2);
- * ```
- */
+/** Options for {@link RetryPolicy}; the defaults follow Temporal's. */
 export interface RetryPolicyOptions {
   /**
    * Attempts per escalation step, the first included. A positive integer, or `Infinity`.
@@ -317,44 +265,10 @@ function unit(random: Random): number {
  */
 export const RETRY_STOP_REASONS = ["max_attempts", "budget"] as const;
 
-/**
- * One of {@link RETRY_STOP_REASONS}.
- *
- * @example Say why retrying stopped
- * ```ts
- * import {
- *   RetryExhaustedError,
- *   type RetryStopReason,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const reason: RetryStopReason = "max_attempts";
- * const err = new RetryExhaustedError("Gave up after 3 attempts", { attempts: 3, reason });
- * assert.equal(err.reason, "max_attempts");
- * ```
- */
+/** One of {@link RETRY_STOP_REASONS}. */
 export type RetryStopReason = typeof RETRY_STOP_REASONS[number];
 
-/**
- * Options for {@link RetryExhaustedError}.
- *
- * @example Say what ran out, and what failed last
- * ```ts
- * import {
- *   RetryExhaustedError,
- *   type RetryExhaustedErrorOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const last = new Error("flaky");
- * const options: RetryExhaustedErrorOptions = { cause: last, attempts: 4, reason: "budget" };
- * const err = new RetryExhaustedError("Cannot retry as the budget is spent", options);
- * assert.equal(err.attempts, 4);
- * assert.equal(err.reason, "budget");
- * assert.equal(err.cause, last);
- * assert.equal(err.code, "ERR_RETRY_EXHAUSTED");
- * ```
- */
+/** Options for {@link RetryExhaustedError}. */
 export interface RetryExhaustedErrorOptions {
   /** The error of the last attempt, if one was made. */
   cause?: unknown;

@@ -33,34 +33,7 @@ import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 /** Submits between two turns of the event loop (each is a synchronous transaction). */
 const SUBMITS_PER_TURN = 8;
 
-/**
- * Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook.
- *
- * @example Fail a run after a single attempt
- * ```ts
- * import {
- *   AgentRuntime,
- *   type AgentRuntimeOptions,
- *   ControlPlane,
- *   defineAgent,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const controlPlane = new ControlPlane(db, {
- *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
- * });
- * const down = defineAgent({ id: "down", invoke: () => Promise.reject(new Error("down")) });
- * const options: AgentRuntimeOptions = { controlPlane, agents: [down], retry: { maxAttempts: 1 } };
- * const runtime = new AgentRuntime(options);
- * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
- * const id = await runtime.submit({ action: "bom.read", resource: "bom:1" }, { identity });
- * const run = await runtime.wait(id);
- * assert.equal(run.state, "failed");
- * assert.equal(run.attempt, 1);
- * ```
- */
+/** Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook. */
 export interface AgentRuntimeOptions extends DispatcherOptions {
   /**
    * Called when a background dispatch (`runId` set) or a step of the worker
@@ -74,40 +47,7 @@ export interface AgentRuntimeOptions extends DispatcherOptions {
   onError?: (runId: string | undefined, error: unknown) => void;
 }
 
-/**
- * Options of {@link AgentRuntime.start}: how often the worker loop does each of its jobs.
- *
- * @example Poll every 200 ms on fake timers
- * ```ts
- * import {
- *   AgentRuntime,
- *   ControlPlane,
- *   defineAgent,
- *   FakeClock,
- *   FakeTimers,
- *   openDatabase,
- *   type StartOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(0);
- * const timers = new FakeTimers(clock);
- * const controlPlane = new ControlPlane(db, { policies: { rules: [] }, clock });
- * const agent = defineAgent({ id: "a", invoke: () => Promise.resolve("ok") });
- * const worker = new AgentRuntime({ controlPlane, agents: [agent], clock, timer: timers.timer });
- * const options: StartOptions = { pollIntervalMs: 200, reclaimIntervalMs: 1_000 };
- * worker.start(options);
- * const { run } = controlPlane.runs.create({
- *   task: { action: "x", resource: "y", capabilities: [], input: null, risk: "low", attributes: {} },
- *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * });
- * await timers.advance(200); // the next poll takes it
- * assert.equal((await worker.wait(run.id)).state, "succeeded");
- * await worker.stop();
- * ```
- */
+/** Options of {@link AgentRuntime.start}: how often the worker loop does each of its jobs. */
 export interface StartOptions {
   /**
    * How often to claim ready runs (`queued`, `retrying`, `escalated`, no live
@@ -130,28 +70,7 @@ export interface StartOptions {
   approvalIntervalMs?: number;
 }
 
-/**
- * Options of {@link AgentRuntime.stop}.
- *
- * @example Give runs in flight no time at all
- * ```ts
- * import {
- *   AgentRuntime,
- *   ControlPlane,
- *   openDatabase,
- *   type StopOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- *
- * using db = openDatabase(":memory:");
- * const runtime = new AgentRuntime({
- *   controlPlane: new ControlPlane(db, { policies: { rules: [] } }),
- *   agents: [],
- * });
- * const options: StopOptions = { graceMs: 0 };
- * runtime.start();
- * await runtime.stop(options);
- * ```
- */
+/** Options of {@link AgentRuntime.stop}. */
 export interface StopOptions {
   /**
    * How long runs in flight may take to finish before they are aborted and
@@ -165,40 +84,21 @@ export interface StopOptions {
 /** The states a worker claims runs in. */
 const READY: readonly RunState[] = ["queued", "retrying", "escalated"];
 
-/**
- * Options of {@link AgentRuntime.submit}.
- *
- * @example Submit twice with one idempotency key
- * ```ts
- * import {
- *   AgentRuntime,
- *   ControlPlane,
- *   openDatabase,
- *   type SubmitOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const controlPlane = new ControlPlane(db, {
- *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
- * });
- * const runtime = new AgentRuntime({ controlPlane, agents: [] }); // submits only
- * const options: SubmitOptions = {
- *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
- *   idempotencyKey: "order-42",
- * };
- * const task = { action: "bom.read", resource: "bom:1" };
- * const first = await runtime.submit(task, options);
- * assert.equal(await runtime.submit(task, options), first);
- * assert.equal(controlPlane.runs.get(first).requester.subject, "svc");
- * ```
- */
+/** Options of {@link AgentRuntime.submit}. */
 export interface SubmitOptions {
-  /** Who asks. Defaults to the identity bound to the async context; none fails closed. */
+  /**
+   * Who asks; with none given and none bound, the submission fails closed.
+   *
+   * @default {the identity bound to the async context}
+   */
   identity?: Identity;
   /** The same key always gives the same run (and never a second one). */
   idempotencyKey?: string;
-  /** The caller's trace context; the run gets a child of it. Defaults to the bound one, else a new trace. */
+  /**
+   * The caller's trace context; the run gets a child of it.
+   *
+   * @default {the bound trace context, else a new trace}
+   */
   trace?: TraceContext;
 }
 

@@ -8,34 +8,7 @@ import { assertNever, PlmError, type RunTask } from "../control_plane/mod.ts";
 import { checkOption } from "../shared/validate.ts";
 import type { Agent } from "./agent.ts";
 
-/**
- * What the selector needs to know about the agents at this moment.
- *
- * @example Read health from circuit breakers and load from a counter
- * ```ts
- * import {
- *   CircuitBreakers,
- *   defineAgent,
- *   FakeClock,
- *   InFlightCounter,
- *   selectAgent,
- *   type SelectorState,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const invoke = () => Promise.resolve(null);
- * const agents = [defineAgent({ id: "a", invoke }), defineAgent({ id: "b", invoke })];
- * const breakers = new CircuitBreakers({ failureThreshold: 1, clock: new FakeClock() });
- * const counter = new InFlightCounter();
- * const state: SelectorState = {
- *   inFlight: (agentId) => counter.inFlight(agentId),
- *   isAvailable: (agentId) => breakers.isAvailable(agentId),
- * };
- * assert.equal(selectAgent({ capabilities: [] }, agents, state).agent.id, "a");
- * breakers.get("a").recordFailure();
- * assert.equal(selectAgent({ capabilities: [] }, agents, state).agent.id, "b");
- * ```
- */
+/** What the selector needs to know about the agents at this moment. */
 export interface SelectorState {
   /**
    * Calls the agent has in flight now.
@@ -54,29 +27,7 @@ export interface SelectorState {
   isAvailable(agentId: string): boolean;
 }
 
-/**
- * Options for {@link selectAgent}.
- *
- * @example Skip the weaker agent after an escalation
- * ```ts
- * import {
- *   defineAgent,
- *   selectAgent,
- *   type SelectAgentOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const invoke = () => Promise.resolve(null);
- * const small = defineAgent({ id: "small", invoke });
- * const agents = [small, defineAgent({ id: "big", tier: 1, invoke })];
- * const state = { inFlight: () => 0, isAvailable: () => true };
- * const options: SelectAgentOptions = { minTier: 1 };
- * const { agent, reasons } = selectAgent({ capabilities: [] }, agents, state, options);
- * assert.equal(agent.id, "big");
- * assert.equal(reasons[0]?.outcome, "below_min_tier");
- * assert.equal(selectAgent({ capabilities: [] }, agents, state).agent.id, "small");
- * ```
- */
+/** Options for {@link selectAgent}. */
 export interface SelectAgentOptions {
   /**
    * Skip agents below this tier (escalation asks for a stronger agent).
@@ -126,52 +77,10 @@ export const SELECTION_OUTCOMES = [
   "outranked",
 ] as const;
 
-/**
- * One of {@link SELECTION_OUTCOMES}.
- *
- * @example A busy agent is `full`
- * ```ts
- * import {
- *   defineAgent,
- *   selectAgent,
- *   type SelectionOutcome,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const invoke = () => Promise.resolve(null);
- * const agents = [defineAgent({ id: "busy", invoke }), defineAgent({ id: "idle", invoke })];
- * const state = { inFlight: (id: string) => (id === "busy" ? 1 : 0), isAvailable: () => true };
- * const { reasons } = selectAgent({ capabilities: [] }, agents, state);
- * const outcomes: SelectionOutcome[] = reasons.map((reason) => reason.outcome);
- * assert.deepEqual(outcomes, ["full", "chosen"]);
- * ```
- */
+/** One of {@link SELECTION_OUTCOMES}. */
 export type SelectionOutcome = typeof SELECTION_OUTCOMES[number];
 
-/**
- * What the selector decided about one agent.
- *
- * @example Explain why an agent was skipped
- * ```ts
- * import {
- *   defineAgent,
- *   selectAgent,
- *   type SelectionReason,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const invoke = () => Promise.resolve(null);
- * const agents = [defineAgent({ id: "a", invoke }), defineAgent({ id: "b", invoke })];
- * const state = { inFlight: () => 0, isAvailable: (id: string) => id !== "a" };
- * const { reasons } = selectAgent({ capabilities: [] }, agents, state);
- * const skipped: SelectionReason | undefined = reasons[0];
- * assert.deepEqual(skipped, {
- *   agentId: "a",
- *   outcome: "unhealthy",
- *   detail: "circuit lets no call through",
- * });
- * ```
- */
+/** What the selector decided about one agent. */
 export interface SelectionReason {
   /** The agent. */
   readonly agentId: string;
@@ -181,29 +90,7 @@ export interface SelectionReason {
   readonly detail: string;
 }
 
-/**
- * The result of {@link selectAgent}.
- *
- * @example The chosen agent, and a reason for each candidate
- * ```ts
- * import {
- *   type AgentSelection,
- *   defineAgent,
- *   selectAgent,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const invoke = () => Promise.resolve(null);
- * const agents = [
- *   defineAgent({ id: "writer", capabilities: ["bom.write"], invoke }),
- *   defineAgent({ id: "reader", capabilities: ["bom.read"], invoke }),
- * ];
- * const state = { inFlight: () => 0, isAvailable: () => true };
- * const selection: AgentSelection = selectAgent({ capabilities: ["bom.read"] }, agents, state);
- * assert.equal(selection.agent.id, "reader");
- * assert.deepEqual(selection.reasons.map((r) => r.agentId), ["writer", "reader"]);
- * ```
- */
+/** The result of {@link selectAgent}. */
 export interface AgentSelection {
   /** The agent to run the task. */
   readonly agent: Agent;
@@ -211,25 +98,7 @@ export interface AgentSelection {
   readonly reasons: readonly SelectionReason[];
 }
 
-/**
- * Options for {@link NoAgentError}.
- *
- * @example Keep the reasons with the error
- * ```ts
- * import {
- *   NoAgentError,
- *   type NoAgentErrorOptions,
- * } from "@tracepulse/plm-engine-core/agent-runtime";
- * import assert from "node:assert/strict";
- *
- * const options: NoAgentErrorOptions = {
- *   reasons: [{ agentId: "a-1", outcome: "full", detail: "1 of 1 calls in flight" }],
- * };
- * const err = new NoAgentError("No agent can take the task: 1 agent is full", options);
- * assert.deepEqual(err.reasons.map((r) => r.outcome), ["full"]);
- * assert.deepEqual(new NoAgentError("No agent is registered").reasons, []);
- * ```
- */
+/** Options for {@link NoAgentError}. */
 export interface NoAgentErrorOptions {
   /** One reason per agent considered. */
   reasons?: readonly SelectionReason[];

@@ -55,38 +55,7 @@ import { TaskAttributesSchema } from "./runs/task.ts";
 import type { Database } from "./store/database.ts";
 import { currentTraceContext } from "./trace/context.ts";
 
-/**
- * Options for {@link ControlPlane}.
- *
- * @example Policies, budgets, a fake clock and fixed ids
- * ```ts
- * import {
- *   ControlPlane,
- *   type ControlPlaneOptions,
- *   FakeClock,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * let next = 0;
- * const options: ControlPlaneOptions = {
- *   policies: { rules: [{ id: "all", effect: "allow", actions: ["**"] }] },
- *   runBudget: { maxAttempts: 3 },
- *   clock: new FakeClock(1_000),
- *   generateId: () => `id-${++next}`,
- * };
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, options);
- * const verdict = cp.authorize({
- *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
- *   action: "bom.read",
- *   resource: "bom:1",
- *   usage: { attempts: 4, escalations: 0, costUnits: 0 },
- * });
- * assert.equal(verdict.decision, "deny");
- * assert.equal(verdict.code, "ERR_BUDGET_EXCEEDED");
- * ```
- */
+/** Options for {@link ControlPlane}. */
 export interface ControlPlaneOptions {
   /** The policy set (or an engine compiled from one). */
   policies: PolicySet | PolicyEngine;
@@ -110,7 +79,11 @@ export interface ControlPlaneOptions {
    * @default {systemClock}
    */
   clock?: Clock;
-  /** Makes run and approval ids. @default {() => crypto.randomUUID()} */
+  /**
+   * Makes run and approval ids.
+   *
+   * @default {() => crypto.randomUUID()}
+   */
   generateId?: () => string;
   /**
    * Delivers the notification of an autonomy `L3` ("act and notify") verdict, after the
@@ -124,30 +97,13 @@ export interface ControlPlaneOptions {
   onNotify?: (notification: AutonomyNotification) => void | Promise<void>;
 }
 
-/**
- * What {@link ControlPlane.authorize} is asked.
- *
- * @example Ask for a run and find the decision in its audit
- * ```ts
- * import {
- *   type AuthorizeRequest,
- *   ControlPlane,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, { policies: { rules: [] } });
- * const request: AuthorizeRequest = {
- *   identity: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
- *   action: "bom.delete", resource: "bom:1", runId: "r-1",
- * };
- * assert.equal(cp.authorize(request).decision, "deny"); // no rule allows it
- * assert.equal(cp.audit.list({ runId: "r-1" })[0]?.outcome, "deny");
- * ```
- */
+/** What {@link ControlPlane.authorize} is asked. */
 export interface AuthorizeRequest {
-  /** Who asks. Defaults to the identity bound to the async context; none fails closed. */
+  /**
+   * Who asks; with none given and none bound, the request fails closed.
+   *
+   * @default {the identity bound to the async context}
+   */
   identity?: Identity;
   /** The dotted action: `bom.update`. */
   action: string;
@@ -167,7 +123,11 @@ export interface AuthorizeRequest {
   runId?: string;
   /** What the run has used, checked against the run budget. */
   usage?: RunUsage;
-  /** The trace id; defaults to the bound trace context's. */
+  /**
+   * The trace id.
+   *
+   * @default {the bound trace context's trace id}
+   */
   traceId?: string;
 }
 
@@ -195,55 +155,12 @@ type AuthorizeAttributes = { readonly [key: string]: JsonValue };
 /**
  * The verdict of {@link ControlPlane.authorize}; `autonomyLevel` is set when autonomy was
  * folded in.
- *
- * @example An agent's verdict carries its autonomy level
- * ```ts
- * import {
- *   ControlPlane,
- *   type ControlPlaneVerdict,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const policies = { rules: [{ id: "edit", effect: "allow" as const, actions: ["bom.*"] }] };
- * const cp = new ControlPlane(db, { policies, autonomy: { defaultLevel: "L3" } });
- * const identity = { subject: "a-1", actorKind: "agent" as const, roles: [], scopes: [] };
- * const v: ControlPlaneVerdict = cp.authorize({ identity, action: "bom.edit", resource: "bom:1" });
- * assert.equal(v.decision, "allow");
- * assert.equal(v.autonomyLevel, "L3");
- * assert.equal(v.notify, true);
- * ```
  */
 export type ControlPlaneVerdict = Verdict & Partial<Omit<AutonomyVerdict, keyof Verdict>>;
 
 /**
  * What {@link ControlPlaneOptions.onNotify} receives when an agent at autonomy `L3`
  * ("act and notify") is allowed to act (or to act once approved).
- *
- * @example Deliver notifications of L3 actions
- * ```ts
- * import {
- *   type AutonomyNotification,
- *   ControlPlane,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const inbox: AutonomyNotification[] = [];
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, {
- *   policies: { rules: [{ id: "edit", effect: "allow", actions: ["bom.*"] }] },
- *   autonomy: { defaultLevel: "L3" },
- *   onNotify: (notification) => void inbox.push(notification),
- * });
- * const agent = { subject: "a-1", actorKind: "agent" as const, roles: [], scopes: [] };
- * cp.authorize({ identity: agent, action: "bom.edit", resource: "bom:1" });
- * assert.deepEqual(inbox.map((n) => [n.agentId, n.action, n.decision]), [
- *   ["a-1", "bom.edit", "allow"],
- * ]);
- * assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" })[0]?.seq, inbox[0]?.auditSeq);
- * ```
  */
 export interface AutonomyNotification {
   /** The agent that acts (the requester's subject). */
@@ -271,32 +188,6 @@ export interface AutonomyNotification {
 /**
  * How a run's agent works: `act` carries the task out; `suggest` (autonomy `L1`) only
  * proposes, and the run ends `suggested` for a human to carry the suggestion out.
- *
- * @example A run of an agent at L1 only suggests
- * ```ts
- * import {
- *   ControlPlane,
- *   openDatabase,
- *   type RunMode,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, { policies: { rules: [] } });
- * const { run } = cp.runs.create({
- *   task: { action: "bom.edit", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "a-1", actorKind: "agent", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * }, { actor: { subject: "a-1", kind: "agent" } });
- * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const { run: parked } = cp.requestApproval(run.id, spec, {
- *   mode: "suggest",
- *   actor: { subject: "a-1", kind: "agent" },
- * });
- * const mode: RunMode = cp.runMode(parked);
- * assert.equal(mode, "suggest");
- * ```
  */
 export type RunMode = "act" | "suggest";
 
@@ -337,33 +228,13 @@ export const DEFAULT_CANCEL_RULES: readonly PolicyRule[] = Object.freeze(
   ] as const satisfies readonly PolicyRule[],
 );
 
-/**
- * Options of {@link ControlPlane.authorizeCancel}.
- *
- * @example Cancel one's own run with a reason
- * ```ts
- * import {
- *   type CancelRunOptions,
- *   ControlPlane,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, { policies: { rules: [] } });
- * const alice = { subject: "alice", actorKind: "human" as const, roles: [], scopes: [] };
- * const { run } = cp.runs.create({
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: alice,
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * }, { actor: { subject: "alice", kind: "human" } });
- * const options: CancelRunOptions = { identity: alice, reason: "No longer needed" };
- * assert.equal(cp.authorizeCancel(run.id, options).reason, "No longer needed");
- * ```
- */
+/** Options of {@link ControlPlane.authorizeCancel}. */
 export interface CancelRunOptions {
-  /** Who cancels. Defaults to the identity bound to the async context; none fails closed. */
+  /**
+   * Who cancels; with none given and none bound, the request fails closed.
+   *
+   * @default {the identity bound to the async context}
+   */
   identity?: Identity;
   /**
    * Why, for the run and the audit: safe text of at most `INPUT_LIMITS.reasonLength`.
@@ -376,31 +247,6 @@ export interface CancelRunOptions {
 /**
  * An allowed cancel, as returned by {@link ControlPlane.authorizeCancel}: the run as it was
  * decided on, and who cancels it why, for the `cancel` transition.
- *
- * @example Apply an allowed cancel
- * ```ts
- * import {
- *   type CancelAuthorization,
- *   ControlPlane,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, { policies: { rules: [] } });
- * const admin = { subject: "ops", actorKind: "human" as const, roles: ["run-admin"], scopes: [] };
- * const { run } = cp.runs.create({
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * }, { actor: { subject: "alice", kind: "human" } });
- * const allowed: CancelAuthorization = cp.authorizeCancel(run.id, { identity: admin });
- * const cancelled = cp.runs.apply(run.id, { type: "cancel", reason: allowed.reason }, {
- *   actor: allowed.actor,
- * });
- * assert.equal(cancelled.state, "cancelled");
- * ```
  */
 export interface CancelAuthorization {
   /** The run, as read for the decision. */

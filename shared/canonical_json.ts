@@ -9,19 +9,7 @@ import { hash } from "node:crypto";
 import { PlmError } from "./errors.ts";
 import type { JsonValue } from "./json.ts";
 
-/**
- * Bounds on a JSON value that {@link canonicalJson} accepts.
- *
- * @example Allow deeper nesting for one call
- * ```ts
- * import { canonicalJson, type CanonicalJsonOptions } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const options: CanonicalJsonOptions = { field: "task.input", maxDepth: 3 };
- * assert.equal(canonicalJson([[["x"]]], options), '[[["x"]]]');
- * assert.throws(() => canonicalJson([[[["x"]]]], options), { code: "ERR_INVALID_ARGUMENT" });
- * ```
- */
+/** Bounds on a JSON value that {@link canonicalJson} accepts. */
 export interface CanonicalJsonOptions {
   /**
    * The name of the value in error messages (`task.input`).

@@ -4,20 +4,7 @@
  * @module
  */
 
-/**
- * A source of the current time in milliseconds since the Unix epoch.
- *
- * @example Inject a clock that reads a fixed time
- * ```ts
- * import { type Clock, FakeClock, systemClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const fixed: Clock = { now: () => Date.UTC(2026, 0, 1) };
- * assert.equal(new Date(fixed.now()).toISOString(), "2026-01-01T00:00:00.000Z");
- * const clocks: Clock[] = [fixed, systemClock, new FakeClock(0)];
- * assert.ok(clocks.every((clock) => Number.isFinite(clock.now())));
- * ```
- */
+/** A source of the current time in milliseconds since the Unix epoch. */
 export interface Clock {
   /** The current time in epoch milliseconds. */
   now(): number;
@@ -132,16 +119,6 @@ export class FakeClock implements Clock {
  * A source of uniform random draws in [0, 1): the one shape of injected
  * randomness (retry jitter, trace and span ids). Tests inject a seeded or
  * constant one; `Math.random` fits.
- *
- * @example A constant source for a deterministic test
- * ```ts
- * import type { Random } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const half: Random = () => 0.5;
- * const sources: Random[] = [half, Math.random];
- * assert.ok(sources.every((random) => random() >= 0 && random() < 1));
- * ```
  */
 export type Random = () => number;
 
@@ -149,22 +126,6 @@ export type Random = () => number;
  * Schedules `callback` after `ms` milliseconds and returns a function that
  * cancels it. Injected wherever the package waits (timeouts, backoff,
  * heartbeats) so that tests drive time with {@link FakeTimers}.
- *
- * @example Schedule, cancel and fire with fake timers
- * ```ts
- * import { FakeClock, FakeTimers, type Timer } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const timers = new FakeTimers(new FakeClock(0));
- * const timer: Timer = timers.timer;
- * const fired: string[] = [];
- * const cancel = timer(() => fired.push("late"), 50);
- * timer(() => fired.push("soon"), 10);
- * cancel();
- * await timers.advance(100);
- * assert.deepEqual(fired, ["soon"]);
- * assert.equal(timers.pending, 0);
- * ```
  */
 export type Timer = (callback: () => void, ms: number) => () => void;
 
@@ -202,22 +163,7 @@ export const systemTimer: Timer = (callback: () => void, ms: number): () => void
   return () => clearTimeout(id);
 };
 
-/**
- * Options for {@link sleep}.
- *
- * @example Sleep on fake timers
- * ```ts
- * import { FakeClock, FakeTimers, sleep, type SleepOptions } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const timers = new FakeTimers(new FakeClock(0));
- * const options: SleepOptions = { timer: timers.timer };
- * let woke = false;
- * sleep(100, options).then(() => (woke = true));
- * await timers.advance(100);
- * assert.equal(woke, true);
- * ```
- */
+/** Options for {@link sleep}. */
 export interface SleepOptions {
   /**
    * The timer that waits.

@@ -84,41 +84,10 @@ export const ERROR_CODES = [
   "ERR_INTERNAL",
 ] as const;
 
-/**
- * One of {@link ERROR_CODES}.
- *
- * @example Read the code of a failed call
- * ```ts
- * import { type ErrorCode, PlmError } from "@tracepulse/plm-engine-core/shared";
- * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * let code: ErrorCode | undefined;
- * try {
- *   openDatabase(":memory:", { migrations: [{ version: 1, name: "broken", sql: "NOT SQL" }] });
- * } catch (err) {
- *   if (err instanceof PlmError) code = err.code;
- * }
- * assert.equal(code, "ERR_STORE_MIGRATION_FAILED");
- * ```
- */
+/** One of {@link ERROR_CODES}. */
 export type ErrorCode = typeof ERROR_CODES[number];
 
-/**
- * Options for {@link PlmError}.
- *
- * @example Keep the underlying error as the cause
- * ```ts
- * import { PlmError, type PlmErrorOptions } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const cause = new SyntaxError("Unexpected token } in JSON");
- * const options: PlmErrorOptions = { cause };
- * const err = new PlmError("ERR_POLICY_INVALID", "Cannot read the policy file", options);
- * assert.equal(err.cause, cause);
- * assert.ok(!Object.hasOwn(new PlmError("ERR_INTERNAL", "Broke", {}), "cause"));
- * ```
- */
+/** Options for {@link PlmError}. */
 export interface PlmErrorOptions {
   /** The underlying error, kept for diagnostics. */
   cause?: unknown;

@@ -28,21 +28,7 @@ import { INPUT_LIMITS, textSchema } from "./validate.ts";
  */
 export const ACTOR_KINDS = ["human", "agent", "service", "system"] as const;
 
-/**
- * One of {@link ACTOR_KINDS}.
- *
- * @example Read the kind of a validated identity
- * ```ts
- * import { type ActorKind, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const input = { subject: "planner-1", actorKind: "agent", roles: [], scopes: [] };
- * const kind: ActorKind = IdentitySchema.parse(input).actorKind;
- * assert.equal(kind, "agent");
- * const isPerson = (k: ActorKind): boolean => k === "human";
- * assert.equal(isPerson(kind), false);
- * ```
- */
+/** One of {@link ACTOR_KINDS}. */
 export type ActorKind = typeof ACTOR_KINDS[number];
 
 /**
@@ -59,25 +45,7 @@ export type ActorKind = typeof ACTOR_KINDS[number];
  */
 export const ActorKindSchema: Schema<ActorKind> = z.enum(ACTOR_KINDS);
 
-/**
- * An authenticated (or system) principal.
- *
- * @example An agent acting for a tenant
- * ```ts
- * import { type Identity, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const identity: Identity = {
- *   subject: "planner-1",
- *   actorKind: "agent",
- *   roles: ["planner"],
- *   scopes: ["bom:write"],
- *   tenant: "acme",
- * };
- * assert.ok(identity.roles.includes("planner"));
- * assert.deepEqual(IdentitySchema.parse(identity), identity);
- * ```
- */
+/** An authenticated (or system) principal. */
 export interface Identity {
   /** The subject (`sub` claim), never empty. */
   readonly subject: string;

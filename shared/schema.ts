@@ -6,22 +6,7 @@
  * @module
  */
 
-/**
- * One problem found while validating, with the path to the bad field.
- *
- * @example Summarise why an input was rejected
- * ```ts
- * import { formatIssues, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
- * import type { SchemaIssue } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const result = IdentitySchema.safeParse({ subject: "bob", actorKind: "robot", roles: [] });
- * assert.ok(!result.success);
- * const issues: readonly SchemaIssue[] = result.error.issues;
- * assert.deepEqual(issues.map((issue) => issue.path), [["actorKind"], ["scopes"]]);
- * assert.match(formatIssues(issues), /^actorKind: .+; scopes: /);
- * ```
- */
+/** One problem found while validating, with the path to the bad field. */
 export interface SchemaIssue {
   /** Path from the root of the input to the bad field. */
   readonly path: readonly PropertyKey[];
@@ -29,38 +14,12 @@ export interface SchemaIssue {
   readonly message: string;
 }
 
-/**
- * The result of {@link Schema.safeParse}.
- *
- * @example Read the issues of a failed parse
- * ```ts
- * import { type Identity, IdentitySchema } from "@tracepulse/plm-engine-core/shared";
- * import type { SafeParseResult } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const input = { subject: "", actorKind: "human", roles: [], scopes: [] };
- * const result: SafeParseResult<Identity> = IdentitySchema.safeParse(input);
- * assert.ok(!result.success);
- * assert.deepEqual(result.error.issues.map((issue) => issue.path), [["subject"]]);
- * ```
- */
+/** The result of {@link Schema.safeParse}. */
 export type SafeParseResult<T> =
   | { readonly success: true; readonly data: T }
   | { readonly success: false; readonly error: { readonly issues: readonly SchemaIssue[] } };
 
-/**
- * A runtime schema that validates unknown input into `T`.
- *
- * @example Validate with a schema
- * ```ts
- * import { IdentitySchema, type Schema, type Identity } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const schema: Schema<Identity> = IdentitySchema;
- * const result = schema.safeParse({ subject: "svc", actorKind: "service", roles: [], scopes: [] });
- * assert.ok(result.success);
- * ```
- */
+/** A runtime schema that validates unknown input into `T`. */
 export interface Schema<T> {
   /** Returns the validated value or throws the schema library's error. */
   parse(input: unknown): T;

@@ -23,28 +23,7 @@ import { AUDIT_GENESIS_HASH, chainHash } from "./hash.ts";
 import type { AuditHead, AuditVerifyOptions, AuditVerifyResult } from "./verify.ts";
 import { broken, type ChainRow, verifyChain, witnessesOf } from "./_verify_chain.ts";
 
-/**
- * Which records {@link AuditLog.list} returns; criteria combine with AND.
- *
- * @example The first record of one actor
- * ```ts
- * import {
- *   type AuditListFilter,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const entry = { action: "run.cancel", resource: "run:r-1", outcome: "cancelled" };
- * for (const subject of ["alice", "bob", "alice"]) {
- *   audit.append({ ...entry, actor: { subject, kind: "human" } });
- * }
- * const filter: AuditListFilter = { actorSubject: "alice", limit: 1 };
- * assert.deepEqual(audit.list(filter).map((r) => r.seq), [1]);
- * ```
- */
+/** Which records {@link AuditLog.list} returns; criteria combine with AND. */
 export interface AuditListFilter {
   /**
    * Only records of this run.
@@ -91,28 +70,7 @@ export interface AuditListFilter {
   newestFirst?: boolean;
 }
 
-/**
- * Options for {@link AuditLog}.
- *
- * @example Stamp records with a fake clock
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditLogOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const clock = new FakeClock(1_000);
- * const options: AuditLogOptions = { clock };
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db, options);
- * const actor = { subject: "svc", kind: "service" } as const;
- * clock.advance(250.9);
- * assert.equal(audit.append({ actor, action: "demo", resource: "x", outcome: "ok" }).at, 1_250);
- * ```
- */
+/** Options for {@link AuditLog}. */
 export interface AuditLogOptions {
   /**
    * Stamps each record's `at` (truncated to whole milliseconds).

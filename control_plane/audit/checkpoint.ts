@@ -19,32 +19,7 @@ import {
 import { checkHead, HASH_PATTERN } from "./_head.ts";
 import type { AuditHead } from "./verify.ts";
 
-/**
- * A signed checkpoint of the audit chain, as `plm audit checkpoint` writes it.
- *
- * @example Read the fields of a checkpoint
- * ```ts
- * import {
- *   type AuditCheckpoint,
- *   generateCheckpointKeys,
- *   importCheckpointPrivateKey,
- *   signCheckpoint,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const { privateKeyPem } = await generateCheckpointKeys();
- * const privateKey = await importCheckpointPrivateKey(privateKeyPem);
- * const checkpoint: AuditCheckpoint = await signCheckpoint(
- *   { seq: 3, hash: "a".repeat(64) },
- *   { privateKey, clock: new FakeClock(1_000) },
- * );
- * assert.deepEqual(
- *   [checkpoint.version, checkpoint.seq, checkpoint.at, checkpoint.keyId],
- *   [1, 3, 1_000, privateKey.keyId],
- * );
- * ```
- */
+/** A signed checkpoint of the audit chain, as `plm audit checkpoint` writes it. */
 export interface AuditCheckpoint {
   /** The format version: 1. */
   readonly version: 1;
@@ -98,23 +73,6 @@ export const AuditCheckpointSchema: Schema<AuditCheckpoint> = z.strictObject({
 /**
  * An Ed25519 key and its id, from {@link importCheckpointPrivateKey} or
  * {@link importCheckpointPublicKey}.
- *
- * @example The key id of a key pair is the same on both sides
- * ```ts
- * import {
- *   type CheckpointKey,
- *   generateCheckpointKeys,
- *   importCheckpointPrivateKey,
- *   importCheckpointPublicKey,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const pair = await generateCheckpointKeys();
- * const signing: CheckpointKey = await importCheckpointPrivateKey(pair.privateKeyPem);
- * const checking: CheckpointKey = await importCheckpointPublicKey(pair.publicKeyPem);
- * assert.equal(signing.keyId, checking.keyId);
- * assert.equal(signing.key.extractable, false);
- * ```
  */
 export interface CheckpointKey {
   /** The WebCrypto key: a non-extractable private key that signs, or a public key. */
@@ -123,24 +81,7 @@ export interface CheckpointKey {
   readonly keyId: string;
 }
 
-/**
- * Options for {@link importCheckpointPrivateKey} and {@link importCheckpointPublicKey}.
- *
- * @example Name the file in errors
- * ```ts
- * import {
- *   type CheckpointKeyOptions,
- *   importCheckpointPublicKey,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: CheckpointKeyOptions = { field: "--public-key ops.pem" };
- * await assert.rejects(importCheckpointPublicKey("nonsense", options), {
- *   code: "ERR_INVALID_ARGUMENT",
- *   message: /^Invalid --public-key ops\.pem: /,
- * });
- * ```
- */
+/** Options for {@link importCheckpointPrivateKey} and {@link importCheckpointPublicKey}. */
 export interface CheckpointKeyOptions {
   /**
    * The name of the key in error messages (`"publicKey"` when importing a public key).
@@ -150,25 +91,7 @@ export interface CheckpointKeyOptions {
   field?: string;
 }
 
-/**
- * Options for {@link signCheckpoint}.
- *
- * @example Sign with a fixed time
- * ```ts
- * import {
- *   type CheckpointSignOptions,
- *   generateCheckpointKeys,
- *   importCheckpointPrivateKey,
- *   signCheckpoint,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const privateKey = await importCheckpointPrivateKey((await generateCheckpointKeys()).privateKeyPem);
- * const options: CheckpointSignOptions = { privateKey, clock: new FakeClock(42.9) };
- * assert.equal((await signCheckpoint({ seq: 0, hash: "0".repeat(64) }, options)).at, 42);
- * ```
- */
+/** Options for {@link signCheckpoint}. */
 export interface CheckpointSignOptions {
   /** The signing key, from {@link importCheckpointPrivateKey}; its `keyId` is signed too. */
   privateKey: CheckpointKey;
@@ -198,57 +121,10 @@ export const CHECKPOINT_PROBLEMS = [
   "bad_signature",
 ] as const;
 
-/**
- * One of {@link CHECKPOINT_PROBLEMS}.
- *
- * @example Name the problem of a forged checkpoint
- * ```ts
- * import {
- *   type CheckpointProblem,
- *   generateCheckpointKeys,
- *   importCheckpointPrivateKey,
- *   importCheckpointPublicKey,
- *   signCheckpoint,
- *   verifyCheckpoint,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const pair = await generateCheckpointKeys();
- * const privateKey = await importCheckpointPrivateKey(pair.privateKeyPem);
- * const checkpoint = await signCheckpoint({ seq: 1, hash: "a".repeat(64) }, { privateKey });
- * const result = await verifyCheckpoint(
- *   { ...checkpoint, seq: 2 },
- *   await importCheckpointPublicKey(pair.publicKeyPem),
- * );
- * const problem: CheckpointProblem | undefined = result.ok ? undefined : result.problem;
- * assert.equal(problem, "bad_signature");
- * ```
- */
+/** One of {@link CHECKPOINT_PROBLEMS}. */
 export type CheckpointProblem = typeof CHECKPOINT_PROBLEMS[number];
 
-/**
- * What {@link verifyCheckpoint} found.
- *
- * @example Keep the verified checkpoint
- * ```ts
- * import {
- *   type CheckpointVerifyResult,
- *   generateCheckpointKeys,
- *   importCheckpointPrivateKey,
- *   importCheckpointPublicKey,
- *   signCheckpoint,
- *   verifyCheckpoint,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const pair = await generateCheckpointKeys();
- * const privateKey = await importCheckpointPrivateKey(pair.privateKeyPem);
- * const checkpoint = await signCheckpoint({ seq: 1, hash: "a".repeat(64) }, { privateKey });
- * const publicKey = await importCheckpointPublicKey(pair.publicKeyPem);
- * const result: CheckpointVerifyResult = await verifyCheckpoint(checkpoint, publicKey);
- * assert.deepEqual(result, { ok: true, checkpoint });
- * ```
- */
+/** What {@link verifyCheckpoint} found. */
 export type CheckpointVerifyResult =
   | {
     /** The signature holds. */
@@ -265,19 +141,7 @@ export type CheckpointVerifyResult =
     readonly reason: string;
   };
 
-/**
- * A new Ed25519 key pair, as PEM texts, and its key id.
- *
- * @example Generate a pair
- * ```ts
- * import { type CheckpointKeyPair, generateCheckpointKeys } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const pair: CheckpointKeyPair = await generateCheckpointKeys();
- * assert.match(pair.privateKeyPem, /^-----BEGIN PRIVATE KEY-----\n/);
- * assert.match(pair.keyId, /^[0-9a-f]{16}$/);
- * ```
- */
+/** A new Ed25519 key pair, as PEM texts, and its key id. */
 export interface CheckpointKeyPair {
   /** The private key, PKCS#8 PEM (`BEGIN PRIVATE KEY`): keep it secret. */
   readonly privateKeyPem: string;

@@ -35,28 +35,7 @@ import type { AuditRecord } from "./types.ts";
  */
 export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
 
-/**
- * The fields {@link computeAuditHash} reads: a record without its `hash`.
- *
- * @example Detect an edited record outside the store
- * ```ts
- * import {
- *   type AuditHashInput,
- *   AuditLog,
- *   computeAuditHash,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "bob", kind: "human" } as const;
- * const { hash, ...fields } = audit.append({ actor, action: "a", resource: "x", outcome: "no" });
- * const input: AuditHashInput = fields;
- * assert.equal(computeAuditHash(input), hash);
- * assert.notEqual(computeAuditHash({ ...input, outcome: "yes" }), hash);
- * ```
- */
+/** The fields {@link computeAuditHash} reads: a record without its `hash`. */
 export type AuditHashInput = Omit<AuditRecord, "hash">;
 
 /**

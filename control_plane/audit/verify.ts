@@ -9,24 +9,6 @@ import type { AuditCheckpoint } from "./checkpoint.ts";
 
 /**
  * The position and hash of the newest record: `{ seq: 0, hash: AUDIT_GENESIS_HASH }` when empty.
- *
- * @example Remember the head as a witness
- * ```ts
- * import {
- *   type AuditHead,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * const record = audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const witness: AuditHead = audit.head();
- * assert.deepEqual(witness, { seq: record.seq, hash: record.hash });
- * assert.equal(audit.verify({ expectedHead: witness }).ok, true);
- * ```
  */
 export interface AuditHead {
   /** The newest record's `seq`, or 0. */
@@ -75,51 +57,10 @@ export const AUDIT_CHAIN_PROBLEMS = [
   "append_only_disabled",
 ] as const;
 
-/**
- * One of {@link AUDIT_CHAIN_PROBLEMS}.
- *
- * @example Catch a rewritten history
- * ```ts
- * import {
- *   type AuditChainProblem,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const result = audit.verify({ expectedHead: { seq: 1, hash: "b".repeat(64) } });
- * const problem: AuditChainProblem | undefined = result.ok ? undefined : result.problem;
- * assert.equal(problem, "head_mismatch");
- * ```
- */
+/** One of {@link AUDIT_CHAIN_PROBLEMS}. */
 export type AuditChainProblem = typeof AUDIT_CHAIN_PROBLEMS[number];
 
-/**
- * What {@link AuditLog.verify} found.
- *
- * @example Read the count and head of an intact chain
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditVerifyResult,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const result: AuditVerifyResult = audit.verify();
- * assert.ok(result.ok);
- * assert.equal(result.checked, 1);
- * assert.deepEqual(result.head, audit.head());
- * ```
- */
+/** What {@link AuditLog.verify} found. */
 export type AuditVerifyResult =
   | {
     /** The chain is intact. */
@@ -147,28 +88,7 @@ export type AuditVerifyResult =
     readonly checkpointIndex?: number;
   };
 
-/**
- * Options for {@link AuditLog.verify}.
- *
- * @example Verify against a head remembered earlier
- * ```ts
- * import {
- *   AuditLog,
- *   type AuditVerifyOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const actor = { subject: "svc", kind: "service" } as const;
- * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
- * const options: AuditVerifyOptions = { expectedHead: audit.head() };
- * audit.append({ actor, action: "demo", resource: "y", outcome: "ok" });
- * assert.equal(audit.verify(options).ok, true); // the log grew past the witness
- * assert.equal(audit.verify({ expectedHead: { ...audit.head(), seq: 1 } }).ok, false);
- * ```
- */
+/** Options for {@link AuditLog.verify}. */
 export interface AuditVerifyOptions {
   /**
    * A head recorded earlier (for example by an external witness). When given,

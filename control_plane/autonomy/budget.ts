@@ -35,20 +35,7 @@ import { RunStartRepository } from "./_state_repository.ts";
  */
 export const BUDGET_KINDS = ["attempts", "escalations", "costUnits", "agentRuns"] as const;
 
-/**
- * One of {@link BUDGET_KINDS}.
- *
- * @example Name the budget an agent ran out of
- * ```ts
- * import { type BudgetKind, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const result = new BudgetTracker(db).checkAgentRun("a-1", { maxRuns: 0 });
- * const kind: BudgetKind | undefined = result.ok ? undefined : result.budget;
- * assert.equal(kind, "agentRuns");
- * ```
- */
+/** One of {@link BUDGET_KINDS}. */
 export type BudgetKind = typeof BUDGET_KINDS[number];
 
 /**
@@ -80,43 +67,10 @@ export type BudgetKind = typeof BUDGET_KINDS[number];
  */
 export const RATE_WINDOWS = ["sliding", "fixed"] as const;
 
-/**
- * One of {@link RATE_WINDOWS}.
- *
- * @example A sliding window frees runs one by one
- * ```ts
- * import { BudgetTracker, type RateWindow, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(0);
- * const budgets = new BudgetTracker(db, { clock });
- * const window: RateWindow = "sliding";
- * const limit = { maxRuns: 1, windowMs: 1_000, window };
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
- * clock.advance(400);
- * const second = budgets.consumeAgentRun("a-1", limit);
- * assert.equal(second.ok ? 0 : second.retryAfterMs, 600);
- * ```
- */
+/** One of {@link RATE_WINDOWS}. */
 export type RateWindow = typeof RATE_WINDOWS[number];
 
-/**
- * What a run has used.
- *
- * @example Check a run's usage against a budget
- * ```ts
- * import { BudgetTracker, type RunUsage, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const budgets = new BudgetTracker(db);
- * const usage: RunUsage = { attempts: 2, escalations: 0, costUnits: 10 };
- * assert.ok(budgets.checkRun(usage, { maxAttempts: 2 }).ok);
- * assert.equal(budgets.checkRun({ ...usage, attempts: 3 }, { maxAttempts: 2 }).ok, false);
- * ```
- */
+/** What a run has used. */
 export interface RunUsage {
   /** Attempts started. */
   readonly attempts: number;
@@ -145,22 +99,7 @@ export const RunUsageSchema: Schema<RunUsage> = z.strictObject({
   costUnits: z.number().min(0),
 }).readonly();
 
-/**
- * The most a run may use; absent fields are unlimited.
- *
- * @example Allow a single attempt per run
- * ```ts
- * import { BudgetTracker, type RunBudget, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const budget: RunBudget = { maxAttempts: 1 };
- * const budgets = new BudgetTracker(db);
- * assert.ok(budgets.checkRun({ attempts: 1, escalations: 0, costUnits: 0 }, budget).ok);
- * const second = budgets.checkRun({ attempts: 2, escalations: 0, costUnits: 0 }, budget);
- * assert.equal(second.ok ? undefined : second.budget, "attempts");
- * ```
- */
+/** The most a run may use; absent fields are unlimited. */
 export interface RunBudget {
   /** The most attempts, a non-negative integer. */
   readonly maxAttempts?: number;
@@ -170,26 +109,7 @@ export interface RunBudget {
   readonly maxCostUnits?: number;
 }
 
-/**
- * How many runs an agent may start per window.
- *
- * @example Two runs per hour
- * ```ts
- * import { type AgentRateLimit, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(0);
- * const budgets = new BudgetTracker(db, { clock });
- * const limit: AgentRateLimit = { maxRuns: 2, windowMs: 3_600_000 };
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
- * assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
- * clock.advance(3_600_000);
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
- * ```
- */
+/** How many runs an agent may start per window. */
 export interface AgentRateLimit {
   /** The most runs per window, a non-negative integer. */
   readonly maxRuns: number;
@@ -207,46 +127,13 @@ export interface AgentRateLimit {
   readonly window?: RateWindow;
 }
 
-/**
- * A budget check that passed.
- *
- * @example A recorded agent run within budget
- * ```ts
- * import { type BudgetWithin, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const budgets = new BudgetTracker(db);
- * const result = budgets.consumeAgentRun("a-1", { maxRuns: 1 });
- * assert.ok(result.ok);
- * const within: BudgetWithin = result;
- * assert.deepEqual(within, { ok: true });
- * ```
- */
+/** A budget check that passed. */
 export interface BudgetWithin {
   /** Within budget. */
   readonly ok: true;
 }
 
-/**
- * A budget check that failed: a denial with code `ERR_BUDGET_EXCEEDED`.
- *
- * @example Read the limit and usage of a refusal
- * ```ts
- * import { type BudgetExceeded, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const result = new BudgetTracker(db).checkRun(
- *   { attempts: 1, escalations: 0, costUnits: 7.5 },
- *   { maxCostUnits: 5 },
- * );
- * assert.ok(!result.ok);
- * const exceeded: BudgetExceeded = result;
- * assert.equal(exceeded.code, "ERR_BUDGET_EXCEEDED");
- * assert.deepEqual([exceeded.budget, exceeded.limit, exceeded.used], ["costUnits", 5, 7.5]);
- * ```
- */
+/** A budget check that failed: a denial with code `ERR_BUDGET_EXCEEDED`. */
 export interface BudgetExceeded {
   /** Over budget. */
   readonly ok: false;
@@ -266,56 +153,10 @@ export interface BudgetExceeded {
   readonly retryAfterMs?: number;
 }
 
-/**
- * The result of a budget check.
- *
- * @example Apply a budget check to a verdict
- * ```ts
- * import {
- *   applyBudget,
- *   type BudgetDecision,
- *   BudgetTracker,
- *   type Verdict,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const allow: Verdict = {
- *   decision: "allow", matchedRuleIds: [], reason: "Allowed", policyVersion: "v1",
- * };
- * const within: BudgetDecision = new BudgetTracker(db).checkAgentRun("a-1", { maxRuns: 1 });
- * const over: BudgetDecision = new BudgetTracker(db).checkAgentRun("a-1", { maxRuns: 0 });
- * assert.equal(applyBudget(allow, within).decision, "allow");
- * assert.equal(applyBudget(allow, over).code, "ERR_BUDGET_EXCEEDED");
- * ```
- */
+/** The result of a budget check. */
 export type BudgetDecision = BudgetWithin | BudgetExceeded;
 
-/**
- * Options for {@link BudgetTracker}.
- *
- * @example Drive agent run windows with a fake clock
- * ```ts
- * import {
- *   BudgetTracker,
- *   type BudgetTrackerOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(0);
- * const options: BudgetTrackerOptions = { clock };
- * const budgets = new BudgetTracker(db, options);
- * const limit = { maxRuns: 1, windowMs: 1_000 };
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
- * assert.equal(budgets.checkAgentRun("a-1", limit).ok, false);
- * clock.advance(1_000);
- * assert.ok(budgets.checkAgentRun("a-1", limit).ok);
- * ```
- */
+/** Options for {@link BudgetTracker}. */
 export interface BudgetTrackerOptions {
   /**
    * The clock used for agent run windows.

@@ -51,25 +51,7 @@ import { AutonomyStateRepository } from "./_state_repository.ts";
  */
 export const AUTONOMY_OUTCOMES = ["succeeded", "denied", "failed"] as const;
 
-/**
- * One of {@link AUTONOMY_OUTCOMES}.
- *
- * @example Feed outcomes until the agent drops a level
- * ```ts
- * import {
- *   AutonomyController,
- *   type AutonomyOutcome,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const autonomy = new AutonomyController(db, { defaultLevel: "L3" }, { demoteAfter: 2 });
- * const outcomes: AutonomyOutcome[] = ["denied", "failed"];
- * for (const outcome of outcomes) autonomy.recordOutcome("a-1", outcome);
- * assert.equal(autonomy.levelOf("a-1"), "L2");
- * ```
- */
+/** One of {@link AUTONOMY_OUTCOMES}. */
 export type AutonomyOutcome = typeof AUTONOMY_OUTCOMES[number];
 
 /**
@@ -99,57 +81,10 @@ export type AutonomyOutcome = typeof AUTONOMY_OUTCOMES[number];
  */
 export const AUTONOMY_CHANGE_CAUSES = ["demoted", "restored"] as const;
 
-/**
- * One of {@link AUTONOMY_CHANGE_CAUSES}.
- *
- * @example Tell drops from restores
- * ```ts
- * import {
- *   type AutonomyChangeCause,
- *   AutonomyController,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const causes: AutonomyChangeCause[] = [];
- * const autonomy = new AutonomyController(
- *   db,
- *   { defaultLevel: "L3" },
- *   { demoteAfter: 1, onLevelChange: (change) => causes.push(change.cause) },
- * );
- * autonomy.recordOutcome("a-1", "denied");
- * autonomy.restore("a-1");
- * assert.deepEqual(causes, ["demoted", "restored"]);
- * ```
- */
+/** One of {@link AUTONOMY_CHANGE_CAUSES}. */
 export type AutonomyChangeCause = typeof AUTONOMY_CHANGE_CAUSES[number];
 
-/**
- * A change of an agent's level, handed to `onLevelChange` (for the audit log).
- *
- * @example Capture a level drop for the audit log
- * ```ts
- * import {
- *   AutonomyController,
- *   type AutonomyLevelChange,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const changes: AutonomyLevelChange[] = [];
- * const autonomy = new AutonomyController(
- *   db,
- *   { defaultLevel: "L2" },
- *   { clock: new FakeClock(5_000), demoteAfter: 1, onLevelChange: (c) => changes.push(c) },
- * );
- * autonomy.recordOutcome("a-1", "failed");
- * assert.equal(changes[0]?.cause, "demoted");
- * assert.deepEqual([changes[0]?.from, changes[0]?.to, changes[0]?.at], ["L2", "L1", 5_000]);
- * ```
- */
+/** A change of an agent's level, handed to `onLevelChange` (for the audit log). */
 export interface AutonomyLevelChange {
   /** The agent. */
   readonly agentId: string;
@@ -165,25 +100,7 @@ export interface AutonomyLevelChange {
   readonly at: number;
 }
 
-/**
- * Options for {@link AutonomyController}.
- *
- * @example Drop after every failure, but never below L2
- * ```ts
- * import {
- *   AutonomyController,
- *   type AutonomyControllerOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const options: AutonomyControllerOptions = { demoteAfter: 1, floor: "L2" };
- * const autonomy = new AutonomyController(db, { defaultLevel: "L3" }, options);
- * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L2");
- * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L2"); // the floor holds
- * ```
- */
+/** Options for {@link AutonomyController}. */
 export interface AutonomyControllerOptions {
   /**
    * The clock that stamps level changes.

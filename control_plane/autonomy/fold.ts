@@ -7,28 +7,7 @@ import { assertNever } from "../../shared/mod.ts";
 import type { ApprovalSpec, Verdict } from "../governance/mod.ts";
 import { AUTONOMY_LEVEL_NAMES, type AutonomyLevel } from "./levels.ts";
 
-/**
- * A verdict after autonomy was folded in.
- *
- * @example An L1 agent may only suggest
- * ```ts
- * import {
- *   type AutonomyVerdict,
- *   foldAutonomy,
- *   type Verdict,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const allow: Verdict = {
- *   decision: "allow", matchedRuleIds: ["edit"], reason: "Allowed", policyVersion: "v1",
- * };
- * const folded: AutonomyVerdict = foldAutonomy(allow, "L1");
- * assert.equal(folded.decision, "require_approval");
- * assert.equal(folded.autonomyLevel, "L1");
- * assert.equal(folded.suggestOnly, true);
- * assert.equal(folded.notify, false);
- * ```
- */
+/** A verdict after autonomy was folded in. */
 export interface AutonomyVerdict extends Verdict {
   /** The autonomy level that was applied. */
   readonly autonomyLevel: AutonomyLevel;
@@ -76,28 +55,7 @@ export const DEFAULT_AUTONOMY_APPROVAL: ApprovalSpec = Object.freeze({
   onExpiry: "deny",
 });
 
-/**
- * Options for {@link foldAutonomy}.
- *
- * @example Require two leads instead of the default approval
- * ```ts
- * import {
- *   foldAutonomy,
- *   type FoldAutonomyOptions,
- *   type Verdict,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const allow: Verdict = {
- *   decision: "allow", matchedRuleIds: [], reason: "Allowed", policyVersion: "v1",
- * };
- * const options: FoldAutonomyOptions = {
- *   approval: { approverRoles: ["lead"], quorum: 2, timeoutSeconds: 600, onExpiry: "deny" },
- * };
- * assert.equal(foldAutonomy(allow, "L2", options).approval?.quorum, 2);
- * assert.equal(foldAutonomy(allow, "L2").approval?.quorum, 1);
- * ```
- */
+/** Options for {@link foldAutonomy}. */
 export interface FoldAutonomyOptions {
   /**
    * The approval spec used when an `allow` becomes `require_approval` at `L1`

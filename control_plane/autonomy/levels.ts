@@ -29,26 +29,7 @@ import { POLICY_LIMITS, PolicyError } from "../governance/mod.ts";
  */
 export const AUTONOMY_LEVELS = ["L0", "L1", "L2", "L3", "L4"] as const;
 
-/**
- * One of {@link AUTONOMY_LEVELS}.
- *
- * @example Name an agent's current level
- * ```ts
- * import {
- *   AUTONOMY_LEVEL_NAMES,
- *   AutonomyController,
- *   type AutonomyLevel,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const autonomy = new AutonomyController(db, { defaultLevel: "L3" });
- * const level: AutonomyLevel = autonomy.levelOf("a-1");
- * assert.equal(level, "L3");
- * assert.equal(AUTONOMY_LEVEL_NAMES[level], "act and notify");
- * ```
- */
+/** One of {@link AUTONOMY_LEVELS}. */
 export type AutonomyLevel = typeof AUTONOMY_LEVELS[number];
 
 /**
@@ -74,28 +55,7 @@ export const AUTONOMY_LEVEL_NAMES = {
   L4: "autonomous",
 } as const satisfies Record<AutonomyLevel, string>;
 
-/**
- * A level for the actions of one agent that match a glob (see `compileGlob`, `.` separated).
- *
- * @example Hold deletes to suggestions
- * ```ts
- * import {
- *   type AutonomyActionLevel,
- *   AutonomyController,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const deletes: AutonomyActionLevel = { pattern: "bom.delete", level: "L1" };
- * const autonomy = new AutonomyController(db, {
- *   defaultLevel: "L0",
- *   agents: { "a-1": { level: "L4", actions: [deletes] } },
- * });
- * assert.equal(autonomy.levelFor("a-1", "bom.delete"), "L1");
- * assert.equal(autonomy.levelFor("a-1", "bom.read"), "L4");
- * ```
- */
+/** A level for the actions of one agent that match a glob (see `compileGlob`, `.` separated). */
 export interface AutonomyActionLevel {
   /**
    * An action glob: `bom.read`, `bom.*`, `bom.**`; at most
@@ -106,26 +66,7 @@ export interface AutonomyActionLevel {
   readonly level: AutonomyLevel;
 }
 
-/**
- * The autonomy of one agent.
- *
- * @example One agent's level with a per-action exception
- * ```ts
- * import {
- *   type AgentAutonomy,
- *   AutonomyController,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const planner: AgentAutonomy = { level: "L3", actions: [{ pattern: "bom.**", level: "L2" }] };
- * const autonomy = new AutonomyController(db, { defaultLevel: "L0", agents: { planner } });
- * assert.equal(autonomy.levelFor("planner", "bom.part.update"), "L2");
- * assert.equal(autonomy.levelFor("planner", "doc.read"), "L3");
- * assert.equal(autonomy.levelOf("someone-else"), "L0");
- * ```
- */
+/** The autonomy of one agent. */
 export interface AgentAutonomy {
   /** The agent's level for actions no pattern matches. */
   readonly level: AutonomyLevel;
@@ -133,25 +74,7 @@ export interface AgentAutonomy {
   readonly actions?: readonly AutonomyActionLevel[];
 }
 
-/**
- * Who may act how autonomously: a default, then per agent and per action pattern.
- *
- * @example A default level and one trusted agent
- * ```ts
- * import {
- *   AutonomyController,
- *   type AutonomyPolicy,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const policy: AutonomyPolicy = { defaultLevel: "L1", agents: { "a-1": { level: "L4" } } };
- * const autonomy = new AutonomyController(db, policy);
- * assert.equal(autonomy.levelOf("a-1"), "L4");
- * assert.equal(autonomy.levelOf("a-2"), "L1");
- * ```
- */
+/** Who may act how autonomously: a default, then per agent and per action pattern. */
 export interface AutonomyPolicy {
   /** The level of agents not listed in `agents`. */
   readonly defaultLevel: AutonomyLevel;

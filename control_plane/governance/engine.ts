@@ -27,26 +27,7 @@ import {
   RISK_LEVELS,
 } from "./policy.ts";
 
-/**
- * The answer of {@link PolicyEngine.decide}.
- *
- * @example Read a verdict
- * ```ts
- * import { PolicyEngine, type Verdict } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const engine = new PolicyEngine({ rules: [] });
- * const verdict: Verdict = engine.decide({
- *   identity: { subject: "u", actorKind: "human", roles: [], scopes: [] },
- *   action: "bom.read",
- *   resource: "bom:1",
- * });
- * assert.equal(verdict.decision, "deny");
- * assert.equal(verdict.code, "ERR_FORBIDDEN");
- * assert.deepEqual(verdict.matchedRuleIds, []);
- * assert.equal(verdict.policyVersion, engine.version);
- * ```
- */
+/** The answer of {@link PolicyEngine.decide}. */
 export interface Verdict {
   /** What to do. */
   readonly decision: Decision;
@@ -88,46 +69,10 @@ export interface Verdict {
  */
 export const VERDICT_CHANGES = ["decision", "matchedRuleIds", "approval"] as const;
 
-/**
- * One of {@link VERDICT_CHANGES}.
- *
- * @example Only the approval spec changes
- * ```ts
- * import { PolicyEngine, type VerdictChange } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const rule = { id: "gate", effect: "require_approval", actions: ["bom.release"] } as const;
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const engine = new PolicyEngine({ rules: [{ ...rule, approval: spec }] });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const request = { identity, action: "bom.release", resource: "bom:1" };
- * const stricter = { rules: [{ ...rule, approval: { ...spec, quorum: 2 } }] };
- * const changes: readonly VerdictChange[] = engine.whatIf(request, stricter).changes;
- * assert.deepEqual(changes, ["approval"]);
- * ```
- */
+/** One of {@link VERDICT_CHANGES}. */
 export type VerdictChange = typeof VERDICT_CHANGES[number];
 
-/**
- * The result of {@link PolicyEngine.whatIf}.
- *
- * @example A broader rule that decides the same
- * ```ts
- * import { PolicyEngine, type WhatIfResult } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const engine = new PolicyEngine({
- *   rules: [{ id: "r", effect: "allow", actions: ["bom.read"] }],
- * });
- * const broader = { rules: [{ id: "r", effect: "allow", actions: ["bom.*"] }] } as const;
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const request = { identity, action: "bom.read", resource: "bom:1" };
- * const result: WhatIfResult = engine.whatIf(request, broader);
- * assert.notEqual(result.candidate.policyVersion, result.current.policyVersion);
- * assert.equal(result.differs, false);
- * assert.deepEqual(result.changes, []);
- * ```
- */
+/** The result of {@link PolicyEngine.whatIf}. */
 export interface WhatIfResult {
   /** The verdict under this engine's policy set. */
   readonly current: Verdict;

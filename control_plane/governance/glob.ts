@@ -36,22 +36,7 @@ export const ACTION_SEPARATORS = ".";
  */
 export const RESOURCE_SEPARATORS = "/:";
 
-/**
- * Options for {@link compileGlob}.
- *
- * @example Make `/` end a segment
- * ```ts
- * import { compileGlob, type GlobOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: GlobOptions = { separators: "/" };
- * const match = compileGlob("plm/*", options);
- * assert.ok(match("plm/parts"));
- * assert.ok(!match("plm/parts/42"));
- * // With the default `.` separator, a single `*` crosses `/`.
- * assert.ok(compileGlob("plm/*")("plm/parts/42"));
- * ```
- */
+/** Options for {@link compileGlob}. */
 export interface GlobOptions {
   /**
    * The characters that separate segments; a single `*` never matches them.
@@ -61,20 +46,7 @@ export interface GlobOptions {
   readonly separators?: string;
 }
 
-/**
- * A compiled glob: whether a value matches the pattern.
- *
- * @example Keep compiled matchers and reuse them
- * ```ts
- * import { compileGlob, type GlobMatcher } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const matchers: GlobMatcher[] = ["bom.read", "part.*"].map((pattern) => compileGlob(pattern));
- * const isAllowed = (action: string) => matchers.some((match) => match(action));
- * assert.ok(isAllowed("part.update"));
- * assert.ok(!isAllowed("bom.delete"));
- * ```
- */
+/** A compiled glob: whether a value matches the pattern. */
 export type GlobMatcher = (value: string) => boolean;
 
 /**

@@ -41,45 +41,10 @@ import { PolicyError } from "./policy_error.ts";
  */
 export const POLICY_EFFECTS = ["allow", "deny", "require_approval"] as const;
 
-/**
- * One of {@link POLICY_EFFECTS}.
- *
- * @example Deny overrides allow
- * ```ts
- * import { PolicyEngine, type PolicyEffect } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const effects: PolicyEffect[] = ["allow", "deny"];
- * const engine = new PolicyEngine({
- *   rules: effects.map((effect) => ({ id: effect, effect, actions: ["bom.delete"] })),
- * });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const verdict = engine.decide({ identity, action: "bom.delete", resource: "bom:1" });
- * assert.equal(verdict.decision, "deny");
- * assert.deepEqual(verdict.matchedRuleIds, ["allow", "deny"]);
- * ```
- */
+/** One of {@link POLICY_EFFECTS}. */
 export type PolicyEffect = typeof POLICY_EFFECTS[number];
 
-/**
- * The decision of a verdict: one of {@link POLICY_EFFECTS}.
- *
- * @example Map decisions to HTTP statuses
- * ```ts
- * import { type Decision, PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const status: Record<Decision, number> = { allow: 200, deny: 403, require_approval: 202 };
- * const engine = new PolicyEngine({
- *   rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }],
- * });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const ask = (action: string): Decision =>
- *   engine.decide({ identity, action, resource: "bom:1" }).decision;
- * assert.equal(status[ask("bom.read")], 200);
- * assert.equal(status[ask("bom.delete")], 403);
- * ```
- */
+/** The decision of a verdict: one of {@link POLICY_EFFECTS}. */
 export type Decision = PolicyEffect;
 
 /**
@@ -135,27 +100,7 @@ export const POLICY_LIMITS = {
  */
 export const RISK_LEVELS = ["low", "medium", "high", "critical"] as const;
 
-/**
- * One of {@link RISK_LEVELS}.
- *
- * @example Deny high-risk requests
- * ```ts
- * import { PolicyEngine, type RiskLevel } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const engine = new PolicyEngine({
- *   rules: [
- *     { id: "risky", effect: "deny", actions: ["**"], minRisk: "high" },
- *     { id: "all", effect: "allow", actions: ["**"] },
- *   ],
- * });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const ask = (risk: RiskLevel) =>
- *   engine.decide({ identity, action: "bom.update", resource: "bom:1", risk }).decision;
- * assert.equal(ask("medium"), "allow");
- * assert.equal(ask("critical"), "deny");
- * ```
- */
+/** One of {@link RISK_LEVELS}. */
 export type RiskLevel = typeof RISK_LEVELS[number];
 
 /**
@@ -184,28 +129,7 @@ export type RiskLevel = typeof RISK_LEVELS[number];
  */
 export const CONDITION_OPERATORS = ["eq", "ne", "in", "lt", "lte", "gt", "gte", "exists"] as const;
 
-/**
- * One of {@link CONDITION_OPERATORS}.
- *
- * @example Read the operators of a parsed policy
- * ```ts
- * import {
- *   type ConditionOperator,
- *   parsePolicySet,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const rule = { id: "po", effect: "allow", actions: ["po.create"] };
- * const conditions = [{ attr: "amount", op: "lt", value: 100 }, { attr: "vendor", op: "exists" }];
- * const set = parsePolicySet({ rules: [{ ...rule, conditions }] });
- * const ops: ConditionOperator[] = (set.rules[0]?.conditions ?? []).map((c) => c.op);
- * assert.deepEqual(ops, ["lt", "exists"]);
- * const between = [{ attr: "amount", op: "between", value: 1 }];
- * assert.throws(() => parsePolicySet({ rules: [{ ...rule, conditions: between }] }), {
- *   code: "ERR_POLICY_INVALID",
- * });
- * ```
- */
+/** One of {@link CONDITION_OPERATORS}. */
 export type ConditionOperator = typeof CONDITION_OPERATORS[number];
 
 /**
@@ -232,48 +156,10 @@ export type ConditionOperator = typeof CONDITION_OPERATORS[number];
  */
 export const EXPIRY_ACTIONS = ["deny", "escalate"] as const;
 
-/**
- * One of {@link EXPIRY_ACTIONS}.
- *
- * @example Merged approvals expire to deny if any rule says so
- * ```ts
- * import { type ExpiryAction, PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const gate = (id: string, onExpiry: ExpiryAction) => ({
- *   id,
- *   effect: "require_approval" as const,
- *   actions: ["bom.*"],
- *   approval: { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry },
- * });
- * const engine = new PolicyEngine({ rules: [gate("soft", "escalate"), gate("hard", "deny")] });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const verdict = engine.decide({ identity, action: "bom.release", resource: "bom:1" });
- * assert.equal(verdict.approval?.onExpiry, "deny");
- * ```
- */
+/** One of {@link EXPIRY_ACTIONS}. */
 export type ExpiryAction = typeof EXPIRY_ACTIONS[number];
 
-/**
- * A value a condition compares with.
- *
- * @example Match an attribute that is explicitly null
- * ```ts
- * import { type ConditionScalar, PolicyEngine } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const unassigned: ConditionScalar = null;
- * const rule = { id: "claim", effect: "allow", actions: ["task.claim"] } as const;
- * const engine = new PolicyEngine({
- *   rules: [{ ...rule, conditions: [{ attr: "owner", op: "eq", value: unassigned }] }],
- * });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const ask = (owner: ConditionScalar) =>
- *   engine.decide({ identity, action: "task.claim", resource: "task:1", attributes: { owner } });
- * assert.equal(ask(null).decision, "allow");
- * assert.equal(ask("bob").decision, "deny");
- * ```
- */
+/** A value a condition compares with. */
 export type ConditionScalar = string | number | boolean | null;
 
 /**
@@ -287,22 +173,6 @@ export type ConditionScalar = string | number | boolean | null;
  *   (code-unit order); false when the types differ.
  * - `exists`: the attribute is present (`value` defaults to `true`; `false`
  *   tests absence).
- *
- * @example Allow only listed plants
- * ```ts
- * import { PolicyEngine, type PolicyCondition } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const inPlants: PolicyCondition = { attr: "plant", op: "in", value: ["berlin", "lyon"] };
- * const rule = { id: "plants", effect: "allow", actions: ["wo.create"] } as const;
- * const engine = new PolicyEngine({ rules: [{ ...rule, conditions: [inPlants] }] });
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * const ask = (attributes: { plant?: string }) =>
- *   engine.decide({ identity, action: "wo.create", resource: "wo:1", attributes }).decision;
- * assert.equal(ask({ plant: "lyon" }), "allow");
- * assert.equal(ask({ plant: "austin" }), "deny");
- * assert.equal(ask({}), "deny");
- * ```
  */
 export type PolicyCondition =
   | {
@@ -329,23 +199,6 @@ export type PolicyCondition =
 /**
  * Who may approve, how many of them, until when, and what happens on expiry.
  * Required on `require_approval` rules and refused on the others.
- *
- * @example Two leads within an hour, else deny
- * ```ts
- * import {
- *   type ApprovalSpec,
- *   ApprovalSpecSchema,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const spec: ApprovalSpec = {
- *   approverRoles: ["lead"],
- *   quorum: 2,
- *   timeoutSeconds: 3600,
- *   onExpiry: "deny",
- * };
- * assert.ok(ApprovalSpecSchema.safeParse(spec).success);
- * ```
  */
 export interface ApprovalSpec {
   /** Roles allowed to approve (any of them); never empty. */
@@ -370,25 +223,6 @@ export interface ApprovalSpec {
  * `.`; in `resources` by `/` or `:`. A single `*` stays within a segment;
  * `**` crosses segments. Each glob has at most `POLICY_LIMITS.patternLength`
  * (512) characters and matches in time linear in the request.
- *
- * @example A rule that needs approval for large amounts
- * ```ts
- * import { type PolicyRule, PolicyRuleSchema } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const rule: PolicyRule = {
- *   id: "large-po",
- *   description: "Large purchase orders need a lead",
- *   effect: "require_approval",
- *   actions: ["po.create"],
- *   resources: ["po:*"],
- *   actorKinds: ["agent"],
- *   conditions: [{ attr: "amount", op: "gt", value: 10_000 }],
- *   approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 3600, onExpiry: "escalate" },
- * };
- * assert.ok(PolicyRuleSchema.safeParse(rule).success);
- * assert.ok(!PolicyRuleSchema.safeParse({ ...rule, approval: undefined }).success);
- * ```
  */
 export interface PolicyRule {
   /** Unique within the set, without whitespace or commas; named in verdicts. */
@@ -421,30 +255,7 @@ export interface PolicyRule {
   readonly approval?: ApprovalSpec;
 }
 
-/**
- * A versioned set of rules; the order of rules is the order of `matchedRuleIds`.
- *
- * @example Decide with a set of two rules
- * ```ts
- * import { PolicyEngine, type PolicySet } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const policies: PolicySet = {
- *   id: "plm",
- *   rules: [
- *     { id: "read", effect: "allow", actions: ["bom.read"] },
- *     { id: "no-delete", effect: "deny", actions: ["bom.delete"] },
- *   ],
- * };
- * const engine = new PolicyEngine(policies);
- * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
- * assert.equal(
- *   engine.decide({ identity, action: "bom.read", resource: "bom:1" }).decision,
- *   "allow",
- * );
- * assert.equal(engine.policySet.rules.length, 2);
- * ```
- */
+/** A versioned set of rules; the order of rules is the order of `matchedRuleIds`. */
 export interface PolicySet {
   /** A name for the set, for humans and logs. */
   readonly id?: string;
@@ -454,27 +265,7 @@ export interface PolicySet {
   readonly rules: readonly PolicyRule[];
 }
 
-/**
- * What is asked of governance: may this identity do this action on this resource?
- *
- * @example Ask whether an agent may update a BOM
- * ```ts
- * import { PolicyEngine, type PolicyRequest } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const request: PolicyRequest = {
- *   identity: { subject: "planner-1", actorKind: "agent", roles: ["planner"], scopes: [] },
- *   action: "bom.update",
- *   resource: "bom:42",
- *   risk: "medium",
- *   attributes: { amount: 250 },
- * };
- * const engine = new PolicyEngine({
- *   rules: [{ id: "planners", effect: "allow", actions: ["bom.*"], roles: ["planner"] }],
- * });
- * assert.deepEqual(engine.decide(request).matchedRuleIds, ["planners"]);
- * ```
- */
+/** What is asked of governance: may this identity do this action on this resource? */
 export interface PolicyRequest {
   /** Who asks. */
   readonly identity: Identity;

@@ -5,24 +5,7 @@
  */
 import { type ErrorCode, PlmError, type SchemaIssue } from "../../shared/mod.ts";
 
-/**
- * Options for {@link PolicyError}.
- *
- * @example Report an issue with its cause
- * ```ts
- * import { PolicyError, type PolicyErrorOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: PolicyErrorOptions = {
- *   issues: [{ path: ["rules", 1, "id"], message: "Duplicate rule id r1" }],
- *   cause: new SyntaxError("Unexpected token"),
- * };
- * const err = new PolicyError("ERR_POLICY_INVALID", "Invalid policy set", options);
- * assert.deepEqual(err.issues, options.issues);
- * assert.ok(err.cause instanceof SyntaxError);
- * assert.deepEqual(new PolicyError("ERR_POLICY_INVALID", "Invalid policy set").issues, []);
- * ```
- */
+/** Options for {@link PolicyError}. */
 export interface PolicyErrorOptions {
   /**
    * Every problem found, each with the path of the bad field.

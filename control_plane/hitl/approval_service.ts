@@ -50,28 +50,7 @@ import type { Database, Statement } from "../store/database.ts";
  */
 export const APPROVAL_STATES = ["pending", "approved", "rejected", "expired"] as const;
 
-/**
- * One of {@link APPROVAL_STATES}.
- *
- * @example A request past its deadline expires
- * ```ts
- * import {
- *   ApprovalService,
- *   type ApprovalState,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const asked = approvals.request("run-1", spec, { requester, subject: "bom.release" });
- * const state: ApprovalState | undefined = approvals.expireDue(asked.deadline)[0]?.state;
- * assert.equal(state, "expired");
- * ```
- */
+/** One of {@link APPROVAL_STATES}. */
 export type ApprovalState = typeof APPROVAL_STATES[number];
 
 /**
@@ -100,79 +79,13 @@ export type ApprovalState = typeof APPROVAL_STATES[number];
  */
 export const APPROVAL_KINDS = ["approval", "escalation"] as const;
 
-/**
- * One of {@link APPROVAL_KINDS}.
- *
- * @example Requests are policy approvals by default
- * ```ts
- * import {
- *   type ApprovalKind,
- *   ApprovalService,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const kind: ApprovalKind = approvals.request("run-1", spec, { requester, subject: "x" }).kind;
- * assert.equal(kind, "approval");
- * ```
- */
+/** One of {@link APPROVAL_KINDS}. */
 export type ApprovalKind = typeof APPROVAL_KINDS[number];
 
-/**
- * What an approver can say.
- *
- * @example One rejection vetoes a quorum of two
- * ```ts
- * import {
- *   type ApprovalDecision,
- *   ApprovalService,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 2, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const asked = approvals.request("run-1", spec, { requester, subject: "bom.release" });
- * const ann = { subject: "ann", actorKind: "human", roles: ["cm"], scopes: [] } as const;
- * const decision: ApprovalDecision = "reject";
- * const done = approvals.decide(asked.id, decision, { identity: ann, digest: asked.digest });
- * assert.equal(done.state, "rejected");
- * ```
- */
+/** What an approver can say. */
 export type ApprovalDecision = "approve" | "reject";
 
-/**
- * One approver's recorded decision.
- *
- * @example Read who voted, what and when
- * ```ts
- * import {
- *   ApprovalService,
- *   type ApprovalVote,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const asked = approvals.request("run-1", spec, { requester, subject: "bom.release" });
- * const ann = { subject: "ann", actorKind: "human", roles: ["cm"], scopes: [] } as const;
- * const done = approvals.decide(asked.id, "approve", { identity: ann, digest: asked.digest });
- * const vote: ApprovalVote | undefined = done.votes[0];
- * assert.deepEqual([vote?.approver.subject, vote?.at], ["ann", done.decidedAt]);
- * ```
- */
+/** One approver's recorded decision. */
 export interface ApprovalVote {
   /** Who decided. */
   readonly approver: AuditActor;
@@ -184,35 +97,7 @@ export interface ApprovalVote {
   readonly at: number;
 }
 
-/**
- * An approval request and its decisions so far.
- *
- * @example A fresh approval request
- * ```ts
- * import {
- *   type Approval,
- *   ApprovalService,
- *   AuditLog,
- *   FakeClock,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(0);
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
- * const approval: Approval = approvals.request(
- *   "run-1",
- *   { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" },
- *   { requester: { subject: "agent-7", kind: "agent" }, subject: { action: "bom.release" } },
- * );
- * assert.equal(approval.kind, "approval");
- * assert.equal(approval.state, "pending");
- * assert.equal(approval.deadline, 60_000);
- * assert.deepEqual(approval.votes, []);
- * assert.equal(approval.decidedAt, null);
- * ```
- */
+/** An approval request and its decisions so far. */
 export interface Approval {
   /** The approval id. */
   readonly id: string;
@@ -244,30 +129,7 @@ export interface Approval {
   readonly votes: readonly ApprovalVote[];
 }
 
-/**
- * Options for {@link ApprovalService}.
- *
- * @example Let agents approve too
- * ```ts
- * import {
- *   ApprovalService,
- *   type ApprovalServiceOptions,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const options: ApprovalServiceOptions = { audit: new AuditLog(db), approverKinds: ["agent"] };
- * const approvals = new ApprovalService(db, options);
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const asked = approvals.request("run-1", spec, { requester, subject: "bom.release" });
- * const bot = { subject: "reviewer", actorKind: "agent", roles: ["cm"], scopes: [] } as const;
- * const done = approvals.decide(asked.id, "approve", { identity: bot, digest: asked.digest });
- * assert.equal(done.state, "approved");
- * ```
- */
+/** Options for {@link ApprovalService}. */
 export interface ApprovalServiceOptions {
   /** Where every step is recorded. */
   audit: AuditSink;
@@ -277,7 +139,11 @@ export interface ApprovalServiceOptions {
    * @default {systemClock}
    */
   clock?: Clock;
-  /** Makes approval ids. @default {() => crypto.randomUUID()} */
+  /**
+   * Makes approval ids.
+   *
+   * @default {() => crypto.randomUUID()}
+   */
   generateId?: () => string;
   /**
    * The actor kinds allowed to approve. Human-in-the-loop means humans: an
@@ -288,28 +154,7 @@ export interface ApprovalServiceOptions {
   approverKinds?: readonly ActorKind[];
 }
 
-/**
- * Options of {@link ApprovalService.request}.
- *
- * @example Carry the run's trace id
- * ```ts
- * import {
- *   type ApprovalRequestOptions,
- *   ApprovalService,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
- * const options: ApprovalRequestOptions = { requester, subject: "bom.release", traceId };
- * assert.equal(approvals.request("run-1", spec, options).traceId, traceId);
- * ```
- */
+/** Options of {@link ApprovalService.request}. */
 export interface ApprovalRequestOptions {
   /** Who asks; they can never approve it. */
   requester: AuditActor;
@@ -325,29 +170,7 @@ export interface ApprovalRequestOptions {
   traceId?: string;
 }
 
-/**
- * Options of {@link ApprovalService.decide}.
- *
- * @example Record a comment with the vote
- * ```ts
- * import {
- *   type ApprovalDecideOptions,
- *   ApprovalService,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const asked = approvals.request("run-1", spec, { requester, subject: "bom.release" });
- * const ann = { subject: "ann", actorKind: "human", roles: ["cm"], scopes: [] } as const;
- * const options: ApprovalDecideOptions = { identity: ann, digest: asked.digest, comment: "OK" };
- * assert.equal(approvals.decide(asked.id, "approve", options).votes[0]?.comment, "OK");
- * ```
- */
+/** Options of {@link ApprovalService.decide}. */
 export interface ApprovalDecideOptions {
   /**
    * The authenticated approver.
@@ -359,41 +182,25 @@ export interface ApprovalDecideOptions {
   digest: string;
   /** Why. A rejection's comment goes back to the run. */
   comment?: string;
-  /** The run's trace id, for the audit record. Defaults to the one given at request. */
+  /**
+   * The run's trace id, for the audit record.
+   *
+   * @default {the trace id given at request}
+   */
   traceId?: string;
 }
 
-/**
- * A filter for {@link ApprovalService.list}.
- *
- * @example List only the pending approvals
- * ```ts
- * import {
- *   type ApprovalFilter,
- *   ApprovalService,
- *   AuditLog,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
- * const requester = { subject: "agent-7", kind: "agent" } as const;
- * const ask = (timeoutSeconds: number) =>
- *   approvals.request("run-1", { ...spec, timeoutSeconds }, { requester, subject: "x" });
- * const [short, long] = [ask(60), ask(3600)];
- * approvals.expireDue(short.deadline);
- * const filter: ApprovalFilter = { state: "pending" };
- * assert.deepEqual(approvals.list(filter).map((approval) => approval.id), [long.id]);
- * ```
- */
+/** A filter for {@link ApprovalService.list}. */
 export interface ApprovalFilter {
   /** Only in this state. */
   state?: ApprovalState;
   /** Only for this run. */
   runId?: string;
-  /** At most this many, oldest first: an integer 1..1,000. @default {100} */
+  /**
+   * At most this many, oldest first: an integer 1..1,000.
+   *
+   * @default {100}
+   */
   limit?: number;
 }
 

@@ -29,24 +29,7 @@ export function currentIdentity(): Identity | undefined {
   return identityStorage.getStore();
 }
 
-/**
- * Options for {@link requireIdentity}.
- *
- * @example Name the field and the action
- * ```ts
- * import {
- *   requireIdentity,
- *   type RequireIdentityOptions,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: RequireIdentityOptions = { field: "request.identity", action: "authorize" };
- * assert.throws(() => requireIdentity(undefined, options), {
- *   code: "ERR_IDENTITY_REQUIRED",
- *   message: "Cannot authorize without an identity",
- * });
- * ```
- */
+/** Options for {@link requireIdentity}. */
 export interface RequireIdentityOptions {
   /**
    * The name of `explicit` in `ERR_INVALID_ARGUMENT` errors (`request.identity`).

@@ -101,56 +101,12 @@ export const MAX_NUMERIC_DATE = 253_402_300_799;
  */
 export const TOKEN_ACTOR_KINDS = ["human", "agent", "service"] as const;
 
-/**
- * One of {@link TOKEN_ACTOR_KINDS}.
- *
- * @example Issue a token for a service
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   type TokenActorKind,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * const actorKind: TokenActorKind = "service";
- * const token = await provider.issueToken({ subject: "indexer", actorKind });
- * assert.equal((await provider.verifyToken(token)).actorKind, "service");
- * // @ts-expect-error: a token never carries the system kind
- * const system: TokenActorKind = "system";
- * await assert.rejects(provider.issueToken({ subject: "cron", actorKind: system }), {
- *   code: "ERR_INVALID_ARGUMENT",
- * });
- * ```
- */
+/** One of {@link TOKEN_ACTOR_KINDS}. */
 export type TokenActorKind = typeof TOKEN_ACTOR_KINDS[number];
 
 /**
  * Anything that turns a bearer token into an {@link Identity};
  * {@link Hs256JwtIdentityProvider} is the real one.
- *
- * @example A fixed verifier for a test server
- * ```ts
- * import {
- *   IdentityError,
- *   identityMiddleware,
- *   type TokenVerifier,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const verifier: TokenVerifier = {
- *   verifyToken: (token) =>
- *     token === "let-me-in"
- *       ? Promise.resolve({ subject: "tester", actorKind: "human", roles: [], scopes: [] })
- *       : Promise.reject(new IdentityError("ERR_TOKEN_SIGNATURE_INVALID", "Unknown token")),
- * };
- * const handler = identityMiddleware(verifier)(() => new Response("ok"));
- * const res = await handler(
- *   new Request("http://localhost/", { headers: { authorization: "Bearer nope" } }),
- *   {},
- * );
- * assert.equal(res.status, 401);
- * ```
  */
 export interface TokenVerifier {
   /**
@@ -163,28 +119,7 @@ export interface TokenVerifier {
   verifyToken(token: string | null | undefined): Promise<Identity>;
 }
 
-/**
- * Options for {@link Hs256JwtIdentityProvider}.
- *
- * @example Require an audience
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   type Hs256JwtIdentityProviderOptions,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: Hs256JwtIdentityProviderOptions = {
- *   secret: "an-example-secret-of-at-least-32-bytes",
- *   audience: "plm-api",
- * };
- * const provider = new Hs256JwtIdentityProvider(options);
- * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
- * assert.equal((await provider.verifyToken(token)).subject, "alice");
- * const billing = new Hs256JwtIdentityProvider({ ...options, audience: "billing" });
- * await assert.rejects(billing.verifyToken(token), { claim: "aud", reason: "mismatch" });
- * ```
- */
+/** Options for {@link Hs256JwtIdentityProvider}. */
 export interface Hs256JwtIdentityProviderOptions {
   /**
    * The shared HMAC secret, at least {@link MIN_SECRET_BYTES} bytes (a string
@@ -232,57 +167,29 @@ export interface Hs256JwtIdentityProviderOptions {
   generateId?: () => string;
 }
 
-/**
- * The identity an issued token carries.
- *
- * @example Issue a tenant-scoped token
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   type IssueTokenClaims,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * const claims: IssueTokenClaims = { subject: "alice", actorKind: "human", tenant: "acme" };
- * const identity = await provider.verifyToken(await provider.issueToken(claims));
- * assert.equal(identity.tenant, "acme");
- * assert.deepEqual(identity.roles, []);
- * ```
- */
+/** The identity an issued token carries. */
 export interface IssueTokenClaims {
   /** The `sub` claim; not empty. */
   readonly subject: string;
   /** The `actor_kind` claim; `system` is refused. */
   readonly actorKind: TokenActorKind;
-  /** The `roles` claim. Defaults to none. */
+  /**
+   * The `roles` claim.
+   *
+   * @default {[]}
+   */
   readonly roles?: readonly string[];
-  /** Scopes, joined with spaces into the `scope` claim (omitted when none). Defaults to none. */
+  /**
+   * Scopes, joined with spaces into the `scope` claim (omitted when none).
+   *
+   * @default {[]}
+   */
   readonly scopes?: readonly string[];
   /** The `tenant` claim, omitted when not given. */
   readonly tenant?: string;
 }
 
-/**
- * Options for {@link Hs256JwtIdentityProvider.issueToken}.
- *
- * @example A token that lives ten minutes
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   type IssueTokenOptions,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const start = Date.UTC(2026, 0, 1);
- * const secret = "an-example-secret-of-at-least-32-bytes";
- * const provider = new Hs256JwtIdentityProvider({ secret, clock: new FakeClock(start) });
- * const options: IssueTokenOptions = { ttlSeconds: 600 };
- * const token = await provider.issueToken({ subject: "alice", actorKind: "human" }, options);
- * assert.equal((await provider.verifyToken(token)).expiresAt, start + 600_000);
- * ```
- */
+/** Options for {@link Hs256JwtIdentityProvider.issueToken}. */
 export interface IssueTokenOptions {
   /**
    * The token's lifetime in seconds: a whole number from 1 to the provider's

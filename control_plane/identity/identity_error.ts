@@ -10,24 +10,6 @@ import { type ErrorCode, PlmError } from "../../shared/mod.ts";
 /**
  * The codes an {@link IdentityError} carries: every `ERR_TOKEN_*`. (`ERR_IDENTITY_REQUIRED`
  * is thrown as a plain `PlmError` by `requireIdentity`.)
- *
- * @example A token signed with another secret
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   IdentityError,
- *   type IdentityErrorCode,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const issuer = new Hs256JwtIdentityProvider({ secret: "a-first-example-secret-of-32-bytes!" });
- * const verifier = new Hs256JwtIdentityProvider({ secret: "another-example-secret-of-32-bytes" });
- * const token = await issuer.issueToken({ subject: "alice", actorKind: "human" });
- * const err = await verifier.verifyToken(token).catch((e: unknown) => e);
- * assert.ok(err instanceof IdentityError);
- * const code: IdentityErrorCode = err.code;
- * assert.equal(code, "ERR_TOKEN_SIGNATURE_INVALID");
- * ```
  */
 export type IdentityErrorCode = Extract<ErrorCode, `ERR_TOKEN_${string}`>;
 
@@ -73,48 +55,10 @@ export const CLAIM_FAILURE_REASONS = [
   "in_future",
 ] as const;
 
-/**
- * One of {@link CLAIM_FAILURE_REASONS}.
- *
- * @example A token issued an hour ahead of the clock
- * ```ts
- * import {
- *   type ClaimFailureReason,
- *   Hs256JwtIdentityProvider,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * const secret = "an-example-secret-of-at-least-32-bytes";
- * const at = (hour: number) => new FakeClock(Date.UTC(2026, 0, 1, hour));
- * const issuer = new Hs256JwtIdentityProvider({ secret, clock: at(1) });
- * const verifier = new Hs256JwtIdentityProvider({ secret, clock: at(0) });
- * const token = await issuer.issueToken({ subject: "alice", actorKind: "human" });
- * const reason: ClaimFailureReason = "in_future";
- * await assert.rejects(verifier.verifyToken(token), { claim: "iat", reason });
- * ```
- */
+/** One of {@link CLAIM_FAILURE_REASONS}. */
 export type ClaimFailureReason = typeof CLAIM_FAILURE_REASONS[number];
 
-/**
- * Options for {@link IdentityError}.
- *
- * @example Name the failed claim and keep the cause
- * ```ts
- * import {
- *   IdentityError,
- *   type IdentityErrorOptions,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const cause = new Error("Unknown tenant acme");
- * const options: IdentityErrorOptions = { claim: "tenant", reason: "invalid", cause };
- * const err = new IdentityError("ERR_TOKEN_CLAIM_INVALID", "Token claim 'tenant'", options);
- * assert.equal(err.claim, "tenant");
- * assert.equal(err.reason, "invalid");
- * assert.equal(err.cause, cause);
- * ```
- */
+/** Options for {@link IdentityError}. */
 export interface IdentityErrorOptions {
   /** The underlying error, kept for diagnostics. */
   cause?: unknown;

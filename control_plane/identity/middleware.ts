@@ -13,29 +13,7 @@ import { RejectionLog } from "./_rejections.ts";
 import type { TokenVerifier } from "./hs256_provider.ts";
 import { IdentityError } from "./identity_error.ts";
 
-/**
- * A `Deno.serve`-style handler; `Info` is what the server passes second.
- *
- * @example A handler that reads the server info
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   identityMiddleware,
- *   type RequestHandler,
- *   requireIdentity,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * const whoami: RequestHandler<{ remoteAddr: string }> = (_request, info) =>
- *   new Response(`${requireIdentity().subject} from ${info.remoteAddr}`);
- * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
- * const headers = { authorization: `Bearer ${token}` };
- * const request = new Request("http://localhost/", { headers });
- * const res = await identityMiddleware(provider)(whoami)(request, { remoteAddr: "10.0.0.1" });
- * assert.equal(await res.text(), "alice from 10.0.0.1");
- * ```
- */
+/** A `Deno.serve`-style handler; `Info` is what the server passes second. */
 export type RequestHandler<Info = unknown> = (
   request: Request,
   info: Info,
@@ -44,25 +22,6 @@ export type RequestHandler<Info = unknown> = (
 /**
  * Wraps a {@link RequestHandler} in another of the same shape; `flush()` (or
  * `using`) writes the rejection counts not yet written.
- *
- * @example Protect several handlers with one middleware
- * ```ts
- * import {
- *   Hs256JwtIdentityProvider,
- *   type IdentityMiddleware,
- *   identityMiddleware,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * using authenticate: IdentityMiddleware = identityMiddleware(provider);
- * const runs = authenticate(() => new Response("runs"));
- * const parts = authenticate(() => new Response("parts"));
- * const token = await provider.issueToken({ subject: "alice", actorKind: "human" });
- * const get = (url: string) => new Request(url, { headers: { authorization: `Bearer ${token}` } });
- * assert.equal(await (await runs(get("http://localhost/runs"), {})).text(), "runs");
- * assert.equal((await parts(new Request("http://localhost/parts"), {})).status, 401);
- * ```
  */
 export interface IdentityMiddleware {
   /**
@@ -85,40 +44,7 @@ export interface IdentityMiddleware {
   [Symbol.dispose](): void;
 }
 
-/**
- * Options for {@link identityMiddleware}.
- *
- * @example Audit rejections under a custom realm
- * ```ts
- * import {
- *   AuditLog,
- *   Hs256JwtIdentityProvider,
- *   identityMiddleware,
- *   type IdentityMiddlewareOptions,
- *   openDatabase,
- * } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const options: IdentityMiddlewareOptions = {
- *   audit,
- *   realm: "plm-api",
- *   clientKey: (request) => request.headers.get("x-client-id") ?? "unknown",
- * };
- * const provider = new Hs256JwtIdentityProvider({ secret: "example-secret-of-at-least-32-bytes" });
- * using authenticate = identityMiddleware(provider, options);
- * const handler = authenticate(() => new Response("ok"));
- * const post = new Request("http://localhost/runs?x=1", {
- *   method: "POST",
- *   headers: { "x-client-id": "c-1" },
- * });
- * const res = await handler(post, {});
- * assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="plm-api"');
- * assert.equal(audit.list()[0]?.resource, "http:POST /runs");
- * assert.deepEqual(audit.list()[0]?.data, { client: "c-1", count: 1 });
- * ```
- */
+/** Options for {@link identityMiddleware}. */
 export interface IdentityMiddlewareOptions {
   /**
    * Where to record rejected requests, bounded and aggregated: the first

@@ -47,28 +47,7 @@ const IDEMPOTENCY_KEY_LENGTH = 256;
 /** The most characters of a `traceparent` or `tracestate` given to {@link RunStore.create}. */
 const TRACE_HEADER_LENGTH = 512;
 
-/**
- * Options for {@link RunStore}.
- *
- * @example Stamp runs from an injected clock and id generator
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock, type RunStoreOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(5_000);
- * const options: RunStoreOptions = { audit: new AuditLog(db), clock, generateId: () => "run-1" };
- * const { run } = new RunStore(db, options).create({
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * });
- * assert.equal(run.id, "run-1");
- * assert.equal(run.createdAt, 5_000);
- * ```
- */
+/** Options for {@link RunStore}. */
 export interface RunStoreOptions {
   /** Where every creation, transition and lease change is recorded. */
   audit: AuditSink;
@@ -86,66 +65,35 @@ export interface RunStoreOptions {
   generateId?: () => string;
 }
 
-/**
- * What {@link RunStore.create} needs.
- *
- * @example Create a run once per idempotency key
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import type { CreateRunInput } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const runs = new RunStore(db, { audit: new AuditLog(db) });
- * const input: CreateRunInput = {
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   idempotencyKey: "k-1",
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * };
- * const [first, again] = [runs.create(input), runs.create(input)];
- * assert.deepEqual([first.created, again.created, again.run.id], [true, false, first.run.id]);
- * ```
- */
+/** What {@link RunStore.create} needs. */
 export interface CreateRunInput {
   /** The task to run; checked and completed by `parseTask`. */
   task: TaskInput;
-  /** Who asks (defaults to the bound identity). */
+  /**
+   * Who asks.
+   *
+   * @default {the identity bound to the async context}
+   */
   requester?: Identity;
   /** The same key always gives the same run. */
   idempotencyKey?: string;
   /** The W3C `traceparent` the run carries. */
   traceparent: string;
-  /** The W3C `tracestate`. @default {""} */
+  /**
+   * The W3C `tracestate`.
+   *
+   * @default {""}
+   */
   tracestate?: string;
 }
 
-/**
- * Options of a single store call.
- *
- * @example Refuse a write based on a stale version
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import type { RunCallOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const runs = new RunStore(db, { audit: new AuditLog(db) });
- * const { run } = runs.create({
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * });
- * const options: RunCallOptions = { actor: { subject: "bob", kind: "human" }, expectedVersion: 1 };
- * const start = () => runs.apply(run.id, { type: "start", agentId: "reader" }, options);
- * assert.equal(start().version, 2);
- * assert.throws(start, { code: "ERR_RUN_VERSION_CONFLICT" }); // the run is at version 2 now
- * ```
- */
+/** Options of a single store call. */
 export interface RunCallOptions {
-  /** Who does it, for the audit record. Defaults to the bound identity; none bound fails. */
+  /**
+   * Who does it, for the audit record; with none given and none bound, the call fails.
+   *
+   * @default {the identity bound to the async context}
+   */
   actor?: AuditActor;
   /** Fail with `ERR_RUN_VERSION_CONFLICT` unless the run is still at this version. */
   expectedVersion?: number;
@@ -155,21 +103,7 @@ export interface RunCallOptions {
   data?: { readonly [key: string]: JsonValue };
 }
 
-/**
- * Which page {@link RunStore.page} returns.
- *
- * @example Ask for the ten newest failed runs
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import type { RunPageOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const runs = new RunStore(db, { audit: new AuditLog(db) });
- * const options: RunPageOptions = { states: ["failed"], limit: 10 };
- * assert.deepEqual(runs.page(options), { items: [], nextCursor: null });
- * ```
- */
+/** Which page {@link RunStore.page} returns. */
 export interface RunPageOptions {
   /**
    * Only runs in these states.
@@ -191,36 +125,7 @@ export interface RunPageOptions {
   cursor?: string;
 }
 
-/**
- * One page of runs from {@link RunStore.page}, newest first.
- *
- * @example Read every page
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import type { RunPage } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * let n = 0;
- * const runs = new RunStore(db, { audit: new AuditLog(db), generateId: () => `run-${++n}` });
- * for (let i = 0; i < 3; i++) {
- *   runs.create({
- *     task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *       risk: "low", attributes: {} },
- *     requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- *   });
- * }
- * const seen: string[] = [];
- * let page: RunPage = runs.page({ limit: 2 });
- * for (;;) {
- *   seen.push(...page.items.map((run) => run.id));
- *   if (page.nextCursor === null) break;
- *   page = runs.page({ limit: 2, cursor: page.nextCursor });
- * }
- * assert.deepEqual(seen, ["run-3", "run-2", "run-1"]);
- * ```
- */
+/** One page of runs from {@link RunStore.page}, newest first. */
 export interface RunPage {
   /** The runs, newest first (by `createdAt`, then id). */
   items: Run[];

@@ -33,20 +33,7 @@ export const RUN_STATES = [
   "suggested",
 ] as const;
 
-/**
- * One of {@link RUN_STATES}.
- *
- * @example Where a failing run can go
- * ```ts
- * import { isTerminal, RUN_TRANSITIONS } from "@tracepulse/plm-engine-core/control-plane";
- * import type { RunState } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const next: readonly RunState[] = RUN_TRANSITIONS.running.fail ?? [];
- * assert.deepEqual(next, ["retrying", "failed"]);
- * assert.deepEqual(next.filter(isTerminal), ["failed"]);
- * ```
- */
+/** One of {@link RUN_STATES}. */
 export type RunState = typeof RUN_STATES[number];
 
 /**
@@ -93,25 +80,7 @@ export function isTerminal(state: RunState): boolean {
   return TERMINAL_RUN_STATES.includes(state);
 }
 
-/**
- * What the run asks an agent to do.
- *
- * @example A task that needs a capability
- * ```ts
- * import type { RunTask } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const task: RunTask = {
- *   action: "bom.update",
- *   resource: "bom:42",
- *   capabilities: ["bom.write"],
- *   input: { line: 3, quantity: 12 },
- *   risk: "medium",
- *   attributes: { amount: 250 },
- * };
- * assert.ok(task.capabilities.includes("bom.write"));
- * ```
- */
+/** What the run asks an agent to do. */
 export interface RunTask {
   /** The governed action, dotted: `bom.update`. */
   readonly action: string;
@@ -127,28 +96,7 @@ export interface RunTask {
   readonly attributes: { readonly [key: string]: JsonValue };
 }
 
-/**
- * A failure recorded on a run.
- *
- * @example Record why an attempt failed
- * ```ts
- * import { type Run, type RunError, transition } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const run: Run = {
- *   id: "r-1", state: "running", version: 2, attempt: 1, escalations: 0, costUnits: 0,
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", kind: "human" }, idempotencyKey: null, tracestate: "",
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", agentId: "a-1",
- *   approvalId: null, result: null, error: null, createdAt: 0, updatedAt: 0, lease: null,
- * };
- * const error: RunError = { code: "ERR_TIMEOUT", message: "The agent did not answer" };
- * const failed = transition(run, { type: "fail", at: 5, error, retry: false });
- * assert.equal(failed.state, "failed");
- * assert.deepEqual(failed.error, error);
- * ```
- */
+/** A failure recorded on a run. */
 export interface RunError {
   /** A stable `ERR_*` code (or the agent's own code). */
   readonly code: string;
@@ -156,47 +104,7 @@ export interface RunError {
   readonly message: string;
 }
 
-/**
- * A run: one governed execution of a task.
- *
- * @example A queued run, then started
- * ```ts
- * import { type Run, transition } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const run: Run = {
- *   id: "r-1",
- *   state: "queued",
- *   version: 1,
- *   task: {
- *     action: "bom.read",
- *     resource: "bom:1",
- *     capabilities: [],
- *     input: null,
- *     risk: "low",
- *     attributes: {},
- *   },
- *   requester: { subject: "alice", kind: "human" },
- *   idempotencyKey: null,
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- *   tracestate: "",
- *   attempt: 0,
- *   escalations: 0,
- *   costUnits: 0,
- *   agentId: null,
- *   approvalId: null,
- *   result: null,
- *   error: null,
- *   createdAt: 0,
- *   updatedAt: 0,
- *   lease: null,
- * };
- * const running = transition(run, { type: "start", at: 5, agentId: "a-1" });
- * assert.equal(running.state, "running");
- * assert.equal(running.agentId, "a-1");
- * assert.equal(running.updatedAt, 5);
- * ```
- */
+/** A run: one governed execution of a task. */
 export interface Run {
   /** The run id. */
   readonly id: string;
@@ -236,23 +144,7 @@ export interface Run {
   readonly lease: { readonly owner: string; readonly expiresAt: number } | null;
 }
 
-/**
- * Everything that can happen to a run. Each event carries the time it happened.
- *
- * @example Events are told apart by `type`
- * ```ts
- * import type { RunEvent } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const events: RunEvent[] = [
- *   { type: "start", at: 1, agentId: "a-1" },
- *   { type: "fail", at: 2, error: { code: "ERR_TIMEOUT", message: "Slow" }, retry: true },
- *   { type: "cancel", at: 3, reason: "No longer needed" },
- * ];
- * const failure = events.find((e) => e.type === "fail");
- * assert.equal(failure?.type === "fail" ? failure.error.code : undefined, "ERR_TIMEOUT");
- * ```
- */
+/** Everything that can happen to a run. Each event carries the time it happened. */
 export type RunEvent =
   | { readonly type: "request_approval"; readonly at: number; readonly approvalId: string }
   | { readonly type: "approve"; readonly at: number }
@@ -282,45 +174,11 @@ export type RunEvent =
   | { readonly type: "cancel"; readonly at: number; readonly reason: string }
   | { readonly type: "lease_expired"; readonly at: number };
 
-/**
- * A {@link RunEvent} without its time, which the store stamps from its clock.
- *
- * @example Apply an event without a time
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import type { RunEventInput } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const runs = new RunStore(db, { audit: new AuditLog(db) });
- * const { run } = runs.create({
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
- *     risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * });
- * const start: RunEventInput = { type: "start", agentId: "reader" };
- * const running = runs.apply(run.id, start, { actor: { subject: "worker", kind: "service" } });
- * assert.deepEqual([running.state, running.agentId, running.attempt], ["running", "reader", 1]);
- * ```
- */
+/** A {@link RunEvent} without its time, which the store stamps from its clock. */
 export type RunEventInput = RunEvent extends infer E ? E extends RunEvent ? Omit<E, "at"> : never
   : never;
 
-/**
- * The type of a {@link RunEvent}.
- *
- * @example Check which events a queued run accepts
- * ```ts
- * import { RUN_TRANSITIONS } from "@tracepulse/plm-engine-core/control-plane";
- * import type { RunEventType } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const events: RunEventType[] = ["approve", "start", "cancel"];
- * const accepted = events.filter((type) => RUN_TRANSITIONS.queued[type] !== undefined);
- * assert.deepEqual(accepted, ["start", "cancel"]); // nothing to approve yet
- * ```
- */
+/** The type of a {@link RunEvent}. */
 export type RunEventType = RunEvent["type"];
 
 /**

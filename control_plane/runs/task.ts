@@ -35,24 +35,7 @@ export const TASK_LIMITS = {
   capabilityLength: 128,
 } as const;
 
-/**
- * A task as submitted; left-out fields take their defaults.
- *
- * @example Left-out fields take their defaults
- * ```ts
- * import { parseTask, type TaskInput } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const task: TaskInput = { action: "bom.read", resource: "bom:1" };
- * assert.deepEqual(parseTask(task), {
- *   ...task,
- *   capabilities: [],
- *   input: null,
- *   risk: "low",
- *   attributes: {},
- * });
- * ```
- */
+/** A task as submitted; left-out fields take their defaults. */
 export interface TaskInput {
   /** The governed action, dotted: `bom.update`. */
   action: string;

@@ -16,93 +16,19 @@ import {
 import { checkOption } from "../../shared/validate.ts";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
 
-/**
- * A value SQLite stores or returns.
- *
- * @example Store and read back each kind of value
- * ```ts
- * import { openDatabase, type SqlValue } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * db.exec("CREATE TABLE v (x ANY) STRICT");
- * const values: SqlValue[] = [null, 42, 7n, "text", new Uint8Array([1, 2])];
- * const insert = db.prepare("INSERT INTO v (x) VALUES (?)");
- * for (const value of values) insert.run(value);
- * const rows = db.prepare<{ x: SqlValue }>("SELECT x FROM v ORDER BY rowid").all();
- * assert.deepEqual(rows.map((row) => row.x), [null, 42, 7, "text", new Uint8Array([1, 2])]);
- * ```
- */
+/** A value SQLite stores or returns. */
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
-/**
- * Named parameters (`:name`, `$name`, `@name`) bound by name.
- *
- * @example Bind parameters by name
- * ```ts
- * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import type { SqlNamedParameters } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * db.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT) STRICT");
- * const params: SqlNamedParameters = { k: "ink", v: "blue" };
- * db.prepare("INSERT INTO kv (k, v) VALUES (:k, $v)").run(params);
- * const row = db.prepare<{ v: string }>("SELECT v FROM kv WHERE k = @k").get({ k: "ink" });
- * assert.equal(row?.v, "blue");
- * ```
- */
+/** Named parameters (`:name`, `$name`, `@name`) bound by name. */
 export type SqlNamedParameters = { readonly [name: string]: SqlValue };
 
-/**
- * One bound parameter: a positional value, or (first only) an object of named ones.
- *
- * @example Bind named and positional parameters together
- * ```ts
- * import { openDatabase, type SqlParameter } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * db.exec("CREATE TABLE t (x INTEGER) STRICT; INSERT INTO t VALUES (1), (2), (3), (4);");
- * const params: SqlParameter[] = [{ min: 2 }, 3];
- * const select = db.prepare<{ x: number }>("SELECT x FROM t WHERE x >= :min AND x <= ?");
- * assert.deepEqual(select.all(...params).map((row) => row.x), [2, 3]);
- * ```
- */
+/** One bound parameter: a positional value, or (first only) an object of named ones. */
 export type SqlParameter = SqlValue | SqlNamedParameters;
 
-/**
- * A result row: column name to value.
- *
- * @example Read a row without declaring its shape
- * ```ts
- * import { openDatabase, type SqlRow } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const row: SqlRow | undefined = db.prepare("SELECT 1 AS one, 'x' AS letter").get();
- * assert.deepEqual(Object.keys(row ?? {}), ["one", "letter"]);
- * assert.equal(row?.letter, "x");
- * ```
- */
+/** A result row: column name to value. */
 export type SqlRow = { readonly [column: string]: SqlValue };
 
-/**
- * What {@link Statement.run} reports.
- *
- * @example Count the rows a statement changed
- * ```ts
- * import { openDatabase, type SqlRunResult } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * db.exec("CREATE TABLE t (x INTEGER) STRICT; INSERT INTO t VALUES (1), (2), (3);");
- * const updated: SqlRunResult = db.prepare("UPDATE t SET x = x * 10 WHERE x > ?").run(1);
- * assert.equal(Number(updated.changes), 2);
- * const inserted: SqlRunResult = db.prepare("INSERT INTO t VALUES (4)").run();
- * assert.equal(Number(inserted.lastInsertRowid), 4);
- * ```
- */
+/** What {@link Statement.run} reports. */
 export interface SqlRunResult {
   /** Rows inserted, updated or deleted. */
   readonly changes: number | bigint;
@@ -113,20 +39,6 @@ export interface SqlRunResult {
 /**
  * A prepared statement. `Row` is the shape the caller expects; it is not
  * checked at run time.
- *
- * @example Prepare once, run many times, stream the rows
- * ```ts
- * import { openDatabase, type Statement } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * db.exec("CREATE TABLE t (x INTEGER) STRICT");
- * const insert: Statement = db.prepare("INSERT INTO t VALUES (?)");
- * for (const x of [3, 1, 2]) insert.run(x);
- * const select: Statement<{ x: number }> = db.prepare("SELECT x FROM t ORDER BY x");
- * assert.equal(select.sql, "SELECT x FROM t ORDER BY x");
- * assert.deepEqual([...select.iterate()].map((row) => row.x), [1, 2, 3]);
- * ```
  */
 export interface Statement<Row extends object = SqlRow> {
   /** The SQL text the statement was prepared from. */
@@ -141,20 +53,7 @@ export interface Statement<Row extends object = SqlRow> {
   iterate(...params: SqlParameter[]): IterableIterator<Row>;
 }
 
-/**
- * Options for {@link Database.prepare}.
- *
- * @example Read rows as arrays
- * ```ts
- * import { openDatabase, type PrepareOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const options: PrepareOptions = { returnArrays: true };
- * const row = db.prepare<[number, string]>("SELECT 1 AS n, 'one' AS name", options).get();
- * assert.deepEqual(row, [1, "one"]);
- * ```
- */
+/** Options for {@link Database.prepare}. */
 export interface PrepareOptions {
   /**
    * Return each row as an array of column values in `SELECT` order instead of
@@ -165,40 +64,10 @@ export interface PrepareOptions {
   returnArrays?: boolean;
 }
 
-/**
- * How hard SQLite syncs to disk. See {@link DatabaseOptions.synchronous}.
- *
- * @example Each mode sets PRAGMA synchronous
- * ```ts
- * import { openDatabase, type SynchronousMode } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const modes: SynchronousMode[] = ["normal", "full"];
- * const levels = modes.map((synchronous) => {
- *   using db = openDatabase(":memory:", { synchronous });
- *   return db.prepare<{ synchronous: number }>("PRAGMA synchronous").get()?.synchronous;
- * });
- * assert.deepEqual(levels, [1, 2]); // NORMAL, FULL
- * ```
- */
+/** How hard SQLite syncs to disk. See {@link DatabaseOptions.synchronous}. */
 export type SynchronousMode = "normal" | "full";
 
-/**
- * Options for {@link openDatabase}.
- *
- * @example Open at an older schema with a fixed clock
- * ```ts
- * import { FakeClock, MIGRATIONS, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import type { DatabaseOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: DatabaseOptions = { migrations: MIGRATIONS.slice(0, 1), clock: new FakeClock(7) };
- * using db = openDatabase(":memory:", options);
- * assert.equal(db.schemaVersion, 1);
- * const applied = db.prepare("SELECT version, applied_at FROM schema_migrations").all();
- * assert.deepEqual(applied.map((row) => [row.version, row.applied_at]), [[1, 7]]);
- * ```
- */
+/** Options for {@link openDatabase}. */
 export interface DatabaseOptions {
   /**
    * `PRAGMA synchronous`. `"normal"` is durable against application crashes and,

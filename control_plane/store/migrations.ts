@@ -12,22 +12,6 @@
  * `sql` may hold several statements but no transaction control (`BEGIN`,
  * `COMMIT`, `SAVEPOINT`) and no `PRAGMA foreign_keys` (a no-op inside a
  * transaction).
- *
- * @example Apply one more migration on top of the package's
- * ```ts
- * import { MIGRATIONS, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
- * import type { Migration } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const notes: Migration = {
- *   version: MIGRATIONS.length + 1,
- *   name: "notes",
- *   sql: "CREATE TABLE notes (body TEXT NOT NULL) STRICT",
- * };
- * using db = openDatabase(":memory:", { migrations: [...MIGRATIONS, notes] });
- * assert.equal(db.schemaVersion, notes.version);
- * assert.equal(db.prepare("INSERT INTO notes (body) VALUES (?)").run("hi").changes, 1);
- * ```
  */
 export interface Migration {
   /** Position in the list: 1, 2, 3, ... without gaps. */

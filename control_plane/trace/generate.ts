@@ -31,24 +31,7 @@ function randomId(random: Random | undefined, size: number, what: string): strin
   );
 }
 
-/**
- * Options for {@link newTraceContext}.
- *
- * @example Start an unsampled trace from a seeded source
- * ```ts
- * import { formatTraceparent, newTraceContext } from "@tracepulse/plm-engine-core/control-plane";
- * import type { NewTraceContextOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const options: NewTraceContextOptions = {
- *   random: () => 0x0a / 256,
- *   sampled: false,
- * };
- * const ctx = newTraceContext(options);
- * assert.equal(formatTraceparent(ctx), `00-${"0a".repeat(16)}-${"0a".repeat(8)}-00`);
- * assert.equal(ctx.traceState.size, 0);
- * ```
- */
+/** Options for {@link newTraceContext}. */
 export interface NewTraceContextOptions {
   /**
    * Uniform draws in [0, 1); each id byte is `floor(random() * 256)`.
@@ -95,28 +78,7 @@ export function newTraceContext(options: NewTraceContextOptions = {}): TraceCont
   };
 }
 
-/**
- * Options for {@link childTraceContext}.
- *
- * @example Stop sampling below a sampled parent
- * ```ts
- * import { childTraceContext, parseTraceparent } from "@tracepulse/plm-engine-core/control-plane";
- * import type { ChildTraceContextOptions } from "@tracepulse/plm-engine-core/control-plane";
- * import assert from "node:assert/strict";
- *
- * const parsed = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
- * assert.ok(parsed !== null);
- * const parent = { ...parsed, traceState: parsed.traceState.set("rojo", "00f067aa0ba902b7") };
- * const options: ChildTraceContextOptions = {
- *   random: () => 0x22 / 256,
- *   sampled: false,
- * };
- * const child = childTraceContext(parent, options);
- * assert.deepEqual([child.traceId, child.spanId], [parent.traceId, "22".repeat(8)]);
- * assert.equal(child.traceFlags, 0);
- * assert.equal(child.traceState.header, "rojo=00f067aa0ba902b7");
- * ```
- */
+/** Options for {@link childTraceContext}. */
 export interface ChildTraceContextOptions {
   /**
    * Uniform draws in [0, 1); each id byte is `floor(random() * 256)`.

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { seededRandom } from "../_seeded_random.ts";
-import { DEFAULT_NON_RETRYABLE_CODES, nextDelay, RetryPolicy } from "../../agent_runtime/mod.ts";
+import {
+  DEFAULT_NON_RETRYABLE_CODES,
+  nextDelay,
+  RetryExhaustedError,
+  RetryPolicy,
+} from "../../agent_runtime/mod.ts";
 
 // ---------------------------------------------------------------------------
 // RetryPolicy
@@ -109,4 +114,19 @@ Deno.test("nextDelay() rejects a bad attempt or random value", () => {
   assert.throws(() => nextDelay(policy, 1.5, () => 0.5), RangeError);
   assert.throws(() => nextDelay(policy, 1, () => 1.5), RangeError);
   assert.throws(() => nextDelay(policy, 1, () => NaN), RangeError);
+});
+
+Deno.test("RetryExhaustedError keeps the attempts, the reason and the last error", () => {
+  const last = new Error("flaky");
+  const err = new RetryExhaustedError("Cannot retry as the budget is spent", {
+    cause: last,
+    attempts: 4,
+    reason: "budget",
+  });
+  assert.deepEqual([err.code, err.attempts, err.reason, err.cause], [
+    "ERR_RETRY_EXHAUSTED",
+    4,
+    "budget",
+    last,
+  ]);
 });

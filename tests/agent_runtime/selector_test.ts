@@ -265,3 +265,9 @@ Deno.test("defineAgent() validates its fields", async (t) => {
     assert.throws(() => defineAgent({ id: "a", invoke, maxConcurrency: 0 }), RangeError);
   });
 });
+
+Deno.test("NoAgentError keeps its reasons, and has none when none are given", () => {
+  const reasons = [{ agentId: "a-1", outcome: "full" as const, detail: "1 of 1 calls in flight" }];
+  assert.deepEqual(new NoAgentError("No agent can take the task", { reasons }).reasons, reasons);
+  assert.deepEqual(new NoAgentError("No agent is registered").reasons, []);
+});

@@ -1308,3 +1308,12 @@ Deno.test("PolicyRequestSchema refuses attributes JSON cannot carry exactly", ()
     assert.equal(PolicyRequestSchema.safeParse({ ...base, attributes: { x: bad } }).success, false);
   }
 });
+
+Deno.test("PolicyError keeps its issues and cause, and has no issues when none are given", () => {
+  const issues = [{ path: ["rules", 1, "id"], message: "Duplicate rule id r1" }];
+  const cause = new SyntaxError("Unexpected token");
+  const err = new PolicyError("ERR_POLICY_INVALID", "Invalid policy set", { issues, cause });
+  assert.deepEqual(err.issues, issues);
+  assert.equal(err.cause, cause);
+  assert.deepEqual(new PolicyError("ERR_POLICY_INVALID", "Invalid policy set").issues, []);
+});

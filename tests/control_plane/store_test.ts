@@ -443,3 +443,13 @@ Deno.test("openDatabase() reports a lock held past the busy timeout as ERR_STORE
     });
   });
 });
+
+Deno.test("Statement keeps its SQL and streams rows with iterate()", () => {
+  using db = openDatabase(":memory:");
+  db.exec("CREATE TABLE t (x INTEGER) STRICT");
+  const insert = db.prepare("INSERT INTO t VALUES (?)");
+  for (const x of [3, 1, 2]) insert.run(x);
+  const select = db.prepare<{ x: number }>("SELECT x FROM t ORDER BY x");
+  assert.equal(select.sql, "SELECT x FROM t ORDER BY x");
+  assert.deepEqual([...select.iterate()].map((row) => row.x), [1, 2, 3]);
+});

@@ -42,3 +42,11 @@ Deno.test("the agent_runtime import pattern matches every import form", () => {
   ) assert.match(line, IMPORT_OF_RUNTIME, line);
   assert.doesNotMatch('import { x } from "../shared/mod.ts";', IMPORT_OF_RUNTIME);
 });
+
+Deno.test("a layer's mod.ts names what it takes from the layers below, never export *", async () => {
+  for (const layer of ["control_plane", "agent_runtime"]) {
+    const text = await Deno.readTextFile(`${REPO}/${layer}/mod.ts`);
+    assert.doesNotMatch(text, /export\s*\*\s*from\s*["']\.\.\//, `${layer}/mod.ts`);
+    assert.match(text, /export\s*\{[^}]+\}\s*from\s*"\.\.\/shared\/mod\.ts"/, `${layer}/mod.ts`);
+  }
+});
