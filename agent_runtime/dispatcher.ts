@@ -799,7 +799,13 @@ export class Dispatcher {
     }
   }
 
-  /** Releases the lease of a run that is not finished but that this worker stops working on. */
+  /**
+   * Gives back a run that is not finished but that this worker stops working
+   * on. A `running` run goes back to `retrying` (its attempt was cut short)
+   * with the lease cleared in the same transition; any other state just has
+   * its lease released. Either way another worker can take it at once: a run
+   * is never left `running` without a lease, which no query would pick up.
+   */
   #letGo(run: Run): Run {
     const runs = this.#cp.runs;
     if (run.lease?.owner !== this.owner || isTerminal(run.state)) return run;
@@ -807,20 +813,37 @@ export class Dispatcher {
     if (now === undefined || now.lease?.owner !== this.owner || isTerminal(now.state)) {
       return now ?? run;
     }
+    if (now.state === "running") {
+      return runs.apply(now.id, { type: "lease_expired" }, {
+        actor: this.#actor,
+        owner: this.owner,
+        data: { previousOwner: this.owner, givenBack: true },
+      });
+    }
     return runs.release(run.id, this.owner);
   }
 
+  /**
+   * Renews the lease every third of its life. A lost race (another worker
+   * holds or finished the run) aborts the attempt at once; any other failure
+   * (the database busy with another process's write) is tried again at the
+   * next beat, since the lease is still good until it expires, and aborts
+   * only once the lease has run out without a successful renewal.
+   */
   #heartbeat(runId: string, lease: AbortController): () => void {
     let cancel = () => {};
+    let expiresAt = this.#clock.now() + this.#leaseTtlMs;
+    const every = Math.ceil(this.#leaseTtlMs / 3);
     const beat = () => {
       try {
-        this.#cp.runs.heartbeat(runId, this.owner, this.#leaseTtlMs);
-        cancel = this.#timer(beat, Math.ceil(this.#leaseTtlMs / 3));
+        expiresAt = this.#cp.runs.heartbeat(runId, this.owner, this.#leaseTtlMs).lease?.expiresAt ??
+          expiresAt;
       } catch (err) {
-        lease.abort(err);
+        if (isLostRace(err) || this.#clock.now() + every >= expiresAt) return lease.abort(err);
       }
+      cancel = this.#timer(beat, every);
     };
-    cancel = this.#timer(beat, Math.ceil(this.#leaseTtlMs / 3));
+    cancel = this.#timer(beat, every);
     return () => cancel();
   }
 

@@ -16,6 +16,7 @@ import {
   type Identity,
   type JsonValue,
   openDatabase,
+  PlmError,
   type PolicySet,
   type RunTask,
   withIdentity,
@@ -437,5 +438,28 @@ Deno.test("Dispatcher.cancel() of a run waiting for a slot settles at once and f
   assert.deepEqual([(await running).state, (await next).state], ["succeeded", "succeeded"]);
   assert.deepEqual(calls.map((c) => c.runId), [first, third]);
   assert.equal(controlPlane.audit.verify().ok, true);
+  db.close();
+});
+
+Deno.test("Dispatcher keeps a run whose heartbeat failed once for a passing reason (the database busy)", async () => {
+  const { db, dispatcher, create, timers, controlPlane, clock } = setUp();
+  const { agent, calls } = gatedAgent("slow");
+  const d = dispatcher([agent], { leaseTtlMs: 30_000 });
+  const [id] = create(1);
+  const runs = controlPlane.runs;
+  const heartbeat = runs.heartbeat.bind(runs);
+  let failures = 1;
+  runs.heartbeat = (...args: Parameters<typeof heartbeat>) => {
+    if (failures-- > 0) throw new PlmError("ERR_STORE_BUSY", "Another process holds the lock");
+    return heartbeat(...args);
+  };
+  const done = d.dispatch(id!);
+  await settle(timers);
+  await timers.advance(10_000); // first beat: busy
+  assert.equal(calls[0]!.signal.aborted, false, "a busy database does not end the attempt");
+  await timers.advance(10_000); // second beat renews the lease
+  assert.equal(runs.get(id!).lease?.expiresAt, clock.now() + 30_000);
+  calls[0]!.finish();
+  assert.equal((await done).state, "succeeded");
   db.close();
 });
