@@ -145,7 +145,14 @@ export const auditCommand: CliCommand = {
         return 0;
       }
       case "checkpoint": {
-        const checkpoint = await signCheckpoint(audit.head(), { privateKey: privateKey! });
+        // Sign only a chain that verifies: never vouch for a log already broken.
+        const result = audit.verify();
+        if (!result.ok) {
+          io.out(`record ${result.firstBadSeq} invalid: ${result.problem}: ${result.reason}`);
+          io.err("error: nothing signed: the chain does not verify");
+          return 1;
+        }
+        const checkpoint = await signCheckpoint(result.head, { privateKey: privateKey! });
         const text = JSON.stringify(checkpoint);
         if (parsed.out === undefined) {
           io.out(text);

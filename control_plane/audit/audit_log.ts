@@ -22,6 +22,7 @@ import { parseEntry, type WritableEntry } from "./_entry.ts";
 import { AUDIT_GENESIS_HASH, chainHash } from "./hash.ts";
 import type { AuditHead, AuditVerifyOptions, AuditVerifyResult } from "./verify.ts";
 import { broken, type ChainRow, verifyChain, witnessesOf } from "./_verify_chain.ts";
+import { VERIFIED_CHECKPOINTS } from "./_verified.ts";
 
 /** Which records {@link AuditLog.list} returns; criteria combine with AND. */
 export interface AuditListFilter {
@@ -361,7 +362,9 @@ export class AuditLog implements AuditSink {
    * @returns `ok: true` with the count and head, or the first bad seq and why.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `expectedHead.seq` is not an integer >= 0
    * or `expectedHead.hash` not 64 lowercase hex digits, or a checkpoint does not match
-   * `AuditCheckpointSchema` (naming `checkpoints[i]`).
+   * `AuditCheckpointSchema` (naming `checkpoints[i]`); `ERR_CHECKPOINT_INVALID` when a
+   * checkpoint is not one that `verifyCheckpoint` or `signCheckpoint` returned (its signature
+   * was never checked).
    *
    * @example Catch truncation with a remembered head
    * ```ts
@@ -382,6 +385,15 @@ export class AuditLog implements AuditSink {
    */
   verify(options: AuditVerifyOptions = {}): AuditVerifyResult {
     const witnesses = witnessesOf(options);
+    // A checkpoint is trusted only as `verifyCheckpoint` (or `signCheckpoint`) returned it.
+    options.checkpoints?.forEach((checkpoint, index) => {
+      if (!VERIFIED_CHECKPOINTS.has(checkpoint)) {
+        throw new PlmError(
+          "ERR_CHECKPOINT_INVALID",
+          `Cannot trust checkpoints[${index}]: pass the checkpoint verifyCheckpoint returned`,
+        );
+      }
+    });
     return this.#db.readTransaction(() => {
       const result = verifyChain(this.#pages(), witnesses);
       if (!result.ok) return result;

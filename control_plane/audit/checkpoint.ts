@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { VERIFIED_CHECKPOINTS } from "./_verified.ts";
 import { z } from "zod";
 import {
   canonicalJson,
@@ -35,6 +36,9 @@ export interface AuditCheckpoint {
   readonly signature: string;
 }
 
+/** The latest time a `Date` can hold (epoch ms). */
+const MAX_DATE_MS = 8_640_000_000_000_000;
+
 /**
  * Zod schema of {@link AuditCheckpoint}; unknown keys are refused. `seq` and
  * `at` are integers >= 0, `hash` 64 lowercase hex digits, `keyId` 16, and
@@ -61,7 +65,7 @@ export const AuditCheckpointSchema: Schema<AuditCheckpoint> = z.strictObject({
   version: z.literal(1),
   seq: z.number().int().min(0),
   hash: z.string().regex(HASH_PATTERN, "expected 64 lowercase hex digits"),
-  at: z.number().int().min(0),
+  at: z.number().int().min(0).max(MAX_DATE_MS),
   keyId: z.string().regex(/^[0-9a-f]{16}$/, "expected 16 lowercase hex digits"),
   // 64 bytes are 86 base64url digits; the last one carries 2 bits and 4 zero bits.
   signature: z.string().regex(
@@ -321,15 +325,17 @@ export async function signCheckpoint(
   checkHead("head", head);
   const now = clock.now();
   const at = Math.trunc(now);
-  if (!Number.isSafeInteger(at) || at < 0) {
+  if (!Number.isSafeInteger(at) || at < 0 || at > MAX_DATE_MS) {
     throw new PlmError("ERR_INTERNAL", `Cannot stamp a checkpoint with the time ${now}`);
   }
   const body = { version: 1, seq: head.seq, hash: head.hash, at, keyId: privateKey.keyId } as const;
   const signature = await crypto.subtle.sign(ED25519, privateKey.key, signedBytes(body));
-  return {
+  const signed: AuditCheckpoint = Object.freeze({
     ...body,
     signature: new Uint8Array(signature).toBase64({ alphabet: "base64url", omitPadding: true }),
-  };
+  });
+  VERIFIED_CHECKPOINTS.add(signed); // signed here, with a key this process holds
+  return signed;
 }
 
 /**
@@ -402,7 +408,9 @@ export async function verifyCheckpoint(
         `Checkpoint of record ${checked.seq} does not match its signature under key ${checked.keyId}`,
     };
   }
-  return { ok: true, checkpoint: checked };
+  const trusted = Object.freeze(checked);
+  VERIFIED_CHECKPOINTS.add(trusted);
+  return { ok: true, checkpoint: trusted };
 }
 
 /**

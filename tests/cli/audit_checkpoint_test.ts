@@ -283,3 +283,19 @@ Deno.test("plm audit checkpoint, keygen and verify --checkpoint report usage err
     });
   }
 });
+
+Deno.test("plm audit checkpoint signs nothing when the chain does not verify", async () => {
+  await withTempDir(async (dir) => {
+    const { db, key } = await setUp(dir, 5);
+    tamper(db, "UPDATE audit_log SET outcome = 'forged' WHERE seq = 3");
+    const out = `${dir}/c.json`;
+    const refused = await plm("audit", "checkpoint", "--key", key, "--db", db, "--out", out);
+    assert.equal(refused.code, 1);
+    assert.match(refused.out[0] ?? "", /^record 3 invalid: hash_mismatch/);
+    assert.equal(
+      await Deno.stat(out).then(() => true, () => false),
+      false,
+      "no checkpoint written",
+    );
+  });
+});

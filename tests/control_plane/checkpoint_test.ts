@@ -349,3 +349,33 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
     });
   });
 });
+
+Deno.test("AuditLog.verify() trusts only checkpoints whose signature was checked, and they cannot change", async () => {
+  const { privateKey, publicKey } = await keys();
+  const { db, audit } = seeded(3);
+  using _db = db;
+  const signed = await checkpointOf(audit, privateKey);
+  const parsed = parseCheckpoint(JSON.stringify(signed), "ckpt.json");
+  assert.throws(() => audit.verify({ checkpoints: [parsed] }), { code: "ERR_CHECKPOINT_INVALID" });
+  const forged = { ...signed, hash: "f".repeat(64) };
+  assert.throws(() => audit.verify({ checkpoints: [forged] }), { code: "ERR_CHECKPOINT_INVALID" });
+  const result = await verifyCheckpoint(parsed, publicKey);
+  assert.ok(result.ok);
+  assert.equal(audit.verify({ checkpoints: [result.checkpoint] }).ok, true);
+  assert.throws(() => ((result.checkpoint as { seq: number }).seq = 1), TypeError, "frozen");
+});
+
+Deno.test("AuditCheckpointSchema refuses a time past what a Date can hold", () => {
+  const checkpoint = {
+    version: 1,
+    seq: 0,
+    hash: "0".repeat(64),
+    at: 8_640_000_000_000_001,
+    keyId: "0123456789abcdef",
+    signature: "A".repeat(86),
+  };
+  assert.throws(() => parseCheckpoint(JSON.stringify(checkpoint), "ckpt.json"), {
+    code: "ERR_INVALID_ARGUMENT",
+    message: /at/,
+  });
+});
