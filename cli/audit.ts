@@ -111,9 +111,7 @@ export const auditCommand: CliCommand = {
     // Checkpoints are read and their signatures checked before the database is opened.
     const checkpoints = parsed.subcommand === "verify" ? await verifiedCheckpoints(parsed) : [];
     const privateKey = parsed.subcommand === "checkpoint"
-      ? await importCheckpointPrivateKey(await readArgumentFile("--key", parsed.key ?? ""), {
-        field: `--key ${parsed.key}`,
-      })
+      ? await signingKey(parsed.key ?? "")
       : undefined;
     using db = openForReading(parsed.path);
     const audit = new AuditLog(db);
@@ -329,6 +327,25 @@ async function readArgumentFile(flag: string, path: string): Promise<string> {
     }
     throw invalidArgument(`${flag} ${path}`, `cannot read it (${(err as Error).message})`);
   }
+}
+
+/**
+ * Reads the signing key, refusing one that group or others may read (as ssh
+ * does): a key anyone can read signs checkpoints for anyone.
+ */
+async function signingKey(path: string): Promise<CheckpointKey> {
+  const text = await readArgumentFile("--key", path);
+  const key = await importCheckpointPrivateKey(text, { field: `--key ${path}` });
+  const { mode } = await Deno.stat(path);
+  if (mode !== null && (mode & 0o077) !== 0) {
+    throw new PlmError(
+      "ERR_PERMISSION",
+      `Invalid --key ${path}: group or others may read it (mode ${
+        (mode & 0o777).toString(8)
+      }); run chmod 600 ${path}`,
+    );
+  }
+  return key;
 }
 
 /**

@@ -299,3 +299,15 @@ Deno.test("plm audit checkpoint signs nothing when the chain does not verify", a
     );
   });
 });
+
+Deno.test("plm audit checkpoint refuses a private key that group or others may read", async () => {
+  await withTempDir(async (dir) => {
+    const { db, key } = await setUp(dir, 2);
+    await Deno.chmod(key, 0o644);
+    const refused = await plm("audit", "checkpoint", "--key", key, "--db", db);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err[0] ?? "", /^error: ERR_PERMISSION: Invalid --key .*mode 644/);
+    await Deno.chmod(key, 0o600);
+    assert.equal((await plm("audit", "checkpoint", "--key", key, "--db", db)).code, 0);
+  });
+});
