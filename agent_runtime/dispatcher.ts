@@ -938,7 +938,7 @@ export class Dispatcher {
       const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline, mode);
       if ("result" in outcome) {
         const id = run.id;
-        return this.#withOutcome(identity.subject, "succeeded", () =>
+        return this.#withOutcome(run, "succeeded", () =>
           runs.apply(id, {
             type: mode === "suggest" ? "suggest" : "succeed",
             result: outcome.result,
@@ -1087,7 +1087,7 @@ export class Dispatcher {
       ? { type: "fail", retry: false, error, costUnits } as const
       : { type: "fail", retry: false, error } as const;
     return this.#withOutcome(
-      run.requester.subject,
+      run,
       "failed",
       () => this.#cp.runs.apply(run.id, fail, own),
     );
@@ -1098,9 +1098,11 @@ export class Dispatcher {
    * from it in one transaction: the shared streak (and any drop, with its audit
    * record) commits with the transition or not at all.
    */
-  #withOutcome(agentId: string, outcome: AutonomyOutcome, step: () => Run): Run {
+  #withOutcome(run: Run, outcome: AutonomyOutcome, step: () => Run): Run {
     const autonomy = this.#cp.autonomy;
-    if (autonomy === undefined) return step();
+    // Autonomy is about agents acting: as in authorize(), other requesters have no streak.
+    if (autonomy === undefined || run.requester.kind !== "agent") return step();
+    const agentId = run.requester.subject;
     return this.#cp.transaction(() => {
       autonomy.recordOutcome(agentId, outcome);
       return step();

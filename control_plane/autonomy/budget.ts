@@ -336,8 +336,9 @@ export class BudgetTracker {
       }
       return WITHIN;
     };
-    // A check only reads; a consume reads and writes under the write lock.
-    return record ? this.#db.transaction(decide) : decide();
+    // A check only reads (its two reads in one snapshot); a consume reads and writes under
+    // the write lock.
+    return record ? this.#db.transaction(decide) : this.#db.readTransaction(decide);
   }
 }
 

@@ -544,6 +544,22 @@ Deno.test("AgentRuntime stores an agent's failure streak and drop with its faile
   }
 });
 
+Deno.test("AgentRuntime keeps no failure streak for a requester that is not an agent", async () => {
+  const { db, runtime, timers, controlPlane } = setUp(
+    [flaky("a", 99).agent],
+    { retry: { maxAttempts: 1, initialDelayMs: 100, jitter: "none" } },
+    { autonomy: { defaultLevel: "L4" } },
+  );
+  for (let i = 1; i <= 3; i++) {
+    const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
+    await timers.advance(0);
+    assert.equal((await runtime.wait(id)).state, "failed");
+  }
+  assert.equal(controlPlane.autonomy?.consecutiveFailures(SVC.subject), 0);
+  assert.deepEqual(controlPlane.audit.list({ actionPrefix: "autonomy.level.changed" }), []);
+  db.close();
+});
+
 // --- the worker loop: start() and stop() ---------------------------------------------------
 
 /**
