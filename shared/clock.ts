@@ -4,6 +4,8 @@
  * @module
  */
 
+import { type HostTimers, scheduleOn } from "./_timer.ts";
+
 /** A source of the current time in milliseconds since the Unix epoch. */
 export interface Clock {
   /** The current time in epoch milliseconds. */
@@ -129,8 +131,8 @@ export type Random = () => number;
  */
 export type Timer = (callback: () => void, ms: number) => () => void;
 
-/** The longest delay `setTimeout` keeps (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
-const MAX_TIMEOUT_MS = 2_147_483_647;
+/** The host's timers, for {@link systemTimer}. */
+const HOST: HostTimers<ReturnType<typeof setTimeout>> = { set: setTimeout, clear: clearTimeout };
 
 /**
  * The real {@link Timer}, on `setTimeout`. A delay longer than `setTimeout`
@@ -152,16 +154,8 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
  * assert.equal(fired, false);
  * ```
  */
-export const systemTimer: Timer = (callback: () => void, ms: number): () => void => {
-  let id: ReturnType<typeof setTimeout>;
-  const arm = (left: number) => {
-    id = left > MAX_TIMEOUT_MS
-      ? setTimeout(() => arm(left - MAX_TIMEOUT_MS), MAX_TIMEOUT_MS)
-      : setTimeout(callback, left);
-  };
-  arm(ms);
-  return () => clearTimeout(id);
-};
+export const systemTimer: Timer = (callback: () => void, ms: number): () => void =>
+  scheduleOn(HOST, callback, ms);
 
 /** Options for {@link sleep}. */
 export interface SleepOptions {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { FakeClock, FakeTimers, sleep, systemTimer } from "../../shared/mod.ts";
+import { FakeClock, FakeTimers, sleep } from "../../shared/mod.ts";
+import { MAX_TIMEOUT_MS, scheduleOn } from "../../shared/_timer.ts";
 
 Deno.test("sleep() resolves on time or on abort and leaves nothing behind", async () => {
   const clock = new FakeClock(0);
@@ -29,14 +30,24 @@ Deno.test("sleep() resolves on time or on abort and leaves nothing behind", asyn
   assert.equal(timers.pending, 0);
 });
 
-Deno.test("systemTimer() waits out a delay longer than setTimeout keeps instead of firing at once", async () => {
-  let fired = false;
-  const cancel = systemTimer(() => (fired = true), 2 ** 31 + 5); // setTimeout alone fires in ~1 ms
-  let soon = false;
-  const cancelSoon = systemTimer(() => (soon = true), 5);
-  await new Promise((resolve) => setTimeout(resolve, 30));
-  assert.equal(soon, true, "a short timer fires");
-  assert.equal(fired, false, "the long one does not");
+Deno.test("systemTimer() waits out a delay longer than setTimeout keeps, in steps", () => {
+  const armed: { ms: number; callback: () => void }[] = [];
+  const cleared: number[] = [];
+  const host = {
+    set: (callback: () => void, ms: number) => armed.push({ ms, callback }) - 1,
+    clear: (id: number) => void cleared.push(id),
+  };
+  let fired = 0;
+  const cancel = scheduleOn(host, () => fired++, 2 * MAX_TIMEOUT_MS + 5);
+  assert.deepEqual(armed.map((a) => a.ms), [MAX_TIMEOUT_MS], "never more than setTimeout keeps");
+  armed[0]!.callback();
+  armed[1]!.callback();
+  assert.deepEqual(armed.map((a) => a.ms), [MAX_TIMEOUT_MS, MAX_TIMEOUT_MS, 5]);
+  assert.equal(fired, 0);
+  armed[2]!.callback();
+  assert.equal(fired, 1);
   cancel();
-  cancelSoon();
+  assert.deepEqual(cleared, [2], "cancel clears the step armed last");
+  scheduleOn(host, () => fired++, 10);
+  assert.equal(armed.at(-1)?.ms, 10, "a short delay is one step");
 });
