@@ -144,9 +144,12 @@ export async function verifyCheckpoint(text: string, publicKeyTexts: string[]): 
 /** An Ed25519 public key from an SPKI PEM block or a JWK. */
 function importPublicKey(text: string): Promise<CryptoKey> {
   if (text.trim().startsWith("{")) {
-    const { kty, crv, x } = JSON.parse(text);
+    const { kty, crv, x, d } = JSON.parse(text);
+    // A private key has no place with a verifier: refuse it rather than use its public half.
+    if (d !== undefined) throw new Error("a private JWK given as a public key");
     return crypto.subtle.importKey("jwk", { kty, crv, x }, "Ed25519", true, ["verify"]);
   }
+  if (!/-----BEGIN PUBLIC KEY-----/.test(text)) throw new Error("not a PUBLIC KEY PEM block");
   const base64 = text.replace(/-----(BEGIN|END) PUBLIC KEY-----|\s/g, "");
   const der = Uint8Array.fromBase64(base64);
   return crypto.subtle.importKey("spki", der, "Ed25519", true, ["verify"]);
@@ -182,7 +185,13 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const heads: Head[] = match ? [{ seq: Number(match[1]), hash: match[2]! }] : [];
-  const keyTexts = await Promise.all(publicKeys.map((file) => Deno.readTextFile(file)));
+  let keyTexts: string[];
+  try {
+    keyTexts = await Promise.all(publicKeys.map((file) => Deno.readTextFile(file)));
+  } catch (err) {
+    console.error(`cannot read a --public-key file: ${(err as Error).message}`);
+    return 2;
+  }
   for (const file of checkpoint) {
     try {
       heads.push(await verifyCheckpoint(await Deno.readTextFile(file), keyTexts));

@@ -98,7 +98,14 @@ Deno.test("tools/verify_audit.ts verifyCheckpoint() checks what signCheckpoint()
     ],
     ["an extra field", JSON.stringify({ ...checkpoint, x: 1 }), [pair.publicKeyPem], /version 1/],
     ["another signer's key", text, [other.publicKeyPem], /no trusted key/],
+    ["a private key PEM given as the public key", text, [pair.privateKeyPem], /PUBLIC KEY/],
   ];
+  await t.step("refuses a private JWK given as the public key", async () => {
+    const pkcs8 = Uint8Array.fromBase64(pair.privateKeyPem.replace(/-----[A-Z ]+-----|\s/g, ""));
+    const key = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", true, ["sign"]);
+    const jwk = JSON.stringify(await crypto.subtle.exportKey("jwk", key));
+    await assert.rejects(verifyCheckpoint(text, [jwk]), /private JWK/);
+  });
   for (const [name, forged, keys, message] of refused) {
     await t.step(`refuses ${name}`, async () => {
       await assert.rejects(verifyCheckpoint(forged, keys), message);
