@@ -1,0 +1,617 @@
+/**
+ * The measurement behind ADR 0008's audit-chain decision (issue 10, point 5):
+ * how one linear, gap-free audit chain keeps pace with N concurrent writers on
+ * PostgreSQL. A design measurement, not the product's benchmark: it is to be
+ * replaced by the PostgreSQL adapter's benchmark once the adapter exists.
+ *
+ *   deno run -A tools/audit_chain_pg.ts [--url postgres://...] [--seconds 5]
+ *     [--writers 1,4,16,32] [--pause-ms 10]
+ *
+ * In a fresh schema (created, then dropped), each writer holds its own
+ * connection from one `pg.Pool` and appends one audit record per transaction,
+ * together with a small state-change row, as a governed transition does. For
+ * each writer count it measures, for a fixed time, three designs:
+ *
+ * - `unchained`: plain inserts of the same rows, no chain (the floor);
+ * - `locked`: the chain under one lock: `SELECT ... FOR UPDATE` of a one-row
+ *   head, `chainHash` in JS, insert and head update, in the writer's
+ *   transaction;
+ * - `sealed`: deferred sealing: writers insert unchained rows (seq, prev_hash,
+ *   hash NULL); one sealer, elected by `pg_try_advisory_lock`, chains committed
+ *   unsealed rows in batches, in seal order, and moves a `sealed_through`
+ *   watermark in the same transaction. It takes any unsealed row regardless of
+ *   id (`WHERE seq IS NULL ORDER BY id ... FOR UPDATE SKIP LOCKED`), never
+ *   "id > last sealed id": ids come from a sequence, and a row with a lower id
+ *   can commit after one with a higher id, so a watermark on ids would skip it.
+ *
+ * It prints records/s per design and writer count with the ratio to the floor,
+ * the seal lag (writer's COMMIT returned to sealer's COMMIT returned) p50/p99,
+ * the backlog when the writers stop, then walks both chains from genesis with
+ * the package's own verifier (`chainHash`, the walk `AuditLog.verify` uses),
+ * and checks that every sealed-design row was sealed exactly once.
+ *
+ * @module
+ */
+// @ts-types="@types/pg"
+import pg from "pg";
+import { parseArgs } from "node:util";
+import { canonicalJson, sleep } from "../shared/mod.ts";
+import { AUDIT_GENESIS_HASH, chainHash } from "../control_plane/audit/hash.ts";
+import { type ChainRow, verifyChain } from "../control_plane/audit/_verify_chain.ts";
+import type { AuditVerifyResult } from "../control_plane/audit/verify.ts";
+
+/** The three designs measured. */
+export const MODES = ["unchained", "locked", "sealed"] as const;
+/** One of {@link MODES}. */
+export type Mode = typeof MODES[number];
+
+const COLUMNS =
+  "at, actor_subject, actor_kind, action, resource, outcome, reason, run_id, trace_id, data";
+const RECORD_COLUMNS = `
+  at bigint NOT NULL,
+  actor_subject text NOT NULL,
+  actor_kind text NOT NULL,
+  action text NOT NULL,
+  resource text NOT NULL,
+  outcome text NOT NULL,
+  reason text,
+  run_id text,
+  trace_id text,
+  data text NOT NULL`;
+
+/** The tables of the three designs, created in the connection's `search_path`. */
+export const SCHEMA_SQL = `
+CREATE TABLE state_change (
+  id bigserial PRIMARY KEY, run_id text NOT NULL, state text NOT NULL, at bigint NOT NULL);
+CREATE TABLE audit_plain (id bigserial PRIMARY KEY, ${RECORD_COLUMNS});
+CREATE TABLE audit_locked (seq bigint PRIMARY KEY, ${RECORD_COLUMNS},
+  prev_hash text NOT NULL, hash text NOT NULL);
+CREATE TABLE audit_head (id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL, hash text NOT NULL);
+INSERT INTO audit_head VALUES (1, 0, '${AUDIT_GENESIS_HASH}');
+CREATE TABLE audit_sealed (id bigserial PRIMARY KEY, ${RECORD_COLUMNS},
+  seq bigint, prev_hash text, hash text);
+CREATE UNIQUE INDEX audit_sealed_seq ON audit_sealed (seq) WHERE seq IS NOT NULL;
+CREATE INDEX audit_sealed_unsealed ON audit_sealed (id) WHERE seq IS NULL;
+CREATE TABLE audit_seal_state (
+  id int PRIMARY KEY CHECK (id = 1), sealed_through bigint NOT NULL, head_hash text NOT NULL);
+INSERT INTO audit_seal_state VALUES (1, 0, '${AUDIT_GENESIS_HASH}');
+CREATE FUNCTION audit_sealed_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' OR OLD.seq IS NOT NULL THEN
+    RAISE EXCEPTION 'sealed audit records are immutable';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER audit_sealed_immutable BEFORE UPDATE OR DELETE ON audit_sealed
+  FOR EACH ROW EXECUTE FUNCTION audit_sealed_immutable();
+`;
+
+/** An audit record's stored columns, `data` as its canonical JSON text. */
+interface RecordRow {
+  readonly at: number;
+  readonly actorSubject: string;
+  readonly actorKind: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly outcome: string;
+  readonly reason: string | null;
+  readonly runId: string | null;
+  readonly traceId: string | null;
+  readonly data: string;
+}
+
+function recordOf(writer: number, n: number): RecordRow {
+  const runId = `r-${writer}-${n}`;
+  return {
+    at: Date.now(),
+    actorSubject: `worker-${writer}`,
+    actorKind: "service",
+    action: "run.transition",
+    resource: `run:${runId}`,
+    outcome: "succeeded",
+    reason: null,
+    runId,
+    traceId: null,
+    data: canonicalJson({ attempt: 1, from: "running", to: "succeeded" }),
+  };
+}
+
+function paramsOf(r: RecordRow): unknown[] {
+  return [
+    r.at,
+    r.actorSubject,
+    r.actorKind,
+    r.action,
+    r.resource,
+    r.outcome,
+    r.reason,
+    r.runId,
+    r.traceId,
+    r.data,
+  ];
+}
+
+const VALUES_1_10 = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10";
+const INSERT_STATE = "INSERT INTO state_change (run_id, state, at) VALUES ($1, $2, $3)";
+const INSERT_PLAIN = `INSERT INTO audit_plain (${COLUMNS}) VALUES (${VALUES_1_10})`;
+const INSERT_UNSEALED =
+  `INSERT INTO audit_sealed (${COLUMNS}) VALUES (${VALUES_1_10}) RETURNING id`;
+// The locked design's best setup: the state row is written before the lock is
+// taken, and the record and the new head go in one statement, so the lock is
+// held for two round trips and the commit.
+const LOCK_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
+const INSERT_LOCKED = `WITH ins AS (
+  INSERT INTO audit_locked (${COLUMNS}, seq, prev_hash, hash)
+  VALUES (${VALUES_1_10}, $11, $12, $13))
+UPDATE audit_head SET seq = $11, hash = $13 WHERE id = 1`;
+
+function hashOf(prevHash: string, seq: number, r: RecordRow): string {
+  return chainHash(
+    prevHash,
+    seq,
+    r.at,
+    r.actorSubject,
+    r.actorKind,
+    r.action,
+    r.resource,
+    r.outcome,
+    r.reason,
+    r.runId,
+    r.traceId,
+    r.data,
+  );
+}
+
+/**
+ * Appends one record in `mode`, in its own transaction with a state-change
+ * row. Returns the row's id for `sealed` (to follow it to its seal), else
+ * `undefined`.
+ */
+export async function appendOne(
+  client: pg.ClientBase,
+  mode: Mode,
+  record: RecordRow,
+): Promise<string | undefined> {
+  await client.query("BEGIN");
+  try {
+    await client.query(INSERT_STATE, [record.runId, "succeeded", record.at]);
+    let id: string | undefined;
+    switch (mode) {
+      case "unchained":
+        await client.query(INSERT_PLAIN, paramsOf(record));
+        break;
+      case "locked": {
+        const head = (await client.query<{ seq: string; hash: string }>(LOCK_HEAD)).rows[0]!;
+        const seq = Number(head.seq) + 1;
+        const hash = hashOf(head.hash, seq, record);
+        await client.query(INSERT_LOCKED, [...paramsOf(record), seq, head.hash, hash]);
+        break;
+      }
+      case "sealed":
+        id = (await client.query<{ id: string }>(INSERT_UNSEALED, paramsOf(record))).rows[0]!.id;
+        break;
+      default:
+        throw new Error(`unknown mode ${mode satisfies never}`);
+    }
+    await client.query("COMMIT");
+    return id;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  }
+}
+
+const SELECT_UNSEALED = `SELECT id, ${COLUMNS} FROM audit_sealed WHERE seq IS NULL
+  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`;
+// Seals a batch and moves the watermark in one statement; the watermark's old
+// value fences a second sealer (0 rows: it lost the election).
+const SEAL_BATCH = `WITH s AS (
+  UPDATE audit_sealed a SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash
+  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(id, seq, prev_hash, hash)
+  WHERE a.id = u.id AND a.seq IS NULL RETURNING 1)
+UPDATE audit_seal_state SET sealed_through = $5, head_hash = $6
+WHERE id = 1 AND sealed_through = $7
+RETURNING (SELECT count(*) FROM s)::int AS sealed`;
+const SEALER_LOCK = 0x504c4d5345414c; // "PLMSEAL"
+
+interface UnsealedRow {
+  id: string;
+  at: string;
+  actor_subject: string;
+  actor_kind: string;
+  action: string;
+  resource: string;
+  outcome: string;
+  reason: string | null;
+  run_id: string | null;
+  trace_id: string | null;
+  data: string;
+}
+
+/** Options for {@link startSealer}. */
+export interface SealerOptions {
+  /** Rows chained per transaction. @default 1000 */
+  readonly batch?: number;
+  /**
+   * Pause after a batch that was not full, in ms: fewer, larger seal
+   * transactions (each one a WAL flush of its own) for a little more lag.
+   * @default 10
+   */
+  readonly pauseMs?: number;
+}
+
+/** A running sealer, from {@link startSealer}. */
+export interface Sealer {
+  /** When each row was sealed (`performance.now()` after the seal's COMMIT), by id. */
+  readonly sealedAt: Map<string, number>;
+  /** Ids sealed, in seal order, repeats included (there must be none). */
+  readonly sealedIds: string[];
+  /** Seals until nothing committed is left unsealed, then gives up the election. */
+  drain(): Promise<{ batches: number }>;
+}
+
+/**
+ * Starts the sealer loop on `client` (a connection of its own) if it wins the
+ * election (`pg_try_advisory_lock`); returns `undefined` when another holds it.
+ *
+ * Invariants: one sealer at a time (the session advisory lock, and the
+ * watermark's old value in each seal's `WHERE`); seq is assigned in seal order,
+ * contiguous from the watermark; only committed rows are visible to it (READ
+ * COMMITTED), so a row that commits late is sealed by a later batch, never
+ * skipped.
+ */
+export async function startSealer(
+  client: pg.ClientBase,
+  options: SealerOptions = {},
+): Promise<Sealer | undefined> {
+  const { batch = 1000, pauseMs = 10 } = options;
+  const won = await client.query<{ won: boolean }>("SELECT pg_try_advisory_lock($1) AS won", [
+    SEALER_LOCK,
+  ]);
+  if (!won.rows[0]!.won) return undefined;
+  const state = await client.query<{ sealed_through: string; head_hash: string }>(
+    "SELECT sealed_through, head_hash FROM audit_seal_state WHERE id = 1",
+  );
+  let seq = Number(state.rows[0]!.sealed_through);
+  let head = state.rows[0]!.head_hash;
+  const sealedAt = new Map<string, number>();
+  const sealedIds: string[] = [];
+  let draining = false;
+  let batches = 0;
+
+  async function sealOnce(): Promise<number> {
+    await client.query("BEGIN");
+    try {
+      const { rows } = await client.query<UnsealedRow>(SELECT_UNSEALED, [batch]);
+      if (rows.length === 0) {
+        await client.query("COMMIT");
+        return 0;
+      }
+      const ids: string[] = [], seqs: number[] = [], prevs: string[] = [], hashes: string[] = [];
+      let prev = head;
+      rows.forEach((row, i) => {
+        const s = seq + i + 1;
+        const hash = chainHash(
+          prev,
+          s,
+          Number(row.at),
+          row.actor_subject,
+          row.actor_kind,
+          row.action,
+          row.resource,
+          row.outcome,
+          row.reason,
+          row.run_id,
+          row.trace_id,
+          row.data,
+        );
+        ids.push(row.id), seqs.push(s), prevs.push(prev), hashes.push(hash);
+        prev = hash;
+      });
+      const last = seq + rows.length;
+      const sealed = await client.query<{ sealed: number }>(SEAL_BATCH, [
+        ids,
+        seqs,
+        prevs,
+        hashes,
+        last,
+        prev,
+        seq,
+      ]);
+      if (sealed.rows[0]?.sealed !== rows.length) {
+        throw new Error(`seal of ${rows.length} rows after seq ${seq} did not apply`);
+      }
+      await client.query("COMMIT");
+      const now = performance.now();
+      for (const id of ids) sealedAt.set(id, now), sealedIds.push(id);
+      seq = last;
+      head = prev;
+      batches++;
+      return rows.length;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  }
+
+  const loop = (async () => {
+    while (true) {
+      const sealed = await sealOnce();
+      // Writers have all committed once draining starts: an empty batch then means done.
+      if (sealed === 0 && draining) break;
+      if (sealed < batch) await sleep(pauseMs);
+    }
+    await client.query("SELECT pg_advisory_unlock($1)", [SEALER_LOCK]);
+  })();
+  return {
+    sealedAt,
+    sealedIds,
+    async drain() {
+      draining = true;
+      await loop;
+      return { batches };
+    },
+  };
+}
+
+/** When a measured point ends: after `count` appends in all, or after `durationMs`. */
+export type PointLimit = { readonly count: number } | { readonly durationMs: number };
+
+/** What the sealer did during a `sealed` point. */
+export interface SealStats {
+  readonly sealed: number;
+  readonly batches: number;
+  /** Rows committed but not yet sealed when the writers stopped. */
+  readonly backlogAtStop: number;
+  /** From the writers' stop to the last seal, in ms. */
+  readonly drainMs: number;
+  /** Writer's COMMIT returned to sealer's COMMIT returned, in ms (0 when the seal came first). */
+  readonly lagP50Ms: number;
+  readonly lagP99Ms: number;
+  readonly lagMaxMs: number;
+  /** Rows the writers committed that the sealer did not seal (must be 0). */
+  readonly missing: number;
+  /** Rows sealed more than once, or not written in this point (must be 0). */
+  readonly extra: number;
+}
+
+/** One measured point. */
+export interface PointResult {
+  readonly mode: Mode;
+  readonly writers: number;
+  readonly appends: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+  readonly seal?: SealStats;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted.length === 0 ? 0 : sorted[Math.floor(p * (sorted.length - 1))]!;
+}
+
+/**
+ * Runs `writers` concurrent writers in `mode` until `limit`, each on its own
+ * pool connection (taken before the clock starts). For `sealed`, the sealer
+ * runs on `sealerClient` alongside and drains after the writers stop.
+ */
+export async function runPoint(
+  pool: pg.Pool,
+  sealerClient: pg.ClientBase,
+  mode: Mode,
+  writers: number,
+  limit: PointLimit,
+  sealerOptions: SealerOptions = {},
+): Promise<PointResult> {
+  const clients = await Promise.all(Array.from({ length: writers }, () => pool.connect()));
+  const committedAt = new Map<string, number>();
+  let sealer: Sealer | undefined;
+  if (mode === "sealed") {
+    sealer = await startSealer(sealerClient, sealerOptions);
+    if (sealer === undefined) throw new Error("another sealer holds the election");
+  }
+  let appends = 0;
+  let tickets = "count" in limit ? limit.count : Infinity;
+  const start = performance.now();
+  const deadline = "durationMs" in limit ? start + limit.durationMs : Infinity;
+  try {
+    await Promise.all(clients.map(async (client, w) => {
+      let n = 0;
+      while (tickets > 0 && performance.now() < deadline) {
+        tickets--;
+        const id = await appendOne(client, mode, recordOf(w, n++));
+        if (id !== undefined) committedAt.set(id, performance.now());
+        appends++;
+      }
+    }));
+  } finally {
+    for (const client of clients) client.release();
+  }
+  const stop = performance.now();
+  const seconds = (stop - start) / 1000;
+  const result = { mode, writers, appends, seconds, perSecond: appends / seconds };
+  if (sealer === undefined) return result;
+  const backlogAtStop = appends - sealer.sealedIds.length;
+  const { batches } = await sealer.drain();
+  const lags: number[] = [];
+  let missing = 0;
+  let lastSeal = stop;
+  for (const [id, at] of committedAt) {
+    const sealedAt = sealer.sealedAt.get(id);
+    if (sealedAt === undefined) missing++;
+    else lags.push(Math.max(0, sealedAt - at)), lastSeal = Math.max(lastSeal, sealedAt);
+  }
+  lags.sort((a, b) => a - b);
+  const extra = sealer.sealedIds.length - (committedAt.size - missing);
+  return {
+    ...result,
+    seal: {
+      sealed: sealer.sealedIds.length,
+      batches,
+      backlogAtStop,
+      drainMs: lastSeal - stop,
+      lagP50Ms: percentile(lags, 0.5),
+      lagP99Ms: percentile(lags, 0.99),
+      lagMaxMs: lags.at(-1) ?? 0,
+      missing,
+      extra,
+    },
+  };
+}
+
+/** A chain walked from genesis, with the table's own counts beside it. */
+export interface ChainCheck {
+  readonly result: AuditVerifyResult;
+  readonly rows: number;
+  /** Rows without a seq (the `sealed` design: not sealed yet). */
+  readonly unsealed: number;
+}
+
+/**
+ * Walks the chain of `audit_locked` or `audit_sealed` in seq order with the
+ * package's verifier (every hash recomputed with `chainHash`, no gaps), in one
+ * snapshot.
+ */
+export async function verifyTable(
+  client: pg.ClientBase,
+  table: "audit_locked" | "audit_sealed",
+): Promise<ChainCheck> {
+  await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  try {
+    const counts = await client.query<{ rows: number; unsealed: number }>(
+      `SELECT count(*)::int AS rows, count(*) FILTER (WHERE seq IS NULL)::int AS unsealed
+       FROM ${table}`,
+    );
+    const pages: ChainRow[][] = [];
+    for (let after = 0;;) {
+      const { rows } = await client.query<Record<string, string | null>>(
+        `SELECT seq, ${COLUMNS}, prev_hash, hash FROM ${table}
+         WHERE seq > $1 ORDER BY seq LIMIT 5000`,
+        [after],
+      );
+      if (rows.length === 0) break;
+      pages.push(rows.map((r) => [
+        Number(r.seq),
+        Number(r.at),
+        r.actor_subject!,
+        r.actor_kind!,
+        r.action!,
+        r.resource!,
+        r.outcome!,
+        r.reason ?? null,
+        r.run_id ?? null,
+        r.trace_id ?? null,
+        r.data!,
+        r.prev_hash!,
+        r.hash!,
+      ]));
+      after = Number(rows.at(-1)!.seq);
+    }
+    await client.query("COMMIT");
+    return { result: verifyChain(pages, []), ...counts.rows[0]! };
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  }
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+/** One table line per writer count: records/s of each design and its ratio to `unchained`. */
+export function formatRow(points: readonly PointResult[]): string {
+  const by = (mode: Mode) => points.find((p) => p.mode === mode)!;
+  const floor = by("unchained").perSecond;
+  const cell = (p: PointResult) => `${fmt(p.perSecond)} (${(p.perSecond / floor).toFixed(2)}x)`;
+  const s = by("sealed").seal!;
+  return `| ${points[0]!.writers} | ${fmt(floor)} | ${cell(by("locked"))} | ${
+    cell(by("sealed"))
+  } | ` +
+    `${s.lagP50Ms.toFixed(1)} / ${s.lagP99Ms.toFixed(1)} | ${fmt(s.backlogAtStop)} / ` +
+    `${s.drainMs.toFixed(0)} ms | ${fmt(s.sealed / s.batches)} |`;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      url: {
+        type: "string",
+        default: Deno.env.get("PLM_TEST_POSTGRES_URL") ||
+          "postgres://postgres@127.0.0.1:5432/test",
+      },
+      seconds: { type: "string", default: "5" },
+      writers: { type: "string", default: "1,4,16,32" },
+      "pause-ms": { type: "string", default: "10" },
+    },
+  });
+  const durationMs = Number(values.seconds) * 1000;
+  const sealerOptions = { pauseMs: Number(values["pause-ms"]) };
+  const counts = values.writers.split(",").map(Number);
+  const schema = `audit_chain_${crypto.randomUUID().replaceAll("-", "")}`;
+  const admin = new pg.Client({ connectionString: values.url });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const options = `-c search_path=${schema}`;
+  const pool = new pg.Pool({
+    connectionString: values.url,
+    options,
+    max: Math.max(...counts),
+  });
+  const sealerClient = new pg.Client({ connectionString: values.url, options });
+  let failed = false;
+  try {
+    await sealerClient.connect();
+    await sealerClient.query(SCHEMA_SQL);
+    const server = await admin.query<{ v: string; sc: string }>(
+      "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc",
+    );
+    console.log(
+      `PostgreSQL ${server.rows[0]!.v}, synchronous_commit=${server.rows[0]!.sc}, ` +
+        `${values.seconds} s per point, sealer pause ${sealerOptions.pauseMs} ms, schema ${schema}`,
+    );
+    // Warm-up (JIT, connections, plans), not reported; its records stay in the chains.
+    for (const mode of MODES) {
+      await runPoint(pool, sealerClient, mode, 4, { count: 400 }, sealerOptions);
+    }
+    console.log(
+      "| writers | (a) unchained rec/s | (b) one lock rec/s (x a) | (c) deferred sealing rec/s (x a) " +
+        "| seal lag p50 / p99 ms | backlog at stop / drain | rows per seal |",
+    );
+    console.log("| --: | --: | --: | --: | --: | --: | --: |");
+    for (const writers of counts) {
+      const points: PointResult[] = [];
+      for (const mode of MODES) {
+        points.push(
+          await runPoint(pool, sealerClient, mode, writers, { durationMs }, sealerOptions),
+        );
+      }
+      console.log(formatRow(points));
+      const s = points[2]!.seal!;
+      if (s.missing !== 0 || s.extra !== 0) {
+        console.log(`  sealed design, ${writers} writers: ${s.missing} missing, ${s.extra} extra`);
+        failed = true;
+      }
+    }
+    for (const table of ["audit_locked", "audit_sealed"] as const) {
+      const check = await verifyTable(sealerClient, table);
+      const ok = check.result.ok && check.result.checked === check.rows &&
+        check.unsealed === 0;
+      failed ||= !ok;
+      console.log(
+        `${table}: ${check.rows} rows, ${check.unsealed} unsealed, chain from genesis ` +
+          (check.result.ok
+            ? `valid through seq ${check.result.checked}`
+            : `broken: ${JSON.stringify(check.result)}`),
+      );
+    }
+  } finally {
+    await sealerClient.end().catch(() => {});
+    await pool.end();
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await admin.end();
+  }
+  return failed ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
