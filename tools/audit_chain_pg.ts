@@ -87,7 +87,7 @@ CREATE TRIGGER audit_sealed_immutable BEFORE UPDATE OR DELETE ON audit_sealed
 `;
 
 /** An audit record's stored columns, `data` as its canonical JSON text. */
-interface RecordRow {
+export interface RecordRow {
   readonly at: number;
   readonly actorSubject: string;
   readonly actorKind: string;
@@ -212,7 +212,8 @@ const SEAL_BATCH = `WITH s AS (
 UPDATE audit_seal_state SET sealed_through = $5, head_hash = $6
 WHERE id = 1 AND sealed_through = $7
 RETURNING (SELECT count(*) FROM s)::int AS sealed`;
-const SEALER_LOCK = 0x504c4d5345414c; // "PLMSEAL"
+// The election key: one sealer per schema (the product: per database).
+const SEALER_LOCK = "hashtext('plm.audit_sealer.' || current_schema())";
 
 interface UnsealedRow {
   id: string;
@@ -226,6 +227,80 @@ interface UnsealedRow {
   run_id: string | null;
   trace_id: string | null;
   data: string;
+}
+
+/** The newest sealed record: the `sealed_through` watermark and its hash. */
+export interface SealHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** Reads the watermark row: the head the next seal links to. */
+export async function readSealHead(client: pg.ClientBase): Promise<SealHead> {
+  const { rows } = await client.query<{ sealed_through: string; head_hash: string }>(
+    "SELECT sealed_through, head_hash FROM audit_seal_state WHERE id = 1",
+  );
+  return { seq: Number(rows[0]!.sealed_through), hash: rows[0]!.head_hash };
+}
+
+/**
+ * One seal transaction: takes up to `batch` committed unsealed rows (any id,
+ * lowest first), chains them after `head` with `chainHash` (seq in seal
+ * order), writes seq, prev_hash and hash and moves the watermark, and commits.
+ * Returns the new head and the ids sealed, in seq order (none: `head` as is).
+ */
+export async function sealBatch(
+  client: pg.ClientBase,
+  head: SealHead,
+  batch: number,
+): Promise<{ head: SealHead; ids: string[] }> {
+  await client.query("BEGIN");
+  try {
+    const { rows } = await client.query<UnsealedRow>(SELECT_UNSEALED, [batch]);
+    if (rows.length === 0) {
+      await client.query("COMMIT");
+      return { head, ids: [] };
+    }
+    const ids: string[] = [], seqs: number[] = [], prevs: string[] = [], hashes: string[] = [];
+    let prev = head.hash;
+    rows.forEach((row, i) => {
+      const seq = head.seq + i + 1;
+      const hash = chainHash(
+        prev,
+        seq,
+        Number(row.at),
+        row.actor_subject,
+        row.actor_kind,
+        row.action,
+        row.resource,
+        row.outcome,
+        row.reason,
+        row.run_id,
+        row.trace_id,
+        row.data,
+      );
+      ids.push(row.id), seqs.push(seq), prevs.push(prev), hashes.push(hash);
+      prev = hash;
+    });
+    const next = { seq: head.seq + rows.length, hash: prev };
+    const sealed = await client.query<{ sealed: number }>(SEAL_BATCH, [
+      ids,
+      seqs,
+      prevs,
+      hashes,
+      next.seq,
+      next.hash,
+      head.seq,
+    ]);
+    if (sealed.rows[0]?.sealed !== rows.length) {
+      throw new Error(`seal of ${rows.length} rows after seq ${head.seq} did not apply`);
+    }
+    await client.query("COMMIT");
+    return { head: next, ids };
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  }
 }
 
 /** Options for {@link startSealer}. */
@@ -265,83 +340,30 @@ export async function startSealer(
   options: SealerOptions = {},
 ): Promise<Sealer | undefined> {
   const { batch = 1000, pauseMs = 10 } = options;
-  const won = await client.query<{ won: boolean }>("SELECT pg_try_advisory_lock($1) AS won", [
-    SEALER_LOCK,
-  ]);
-  if (!won.rows[0]!.won) return undefined;
-  const state = await client.query<{ sealed_through: string; head_hash: string }>(
-    "SELECT sealed_through, head_hash FROM audit_seal_state WHERE id = 1",
+  const won = await client.query<{ won: boolean }>(
+    `SELECT pg_try_advisory_lock(${SEALER_LOCK}) AS won`,
   );
-  let seq = Number(state.rows[0]!.sealed_through);
-  let head = state.rows[0]!.head_hash;
+  if (!won.rows[0]!.won) return undefined;
+  let head = await readSealHead(client);
   const sealedAt = new Map<string, number>();
   const sealedIds: string[] = [];
   let draining = false;
   let batches = 0;
-
-  async function sealOnce(): Promise<number> {
-    await client.query("BEGIN");
-    try {
-      const { rows } = await client.query<UnsealedRow>(SELECT_UNSEALED, [batch]);
-      if (rows.length === 0) {
-        await client.query("COMMIT");
-        return 0;
-      }
-      const ids: string[] = [], seqs: number[] = [], prevs: string[] = [], hashes: string[] = [];
-      let prev = head;
-      rows.forEach((row, i) => {
-        const s = seq + i + 1;
-        const hash = chainHash(
-          prev,
-          s,
-          Number(row.at),
-          row.actor_subject,
-          row.actor_kind,
-          row.action,
-          row.resource,
-          row.outcome,
-          row.reason,
-          row.run_id,
-          row.trace_id,
-          row.data,
-        );
-        ids.push(row.id), seqs.push(s), prevs.push(prev), hashes.push(hash);
-        prev = hash;
-      });
-      const last = seq + rows.length;
-      const sealed = await client.query<{ sealed: number }>(SEAL_BATCH, [
-        ids,
-        seqs,
-        prevs,
-        hashes,
-        last,
-        prev,
-        seq,
-      ]);
-      if (sealed.rows[0]?.sealed !== rows.length) {
-        throw new Error(`seal of ${rows.length} rows after seq ${seq} did not apply`);
-      }
-      await client.query("COMMIT");
-      const now = performance.now();
-      for (const id of ids) sealedAt.set(id, now), sealedIds.push(id);
-      seq = last;
-      head = prev;
-      batches++;
-      return rows.length;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
-    }
-  }
-
   const loop = (async () => {
-    while (true) {
-      const sealed = await sealOnce();
-      // Writers have all committed once draining starts: an empty batch then means done.
-      if (sealed === 0 && draining) break;
-      if (sealed < batch) await sleep(pauseMs);
+    try {
+      while (true) {
+        const sealed = await sealBatch(client, head, batch);
+        head = sealed.head;
+        const now = performance.now();
+        for (const id of sealed.ids) sealedAt.set(id, now), sealedIds.push(id);
+        if (sealed.ids.length > 0) batches++;
+        // Writers have all committed once draining starts: an empty batch then means done.
+        if (sealed.ids.length === 0 && draining) break;
+        if (sealed.ids.length < batch) await sleep(pauseMs);
+      }
+    } finally {
+      await client.query(`SELECT pg_advisory_unlock(${SEALER_LOCK})`);
     }
-    await client.query("SELECT pg_advisory_unlock($1)", [SEALER_LOCK]);
   })();
   return {
     sealedAt,
