@@ -14,6 +14,7 @@ import {
   runPoint,
   SCHEMA_SQL,
   sealBatch,
+  sealBatchXid,
   startSealer,
   verifyTable,
 } from "../../tools/audit_chain_pg.ts";
@@ -46,22 +47,24 @@ postgresTest(
     for (const mode of MODES) {
       const point = await runPoint(db.pool, db.a, mode, 4, { count: 200 });
       assert.equal(point.appends, 200, mode);
-      if (mode === "sealed") {
-        assert.equal(point.seal?.sealed, 200);
-        assert.equal(point.seal?.missing, 0);
-        assert.equal(point.seal?.extra, 0);
+      if (mode === "sealed" || mode === "sealed_xid") {
+        assert.deepEqual(
+          [point.seal?.sealed, point.seal?.missing, point.seal?.extra],
+          [200, 0, 0],
+          mode,
+        );
       }
     }
     const plain = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_plain");
     assert.equal(plain.rows[0]?.n, 200);
-    for (const table of ["audit_locked", "audit_sealed"] as const) {
-      const check = await verifyTable(client, table);
+    for (const design of ["locked", "sealed", "sealed_xid"] as const) {
+      const check = await verifyTable(client, design);
       assert.deepEqual(
         { ok: check.result.ok, checked: check.result.checked, rows: check.rows },
         { ok: true, checked: 200, rows: 200 },
-        table,
+        design,
       );
-      assert.equal(check.unsealed, 0, table);
+      assert.equal(check.unsealed, 0, design);
     }
     const watermark = await readSealHead(client);
     assert.equal(watermark.seq, 200);
@@ -72,46 +75,62 @@ postgresTest(
   },
 );
 
-postgresTest(
-  "audit_chain_pg: a row that commits after a higher id is sealed later, not skipped",
-  async ({ client, schema }) => {
-    await client.query(SCHEMA_SQL);
-    await using db = await connect(schema);
-    const late = await db.pool.connect();
-    try {
-      // The lower id, left uncommitted while a higher id commits.
-      await late.query("BEGIN");
-      const lowId = (await late.query<{ id: string }>(
-        `INSERT INTO audit_sealed (at, actor_subject, actor_kind, action, resource, outcome, data)
-         VALUES (1, 'w', 'service', 'run.transition', 'run:late', 'succeeded', 'null')
-         RETURNING id`,
-      )).rows[0]!.id;
-      const highId = await appendOne(db.a, "sealed", {
-        at: 2,
-        actorSubject: "w",
-        actorKind: "service",
-        action: "run.transition",
-        resource: "run:early",
-        outcome: "succeeded",
-        reason: null,
-        runId: "r-early",
-        traceId: null,
-        data: "null",
-      });
-      assert.ok(Number(highId) > Number(lowId));
-      const first = await sealBatch(db.b, await readSealHead(db.b), 100);
-      assert.deepEqual(first.ids, [highId], "only the committed row is sealed");
-      await late.query("COMMIT");
-      const second = await sealBatch(db.b, first.head, 100);
-      assert.deepEqual(second.ids, [lowId], "the late row is sealed by the next batch");
-      assert.deepEqual(second.head.seq, 2);
-    } finally {
-      late.release();
-    }
-    const check = await verifyTable(client, "audit_sealed");
-    assert.deepEqual([check.result.ok, check.result.checked, check.unsealed], [true, 2, 0]);
-  },
-);
+const SEAL = { sealed: sealBatch, sealed_xid: sealBatchXid } as const;
+const TABLE = { sealed: "audit_sealed", sealed_xid: "audit_tx" } as const;
+
+for (const mode of ["sealed", "sealed_xid"] as const) {
+  postgresTest(
+    `audit_chain_pg: ${mode}, a row that commits after a higher id is sealed later, not skipped`,
+    async ({ client, schema }) => {
+      await client.query(SCHEMA_SQL);
+      await using db = await connect(schema);
+      const late = await db.pool.connect();
+      try {
+        // The lower id, left uncommitted while a higher id commits.
+        await late.query("BEGIN");
+        const lowId = (await late.query<{ id: string }>(
+          `INSERT INTO ${TABLE[mode]}
+             (at, actor_subject, actor_kind, action, resource, outcome, data)
+           VALUES (1, 'w', 'service', 'run.transition', 'run:late', 'succeeded', 'null')
+           RETURNING id`,
+        )).rows[0]!.id;
+        const highId = await appendOne(db.a, mode, {
+          at: 2,
+          actorSubject: "w",
+          actorKind: "service",
+          action: "run.transition",
+          resource: "run:early",
+          outcome: "succeeded",
+          reason: null,
+          runId: "r-early",
+          traceId: null,
+          data: "null",
+        });
+        assert.ok(Number(highId) > Number(lowId));
+        const first = await SEAL[mode](db.b, await readSealHead(db.b, mode), 100);
+        // sealed: only the committed row; sealed_xid: nothing past the open transaction.
+        assert.deepEqual(first.ids, mode === "sealed" ? [highId] : []);
+        await late.query("COMMIT");
+        // sealed_xid waits for every older writing transaction on the server to
+        // end, parallel tests' included: retry (bounded) until they have.
+        let second = await SEAL[mode](db.b, first.head, 100);
+        for (let i = 0; i < 1000 && second.ids.length === 0; i++) {
+          second = await SEAL[mode](db.b, first.head, 100);
+        }
+        assert.deepEqual(
+          second.ids,
+          mode === "sealed" ? [lowId] : [lowId, highId],
+          "the late row is sealed by the next batch",
+        );
+        assert.equal(second.head.seq, 2);
+      } finally {
+        late.release();
+      }
+      const check = await verifyTable(client, mode);
+      assert.deepEqual([check.result.ok, check.result.checked, check.unsealed], [true, 2, 0]);
+    },
+  );
+}
 
 postgresTest(
   "audit_chain_pg: a second sealer loses the election while one runs",
