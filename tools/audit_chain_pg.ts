@@ -10,21 +10,22 @@
  * In a fresh schema (created, then dropped), each writer holds its own
  * connection from one `pg.Pool` and appends one audit record per transaction,
  * together with a small state-change row, as a governed transition does. For
- * each writer count it measures, for a fixed time, three designs:
+ * each writer count it measures, for a fixed time, four designs (ADR 0008's
+ * (a) to (d)):
  *
- * - `unchained`: plain inserts of the same rows, no chain (the floor);
- * - `locked`: the chain under one lock: `SELECT ... FOR UPDATE` of a one-row
+ * - (a) `unchained`: plain inserts of the same rows, no chain (the floor);
+ * - (b) `locked`: the chain under one lock: `SELECT ... FOR UPDATE` of a one-row
  *   head, `chainHash` in JS, insert and head update, in the writer's
  *   transaction;
- * - `sealed`: deferred sealing: writers insert unchained rows (seq, prev_hash,
+ * - (c) `sealed`: deferred sealing by update: writers insert unchained rows (seq, prev_hash,
  *   hash NULL); one sealer, elected by `pg_try_advisory_lock`, chains committed
  *   unsealed rows in batches, in seal order, and moves a `sealed_through`
  *   watermark in the same transaction. It takes any unsealed row regardless of
  *   id (`WHERE seq IS NULL ORDER BY id ... FOR UPDATE SKIP LOCKED`), never
  *   "id > last sealed id": ids come from a sequence, and a row with a lower id
- *   can commit after one with a higher id, so a watermark on ids would skip it.
- * - `sealed_xid`: insert-only sealing, the variant ADR 0008 names as the next
- *   step: writers insert unchained rows keyed by (inserting transaction id,
+ *   can commit after one with a higher id, so a watermark on ids would skip it;
+ * - (d) `sealed_xid`: insert-only deferred sealing, the design ADR 0008 chose:
+ *   writers insert unchained rows keyed by (inserting transaction id,
  *   id); the sealer never updates them but inserts a narrow seal row (seq,
  *   key, prev_hash, hash), taking rows in (transaction id, id) order after its
  *   watermark and only below `pg_snapshot_xmin(pg_current_snapshot())`: every
@@ -32,7 +33,7 @@
  *
  * It prints records/s per design and writer count with the ratio to the floor,
  * the seal lag (writer's COMMIT returned to sealer's COMMIT returned) p50/p99,
- * the backlog when the writers stop, then walks both chains from genesis with
+ * the backlog when the writers stop, then walks the three chains from genesis with
  * the package's own verifier (`chainHash`, the walk `AuditLog.verify` uses),
  * and checks that every sealed-design row was sealed exactly once.
  *
@@ -46,7 +47,7 @@ import { AUDIT_GENESIS_HASH, chainHash } from "../control_plane/audit/hash.ts";
 import { type ChainRow, verifyChain } from "../control_plane/audit/_verify_chain.ts";
 import type { AuditVerifyResult } from "../control_plane/audit/verify.ts";
 
-/** The three designs measured. */
+/** The four designs measured. */
 export const MODES = ["unchained", "locked", "sealed", "sealed_xid"] as const;
 /** One of {@link MODES}. */
 export type Mode = typeof MODES[number];
@@ -489,7 +490,7 @@ export async function startSealer(
 /** When a measured point ends: after `count` appends in all, or after `durationMs`. */
 export type PointLimit = { readonly count: number } | { readonly durationMs: number };
 
-/** What the sealer did during a `sealed` point. */
+/** What the sealer did during a point of a {@link SealedMode}. */
 export interface SealStats {
   readonly sealed: number;
   readonly batches: number;
@@ -523,7 +524,7 @@ function percentile(sorted: readonly number[], p: number): number {
 
 /**
  * Runs `writers` concurrent writers in `mode` until `limit`, each on its own
- * pool connection (taken before the clock starts). For `sealed`, the sealer
+ * pool connection (taken before the clock starts). For a {@link SealedMode}, the sealer
  * runs on `sealerClient` alongside and drains after the writers stop.
  */
 export async function runPoint(
@@ -594,7 +595,7 @@ export async function runPoint(
 export interface ChainCheck {
   readonly result: AuditVerifyResult;
   readonly rows: number;
-  /** Rows without a seq (the `sealed` design: not sealed yet). */
+  /** Rows without a seq (the sealing designs: not sealed yet). */
   readonly unsealed: number;
 }
 
