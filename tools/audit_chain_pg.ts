@@ -44,8 +44,6 @@ import pg from "pg";
 import { parseArgs } from "node:util";
 import { canonicalJson, sleep } from "../shared/mod.ts";
 import { AUDIT_GENESIS_HASH, chainHash } from "../control_plane/audit/hash.ts";
-import { type ChainRow, verifyChain } from "../control_plane/audit/_verify_chain.ts";
-import type { AuditVerifyResult } from "../control_plane/audit/verify.ts";
 
 /** The four designs measured. */
 export const MODES = ["unchained", "locked", "sealed", "sealed_xid"] as const;
@@ -591,9 +589,14 @@ export async function runPoint(
   };
 }
 
+/** What walking a chain from genesis found: valid through `checked`, or the first bad seq. */
+export type ChainWalk =
+  | { readonly ok: true; readonly checked: number }
+  | { readonly ok: false; readonly checked: number; readonly badSeq: number; readonly why: string };
+
 /** A chain walked from genesis, with the table's own counts beside it. */
 export interface ChainCheck {
-  readonly result: AuditVerifyResult;
+  readonly result: ChainWalk;
   readonly rows: number;
   /** Rows without a seq (the sealing designs: not sealed yet). */
   readonly unsealed: number;
@@ -632,29 +635,47 @@ export async function verifyTable(
   await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   try {
     const counts = await client.query<{ rows: number; unsealed: number }>(sql.counts);
-    const pages: ChainRow[][] = [];
-    for (let after = 0;;) {
+    // The walk: seq 1, 2, 3... each linked to its predecessor and hashed by chainHash.
+    let result: ChainWalk | undefined;
+    let prevHash = AUDIT_GENESIS_HASH;
+    let checked = 0;
+    for (let after = 0; result === undefined;) {
       const { rows } = await client.query<Record<string, string | null>>(sql.page, [after]);
       if (rows.length === 0) break;
-      pages.push(rows.map((r) => [
-        Number(r.seq),
-        Number(r.at),
-        r.actor_subject!,
-        r.actor_kind!,
-        r.action!,
-        r.resource!,
-        r.outcome!,
-        r.reason ?? null,
-        r.run_id ?? null,
-        r.trace_id ?? null,
-        r.data!,
-        r.prev_hash!,
-        r.hash!,
-      ]));
+      for (const r of rows) {
+        const seq = Number(r.seq);
+        const hash = chainHash(
+          prevHash,
+          seq,
+          Number(r.at),
+          r.actor_subject!,
+          r.actor_kind!,
+          r.action!,
+          r.resource!,
+          r.outcome!,
+          r.reason ?? null,
+          r.run_id ?? null,
+          r.trace_id ?? null,
+          r.data!,
+        );
+        const why = seq !== checked + 1
+          ? "seq_gap"
+          : r.prev_hash !== prevHash
+          ? "prev_hash_mismatch"
+          : r.hash !== hash
+          ? "hash_mismatch"
+          : undefined;
+        if (why !== undefined) {
+          result = { ok: false, checked, badSeq: seq, why };
+          break;
+        }
+        prevHash = hash;
+        checked = seq;
+      }
       after = Number(rows.at(-1)!.seq);
     }
     await client.query("COMMIT");
-    return { result: verifyChain(pages, []), ...counts.rows[0]! };
+    return { result: result ?? { ok: true, checked }, ...counts.rows[0]! };
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
     throw error;

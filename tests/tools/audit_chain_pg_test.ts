@@ -146,3 +146,24 @@ postgresTest(
     await next.drain();
   },
 );
+
+postgresTest(
+  "audit_chain_pg: verifyTable() finds an edited or removed record",
+  async ({ client, schema }) => {
+    await client.query(SCHEMA_SQL);
+    await using db = await connect(schema);
+    await runPoint(db.pool, db.a, "locked", 2, { count: 20 });
+    await client.query("UPDATE audit_locked SET outcome = 'forged' WHERE seq = 7");
+    const edited = await verifyTable(client, "locked");
+    assert.deepEqual(
+      edited.result.ok ? "ok" : [edited.result.badSeq, edited.result.why, edited.result.checked],
+      [7, "hash_mismatch", 6],
+    );
+    await client.query("DELETE FROM audit_locked WHERE seq >= 7 AND seq < 9");
+    const removed = await verifyTable(client, "locked");
+    assert.deepEqual(removed.result.ok ? "ok" : [removed.result.badSeq, removed.result.why], [
+      9,
+      "seq_gap",
+    ]);
+  },
+);
