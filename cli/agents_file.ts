@@ -9,6 +9,7 @@ import { type Agent, httpAgent } from "../agent_runtime/mod.ts";
 import { TASK_LIMITS } from "../control_plane/mod.ts";
 import { INPUT_LIMITS, parseArgument, PlmError } from "../shared/mod.ts";
 import { textSchema } from "../shared/validate.ts";
+import { readArgumentFile } from "./io.ts";
 
 /** One HTTP agent of the agents file: the options of `httpAgent`, and its URL. */
 const AgentSpecSchema = z.strictObject({
@@ -54,17 +55,18 @@ const AgentsFileSchema = z.array(AgentSpecSchema).min(1).max(INPUT_LIMITS.listLi
  * `agents[1].id`) when the file cannot be read, is not JSON or does not match the schema.
  */
 export async function readAgentsFile(path: string, token: string): Promise<Agent[]> {
+  const text = await readArgumentFile("--agents", path);
   let specs: unknown;
   try {
-    specs = JSON.parse(await Deno.readTextFile(path));
+    specs = JSON.parse(text);
   } catch (err) {
-    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
-      throw err; // ERR_PERMISSION
-    }
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new PlmError("ERR_INVALID_ARGUMENT", `Cannot read the agents file ${path}: ${reason}`, {
-      cause: err,
-    });
+    throw new PlmError(
+      "ERR_INVALID_ARGUMENT",
+      `Invalid --agents ${path}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   let agents;
   try {

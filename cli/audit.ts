@@ -19,7 +19,14 @@ import {
 } from "../control_plane/audit/mod.ts";
 import { assertNever, INPUT_LIMITS, invalidArgument, PlmError } from "../shared/mod.ts";
 import { openForReading } from "./db.ts";
-import { type CliCommand, type CliIo, dbPath, parseCount, UsageError } from "./io.ts";
+import {
+  type CliCommand,
+  type CliIo,
+  dbPath,
+  parseCount,
+  readArgumentFile,
+  UsageError,
+} from "./io.ts";
 
 const HELP = `plm audit: check and read the hash-chained audit log
 
@@ -315,18 +322,6 @@ async function keygen(args: AuditArgs, io: CliIo): Promise<number> {
   }
   io.out(`key id ${pair.keyId}`);
   return 0;
-}
-
-/** Reads a file named by an option; a file that cannot be read is `ERR_INVALID_ARGUMENT`. */
-async function readArgumentFile(flag: string, path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
-      throw err; // ERR_PERMISSION
-    }
-    throw invalidArgument(`${flag} ${path}`, `cannot read it (${(err as Error).message})`);
-  }
 }
 
 /**

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { invalidArgument } from "../shared/mod.ts";
 
 /**
  * Where a command reads and writes. {@link denoIo} is the real one.
@@ -117,4 +118,25 @@ export function parseCount(
     throw new UsageError(`${name} must be an integer ${range}, got '${text}'`);
   }
   return value;
+}
+
+/**
+ * Reads a file named by an option. A refused permission is rethrown (`main`
+ * reports it as `ERR_PERMISSION`); any other failure is `ERR_INVALID_ARGUMENT`
+ * naming the option and the path.
+ *
+ * @param flag The option, as typed (`--policy`).
+ * @param path The file.
+ * @returns The file's text.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` when the file cannot be read.
+ */
+export async function readArgumentFile(flag: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      throw err; // ERR_PERMISSION
+    }
+    throw invalidArgument(`${flag} ${path}`, `cannot read it (${(err as Error).message})`);
+  }
 }

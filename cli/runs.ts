@@ -19,7 +19,14 @@ import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared
 import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
 import { readAgentsFile } from "./agents_file.ts";
 import { openForReading } from "./db.ts";
-import { type CliCommand, type CliIo, dbPath, parseCount, UsageError } from "./io.ts";
+import {
+  type CliCommand,
+  type CliIo,
+  dbPath,
+  parseCount,
+  readArgumentFile,
+  UsageError,
+} from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
 
@@ -244,11 +251,5 @@ async function caller(values: ParsedValues, io: CliIo): Promise<Identity> {
 
 async function readPolicies(path: string | undefined): Promise<PolicySet> {
   if (path === undefined) return { rules: [] };
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    throw new PlmError("ERR_POLICY_INVALID", `Cannot read the policy file ${path}`, { cause: err });
-  }
-  return loadPolicySet(text);
+  return loadPolicySet(await readArgumentFile("--policy", path));
 }

@@ -174,3 +174,20 @@ Deno.test("plm runs list pages newest first with -n and --cursor, limits 1..1000
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("plm runs submit reports a policy file it cannot read by its option", async () => {
+  const { dir, run } = await setUp();
+  try {
+    const missing = `${dir}/no-such-policy.json`;
+    const result = await run(["submit", "--action", "bom.update", "--resource", "bom:1"], {
+      PLM_POLICY: missing,
+    });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.err[0] ?? "",
+      /^error: ERR_INVALID_ARGUMENT: Invalid --policy .*no-such-policy/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
