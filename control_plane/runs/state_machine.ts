@@ -141,8 +141,25 @@ export interface Run {
   /** Last changed at, epoch ms. */
   readonly updatedAt: number;
   /** The lease a worker holds on the run, or `null`. */
-  readonly lease: { readonly owner: string; readonly expiresAt: number } | null;
+  readonly lease: RunLease | null;
 }
+
+/**
+ * A worker's lease on a run. Every write the worker makes for that attempt
+ * names the lease (`owner` and `token`), so a worker that lost it changes
+ * nothing: the next claim gives the run a greater token.
+ */
+export interface RunLease {
+  /** The worker holding it. */
+  readonly owner: string;
+  /** The fencing token: one greater at every claim of the run, from 1. */
+  readonly token: number;
+  /** When it lapses without a heartbeat, epoch ms. */
+  readonly expiresAt: number;
+}
+
+/** The lease a writer says it holds: the owner and token its claim returned. */
+export type LeaseHold = Pick<RunLease, "owner" | "token">;
 
 /** Everything that can happen to a run. Each event carries the time it happened. */
 export type RunEvent =
