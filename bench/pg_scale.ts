@@ -1,0 +1,608 @@
+/**
+ * The PostgreSQL benchmarks of issue 10, side by side in one run on one
+ * PostgreSQL server, each case in a fresh schema dropped after it:
+ *
+ * 1. **Governed runs/s with 1, 2 and 4 worker processes**: the parent submits
+ *    `--runs` runs through the governed path (an `AgentRuntime` with no agents:
+ *    authorize and create, timed apart as submissions/s), then starts N
+ *    processes of `bench/_pg_worker.ts`, each an `AgentRuntime.start()` with
+ *    one agent of `--concurrency` slots, and times from the common `go` to the
+ *    moment every run is terminal. Once with no-op agents, once with agents that
+ *    wait `--agent-ms` (20 ms) on a real `setTimeout`, the I/O-bound case.
+ *    Then the chain is sealed and verified from genesis.
+ * 2. **The raw floor**: the same rows written by raw `pg` SQL in the same
+ *    transactions as a governed run (create with its verdict records; claim up
+ *    to the free slots in one statement with a record per run; start; succeed),
+ *    from the same number of processes and slots, no-op work.
+ * 3. **A peer queue**: graphile-worker 0.18 on the same database, the same
+ *    process counts and concurrency, no-op jobs added one at a time with the same
+ *    concurrency as our submissions.
+ * 4. **Audit appends/s** at 1, 4, 16 and 32 concurrent writers through
+ *    `AuditLog.append` on the PostgreSQL store, each append in its own
+ *    transaction with a state-change row, with an elected `AuditLog.seal()` loop
+ *    running, against raw unchained inserts of the same rows; after each point
+ *    the chain is sealed to the end and verified.
+ *
+ * Why a program and not `Deno.bench`: the quantity measured is the throughput
+ * of several operating-system processes sharing one queue, each with its own
+ * start-up, connection pool and background loops (polling, heartbeats, the
+ * elected sealer and reaper). `Deno.bench` times a function over many
+ * iterations inside one process; it cannot start and synchronise child
+ * processes per sample, and its per-iteration figure would hide the start-up
+ * and drain that a throughput run must exclude or include on purpose. Here
+ * every point is one timed window (from the workers' common `go` to the last
+ * run terminal), and every worker count runs in the same program so the
+ * figures are side by side. In-process hot paths stay in `deno bench` files.
+ *
+ * ```sh
+ * deno task bench:pg                      # the full pass (about 5 minutes)
+ * deno task bench:pg --quick              # a quick pass (under a minute)
+ * deno task bench:pg --cases audit --writers 32 --audit-seconds 10
+ * ```
+ *
+ * `PLM_BENCH_POSTGRES_URL` (or `--url`) names the server; the default is
+ * `postgres://postgres@127.0.0.1:5432/test`. Exits 1 when a run did not
+ * succeed, a worker did not exit cleanly, or a chain did not verify.
+ *
+ * @module
+ */
+// @ts-types="@types/pg"
+import pg from "pg";
+import { parseArgs } from "node:util";
+import { Logger, makeWorkerUtils, runMigrations } from "graphile-worker";
+import {
+  AgentRuntime,
+  type AuditEntryInput,
+  AuditLog,
+  ControlPlane,
+  type Identity,
+  openStore,
+  type TaskInput,
+  TERMINAL_RUN_STATES,
+} from "../agent_runtime/mod.ts";
+import type { FloorPlan } from "./_pg_worker.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    url: {
+      type: "string",
+      default: Deno.env.get("PLM_BENCH_POSTGRES_URL") || "postgres://postgres@127.0.0.1:5432/test",
+    },
+    quick: { type: "boolean", default: false },
+    cases: { type: "string", default: "governed,floor,graphile,audit" },
+    runs: { type: "string" },
+    workers: { type: "string", default: "1,2,4" },
+    concurrency: { type: "string", default: "8" },
+    "agent-ms": { type: "string", default: "20" },
+    "submit-concurrency": { type: "string", default: "8" },
+    "poll-ms": { type: "string", default: "1000" },
+    writers: { type: "string", default: "1,4,16,32" },
+    "audit-seconds": { type: "string" },
+  },
+});
+const DB_URL = flags.url;
+const CASES = new Set(flags.cases.split(","));
+const RUNS = Number(flags.runs ?? (flags.quick ? 300 : 2000));
+const WORKERS = flags.workers.split(",").map(Number);
+const CONCURRENCY = Number(flags.concurrency);
+const AGENT_MS = Number(flags["agent-ms"]);
+const SUBMIT_CONCURRENCY = Number(flags["submit-concurrency"]);
+const POLL_MS = Number(flags["poll-ms"]);
+const WRITERS = flags.writers.split(",").map(Number);
+const AUDIT_MS = 1000 * Number(flags["audit-seconds"] ?? (flags.quick ? 1 : 4));
+const TERMINAL = TERMINAL_RUN_STATES.map((s) => `'${s}'`).join(", ");
+
+const SVC: Identity = { subject: "planner", actorKind: "service", roles: [], scopes: [] };
+const POLICIES = { rules: [{ id: "work", effect: "allow" as const, actions: ["bom.update"] }] };
+const task = (n: number): TaskInput => ({
+  action: "bom.update",
+  resource: `bom:${n}`,
+  capabilities: ["bom"],
+  input: { line: n, qty: 3 },
+});
+
+let failed = false;
+function fail(why: string): void {
+  failed = true;
+  console.log(`FAIL: ${why}`);
+}
+
+const admin = new pg.Client({ connectionString: DB_URL });
+await admin.connect();
+
+async function freshSchema(prefix: string): Promise<string> {
+  const schema = `bench_${prefix}_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  return schema;
+}
+const dropSchema = (schema: string) => admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+
+const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs `fn(0..count-1)` with at most `limit` calls in flight. */
+async function pooled(count: number, limit: number, fn: (n: number) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, count) }, async () => {
+      while (next < count) await fn(next++);
+    }),
+  );
+}
+
+/** Polls `sql` (one row, one column `n`) every 10 ms until `done(n)`; resolves the time. */
+async function until(sql: string, done: (n: number) => boolean): Promise<number> {
+  while (true) {
+    const { rows } = await admin.query<{ n: string }>(sql);
+    if (done(Number(rows[0]!.n))) return performance.now();
+    await wait(10);
+  }
+}
+
+// --- worker processes ----------------------------------------------------------------------
+
+interface Workers {
+  /** Tells every worker to start; resolves the time it was told. */
+  go(): Promise<number>;
+  /** SIGTERM to each, then their exit codes. */
+  terminate(): Promise<number[]>;
+}
+
+/** Starts `count` `_pg_worker.ts` processes and resolves once every one printed `ready`. */
+async function startWorkers(count: number, args: string[]): Promise<Workers> {
+  const script = new URL("./_pg_worker.ts", import.meta.url).pathname;
+  const config = new URL("../deno.json", import.meta.url).pathname;
+  const children = Array.from({ length: count }, (_, i) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", config, script, "--url", DB_URL, "--owner", `w${i}`, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn());
+  const lines = children.map((child) => {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    return async (expected: string) => {
+      while (!buffer.split("\n").includes(expected)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`a worker ended before printing ${expected}`);
+        buffer += value;
+      }
+      buffer = "";
+    };
+  });
+  await Promise.all(lines.map((line) => line("ready")));
+  const writers = children.map((child) => child.stdin.getWriter());
+  return {
+    async go() {
+      const at = performance.now();
+      await Promise.all(writers.map((w) => w.write(new TextEncoder().encode("go\n"))));
+      return at;
+    },
+    async terminate() {
+      for (const child of children) child.kill("SIGTERM");
+      await Promise.all(lines.map((line) => line("stopped").catch(() => {})));
+      await Promise.all(writers.map((w) => w.close().catch(() => {})));
+      return (await Promise.all(children.map((c) => c.status))).map((s) => s.code);
+    },
+  };
+}
+
+// --- case 1: governed runs with N worker processes -----------------------------------------
+
+interface GovernedPoint {
+  readonly workers: number;
+  readonly agentMs: number;
+  readonly submitsPerSecond: number;
+  readonly runsPerSecond: number;
+  readonly sealBacklog: number;
+}
+
+async function governedPoint(workers: number, agentMs: number): Promise<GovernedPoint> {
+  const schema = await freshSchema("gov");
+  try {
+    await using store = await openStore(DB_URL, { schema, poolSize: SUBMIT_CONCURRENCY + 2 });
+    const controlPlane = new ControlPlane(store, { policies: POLICIES });
+    const submitter = new AgentRuntime({ controlPlane, agents: [], maxQueue: RUNS });
+    const submitStart = performance.now();
+    await pooled(RUNS, SUBMIT_CONCURRENCY, (n) => submitter.submit(task(n), { identity: SVC }));
+    const submitSeconds = (performance.now() - submitStart) / 1000;
+    const queued = await admin.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'queued'`,
+    );
+    if (Number(queued.rows[0]!.n) !== RUNS) fail(`${queued.rows[0]!.n} of ${RUNS} runs queued`);
+    const pool = await startWorkers(workers, [
+      "--mode",
+      "governed",
+      "--schema",
+      schema,
+      "--concurrency",
+      String(CONCURRENCY),
+      "--agent-ms",
+      String(agentMs),
+      "--poll-ms",
+      String(POLL_MS),
+    ]);
+    const start = await pool.go();
+    const end = await until(
+      `SELECT count(*) AS n FROM ${schema}.runs WHERE state IN (${TERMINAL})`,
+      (n) => n >= RUNS,
+    );
+    const sealBacklog = await store.read((tx) => tx.audit.pendingCount());
+    const codes = await pool.terminate();
+    if (codes.some((c) => c !== 0)) fail(`governed workers exited ${codes}`);
+    const succeeded = await admin.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'succeeded'`,
+    );
+    if (Number(succeeded.rows[0]!.n) !== RUNS) {
+      fail(`${succeeded.rows[0]!.n} of ${RUNS} runs succeeded (${workers} workers)`);
+    }
+    const verified = await controlPlane.audit.verify();
+    const pending = await store.read((tx) => tx.audit.pendingCount());
+    if (!verified.ok || pending !== 0) {
+      fail(`chain after ${workers} workers: ${JSON.stringify(verified)}, ${pending} pending`);
+    }
+    return {
+      workers,
+      agentMs,
+      submitsPerSecond: RUNS / submitSeconds,
+      runsPerSecond: RUNS / ((end - start) / 1000),
+      sealBacklog,
+    };
+  } finally {
+    await dropSchema(schema);
+  }
+}
+
+// --- case 2: the raw floor -------------------------------------------------------------------
+
+/** What one governed run writes, found by a probe; the floor writes the same. */
+interface Probe {
+  /** Top-level transactions of one run, each a list of its write statements (`INSERT runs`...). */
+  readonly transactions: string[][];
+  readonly plan: FloorPlan;
+  /** The create transaction's statements: run insert and its audit rows. */
+  readonly create: {
+    readonly run: string;
+    readonly runParams: unknown[];
+    readonly audit: unknown[][];
+  };
+}
+
+let probeResult: Probe | undefined;
+
+async function floorPoint(workers: number): Promise<{ creates: number; runs: number }> {
+  probeResult ??= await probe();
+  const { plan, create } = probeResult;
+  const schema = await freshSchema("floor");
+  const planFile = await Deno.makeTempFile({ prefix: "plm_floor_plan_", suffix: ".json" });
+  try {
+    await (await openStore(DB_URL, { schema })).close(); // the adapter's schema, nothing else
+    await Deno.writeTextFile(planFile, JSON.stringify(plan));
+    const raw = new pg.Pool({
+      connectionString: DB_URL,
+      options: `-c search_path=${schema}`,
+      max: SUBMIT_CONCURRENCY,
+    });
+    try {
+      const createStart = performance.now();
+      await pooled(RUNS, SUBMIT_CONCURRENCY, async (n) => {
+        const client = await raw.connect();
+        try {
+          const id = crypto.randomUUID();
+          await client.query("BEGIN");
+          await client.query(create.run, [id, `floor-${n}`, ...create.runParams]);
+          for (const params of create.audit) await client.query(plan.audit, [id, ...params]);
+          await client.query("COMMIT");
+        } finally {
+          client.release();
+        }
+      });
+      const createSeconds = (performance.now() - createStart) / 1000;
+      const pool = await startWorkers(workers, [
+        "--mode",
+        "floor",
+        "--schema",
+        schema,
+        "--concurrency",
+        String(CONCURRENCY),
+        "--floor-plan",
+        planFile,
+      ]);
+      const start = await pool.go();
+      const end = await until(
+        `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'succeeded'`,
+        (n) => n >= RUNS,
+      );
+      const codes = await pool.terminate();
+      if (codes.some((c) => c !== 0)) fail(`floor workers exited ${codes}`);
+      return { creates: RUNS / createSeconds, runs: RUNS / ((end - start) / 1000) };
+    } finally {
+      await raw.end();
+    }
+  } finally {
+    await Deno.remove(planFile);
+    await dropSchema(schema);
+  }
+}
+
+/**
+ * Runs one governed run (submit in this process, then one worker loop claims,
+ * starts and succeeds it) with every `pg` query recorded, and derives the
+ * floor's statements from the adapter's own tables.
+ */
+async function probe(): Promise<Probe> {
+  throw new Error("written once the PostgreSQL adapter lands");
+}
+
+// --- case 3: graphile-worker ---------------------------------------------------------------
+
+const silent = new Logger(() => () => {});
+
+async function graphilePoint(workers: number): Promise<{ adds: number; jobs: number }> {
+  const schema = await freshSchema("gw");
+  try {
+    await runMigrations({ connectionString: DB_URL, schema, logger: silent });
+    const utils = await makeWorkerUtils({ connectionString: DB_URL, schema, logger: silent });
+    let addSeconds: number;
+    try {
+      const addStart = performance.now();
+      await pooled(RUNS, SUBMIT_CONCURRENCY, (n) => utils.addJob("noop", { line: n, qty: 3 }));
+      addSeconds = (performance.now() - addStart) / 1000;
+    } finally {
+      await utils.release();
+    }
+    const pool = await startWorkers(workers, [
+      "--mode",
+      "graphile",
+      "--schema",
+      schema,
+      "--concurrency",
+      String(CONCURRENCY),
+      "--poll-ms",
+      String(POLL_MS),
+    ]);
+    const start = await pool.go();
+    // graphile-worker deletes a job when it succeeds.
+    const end = await until(`SELECT count(*) AS n FROM ${schema}._private_jobs`, (n) => n === 0);
+    const codes = await pool.terminate();
+    if (codes.some((c) => c !== 0)) fail(`graphile workers exited ${codes}`);
+    return { adds: RUNS / addSeconds, jobs: RUNS / ((end - start) / 1000) };
+  } finally {
+    await dropSchema(schema);
+  }
+}
+
+// --- case 4: audit appends -----------------------------------------------------------------
+
+interface AuditPoint {
+  readonly writers: number;
+  readonly floor: number;
+  readonly ours: number;
+  readonly backlogAtStop: number;
+  readonly drainMs: number;
+  readonly verified: number;
+}
+
+function entry(writer: number, n: number): AuditEntryInput {
+  const runId = `r-${writer}-${n}`;
+  return {
+    actor: { subject: `worker-${writer}`, kind: "service" },
+    action: "run.transition",
+    resource: `run:${runId}`,
+    outcome: "succeeded",
+    runId,
+    data: { attempt: 1, from: "running", to: "succeeded" },
+  };
+}
+
+/** Runs `writers` loops of `append(w, n)` for {@link AUDIT_MS}; resolves appends/s. */
+async function writeFor(writers: number, append: (w: number, n: number) => Promise<void>) {
+  let appends = 0;
+  const start = performance.now();
+  const deadline = start + AUDIT_MS;
+  await Promise.all(Array.from({ length: writers }, async (_, w) => {
+    for (let n = 0; performance.now() < deadline; n++) {
+      await append(w, n);
+      appends++;
+    }
+  }));
+  return { perSecond: appends / ((performance.now() - start) / 1000), stop: performance.now() };
+}
+
+async function auditFloor(writers: number): Promise<number> {
+  const schema = await freshSchema("auditraw");
+  try {
+    await (await openStore(DB_URL, { schema })).close();
+    const raw = new pg.Pool({ connectionString: DB_URL, options: `-c search_path=${schema}` });
+    const clients = await Promise.all(Array.from({ length: writers }, () => raw.connect()));
+    try {
+      const { perSecond } = await writeFor(writers, async (w, n) => {
+        const client = clients[w]!;
+        const e = entry(w, n);
+        await client.query("BEGIN");
+        await client.query(AUDIT_FLOOR.stateChange, [`worker-${w}`, Date.now()]);
+        await client.query(AUDIT_FLOOR.insert, AUDIT_FLOOR.params(e));
+        await client.query("COMMIT");
+      });
+      return perSecond;
+    } finally {
+      clients.forEach((c) => c.release());
+      await raw.end();
+    }
+  } finally {
+    await dropSchema(schema);
+  }
+}
+
+/** The floor's statements of case 4 (the adapter's tables). */
+const AUDIT_FLOOR = {
+  stateChange: "",
+  insert: "",
+  params(_e: AuditEntryInput): unknown[] {
+    throw new Error("written once the PostgreSQL adapter lands");
+  },
+};
+
+async function auditOurs(writers: number) {
+  const schema = await freshSchema("audit");
+  try {
+    await using store = await openStore(DB_URL, { schema, poolSize: writers + 2 });
+    const audit = new AuditLog(store);
+    let sealing = true;
+    const sealer = (async () => {
+      while (sealing) if ((await audit.seal()) === 0) await wait(10);
+    })();
+    let result: { perSecond: number; stop: number };
+    try {
+      result = await writeFor(writers, (w, n) =>
+        store.transaction(async (tx) => {
+          await tx.governance.insertStart(`worker-${w}`, Date.now());
+          await audit.append(entry(w, n), { tx });
+        }));
+    } finally {
+      sealing = false;
+      await sealer;
+    }
+    const backlogAtStop = await store.read((tx) => tx.audit.pendingCount());
+    while ((await audit.seal()) > 0);
+    const drainMs = performance.now() - result.stop;
+    const verified = await audit.verify();
+    const pending = await store.read((tx) => tx.audit.pendingCount());
+    if (!verified.ok || pending !== 0) {
+      fail(`audit chain at ${writers} writers: ${JSON.stringify(verified)}, ${pending} pending`);
+    }
+    return {
+      perSecond: result.perSecond,
+      backlogAtStop,
+      drainMs,
+      verified: verified.ok ? verified.checked : -1,
+    };
+  } finally {
+    await dropSchema(schema);
+  }
+}
+
+// --- the run -------------------------------------------------------------------------------
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+
+async function main(): Promise<void> {
+  const server = await admin.query<{ v: string; sc: string }>(
+    "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc",
+  );
+  const cpus = navigator.hardwareConcurrency;
+  const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+  console.log(
+    `# pg_scale ${new Date().toISOString()}: PostgreSQL ${server.rows[0]!.v} ` +
+      `(synchronous_commit=${server.rows[0]!.sc}), ${cpus} CPUs, load ${load}, ` +
+      `Deno ${Deno.version.deno}; ${RUNS} runs per point, ${CONCURRENCY} slots per worker, ` +
+      `${SUBMIT_CONCURRENCY} submissions in flight, worker poll ${POLL_MS} ms, ` +
+      `audit ${AUDIT_MS / 1000} s per point\n`,
+  );
+  const governed: GovernedPoint[] = [];
+  const floors = new Map<number, { creates: number; runs: number }>();
+  const graphile = new Map<number, { adds: number; jobs: number }>();
+  // Interleaved per worker count, so that the machine's noise spreads over every column.
+  for (const workers of WORKERS) {
+    if (CASES.has("governed") || CASES.has("floor") || CASES.has("graphile")) {
+      governed.push(await governedPoint(workers, 0));
+    }
+    if (CASES.has("floor")) floors.set(workers, await floorPoint(workers));
+    if (CASES.has("graphile")) graphile.set(workers, await graphilePoint(workers));
+    if (CASES.has("governed")) governed.push(await governedPoint(workers, AGENT_MS));
+  }
+  const at = (w: number, ms: number) => governed.find((p) => p.workers === w && p.agentMs === ms)!;
+  const one = WORKERS[0]!;
+
+  if (CASES.has("governed")) {
+    console.log(
+      `## Governed runs/s, N worker processes, ${CONCURRENCY} slots each, ${RUNS} runs\n\n` +
+        `| workers | submissions/s | no-op runs/s | x ${one} | ${AGENT_MS} ms runs/s | x ${one} ` +
+        `| seal backlog at the end (no-op / ${AGENT_MS} ms) |\n| --: | --: | --: | --: | --: | --: | --: |`,
+    );
+    for (const w of WORKERS) {
+      const noop = at(w, 0);
+      const io = at(w, AGENT_MS);
+      console.log(
+        `| ${w} | ${fmt(noop.submitsPerSecond)} / ${fmt(io.submitsPerSecond)} | ` +
+          `${fmt(noop.runsPerSecond)} | ${ratio(noop.runsPerSecond, at(one, 0).runsPerSecond)} | ` +
+          `${fmt(io.runsPerSecond)} | ${
+            ratio(io.runsPerSecond, at(one, AGENT_MS).runsPerSecond)
+          } | ` +
+          `${fmt(noop.sealBacklog)} / ${fmt(io.sealBacklog)} |`,
+      );
+    }
+    console.log();
+  }
+  if (CASES.has("floor")) {
+    console.log(
+      `## One governed run against the raw floor (no-op work, same processes and slots)\n\n` +
+        `one governed run: ${probeResult!.transactions.length} transactions: ` +
+        probeResult!.transactions.map((t) => `[${t.join(", ")}]`).join(" ") + "\n\n" +
+        `| workers | governed submissions/s | floor creates/s | ours/floor | governed runs/s | ` +
+        `floor runs/s | ours/floor | end to end ours/floor |\n| --: | --: | --: | --: | --: | --: | --: | --: |`,
+    );
+    for (const w of WORKERS) {
+      const ours = at(w, 0);
+      const f = floors.get(w)!;
+      // Cost per run = 1 / rate; end to end = create + execute.
+      const oursCost = 1 / ours.submitsPerSecond + 1 / ours.runsPerSecond;
+      const floorCost = 1 / f.creates + 1 / f.runs;
+      console.log(
+        `| ${w} | ${fmt(ours.submitsPerSecond)} | ${fmt(f.creates)} | ` +
+          `${ratio(f.creates, ours.submitsPerSecond)} | ${fmt(ours.runsPerSecond)} | ` +
+          `${fmt(f.runs)} | ${ratio(f.runs, ours.runsPerSecond)} | ${ratio(oursCost, floorCost)} |`,
+      );
+    }
+    console.log();
+  }
+  if (CASES.has("graphile")) {
+    console.log(
+      `## Against graphile-worker 0.18.0 (no-op jobs, same processes and concurrency)\n\n` +
+        `| workers | our submissions/s | graphile addJob/s | ours/theirs | our runs/s | ` +
+        `graphile jobs/s | ours/theirs |\n| --: | --: | --: | --: | --: | --: | --: |`,
+    );
+    for (const w of WORKERS) {
+      const ours = at(w, 0);
+      const g = graphile.get(w)!;
+      console.log(
+        `| ${w} | ${fmt(ours.submitsPerSecond)} | ${fmt(g.adds)} | ` +
+          `${ratio(ours.submitsPerSecond, g.adds)} | ${fmt(ours.runsPerSecond)} | ` +
+          `${fmt(g.jobs)} | ${ratio(ours.runsPerSecond, g.jobs)} |`,
+      );
+    }
+    console.log();
+  }
+  if (CASES.has("audit")) {
+    const points: AuditPoint[] = [];
+    for (const writers of WRITERS) {
+      const floor = await auditFloor(writers);
+      const ours = await auditOurs(writers);
+      points.push({ writers, floor, ours: ours.perSecond, ...ours });
+    }
+    console.log(
+      `## Audit appends/s, N writers, one transaction per append with a state-change row, ` +
+        `${AUDIT_MS / 1000} s per point\n\n` +
+        `| writers | unchained inserts/s | AuditLog.append/s | ours/floor | backlog at stop | ` +
+        `drained in | chain verified |\n| --: | --: | --: | --: | --: | --: | --: |`,
+    );
+    for (const p of points) {
+      console.log(
+        `| ${p.writers} | ${fmt(p.floor)} | ${fmt(p.ours)} | ${ratio(p.ours, p.floor)} | ` +
+          `${fmt(p.backlogAtStop)} | ${p.drainMs.toFixed(0)} ms | ` +
+          `${p.verified >= 0 ? `ok, ${fmt(p.verified)} records` : "FAILED"} |`,
+      );
+    }
+    console.log();
+  }
+}
+
+try {
+  await main();
+} finally {
+  await admin.end();
+}
+if (failed) console.log("FAIL");
+Deno.exit(failed ? 1 : 0);
