@@ -258,13 +258,18 @@ async function governedPoint(workers: number, agentMs: number): Promise<Governed
 
 /** What one governed run writes, found by a probe; the floor writes the same. */
 interface Probe {
-  /** Top-level transactions of one run, each a list of its write statements (`INSERT runs`...). */
+  /** The write transactions of one run: each a list of its statements (`UPDATE runs`, ...). */
   readonly transactions: string[][];
+  /** Transactions of the elected roles (sealer, reaper) seen meanwhile, the same way. */
+  readonly elected: string[][];
+  /** The floor's statements for the worker processes. */
   readonly plan: FloorPlan;
-  /** The create transaction's statements: run insert and its audit rows. */
+  /** The create transaction's statements: the run insert and its audit rows' parameters. */
   readonly create: {
+    /** Inserts the run: `$1` its id, `$2` its idempotency key, the rest `runParams`. */
     readonly run: string;
     readonly runParams: unknown[];
+    /** Each audit row's parameters after the run id (for `plan.audit`). */
     readonly audit: unknown[][];
   };
 }
@@ -326,13 +331,150 @@ async function floorPoint(workers: number): Promise<{ creates: number; runs: num
   }
 }
 
+/** `INSERT audit_log`, `UPDATE runs`, `SELECT runs`...: what a statement does, and to which table. */
+function label(text: string): string {
+  const sql = text.replace(/\s+/g, " ").trim();
+  const write = /\b(INSERT INTO|UPDATE|DELETE FROM)\s+"?([\w.]+)/i.exec(
+    sql.replace(/^WITH .*?\bAS\s*\(/i, ""),
+  );
+  if (write !== null) return `${write[1]!.split(" ")[0]!.toUpperCase()} ${write[2]!}`;
+  const read = /^SELECT\b.*?\bFROM\s+"?([\w.]+)/i.exec(sql);
+  if (read !== null) return `SELECT ${read[1]!}`;
+  return sql.split(" ").slice(0, 2).join(" ");
+}
+
+const WRITES = /^(INSERT|UPDATE|DELETE) /;
+
 /**
- * Runs one governed run (submit in this process, then one worker loop claims,
- * starts and succeeds it) with every `pg` query recorded, and derives the
- * floor's statements from the adapter's own tables.
+ * Runs one governed run with every `pg` query recorded (`pg.Client.prototype.query`
+ * wrapped by a counting proxy): submitted here, then claimed, started and
+ * succeeded by a worker loop in this process. Prints nothing; returns the
+ * transactions it made and the floor's statements, written for the adapter's
+ * own tables and filled with the probe's rows (the same sizes).
  */
 async function probe(): Promise<Probe> {
-  throw new Error("written once the PostgreSQL adapter lands");
+  const schema = await freshSchema("probe");
+  const log: { client: unknown; text: string }[] = [];
+  let recording = false;
+  const query = pg.Client.prototype.query;
+  // deno-lint-ignore no-explicit-any
+  (pg.Client.prototype as any).query = function (this: unknown, ...args: unknown[]) {
+    const first = args[0] as string | { text?: string };
+    if (recording) {
+      log.push({ client: this, text: typeof first === "string" ? first : first.text! });
+    }
+    // deno-lint-ignore no-explicit-any
+    return (query as any).apply(this, args);
+  };
+  try {
+    await using store = await openStore(DB_URL, { schema, poolSize: 4 });
+    const controlPlane = new ControlPlane(store, { policies: POLICIES });
+    const submitter = new AgentRuntime({ controlPlane, agents: [] });
+    recording = true;
+    const id = await submitter.submit(task(0), { identity: SVC });
+    recording = false;
+    const [queued] = (await admin.query(
+      `SELECT row_to_json(r) AS row FROM ${schema}.runs r WHERE id = $1`,
+      [id],
+    )).rows as { row: Record<string, unknown> }[];
+    const worker = new AgentRuntime({
+      controlPlane,
+      agents: [
+        defineAgent({ id: "worker", capabilities: ["bom"], invoke: () => Promise.resolve("ok") }),
+      ],
+      concurrency: 1,
+    });
+    recording = true;
+    worker.start({ pollIntervalMs: 10 });
+    await until(
+      `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'succeeded'`,
+      (n) => n === 1,
+    );
+    await worker.stop();
+    recording = false;
+    // Split the log into transactions, per connection.
+    const open = new Map<unknown, string[]>();
+    const done: string[][] = [];
+    for (const { client, text } of log) {
+      const head = text.trim().split(/\s+/)[0]!.toUpperCase();
+      if (head === "BEGIN" || head === "START") open.set(client, []);
+      else if (head === "COMMIT" || head === "ROLLBACK") {
+        const statements = open.get(client);
+        open.delete(client);
+        if (head === "COMMIT" && statements !== undefined) done.push(statements);
+      } else open.get(client)?.push(text);
+    }
+    const labelled = done.map((statements) => statements.map(label));
+    const writing = labelled.filter((t) => t.some((l) => WRITES.test(l)));
+    const isRun = (t: string[]) => t.some((l) => / runs$/.test(l) && WRITES.test(l));
+    const transactions = writing.filter(isRun);
+    const elected = writing.filter((t) => !isRun(t));
+    const audits = (await admin.query(
+      `SELECT row_to_json(a) AS row FROM ${schema}.audit_log a WHERE run_id = $1 ORDER BY id`,
+      [id],
+    )).rows.map((r) => r.row as Record<string, unknown>);
+    return { transactions, elected, ...await floorStatements(schema, queued!.row, audits) };
+  } finally {
+    pg.Client.prototype.query = query;
+    await dropSchema(schema);
+  }
+}
+
+/** The floor's SQL on the adapter's tables, with the probe run's rows as the values. */
+async function floorStatements(
+  schema: string,
+  run: Record<string, unknown>,
+  audits: Record<string, unknown>[],
+): Promise<Pick<Probe, "plan" | "create">> {
+  const types = new Map(
+    (await admin.query<{ table_name: string; column_name: string; udt_name: string }>(
+      `SELECT table_name, column_name, udt_name FROM information_schema.columns
+       WHERE table_schema = $1`,
+      [schema],
+    )).rows.map((c) => [`${c.table_name}.${c.column_name}`, c.udt_name]),
+  );
+  /** A parameter as `pg` must send it: JSON columns as their JSON text. */
+  const param = (table: string, column: string, value: unknown) =>
+    types.get(`${table}.${column}`)?.startsWith("json") && value !== null
+      ? JSON.stringify(value)
+      : value;
+  const cast = (table: string, column: string) => `::${types.get(`${table}.${column}`)}`;
+  // The run: every column, id and idempotency key given, the rest as the probe queued it.
+  const runColumns = Object.keys(run).filter((c) => c !== "id" && c !== "idempotency_key");
+  const runInsert = `INSERT INTO runs (id, idempotency_key, ${runColumns.join(", ")}) VALUES ` +
+    `($1, $2, ${runColumns.map((c, i) => `$${i + 3}${cast("runs", c)}`).join(", ")})`;
+  // An audit row: every column but the keys the table assigns (tx, id); run id $1.
+  const auditColumns = Object.keys(audits[0]!).filter((c) => c !== "tx" && c !== "id");
+  const fixed = auditColumns.filter((c) => c !== "run_id" && c !== "resource");
+  const auditInsert = `INSERT INTO audit_log (run_id, resource, ${fixed.join(", ")}) VALUES ` +
+    `($1, 'run:' || $1, ${fixed.map((c, i) => `$${i + 2}${cast("audit_log", c)}`).join(", ")})`;
+  const auditParams = audits.map((a) => fixed.map((c) => param("audit_log", c, a[c])));
+  if (audits.length !== 5) throw new Error(`one governed run wrote ${audits.length} audit rows`);
+  const ready = "state IN ('queued', 'retrying', 'escalated')";
+  const now = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+  return {
+    create: {
+      run: runInsert,
+      runParams: runColumns.map((c) => param("runs", c, run[c])),
+      audit: auditParams.slice(0, 2),
+    },
+    plan: {
+      claim: `UPDATE runs SET lease_owner = $1, lease_expires_at = $2,
+        lease_token = lease_token + 1, version = version + 1
+        WHERE id IN (SELECT id FROM runs WHERE ${ready}
+          AND (lease_owner IS NULL OR lease_expires_at <= $4)
+          ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+        RETURNING id, version, lease_token`,
+      audit: auditInsert,
+      auditParams: auditParams.slice(2),
+      start: `UPDATE runs SET state = 'running', version = version + 1, attempt = attempt + 1,
+        agent_id = 'worker', updated_at = ${now}
+        WHERE id = $1 AND version = $2 AND lease_token = $3`,
+      succeed: `UPDATE runs SET state = 'succeeded', version = version + 1, result = '"ok"',
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = ${now}
+        WHERE id = $1 AND version = $2 AND lease_token = $3`,
+    },
+  };
 }
 
 // --- case 3: graphile-worker ---------------------------------------------------------------
@@ -539,8 +681,12 @@ async function main(): Promise<void> {
   if (CASES.has("floor")) {
     console.log(
       `## One governed run against the raw floor (no-op work, same processes and slots)\n\n` +
-        `one governed run: ${probeResult!.transactions.length} transactions: ` +
-        probeResult!.transactions.map((t) => `[${t.join(", ")}]`).join(" ") + "\n\n" +
+        `One governed run (the probe): ${probeResult!.transactions.length} transactions: ` +
+        probeResult!.transactions.map((t) => `[${t.join(", ")}]`).join(" ") +
+        `; elected roles meanwhile: ` +
+        probeResult!.elected.map((t) => `[${t.join(", ")}]`).join(" ") + ".\n" +
+        `The floor: [INSERT runs, 2 x INSERT audit_log], [UPDATE runs (claim, SKIP LOCKED), ` +
+        `INSERT audit_log per run], [UPDATE runs, INSERT audit_log] x 2.\n\n` +
         `| workers | governed submissions/s | floor creates/s | ours/floor | governed runs/s | ` +
         `floor runs/s | ours/floor | end to end ours/floor |\n| --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
