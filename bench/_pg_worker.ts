@@ -43,7 +43,7 @@ const { values } = parseArgs({
     schema: { type: "string" },
     concurrency: { type: "string", default: "8" },
     "agent-ms": { type: "string", default: "0" },
-    "poll-ms": { type: "string", default: "1000" },
+    "poll-ms": { type: "string", default: "10" },
     "floor-plan": { type: "string" },
     owner: { type: "string", default: `worker-${Deno.pid}` },
   },
@@ -203,7 +203,6 @@ async function graphile(): Promise<void> {
     schema: SCHEMA,
     concurrency: CONCURRENCY,
     noHandleSignals: true,
-    pollInterval: POLL_MS,
     logger: new Logger(() => () => {}),
     taskList: {
       noop: AGENT_MS > 0 ? () => wait(AGENT_MS) : () => Promise.resolve(),

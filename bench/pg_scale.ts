@@ -76,7 +76,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "8" },
     "agent-ms": { type: "string", default: "20" },
     "submit-concurrency": { type: "string", default: "8" },
-    "poll-ms": { type: "string", default: "1000" },
+    "poll-ms": { type: "string", default: "10" },
     writers: { type: "string", default: "1,4,16,32" },
     "audit-seconds": { type: "string" },
   },
@@ -501,8 +501,6 @@ async function graphilePoint(workers: number): Promise<{ adds: number; jobs: num
       schema,
       "--concurrency",
       String(CONCURRENCY),
-      "--poll-ms",
-      String(POLL_MS),
     ]);
     const start = await pool.go();
     // graphile-worker deletes a job when it succeeds.
@@ -577,12 +575,28 @@ async function auditFloor(writers: number): Promise<number> {
   }
 }
 
-/** The floor's statements of case 4 (the adapter's tables). */
+/**
+ * The floor's statements of case 4, on the adapter's tables: the state-change
+ * row `tx.governance.insertStart` writes, and the record's row as
+ * `AuditLog.append` leaves it for the sealer (no seq, no hash).
+ */
 const AUDIT_FLOOR = {
-  stateChange: "",
-  insert: "",
-  params(_e: AuditEntryInput): unknown[] {
-    throw new Error("written once the PostgreSQL adapter lands");
+  stateChange: "INSERT INTO agent_run_starts (agent_id, at) VALUES ($1, $2)",
+  insert: `INSERT INTO audit_log (at, actor_subject, actor_kind, action, resource, outcome,
+    reason, run_id, trace_id, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+  params(e: AuditEntryInput): unknown[] {
+    return [
+      Date.now(),
+      e.actor.subject,
+      e.actor.kind,
+      e.action,
+      e.resource,
+      e.outcome,
+      e.reason ?? null,
+      e.runId ?? null,
+      e.traceId ?? null,
+      canonicalJson(e.data ?? null),
+    ];
   },
 };
 
@@ -593,7 +607,8 @@ async function auditOurs(writers: number) {
     const audit = new AuditLog(store);
     let sealing = true;
     const sealer = (async () => {
-      while (sealing) if ((await audit.seal()) === 0) await wait(10);
+      // As a worker's sealer does: seal() chains batches until one is not full; then a pause.
+      while (sealing) await audit.seal(), await wait(10);
     })();
     let result: { perSecond: number; stop: number };
     try {
