@@ -108,6 +108,8 @@ async function governed(): Promise<void> {
 export interface FloorPlan {
   /** Claims up to $3 ready runs for owner $1 with lease expiry $2 at time $4; returns `id`, `version`, `lease_token`. */
   readonly claim: string;
+  /** Inserts the claim's audit rows in one statement; `$1` the run ids, the rest fixed (`auditParams[0]`). */
+  readonly claimAudit: string;
   /** Inserts one audit row; `$1` the run id, the rest fixed (`auditParams`). */
   readonly audit: string;
   /** The audit rows' other parameters: claim, start, succeed. */
@@ -171,7 +173,9 @@ async function floor(): Promise<void> {
         plan.claim,
         [owner, now + 30_000, free, now],
       );
-      for (const row of rows) await c.query(plan.audit, [row.id, ...plan.auditParams[0]!]);
+      if (rows.length > 0) {
+        await c.query(plan.claimAudit, [rows.map((r) => r.id), ...plan.auditParams[0]!]);
+      }
       return rows;
     });
     if (claimed.length === 0) {

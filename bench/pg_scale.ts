@@ -459,12 +459,19 @@ async function floorStatements(
       audit: auditParams.slice(0, 2),
     },
     plan: {
-      claim: `UPDATE runs SET lease_owner = $1, lease_expires_at = $2,
-        lease_token = lease_token + 1, version = version + 1
-        WHERE id IN (SELECT id FROM runs WHERE ${ready}
+      claim: `WITH claimed AS (
+        UPDATE runs r SET lease_owner = $1, lease_expires_at = $2,
+          lease_token = r.lease_token + 1, version = r.version + 1
+        FROM (SELECT id FROM runs WHERE ${ready}
           AND (lease_owner IS NULL OR lease_expires_at <= $4)
-          ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-        RETURNING id, version, lease_token`,
+          ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) p
+        WHERE r.id = p.id RETURNING r.id, r.version, r.lease_token)
+        SELECT * FROM claimed`,
+      claimAudit: `INSERT INTO audit_log (run_id, resource, ${fixed.join(", ")})
+        SELECT id, 'run:' || id, ${
+        fixed.map((c, i) => `$${i + 2}${cast("audit_log", c)}`).join(", ")
+      }
+        FROM unnest($1::text[]) AS id`,
       audit: auditInsert,
       auditParams: auditParams.slice(2),
       start: `UPDATE runs SET state = 'running', version = version + 1, attempt = attempt + 1,
