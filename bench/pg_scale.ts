@@ -54,7 +54,9 @@ import {
   AgentRuntime,
   type AuditEntryInput,
   AuditLog,
+  canonicalJson,
   ControlPlane,
+  defineAgent,
   type Identity,
   openStore,
   type TaskInput,
@@ -117,6 +119,12 @@ async function freshSchema(prefix: string): Promise<string> {
   return schema;
 }
 const dropSchema = (schema: string) => admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+
+const began = performance.now();
+/** A progress line on standard error (the tables go to standard output). */
+function progress(what: string): void {
+  console.error(`[${((performance.now() - began) / 1000).toFixed(1)} s] ${what}`);
+}
 
 const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -207,6 +215,11 @@ async function governedPoint(workers: number, agentMs: number): Promise<Governed
     const submitStart = performance.now();
     await pooled(RUNS, SUBMIT_CONCURRENCY, (n) => submitter.submit(task(n), { identity: SVC }));
     const submitSeconds = (performance.now() - submitStart) / 1000;
+    progress(
+      `governed, ${workers} workers, ${agentMs} ms: ${RUNS} submitted in ${
+        submitSeconds.toFixed(1)
+      } s`,
+    );
     const queued = await admin.query<{ n: string }>(
       `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'queued'`,
     );
@@ -228,6 +241,7 @@ async function governedPoint(workers: number, agentMs: number): Promise<Governed
       `SELECT count(*) AS n FROM ${schema}.runs WHERE state IN (${TERMINAL})`,
       (n) => n >= RUNS,
     );
+    progress(`  all terminal in ${((end - start) / 1000).toFixed(1)} s`);
     const sealBacklog = await store.read((tx) => tx.audit.pendingCount());
     const codes = await pool.terminate();
     if (codes.some((c) => c !== 0)) fail(`governed workers exited ${codes}`);
@@ -237,8 +251,10 @@ async function governedPoint(workers: number, agentMs: number): Promise<Governed
     if (Number(succeeded.rows[0]!.n) !== RUNS) {
       fail(`${succeeded.rows[0]!.n} of ${RUNS} runs succeeded (${workers} workers)`);
     }
+    progress(`  workers stopped`);
     const verified = await controlPlane.audit.verify();
     const pending = await store.read((tx) => tx.audit.pendingCount());
+    progress(`  chain sealed and verified`);
     if (!verified.ok || pending !== 0) {
       fail(`chain after ${workers} workers: ${JSON.stringify(verified)}, ${pending} pending`);
     }
@@ -304,6 +320,7 @@ async function floorPoint(workers: number): Promise<{ creates: number; runs: num
         }
       });
       const createSeconds = (performance.now() - createStart) / 1000;
+      progress(`floor, ${workers} workers: ${RUNS} created in ${createSeconds.toFixed(1)} s`);
       const pool = await startWorkers(workers, [
         "--mode",
         "floor",
@@ -319,6 +336,7 @@ async function floorPoint(workers: number): Promise<{ creates: number; runs: num
         `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'succeeded'`,
         (n) => n >= RUNS,
       );
+      progress(`  all succeeded in ${((end - start) / 1000).toFixed(1)} s`);
       const codes = await pool.terminate();
       if (codes.some((c) => c !== 0)) fail(`floor workers exited ${codes}`);
       return { creates: RUNS / createSeconds, runs: RUNS / ((end - start) / 1000) };
@@ -334,12 +352,14 @@ async function floorPoint(workers: number): Promise<{ creates: number; runs: num
 /** `INSERT audit_log`, `UPDATE runs`, `SELECT runs`...: what a statement does, and to which table. */
 function label(text: string): string {
   const sql = text.replace(/\s+/g, " ").trim();
-  const write = /\b(INSERT INTO|UPDATE|DELETE FROM)\s+"?([\w.]+)/i.exec(
+  if (/pg_try_advisory_xact_lock/i.test(sql)) return "LEAD";
+  if (/pg_notify/i.test(sql)) return "NOTIFY";
+  const write = /\b(INSERT INTO|(?<!FOR )UPDATE|DELETE FROM)\s+"?(\w+)/i.exec(
     sql.replace(/^WITH .*?\bAS\s*\(/i, ""),
   );
   if (write !== null) return `${write[1]!.split(" ")[0]!.toUpperCase()} ${write[2]!}`;
-  const read = /^SELECT\b.*?\bFROM\s+"?([\w.]+)/i.exec(sql);
-  if (read !== null) return `SELECT ${read[1]!}`;
+  const read = /^SELECT\b.*?\bFROM\s+"?(\w+)/i.exec(sql);
+  if (read !== null) return `SELECT ${read[1]!}${/FOR UPDATE/i.test(sql) ? " FOR UPDATE" : ""}`;
   return sql.split(" ").slice(0, 2).join(" ");
 }
 
@@ -498,6 +518,7 @@ async function graphilePoint(workers: number): Promise<{ adds: number; jobs: num
       const addStart = performance.now();
       await pooled(RUNS, SUBMIT_CONCURRENCY, (n) => utils.addJob("noop", { line: n, qty: 3 }));
       addSeconds = (performance.now() - addStart) / 1000;
+      progress(`graphile-worker, ${workers} workers: ${RUNS} added in ${addSeconds.toFixed(1)} s`);
     } finally {
       await utils.release();
     }
@@ -512,6 +533,7 @@ async function graphilePoint(workers: number): Promise<{ adds: number; jobs: num
     const start = await pool.go();
     // graphile-worker deletes a job when it succeeds.
     const end = await until(`SELECT count(*) AS n FROM ${schema}._private_jobs`, (n) => n === 0);
+    progress(`  all done in ${((end - start) / 1000).toFixed(1)} s`);
     const codes = await pool.terminate();
     if (codes.some((c) => c !== 0)) fail(`graphile workers exited ${codes}`);
     return { adds: RUNS / addSeconds, jobs: RUNS / ((end - start) / 1000) };
@@ -525,6 +547,7 @@ async function graphilePoint(workers: number): Promise<{ adds: number; jobs: num
 interface AuditPoint {
   readonly writers: number;
   readonly floor: number;
+  readonly floorNotify: number;
   readonly ours: number;
   readonly backlogAtStop: number;
   readonly drainMs: number;
@@ -557,11 +580,20 @@ async function writeFor(writers: number, append: (w: number, n: number) => Promi
   return { perSecond: appends / ((performance.now() - start) / 1000), stop: performance.now() };
 }
 
-async function auditFloor(writers: number): Promise<number> {
+/**
+ * Raw unchained inserts of the same rows; with `notify`, each transaction also
+ * sends one `pg_notify` (as the store's wake-up hint does, here with no
+ * listener): what the notification alone costs.
+ */
+async function auditFloor(writers: number, notify: boolean): Promise<number> {
   const schema = await freshSchema("auditraw");
   try {
     await (await openStore(DB_URL, { schema })).close();
-    const raw = new pg.Pool({ connectionString: DB_URL, options: `-c search_path=${schema}` });
+    const raw = new pg.Pool({
+      connectionString: DB_URL,
+      options: `-c search_path=${schema}`,
+      max: writers,
+    });
     const clients = await Promise.all(Array.from({ length: writers }, () => raw.connect()));
     try {
       const { perSecond } = await writeFor(writers, async (w, n) => {
@@ -570,8 +602,10 @@ async function auditFloor(writers: number): Promise<number> {
         await client.query("BEGIN");
         await client.query(AUDIT_FLOOR.stateChange, [`worker-${w}`, Date.now()]);
         await client.query(AUDIT_FLOOR.insert, AUDIT_FLOOR.params(e));
+        if (notify) await client.query("SELECT pg_notify('plm_bench', 'audit')");
         await client.query("COMMIT");
       });
+      progress(`audit floor${notify ? " + notify" : ""}, ${writers} writers: ${fmt(perSecond)}/s`);
       return perSecond;
     } finally {
       clients.forEach((c) => c.release());
@@ -629,10 +663,14 @@ async function auditOurs(writers: number) {
       await sealer;
     }
     const backlogAtStop = await store.read((tx) => tx.audit.pendingCount());
+    progress(
+      `audit ours, ${writers} writers: ${fmt(result.perSecond)}/s, ${backlogAtStop} pending`,
+    );
     while ((await audit.seal()) > 0);
     const drainMs = performance.now() - result.stop;
     const verified = await audit.verify();
     const pending = await store.read((tx) => tx.audit.pendingCount());
+    progress(`  drained in ${drainMs.toFixed(0)} ms, verified`);
     if (!verified.ok || pending !== 0) {
       fail(`audit chain at ${writers} writers: ${JSON.stringify(verified)}, ${pending} pending`);
     }
@@ -746,19 +784,22 @@ async function main(): Promise<void> {
   if (CASES.has("audit")) {
     const points: AuditPoint[] = [];
     for (const writers of WRITERS) {
-      const floor = await auditFloor(writers);
+      const floor = await auditFloor(writers, false);
+      const floorNotify = await auditFloor(writers, true);
       const ours = await auditOurs(writers);
-      points.push({ writers, floor, ours: ours.perSecond, ...ours });
+      points.push({ writers, floor, floorNotify, ours: ours.perSecond, ...ours });
     }
     console.log(
       `## Audit appends/s, N writers, one transaction per append with a state-change row, ` +
         `${AUDIT_MS / 1000} s per point\n\n` +
-        `| writers | unchained inserts/s | AuditLog.append/s | ours/floor | backlog at stop | ` +
-        `drained in | chain verified |\n| --: | --: | --: | --: | --: | --: | --: |`,
+        `| writers | unchained inserts/s | AuditLog.append/s | ours/floor | ` +
+        `unchained + pg_notify/s (x floor) | backlog at stop | drained in | chain verified |\n` +
+        `| --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
     for (const p of points) {
       console.log(
         `| ${p.writers} | ${fmt(p.floor)} | ${fmt(p.ours)} | ${ratio(p.ours, p.floor)} | ` +
+          `${fmt(p.floorNotify)} (${ratio(p.floorNotify, p.floor)}) | ` +
           `${fmt(p.backlogAtStop)} | ${p.drainMs.toFixed(0)} ms | ` +
           `${p.verified >= 0 ? `ok, ${fmt(p.verified)} records` : "FAILED"} |`,
       );
