@@ -69,7 +69,9 @@ const LOCATION_LENGTH = 4_096;
  * Opens the store at `location`: a SQLite file (created and migrated when
  * missing, WAL), `":memory:"` (a private SQLite database, gone when closed),
  * or a PostgreSQL database by its `postgres://` or `postgresql://` URL. Close
- * it when done, or hold it with `await using`.
+ * it when done, or hold it with `await using`. Open one SQLite store per
+ * file per process and share it: its transactions take turns in one queue,
+ * and those of other processes through the file's lock.
  *
  * @param location A file path, `":memory:"`, or a `postgres://` URL.
  * @param options Read-only mode, clock, and the engine's own options.

@@ -28,6 +28,11 @@ const CURRENT = new AsyncLocalStorage<SqliteStore>();
  * processes, write transactions take turns through `BEGIN IMMEDIATE` and the
  * busy timeout, and read transactions see one snapshot (`BEGIN DEFERRED`,
  * WAL) with writes refused (`PRAGMA query_only`).
+ *
+ * Open one store per file per process: `BEGIN IMMEDIATE` waits for another
+ * connection's write lock by blocking the thread, so a second store on the
+ * same file in the same process would wait on a transaction that cannot
+ * progress until the busy timeout (`ERR_STORE_BUSY`).
  */
 class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
@@ -123,6 +128,7 @@ class SqliteStore implements Store {
     topics: Set<WakeTopic>,
     fn: (tx: StoreTx) => Promise<T>,
   ): Promise<T> {
+    // exec, not a prepared statement: a prepared PRAGMA is not run again on each run().
     if (!write) this.#db.exec("PRAGMA query_only = ON");
     try {
       (write ? this.#begin : this.#beginRead).run();
@@ -180,7 +186,9 @@ function closed(): PlmError {
 /**
  * Opens (creating and migrating if needed) the SQLite store at `path`, or a
  * private in-memory one for `":memory:"`. Prefer `openStore`, which takes
- * every kind of location.
+ * every kind of location. Open one store per file per process (write
+ * transactions of one process take turns in its store's queue; a second store
+ * on the same file would block the thread waiting for the first's lock).
  *
  * @param path A file path, or `":memory:"`.
  * @param options Pragmas, migrations, clock and read-only mode.
