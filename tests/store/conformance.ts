@@ -201,6 +201,10 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
       assert.equal(await tx.runs.byId("missing"), undefined);
       assert.equal(await tx.runs.byIdempotencyKey("missing"), undefined);
     });
+    await store.transaction(async (tx) => {
+      assert.deepEqual(await tx.runs.byId("r-1", { lock: true }), run);
+      assert.equal(await tx.runs.byId("missing", { lock: true }), undefined);
+    });
   });
 
   test("runs.insert() resolves false and writes nothing when the idempotency key is taken", async (store) => {
@@ -420,6 +424,10 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
       votes: [],
     });
     assert.equal(await store.read((tx) => tx.approvals.byId("missing")), undefined);
+    assert.deepEqual(
+      await store.transaction((tx) => tx.approvals.byId("a-1", { lock: true })),
+      read,
+    );
     const untraced = approval("a-2", 100, { traceId: null, subject: "bom:2" });
     await store.transaction((tx) => tx.approvals.insert(untraced));
     const other = await store.read((tx) => tx.approvals.byId("a-2"));
