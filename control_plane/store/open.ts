@@ -8,6 +8,7 @@ import { checkText, invalidArgument } from "../../shared/validate.ts";
 import type { SynchronousMode } from "./database.ts";
 import type { Migration } from "./migrations.ts";
 import type { Store } from "./port.ts";
+import { openPostgresStore, type PostgresStoreOptions } from "./postgres/mod.ts";
 import { openSqliteStore, type SqliteStoreOptions } from "./sqlite/mod.ts";
 
 /** Options for {@link openStore}; engine-specific ones are refused by the other engine. */
@@ -46,7 +47,7 @@ export interface OpenStoreOptions {
   /**
    * PostgreSQL only: the schema to use (created when missing), for tests.
    *
-   * @default {"public"}
+   * @default {undefined} (the server's `search_path`)
    */
   schema?: string;
   /**
@@ -80,7 +81,8 @@ const LOCATION_LENGTH = 4_096;
  * without U+0000, or is a URL of another scheme (`mysql://`, `http://`, `file:`); as the
  * engine's open: `ERR_STORE_SCHEMA_TOO_NEW`, `ERR_STORE_SCHEMA_TOO_OLD`,
  * `ERR_STORE_MIGRATION_FAILED`, `ERR_STORE_NOT_FOUND`, `ERR_STORE_CORRUPT`,
- * `ERR_STORE_READ_ONLY`, `ERR_STORE_BUSY`, `ERR_PERMISSION`.
+ * `ERR_STORE_READ_ONLY`, `ERR_STORE_BUSY`, `ERR_PERMISSION`; PostgreSQL:
+ * `ERR_STORE_UNAVAILABLE` when the server cannot be reached or refuses the login.
  * @throws {TypeError} When an option is malformed or belongs to the other engine.
  * @throws {RangeError} When a numeric option is out of range.
  *
@@ -118,10 +120,14 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
   }
   if (POSTGRES.test(location)) {
     refuseOptions(options, SQLITE_ONLY, "PostgreSQL");
-    throw invalidArgument(
-      "location",
-      "PostgreSQL stores are not available in this build (its adapter is not wired yet)",
-    );
+    const { readOnly, clock, schema, poolSize } = options;
+    const postgres: PostgresStoreOptions = {
+      ...(readOnly === undefined ? {} : { readOnly }),
+      ...(clock === undefined ? {} : { clock }),
+      ...(schema === undefined ? {} : { schema }),
+      ...(poolSize === undefined ? {} : { poolSize }),
+    };
+    return await openPostgresStore(location, postgres);
   }
   const scheme = SCHEME.exec(location)?.[1];
   if (scheme !== undefined) {

@@ -13,6 +13,7 @@ import { openPostgresStore, POSTGRES_MIGRATIONS } from "../../control_plane/stor
 import type { PostgresStore } from "../../control_plane/store/postgres/_store.ts";
 import { toPlmError } from "../../control_plane/store/postgres/_errors.ts";
 import { freshSchema, openTestPostgresStore, POSTGRES_URL } from "../_postgres.ts";
+import { openStore } from "../../control_plane/store/open.ts";
 
 function pgTest(name: string, fn: (url: string) => Promise<void>): void {
   if (POSTGRES_URL === undefined) return;
@@ -677,7 +678,11 @@ pgTest(
       await store.transaction((tx) =>
         tx.audit.insertPending([draft("b.first", 2), draft("b.second", 3)])
       );
-      assert.deepEqual(await store.read((tx) => tx.audit.pending(10)), [], "B is above A's xmin");
+      assert.deepEqual(
+        await store.read((tx) => tx.audit.pending(10)),
+        [],
+        "A, still open, may write before B",
+      );
       assert.equal(await store.read((tx) => tx.audit.pendingCount()), 2);
     } finally {
       aRelease.resolve();
@@ -792,4 +797,46 @@ pgTest("a transaction handle is dead once its transaction ends", async () => {
     (error: unknown) => error instanceof PlmError,
   );
   assert.equal(await store.read((tx) => tx.runs.byId("r-1")), undefined);
+});
+
+pgTest(
+  "audit: a transaction that is not a store writer does not hold sealing back",
+  async (url) => {
+    await using store = await openTestPostgresStore();
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      // A long transaction with a transaction id, of another schema's tables.
+      await other.query("BEGIN");
+      await other.query("CREATE TEMP TABLE held (x int)");
+      await other.query("INSERT INTO held VALUES (1)");
+      await store.transaction((tx) => tx.audit.insertPending([draft("late", 1)]));
+      const pending = await store.read((tx) => tx.audit.pending(10));
+      assert.deepEqual(pending.map((p) => p.draft.action), ["late"]);
+    } finally {
+      await other.query("ROLLBACK").catch(() => {});
+      await other.end();
+    }
+  },
+);
+
+pgTest("openStore opens a postgres:// URL with the PostgreSQL adapter", async (url) => {
+  const schema = freshSchema();
+  try {
+    await using store = await openStore(url, { schema, poolSize: 2 });
+    assert.equal(store.kind, "postgres");
+    assert.equal(await store.schemaVersion(), POSTGRES_MIGRATIONS.length);
+    assert.equal(await store.read((tx) => Promise.resolve(tx.audit.chaining)), "seal");
+    await assert.rejects(openStore(url, { schema, synchronous: "full" }), TypeError);
+  } finally {
+    await dropSchema(url, schema);
+  }
+});
+
+Deno.test("openStore reports an unreachable PostgreSQL server without its password", async () => {
+  await assert.rejects(openStore("postgresql://plm:hunter2@127.0.0.1:1/plm"), (error: unknown) => {
+    assert.ok(isPlmError(error, "ERR_STORE_UNAVAILABLE"), String(error));
+    assert.ok(!error.message.includes("hunter2"), error.message);
+    return true;
+  });
 });

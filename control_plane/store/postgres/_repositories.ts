@@ -164,9 +164,11 @@ export class PostgresRunRepository implements RunRepository {
     const { rowCount } = await this.#q(
       `UPDATE runs SET state = $3, version = $2 + 1, attempt = $4, escalations = $5,
          cost_units = $6, agent_id = $7, approval_id = $8, result = $9, error = $10,
-         lease_owner = $11, lease_expires_at = $12, lease_token = coalesce($13, lease_token),
+         lease_owner = $11, lease_expires_at = $12, lease_token = coalesce($13::bigint, lease_token),
          updated_at = $14
-       WHERE id = $1 AND version = $2 AND ($15::bigint IS NULL OR lease_token = $15)`,
+       WHERE id = $1 AND version = $2
+         AND ($13::bigint IS NULL OR $13 >= lease_token)
+         AND ($15::bigint IS NULL OR (lease_owner IS NOT NULL AND lease_token = $15))`,
       [
         run.id,
         write.expectedVersion,
@@ -426,6 +428,44 @@ function draftOf(row: AuditRow): AuditDraft {
   };
 }
 
+/**
+ * The SQL key of the shared advisory lock every write transaction of the store
+ * takes when it begins, before it can get a transaction id: the mark of an
+ * audit writer of this schema.
+ */
+export const AUDIT_WRITER_LOCK = "hashtextextended('plm:audit-writer:' || current_schema(), 0)";
+
+/**
+ * CTEs ending in `horizon(xid)`: the lowest transaction id that may still
+ * insert an audit row of this schema. It is the least transaction that was
+ * running when the statement's snapshot was taken (`pg_snapshot_xip`) and is
+ * not known to be someone else's (still running, without the
+ * {@link AUDIT_WRITER_LOCK}), or the snapshot's `xmax` when there is none.
+ * A transaction that ended since the snapshot counts (it may have been a
+ * writer whose rows this snapshot does not see); transactions that begin later
+ * get greater ids. Unlike the snapshot's `xmin`, a long transaction of another
+ * schema or database does not hold sealing back.
+ */
+const SEAL_HORIZON = `
+  k AS (SELECT ${AUDIT_WRITER_LOCK} AS key,
+          (SELECT oid FROM pg_database WHERE datname = current_database()) AS db),
+  locks AS MATERIALIZED (
+    SELECT locktype, transactionid, pid, granted, mode, database, classid, objid, objsubid
+    FROM pg_locks),
+  writers AS (
+    SELECT l.pid FROM locks l, k
+    WHERE l.locktype = 'advisory' AND l.granted AND l.database = k.db AND l.objsubid = 1
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = k.key),
+  others AS (
+    SELECT l.transactionid FROM locks l
+    WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'
+      AND l.pid IS NOT NULL AND l.pid NOT IN (SELECT pid FROM writers)),
+  snap AS (SELECT pg_current_snapshot() AS s),
+  horizon AS (
+    SELECT coalesce(min(x), (SELECT pg_snapshot_xmax(s) FROM snap)) AS xid
+    FROM snap, pg_snapshot_xip(snap.s) AS x
+    WHERE x::xid NOT IN (SELECT transactionid FROM others))`;
+
 /** A pending row's key `tx:id`, split; throws `ERR_INTERNAL` when it is not one of ours. */
 function parseKey(key: string): [string, string] {
   const match = /^(\d{1,20}):(\d{1,19})$/.exec(key);
@@ -485,13 +525,16 @@ export class PostgresAuditRepository implements AuditRepository {
 
   /**
    * Pending rows after the watermark in `(tx, id)` order, only of transactions
-   * below the snapshot's xmin (all ended: nothing can still appear before them).
+   * that can no longer be followed by a row before them: below the
+   * {@link SEAL_HORIZON} (every store write transaction running when the
+   * statement's snapshot was taken has a greater id).
    */
   async pending(limit: number): Promise<PendingAudit[]> {
     const { rows } = await this.#q<AuditRow & { tx: string; id: string }>(
-      `SELECT a.tx::text AS tx, a.id::text AS id, ${A_COLUMNS}
-       FROM audit_log a, audit_head h
-       WHERE (a.tx, a.id) > (h.tx, h.id) AND a.tx < pg_snapshot_xmin(pg_current_snapshot())
+      `WITH ${SEAL_HORIZON}
+       SELECT a.tx::text AS tx, a.id::text AS id, ${A_COLUMNS}
+       FROM audit_log a, audit_head h, horizon
+       WHERE (a.tx, a.id) > (h.tx, h.id) AND a.tx < horizon.xid
        ORDER BY a.tx, a.id LIMIT $1`,
       [limit],
     );

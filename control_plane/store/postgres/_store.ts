@@ -20,6 +20,7 @@ import type {
 } from "../port.ts";
 import { redactUrl, toPlmError } from "./_errors.ts";
 import {
+  AUDIT_WRITER_LOCK,
   PostgresApprovalRepository,
   PostgresAuditRepository,
   PostgresGovernanceRepository,
@@ -177,12 +178,14 @@ export class PostgresStore implements Store {
       return exec(sql, params);
     };
     try {
+      // A write transaction marks itself an audit writer before it can get a
+      // transaction id (one round trip with BEGIN): the sealer's horizon.
       await exec(
         mode === "read"
           ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
           : this.readOnly
           ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-          : "BEGIN ISOLATION LEVEL READ COMMITTED",
+          : `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock_shared(${AUDIT_WRITER_LOCK})`,
       );
       try {
         if (role !== undefined) {
@@ -205,6 +208,9 @@ export class PostgresStore implements Store {
         }
         tx.ended = true;
         await exec("COMMIT");
+        // Other processes hear the NOTIFY; this one's listeners hear it now
+        // (the listener drops the echo of this pool's own notifications).
+        if (tx.topics.size > 0) this.#wake.deliverLocal(tx.topics);
         return result;
       } catch (error) {
         if (tx !== undefined) tx.ended = true;
@@ -213,7 +219,8 @@ export class PostgresStore implements Store {
         } catch (rollback) {
           discard = rollback instanceof Error ? rollback : new Error(String(rollback));
         }
-        throw toPlmError(error, this.#url);
+        // fn's own errors go out as they are; the store's are mapped already.
+        throw error;
       }
     } catch (error) {
       discard ??= isConnectionLost(error) ? new Error("connection lost") : undefined;

@@ -19,6 +19,7 @@ const BACKOFF_MS = [100, 200, 500, 1_000, 2_000, 5_000] as const;
 export class WakeListener {
   readonly #config: pg.ClientConfig;
   readonly #timer: Timer;
+  readonly #ownPids: ReadonlySet<number>;
   readonly #listeners = new Set<(topic: WakeTopic | "reconnected") => void>();
   #client: pg.Client | undefined;
   #connecting: Promise<void> | undefined;
@@ -27,10 +28,15 @@ export class WakeListener {
   #started = false;
   #closed = false;
 
-  /** A listener that will connect with `config` and wait on `timer` between attempts. */
-  constructor(config: pg.ClientConfig, timer: Timer) {
+  /**
+   * A listener that will connect with `config` and wait on `timer` between
+   * attempts, ignoring notifications sent by the backends in `ownPids` (the
+   * store's pool: their transactions deliver locally at commit).
+   */
+  constructor(config: pg.ClientConfig, timer: Timer, ownPids: ReadonlySet<number>) {
     this.#config = config;
     this.#timer = timer;
+    this.#ownPids = ownPids;
   }
 
   /** Adds a subscriber (connecting on the first); returns its unsubscribe function. */
@@ -52,6 +58,12 @@ export class WakeListener {
   /** The backend pid of the listening connection, when connected. */
   get pid(): number | undefined {
     return (this.#client as unknown as { processID?: number } | undefined)?.processID;
+  }
+
+  /** Delivers topics committed by this process (their NOTIFY echo is dropped). */
+  deliverLocal(topics: Iterable<WakeTopic>): void {
+    if (this.#closed) return;
+    for (const topic of topics) this.#deliver(topic);
   }
 
   #deliver(topic: WakeTopic | "reconnected"): void {
@@ -88,6 +100,7 @@ export class WakeListener {
         client.on("notification", (message) => {
           const payload = message.payload ?? "";
           if (message.channel !== WAKE_CHANNEL || !payload.startsWith(prefix)) return;
+          if (this.#ownPids.has(message.processId)) return; // delivered at commit already
           const topic = payload.slice(prefix.length);
           if (TOPICS.has(topic)) this.#deliver(topic as WakeTopic);
         });

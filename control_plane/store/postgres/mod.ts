@@ -136,6 +136,18 @@ export async function openPostgresStore(
   // An idle connection the server drops is removed from the pool; without a
   // listener the error would end the process.
   pool.on("error", () => {});
+  // The backends of this pool: the wake listener drops their notifications'
+  // echo, delivered in-process at commit.
+  const ownPids = new Set<number>();
+  const pidOf = (client: pg.PoolClient) => (client as unknown as { processID?: number }).processID;
+  pool.on("connect", (client) => {
+    const pid = pidOf(client);
+    if (pid !== undefined) ownPids.add(pid);
+  });
+  pool.on("remove", (client) => {
+    const pid = pidOf(client);
+    if (pid !== undefined) ownPids.delete(pid);
+  });
   try {
     const client = await pool.connect();
     let broken: Error | undefined;
@@ -156,7 +168,7 @@ export async function openPostgresStore(
     await pool.end().catch(() => {});
     throw toPlmError(error, url);
   }
-  return new PostgresStore(url, pool, new WakeListener(config, timer), readOnly);
+  return new PostgresStore(url, pool, new WakeListener(config, timer, ownPids), readOnly);
 }
 
 export { redactUrl };
