@@ -7,7 +7,7 @@
 import pg from "pg";
 import { type Clock, PlmError, systemClock, systemTimer, type Timer } from "../../../shared/mod.ts";
 import type { Store } from "../port.ts";
-import { redactUrl, toPlmError } from "./_errors.ts";
+import { toPlmError } from "./_errors.ts";
 import { PostgresStore } from "./_store.ts";
 import { WakeListener } from "./_wake.ts";
 import { migratePostgres, type Migration, POSTGRES_MIGRATIONS } from "./migrations.ts";
@@ -170,5 +170,3 @@ export async function openPostgresStore(
   }
   return new PostgresStore(url, pool, new WakeListener(config, timer, ownPids), readOnly);
 }
-
-export { redactUrl };
