@@ -840,3 +840,76 @@ Deno.test("openStore reports an unreachable PostgreSQL server without its passwo
     return true;
   });
 });
+
+pgTest(
+  "audit: writers and a sealer side by side: every record sealed once, in a gap-free chain",
+  async () => {
+    await using store = await openTestPostgresStore({ poolSize: 6 });
+    const writers = 4, each = 15;
+    let writing = true;
+    const sealed: string[] = [];
+    const sealOnce = () =>
+      store.lead("sealer", async (tx) => {
+        const pending = await tx.audit.pending(7);
+        if (pending.length === 0) return 0;
+        const head = await tx.audit.head();
+        let prevHash = head.hash;
+        const seals = pending.map((p, i) => {
+          const { dataJson: _, ...fields } = p.draft;
+          const hash = computeAuditHash({ ...fields, seq: head.seq + i + 1, prevHash });
+          const seal = { key: p.key, seq: head.seq + i + 1, prevHash, hash };
+          prevHash = hash;
+          return seal;
+        });
+        assert.equal(await tx.audit.seal(seals, head), true);
+        sealed.push(...pending.map((p) => p.key));
+        return seals.length;
+      });
+    const sealer = (async () => {
+      while (writing) await sealOnce();
+    })();
+    await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        for (let n = 0; n < each; n++) {
+          await store.transaction(async (tx) => {
+            await tx.governance.insertStart(`agent-${w}`, n); // a state change first
+            await tx.audit.insertPending([draft(`w${w}`, n)]);
+          });
+        }
+      }),
+    );
+    writing = false;
+    await sealer;
+    await until(
+      async () =>
+        (await sealOnce()) === 0 && await store.read((tx) => tx.audit.pendingCount()) === 0,
+      "the backlog to drain",
+    );
+    assert.equal(sealed.length, writers * each);
+    assert.equal(new Set(sealed).size, sealed.length, "each record sealed once");
+    const records = await store.read((tx) => tx.audit.list({ order: "asc", limit: 1_000 }));
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      Array.from({ length: writers * each }, (_, i) => i + 1),
+    );
+    let prev = AUDIT_GENESIS_HASH;
+    for (const record of records) {
+      assert.equal(record.prevHash, prev);
+      assert.equal(computeAuditHash(record), record.hash);
+      prev = record.hash;
+    }
+    await assert.rejects(
+      store.lead("sealer", async (tx) => {
+        const head = await tx.audit.head();
+        return await tx.audit.seal([{
+          key: "1:1",
+          seq: head.seq + 1,
+          prevHash: head.hash,
+          hash: "x",
+        }], head);
+      }),
+      code("ERR_INTERNAL"),
+      "a key that is no pending record",
+    );
+  },
+);

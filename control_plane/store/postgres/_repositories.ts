@@ -553,6 +553,18 @@ export class PostgresAuditRepository implements AuditRepository {
       }
     });
     const keys = seals.map((s) => parseKey(s.key));
+    keys.forEach(([tx, id], i) => {
+      const before = keys[i - 1];
+      if (
+        before !== undefined &&
+        (BigInt(tx) < BigInt(before[0]) || (tx === before[0] && BigInt(id) <= BigInt(before[1])))
+      ) {
+        throw new PlmError(
+          "ERR_INTERNAL",
+          `Cannot seal ${seals[i]!.key} after ${seals[i - 1]!.key}: seals follow the pending order`,
+        );
+      }
+    });
     const last = seals.at(-1)!;
     const [lastTx, lastId] = keys.at(-1)!;
     const { rowCount } = await this.#q(
