@@ -11,7 +11,7 @@ import type { AuditDraft, AuditSeal, StoreTx } from "../../control_plane/store/p
 import type { Run } from "../../control_plane/runs/state_machine.ts";
 import { openPostgresStore, POSTGRES_MIGRATIONS } from "../../control_plane/store/postgres/mod.ts";
 import type { PostgresStore } from "../../control_plane/store/postgres/_store.ts";
-import { toPlmError } from "../../control_plane/store/postgres/_errors.ts";
+import { redactUrl, toPlmError } from "../../control_plane/store/postgres/_errors.ts";
 import { freshSchema, openTestPostgresStore, POSTGRES_URL } from "../_postgres.ts";
 import { openStore } from "../../control_plane/store/open.ts";
 
@@ -913,3 +913,33 @@ pgTest(
     );
   },
 );
+
+pgTest(
+  "a connection killed mid-transaction is ERR_STORE_UNAVAILABLE; the next transaction works",
+  async (url) => {
+    await using store = await openTestPostgresStore({ poolSize: 1 });
+    await assert.rejects(
+      store.transaction(async (tx) => {
+        await tx.governance.insertStart("agent-1", 1);
+        await admin(url, (c) =>
+          c.query(
+            `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE state = 'idle in transaction' AND query LIKE 'INSERT INTO agent_run_starts%'`,
+          ));
+        await tx.governance.insertStart("agent-1", 2);
+      }),
+      code("ERR_STORE_UNAVAILABLE"),
+    );
+    await store.transaction((tx) => tx.governance.insertStart("agent-1", 3));
+    assert.equal(await store.read((tx) => tx.governance.countStarts("agent-1", 0)), 1);
+  },
+);
+
+Deno.test("redactUrl hides the password of the user info and of a password parameter", () => {
+  assert.equal(
+    redactUrl("postgres://plm:s3cr%40t@db:5432/plm?sslmode=require&password=x2"),
+    "postgres://plm:***@db:5432/plm?sslmode=require&password=***",
+  );
+  assert.equal(redactUrl("postgresql://plm@db/plm"), "postgresql://plm@db/plm");
+  assert.equal(redactUrl("postgres://db/plm?password=x&a=1"), "postgres://db/plm?password=***&a=1");
+});

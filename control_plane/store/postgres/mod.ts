@@ -141,6 +141,9 @@ export async function openPostgresStore(
   const ownPids = new Set<number>();
   const pidOf = (client: pg.PoolClient) => (client as unknown as { processID?: number }).processID;
   pool.on("connect", (client) => {
+    // A checked-out connection the server drops fails its query; the event
+    // itself must not end the process.
+    client.on("error", () => {});
     const pid = pidOf(client);
     if (pid !== undefined) ownPids.add(pid);
   });
