@@ -1,6 +1,24 @@
 /**
  * The PostgreSQL adapter of the store port (ADR 0008): {@link openPostgresStore}.
  *
+ * - Transactions: `READ COMMITTED` on a pooled connection (`read`: `REPEATABLE
+ *   READ READ ONLY`); rows locked where a repository method says so; claims,
+ *   reaps and due approvals skip locked rows.
+ * - Roles (`lead`): `pg_try_advisory_xact_lock` on a key of the role and the
+ *   schema; agents (`lockAgent`): `pg_advisory_xact_lock`.
+ * - Wake-ups: `pg_notify('plm_wake', '<schema>/<topic>')` at commit, heard by
+ *   one `LISTEN` connection per store (reconnecting with backoff, then
+ *   `"reconnected"`); this process's own listeners hear their commits at once.
+ * - Audit (`"seal"` chaining): writers insert records keyed by `(tx, id)`;
+ *   the elected sealer takes them in that order below a horizon. Every write
+ *   transaction takes a shared advisory lock of the schema ("audit writer")
+ *   in its `BEGIN` round trip, before it can have a transaction id; the horizon
+ *   is the least transaction running at the sealer's snapshot that is not
+ *   known to be someone else's (still running without that lock). It is never
+ *   above the transaction id of a writer still running, so no row can appear
+ *   below what was sealed, and a long transaction of another schema or
+ *   database does not stall sealing (the server-wide `xmin` would).
+ *
  * @module
  */
 // @ts-types="@types/pg"
