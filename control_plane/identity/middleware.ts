@@ -37,11 +37,12 @@ export interface IdentityMiddleware {
    * rejections not yet written and cancels the pending timer. Call it at
    * shutdown (disposing does it).
    *
+   * @returns Once the counts are written.
    * @throws {Error} What the audit sink throws; the counts are kept for the next flush.
    */
-  flush(): void;
+  flush(): Promise<void>;
   /** The same as `flush()`. */
-  [Symbol.dispose](): void;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Options for {@link identityMiddleware}. */
@@ -219,10 +220,10 @@ export function identityMiddleware(
     ? undefined
     : new RejectionLog(audit, ANONYMOUS_ACTOR, { clock, timer, maxClients });
 
-  function reject(request: Request, info: unknown, err: IdentityError): Response {
+  async function reject(request: Request, info: unknown, err: IdentityError): Promise<Response> {
     if (rejections !== undefined) {
       const untrustedTraceId = extractTraceContext(request.headers)?.traceId;
-      rejections.record({
+      await rejections.record({
         client: String(clientKey(request, info)),
         code: err.code,
         method: request.method,
@@ -257,14 +258,14 @@ export function identityMiddleware(
         }
         identity = await provider.verifyToken(token);
       } catch (err) {
-        if (err instanceof IdentityError) return reject(request, info, err);
+        if (err instanceof IdentityError) return await reject(request, info, err);
         throw err;
       }
       const bound = bindableIdentity(identity, "identity");
       return await identityStorage.run(bound, () => handler(request, info));
     };
-  const flush = () => rejections?.flush();
-  return Object.assign(wrap, { flush, [Symbol.dispose]: flush });
+  const flush = async () => await rejections?.flush();
+  return Object.assign(wrap, { flush, [Symbol.asyncDispose]: flush });
 }
 
 /** The default `clientKey`: `Deno.serve`'s `info.remoteAddr.hostname`. */

@@ -59,18 +59,18 @@ export interface WithSystemIdentityOptions {
  * assert.equal(currentIdentity(), undefined);
  * ```
  */
-export function withSystemIdentity<T>(
+export async function withSystemIdentity<T>(
   reason: string,
   fn: () => T,
   options?: WithSystemIdentityOptions,
-): T {
+): Promise<Awaited<T>> {
   const { audit } = options ?? {};
   if (typeof reason !== "string" || reason.trim() === "") {
     throw new TypeError("Cannot bind the system identity without a reason");
   }
   if (audit !== undefined) {
     const before = identityStorage.getStore();
-    audit.append({
+    await audit.append({
       actor: { subject: SYSTEM_IDENTITY.subject, kind: "system" },
       action: "system.identity.bound",
       resource: "identity:system",
@@ -79,5 +79,5 @@ export function withSystemIdentity<T>(
       ...(before === undefined ? {} : { data: { invokedBy: before.subject } }),
     });
   }
-  return identityStorage.run(SYSTEM_IDENTITY, fn);
+  return await identityStorage.run(SYSTEM_IDENTITY, fn);
 }
