@@ -313,7 +313,7 @@ export class ControlPlane {
   /**
    * Creates the control plane on a migrated database.
    *
-   * @param db A database from `openDatabase`.
+   * @param store The store, from `openStore`.
    * @param options Policies, autonomy, budgets, clock, id generator.
    * @throws {PlmError} `ERR_POLICY_INVALID` when the policy set is malformed.
    */

@@ -5,18 +5,18 @@
  *
  * @example Append and verify
  * ```ts
- * import { AuditLog, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { AuditLog, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db, { clock: new FakeClock(0) });
- * audit.append({
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store, { clock: new FakeClock(0) });
+ * await audit.append({
  *   actor: { subject: "agent-7", kind: "agent" },
  *   action: "tool.invoke",
  *   resource: "tool:search",
  *   outcome: "succeeded",
  * });
- * const result = audit.verify();
+ * const result = await audit.verify();
  * assert.equal(result.ok, true);
  * assert.equal(result.checked, 1);
  * ```

@@ -202,7 +202,7 @@ export class BudgetTracker {
   /**
    * Creates a tracker on a database.
    *
-   * @param db The database holding the agents' run windows (from `openDatabase`).
+   * @param store The store holding the agents' run windows (from `openStore`).
    * @param options The clock.
    */
   constructor(store: Store, options?: BudgetTrackerOptions) {

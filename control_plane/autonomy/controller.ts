@@ -24,11 +24,11 @@ import {
 } from "./levels.ts";
 import {
   type AutonomyState,
-  NO_AUTONOMY_STATE,
   type AutonomyStep,
   cappedRank,
   decideOutcome,
   decideRestore,
+  NO_AUTONOMY_STATE,
 } from "./_rules.ts";
 
 /**
@@ -137,7 +137,7 @@ export interface AutonomyControllerOptions {
    *
    * @default {undefined}
    */
-  readonly onLevelChange?: (change: AutonomyLevelChange, tx: StoreTx) => void | Promise<void>;
+  readonly onLevelChange?: (change: AutonomyLevelChange, tx: StoreTx) => unknown;
 }
 
 /** Options of a call that reads or writes an agent's state: the transaction to join. */
@@ -236,14 +236,14 @@ export class AutonomyController {
   readonly #floor: number;
   readonly #approval: ApprovalSpec;
   readonly #onLevelChange:
-    | ((change: AutonomyLevelChange, tx: StoreTx) => void | Promise<void>)
+    | ((change: AutonomyLevelChange, tx: StoreTx) => unknown)
     | undefined;
   readonly #store: Store;
 
   /**
    * Validates the policy and options.
    *
-   * @param db The database holding the agents' drops and counts (from `openDatabase`).
+   * @param store The store holding the agents' drops and streaks (from `openStore`).
    * @param policy The autonomy policy.
    * @param options Clock, drop threshold and floor, approval spec, hook.
    * @throws {PolicyError} `ERR_POLICY_INVALID` when the policy is invalid.

@@ -111,19 +111,19 @@ export interface IdentityMiddlewareOptions {
  *   AuditLog,
  *   Hs256JwtIdentityProvider,
  *   identityMiddleware,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
  * const provider = new Hs256JwtIdentityProvider({
  *   secret: "an-example-secret-of-at-least-32-bytes",
  * });
  * const handler = identityMiddleware(provider, { audit })(() => new Response("ok"));
  * const res = await handler(new Request("http://localhost/runs"), {});
  * assert.equal(res.status, 401);
- * assert.deepEqual(audit.list()[0]?.actor, ANONYMOUS_ACTOR);
+ * assert.deepEqual((await audit.list())[0]?.actor, ANONYMOUS_ACTOR);
  * ```
  */
 export const ANONYMOUS_ACTOR: AuditActor = Object.freeze({

@@ -9,7 +9,7 @@
  * import { currentIdentity, withSystemIdentity } from "./mod.ts";
  * import assert from "node:assert/strict";
  *
- * const who = withSystemIdentity("nightly audit verification", () => currentIdentity());
+ * const who = await withSystemIdentity("nightly audit verification", () => currentIdentity());
  * assert.equal(who?.actorKind, "system");
  * assert.equal(currentIdentity(), undefined);
  * ```

@@ -38,12 +38,12 @@ export interface WithSystemIdentityOptions {
  * nested and concurrent calls are isolated, and the previous binding is back
  * once `fn` returns. For cron and background work that no caller asked for.
  *
- * @typeParam T What `fn` returns (a promise stays a promise).
+ * @typeParam T What `fn` returns (a promise is awaited).
  * @param reason Why system rights are needed; audited.
  * @param fn The code to run as the system.
  * @param options Where to audit the binding.
- * @returns What `fn` returns.
- * @throws {TypeError} When `reason` is not a non-empty string.
+ * @returns What `fn` returns, once the binding is audited and `fn` done.
+ * @throws {TypeError} When `reason` is not a non-empty string (as a rejection).
  *
  * @example Run a sweep as the system
  * ```ts

@@ -164,35 +164,6 @@ export interface RunPage {
 }
 
 /**
- * Runs on SQLite. Every write runs in one `BEGIN IMMEDIATE` transaction (or a
- * savepoint of the caller's), together with its audit record: state and audit
- * never disagree. Versions give optimistic concurrency; leases give one worker
- * at a time, and {@link RunStore.reclaimExpired} hands a crashed worker's runs back.
- *
- * @example Create, claim, run and finish a run
- * ```ts
- * import { AuditLog, openDatabase, RunStore } from "@tracepulse/plm-engine-core/control-plane";
- * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
- * import assert from "node:assert/strict";
- *
- * using db = openDatabase(":memory:");
- * const clock = new FakeClock(1_000);
- * const runs = new RunStore(db, { audit: new AuditLog(db, { clock }), clock });
- * const actor = { subject: "alice", kind: "human" } as const;
- * const { run } = runs.create({
- *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null, risk: "low", attributes: {} },
- *   requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
- *   idempotencyKey: "k-1",
- *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
- * }, { actor });
- * runs.claim(run.id, "worker-1", 30_000, { actor });
- * runs.apply(run.id, { type: "start", agentId: "reader" }, { actor, owner: "worker-1" });
- * const done = runs.apply(run.id, { type: "succeed", result: "ok" }, { actor, owner: "worker-1" });
- * assert.equal(done.state, "succeeded");
- * assert.equal(done.lease, null);
- * ```
- */
-/**
  * Runs over the store port. Every write runs in one transaction (its own, or
  * the caller's `tx`), together with its audit record: state and audit never
  * disagree. Versions give optimistic concurrency; leases give one worker at a
@@ -626,7 +597,12 @@ export class RunStore {
    * assert.ok(taken.lease!.token > claimed.lease!.token);
    * ```
    */
-  async claim(id: string, owner: string, ttlMs: number, options: RunCallOptions = {}): Promise<Run> {
+  async claim(
+    id: string,
+    owner: string,
+    ttlMs: number,
+    options: RunCallOptions = {},
+  ): Promise<Run> {
     checkText("id", id);
     checkText("owner", owner);
     checkInteger("ttlMs", ttlMs, 1);
@@ -963,7 +939,14 @@ export class RunStore {
   async #reclaim(tx: StoreTx, run: Run, actor: AuditActor): Promise<Run> {
     const previousOwner = run.lease?.owner ?? null;
     const next = run.state === "running"
-      ? await this.#transition(tx, run, { type: "lease_expired" }, actor, { previousOwner }, undefined)
+      ? await this.#transition(
+        tx,
+        run,
+        { type: "lease_expired" },
+        actor,
+        { previousOwner },
+        undefined,
+      )
       : await this.#writeLease(tx, run, null);
     await this.#audit.append({
       actor,
