@@ -39,7 +39,47 @@
  *
  * @module
  */
-export * from "./budget.ts";
-export * from "./controller.ts";
-export * from "./fold.ts";
-export * from "./levels.ts";
+export {
+  type AgentRateLimit,
+  applyBudget,
+  BUDGET_KINDS,
+  type BudgetDecision,
+  type BudgetExceeded,
+  type BudgetKind,
+  BudgetTracker,
+  type BudgetTrackerOptions,
+  type BudgetWithin,
+  RATE_WINDOWS,
+  type RateWindow,
+  type RunBudget,
+  type RunUsage,
+  RunUsageSchema,
+} from "./budget.ts";
+export {
+  AUTONOMY_CHANGE_CAUSES,
+  AUTONOMY_OUTCOMES,
+  type AutonomyCallOptions,
+  type AutonomyChangeCause,
+  AutonomyController,
+  type AutonomyControllerOptions,
+  type AutonomyLevelChange,
+  type AutonomyOutcome,
+} from "./controller.ts";
+export {
+  type AutonomyVerdict,
+  DEFAULT_AUTONOMY_APPROVAL,
+  foldAutonomy,
+  type FoldAutonomyOptions,
+} from "./fold.ts";
+export {
+  type AgentAutonomy,
+  AUTONOMY_LEVEL_NAMES,
+  AUTONOMY_LEVELS,
+  type AutonomyActionLevel,
+  type AutonomyLevel,
+  AutonomyLevelSchema,
+  type AutonomyPolicy,
+  AutonomyPolicySchema,
+  compareAutonomyLevels,
+  parseAutonomyPolicy,
+} from "./levels.ts";

@@ -16,5 +16,34 @@
  *
  * @module
  */
-export * from "./public.ts";
-export * from "./system_identity.ts";
+export {
+  ANONYMOUS_ACTOR,
+  CLAIM_FAILURE_REASONS,
+  type ClaimFailureReason,
+  currentIdentity,
+  Hs256JwtIdentityProvider,
+  type Hs256JwtIdentityProviderOptions,
+  IdentityError,
+  type IdentityErrorCode,
+  type IdentityErrorOptions,
+  type IdentityMiddleware,
+  identityMiddleware,
+  type IdentityMiddlewareOptions,
+  type IssueTokenClaims,
+  type IssueTokenOptions,
+  MAX_NUMERIC_DATE,
+  MAX_TOKEN_LENGTH,
+  MIN_SECRET_BYTES,
+  type RequestHandler,
+  requireIdentity,
+  type RequireIdentityOptions,
+  TOKEN_ACTOR_KINDS,
+  type TokenActorKind,
+  type TokenVerifier,
+  withIdentity,
+} from "./public.ts";
+export {
+  SYSTEM_IDENTITY,
+  withSystemIdentity,
+  type WithSystemIdentityOptions,
+} from "./system_identity.ts";
