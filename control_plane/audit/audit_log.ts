@@ -469,8 +469,7 @@ export class AuditLog implements AuditSink {
    * this transaction commits), or as drafts for the sealer (`"seal"`).
    */
   async #write(tx: StoreTx, inputs: readonly WritableEntry[]): Promise<void> {
-    const now = this.#clock.now();
-    const drafts = inputs.map((input) => draftOf(input, now));
+    const drafts = inputs.map((input) => draftOf(input, this.#clock.now()));
     if (tx.audit.chaining === "write") {
       await tx.audit.insertChained(chainAfter(await tx.audit.head(), drafts));
     } else {
