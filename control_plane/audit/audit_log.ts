@@ -152,6 +152,7 @@ const SEAL_BATCH = 500;
 export class AuditLog implements AuditSink {
   #store: Store;
   #clock: Clock;
+  #chainingOf: Promise<"write" | "seal"> | undefined;
 
   /**
    * Creates an audit log on an open store.
@@ -444,10 +445,14 @@ export class AuditLog implements AuditSink {
     });
   }
 
-  /** How the store chains, read once. */
-  #chainingOf: Promise<"write" | "seal"> | undefined;
+  /** How the store chains, read once (again after a failed read). */
   #chaining(): Promise<"write" | "seal"> {
-    this.#chainingOf ??= this.#store.read((tx) => Promise.resolve(tx.audit.chaining));
+    this.#chainingOf ??= this.#store.read((tx) => Promise.resolve(tx.audit.chaining)).catch(
+      (err) => {
+        this.#chainingOf = undefined;
+        throw err;
+      },
+    );
     return this.#chainingOf;
   }
 
