@@ -63,14 +63,14 @@ export interface ControlPlaneOptions {
    * Autonomy levels per agent; without it, verdicts are not folded. Given as a
    * policy, the controller it builds audits every automatic level change (in the
    * transaction that stores it). A controller given here must be on the same
-   * database, so that its drops commit with the decisions that cause them.
+   * store, so that its drops commit with the decisions that cause them.
    */
   autonomy?: AutonomyPolicy | AutonomyController;
   /** Per-run budget checked by {@link ControlPlane.authorize} when given usage. */
   runBudget?: RunBudget;
   /**
    * Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters,
-   * counted in the database: every control plane on it shares one window per agent.
+   * counted in the store: every control plane on it shares one window per agent.
    */
   agentRateLimit?: AgentRateLimit;
   /**
@@ -87,10 +87,12 @@ export interface ControlPlaneOptions {
   generateId?: () => string;
   /**
    * Delivers the notification of an autonomy `L3` ("act and notify") verdict, after the
-   * decision and its `autonomy.notify` audit record are committed (inside
-   * {@link ControlPlane.transaction}, once the outermost one commits; never when it rolls
-   * back). An error it throws (or a promise it rejects) is reported to `console.error` and
-   * changes nothing.
+   * decision and its `autonomy.notify` audit record are committed: after `authorize`'s own
+   * transaction, or, for `authorize(request, { tx })` inside {@link ControlPlane.transaction},
+   * once that transaction commits (never when it rolls back). A `tx` from a raw
+   * `store.transaction` delivers nothing (its commit is not seen here): the audit record
+   * stays the notification. An error it throws (or a promise it rejects) is reported to
+   * `console.error` and changes nothing.
    *
    * @default {undefined} (the audit record is the only notification)
    */
@@ -311,7 +313,7 @@ export class ControlPlane {
   #outboxes = new WeakMap<StoreTx, AutonomyNotification[]>();
 
   /**
-   * Creates the control plane on a migrated database.
+   * Creates the control plane on an open store.
    *
    * @param store The store, from `openStore`.
    * @param options Policies, autonomy, budgets, clock, id generator.
