@@ -245,7 +245,9 @@ export class AuditLog implements AuditSink {
    * the oldest sealable drafts in seal order, gives them the next seqs and
    * their hashes, and moves the watermark if no other sealer moved it first.
    * It stops after a batch that was not full, or when another process holds
-   * the sealer role. A no-op (0) on SQLite, which chains as it writes.
+   * the sealer role. A no-op (0) on SQLite, which chains as it writes, and on
+   * a store opened read-only (then `list`, `head` and `verify` read what is
+   * sealed, and `verify` reports the rest as `pending`).
    *
    * @returns How many records this call sealed.
    *
@@ -261,7 +263,8 @@ export class AuditLog implements AuditSink {
    * ```
    */
   async seal(): Promise<number> {
-    if (await this.#chaining() === "write") return 0;
+    // A read-only store is never sealed (sealing writes): its readers see what is sealed.
+    if (this.#store.readOnly || await this.#chaining() === "write") return 0;
     let sealed = 0;
     for (;;) {
       // One batch per transaction, under the sealer role: the seals are computed from the

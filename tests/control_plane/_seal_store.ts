@@ -39,7 +39,10 @@ function notHere(): never {
 }
 
 /** A fake store with `"seal"` audit chaining, and its state. */
-export function sealStore(): { store: Store; state: SealStoreState } {
+export function sealStore(options: { readOnly?: boolean } = {}): {
+  store: Store;
+  state: SealStoreState;
+} {
   const state: SealStoreState = { drafts: [], sealed: [], leads: true, raceSeals: 0, missing: [] };
   let nextKey = 0;
   const head = (): SealedHead => {
@@ -120,7 +123,7 @@ export function sealStore(): { store: Store; state: SealStoreState } {
   const store: Store = {
     kind: "postgres",
     location: "memory://seal",
-    readOnly: false,
+    readOnly: options.readOnly === true,
     transaction: run,
     read: run,
     lead: <T>(_role: StoreRole, fn: (tx: StoreTx) => Promise<T>) =>

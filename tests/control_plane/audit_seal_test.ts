@@ -116,3 +116,22 @@ Deno.test("AuditLog.verify() with seal chaining reports a sealed record altered 
   const forged = await audit.verify();
   assert.deepEqual(forged.ok ? "ok" : [forged.problem, forged.firstBadSeq], ["hash_mismatch", 2]);
 });
+
+Deno.test("AuditLog on a read-only store never seals: it reads what is sealed", async () => {
+  const { store: writer, state } = sealStore();
+  const audit = new AuditLog(writer, { clock: new FakeClock(0) });
+  await audit.appendMany([entry(1), entry(2)]);
+  await audit.seal();
+  await audit.append(entry(3));
+  // A reader opened read-only on the same data (the CLI's `plm audit verify`).
+  const { store: reader, state: view } = sealStore({ readOnly: true });
+  view.drafts.push(...state.drafts);
+  view.sealed.push(...state.sealed);
+  const readOnly = new AuditLog(reader);
+  assert.equal(await readOnly.seal(), 0);
+  assert.deepEqual((await readOnly.list()).map((r) => r.seq), [1, 2]);
+  assert.equal((await readOnly.head()).seq, 2);
+  const result = await readOnly.verify();
+  assert.deepEqual([result.ok, result.sealedThrough, result.pending], [true, 2, 1]);
+  assert.equal(view.sealed.length, 2, "nothing was sealed through the reader");
+});
