@@ -42,6 +42,8 @@ export const ERROR_CODES = [
   "ERR_STORE_CORRUPT",
   /** A write reached a database that is read-only: opened so, or its file or folder is. */
   "ERR_STORE_READ_ONLY",
+  /** The database server cannot be reached, refused the login, or the store is closed. */
+  "ERR_STORE_UNAVAILABLE",
   "ERR_AUDIT_APPEND_ONLY",
   "ERR_AUDIT_INVALID_RECORD",
   /**

@@ -6,6 +6,11 @@
  */
 // @ts-types="@types/pg"
 import pg from "pg";
+import type { Store } from "../control_plane/store/port.ts";
+import {
+  openPostgresStore,
+  type PostgresStoreOptions,
+} from "../control_plane/store/postgres/mod.ts";
 
 /** The server tests use, or `undefined` when none is configured. */
 export const POSTGRES_URL: string | undefined = Deno.env.get("PLM_TEST_POSTGRES_URL") || undefined;
@@ -45,4 +50,62 @@ export function postgresTest(
       }
     },
   });
+}
+
+/** Options of {@link openTestPostgresStore}: those of `openPostgresStore` but `schema`. */
+export type TestPostgresStoreOptions = Omit<PostgresStoreOptions, "schema"> & {
+  /** Reuse this schema (another store's) instead of making a fresh one. */
+  readonly schema?: string;
+};
+
+/** A store in a schema of its own, and that schema's name. */
+export interface TestPostgresStore extends Store {
+  /** The schema the store works in (dropped when the store that made it closes). */
+  readonly schema: string;
+}
+
+/** A fresh schema name for a test. */
+export function freshSchema(): string {
+  return `plm_test_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/**
+ * Opens a PostgreSQL store on {@link POSTGRES_URL} in a fresh schema, dropped
+ * when the store closes; with `options.schema`, a second store in that schema
+ * (which it does not drop). Only call it when `POSTGRES_URL` is set.
+ */
+export async function openTestPostgresStore(
+  options: TestPostgresStoreOptions = {},
+): Promise<TestPostgresStore> {
+  const url = POSTGRES_URL;
+  if (url === undefined) throw new Error("PLM_TEST_POSTGRES_URL is not set");
+  const owned = options.schema === undefined;
+  const schema = options.schema ?? freshSchema();
+  const store = await openPostgresStore(url, { ...options, schema });
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    closing ??= (async () => {
+      await store.close();
+      if (!owned) return;
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await admin.end();
+      }
+    })();
+  return {
+    schema,
+    kind: store.kind,
+    location: store.location,
+    readOnly: store.readOnly,
+    transaction: (fn) => store.transaction(fn),
+    read: (fn) => store.read(fn),
+    lead: (role, fn) => store.lead(role, fn),
+    onWake: (listener) => store.onWake(listener),
+    schemaVersion: () => store.schemaVersion(),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }

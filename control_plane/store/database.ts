@@ -146,7 +146,7 @@ const SQLITE_MAGIC = "SQLite format 3\0";
  *
  * @example Create a table and use it in a transaction
  * ```ts
- * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { openDatabase } from "./database.ts";
  * import assert from "node:assert/strict";
  *
  * using db = openDatabase(":memory:");
@@ -239,7 +239,7 @@ export class Database {
    *
    * @example An in-memory database
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
@@ -255,7 +255,7 @@ export class Database {
    *
    * @example A new database is migrated on open
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
@@ -281,7 +281,7 @@ export class Database {
    *
    * @example Only inside `transaction()`
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
@@ -299,7 +299,7 @@ export class Database {
    *
    * @example Open until closed
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * const db = openDatabase(":memory:");
@@ -320,7 +320,7 @@ export class Database {
    *
    * @example Create a table
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    *
    * using db = openDatabase(":memory:");
    * db.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT) STRICT");
@@ -345,7 +345,7 @@ export class Database {
    *
    * @example Insert and read back with parameters
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
@@ -385,7 +385,7 @@ export class Database {
    *
    * @example Roll back on error
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
@@ -421,7 +421,7 @@ export class Database {
    *
    * @example Two reads that agree
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * using db = openDatabase(":memory:");
@@ -466,7 +466,7 @@ export class Database {
    *
    * @example Close explicitly
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * const db = openDatabase(":memory:");
@@ -483,7 +483,7 @@ export class Database {
    *
    * @example Closed at the end of the block
    * ```ts
-   * import { openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { openDatabase } from "./database.ts";
    * import assert from "node:assert/strict";
    *
    * let kept;
@@ -606,7 +606,8 @@ export class Database {
  *
  * @example Open an in-memory database
  * ```ts
- * import { MIGRATIONS, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { openDatabase } from "./database.ts";
+ * import { MIGRATIONS } from "./migrations.ts";
  * import assert from "node:assert/strict";
  *
  * const db = openDatabase(":memory:", { busyTimeoutMs: 1000 });
@@ -616,7 +617,8 @@ export class Database {
  *
  * @example Read a file without changing it
  * ```ts
- * import { isPlmError, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { isPlmError } from "@tracepulse/plm-engine-core/control-plane";
+ * import { openDatabase } from "./database.ts";
  * import assert from "node:assert/strict";
  *
  * const path = `${await Deno.makeTempDir()}/plm.db`;
