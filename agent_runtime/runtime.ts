@@ -691,9 +691,12 @@ export class AgentRuntime {
     tick();
   }
 
-  /** Runs one loop step, tracked for stop(); a failure is reported, never thrown. */
+  /**
+   * Runs one loop step, tracked for stop() from before it begins (a stop() the
+   * step itself causes still waits for it); a failure is reported, never thrown.
+   */
   #step(job: () => Promise<void>): Promise<void> {
-    const step = job().catch((err) => this.#onError(undefined, err));
+    const step = Promise.resolve().then(job).catch((err) => this.#onError(undefined, err));
     this.#steps.add(step);
     return step.finally(() => this.#steps.delete(step));
   }
