@@ -1062,12 +1062,12 @@ export class Dispatcher {
       const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline, mode);
       if ("result" in outcome) {
         const id = run.id;
-        return await this.#withOutcome(run, "succeeded", (tx) =>
+        return await this.#withOutcome(run, "succeeded", (inTx) =>
           runs.apply(id, {
             type: mode === "suggest" ? "suggest" : "succeed",
             result: outcome.result,
             costUnits: agent.costPerRun,
-          }, { ...own, tx }));
+          }, { ...own, ...inTx }));
       }
       if (signal.aborted) return await this.#stopped(run, hold, execution);
       const error = outcome.error;
@@ -1227,7 +1227,7 @@ export class Dispatcher {
     return await this.#withOutcome(
       run,
       "failed",
-      (tx) => this.#cp.runs.apply(run.id, fail, { ...own, tx }),
+      (inTx) => this.#cp.runs.apply(run.id, fail, { ...own, ...inTx }),
     );
   }
 
@@ -1239,15 +1239,15 @@ export class Dispatcher {
   async #withOutcome(
     run: Run,
     outcome: AutonomyOutcome,
-    step: (tx: StoreTx | undefined) => Promise<Run>,
+    step: (inTx: { tx?: StoreTx }) => Promise<Run>,
   ): Promise<Run> {
     const autonomy = this.#cp.autonomy;
     // Autonomy is about agents acting: as in authorize(), other requesters have no streak.
-    if (autonomy === undefined || run.requester.kind !== "agent") return await step(undefined);
+    if (autonomy === undefined || run.requester.kind !== "agent") return await step({});
     const agentId = run.requester.subject;
     return await this.#cp.transaction(async (tx) => {
       await autonomy.recordOutcome(agentId, outcome, { tx });
-      return await step(tx);
+      return await step({ tx });
     });
   }
 
