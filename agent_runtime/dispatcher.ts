@@ -1054,10 +1054,20 @@ export class Dispatcher {
         attemptsInStep = 0;
         continue;
       }
-      run = await runs.apply(run.id, { type: "start", agentId: agent.id }, {
-        ...own,
-        data: { tier: agent.tier, owner: this.owner },
-      });
+      // The agent's slot is taken at selection, before the `start` write is awaited, so
+      // runs selecting meanwhile see it taken; #invoke frees it when the agent settles,
+      // and a failed write frees it here.
+      this.#agentLoad.increment(agent.id);
+      try {
+        run = await runs.apply(run.id, { type: "start", agentId: agent.id }, {
+          ...own,
+          data: { tier: agent.tier, owner: this.owner },
+        });
+      } catch (err) {
+        this.#agentLoad.decrement(agent.id);
+        this.#passOn(agent.id);
+        throw err;
+      }
       attemptsInStep++;
       const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline, mode);
       if ("result" in outcome) {
@@ -1103,6 +1113,7 @@ export class Dispatcher {
     }
   }
 
+  /** Invokes the agent, whose slot the caller took (see #loop); frees it when the agent settles. */
   async #invoke(
     agent: Agent,
     run: Run,
@@ -1128,7 +1139,6 @@ export class Dispatcher {
     const attemptSignal = AbortSignal.any([signal, timeout.signal]);
     const breaker = this.breakers.get(agent.id);
     breaker.tryAcquire();
-    this.#agentLoad.increment(agent.id);
     const invocation = Promise.resolve().then(() =>
       agent.invoke(run.task, {
         signal: attemptSignal,

@@ -95,7 +95,6 @@ for (let i = 0; i < VERIFY_RECORDS; i += 1_000) {
 }
 const verifyRaw = new DatabaseSync(`${dir}/verify.db`, { readOnly: true });
 const page = verifyRaw.prepare("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000");
-page.setReturnArrays(true);
 
 Deno.bench({
   name: `read every row only, same pages (${VERIFY_RECORDS} records)`,
@@ -103,7 +102,7 @@ Deno.bench({
   baseline: true,
   fn() {
     verifyRaw.exec("BEGIN");
-    const last = (rows: unknown[]) => (rows.at(-1) as unknown as [number])[0];
+    const last = (rows: unknown[]) => (rows.at(-1) as { seq: number }).seq;
     for (let rows = page.all(0); rows.length > 0; rows = page.all(last(rows))) {
       /* read only */
     }

@@ -138,7 +138,7 @@ function expect(got: number, wanted: number): void {
   if (got !== wanted) throw new Error(`expected ${wanted} rows, got ${got}`);
 }
 
-const histories = [];
+const histories: ({ size: number } & Awaited<ReturnType<typeof history>>)[] = [];
 for (const size of SIZES) histories.push({ size, ...(await history(size)) });
 for (const { size, store, raw } of histories) {
   const label = size.toLocaleString("en");

@@ -568,22 +568,22 @@ Deno.test("AgentRuntime keeps no failure streak for a requester that is not an a
     await timers.advance(0);
     assert.equal((await runtime.wait(id)).state, "failed");
   }
-  assert.equal(controlPlane.autonomy?.consecutiveFailures(SVC.subject), 0);
+  assert.equal(await controlPlane.autonomy?.consecutiveFailures(SVC.subject), 0);
   assert.deepEqual(await controlPlane.audit.list({ actionPrefix: "autonomy.level.changed" }), []);
   await db.close();
 });
 
 // --- the worker loop: start() and stop() ---------------------------------------------------
 
-/**
- * Submits `count` runs through a runtime that only submits (as an API process
- * does), 1 ms apart: runs created in the same millisecond have no order.
- */
 /** The states of runs `ids`, in order. */
 async function statesOf(controlPlane: ControlPlane, ids: readonly string[]): Promise<string[]> {
   return (await Promise.all(ids.map((id) => controlPlane.runs.get(id)))).map((run) => run.state);
 }
 
+/**
+ * Submits `count` runs through a runtime that only submits (as an API process
+ * does), 1 ms apart: runs created in the same millisecond have no order.
+ */
 async function submitQueued(controlPlane: ControlPlane, count: number, from = 0) {
   const api = new AgentRuntime({ controlPlane, agents: [] });
   const clock = controlPlane.clock as FakeClock;
