@@ -291,8 +291,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -327,8 +327,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 1 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -366,8 +366,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -404,8 +404,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -441,8 +441,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 1, maxQueue: 0 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -483,8 +483,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -567,8 +567,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -696,8 +696,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -751,8 +751,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -796,8 +796,8 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",

@@ -54,9 +54,9 @@ COMMANDS:
               with mode 0600); print its key id
 
 OPTIONS:
-      --db LOCATION             A SQLite file, or a postgres://user@host/db URL (default:
-                                $PLM_DB, else plm.db in the current directory); it must
-                                exist, and is only read
+      --db LOCATION             A SQLite file or a postgres://user@host/db URL
+                                (default: $PLM_DB, else plm.db in the current directory);
+                                it must exist, and is only read
       --expected-head SEQ:HASH  verify: also require record SEQ to have hash HASH, as printed
                                 by 'plm audit head' earlier; catches truncation (default: none)
       --checkpoint FILE         verify: a checkpoint written by 'plm audit checkpoint';

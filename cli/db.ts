@@ -17,8 +17,8 @@ COMMANDS:
   migrate  Create the store if needed, apply pending migrations, print the schema version
 
 OPTIONS:
-      --db LOCATION  A SQLite file, or a postgres://user@host/db URL (default: $PLM_DB,
-                     else plm.db in the current directory)
+      --db LOCATION  A SQLite file or a postgres://user@host/db URL
+                     (default: $PLM_DB, else plm.db in the current directory)
   -h, --help         Show this help`;
 
 /**

@@ -46,8 +46,8 @@ COMMANDS:
   show    Print a run as JSON, then its audit timeline
 
 OPTIONS:
-      --db LOCATION         A SQLite file, or a postgres://user@host/db URL (default:
-                            $PLM_DB, else plm.db)
+      --db LOCATION         A SQLite file or a postgres://user@host/db URL
+                            (default: $PLM_DB, else plm.db)
       --action A            submit: the governed action, such as bom.update (required)
       --resource R          submit: the resource, such as bom:42 (required)
       --capability C        submit: a capability the agent needs (repeatable; default: none)

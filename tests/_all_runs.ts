@@ -5,7 +5,7 @@ export async function allRuns(runs: RunStore, states?: readonly RunState[]): Pro
   const all: Run[] = [];
   let cursor: string | null = null;
   do {
-    const page = await runs.page({
+    const page: { items: Run[]; nextCursor: string | null } = await runs.page({
       limit: 1_000,
       ...(states === undefined ? {} : { states }),
       ...(cursor === null ? {} : { cursor }),
