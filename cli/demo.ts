@@ -17,6 +17,7 @@ import {
   Hs256JwtIdentityProvider,
   identityMiddleware,
   injectTraceContext,
+  isTerminal,
   newTraceContext,
   openStore,
   type PolicySet,
@@ -162,6 +163,18 @@ async function child(location: string, key: string, io: CliIo): Promise<number> 
   });
   await new Promise(() => {}); // killed with SIGKILL by the parent
   return 0;
+}
+
+/**
+ * Waits until a run another loop step picks up (reclaim, then claim) has
+ * finished: `wait` joins it once it executes here.
+ */
+async function finished(runtime: AgentRuntime, id: string): Promise<Run> {
+  for (let waited = 0;; waited += 50) {
+    const run = await runtime.wait(id);
+    if (isTerminal(run.state) || waited >= 30_000) return run;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** The `plm demo` command. */
@@ -363,7 +376,7 @@ async function demo(location: string, io: CliIo): Promise<number> {
   }
   runtime.start(); // the worker loop: the elected reaper takes back expired leases, claims ready runs
   say(`   restart: the worker loop reclaimed the expired lease and resumed the run`);
-  say(`   -> ${show(await runtime.wait(ids.crash))}`);
+  say(`   -> ${show(await finished(runtime, ids.crash))}`);
   await runtime.stop();
 
   // Timeline and verification.
