@@ -593,7 +593,10 @@ export class Dispatcher {
    * lease the claim gave it: no second claim is made. The worker loop of
    * `AgentRuntime` claims up to {@link Dispatcher.freeSlots} runs in one
    * statement and hands each here. When the run already executes here the
-   * claimed lease is given back and the same promise returned.
+   * claimed lease is given back and the same promise returned. The lease is
+   * heartbeated from when the run takes a slot; should it lapse while the run
+   * waits for one, its writes are refused (fenced) and the run is left to
+   * whoever took it.
    *
    * @param run The run as the claim returned it, with this worker's lease.
    * @returns The run when this dispatch settles, as {@link Dispatcher.dispatch}.
