@@ -52,7 +52,7 @@ import { requireIdentity } from "./identity/context.ts";
 import { RunStore } from "./runs/run_store.ts";
 import type { Run } from "./runs/state_machine.ts";
 import { TaskAttributesSchema } from "./runs/task.ts";
-import type { Database } from "./store/database.ts";
+import type { Store, StoreTx } from "./store/port.ts";
 import { currentTraceContext } from "./trace/context.ts";
 
 /** Options for {@link ControlPlane}. */
@@ -179,8 +179,6 @@ export interface AutonomyNotification {
   readonly runId: string | null;
   /** The trace id in force, or `null`. */
   readonly traceId: string | null;
-  /** The `seq` of the `autonomy.notify` audit record. */
-  readonly auditSeq: number;
   /** When it was decided, epoch ms. */
   readonly at: number;
 }
@@ -242,6 +240,13 @@ export interface CancelRunOptions {
    * @default {"Cancelled"}
    */
   reason?: string;
+  /**
+   * Read the run and write the audit record in this transaction (then a
+   * refusal's record commits only if the caller's transaction does).
+   *
+   * @default {undefined} (the refusal's record commits on its own, then it throws)
+   */
+  tx?: StoreTx;
 }
 
 /**
@@ -264,12 +269,12 @@ export interface CancelAuthorization {
  *
  * @example Authorize, then create and approve a run
  * ```ts
- * import { ControlPlane, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { ControlPlane, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, {
+ * await using store = await openStore(":memory:");
+ * const cp = new ControlPlane(store, {
  *   clock: new FakeClock(0),
  *   policies: { rules: [{
  *     id: "release-needs-lead", effect: "require_approval", actions: ["bom.release"],
@@ -277,9 +282,9 @@ export interface CancelAuthorization {
  *   }] },
  * });
  * const agent = { subject: "agent-7", actorKind: "agent" as const, roles: [], scopes: [] };
- * const verdict = cp.authorize({ identity: agent, action: "bom.release", resource: "bom:1" });
+ * const verdict = await cp.authorize({ identity: agent, action: "bom.release", resource: "bom:1" });
  * assert.equal(verdict.decision, "require_approval");
- * assert.equal(cp.audit.list({ actionPrefix: "policy.decide" }).length, 1);
+ * assert.equal((await cp.audit.list({ actionPrefix: "policy.decide" })).length, 1);
  * ```
  */
 export class ControlPlane {
@@ -293,7 +298,7 @@ export class ControlPlane {
   readonly budgets: BudgetTracker;
   /** Autonomy levels, when configured. */
   readonly autonomy: AutonomyController | undefined;
-  #db: Database;
+  #store: Store;
   #engine: PolicyEngine;
   #cancelEngine: PolicyEngine;
   #clock: Clock;
@@ -302,33 +307,34 @@ export class ControlPlane {
   #onNotify: ((notification: AutonomyNotification) => void | Promise<void>) | undefined;
   /** Notifications decided in an open transaction, delivered once it commits. */
   /** Notifications waiting for their transaction to commit, with their audit record's hash. */
-  #outbox: { notification: AutonomyNotification; hash: string }[] = [];
+  /** The notifications of each open {@link ControlPlane.transaction}, delivered at its commit. */
+  #outboxes = new WeakMap<StoreTx, AutonomyNotification[]>();
 
   /**
    * Creates the control plane on a migrated database.
    *
-   * @param db A database from `openDatabase`.
+   * @param store The store, from `openStore`.
    * @param options Policies, autonomy, budgets, clock, id generator.
    * @throws {PlmError} `ERR_POLICY_INVALID` when the policy set is malformed.
    */
-  constructor(db: Database, options: ControlPlaneOptions) {
+  constructor(store: Store, options: ControlPlaneOptions) {
     const { clock = systemClock, generateId = () => crypto.randomUUID() } = options;
-    this.#db = db;
+    this.#store = store;
     this.#clock = clock;
     this.#engine = options.policies instanceof PolicyEngine
       ? options.policies
       : new PolicyEngine(options.policies);
     this.#cancelEngine = cancelEngine(this.#engine.policySet);
     this.#onNotify = options.onNotify;
-    this.audit = new AuditLog(db, { clock });
-    this.runs = new RunStore(db, { audit: this.audit, clock, generateId });
-    this.approvals = new ApprovalService(db, { audit: this.audit, clock, generateId });
-    this.budgets = new BudgetTracker(db, { clock });
+    this.audit = new AuditLog(store, { clock });
+    this.runs = new RunStore(store, { audit: this.audit, clock, generateId });
+    this.approvals = new ApprovalService(store, { audit: this.audit, clock, generateId });
+    this.budgets = new BudgetTracker(store, { clock });
     this.autonomy = options.autonomy === undefined || options.autonomy instanceof AutonomyController
       ? options.autonomy
-      : new AutonomyController(db, options.autonomy, {
+      : new AutonomyController(store, options.autonomy, {
         clock,
-        onLevelChange: (change) =>
+        onLevelChange: (change, tx) =>
           this.audit.append({
             actor: { subject: "system:autonomy", kind: "system" },
             action: "autonomy.level.changed",
@@ -336,57 +342,59 @@ export class ControlPlane {
             outcome: change.to,
             reason: change.reason,
             data: { from: change.from, to: change.to, cause: change.cause },
-          }),
+          }, { tx }),
       });
     this.#runBudget = options.runBudget;
     this.#agentRateLimit = options.agentRateLimit;
   }
 
   /**
-   * Runs `fn` in one store transaction (`BEGIN IMMEDIATE`, or a savepoint when
-   * nested), so that several control-plane steps land together or not at all.
-   * Notifications decided inside are delivered once the outermost transaction
-   * commits, and dropped if it rolls back.
+   * Runs `fn` in one store transaction, so that several control-plane steps
+   * land together or not at all: pass `tx` to each call inside. Notifications
+   * decided inside are delivered once it commits, and dropped if it rolls back.
    *
-   * @param fn Synchronous work on this control plane.
-   * @returns What `fn` returns.
+   * @param fn Work on this control plane, each call given `{ tx }`.
+   * @returns What `fn` resolves to.
    * @throws {unknown} Whatever `fn` throws, after rolling back everything it wrote.
    *
    * @example Two runs land together or not at all
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import type { StoreTx } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { clock: new FakeClock(0), policies: { rules: [] } });
-   * const create = (resource: string) =>
-   *   cp.runs.create({
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { clock: new FakeClock(0), policies: { rules: [] } });
+   * const create = async (resource: string, tx: StoreTx) =>
+   *   (await cp.runs.create({
    *     task: { action: "bom.read", resource, capabilities: [], input: null, risk: "low",
    *       attributes: {} },
    *     requester: { subject: "alice", actorKind: "human", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   });
-   * assert.throws(() =>
-   *   cp.transaction(() => {
-   *     create("bom:1");
+   *   }, { tx })).run.id;
+   * await assert.rejects(
+   *   cp.transaction(async (tx) => {
+   *     await create("bom:1", tx);
    *     throw new Error("Second step failed");
-   *   })
+   *   }),
    * );
-   * assert.deepEqual(cp.runs.page().items, []);
-   * const ids = cp.transaction(() => [create("bom:1").run.id, create("bom:2").run.id]);
-   * assert.equal(cp.runs.page().items.length, ids.length);
+   * assert.deepEqual((await cp.runs.page()).items, []);
+   * const ids = await cp.transaction(async (tx) => [await create("bom:1", tx), await create("bom:2", tx)]);
+   * assert.equal((await cp.runs.page()).items.length, ids.length);
    * ```
    */
-  transaction<T>(fn: () => T): T {
-    const mark = this.#outbox.length;
-    let result: T;
-    try {
-      result = this.#db.transaction(fn);
-    } catch (err) {
-      this.#outbox.length = mark;
-      throw err;
-    }
-    if (!this.#db.inTransaction) this.#deliver();
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    const outbox: AutonomyNotification[] = [];
+    const result = await this.#store.transaction(async (tx) => {
+      this.#outboxes.set(tx, outbox);
+      try {
+        return await fn(tx);
+      } finally {
+        this.#outboxes.delete(tx);
+      }
+    });
+    // Committed: only now may the notifications decided inside leave.
+    this.#deliver(outbox);
     return result;
   }
 
@@ -398,11 +406,11 @@ export class ControlPlane {
    *
    * @example A fourth attempt exceeds a budget of three
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { policies: { rules: [] }, runBudget: { maxAttempts: 3 } });
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] }, runBudget: { maxAttempts: 3 } });
    * assert.equal(cp.checkRunBudget({ attempts: 3, escalations: 0, costUnits: 0 }).ok, true);
    * const over = cp.checkRunBudget({ attempts: 4, escalations: 0, costUnits: 0 });
    * assert.equal(over.ok, false);
@@ -420,11 +428,11 @@ export class ControlPlane {
    *
    * @example Share the control plane's clock
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { clock: new FakeClock(5_000), policies: { rules: [] } });
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { clock: new FakeClock(5_000), policies: { rules: [] } });
    * assert.equal(cp.clock.now(), 5_000);
    * ```
    */
@@ -437,18 +445,18 @@ export class ControlPlane {
    *
    * @example Ask the engine without auditing
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, {
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, {
    *   policies: { rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
    * });
    * const identity = { subject: "u", actorKind: "human", roles: [], scopes: [] } as const;
    * const verdict = cp.policy.decide({ identity, action: "bom.read", resource: "bom:1" });
    * assert.equal(verdict.decision, "allow");
    * assert.equal(verdict.policyVersion, cp.policy.version);
-   * assert.deepEqual(cp.audit.list(), []);
+   * assert.deepEqual(await cp.audit.list(), []);
    * ```
    */
   get policy(): PolicyEngine {
@@ -464,34 +472,38 @@ export class ControlPlane {
    *
    * @example Tighten the policy at run time, audited
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, {
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, {
    *   policies: { rules: [{ id: "read", effect: "allow", actions: ["bom.*"] }] },
    * });
    * const before = cp.policy.version;
-   * cp.setPolicies(
+   * await cp.setPolicies(
    *   { rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
    *   { subject: "ops", kind: "human" },
    * );
    * assert.notEqual(cp.policy.version, before);
-   * const [record] = cp.audit.list({ actionPrefix: "policy.updated" });
+   * const [record] = await cp.audit.list({ actionPrefix: "policy.updated" });
    * assert.equal(record?.actor.subject, "ops");
    * ```
    */
-  setPolicies(policies: PolicySet, actor?: AuditActor): void {
+  async setPolicies(
+    policies: PolicySet,
+    actor?: AuditActor,
+    options: { tx?: StoreTx } = {},
+  ): Promise<void> {
     const engine = new PolicyEngine(policies);
     const cancels = cancelEngine(engine.policySet);
     const who = resolveActor(actor);
-    this.audit.append({
+    await this.audit.append({
       actor: who,
       action: "policy.updated",
       resource: `policy:${policies.id ?? "default"}`,
       outcome: "updated",
       data: { from: this.#engine.version, to: engine.version, rules: policies.rules.length },
-    });
+    }, options);
     this.#engine = engine;
     this.#cancelEngine = cancels;
   }
@@ -501,32 +513,37 @@ export class ControlPlane {
    * (for agent requesters), then budgets. Every decision is audited with the
    * request, so that it can be re-decided later with `PolicyEngine.whatIf`. The
    * state it changes (an agent's automatic drop, a slot of its run window, both
-   * shared through the database) and its audit records commit in one transaction
-   * (a savepoint inside the caller's): a rollback undoes all of them.
+   * shared through the store) and its audit records commit in one transaction
+   * (its own, or the caller's `tx`): a rollback undoes all of them.
    *
    * @param request Who, what, on what, and the run's usage.
+   * @param options The transaction to join (from {@link ControlPlane.transaction}, for its
+   * notifications to be delivered at its commit).
    * @returns The verdict.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the bad field of `request`, before
    * anything is consumed or written; `ERR_IDENTITY_REQUIRED` when no identity is given or bound.
    *
    * @example Allow reads, deny by default, and audit both
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, {
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, {
    *   policies: { rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
    * });
    * const identity = { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] } as const;
-   * const read = cp.authorize({ identity, action: "bom.read", resource: "bom:1" });
-   * const drop = cp.authorize({ identity, action: "bom.delete", resource: "bom:1" });
+   * const read = await cp.authorize({ identity, action: "bom.read", resource: "bom:1" });
+   * const drop = await cp.authorize({ identity, action: "bom.delete", resource: "bom:1" });
    * assert.deepEqual([read.decision, drop.decision], ["allow", "deny"]);
-   * const outcomes = cp.audit.list({ actionPrefix: "policy.decide" }).map((r) => r.outcome);
+   * const outcomes = (await cp.audit.list({ actionPrefix: "policy.decide" })).map((r) => r.outcome);
    * assert.deepEqual(outcomes, ["allow", "deny"]);
    * ```
    */
-  authorize(request: AuthorizeRequest): ControlPlaneVerdict {
+  async authorize(
+    request: AuthorizeRequest,
+    options: { tx?: StoreTx } = {},
+  ): Promise<ControlPlaneVerdict> {
     // The whole request is checked first: a bad one consumes no rate slot and writes nothing.
     const checked = parseArgument(authorizeRequestSchema, request, "request");
     const identity = requireIdentity(checked.identity as Identity | undefined, {
@@ -541,13 +558,14 @@ export class ControlPlane {
       ...(checked.tenant === undefined ? {} : { tenant: checked.tenant }),
       ...(checked.attributes === undefined ? {} : { attributes: checked.attributes }),
     };
-    // One transaction: the decision's state changes (a drop, a rate slot) and its audit
-    // records commit together or not at all, and other processes wait their turn.
-    return this.transaction(() => {
+    const decide = async (tx: StoreTx): Promise<ControlPlaneVerdict> => {
+      const inTx = { tx };
       let verdict: ControlPlaneVerdict = this.#engine.decide(policyRequest);
       if (this.autonomy !== undefined && identity.actorKind === "agent") {
-        verdict = this.autonomy.fold(verdict, identity.subject, checked.action);
-        if (verdict.decision === "deny") this.autonomy.recordOutcome(identity.subject, "denied");
+        verdict = await this.autonomy.fold(verdict, identity.subject, checked.action, inTx);
+        if (verdict.decision === "deny") {
+          await this.autonomy.recordOutcome(identity.subject, "denied", inTx);
+        }
       }
       if (checked.usage !== undefined && this.#runBudget !== undefined) {
         verdict = applyBudget(verdict, this.budgets.checkRun(checked.usage, this.#runBudget));
@@ -556,8 +574,8 @@ export class ControlPlane {
         verdict = applyBudget(
           verdict,
           verdict.decision === "deny"
-            ? this.budgets.checkAgentRun(identity.subject, this.#agentRateLimit)
-            : this.budgets.consumeAgentRun(identity.subject, this.#agentRateLimit),
+            ? await this.budgets.checkAgentRun(identity.subject, this.#agentRateLimit, inTx)
+            : await this.budgets.consumeAgentRun(identity.subject, this.#agentRateLimit, inTx),
         );
       }
       const traceId = checked.traceId ?? currentTraceContext()?.traceId;
@@ -565,7 +583,7 @@ export class ControlPlane {
         ...(checked.runId === undefined ? {} : { runId: checked.runId }),
         ...(traceId === undefined ? {} : { traceId }),
       };
-      this.audit.append({
+      await this.audit.append({
         actor: actorOf(identity),
         action: "policy.decide",
         resource: checked.resource,
@@ -573,12 +591,15 @@ export class ControlPlane {
         reason: verdict.reason,
         ...where,
         data: decisionData(policyRequest, verdict),
-      });
+      }, inTx);
       if (verdict.notify === true && verdict.decision !== "deny") {
-        this.#notify(identity, policyRequest, verdict, where);
+        await this.#notify(tx, identity, policyRequest, verdict, where);
       }
       return verdict;
-    });
+    };
+    // One transaction: the decision's state changes (a drop, a rate slot) and its audit
+    // records commit together or not at all.
+    return options.tx === undefined ? await this.transaction(decide) : await decide(options.tx);
   }
 
   /**
@@ -602,33 +623,37 @@ export class ControlPlane {
    *
    * @example A requester cancels its own run; another identity may not
    * ```ts
-   * import { ControlPlane, isPlmError, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, isPlmError, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { policies: { rules: [] } });
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] } });
    * const alice = { subject: "alice", actorKind: "human" as const, roles: [], scopes: [] };
-   * const { run } = cp.runs.create({
+   * const { run } = await cp.runs.create({
    *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
    *     risk: "low", attributes: {} },
    *   requester: alice,
    *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
    * });
    * const mallory = { ...alice, subject: "mallory" };
-   * assert.throws(() => cp.authorizeCancel(run.id, { identity: mallory }), (err) =>
+   * await assert.rejects(() => cp.authorizeCancel(run.id, { identity: mallory }), (err) =>
    *   isPlmError(err, "ERR_FORBIDDEN"));
-   * assert.equal(cp.authorizeCancel(run.id, { identity: alice }).actor.subject, "alice");
-   * const outcomes = cp.audit.list({ actionPrefix: "run.cancel" }).map((r) => r.outcome);
+   * assert.equal((await cp.authorizeCancel(run.id, { identity: alice })).actor.subject, "alice");
+   * const outcomes = (await cp.audit.list({ actionPrefix: "run.cancel" })).map((r) => r.outcome);
    * assert.deepEqual(outcomes, ["denied", "allowed"]);
    * ```
    */
-  authorizeCancel(runId: string, options: CancelRunOptions = {}): CancelAuthorization {
+  async authorizeCancel(
+    runId: string,
+    options: CancelRunOptions = {},
+  ): Promise<CancelAuthorization> {
     checkText("runId", runId);
     const reason = options.reason === undefined
       ? "Cancelled"
       : checkText("reason", options.reason, INPUT_LIMITS.reasonLength);
     const identity = requireIdentity(options.identity, { action: "cancel a run" });
-    const run = this.runs.get(runId);
+    const inTx = options.tx === undefined ? {} : { tx: options.tx };
+    const run = await this.runs.get(runId, inTx);
     const request: PolicyRequest = {
       identity,
       action: "run.cancel",
@@ -650,7 +675,7 @@ export class ControlPlane {
       ? verdict.reason
       : `${verdict.reason}; a cancel does not wait for an approval`;
     const actor = actorOf(identity);
-    this.audit.append({
+    await this.audit.append({
       actor,
       action: "run.cancel",
       resource: `run:${run.id}`,
@@ -659,7 +684,7 @@ export class ControlPlane {
       runId: run.id,
       traceId: run.traceparent.slice(3, 35),
       data: { ...decisionData(request, verdict), cancelReason: reason },
-    });
+    }, inTx);
     if (!allowed) {
       throw new PlmError(
         "ERR_FORBIDDEN",
@@ -676,28 +701,29 @@ export class ControlPlane {
    * suggest, not act.
    *
    * @param run The run.
+   * @param options The transaction to read in.
    * @returns `act` or `suggest`.
    * @throws {PlmError} `ERR_APPROVAL_NOT_FOUND` when the run names an approval that is gone.
    *
    * @example A run without an approval acts
    * ```ts
-   * import { ControlPlane, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { policies: { rules: [] } });
-   * const { run } = cp.runs.create({
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] } });
+   * const { run } = await cp.runs.create({
    *   task: { action: "bom.read", resource: "bom:1", capabilities: [], input: null,
    *     risk: "low", attributes: {} },
    *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
    * });
-   * assert.equal(cp.runMode(run), "act");
+   * assert.equal(await cp.runMode(run), "act");
    * ```
    */
-  runMode(run: Run): RunMode {
+  async runMode(run: Run, options: { tx?: StoreTx } = {}): Promise<RunMode> {
     if (run.approvalId === null) return "act";
-    const { subject } = this.approvals.get(run.approvalId);
+    const { subject } = await this.approvals.get(run.approvalId, options);
     const suggest = typeof subject === "object" && subject !== null && !Array.isArray(subject) &&
       (subject as { readonly [key: string]: JsonValue }).mode === "suggest";
     return suggest ? "suggest" : "act";
@@ -720,21 +746,21 @@ export class ControlPlane {
    *
    * @example Park a run until a lead approves it
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const worker = { subject: "worker-1", kind: "service" } as const;
-   * const { run } = cp.runs.create({
+   * const { run } = await cp.runs.create({
    *   task: { action: "bom.release", resource: "bom:1", capabilities: [], input: null,
    *     risk: "high", attributes: {} },
    *   requester: { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] },
    *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
    * });
    * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
-   * const { approval, run: parked } = cp.requestApproval(run.id, spec, { actor: worker });
+   * const { approval, run: parked } = await cp.requestApproval(run.id, spec, { actor: worker });
    * assert.equal(parked.state, "awaiting_approval");
    * assert.equal(parked.approvalId, approval.id);
    * assert.equal(approval.deadline, 600_000);
@@ -743,13 +769,13 @@ export class ControlPlane {
   requestApproval(
     runId: string,
     spec: ApprovalSpec,
-    options: { kind?: ApprovalKind; actor?: AuditActor; mode?: RunMode } = {},
-  ): { approval: Approval; run: Run } {
+    options: { kind?: ApprovalKind; actor?: AuditActor; mode?: RunMode; tx?: StoreTx } = {},
+  ): Promise<{ approval: Approval; run: Run }> {
     const actor = resolveActor(options.actor);
-    return this.#db.transaction(() => {
-      const run = this.runs.get(runId);
-      const mode = options.mode ?? this.runMode(run);
-      const approval = this.approvals.request(runId, spec, {
+    return this.#within(options.tx, async (tx) => {
+      const run = await this.runs.get(runId, { tx });
+      const mode = options.mode ?? await this.runMode(run, { tx });
+      const approval = await this.approvals.request(runId, spec, {
         requester: {
           subject: run.requester.subject,
           kind: run.requester.kind as AuditActor["kind"],
@@ -763,10 +789,13 @@ export class ControlPlane {
         },
         kind: options.kind ?? "approval",
         traceId: run.traceparent.slice(3, 35),
+        tx,
       });
-      const parked = this.runs.apply(runId, { type: "request_approval", approvalId: approval.id }, {
-        actor,
-      });
+      const parked = await this.runs.apply(
+        runId,
+        { type: "request_approval", approvalId: approval.id },
+        { actor, tx },
+      );
       return { approval, run: parked };
     });
   }
@@ -788,23 +817,23 @@ export class ControlPlane {
    *
    * @example The lead approves and the run goes back to the queue
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const worker = { subject: "worker-1", kind: "service" } as const;
-   * const { run } = cp.runs.create({
+   * const { run } = await cp.runs.create({
    *   task: { action: "bom.release", resource: "bom:1", capabilities: [], input: null,
    *     risk: "high", attributes: {} },
    *   requester: { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] },
    *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
    * });
    * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
-   * const { approval } = cp.requestApproval(run.id, spec, { actor: worker });
+   * const { approval } = await cp.requestApproval(run.id, spec, { actor: worker });
    * const lead = { subject: "ann", actorKind: "human", roles: ["lead"], scopes: [] } as const;
-   * const decided = cp.decideApproval(approval.id, "approve", {
+   * const decided = await cp.decideApproval(approval.id, "approve", {
    *   identity: lead,
    *   digest: approval.digest,
    *   comment: "Checked the BOM",
@@ -813,38 +842,40 @@ export class ControlPlane {
    * assert.equal(decided.run.state, "queued");
    * ```
    */
-  decideApproval(
+  async decideApproval(
     approvalId: string,
     decision: ApprovalDecision,
-    options: { identity?: Identity; digest: string; comment?: string },
-  ): { approval: Approval; run: Run } {
+    options: { identity?: Identity; digest: string; comment?: string; tx?: StoreTx },
+  ): Promise<{ approval: Approval; run: Run }> {
     const identity = requireIdentity(options.identity, {
       field: "options.identity",
       action: "decide an approval",
     });
     // The decision comes first, so that a refusal (whose audit record `decide` wrote)
     // is committed with this otherwise empty transaction and thrown after it.
-    const outcome = this.#db.transaction((): { approval: Approval; run: Run } | {
-      refused: unknown;
-    } => {
+    const outcome = await this.#within(options.tx, async (tx): Promise<
+      { approval: Approval; run: Run } | { refused: unknown }
+    > => {
       let approval: Approval;
       try {
-        approval = this.approvals.decide(approvalId, decision, {
+        approval = await this.approvals.decide(approvalId, decision, {
           identity,
           digest: options.digest,
           ...(options.comment === undefined ? {} : { comment: options.comment }),
+          tx,
         });
       } catch (err) {
         return { refused: err };
       }
-      const run = this.runs.get(approval.runId);
+      const run = await this.runs.get(approval.runId, { tx });
       const actor = actorOf(identity);
       if (approval.state === "approved" && run.state === "awaiting_approval") {
-        return { approval, run: this.runs.apply(run.id, { type: "approve" }, { actor }) };
+        return { approval, run: await this.runs.apply(run.id, { type: "approve" }, { actor, tx }) };
       }
       if (approval.state === "rejected" && run.state === "awaiting_approval") {
         const reason = approval.reason ?? "Rejected by an approver";
-        return { approval, run: this.runs.apply(run.id, { type: "reject", reason }, { actor }) };
+        const rejected = await this.runs.apply(run.id, { type: "reject", reason }, { actor, tx });
+        return { approval, run: rejected };
       }
       return { approval, run };
     });
@@ -862,55 +893,71 @@ export class ControlPlane {
    *
    * @example An unanswered approval expires its run
    * ```ts
-   * import { ControlPlane, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ControlPlane, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const worker = { subject: "worker-1", kind: "service" } as const;
-   * const { run } = cp.runs.create({
+   * const { run } = await cp.runs.create({
    *   task: { action: "bom.release", resource: "bom:1", capabilities: [], input: null,
    *     risk: "high", attributes: {} },
    *   requester: { subject: "agent-7", actorKind: "agent", roles: [], scopes: [] },
    *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
    * });
    * const spec = { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
-   * cp.requestApproval(run.id, spec, { actor: worker });
-   * assert.deepEqual(cp.expireApprovals(), []);
+   * await cp.requestApproval(run.id, spec, { actor: worker });
+   * assert.deepEqual(await cp.expireApprovals(), []);
    * clock.advance(600_000);
-   * const [expired] = cp.expireApprovals();
+   * const [expired] = await cp.expireApprovals();
    * assert.equal(expired?.approval.state, "expired");
    * assert.equal(expired?.run.state, "expired");
    * ```
    */
-  expireApprovals(now?: number): { approval: Approval; run: Run }[] {
+  async expireApprovals(
+    now?: number,
+    options: { tx?: StoreTx } = {},
+  ): Promise<{ approval: Approval; run: Run }[]> {
     const at = now ?? this.#clock.now();
     const actor: AuditActor = { subject: "system:clock", kind: "system" };
-    return this.#db.transaction(() =>
-      this.approvals.expireDue(at, { actor }).map((approval) => {
-        const run = this.runs.get(approval.runId);
+    return await this.#within(options.tx, async (tx) => {
+      const done: { approval: Approval; run: Run }[] = [];
+      for (const approval of await this.approvals.expireDue(at, { actor, tx })) {
+        const run = await this.runs.get(approval.runId, { tx });
         if (run.state !== "awaiting_approval" || run.approvalId !== approval.id) {
-          return { approval, run };
+          done.push({ approval, run });
+          continue;
         }
         const reason = approval.reason ?? "The approval expired";
-        const next = approval.spec.onExpiry === "escalate"
-          ? this.runs.apply(run.id, { type: "escalate", reason }, { actor })
-          : this.runs.apply(run.id, { type: "expire", reason }, { actor });
-        return { approval, run: next };
-      })
-    );
+        const event = approval.spec.onExpiry === "escalate"
+          ? { type: "escalate" as const, reason }
+          : { type: "expire" as const, reason };
+        done.push({ approval, run: await this.runs.apply(run.id, event, { actor, tx }) });
+      }
+      return done;
+    });
   }
 
-  /** Audits an `L3` verdict's notification and queues it for `onNotify` until commit. */
-  #notify(
+  /** Runs `fn` in `tx`, or in a {@link ControlPlane.transaction} of its own. */
+  #within<T>(tx: StoreTx | undefined, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return tx === undefined ? this.transaction(fn) : fn(tx);
+  }
+
+  /**
+   * Audits an `L3` verdict's notification in `tx` and queues it for
+   * `onNotify` until `tx` commits (a `tx` not opened by
+   * {@link ControlPlane.transaction} has no queue: nothing is delivered).
+   */
+  async #notify(
+    tx: StoreTx,
     identity: Identity,
     request: PolicyRequest,
     verdict: ControlPlaneVerdict,
     where: { runId?: string; traceId?: string },
-  ): void {
+  ): Promise<void> {
     const level = verdict.autonomyLevel ?? "L3";
-    const record = this.audit.append({
+    await this.audit.append({
       actor: actorOf(identity),
       action: "autonomy.notify",
       resource: request.resource,
@@ -918,42 +965,36 @@ export class ControlPlane {
       reason: verdict.reason,
       ...where,
       data: { action: request.action, decision: verdict.decision, level },
-    });
+    }, { tx });
     if (this.#onNotify === undefined) return;
-    this.#outbox.push({
-      hash: record.hash,
-      notification: {
-        agentId: identity.subject,
-        action: request.action,
-        resource: request.resource,
-        decision: verdict.decision,
-        autonomyLevel: level,
-        reason: verdict.reason,
-        runId: where.runId ?? null,
-        traceId: where.traceId ?? null,
-        auditSeq: record.seq,
-        at: record.at,
-      },
+    this.#outboxes.get(tx)?.push({
+      agentId: identity.subject,
+      action: request.action,
+      resource: request.resource,
+      decision: verdict.decision,
+      autonomyLevel: level,
+      reason: verdict.reason,
+      runId: where.runId ?? null,
+      traceId: where.traceId ?? null,
+      at: Math.trunc(this.#clock.now()),
     });
-    if (!this.#db.inTransaction) this.#deliver();
   }
 
-  /** Hands every committed notification to `onNotify`; the hook's failures change nothing. */
-  #deliver(): void {
+  /** Hands committed notifications to `onNotify`; the hook's failures change nothing. */
+  #deliver(outbox: readonly AutonomyNotification[]): void {
     const hook = this.#onNotify;
     if (hook === undefined) return;
-    const report = (seq: number, err: unknown) =>
-      console.error(`plm: notification of audit record ${seq} failed:`, err);
-    for (const { notification, hash } of this.#outbox.splice(0)) {
-      // Only what committed: a raw `db.transaction` around `authorize` that rolled back
-      // leaves no record at that seq (or another one, with another hash).
-      const seq = notification.auditSeq;
-      if (this.audit.list({ fromSeq: seq, toSeq: seq, limit: 1 })[0]?.hash !== hash) continue;
+    const report = (notification: AutonomyNotification, err: unknown) =>
+      console.error(
+        `plm: notification of ${notification.agentId}'s ${notification.action} failed:`,
+        err,
+      );
+    for (const notification of outbox) {
       try {
         const pending = hook(notification);
-        if (pending instanceof Promise) pending.catch((err) => report(notification.auditSeq, err));
+        if (pending instanceof Promise) pending.catch((err) => report(notification, err));
       } catch (err) {
-        report(notification.auditSeq, err);
+        report(notification, err);
       }
     }
   }

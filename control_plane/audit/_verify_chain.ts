@@ -2,8 +2,8 @@
  * The chain walk, pure: given the rows of an audit log (oldest first, in
  * pages) and the heads it must pass through, it reports the first record that
  * is missing, out of place, unlinked or altered, then the first head it does
- * not reach or that names another hash. No I/O: `AuditLog.verify` feeds it the
- * pages of one read snapshot and adds the store's own check (its triggers).
+ * not reach or that names another hash. No I/O of its own: `AuditLog.verify`
+ * feeds it the pages of one read snapshot and adds the store's own check (its triggers).
  *
  * @module
  */
@@ -11,7 +11,7 @@ import { invalidArgument, parseArgument } from "../../shared/mod.ts";
 import { checkHead } from "./_head.ts";
 import { AuditCheckpointSchema } from "./checkpoint.ts";
 import { AUDIT_GENESIS_HASH, chainHash } from "./hash.ts";
-import type { AuditChainProblem, AuditVerifyOptions, AuditVerifyResult } from "./verify.ts";
+import type { AuditChainProblem, AuditChainResult, AuditVerifyOptions } from "./verify.ts";
 
 /**
  * A stored record as the walk reads it: the columns of `audit_log` in order,
@@ -72,17 +72,17 @@ export function witnessesOf(options: AuditVerifyOptions): Witness[] {
  * numbered 1, 2, ... without gaps), `prevHash` its hash (the genesis hash
  * before the first); a page may end anywhere, the walk does not care.
  */
-export function verifyChain(
-  pages: Iterable<readonly ChainRow[]>,
+export async function verifyChain(
+  pages: AsyncIterable<readonly ChainRow[]> | Iterable<readonly ChainRow[]>,
   witnesses: readonly Witness[],
-): AuditVerifyResult {
+): Promise<AuditChainResult> {
   let checked = 0;
   let prevHash = AUDIT_GENESIS_HASH;
   // The hash the log holds at each witness's seq, filled in as the walk passes it.
   const found = new Map<number, string>([[0, AUDIT_GENESIS_HASH]]);
   let next = 0;
   while (witnesses[next]?.seq === 0) next++;
-  for (const page of pages) {
+  for await (const page of pages) {
     for (const row of page) {
       const seq = row[0];
       const expected = checked + 1;
@@ -170,7 +170,7 @@ export function broken(
   problem: AuditChainProblem,
   reason: string,
   checkpointIndex?: number,
-): AuditVerifyResult {
+): AuditChainResult {
   return checkpointIndex === undefined
     ? { ok: false, checked, firstBadSeq, problem, reason }
     : { ok: false, checked, firstBadSeq, problem, reason, checkpointIndex };

@@ -1,25 +1,24 @@
 /**
- * The hash-chained, append-only audit log on the SQLite store:
- * {@link AuditLog}. It holds the SQL, the row mapping and the transactions;
- * the entry check (`_entry.ts`), the hash (`hash.ts`) and the chain walk
- * (`_verify_chain.ts`) are pure and live apart.
+ * The hash-chained, append-only audit log over the store port:
+ * {@link AuditLog}. It calls the audit repository in transactions; the entry
+ * check (`_entry.ts`), the chaining (`_chain.ts`, `hash.ts`) and the chain walk
+ * (`_verify_chain.ts`) are pure and live apart, and the SQL is the adapters'.
  *
  * @module
  */
 import {
-  type ActorKind,
+  canonicalJson,
   checkInteger,
   checkText,
   type Clock,
   INPUT_LIMITS,
-  type JsonValue,
   PlmError,
   systemClock,
 } from "../../shared/mod.ts";
-import { type Database, MIGRATIONS, type Statement } from "../store/mod.ts";
+import type { AuditQuery, Store, StoreTx } from "../store/port.ts";
 import type { AuditEntryInput, AuditRecord, AuditSink } from "./types.ts";
 import { parseEntry, type WritableEntry } from "./_entry.ts";
-import { AUDIT_GENESIS_HASH, chainHash } from "./hash.ts";
+import { chainAfter, draftOf, sealAfter } from "./_chain.ts";
 import type { AuditHead, AuditVerifyOptions, AuditVerifyResult } from "./verify.ts";
 import { broken, type ChainRow, verifyChain, witnessesOf } from "./_verify_chain.ts";
 import { VERIFIED_CHECKPOINTS } from "./_verified.ts";
@@ -81,44 +80,38 @@ export interface AuditLogOptions {
   clock?: Clock;
 }
 
-/** A row of `audit_log`. */
-interface AuditRow {
-  seq: number;
-  at: number;
-  actor_subject: string;
-  actor_kind: string;
-  action: string;
-  resource: string;
-  outcome: string;
-  reason: string | null;
-  run_id: string | null;
-  trace_id: string | null;
-  /** Canonical JSON of the record's `data`. */
-  data: string;
-  prev_hash: string;
-  hash: string;
+/** Options of an append: the transaction to join. */
+export interface AuditAppendOptions {
+  /**
+   * Write in this transaction (it commits or rolls back with the caller's
+   * changes); without it, the append opens its own.
+   *
+   * @default {undefined}
+   */
+  tx?: StoreTx;
 }
 
-const COLUMNS =
-  "seq, at, actor_subject, actor_kind, action, resource, outcome, reason, run_id, trace_id, data, prev_hash, hash";
-/**
- * The append-only triggers as migration 1 creates them, by name, whitespace
- * collapsed: {@link AuditLog.verify} requires exactly these.
- */
-const APPEND_ONLY_TRIGGERS: ReadonlyMap<string, string> = new Map(
-  [...(MIGRATIONS[0]?.sql ?? "").matchAll(/CREATE TRIGGER (audit_log_no_\w+)[\s\S]*?\bEND;/g)].map(
-    (m) => [m[1]!, collapse(m[0].slice(0, -1))],
-  ),
-);
+/** Options of a read: the transaction to read in. */
+export interface AuditReadOptions {
+  /**
+   * Read in this transaction (it sees its own writes; no sealing first);
+   * without it, the log is sealed as far as it can be, then read.
+   *
+   * @default {undefined}
+   */
+  tx?: StoreTx;
+}
 
-/** Rows per page when {@link AuditLog.verify} streams the table. */
-const VERIFY_PAGE = 1000;
+/** Rows per page when {@link AuditLog.verify} and filtered lists walk the log. */
+const PAGE = 1000;
+
+/** Pending records per seal transaction. */
+const SEAL_BATCH = 500;
 
 /**
- * The hash-chained, append-only audit log, stored in the `audit_log` table
- * (migration 1). Each record's hash covers its predecessor's hash, so editing,
- * deleting, inserting or reordering any record breaks the chain from there on,
- * which {@link AuditLog.verify} reports.
+ * The hash-chained, append-only audit log. Each record's hash covers its
+ * predecessor's hash, so editing, deleting, inserting or reordering any record
+ * breaks the chain from there on, which {@link AuditLog.verify} reports.
  *
  * The hash of a record is
  * `hex(SHA-256(UTF-8(prevHash + canonicalJson(body))))` where `body` is
@@ -128,163 +121,192 @@ const VERIFY_PAGE = 1000;
  * hashed so that moving a record is caught; `prevHash` enters as the prefix;
  * `hash` itself is not hashed. {@link computeAuditHash} is that function.
  *
- * Appends are safe across connections and processes sharing one file: each
- * one reads the head and inserts under the write lock (`BEGIN IMMEDIATE`, or a
- * savepoint inside the caller's transaction), and `seq` is the primary key, so
- * the chain neither forks nor leaves gaps. The table's triggers refuse
- * `UPDATE` and `DELETE` with `ERR_AUDIT_APPEND_ONLY`.
+ * How a record gets its place depends on the store (ADR 0008). On SQLite
+ * (`"write"` chaining) the writer reads the head and inserts the chained record
+ * in its own transaction: writes take turns, so the chain neither forks nor
+ * leaves gaps. On PostgreSQL (`"seal"` chaining) the writer inserts an
+ * unchained draft in its transaction, and {@link AuditLog.seal}, run by one
+ * elected sealer, chains committed drafts in seal order; `list`, `head` and
+ * `verify` seal first, so a caller reads its own committed writes.
  *
  * @example Append, list and verify
  * ```ts
- * import { AuditLog, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { AuditLog, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db, { clock: new FakeClock(1_000) });
- * const record = audit.append({
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store, { clock: new FakeClock(1_000) });
+ * await audit.append({
  *   actor: { subject: "alice", kind: "human" },
  *   action: "approval.decide",
  *   resource: "approval:a-1",
  *   outcome: "approved",
  *   data: { quorum: 2 },
  * });
- * assert.equal(record.seq, 1);
- * assert.equal(audit.list({ actionPrefix: "approval." }).length, 1);
- * assert.deepEqual(audit.verify(), { ok: true, checked: 1, head: audit.head() });
+ * const [record] = await audit.list({ actionPrefix: "approval." });
+ * assert.equal(record?.seq, 1);
+ * const result = await audit.verify();
+ * assert.deepEqual(result, { ok: true, checked: 1, head: await audit.head(), sealedThrough: 1, pending: 0 });
  * ```
  */
 export class AuditLog implements AuditSink {
-  #db: Database;
+  #store: Store;
   #clock: Clock;
-  #headStmt: Statement<{ seq: number; hash: string }>;
-  #insertStmt: Statement;
-  #pageStmt: Statement<ChainRow>;
-  #triggersStmt: Statement<{ name: string; sql: string | null }>;
-  #listStmts = new Map<string, Statement<AuditRow>>();
 
   /**
-   * Creates an audit log on an open, migrated database.
+   * Creates an audit log on an open store.
    *
-   * @param db The database, from `openDatabase`.
+   * @param store The store, from `openStore`.
    * @param options The clock.
-   * @throws {Error} When the database has no `audit_log` table.
    */
-  constructor(db: Database, options: AuditLogOptions = {}) {
+  constructor(store: Store, options: AuditLogOptions = {}) {
     const { clock = systemClock } = options;
-    this.#db = db;
+    this.#store = store;
     this.#clock = clock;
-    this.#headStmt = db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
-    this.#insertStmt = db.prepare(
-      `INSERT INTO audit_log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.#pageStmt = db.prepare<ChainRow>(
-      `SELECT ${COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ${VERIFY_PAGE}`,
-      { returnArrays: true },
-    );
-    this.#triggersStmt = db.prepare(
-      "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log'",
-    );
   }
 
   /**
-   * Validates and appends one entry at the head of the chain, in its own
-   * `BEGIN IMMEDIATE` transaction, or in a savepoint of the caller's
-   * transaction (then it commits or rolls back with the caller).
+   * Validates and appends one entry, in its own transaction or in the
+   * caller's `tx` (then it commits or rolls back with the caller).
    *
    * @param entry What happened.
-   * @returns The stored record.
+   * @param options The transaction to join.
+   * @returns Once written (committed, without `tx`).
    * @throws {PlmError} `ERR_AUDIT_INVALID_RECORD` when `entry` is malformed.
    *
    * @example Append inside a caller's transaction
    * ```ts
-   * import { AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const audit = new AuditLog(db);
-   * db.transaction(() => {
+   * await using store = await openStore(":memory:");
+   * const audit = new AuditLog(store);
+   * await store.transaction(async (tx) => {
    *   // ... change some state, then record it in the same transaction
-   *   audit.append({
+   *   await audit.append({
    *     actor: { subject: "svc", kind: "service" },
    *     action: "run.transition",
    *     resource: "run:r-1",
    *     outcome: "succeeded",
    *     runId: "r-1",
-   *   });
+   *   }, { tx });
    * });
-   * assert.equal(audit.head().seq, 1);
+   * assert.equal((await audit.head()).seq, 1);
    * ```
    */
-  append(entry: AuditEntryInput): AuditRecord {
+  async append(entry: AuditEntryInput, options: AuditAppendOptions = {}): Promise<void> {
     const input = parseEntry(entry, undefined);
-    return this.#db.transaction(() => this.#write(input, this.#readHead()));
+    await this.#within(options.tx, (tx) => this.#write(tx, [input]));
   }
 
   /**
-   * Validates every entry, then appends them all in one transaction: either
-   * every entry is stored, consecutively, or none is.
+   * Validates every entry, then appends them all in one transaction (or the
+   * caller's `tx`): either every entry is stored, consecutively, or none is.
    *
    * @param entries What happened, in order.
-   * @returns The stored records, in order.
+   * @param options The transaction to join.
+   * @returns Once written.
    * @throws {PlmError} `ERR_AUDIT_INVALID_RECORD` when `entries` is not a list or any entry is
    * malformed (nothing is stored).
    *
    * @example Append a batch
    * ```ts
-   * import { AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const audit = new AuditLog(db);
+   * await using store = await openStore(":memory:");
+   * const audit = new AuditLog(store);
    * const actor = { subject: "cron", kind: "system" } as const;
-   * const records = audit.appendMany([
+   * await audit.appendMany([
    *   { actor, action: "lease.expire", resource: "run:r-1", outcome: "requeued" },
    *   { actor, action: "lease.expire", resource: "run:r-2", outcome: "requeued" },
    * ]);
+   * const records = await audit.list();
    * assert.deepEqual(records.map((r) => r.seq), [1, 2]);
    * assert.equal(records[1]?.prevHash, records[0]?.hash);
    * ```
    */
-  appendMany(entries: readonly AuditEntryInput[]): AuditRecord[] {
+  async appendMany(
+    entries: readonly AuditEntryInput[],
+    options: AuditAppendOptions = {},
+  ): Promise<void> {
     if (!Array.isArray(entries)) {
       throw new PlmError("ERR_AUDIT_INVALID_RECORD", "Cannot append entries that are not a list");
     }
     const inputs = entries.map((entry, index) => parseEntry(entry, index));
-    if (inputs.length === 0) return [];
-    return this.#db.transaction(() => {
-      let head = this.#readHead();
-      return inputs.map((input) => {
-        const record = this.#write(input, head);
-        head = record;
-        return record;
+    if (inputs.length === 0) return;
+    await this.#within(options.tx, (tx) => this.#write(tx, inputs));
+  }
+
+  /**
+   * Chains the records waiting to be sealed (PostgreSQL's `"seal"` chaining),
+   * batch after batch, as the elected sealer: each batch takes the head and
+   * the oldest sealable drafts in seal order, gives them the next seqs and
+   * their hashes, and moves the watermark if no other sealer moved it first.
+   * It stops after a batch that was not full, or when another process holds
+   * the sealer role. A no-op (0) on SQLite, which chains as it writes.
+   *
+   * @returns How many records this call sealed.
+   *
+   * @example Nothing to seal on SQLite
+   * ```ts
+   * import { AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * await using store = await openStore(":memory:");
+   * const audit = new AuditLog(store);
+   * await audit.append({ actor: { subject: "svc", kind: "service" }, action: "demo", resource: "x", outcome: "ok" });
+   * assert.equal(await audit.seal(), 0);
+   * ```
+   */
+  async seal(): Promise<number> {
+    if (await this.#chaining() === "write") return 0;
+    let sealed = 0;
+    for (;;) {
+      // One batch per transaction, under the sealer role: the seals are computed from the
+      // head read in this transaction and written only if it is still the head (fenced by
+      // the watermark), so two sealers can never fork the chain.
+      const batch = await this.#store.lead("sealer", async (tx) => {
+        const head = await tx.audit.head();
+        const pending = await tx.audit.pending(SEAL_BATCH);
+        if (pending.length === 0) return { count: 0, full: false };
+        const { seals } = sealAfter(head, pending);
+        if (!await tx.audit.seal(seals, head)) return { count: 0, full: false };
+        tx.wake("audit");
+        return { count: seals.length, full: pending.length === SEAL_BATCH };
       });
-    });
+      if (batch === undefined) return sealed;
+      sealed += batch.count;
+      if (!batch.full) return sealed;
+    }
   }
 
   /**
    * Returns the records matching `filter`, oldest first unless `newestFirst`.
+   * Without `tx`, it seals first.
    *
    * @param filter Which records, how many, in which order.
+   * @param options The transaction to read in.
    * @returns The matching records.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming the criterion when `fromSeq` or `toSeq`
    * is not an integer >= 0, `limit` not an integer 1..1,000, or a text criterion not a text.
    *
    * @example The last two records of a run
    * ```ts
-   * import { AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const audit = new AuditLog(db);
+   * await using store = await openStore(":memory:");
+   * const audit = new AuditLog(store);
    * const actor = { subject: "svc", kind: "service" } as const;
    * for (const outcome of ["queued", "running", "succeeded"]) {
-   *   audit.append({ actor, action: "run.transition", resource: "run:r-1", outcome, runId: "r-1" });
+   *   await audit.append({ actor, action: "run.transition", resource: "run:r-1", outcome, runId: "r-1" });
    * }
-   * const last = audit.list({ runId: "r-1", newestFirst: true, limit: 2 });
+   * const last = await audit.list({ runId: "r-1", newestFirst: true, limit: 2 });
    * assert.deepEqual(last.map((r) => r.outcome), ["succeeded", "running"]);
    * ```
    */
-  list(filter: AuditListFilter = {}): AuditRecord[] {
+  async list(filter: AuditListFilter = {}, options: AuditReadOptions = {}): Promise<AuditRecord[]> {
     const {
       runId,
       actionPrefix,
@@ -294,72 +316,79 @@ export class AuditLog implements AuditSink {
       limit = INPUT_LIMITS.listLimit,
       newestFirst = false,
     } = filter;
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    if (runId !== undefined) {
-      where.push("run_id = ?");
-      params.push(checkText("runId", runId));
-    }
-    if (actionPrefix !== undefined) {
-      where.push("action GLOB ?");
-      params.push(checkText("actionPrefix", actionPrefix).replace(/[*?[]/g, "[$&]") + "*");
-    }
-    if (actorSubject !== undefined) {
-      where.push("actor_subject = ?");
-      params.push(checkText("actorSubject", actorSubject));
-    }
-    if (fromSeq !== undefined) {
-      where.push("seq >= ?");
-      params.push(checkInteger("fromSeq", fromSeq));
-    }
-    if (toSeq !== undefined) {
-      where.push("seq <= ?");
-      params.push(checkInteger("toSeq", toSeq));
-    }
-    let sql = `SELECT ${COLUMNS} FROM audit_log`;
-    if (where.length > 0) sql += ` WHERE ${where.join(" AND ")}`;
-    sql += newestFirst ? " ORDER BY seq DESC" : " ORDER BY seq";
-    sql += " LIMIT ?";
-    params.push(checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit));
-    let stmt = this.#listStmts.get(sql);
-    if (stmt === undefined) {
-      stmt = this.#db.prepare<AuditRow>(sql);
-      this.#listStmts.set(sql, stmt);
-    }
-    return stmt.all(...params).map(toRecord);
+    const base: Omit<AuditQuery, "order" | "limit"> = {
+      ...(runId === undefined ? {} : { runId: checkText("runId", runId) }),
+      ...(actorSubject === undefined ? {} : { actor: checkText("actorSubject", actorSubject) }),
+      ...(fromSeq === undefined ? {} : { afterSeq: checkInteger("fromSeq", fromSeq) - 1 }),
+    };
+    const prefix = actionPrefix === undefined ? undefined : checkText("actionPrefix", actionPrefix);
+    const until = toSeq === undefined ? undefined : checkInteger("toSeq", toSeq);
+    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
+    return await this.#reading(options.tx, async (tx) => {
+      if (prefix === undefined && until === undefined) {
+        return await tx.audit.list({ ...base, order: newestFirst ? "desc" : "asc", limit });
+      }
+      // The port filters by exact action and has no upper seq: walk oldest first in pages,
+      // keeping the matches (the newest `limit` of them for `newestFirst`).
+      const found: AuditRecord[] = [];
+      let after = base.afterSeq;
+      for (;;) {
+        const page = await tx.audit.list({
+          ...base,
+          ...(after === undefined ? {} : { afterSeq: after }),
+          order: "asc",
+          limit: PAGE,
+        });
+        for (const record of page) {
+          if (until !== undefined && record.seq > until) return finish(found, limit, newestFirst);
+          if (prefix !== undefined && !record.action.startsWith(prefix)) continue;
+          found.push(record);
+          if (!newestFirst && found.length === limit) return found;
+          if (newestFirst && found.length > limit) found.shift();
+        }
+        if (page.length < PAGE) return finish(found, limit, newestFirst);
+        after = page[page.length - 1]!.seq;
+      }
+    });
   }
 
   /**
-   * Returns the newest record's seq and hash, to keep as a witness for
-   * `verify({ expectedHead })`.
+   * Returns the newest sealed record's seq and hash, to keep as a witness for
+   * `verify({ expectedHead })`. Without `tx`, it seals first.
    *
+   * @param options The transaction to read in.
    * @returns The head; `{ seq: 0, hash: AUDIT_GENESIS_HASH }` when empty.
    *
    * @example Read the head of an empty log
    * ```ts
-   * import { AUDIT_GENESIS_HASH, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AUDIT_GENESIS_HASH, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * assert.deepEqual(new AuditLog(db).head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
+   * await using store = await openStore(":memory:");
+   * assert.deepEqual(await new AuditLog(store).head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
    * ```
    */
-  head(): AuditHead {
-    return this.#readHead();
+  async head(options: AuditReadOptions = {}): Promise<AuditHead> {
+    return await this.#reading(options.tx, async (tx) => {
+      const { seq, hash } = await tx.audit.head();
+      return { seq, hash };
+    });
   }
 
   /**
-   * Walks the whole chain, oldest first, streaming rows in pages of 1000 within
-   * one read snapshot (`BEGIN DEFERRED`: writers are not blocked meanwhile), and
-   * reports the first record that is missing, out of place,
-   * unlinked or altered. With `expectedHead`, and with each of `checkpoints`
-   * (signed heads whose signatures `verifyCheckpoint` has checked: the same
-   * check), it also reports truncation and rewritten history, naming the
-   * checkpoint (`checkpointIndex`). An intact chain whose append-only triggers
-   * are missing or altered is reported as `append_only_disabled`.
+   * Seals what can be sealed, then walks the whole sealed chain, oldest first,
+   * in pages of 1,000 within one read snapshot, and reports the first record
+   * that is missing, out of place, unlinked or altered. With `expectedHead`,
+   * and with each of `checkpoints` (signed heads whose signatures
+   * `verifyCheckpoint` has checked: the same check), it also reports
+   * truncation and rewritten history, naming the checkpoint
+   * (`checkpointIndex`). An intact chain whose append-only guards (triggers)
+   * are missing or altered is reported as `append_only_disabled`. The result
+   * carries the sealed watermark and how many records still wait to be sealed
+   * (PostgreSQL: written by transactions still open, or after the walk began).
    *
    * @param options The expected head and the checkpoints, if any.
-   * @returns `ok: true` with the count and head, or the first bad seq and why.
+   * @returns `ok: true` with the count and head, or the first bad seq and why; with the seal state.
    * @throws {PlmError} `ERR_INVALID_ARGUMENT` when `expectedHead.seq` is not an integer >= 0
    * or `expectedHead.hash` not 64 lowercase hex digits, or a checkpoint does not match
    * `AuditCheckpointSchema` (naming `checkpoints[i]`); `ERR_CHECKPOINT_INVALID` when a
@@ -368,22 +397,22 @@ export class AuditLog implements AuditSink {
    *
    * @example Catch truncation with a remembered head
    * ```ts
-   * import { AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const audit = new AuditLog(db);
+   * await using store = await openStore(":memory:");
+   * const audit = new AuditLog(store);
    * const actor = { subject: "svc", kind: "service" } as const;
-   * audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
-   * const witness = audit.head();
-   * assert.equal(audit.verify({ expectedHead: witness }).ok, true);
+   * await audit.append({ actor, action: "demo", resource: "x", outcome: "ok" });
+   * const witness = await audit.head();
+   * assert.equal((await audit.verify({ expectedHead: witness })).ok, true);
    *
    * const claimed = { seq: witness.seq + 1, hash: witness.hash };
-   * const result = audit.verify({ expectedHead: claimed });
+   * const result = await audit.verify({ expectedHead: claimed });
    * assert.equal(result.ok ? "ok" : result.problem, "truncated");
    * ```
    */
-  verify(options: AuditVerifyOptions = {}): AuditVerifyResult {
+  async verify(options: AuditVerifyOptions = {}): Promise<AuditVerifyResult> {
     const witnesses = witnessesOf(options);
     // A checkpoint is trusted only as `verifyCheckpoint` (or `signCheckpoint`) returned it.
     options.checkpoints?.forEach((checkpoint, index) => {
@@ -394,133 +423,96 @@ export class AuditLog implements AuditSink {
         );
       }
     });
-    return this.#db.readTransaction(() => {
-      const result = verifyChain(this.#pages(), witnesses);
-      if (!result.ok) return result;
-      const missing = this.#missingTriggers();
-      if (missing.length === 0) return result;
-      return broken(
-        result.checked,
-        0,
-        "append_only_disabled",
-        `The log is not append-only: trigger ${missing.join(" and ")} is missing or altered`,
-      );
+    await this.seal();
+    return await this.#store.read(async (tx) => {
+      const { seq: sealedThrough } = await tx.audit.head();
+      const pending = await tx.audit.pendingCount();
+      const state = { sealedThrough, pending };
+      const result = await verifyChain(pagesOf(tx), witnesses);
+      if (!result.ok) return { ...result, ...state };
+      const missing = await tx.audit.missingGuards();
+      if (missing.length === 0) return { ...result, ...state };
+      return {
+        ...broken(
+          result.checked,
+          0,
+          "append_only_disabled",
+          `The log is not append-only: trigger ${missing.join(" and ")} is missing or altered`,
+        ),
+        ...state,
+      };
     });
   }
 
+  /** How the store chains, read once. */
+  #chainingOf: Promise<"write" | "seal"> | undefined;
+  #chaining(): Promise<"write" | "seal"> {
+    this.#chainingOf ??= this.#store.read((tx) => Promise.resolve(tx.audit.chaining));
+    return this.#chainingOf;
+  }
+
+  /** Runs `fn` in `tx`, or in a transaction of its own. */
+  #within<T>(tx: StoreTx | undefined, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return tx === undefined ? this.#store.transaction(fn) : fn(tx);
+  }
+
+  /** Runs `fn` in `tx`, or seals and then runs it in a read transaction of its own. */
+  async #reading<T>(tx: StoreTx | undefined, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    if (tx !== undefined) return await fn(tx);
+    await this.seal();
+    return await this.#store.read(fn);
+  }
+
   /**
-   * The whole table, oldest first, in keyset pages of arrays (call it inside a
-   * read transaction: one snapshot). Bounded memory, and much cheaper per row
-   * than node:sqlite's iterate() with objects. The walk stops reading at its
-   * first problem.
+   * Writes checked entries in `tx`: chained after the head it reads
+   * (`"write"`: writes take turns, so no other writer moves the head before
+   * this transaction commits), or as drafts for the sealer (`"seal"`).
    */
-  *#pages(): Generator<ChainRow[]> {
-    for (let page = this.#pageStmt.all(0); page.length > 0;) {
-      yield page;
-      if (page.length < VERIFY_PAGE) return;
-      page = this.#pageStmt.all(page[page.length - 1]![0]);
+  async #write(tx: StoreTx, inputs: readonly WritableEntry[]): Promise<void> {
+    const drafts = inputs.map((input) => draftOf(input, this.#clock.now()));
+    if (tx.audit.chaining === "write") {
+      await tx.audit.insertChained(chainAfter(await tx.audit.head(), drafts));
+    } else {
+      await tx.audit.insertPending(drafts);
+      tx.wake("audit");
     }
-  }
-
-  #missingTriggers(): string[] {
-    const found = new Map(this.#triggersStmt.all().map((t) => [t.name, collapse(t.sql ?? "")]));
-    return [...APPEND_ONLY_TRIGGERS].filter(([name, sql]) => found.get(name) !== sql).map(([n]) =>
-      n
-    );
-  }
-
-  #readHead(): AuditHead {
-    const row = this.#headStmt.get();
-    return row === undefined
-      ? { seq: 0, hash: AUDIT_GENESIS_HASH }
-      : { seq: row.seq, hash: row.hash };
-  }
-
-  #write({ entry: input, dataJson }: WritableEntry, head: AuditHead): AuditRecord {
-    const now = this.#clock.now();
-    const at = Math.trunc(now);
-    if (!Number.isSafeInteger(at)) {
-      throw new PlmError("ERR_INTERNAL", `Cannot stamp an audit record with the time ${now}`);
-    }
-    const data = input.data ?? null;
-    const row: AuditRow = {
-      seq: head.seq + 1,
-      at,
-      actor_subject: input.actor.subject,
-      actor_kind: input.actor.kind,
-      action: input.action,
-      resource: input.resource,
-      outcome: input.outcome,
-      reason: input.reason ?? null,
-      run_id: input.runId ?? null,
-      trace_id: input.traceId ?? null,
-      data: dataJson,
-      prev_hash: head.hash,
-      hash: "",
-    };
-    row.hash = chainHash(
-      row.prev_hash,
-      row.seq,
-      row.at,
-      row.actor_subject,
-      row.actor_kind,
-      row.action,
-      row.resource,
-      row.outcome,
-      row.reason,
-      row.run_id,
-      row.trace_id,
-      row.data,
-    );
-    this.#insertStmt.run(
-      row.seq,
-      row.at,
-      row.actor_subject,
-      row.actor_kind,
-      row.action,
-      row.resource,
-      row.outcome,
-      row.reason,
-      row.run_id,
-      row.trace_id,
-      row.data,
-      row.prev_hash,
-      row.hash,
-    );
-    return {
-      seq: row.seq,
-      at,
-      actor: { subject: row.actor_subject, kind: input.actor.kind },
-      action: row.action,
-      resource: row.resource,
-      outcome: row.outcome,
-      reason: row.reason,
-      runId: row.run_id,
-      traceId: row.trace_id,
-      data,
-      prevHash: row.prev_hash,
-      hash: row.hash,
-    };
   }
 }
 
-function toRecord(row: AuditRow): AuditRecord {
-  return {
-    seq: row.seq,
-    at: row.at,
-    actor: { subject: row.actor_subject, kind: row.actor_kind as ActorKind },
-    action: row.action,
-    resource: row.resource,
-    outcome: row.outcome,
-    reason: row.reason,
-    runId: row.run_id,
-    traceId: row.trace_id,
-    data: JSON.parse(row.data) as JsonValue,
-    prevHash: row.prev_hash,
-    hash: row.hash,
-  };
+/** The newest `limit` of `found` (oldest first), reversed for `newestFirst`. */
+function finish(found: AuditRecord[], limit: number, newestFirst: boolean): AuditRecord[] {
+  return newestFirst ? found.slice(-limit).reverse() : found.slice(0, limit);
 }
 
-function collapse(sql: string): string {
-  return sql.replace(/\s+/g, " ").trim();
+/**
+ * The sealed chain, oldest first, in keyset pages (call it inside a read
+ * transaction: one snapshot). The walk stops reading at its first problem.
+ */
+async function* pagesOf(tx: StoreTx): AsyncGenerator<ChainRow[]> {
+  for (let after = 0;;) {
+    const page = await tx.audit.list({ afterSeq: after, order: "asc", limit: PAGE });
+    if (page.length === 0) return;
+    yield page.map(toChainRow);
+    if (page.length < PAGE) return;
+    after = page[page.length - 1]!.seq;
+  }
+}
+
+/** A record as the walk reads it, `data` as its canonical JSON (the text that was hashed). */
+function toChainRow(record: AuditRecord): ChainRow {
+  return [
+    record.seq,
+    record.at,
+    record.actor.subject,
+    record.actor.kind,
+    record.action,
+    record.resource,
+    record.outcome,
+    record.reason,
+    record.runId,
+    record.traceId,
+    canonicalJson(record.data),
+    record.prevHash,
+    record.hash,
+  ];
 }

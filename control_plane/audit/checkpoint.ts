@@ -288,9 +288,9 @@ export async function importCheckpointPublicKey(
 /**
  * Signs a head of the audit chain: `{ version: 1, seq, hash, at, keyId }`
  * and an Ed25519 signature over the UTF-8 bytes of its canonical JSON
- * (RFC 8785). On SQLite the head is `AuditLog.head()`, since every append is
- * chained at once; a store that seals records later signs its sealed
- * watermark, the newest record that is chained and immutable.
+ * (RFC 8785). Sign `AuditLog.head()`: it seals first (PostgreSQL) and returns
+ * the sealed watermark, the newest record that is chained and immutable (on
+ * SQLite every append is chained at once).
  *
  * @param head The seq and hash to vouch for.
  * @param options The key and the clock.
@@ -304,17 +304,17 @@ export async function importCheckpointPublicKey(
  *   AuditLog,
  *   generateCheckpointKeys,
  *   importCheckpointPrivateKey,
- *   openDatabase,
+ *   openStore,
  *   signCheckpoint,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * audit.append({ actor: { subject: "svc", kind: "service" }, action: "demo", resource: "x", outcome: "ok" });
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
+ * await audit.append({ actor: { subject: "svc", kind: "service" }, action: "demo", resource: "x", outcome: "ok" });
  * const privateKey = await importCheckpointPrivateKey((await generateCheckpointKeys()).privateKeyPem);
- * const checkpoint = await signCheckpoint(audit.head(), { privateKey });
- * assert.equal(checkpoint.hash, audit.head().hash);
+ * const checkpoint = await signCheckpoint(await audit.head(), { privateKey });
+ * assert.equal(checkpoint.hash, (await audit.head()).hash);
  * ```
  */
 export async function signCheckpoint(
@@ -356,22 +356,22 @@ export async function signCheckpoint(
  *   generateCheckpointKeys,
  *   importCheckpointPrivateKey,
  *   importCheckpointPublicKey,
- *   openDatabase,
+ *   openStore,
  *   signCheckpoint,
  *   verifyCheckpoint,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * audit.append({ actor: { subject: "svc", kind: "service" }, action: "demo", resource: "x", outcome: "ok" });
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
+ * await audit.append({ actor: { subject: "svc", kind: "service" }, action: "demo", resource: "x", outcome: "ok" });
  * const pair = await generateCheckpointKeys();
  * const privateKey = await importCheckpointPrivateKey(pair.privateKeyPem);
- * const signed = await signCheckpoint(audit.head(), { privateKey });
+ * const signed = await signCheckpoint(await audit.head(), { privateKey });
  *
  * const result = await verifyCheckpoint(signed, await importCheckpointPublicKey(pair.publicKeyPem));
  * assert.ok(result.ok);
- * assert.equal(audit.verify({ checkpoints: [result.checkpoint] }).ok, true);
+ * assert.equal((await audit.verify({ checkpoints: [result.checkpoint] })).ok, true);
  * ```
  */
 export async function verifyCheckpoint(

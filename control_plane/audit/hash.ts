@@ -17,20 +17,21 @@ import type { AuditRecord } from "./types.ts";
  * import {
  *   AUDIT_GENESIS_HASH,
  *   AuditLog,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * assert.deepEqual(audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
- * const first = audit.append({
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
+ * assert.deepEqual(await audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
+ * await audit.append({
  *   actor: { subject: "svc", kind: "service" },
  *   action: "run.create",
  *   resource: "run:r-1",
  *   outcome: "queued",
  * });
- * assert.equal(first.prevHash, AUDIT_GENESIS_HASH);
+ * const [first] = await audit.list();
+ * assert.equal(first?.prevHash, AUDIT_GENESIS_HASH);
  * ```
  */
 export const AUDIT_GENESIS_HASH: string = "0".repeat(64);
@@ -50,17 +51,20 @@ export type AuditHashInput = Omit<AuditRecord, "hash">;
  *
  * @example Recompute a stored record's hash
  * ```ts
- * import { AuditLog, computeAuditHash, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { AuditLog, computeAuditHash, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const record = new AuditLog(db).append({
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
+ * await audit.append({
  *   actor: { subject: "bob", kind: "human" },
  *   action: "policy.decide",
  *   resource: "run:r-9",
  *   outcome: "denied",
  *   reason: "Outside business hours",
  * });
+ * const [record] = await audit.list();
+ * if (record === undefined) throw new Error("no record");
  * assert.equal(computeAuditHash(record), record.hash);
  * const notJson = { ...record, data: { amount: 10n } } as unknown as typeof record;
  * assert.throws(() => computeAuditHash(notJson), { code: "ERR_INVALID_ARGUMENT" });

@@ -5,28 +5,63 @@
  *
  * @example Append and verify
  * ```ts
- * import { AuditLog, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { AuditLog, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db, { clock: new FakeClock(0) });
- * audit.append({
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store, { clock: new FakeClock(0) });
+ * await audit.append({
  *   actor: { subject: "agent-7", kind: "agent" },
  *   action: "tool.invoke",
  *   resource: "tool:search",
  *   outcome: "succeeded",
  * });
- * const result = audit.verify();
+ * const result = await audit.verify();
  * assert.equal(result.ok, true);
  * assert.equal(result.checked, 1);
  * ```
  *
  * @module
  */
-export * from "./audit_log.ts";
-export * from "./entry_schema.ts";
+export {
+  type AuditAppendOptions,
+  type AuditListFilter,
+  AuditLog,
+  type AuditLogOptions,
+  type AuditReadOptions,
+} from "./audit_log.ts";
+export { AuditEntryInputSchema } from "./entry_schema.ts";
 export { AUDIT_GENESIS_HASH, type AuditHashInput, computeAuditHash } from "./hash.ts";
-export * from "./verify.ts";
-export * from "./actor.ts";
-export * from "./types.ts";
-export * from "./checkpoint.ts";
+export {
+  AUDIT_CHAIN_PROBLEMS,
+  type AuditChainProblem,
+  type AuditChainResult,
+  type AuditHead,
+  type AuditSealState,
+  type AuditVerifyOptions,
+  type AuditVerifyResult,
+} from "./verify.ts";
+export { actorOf, resolveActor } from "./actor.ts";
+export {
+  type AuditActor,
+  type AuditEntryInput,
+  type AuditRecord,
+  type AuditSink,
+} from "./types.ts";
+export {
+  type AuditCheckpoint,
+  AuditCheckpointSchema,
+  CHECKPOINT_PROBLEMS,
+  type CheckpointKey,
+  type CheckpointKeyOptions,
+  type CheckpointKeyPair,
+  type CheckpointProblem,
+  type CheckpointSignOptions,
+  type CheckpointVerifyResult,
+  generateCheckpointKeys,
+  importCheckpointPrivateKey,
+  importCheckpointPublicKey,
+  parseCheckpoint,
+  signCheckpoint,
+  verifyCheckpoint,
+} from "./checkpoint.ts";

@@ -4,6 +4,7 @@
  * @module
  */
 import type { ActorKind, JsonValue } from "../../shared/mod.ts";
+import type { StoreTx } from "../store/port.ts";
 
 /** Who performed an audited action. */
 export interface AuditActor {
@@ -63,6 +64,10 @@ export interface AuditRecord {
 
 /** Anything that can append audit entries; `AuditLog` is the real one. */
 export interface AuditSink {
-  /** Appends one entry and returns the stored record. */
-  append(entry: AuditEntryInput): AuditRecord;
+  /**
+   * Appends one entry, in `options.tx` when given (it commits with the
+   * caller's changes), else in a transaction of its own. No record is
+   * returned: on PostgreSQL a record gets its seq and hash when sealed.
+   */
+  append(entry: AuditEntryInput, options?: { tx?: StoreTx }): Promise<void>;
 }

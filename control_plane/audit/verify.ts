@@ -25,13 +25,13 @@ export interface AuditHead {
  * import {
  *   AUDIT_CHAIN_PROBLEMS,
  *   AuditLog,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
- * const result = audit.verify({ expectedHead: { seq: 3, hash: "a".repeat(64) } });
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
+ * const result = await audit.verify({ expectedHead: { seq: 3, hash: "a".repeat(64) } });
  * assert.equal(result.ok, false);
  * if (!result.ok) {
  *   assert.ok(AUDIT_CHAIN_PROBLEMS.includes(result.problem));
@@ -60,8 +60,8 @@ export const AUDIT_CHAIN_PROBLEMS = [
 /** One of {@link AUDIT_CHAIN_PROBLEMS}. */
 export type AuditChainProblem = typeof AUDIT_CHAIN_PROBLEMS[number];
 
-/** What {@link AuditLog.verify} found. */
-export type AuditVerifyResult =
+/** What the chain walk found, before the store's seal state is added. */
+export type AuditChainResult =
   | {
     /** The chain is intact. */
     readonly ok: true;
@@ -87,6 +87,17 @@ export type AuditVerifyResult =
      */
     readonly checkpointIndex?: number;
   };
+
+/** The seal state {@link AuditLog.verify} reports beside the walk. */
+export interface AuditSealState {
+  /** The sealed watermark: the last record chained (and so verified); 0 when none. */
+  readonly sealedThrough: number;
+  /** How many records wait to be sealed (always 0 on SQLite, which chains as it writes). */
+  readonly pending: number;
+}
+
+/** What {@link AuditLog.verify} found: the walk's result and the seal state. */
+export type AuditVerifyResult = AuditChainResult & AuditSealState;
 
 /** Options for {@link AuditLog.verify}. */
 export interface AuditVerifyOptions {

@@ -2,7 +2,8 @@
  * The pure rules of durable governance state (ADR 0007): they take the rows
  * the repository read and return the decision and the rows to write. No I/O:
  * {@link AutonomyController} and {@link BudgetTracker} read and write through
- * `_state_repository.ts` inside one transaction.
+ * the store port's governance repository inside one transaction, under the
+ * agent's lock.
  *
  * @module
  */

@@ -9,20 +9,19 @@ import { z } from "zod";
 import { type Clock, parseArgument, type Schema, systemClock } from "../../shared/mod.ts";
 import { checkOption } from "../../shared/validate.ts";
 import type { Verdict } from "../governance/mod.ts";
-import type { Database } from "../store/database.ts";
+import type { Store, StoreTx } from "../store/port.ts";
 import { decideAgentRun, freeingOffset, type RateRule, windowSince } from "./_rules.ts";
-import { RunStartRepository } from "./_state_repository.ts";
 
 /**
  * Every budget that can be exceeded; named in the reason of a budget denial.
  *
  * @example A denial names the exceeded budget
  * ```ts
- * import { BUDGET_KINDS, BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BUDGET_KINDS, BudgetTracker, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const result = new BudgetTracker(db).checkRun(
+ * await using store = await openStore(":memory:");
+ * const result = new BudgetTracker(store).checkRun(
  *   { attempts: 1, escalations: 2, costUnits: 0 },
  *   { maxEscalations: 1 },
  * );
@@ -50,19 +49,19 @@ export type BudgetKind = typeof BUDGET_KINDS[number];
  *   BudgetTracker,
  *   FakeClock,
  *   RATE_WINDOWS,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
+ * await using store = await openStore(":memory:");
  * assert.deepEqual(RATE_WINDOWS, ["sliding", "fixed"]);
  * const clock = new FakeClock(0);
- * const budgets = new BudgetTracker(db, { clock });
+ * const budgets = new BudgetTracker(store, { clock });
  * const limit = { maxRuns: 1, windowMs: 60_000, window: "fixed" } as const;
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
- * assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
+ * assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
+ * assert.equal((await budgets.consumeAgentRun("a-1", limit)).ok, false);
  * clock.advance(60_000); // a new window starts
- * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+ * assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
  * ```
  */
 export const RATE_WINDOWS = ["sliding", "fixed"] as const;
@@ -178,40 +177,38 @@ const WITHIN: BudgetWithin = Object.freeze({ ok: true });
  *
  * @example Refuse the fourth attempt of a run, and an agent's third run a minute
  * ```ts
- * import { BudgetTracker, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { BudgetTracker, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const budgets = new BudgetTracker(db, { clock: new FakeClock(0) });
+ * await using store = await openStore(":memory:");
+ * const budgets = new BudgetTracker(store, { clock: new FakeClock(0) });
  * const limits = { maxAttempts: 3 };
  * assert.ok(budgets.checkRun({ attempts: 3, escalations: 0, costUnits: 0 }, limits).ok);
  * const fourth = budgets.checkRun({ attempts: 4, escalations: 0, costUnits: 0 }, limits);
  * assert.equal(fourth.ok ? undefined : fourth.budget, "attempts");
  *
  * const rate = { maxRuns: 2, windowMs: 60_000 };
- * assert.ok(budgets.consumeAgentRun("a-1", rate).ok);
- * assert.ok(budgets.consumeAgentRun("a-1", rate).ok);
- * assert.equal(budgets.consumeAgentRun("a-1", rate).ok, false);
+ * assert.ok((await budgets.consumeAgentRun("a-1", rate)).ok);
+ * assert.ok((await budgets.consumeAgentRun("a-1", rate)).ok);
+ * assert.equal((await budgets.consumeAgentRun("a-1", rate)).ok, false);
  * // Another tracker on the same database (another process, or after a restart) shares the window.
- * assert.equal(new BudgetTracker(db, { clock: new FakeClock(0) }).consumeAgentRun("a-1", rate).ok, false);
+ * assert.equal((await new BudgetTracker(store, { clock: new FakeClock(0) }).consumeAgentRun("a-1", rate)).ok, false);
  * ```
  */
 export class BudgetTracker {
   readonly #clock: Clock;
-  readonly #db: Database;
-  readonly #starts: RunStartRepository;
+  readonly #store: Store;
 
   /**
    * Creates a tracker on a database.
    *
-   * @param db The database holding the agents' run windows (from `openDatabase`).
+   * @param store The store holding the agents' run windows (from `openStore`).
    * @param options The clock.
    */
-  constructor(db: Database, options?: BudgetTrackerOptions) {
+  constructor(store: Store, options?: BudgetTrackerOptions) {
     const { clock = systemClock } = options ?? {};
     this.#clock = clock;
-    this.#db = db;
-    this.#starts = new RunStartRepository(db);
+    this.#store = store;
   }
 
   /**
@@ -228,11 +225,11 @@ export class BudgetTracker {
    *
    * @example Check cost units
    * ```ts
-   * import { BudgetTracker, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { BudgetTracker, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const budgets = new BudgetTracker(db);
+   * await using store = await openStore(":memory:");
+   * const budgets = new BudgetTracker(store);
    * const usage = { attempts: 1, escalations: 0, costUnits: 120 };
    * const result = budgets.checkRun(usage, { maxCostUnits: 100 });
    * assert.equal(result.ok, false);
@@ -256,17 +253,21 @@ export class BudgetTracker {
    *
    * @example Check before deciding
    * ```ts
-   * import { BudgetTracker, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { BudgetTracker, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const budgets = new BudgetTracker(db, { clock: new FakeClock(0) });
-   * assert.ok(budgets.checkAgentRun("a-1", { maxRuns: 1 }).ok);
-   * assert.ok(budgets.checkAgentRun("a-1", { maxRuns: 1 }).ok);
+   * await using store = await openStore(":memory:");
+   * const budgets = new BudgetTracker(store, { clock: new FakeClock(0) });
+   * assert.ok((await budgets.checkAgentRun("a-1", { maxRuns: 1 })).ok);
+   * assert.ok((await budgets.checkAgentRun("a-1", { maxRuns: 1 })).ok);
    * ```
    */
-  checkAgentRun(agentId: string, limit: AgentRateLimit): BudgetDecision {
-    return this.#agentRun(agentId, limit, false);
+  async checkAgentRun(
+    agentId: string,
+    limit: AgentRateLimit,
+    options: { tx?: StoreTx } = {},
+  ): Promise<BudgetDecision> {
+    return await this.#agentRun(agentId, limit, false, options.tx);
   }
 
   /**
@@ -283,28 +284,37 @@ export class BudgetTracker {
    *
    * @example Two runs per minute
    * ```ts
-   * import { BudgetTracker, FakeClock, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { BudgetTracker, FakeClock, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const budgets = new BudgetTracker(db, { clock });
+   * const budgets = new BudgetTracker(store, { clock });
    * const limit = { maxRuns: 2, windowMs: 60_000 };
-   * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+   * assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
    * clock.advance(10_000);
-   * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
-   * const third = budgets.consumeAgentRun("a-1", limit);
+   * assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
+   * const third = await budgets.consumeAgentRun("a-1", limit);
    * assert.equal(third.ok, false);
    * if (!third.ok) assert.equal(third.retryAfterMs, 50_000);
    * clock.advance(50_000);
-   * assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
+   * assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
    * ```
    */
-  consumeAgentRun(agentId: string, limit: AgentRateLimit): BudgetDecision {
-    return this.#agentRun(agentId, limit, true);
+  async consumeAgentRun(
+    agentId: string,
+    limit: AgentRateLimit,
+    options: { tx?: StoreTx } = {},
+  ): Promise<BudgetDecision> {
+    return await this.#agentRun(agentId, limit, true, options.tx);
   }
 
-  #agentRun(agentId: string, limit: AgentRateLimit, record: boolean): BudgetDecision {
+  #agentRun(
+    agentId: string,
+    limit: AgentRateLimit,
+    record: boolean,
+    joined: StoreTx | undefined,
+  ): Promise<BudgetDecision> {
     const { maxRuns, windowMs = 60_000, window = "sliding" } = limit;
     checkOption("maxRuns", maxRuns, 0);
     checkOption("windowMs", windowMs, 1);
@@ -312,12 +322,17 @@ export class BudgetTracker {
       throw new RangeError(`Unknown rate window: ${String(window)}`);
     }
     const rule: RateRule = { maxRuns, windowMs, window };
-    const decide = (): BudgetDecision => {
+    const decide = async (tx: StoreTx): Promise<BudgetDecision> => {
+      // A consume is read-modify-write under the agent's lock: on PostgreSQL, two processes
+      // starting runs of one agent take turns, so the window is never over-filled.
+      if (record) await tx.governance.lockAgent(agentId);
       const now = this.#clock.now();
-      const since = windowSince(rule, now);
-      const counted = this.#starts.count(agentId, since);
+      const since = Math.trunc(windowSince(rule, now));
+      const counted = await tx.governance.countStarts(agentId, since);
       const offset = freeingOffset(counted, rule);
-      const freeing = offset === undefined ? undefined : this.#starts.nth(agentId, since, offset);
+      const freeing = offset === undefined
+        ? undefined
+        : await tx.governance.nthStart(agentId, since, offset);
       const decision = decideAgentRun(counted, freeing, rule, now, since);
       if (!decision.ok) {
         const { counted, retryAfterMs } = decision;
@@ -331,14 +346,15 @@ export class BudgetTracker {
         );
       }
       if (record) {
-        this.#starts.prune(agentId, since);
-        this.#starts.insert(agentId, now);
+        await tx.governance.pruneStarts(agentId, since);
+        await tx.governance.insertStart(agentId, Math.trunc(now));
       }
       return WITHIN;
     };
-    // A check only reads (its two reads in one snapshot); a consume reads and writes under
-    // the write lock.
-    return record ? this.#db.transaction(decide) : this.#db.readTransaction(decide);
+    // A check only reads (its two reads in one snapshot); a consume reads and writes in a
+    // write transaction.
+    if (joined !== undefined) return decide(joined);
+    return record ? this.#store.transaction(decide) : this.#store.read(decide);
   }
 }
 
@@ -355,17 +371,17 @@ export class BudgetTracker {
  *
  * @example Deny an allowed action over budget
  * ```ts
- * import { applyBudget, BudgetTracker, type Verdict, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { applyBudget, BudgetTracker, type Verdict, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
+ * await using store = await openStore(":memory:");
  * const verdict: Verdict = {
  *   decision: "allow",
  *   matchedRuleIds: ["r1"],
  *   reason: "Allowed by rule r1",
  *   policyVersion: "v1",
  * };
- * const budget = new BudgetTracker(db).checkRun(
+ * const budget = new BudgetTracker(store).checkRun(
  *   { attempts: 4, escalations: 0, costUnits: 0 },
  *   { maxAttempts: 3 },
  * );

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { type Clock, systemClock } from "../../shared/mod.ts";
+import { type Clock, PlmError, systemClock } from "../../shared/mod.ts";
 import { checkOption } from "../../shared/validate.ts";
-import type { Database } from "../store/database.ts";
+import type { AutonomyRow, Store, StoreTx } from "../store/port.ts";
 import {
   type ApprovalSpec,
   ApprovalSpecSchema,
@@ -28,8 +28,8 @@ import {
   cappedRank,
   decideOutcome,
   decideRestore,
+  NO_AUTONOMY_STATE,
 } from "./_rules.ts";
-import { AutonomyStateRepository } from "./_state_repository.ts";
 
 /**
  * Outcomes of an agent's action, fed to {@link AutonomyController.recordOutcome}.
@@ -39,14 +39,14 @@ import { AutonomyStateRepository } from "./_state_repository.ts";
  * import {
  *   AUTONOMY_OUTCOMES,
  *   AutonomyController,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 5 });
- * for (const outcome of AUTONOMY_OUTCOMES) autonomy.recordOutcome("a-1", outcome);
- * assert.equal(autonomy.levelOf("a-1"), "L4");
+ * await using store = await openStore(":memory:");
+ * const autonomy = new AutonomyController(store, { defaultLevel: "L4" }, { demoteAfter: 5 });
+ * for (const outcome of AUTONOMY_OUTCOMES) await autonomy.recordOutcome("a-1", outcome);
+ * assert.equal(await autonomy.levelOf("a-1"), "L4");
  * ```
  */
 export const AUTONOMY_OUTCOMES = ["succeeded", "denied", "failed"] as const;
@@ -63,19 +63,19 @@ export type AutonomyOutcome = typeof AUTONOMY_OUTCOMES[number];
  *   AUTONOMY_CHANGE_CAUSES,
  *   AutonomyController,
  *   type AutonomyLevelChange,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
+ * await using store = await openStore(":memory:");
  * const changes: AutonomyLevelChange[] = [];
  * const autonomy = new AutonomyController(
- *   db,
+ *   store,
  *   { defaultLevel: "L4" },
  *   { demoteAfter: 1, onLevelChange: (change) => changes.push(change) },
  * );
- * autonomy.recordOutcome("a-1", "failed");
- * autonomy.restore("a-1");
+ * await autonomy.recordOutcome("a-1", "failed");
+ * await autonomy.restore("a-1");
  * assert.deepEqual(changes.map((c) => c.cause), [...AUTONOMY_CHANGE_CAUSES]);
  * ```
  */
@@ -131,11 +131,23 @@ export interface AutonomyControllerOptions {
    */
   readonly approval?: ApprovalSpec;
   /**
-   * Called after every level change, with the change, inside the transaction
-   * that stores it: what it writes to the same database (an audit record)
-   * commits with the change or not at all.
+   * Called after every level change, with the change and the transaction
+   * that stores it (and awaited): what it writes through `tx` (an audit
+   * record) commits with the change or not at all.
+   *
+   * @default {undefined}
    */
-  readonly onLevelChange?: (change: AutonomyLevelChange) => void;
+  readonly onLevelChange?: (change: AutonomyLevelChange, tx: StoreTx) => unknown;
+}
+
+/** Options of a call that reads or writes an agent's state: the transaction to join. */
+export interface AutonomyCallOptions {
+  /**
+   * Read or write in this transaction; without it, the call opens its own.
+   *
+   * @default {undefined}
+   */
+  readonly tx?: StoreTx;
 }
 
 interface CompiledAgent {
@@ -172,14 +184,14 @@ function levelAt(index: number): AutonomyLevel {
  *   type AutonomyLevelChange,
  *   FakeClock,
  *   type Verdict,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
+ * await using store = await openStore(":memory:");
  * const changes: AutonomyLevelChange[] = [];
  * const autonomy = new AutonomyController(
- *   db,
+ *   store,
  *   { defaultLevel: "L1", agents: { "a-1": { level: "L4" } } },
  *   { clock: new FakeClock(0), demoteAfter: 2, onLevelChange: (c) => changes.push(c) },
  * );
@@ -189,30 +201,30 @@ function levelAt(index: number): AutonomyLevel {
  *   reason: "Allowed by rule r1",
  *   policyVersion: "v1",
  * };
- * assert.equal(autonomy.fold(allow, "a-1", "bom.update").decision, "allow");
+ * assert.equal((await autonomy.fold(allow, "a-1", "bom.update")).decision, "allow");
  *
- * autonomy.recordOutcome("a-1", "failed");
- * autonomy.recordOutcome("a-1", "denied");
- * assert.equal(autonomy.levelOf("a-1"), "L3");
+ * await autonomy.recordOutcome("a-1", "failed");
+ * await autonomy.recordOutcome("a-1", "denied");
+ * assert.equal(await autonomy.levelOf("a-1"), "L3");
  * assert.equal(changes[0]?.to, "L3");
- * assert.equal(autonomy.fold(allow, "a-1", "bom.update").notify, true);
+ * assert.equal((await autonomy.fold(allow, "a-1", "bom.update")).notify, true);
  * ```
  *
  * @example A drop outlives the controller: another one on the same database sees it
  * ```ts
- * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * const path = `${await Deno.makeTempDir()}/plm.db`;
+ * const path = `${await Deno.makeTempDir()}/plm.store`;
  * {
- *   using db = openDatabase(path);
- *   const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
- *   autonomy.recordOutcome("a-1", "failed");
- *   autonomy.recordOutcome("a-1", "failed");
+ *   await using store = await openStore(path);
+ *   const autonomy = new AutonomyController(store, { defaultLevel: "L4" }, { demoteAfter: 2 });
+ *   await autonomy.recordOutcome("a-1", "failed");
+ *   await autonomy.recordOutcome("a-1", "failed");
  * }
- * using db = openDatabase(path); // after a restart, or in another process
- * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
- * assert.equal(autonomy.levelOf("a-1"), "L3");
+ * await using store = await openStore(path); // after a restart, or in another process
+ * const autonomy = new AutonomyController(store, { defaultLevel: "L4" }, { demoteAfter: 2 });
+ * assert.equal(await autonomy.levelOf("a-1"), "L3");
  * ```
  */
 export class AutonomyController {
@@ -223,20 +235,21 @@ export class AutonomyController {
   readonly #demoteAfter: number;
   readonly #floor: number;
   readonly #approval: ApprovalSpec;
-  readonly #onLevelChange: ((change: AutonomyLevelChange) => void) | undefined;
-  readonly #db: Database;
-  readonly #state: AutonomyStateRepository;
+  readonly #onLevelChange:
+    | ((change: AutonomyLevelChange, tx: StoreTx) => unknown)
+    | undefined;
+  readonly #store: Store;
 
   /**
    * Validates the policy and options.
    *
-   * @param db The database holding the agents' drops and counts (from `openDatabase`).
+   * @param store The store holding the agents' drops and streaks (from `openStore`).
    * @param policy The autonomy policy.
    * @param options Clock, drop threshold and floor, approval spec, hook.
    * @throws {PolicyError} `ERR_POLICY_INVALID` when the policy is invalid.
    * @throws {RangeError} When `demoteAfter`, `floor` or `approval` is invalid.
    */
-  constructor(db: Database, policy: AutonomyPolicy, options?: AutonomyControllerOptions) {
+  constructor(store: Store, policy: AutonomyPolicy, options?: AutonomyControllerOptions) {
     const {
       clock = systemClock,
       demoteAfter = 3,
@@ -265,8 +278,7 @@ export class AutonomyController {
     this.#floor = rank(floor);
     this.#approval = approval;
     this.#onLevelChange = onLevelChange;
-    this.#db = db;
-    this.#state = new AutonomyStateRepository(db);
+    this.#store = store;
   }
 
   /**
@@ -274,11 +286,11 @@ export class AutonomyController {
    *
    * @example Read the levels back
    * ```ts
-   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, {
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, {
    *   defaultLevel: "L1",
    *   agents: { "a-1": { level: "L4" } },
    * });
@@ -299,16 +311,17 @@ export class AutonomyController {
    *
    * @example Unknown agents get the default
    * ```ts
-   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, { defaultLevel: "L2" });
-   * assert.equal(autonomy.levelOf("anyone"), "L2");
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, { defaultLevel: "L2" });
+   * assert.equal(await autonomy.levelOf("anyone"), "L2");
    * ```
    */
-  levelOf(agentId: string): AutonomyLevel {
-    return levelAt(cappedRank(this.#state.read(agentId), this.#configured(agentId)));
+  async levelOf(agentId: string, options: AutonomyCallOptions = {}): Promise<AutonomyLevel> {
+    const state = await this.#reading(options.tx, (tx) => readState(tx, agentId));
+    return levelAt(cappedRank(state, this.#configured(agentId)));
   }
 
   /**
@@ -321,24 +334,27 @@ export class AutonomyController {
    *
    * @example Per-action levels
    * ```ts
-   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, {
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, {
    *   defaultLevel: "L0",
    *   agents: { "a-1": { level: "L4", actions: [{ pattern: "bom.delete", level: "L2" }] } },
    * });
-   * assert.equal(autonomy.levelFor("a-1", "bom.delete"), "L2");
-   * assert.equal(autonomy.levelFor("a-1", "bom.update"), "L4");
+   * assert.equal(await autonomy.levelFor("a-1", "bom.delete"), "L2");
+   * assert.equal(await autonomy.levelFor("a-1", "bom.update"), "L4");
    * ```
    */
-  levelFor(agentId: string, action: string): AutonomyLevel {
+  async levelFor(
+    agentId: string,
+    action: string,
+    options: AutonomyCallOptions = {},
+  ): Promise<AutonomyLevel> {
     const agent = this.#agents.get(agentId);
     const entry = agent?.actions.find((candidate) => candidate.match(action));
-    return levelAt(
-      cappedRank(this.#state.read(agentId), entry?.level ?? agent?.level ?? this.#default),
-    );
+    const state = await this.#reading(options.tx, (tx) => readState(tx, agentId));
+    return levelAt(cappedRank(state, entry?.level ?? agent?.level ?? this.#default));
   }
 
   /**
@@ -352,24 +368,30 @@ export class AutonomyController {
    *
    * @example L2 needs approval
    * ```ts
-   * import { AutonomyController, type Verdict, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, type Verdict, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, { defaultLevel: "L2" });
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, { defaultLevel: "L2" });
    * const allow: Verdict = {
    *   decision: "allow",
    *   matchedRuleIds: [],
    *   reason: "Allowed",
    *   policyVersion: "v",
    * };
-   * const folded = autonomy.fold(allow, "a-1", "bom.update");
+   * const folded = await autonomy.fold(allow, "a-1", "bom.update");
    * assert.equal(folded.decision, "require_approval");
    * assert.equal(folded.autonomyLevel, "L2");
    * ```
    */
-  fold(verdict: Verdict, agentId: string, action: string): AutonomyVerdict {
-    return foldAutonomy(verdict, this.levelFor(agentId, action), { approval: this.#approval });
+  async fold(
+    verdict: Verdict,
+    agentId: string,
+    action: string,
+    options: AutonomyCallOptions = {},
+  ): Promise<AutonomyVerdict> {
+    const level = await this.levelFor(agentId, action, options);
+    return foldAutonomy(verdict, level, { approval: this.#approval });
   }
 
   /**
@@ -387,27 +409,32 @@ export class AutonomyController {
    *
    * @example Success resets the count
    * ```ts
-   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, { defaultLevel: "L3" }, { demoteAfter: 2 });
-   * autonomy.recordOutcome("a-1", "failed");
-   * autonomy.recordOutcome("a-1", "succeeded");
-   * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L3");
-   * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L2");
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, { defaultLevel: "L3" }, { demoteAfter: 2 });
+   * await autonomy.recordOutcome("a-1", "failed");
+   * await autonomy.recordOutcome("a-1", "succeeded");
+   * assert.equal(await autonomy.recordOutcome("a-1", "failed"), "L3");
+   * assert.equal(await autonomy.recordOutcome("a-1", "failed"), "L2");
    * ```
    */
-  recordOutcome(agentId: string, outcome: AutonomyOutcome): AutonomyLevel {
+  async recordOutcome(
+    agentId: string,
+    outcome: AutonomyOutcome,
+    options: AutonomyCallOptions = {},
+  ): Promise<AutonomyLevel> {
     if (!AUTONOMY_OUTCOMES.includes(outcome)) {
       throw new RangeError(`Unknown outcome: ${String(outcome)}`);
     }
-    if (outcome === "succeeded") {
+    if (outcome === "succeeded" && options.tx === undefined) {
       // The hot path: a success with no streak to reset writes nothing, so takes no write lock.
-      const state = this.#state.read(agentId);
+      const state = await this.#store.read((tx) => readState(tx, agentId));
       if (state.streak === 0) return levelAt(cappedRank(state, this.#configured(agentId)));
     }
-    return this.#step(
+    return await this.#step(
+      options.tx,
       agentId,
       (state, level) =>
         decideOutcome(state, outcome !== "succeeded", level, {
@@ -426,17 +453,17 @@ export class AutonomyController {
    *
    * @example Count failures
    * ```ts
-   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, { defaultLevel: "L3" });
-   * autonomy.recordOutcome("a-1", "denied");
-   * assert.equal(autonomy.consecutiveFailures("a-1"), 1);
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, { defaultLevel: "L3" });
+   * await autonomy.recordOutcome("a-1", "denied");
+   * assert.equal(await autonomy.consecutiveFailures("a-1"), 1);
    * ```
    */
-  consecutiveFailures(agentId: string): number {
-    return this.#state.read(agentId).streak;
+  async consecutiveFailures(agentId: string, options: AutonomyCallOptions = {}): Promise<number> {
+    return (await this.#reading(options.tx, (tx) => readState(tx, agentId))).streak;
   }
 
   /**
@@ -450,17 +477,17 @@ export class AutonomyController {
    *
    * @example Restore a dropped agent
    * ```ts
-   * import { AutonomyController, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const autonomy = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 1 });
-   * assert.equal(autonomy.recordOutcome("a-1", "failed"), "L3");
-   * assert.equal(autonomy.restore("a-1"), "L4");
+   * await using store = await openStore(":memory:");
+   * const autonomy = new AutonomyController(store, { defaultLevel: "L4" }, { demoteAfter: 1 });
+   * assert.equal(await autonomy.recordOutcome("a-1", "failed"), "L3");
+   * assert.equal(await autonomy.restore("a-1"), "L4");
    * ```
    */
-  restore(agentId: string): AutonomyLevel {
-    return this.#step(agentId, decideRestore, "restored");
+  async restore(agentId: string, options: AutonomyCallOptions = {}): Promise<AutonomyLevel> {
+    return await this.#step(options.tx, agentId, decideRestore, "restored");
   }
 
   /** The agent's configured level rank (or the default's). */
@@ -473,19 +500,28 @@ export class AutonomyController {
    * reports a level change, all in one transaction: the stored change and
    * what `onLevelChange` writes commit together or not at all.
    */
+  /** Runs `fn` in `tx`, or in a read transaction of its own. */
+  #reading<T>(tx: StoreTx | undefined, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return tx === undefined ? this.#store.read(fn) : fn(tx);
+  }
+
   #step(
+    joined: StoreTx | undefined,
     agentId: string,
     rule: (state: AutonomyState, level: number) => AutonomyStep,
     cause: AutonomyChangeCause,
-  ): AutonomyLevel {
-    return this.#db.transaction(() => {
-      const state = this.#state.read(agentId);
+  ): Promise<AutonomyLevel> {
+    const step = async (tx: StoreTx): Promise<AutonomyLevel> => {
+      // Read-modify-write under the agent's lock: on PostgreSQL, two processes recording
+      // outcomes of one agent take turns, so no failure is counted twice or lost.
+      await tx.governance.lockAgent(agentId);
+      const state = await readState(tx, agentId);
       const { next, from, to } = rule(state, this.#configured(agentId));
       const at = this.#clock.now();
-      if (next !== undefined) this.#state.write(agentId, next, state, at);
+      if (next !== undefined) await writeState(tx, agentId, next, state, at);
       if (to !== from) {
         const [before, after] = [levelAt(from), levelAt(to)];
-        this.#onLevelChange?.({
+        await this.#onLevelChange?.({
           agentId,
           from: before,
           to: after,
@@ -494,9 +530,49 @@ export class AutonomyController {
             ? `Agent ${agentId} dropped from ${before} to ${after} after ${this.#demoteAfter} consecutive denials or failures`
             : `Agent ${agentId} restored from ${before} to ${after}`,
           at,
-        });
+        }, tx);
       }
       return levelAt(to);
-    });
+    };
+    return joined === undefined ? this.#store.transaction(step) : step(joined);
+  }
+}
+
+/** The agent's state, {@link NO_AUTONOMY_STATE} when it has no row. */
+async function readState(tx: StoreTx, agentId: string): Promise<AutonomyState> {
+  const row: AutonomyRow | undefined = await tx.governance.autonomy(agentId);
+  if (row === undefined) return NO_AUTONOMY_STATE;
+  const cap = row.capLevel === null ? null : AUTONOMY_LEVELS.indexOf(row.capLevel as AutonomyLevel);
+  if (cap === -1) {
+    // Fail closed: an unknown cap is not silently lifted.
+    throw new PlmError("ERR_INTERNAL", `Cannot read agent ${agentId}'s cap ${row.capLevel}`);
+  }
+  return { cap, streak: row.streak, version: row.version };
+}
+
+/**
+ * Writes the agent's state if it is still at `expected.version` (0: no row).
+ *
+ * @throws {PlmError} `ERR_INTERNAL` when another writer changed the row since it was read.
+ */
+async function writeState(
+  tx: StoreTx,
+  agentId: string,
+  next: Omit<AutonomyState, "version">,
+  expected: AutonomyState,
+  at: number,
+): Promise<void> {
+  const capLevel = next.cap === null ? null : AUTONOMY_LEVELS[next.cap]!;
+  const changed = await tx.governance.writeAutonomy(
+    agentId,
+    { capLevel, streak: next.streak },
+    expected.version,
+    Math.trunc(at),
+  );
+  if (!changed) {
+    throw new PlmError(
+      "ERR_INTERNAL",
+      `Cannot update the autonomy state of agent ${agentId} as another writer changed it`,
+    );
   }
 }

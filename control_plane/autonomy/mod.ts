@@ -12,26 +12,26 @@
  *   BudgetTracker,
  *   FakeClock,
  *   PolicyEngine,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
+ * await using store = await openStore(":memory:");
  * const clock = new FakeClock(0);
  * const engine = new PolicyEngine({
  *   rules: [{ id: "agents-edit", effect: "allow", actions: ["bom.*"], actorKinds: ["agent"] }],
  * });
  * const autonomy = new AutonomyController(
- *   db,
+ *   store,
  *   { defaultLevel: "L2", agents: { "a-1": { level: "L3" } } },
  *   { clock },
  * );
- * const budgets = new BudgetTracker(db, { clock });
+ * const budgets = new BudgetTracker(store, { clock });
  * const identity = { subject: "a-1", actorKind: "agent", roles: [], scopes: [] } as const;
  *
  * const verdict = engine.decide({ identity, action: "bom.update", resource: "bom:1" });
- * const folded = autonomy.fold(verdict, identity.subject, "bom.update");
- * const final = applyBudget(folded, budgets.consumeAgentRun(identity.subject, { maxRuns: 10 }));
+ * const folded = await autonomy.fold(verdict, identity.subject, "bom.update");
+ * const final = applyBudget(folded, await budgets.consumeAgentRun(identity.subject, { maxRuns: 10 }));
  * assert.equal(final.decision, "allow");
  * assert.equal(final.notify, true);
  * assert.equal(final.autonomyLevel, "L3");
@@ -39,7 +39,47 @@
  *
  * @module
  */
-export * from "./budget.ts";
-export * from "./controller.ts";
-export * from "./fold.ts";
-export * from "./levels.ts";
+export {
+  type AgentRateLimit,
+  applyBudget,
+  BUDGET_KINDS,
+  type BudgetDecision,
+  type BudgetExceeded,
+  type BudgetKind,
+  BudgetTracker,
+  type BudgetTrackerOptions,
+  type BudgetWithin,
+  RATE_WINDOWS,
+  type RateWindow,
+  type RunBudget,
+  type RunUsage,
+  RunUsageSchema,
+} from "./budget.ts";
+export {
+  AUTONOMY_CHANGE_CAUSES,
+  AUTONOMY_OUTCOMES,
+  type AutonomyCallOptions,
+  type AutonomyChangeCause,
+  AutonomyController,
+  type AutonomyControllerOptions,
+  type AutonomyLevelChange,
+  type AutonomyOutcome,
+} from "./controller.ts";
+export {
+  type AutonomyVerdict,
+  DEFAULT_AUTONOMY_APPROVAL,
+  foldAutonomy,
+  type FoldAutonomyOptions,
+} from "./fold.ts";
+export {
+  type AgentAutonomy,
+  AUTONOMY_LEVEL_NAMES,
+  AUTONOMY_LEVELS,
+  type AutonomyActionLevel,
+  type AutonomyLevel,
+  AutonomyLevelSchema,
+  type AutonomyPolicy,
+  AutonomyPolicySchema,
+  compareAutonomyLevels,
+  parseAutonomyPolicy,
+} from "./levels.ts";

@@ -19,7 +19,44 @@
  *
  * @module
  */
-export * from "./engine.ts";
-export * from "./glob.ts";
-export * from "./policy.ts";
-export * from "./policy_error.ts";
+export {
+  PolicyEngine,
+  type Verdict,
+  VERDICT_CHANGES,
+  type VerdictChange,
+  type WhatIfResult,
+} from "./engine.ts";
+export {
+  ACTION_SEPARATORS,
+  compileGlob,
+  type GlobMatcher,
+  type GlobOptions,
+  RESOURCE_SEPARATORS,
+} from "./glob.ts";
+export {
+  type ApprovalSpec,
+  ApprovalSpecSchema,
+  CONDITION_OPERATORS,
+  type ConditionOperator,
+  type ConditionScalar,
+  type Decision,
+  EXPIRY_ACTIONS,
+  type ExpiryAction,
+  loadPolicySet,
+  parsePolicySet,
+  POLICY_EFFECTS,
+  POLICY_LIMITS,
+  type PolicyCondition,
+  PolicyConditionSchema,
+  type PolicyEffect,
+  type PolicyRequest,
+  PolicyRequestSchema,
+  type PolicyRule,
+  PolicyRuleSchema,
+  type PolicySet,
+  PolicySetSchema,
+  policySetVersion,
+  RISK_LEVELS,
+  type RiskLevel,
+} from "./policy.ts";
+export { PolicyError, type PolicyErrorOptions } from "./policy_error.ts";

@@ -1,5 +1,7 @@
 /**
- * Human approval: {@link ApprovalService} on the SQLite store.
+ * Human approval: {@link ApprovalService} over the store port. The quorum,
+ * veto and separation-of-duties rules are pure (`_tally.ts`); the row mapping
+ * is `_approval_row.ts`; the SQL is the adapters'.
  *
  * @module
  */
@@ -23,7 +25,8 @@ import { tallyVote } from "./_tally.ts";
 import type { AuditActor, AuditSink } from "../audit/types.ts";
 import { type ApprovalSpec, ApprovalSpecSchema } from "../governance/policy.ts";
 import { requireIdentity } from "../identity/context.ts";
-import type { Database, Statement } from "../store/database.ts";
+import type { Store, StoreTx } from "../store/port.ts";
+import { toApproval } from "./_approval_row.ts";
 
 /**
  * The states of an approval request.
@@ -34,13 +37,13 @@ import type { Database, Statement } from "../store/database.ts";
  *   APPROVAL_STATES,
  *   ApprovalService,
  *   AuditLog,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const asked = approvals.request(
+ * await using store = await openStore(":memory:");
+ * const approvals = new ApprovalService(store, { audit: new AuditLog(store) });
+ * const asked = await approvals.request(
  *   "run-1",
  *   { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" },
  *   { requester: { subject: "agent-7", kind: "agent" }, subject: { action: "bom.release" } },
@@ -62,13 +65,13 @@ export type ApprovalState = typeof APPROVAL_STATES[number];
  *   APPROVAL_KINDS,
  *   ApprovalService,
  *   AuditLog,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
- * const asked = approvals.request(
+ * await using store = await openStore(":memory:");
+ * const approvals = new ApprovalService(store, { audit: new AuditLog(store) });
+ * const asked = await approvals.request(
  *   "run-1",
  *   { approverRoles: ["oncall"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" },
  *   { requester: { subject: "svc", kind: "service" }, subject: "stuck", kind: "escalation" },
@@ -168,6 +171,13 @@ export interface ApprovalRequestOptions {
   kind?: ApprovalKind;
   /** The run's trace id, for this and every later audit record of the approval. */
   traceId?: string;
+  /**
+   * Write in this transaction (it commits or rolls back with the caller's
+   * changes); without it, the call opens its own.
+   *
+   * @default {undefined}
+   */
+  tx?: StoreTx;
 }
 
 /** Options of {@link ApprovalService.decide}. */
@@ -188,6 +198,13 @@ export interface ApprovalDecideOptions {
    * @default {the trace id given at request}
    */
   traceId?: string;
+  /**
+   * Write in this transaction (it commits or rolls back with the caller's
+   * changes); without it, the call opens its own.
+   *
+   * @default {undefined}
+   */
+  tx?: StoreTx;
 }
 
 /** A filter for {@link ApprovalService.list}. */
@@ -204,112 +221,60 @@ export interface ApprovalFilter {
   limit?: number;
 }
 
-interface ApprovalRow {
-  id: string;
-  run_id: string;
-  kind: string;
-  state: string;
-  spec: string;
-  subject: string;
-  digest: string;
-  requester_subject: string;
-  requester_kind: string;
-  trace_id: string | null;
-  reason: string | null;
-  created_at: number;
-  deadline: number;
-  decided_at: number | null;
-}
-
-interface VoteRow {
-  approver_subject: string;
-  approver_kind: string;
-  decision: string;
-  comment: string | null;
-  at: number;
-}
-
 const DIGEST = /^[0-9a-f]{64}$/;
 
-const COLUMNS = "id, run_id, kind, state, spec, subject, digest, requester_subject, " +
-  "requester_kind, trace_id, reason, created_at, deadline, decided_at";
-
 /**
- * Approval requests with quorum, veto, expiry and replay protection, on the
- * SQLite store. Each approver counts once (a primary key, so two processes
- * deciding at once never double-count); the requester can never approve; any
+ * Approval requests with quorum, veto, expiry and replay protection, over
+ * the store port. Each approver counts once (a unique key, so two processes
+ * deciding at once never double-count, and a decision locks the approval's
+ * row, so concurrent decisions are tallied one after the other); the
+ * requester can never approve; any
  * rejection ends the request; past its deadline a request becomes `expired`,
  * which is not a rejection. Every step is audited with the approver's identity.
  *
  * @example Two approvers reach a quorum of two
  * ```ts
- * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+ * import { ApprovalService, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
+ * await using store = await openStore(":memory:");
  * const clock = new FakeClock(0);
- * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
- * const asked = approvals.request("run-1", {
+ * const approvals = new ApprovalService(store, { audit: new AuditLog(store, { clock }), clock });
+ * const asked = await approvals.request("run-1", {
  *   approverRoles: ["lead"], quorum: 2, timeoutSeconds: 3600, onExpiry: "deny",
  * }, { requester: { subject: "agent-7", kind: "agent" }, subject: { action: "bom.release" } });
  * const lead = (subject: string) => ({ subject, actorKind: "human" as const, roles: ["lead"], scopes: [] });
- * approvals.decide(asked.id, "approve", { identity: lead("ann"), digest: asked.digest });
- * const done = approvals.decide(asked.id, "approve", { identity: lead("bob"), digest: asked.digest });
+ * await approvals.decide(asked.id, "approve", { identity: lead("ann"), digest: asked.digest });
+ * const done = await approvals.decide(asked.id, "approve", { identity: lead("bob"), digest: asked.digest });
  * assert.equal(done.state, "approved");
  * ```
  */
 export class ApprovalService {
-  #db: Database;
+  #store: Store;
   #audit: AuditSink;
   #clock: Clock;
   #generateId: () => string;
   #approverKinds: readonly ActorKind[];
-  #insert: Statement;
-  #byId: Statement<ApprovalRow>;
-  #votes: Statement<VoteRow>;
-  #vote: Statement;
-  #resolve: Statement;
-  #due: Statement<ApprovalRow>;
 
   /**
-   * Creates the service on a migrated database.
+   * Creates the service on an open store.
    *
-   * @param db A database from `openDatabase`.
+   * @param store The store, from `openStore`.
    * @param options Audit sink, clock, id generator, approver kinds.
    */
-  constructor(db: Database, options: ApprovalServiceOptions) {
+  constructor(store: Store, options: ApprovalServiceOptions) {
     const {
       audit,
       clock = systemClock,
       generateId = () => crypto.randomUUID(),
       approverKinds = ["human"],
     } = options;
-    this.#db = db;
+    this.#store = store;
     this.#audit = audit;
     this.#clock = clock;
     this.#generateId = generateId;
     this.#approverKinds = approverKinds;
-    this.#insert = db.prepare(
-      `INSERT INTO approvals (${COLUMNS}) VALUES (${COLUMNS.replace(/\w+/g, "?")})`,
-    );
-    this.#byId = db.prepare<ApprovalRow>(`SELECT ${COLUMNS} FROM approvals WHERE id = ?`);
-    this.#votes = db.prepare<VoteRow>(
-      `SELECT approver_subject, approver_kind, decision, comment, at FROM approval_decisions
-       WHERE approval_id = ? ORDER BY at, rowid`,
-    );
-    this.#vote = db.prepare(
-      `INSERT INTO approval_decisions
-       (approval_id, approver_subject, approver_kind, decision, comment, digest, at)
-       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    );
-    this.#resolve = db.prepare(
-      `UPDATE approvals SET state = ?, reason = ?, decided_at = ? WHERE id = ? AND state = 'pending'`,
-    );
-    this.#due = db.prepare<ApprovalRow>(
-      `SELECT ${COLUMNS} FROM approvals WHERE state = 'pending' AND deadline <= ?
-       ORDER BY deadline LIMIT ?`,
-    );
   }
 
   /**
@@ -326,29 +291,33 @@ export class ApprovalService {
    *
    * @example Ask a change manager to approve a release
    * ```ts
-   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ApprovalService, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const approvals = new ApprovalService(store, { audit: new AuditLog(store, { clock }), clock });
    * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
    * const requester = { subject: "agent-7", kind: "agent" } as const;
    *
-   * const asked = approvals.request("run-1", spec, {
+   * const asked = await approvals.request("run-1", spec, {
    *   requester,
    *   subject: { action: "bom.release", resource: "bom:1" },
    * });
    * assert.equal(asked.state, "pending");
    * assert.equal(asked.deadline, 600_000);
    * assert.match(asked.digest, /^[0-9a-f]{64}$/);
-   * assert.throws(() => approvals.request("run-2", { ...spec, quorum: 0 }, { requester, subject: null }), {
+   * await assert.rejects(() => approvals.request("run-2", { ...spec, quorum: 0 }, { requester, subject: null }), {
    *   code: "ERR_INVALID_ARGUMENT",
    * });
    * ```
    */
-  request(runId: string, spec: ApprovalSpec, options: ApprovalRequestOptions): Approval {
+  async request(
+    runId: string,
+    spec: ApprovalSpec,
+    options: ApprovalRequestOptions,
+  ): Promise<Approval> {
     const checked = parseArgument(ApprovalSpecSchema, spec, "spec");
     const { requester, subject, kind = "approval" } = options;
     const now = this.#clock.now();
@@ -363,24 +332,20 @@ export class ApprovalService {
       requester: { ...requester },
       deadline,
     });
-    return this.#db.transaction(() => {
-      this.#insert.run(
+    return await this.#within(options.tx, async (tx) => {
+      await tx.approvals.insert({
         id,
         runId,
         kind,
-        "pending",
-        JSON.stringify(checked),
-        JSON.stringify(subject),
+        spec: checked as unknown as JsonValue,
+        subject,
         digest,
-        requester.subject,
-        requester.kind,
-        options.traceId ?? null,
-        null,
-        now,
+        requester: { subject: requester.subject, kind: requester.kind },
+        traceId: options.traceId ?? null,
+        createdAt: now,
         deadline,
-        null,
-      );
-      this.#audit.append({
+      });
+      await this.#audit.append({
         actor: requester,
         action: "approval.requested",
         resource: `approval:${id}`,
@@ -395,8 +360,9 @@ export class ApprovalService {
           onExpiry: checked.onExpiry,
           digest,
         },
-      });
-      return this.get(id);
+      }, { tx });
+      tx.wake("approvals");
+      return await this.#read(tx, id);
     });
   }
 
@@ -424,29 +390,33 @@ export class ApprovalService {
    *
    * @example Approve with the digest; a replayed digest is refused and audited
    * ```ts
-   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ApprovalService, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const approvals = new ApprovalService(store, { audit: new AuditLog(store, { clock }), clock });
    * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
    * const requester = { subject: "agent-7", kind: "agent" } as const;
    *
-   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
-   * const other = approvals.request("run-2", spec, { requester, subject: "bom:2" });
+   * const asked = await approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * const other = await approvals.request("run-2", spec, { requester, subject: "bom:2" });
    * const ann = { subject: "ann", actorKind: "human", roles: ["cm"], scopes: [] } as const;
-   * assert.throws(
+   * await assert.rejects(
    *   () => approvals.decide(other.id, "approve", { identity: ann, digest: asked.digest }),
    *   { code: "ERR_APPROVAL_DIGEST_MISMATCH" },
    * );
-   * const done = approvals.decide(asked.id, "approve", { identity: ann, digest: asked.digest });
+   * const done = await approvals.decide(asked.id, "approve", { identity: ann, digest: asked.digest });
    * assert.equal(done.state, "approved");
    * assert.equal(done.votes[0]?.approver.subject, "ann");
    * ```
    */
-  decide(approvalId: string, decision: ApprovalDecision, options: ApprovalDecideOptions): Approval {
+  async decide(
+    approvalId: string,
+    decision: ApprovalDecision,
+    options: ApprovalDecideOptions,
+  ): Promise<Approval> {
     checkText("approvalId", approvalId);
     if (decision !== "approve" && decision !== "reject") {
       throw invalidArgument("decision", 'expected "approve" or "reject"');
@@ -464,13 +434,17 @@ export class ApprovalService {
     const approver = actorOf(identity);
     // A refusal is audited and committed, then thrown: the transaction returns it rather
     // than throwing, so that the refusal record is not rolled back with the decision.
-    const outcome = this.#db.transaction((): { approval: Approval } | { refused: PlmError } => {
-      const approval = this.get(approvalId);
+    const outcome = await this.#within(options.tx, async (tx): Promise<
+      { approval: Approval } | { refused: PlmError }
+    > => {
+      // The row stays locked to the end of the transaction: concurrent decisions on the
+      // same approval are tallied one after the other, each seeing the votes before it.
+      const approval = await this.#read(tx, approvalId, true);
       const now = this.#clock.now();
       const traceId = options.traceId ?? approval.traceId;
       const trace = traceId === null ? {} : { traceId };
-      const refuse = (code: ErrorCode, message: string) => {
-        this.#audit.append({
+      const refuse = async (code: ErrorCode, message: string) => {
+        await this.#audit.append({
           actor: approver,
           action: "approval.decide",
           resource: `approval:${approvalId}`,
@@ -479,7 +453,7 @@ export class ApprovalService {
           runId: approval.runId,
           ...trace,
           data: { code, decision, digest: options.digest, roles: [...identity.roles] },
-        });
+        }, { tx });
         return { refused: new PlmError(code, message) };
       };
       const judged = tallyVote({
@@ -491,25 +465,26 @@ export class ApprovalService {
         now,
         approverKinds: this.#approverKinds,
       });
-      if (judged.refused !== undefined) return refuse(judged.refused.code, judged.refused.message);
+      if (judged.refused !== undefined) {
+        return await refuse(judged.refused.code, judged.refused.message);
+      }
       const { approvals, ending, reason } = judged;
       // The unique key on (approval, approver) still guards two votes racing in.
-      const inserted = this.#vote.run(
+      const inserted = await tx.approvals.insertVote({
         approvalId,
-        identity.subject,
-        identity.actorKind,
+        approver: approver,
         decision,
-        options.comment ?? null,
-        options.digest,
-        now,
-      );
-      if (Number(inserted.changes) !== 1) {
-        return refuse(
+        comment: options.comment ?? null,
+        digest: options.digest,
+        at: now,
+      });
+      if (!inserted) {
+        return await refuse(
           "ERR_APPROVAL_DUPLICATE",
           `Cannot count ${identity.subject} twice on approval ${approvalId}`,
         );
       }
-      this.#audit.append({
+      await this.#audit.append({
         actor: approver,
         action: "approval.decided",
         resource: `approval:${approvalId}`,
@@ -523,10 +498,10 @@ export class ApprovalService {
           digest: options.digest,
           roles: [...identity.roles],
         },
-      });
+      }, { tx });
       if (ending !== undefined && reason !== undefined) {
-        this.#resolve.run(ending, reason, now, approvalId);
-        this.#audit.append({
+        await tx.approvals.resolve(approvalId, ending, reason, now);
+        await this.#audit.append({
           actor: approver,
           action: `approval.${ending}`,
           resource: `approval:${approvalId}`,
@@ -534,9 +509,10 @@ export class ApprovalService {
           reason,
           runId: approval.runId,
           ...trace,
-        });
+        }, { tx });
+        tx.wake("approvals");
       }
-      return { approval: this.get(approvalId) };
+      return { approval: await this.#read(tx, approvalId) };
     });
     if ("refused" in outcome) throw outcome.refused;
     return outcome.approval;
@@ -551,27 +527,27 @@ export class ApprovalService {
    *
    * @example Read an approval back
    * ```ts
-   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ApprovalService, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const approvals = new ApprovalService(store, { audit: new AuditLog(store, { clock }), clock });
    * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
    * const requester = { subject: "agent-7", kind: "agent" } as const;
    *
-   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
-   * assert.deepEqual(approvals.get(asked.id), asked);
-   * assert.throws(() => approvals.get("nope"), { code: "ERR_APPROVAL_NOT_FOUND" });
+   * const asked = await approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * assert.deepEqual(await approvals.get(asked.id), asked);
+   * await assert.rejects(() => approvals.get("nope"), { code: "ERR_APPROVAL_NOT_FOUND" });
    * ```
    */
-  get(id: string): Approval {
-    const row = this.#byId.get(id);
-    if (row === undefined) {
-      throw new PlmError("ERR_APPROVAL_NOT_FOUND", `Cannot find approval ${id}`);
-    }
-    return this.#fromRow(row);
+  async get(id: string, options: { tx?: StoreTx } = {}): Promise<Approval> {
+    checkText("id", id);
+    const { tx } = options;
+    return tx === undefined
+      ? await this.#store.read((tx) => this.#read(tx, id))
+      : await this.#read(tx, id);
   }
 
   /**
@@ -584,40 +560,32 @@ export class ApprovalService {
    *
    * @example The approvals of one run
    * ```ts
-   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ApprovalService, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const approvals = new ApprovalService(db, { audit: new AuditLog(db) });
+   * await using store = await openStore(":memory:");
+   * const approvals = new ApprovalService(store, { audit: new AuditLog(store) });
    * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 60, onExpiry: "deny" } as const;
    * const requester = { subject: "bot", kind: "agent" } as const;
-   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
-   * assert.deepEqual(approvals.list({ runId: "run-1", limit: 10 }).map((a) => a.id), [asked.id]);
-   * assert.throws(() => approvals.list({ limit: 0 }), { code: "ERR_INVALID_ARGUMENT" });
+   * const asked = await approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * assert.deepEqual((await approvals.list({ runId: "run-1", limit: 10 })).map((a) => a.id), [asked.id]);
+   * await assert.rejects(() => approvals.list({ limit: 0 }), { code: "ERR_INVALID_ARGUMENT" });
    * ```
    */
-  list(filter: ApprovalFilter = {}): Approval[] {
+  async list(filter: ApprovalFilter = {}, options: { tx?: StoreTx } = {}): Promise<Approval[]> {
     const { state, runId, limit = 100 } = filter;
-    const where: string[] = [];
-    const params: string[] = [];
-    if (state !== undefined) {
-      if (!APPROVAL_STATES.includes(state)) {
-        throw invalidArgument("state", `unknown approval state ${JSON.stringify(state)}`);
-      }
-      where.push("state = ?");
-      params.push(state);
+    if (state !== undefined && !APPROVAL_STATES.includes(state)) {
+      throw invalidArgument("state", `unknown approval state ${JSON.stringify(state)}`);
     }
-    if (runId !== undefined) {
-      where.push("run_id = ?");
-      params.push(checkText("runId", runId));
-    }
+    if (runId !== undefined) checkText("runId", runId);
     checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
-    const sql = `SELECT ${COLUMNS} FROM approvals ${
-      where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""
-    } ORDER BY created_at, id LIMIT ?`;
-    return this.#db.prepare<ApprovalRow>(sql).all(...params, limit).map((row) =>
-      this.#fromRow(row)
-    );
+    const query = {
+      ...(state === undefined ? {} : { state }),
+      ...(runId === undefined ? {} : { runId }),
+      limit,
+    };
+    const read = async (tx: StoreTx) => (await tx.approvals.list(query)).map(toApproval);
+    return options.tx === undefined ? await this.#store.read(read) : await read(options.tx);
   }
 
   /**
@@ -632,69 +600,67 @@ export class ApprovalService {
    *
    * @example Expire an unanswered request at its deadline
    * ```ts
-   * import { ApprovalService, AuditLog, openDatabase } from "@tracepulse/plm-engine-core/control-plane";
+   * import { ApprovalService, AuditLog, openStore } from "@tracepulse/plm-engine-core/control-plane";
    * import { FakeClock } from "@tracepulse/plm-engine-core/shared";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
-   * const approvals = new ApprovalService(db, { audit: new AuditLog(db, { clock }), clock });
+   * const approvals = new ApprovalService(store, { audit: new AuditLog(store, { clock }), clock });
    * const spec = { approverRoles: ["cm"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" } as const;
    * const requester = { subject: "agent-7", kind: "agent" } as const;
    *
-   * const asked = approvals.request("run-1", spec, { requester, subject: "bom:1" });
-   * assert.deepEqual(approvals.expireDue(), []);
+   * const asked = await approvals.request("run-1", spec, { requester, subject: "bom:1" });
+   * assert.deepEqual(await approvals.expireDue(), []);
    * clock.advance(600_000);
-   * const expired = approvals.expireDue();
+   * const expired = await approvals.expireDue();
    * assert.deepEqual(expired.map((a) => [a.id, a.state]), [[asked.id, "expired"]]);
-   * assert.equal(approvals.get(asked.id).state, "expired");
+   * assert.equal((await approvals.get(asked.id)).state, "expired");
    * ```
    */
-  expireDue(now?: number, options: { actor?: AuditActor; limit?: number } = {}): Approval[] {
+  async expireDue(
+    now?: number,
+    options: { actor?: AuditActor; limit?: number; tx?: StoreTx } = {},
+  ): Promise<Approval[]> {
     const { limit = INPUT_LIMITS.listLimit } = options;
     checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
     const at = now ?? this.#clock.now();
     const actor = options.actor ?? { subject: "system:clock", kind: "system" };
-    return this.#db.transaction(() =>
-      this.#due.all(at, limit).map((row) => {
+    return await this.#within(options.tx, async (tx) => {
+      const expired: Approval[] = [];
+      // `due` locks the rows it returns (skipping rows other transactions hold), so two
+      // processes expiring at once never expire one approval twice.
+      for (const row of await tx.approvals.due(at, limit)) {
         const reason = `Expired at ${new Date(row.deadline).toISOString()} without a decision`;
-        this.#resolve.run("expired", reason, at, row.id);
-        this.#audit.append({
+        if (!await tx.approvals.resolve(row.id, "expired", reason, at)) continue;
+        await this.#audit.append({
           actor,
           action: "approval.expired",
           resource: `approval:${row.id}`,
           outcome: "expired",
           reason,
-          runId: row.run_id,
-          ...(row.trace_id === null ? {} : { traceId: row.trace_id }),
-          data: { onExpiry: (JSON.parse(row.spec) as ApprovalSpec).onExpiry },
-        });
-        return this.get(row.id);
-      })
-    );
+          runId: row.runId,
+          ...(row.traceId === null ? {} : { traceId: row.traceId }),
+          data: { onExpiry: (row.spec as unknown as ApprovalSpec).onExpiry },
+        }, { tx });
+        expired.push(await this.#read(tx, row.id));
+      }
+      if (expired.length > 0) tx.wake("approvals");
+      return expired;
+    });
   }
 
-  #fromRow(row: ApprovalRow): Approval {
-    return {
-      id: row.id,
-      runId: row.run_id,
-      kind: row.kind as ApprovalKind,
-      state: row.state as ApprovalState,
-      spec: JSON.parse(row.spec),
-      subject: JSON.parse(row.subject),
-      digest: row.digest,
-      requester: { subject: row.requester_subject, kind: row.requester_kind as ActorKind },
-      traceId: row.trace_id,
-      reason: row.reason,
-      createdAt: row.created_at,
-      deadline: row.deadline,
-      decidedAt: row.decided_at,
-      votes: this.#votes.all(row.id).map((v) => ({
-        approver: { subject: v.approver_subject, kind: v.approver_kind as ActorKind },
-        decision: v.decision as ApprovalDecision,
-        comment: v.comment,
-        at: v.at,
-      })),
-    };
+  /** Runs `fn` in `tx`, or in a write transaction of its own. */
+  #within<T>(tx: StoreTx | undefined, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return tx === undefined ? this.#store.transaction(fn) : fn(tx);
+  }
+
+  /** The approval, read in `tx` (its row locked to the end of `tx` with `lock`). */
+  async #read(tx: StoreTx, id: string, lock = false): Promise<Approval> {
+    const record = await tx.approvals.byId(id, lock ? { lock } : {});
+    if (record === undefined) {
+      throw new PlmError("ERR_APPROVAL_NOT_FOUND", `Cannot find approval ${id}`);
+    }
+    return toApproval(record);
   }
 }

@@ -11,4 +11,17 @@
  *
  * @module
  */
-export * from "./approval_service.ts";
+export {
+  type Approval,
+  APPROVAL_KINDS,
+  APPROVAL_STATES,
+  type ApprovalDecideOptions,
+  type ApprovalDecision,
+  type ApprovalFilter,
+  type ApprovalKind,
+  type ApprovalRequestOptions,
+  ApprovalService,
+  type ApprovalServiceOptions,
+  type ApprovalState,
+  type ApprovalVote,
+} from "./approval_service.ts";

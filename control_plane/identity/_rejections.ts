@@ -50,7 +50,9 @@ interface Window {
  * the sum of `data.count` over the records written equals the number of
  * rejections seen once every window is closed (by a later rejection, the
  * timer, or `flush()`). A window is removed only after its count is written,
- * so a failing sink loses no count.
+ * so a failing sink loses no count. The sink is async: every operation
+ * (record, flush, timer) runs alone, queued one after the other, so these
+ * invariants hold between awaits as they did between calls.
  */
 export class RejectionLog {
   readonly #audit: AuditSink;
@@ -60,6 +62,8 @@ export class RejectionLog {
   readonly #maxClients: number;
   readonly #windows = new Map<string, Window>();
   #cancelTimer: (() => void) | undefined;
+  /** The tail of the queue of operations (never rejects). */
+  #queue: Promise<void> = Promise.resolve();
 
   constructor(
     audit: AuditSink,
@@ -73,10 +77,21 @@ export class RejectionLog {
     this.#maxClients = options.maxClients;
   }
 
+  /** Runs `op` after every operation queued before it; resolves or rejects as `op` does. */
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(op);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
   /** Records one rejection: written now if it opens a window, counted otherwise. */
-  record(rejection: Rejection): void {
+  record(rejection: Rejection): Promise<void> {
     const now = this.#clock.now();
-    this.#closeExpired(now);
+    return this.#enqueue(() => this.#record(rejection, now));
+  }
+
+  async #record(rejection: Rejection, now: number): Promise<void> {
+    await this.#closeExpired(now);
     let client = bound(rejection.client, MAX_AUDITED_LABEL).text;
     let key = windowKey(client, rejection.code);
     if (!this.#windows.has(key) && this.#windows.size >= this.#maxClients) {
@@ -90,30 +105,32 @@ export class RejectionLog {
         return;
       }
       // Only when the clock went back: expired windows sit at the front and are closed above.
-      this.#close(key, open);
+      await this.#close(key, open);
     }
-    this.#audit.append(firstRecord(this.#actor, client, rejection));
+    await this.#audit.append(firstRecord(this.#actor, client, rejection));
     this.#windows.set(key, { client, code: rejection.code, start: now, count: 1 });
     this.#schedule(now);
   }
 
   /** Closes every window now, writing the counts not yet written. */
-  flush(): void {
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    for (const [key, window] of this.#windows) this.#close(key, window);
+  flush(): Promise<void> {
+    return this.#enqueue(async () => {
+      this.#cancelTimer?.();
+      this.#cancelTimer = undefined;
+      for (const [key, window] of this.#windows) await this.#close(key, window);
+    });
   }
 
-  #closeExpired(now: number): void {
+  async #closeExpired(now: number): Promise<void> {
     for (const [key, window] of this.#windows) {
       if (now - window.start < REJECTION_WINDOW_MS) break;
-      this.#close(key, window);
+      await this.#close(key, window);
     }
   }
 
-  #close(key: string, window: Window): void {
+  async #close(key: string, window: Window): Promise<void> {
     if (window.count > 1) {
-      this.#audit.append({
+      await this.#audit.append({
         actor: this.#actor,
         action: "auth.token.rejected",
         resource: "http:*",
@@ -139,17 +156,19 @@ export class RejectionLog {
     const delay = Math.max(0, oldest.start + REJECTION_WINDOW_MS - now);
     this.#cancelTimer = this.#timer(() => {
       this.#cancelTimer = undefined;
-      const at = this.#clock.now();
-      try {
-        this.#closeExpired(at);
-        this.#schedule(at);
-      } catch {
-        // The sink failed: the windows stay (no count is lost) and are retried a window later.
-        this.#cancelTimer = this.#timer(() => {
-          this.#cancelTimer = undefined;
-          this.#schedule(this.#clock.now());
-        }, REJECTION_WINDOW_MS);
-      }
+      void this.#enqueue(async () => {
+        const at = this.#clock.now();
+        try {
+          await this.#closeExpired(at);
+          this.#schedule(at);
+        } catch {
+          // The sink failed: the windows stay (no count is lost) and are retried a window later.
+          this.#cancelTimer ??= this.#timer(() => {
+            this.#cancelTimer = undefined;
+            this.#schedule(this.#clock.now());
+          }, REJECTION_WINDOW_MS);
+        }
+      });
     }, delay);
   }
 }

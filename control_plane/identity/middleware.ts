@@ -37,11 +37,12 @@ export interface IdentityMiddleware {
    * rejections not yet written and cancels the pending timer. Call it at
    * shutdown (disposing does it).
    *
+   * @returns Once the counts are written.
    * @throws {Error} What the audit sink throws; the counts are kept for the next flush.
    */
-  flush(): void;
+  flush(): Promise<void>;
   /** The same as `flush()`. */
-  [Symbol.dispose](): void;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Options for {@link identityMiddleware}. */
@@ -110,19 +111,19 @@ export interface IdentityMiddlewareOptions {
  *   AuditLog,
  *   Hs256JwtIdentityProvider,
  *   identityMiddleware,
- *   openDatabase,
+ *   openStore,
  * } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const audit = new AuditLog(db);
+ * await using store = await openStore(":memory:");
+ * const audit = new AuditLog(store);
  * const provider = new Hs256JwtIdentityProvider({
  *   secret: "an-example-secret-of-at-least-32-bytes",
  * });
  * const handler = identityMiddleware(provider, { audit })(() => new Response("ok"));
  * const res = await handler(new Request("http://localhost/runs"), {});
  * assert.equal(res.status, 401);
- * assert.deepEqual(audit.list()[0]?.actor, ANONYMOUS_ACTOR);
+ * assert.deepEqual((await audit.list())[0]?.actor, ANONYMOUS_ACTOR);
  * ```
  */
 export const ANONYMOUS_ACTOR: AuditActor = Object.freeze({
@@ -219,10 +220,10 @@ export function identityMiddleware(
     ? undefined
     : new RejectionLog(audit, ANONYMOUS_ACTOR, { clock, timer, maxClients });
 
-  function reject(request: Request, info: unknown, err: IdentityError): Response {
+  async function reject(request: Request, info: unknown, err: IdentityError): Promise<Response> {
     if (rejections !== undefined) {
       const untrustedTraceId = extractTraceContext(request.headers)?.traceId;
-      rejections.record({
+      await rejections.record({
         client: String(clientKey(request, info)),
         code: err.code,
         method: request.method,
@@ -257,14 +258,14 @@ export function identityMiddleware(
         }
         identity = await provider.verifyToken(token);
       } catch (err) {
-        if (err instanceof IdentityError) return reject(request, info, err);
+        if (err instanceof IdentityError) return await reject(request, info, err);
         throw err;
       }
       const bound = bindableIdentity(identity, "identity");
       return await identityStorage.run(bound, () => handler(request, info));
     };
-  const flush = () => rejections?.flush();
-  return Object.assign(wrap, { flush, [Symbol.dispose]: flush });
+  const flush = async () => await rejections?.flush();
+  return Object.assign(wrap, { flush, [Symbol.asyncDispose]: flush });
 }
 
 /** The default `clientKey`: `Deno.serve`'s `info.remoteAddr.hostname`. */

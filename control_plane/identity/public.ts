@@ -26,7 +26,35 @@
  *
  * @module
  */
-export * from "./context.ts";
-export * from "./hs256_provider.ts";
-export * from "./identity_error.ts";
-export * from "./middleware.ts";
+export {
+  currentIdentity,
+  requireIdentity,
+  type RequireIdentityOptions,
+  withIdentity,
+} from "./context.ts";
+export {
+  Hs256JwtIdentityProvider,
+  type Hs256JwtIdentityProviderOptions,
+  type IssueTokenClaims,
+  type IssueTokenOptions,
+  MAX_NUMERIC_DATE,
+  MAX_TOKEN_LENGTH,
+  MIN_SECRET_BYTES,
+  TOKEN_ACTOR_KINDS,
+  type TokenActorKind,
+  type TokenVerifier,
+} from "./hs256_provider.ts";
+export {
+  CLAIM_FAILURE_REASONS,
+  type ClaimFailureReason,
+  IdentityError,
+  type IdentityErrorCode,
+  type IdentityErrorOptions,
+} from "./identity_error.ts";
+export {
+  ANONYMOUS_ACTOR,
+  type IdentityMiddleware,
+  identityMiddleware,
+  type IdentityMiddlewareOptions,
+  type RequestHandler,
+} from "./middleware.ts";

@@ -38,12 +38,12 @@ export interface WithSystemIdentityOptions {
  * nested and concurrent calls are isolated, and the previous binding is back
  * once `fn` returns. For cron and background work that no caller asked for.
  *
- * @typeParam T What `fn` returns (a promise stays a promise).
+ * @typeParam T What `fn` returns (a promise is awaited).
  * @param reason Why system rights are needed; audited.
  * @param fn The code to run as the system.
  * @param options Where to audit the binding.
- * @returns What `fn` returns.
- * @throws {TypeError} When `reason` is not a non-empty string.
+ * @returns What `fn` returns, once the binding is audited and `fn` done.
+ * @throws {TypeError} When `reason` is not a non-empty string (as a rejection).
  *
  * @example Run a sweep as the system
  * ```ts
@@ -59,18 +59,18 @@ export interface WithSystemIdentityOptions {
  * assert.equal(currentIdentity(), undefined);
  * ```
  */
-export function withSystemIdentity<T>(
+export async function withSystemIdentity<T>(
   reason: string,
   fn: () => T,
   options?: WithSystemIdentityOptions,
-): T {
+): Promise<Awaited<T>> {
   const { audit } = options ?? {};
   if (typeof reason !== "string" || reason.trim() === "") {
     throw new TypeError("Cannot bind the system identity without a reason");
   }
   if (audit !== undefined) {
     const before = identityStorage.getStore();
-    audit.append({
+    await audit.append({
       actor: { subject: SYSTEM_IDENTITY.subject, kind: "system" },
       action: "system.identity.bound",
       resource: "identity:system",
@@ -79,5 +79,5 @@ export function withSystemIdentity<T>(
       ...(before === undefined ? {} : { data: { invokedBy: before.subject } }),
     });
   }
-  return identityStorage.run(SYSTEM_IDENTITY, fn);
+  return await identityStorage.run(SYSTEM_IDENTITY, fn);
 }

@@ -11,6 +11,35 @@
  *
  * @module
  */
-export * from "./run_store.ts";
-export * from "./state_machine.ts";
-export * from "./task.ts";
+export {
+  type CreateRunInput,
+  type RunCallOptions,
+  type RunPage,
+  type RunPageOptions,
+  type RunReadOptions,
+  RunStore,
+  type RunStoreOptions,
+} from "./run_store.ts";
+export {
+  isTerminal,
+  type LeaseHold,
+  type Run,
+  RUN_STATES,
+  RUN_TRANSITIONS,
+  type RunError,
+  type RunEvent,
+  type RunEventInput,
+  type RunEventType,
+  type RunLease,
+  type RunState,
+  type RunTask,
+  TERMINAL_RUN_STATES,
+  transition,
+} from "./state_machine.ts";
+export {
+  parseTask,
+  TASK_LIMITS,
+  TaskAttributesSchema,
+  type TaskInput,
+  TaskInputSchema,
+} from "./task.ts";

@@ -45,6 +45,9 @@ export interface Migration {
  *   agent started within its budget window; every write prunes the agent's
  *   rows that left the window, so an agent keeps at most `maxRuns` rows
  *   (index `agent_run_starts_agent (agent_id, at)`).
+ * - 6 `runs_lease_token`: `runs.lease_token`, the fencing token of a run's
+ *   lease (ADR 0008): one greater at every claim, kept when the lease ends,
+ *   so a worker that lost its lease can no longer write (0 before any claim).
  *
  * @example Read the latest schema version
  * ```ts
@@ -178,6 +181,13 @@ CREATE TABLE agent_run_starts (
   at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX agent_run_starts_agent ON agent_run_starts (agent_id, at);
+`,
+  },
+  {
+    version: 6,
+    name: "runs_lease_token",
+    sql: `
+ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0 CHECK (lease_token >= 0);
 `,
   },
 ]);

@@ -31,9 +31,14 @@
  *
  * @module
  */
-export * from "./context.ts";
-export * from "./generate.ts";
-export * from "./propagation.ts";
-export * from "./traceparent.ts";
-export * from "./tracestate.ts";
-export * from "./types.ts";
+export { currentTraceContext, withTraceContext } from "./context.ts";
+export {
+  childTraceContext,
+  type ChildTraceContextOptions,
+  newTraceContext,
+  type NewTraceContextOptions,
+} from "./generate.ts";
+export { extractTraceContext, injectTraceContext } from "./propagation.ts";
+export { checkTraceContext, formatTraceparent, parseTraceparent } from "./traceparent.ts";
+export { formatTracestate, parseTracestate, TraceState } from "./tracestate.ts";
+export { type TraceContext, type TraceStateEntry } from "./types.ts";

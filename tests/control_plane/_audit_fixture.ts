@@ -1,6 +1,7 @@
 /** Seeded audit logs and the raw-SQL edits an attacker with write access makes. */
 import { canonicalJson, FakeClock } from "../../shared/mod.ts";
-import { type Database, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
+import { type Database, openDatabase } from "../../control_plane/store/database.ts";
+import { MIGRATIONS, openStore, type Store } from "../../control_plane/store/mod.ts";
 import {
   type AuditEntryInput,
   AuditLog,
@@ -25,16 +26,44 @@ export function entry(i: number, overrides: Partial<AuditEntryInput> = {}): Audi
   };
 }
 
-/** An in-memory log with `n` records; the clock starts at 1000 and moves 10 ms per record. */
-export function seeded(n: number): { db: Database; audit: AuditLog; clock: FakeClock } {
-  const db = openDatabase(":memory:");
+/** A seeded log on a temporary SQLite file, and a raw connection to the same file. */
+export interface Seeded extends AsyncDisposable {
+  /** The store the log is on. */
+  store: Store;
+  /** A raw connection to the same file: what an attacker with write access holds. */
+  db: Database;
+  audit: AuditLog;
+  clock: FakeClock;
+}
+
+/**
+ * A log with `n` records on a temporary file (so that a raw connection can
+ * tamper with it); the clock starts at 1000 and moves 10 ms per record.
+ */
+export async function seeded(n: number): Promise<Seeded> {
+  const path = await Deno.makeTempFile({ suffix: ".db" });
+  await Deno.remove(path);
+  const store = await openStore(path);
+  const db = openDatabase(path);
   const clock = new FakeClock(1_000);
-  const audit = new AuditLog(db, { clock });
+  const audit = new AuditLog(store, { clock });
   for (let i = 1; i <= n; i++) {
-    audit.append(entry(i));
+    await audit.append(entry(i));
     clock.advance(10);
   }
-  return { db, audit, clock };
+  return {
+    store,
+    db,
+    audit,
+    clock,
+    async [Symbol.asyncDispose]() {
+      db.close();
+      await store.close();
+      for (const suffix of ["", "-wal", "-shm"]) {
+        await Deno.remove(path + suffix).catch(() => {});
+      }
+    },
+  };
 }
 
 /** What an attacker with write access to the file does first. */
@@ -78,11 +107,11 @@ export function forge(db: Database, record: AuditRecord, rehash: boolean): void 
  * `denied` and every hash is recomputed, triggers dropped and put back, so the
  * chain alone still verifies.
  */
-export function rewriteFrom(db: Database, audit: AuditLog, fromSeq: number): void {
+export async function rewriteFrom(db: Database, audit: AuditLog, fromSeq: number): Promise<void> {
   dropTriggers(db);
-  const tail = audit.list({ fromSeq });
+  const tail = await audit.list({ fromSeq });
   db.prepare("DELETE FROM audit_log WHERE seq >= ?").run(fromSeq);
-  let prevHash = audit.head().hash;
+  let prevHash = (await audit.head()).hash;
   for (const record of tail) {
     const forged = { ...record, outcome: "denied", prevHash };
     prevHash = computeAuditHash(forged);

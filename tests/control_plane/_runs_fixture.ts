@@ -2,10 +2,10 @@
 import {
   type AuditActor,
   AuditLog,
-  type Database,
-  openDatabase,
+  openStore,
   RunStore,
   type RunTask,
+  type Store,
 } from "../../control_plane/mod.ts";
 import { FakeClock } from "../../shared/mod.ts";
 
@@ -30,16 +30,22 @@ export function task(overrides: Partial<RunTask> = {}): RunTask {
   };
 }
 
-export function setUp(path = ":memory:"): {
-  db: Database;
+/** Opens a store: SQLite `:memory:` by default; PostgreSQL tests pass their own factory. */
+export type StoreFactory = () => Promise<Store>;
+
+/** The default store factory: SQLite in memory. */
+export const memoryStore: StoreFactory = () => openStore(":memory:");
+
+export async function setUp(open: StoreFactory | string = memoryStore): Promise<{
+  store: Store;
   clock: FakeClock;
   audit: AuditLog;
   runs: RunStore;
-} {
-  const db = openDatabase(path);
+}> {
+  const store = typeof open === "string" ? await openStore(open) : await open();
   const clock = new FakeClock(Date.UTC(2026, 10, 25));
   let n = 0;
-  const audit = new AuditLog(db, { clock });
-  const runs = new RunStore(db, { audit, clock, generateId: () => `run-${++n}` });
-  return { db, clock, audit, runs };
+  const audit = new AuditLog(store, { clock });
+  const runs = new RunStore(store, { audit, clock, generateId: () => `run-${++n}` });
+  return { store, clock, audit, runs };
 }

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { canonicalJson, type Clock, FakeClock, isPlmError, sha256Hex } from "../../shared/mod.ts";
 import type { JsonValue } from "../../shared/mod.ts";
 import { seededRandom } from "../_seeded_random.ts";
-import { openDatabase } from "../../control_plane/store/mod.ts";
+import { openStore, type StoreTx } from "../../control_plane/store/mod.ts";
 import {
   AUDIT_GENESIS_HASH,
   type AuditEntryInput,
@@ -57,21 +57,24 @@ function referenceHash(record: AuditRecord): string {
   );
 }
 
-Deno.test("AuditLog.append() chains records from the genesis hash with the injected clock", () => {
-  using db = openDatabase(":memory:");
+Deno.test("AuditLog.append() chains records from the genesis hash with the injected clock", async () => {
+  await using store = await openStore(":memory:");
   const clock = new FakeClock(5_000);
-  const audit = new AuditLog(db, { clock });
+  const audit = new AuditLog(store, { clock });
   const sink: AuditSink = audit;
-  assert.deepEqual(audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
+  assert.deepEqual(await audit.head(), { seq: 0, hash: AUDIT_GENESIS_HASH });
 
-  const first = sink.append(entry(1, { reason: "Policy p-1 allows it" }));
+  assert.equal(await sink.append(entry(1, { reason: "Policy p-1 allows it" })), undefined);
   clock.advance(250);
-  const second = sink.append({
+  await sink.append({
     actor: ALICE,
     action: "auth.login",
     resource: "http:/login",
     outcome: "allowed",
   });
+  const [first, second, ...rest] = await audit.list();
+  assert.ok(first !== undefined && second !== undefined);
+  assert.deepEqual(rest, []);
 
   assert.equal(first.seq, 1);
   assert.equal(first.at, 5_000);
@@ -86,64 +89,81 @@ Deno.test("AuditLog.append() chains records from the genesis hash with the injec
   assert.equal(second.runId, null);
   assert.equal(second.traceId, null);
   assert.equal(second.data, null);
-  assert.deepEqual(audit.head(), { seq: 2, hash: second.hash });
-  assert.deepEqual(audit.list(), [first, second]);
-  assert.deepEqual(audit.verify(), { ok: true, checked: 2, head: { seq: 2, hash: second.hash } });
+  assert.deepEqual(await audit.head(), { seq: 2, hash: second.hash });
+  assert.deepEqual(await audit.list(), [first, second]);
+  assert.deepEqual(await audit.verify(), {
+    ok: true,
+    checked: 2,
+    head: { seq: 2, hash: second.hash },
+    sealedThrough: 2,
+    pending: 0,
+  });
+  assert.equal(await audit.seal(), 0, "SQLite chains as it writes: nothing to seal");
 });
 
-Deno.test("AuditLog.append() hashes exactly the documented fields", () => {
-  const { db, audit } = seeded(5);
-  using _db = db;
-  audit.append({
+Deno.test("AuditLog.append() hashes exactly the documented fields", async () => {
+  await using seed = await seeded(5);
+  const { audit } = seed;
+  await audit.append({
     actor: ALICE,
     action: "odd.text",
     resource: 'quote:"x"\n\u2028é',
     outcome: "ok",
     data: { "é": [1.5, -0, 1e21, true, "\u0000"], "a": { "b": [] } },
   });
-  for (const record of audit.list()) {
+  for (const record of await audit.list()) {
     assert.equal(computeAuditHash(record), record.hash);
     assert.equal(referenceHash(record), record.hash);
   }
 });
 
 Deno.test("AuditLog.list() filters by run, action prefix, actor, seq range, limit and order", async (t) => {
-  const { db, audit } = seeded(12);
-  using _db = db;
+  await using seed = await seeded(12);
+  const { audit } = seed;
   const seqs = (records: AuditRecord[]) => records.map((r) => r.seq);
 
-  await t.step("everything, oldest first", () => {
-    assert.deepEqual(seqs(audit.list()), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  await t.step("everything, oldest first", async () => {
+    assert.deepEqual(seqs(await audit.list()), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   });
-  await t.step("runId", () => {
-    assert.deepEqual(seqs(audit.list({ runId: "r-1" })), [1, 5, 9]);
+  await t.step("runId", async () => {
+    assert.deepEqual(seqs(await audit.list({ runId: "r-1" })), [1, 5, 9]);
   });
-  await t.step("actionPrefix is a literal prefix", () => {
-    assert.deepEqual(seqs(audit.list({ actionPrefix: "policy." })), [3, 6, 9, 12]);
-    assert.deepEqual(seqs(audit.list({ actionPrefix: "run" })), [1, 2, 4, 5, 7, 8, 10, 11]);
-    audit.append({ actor: ALICE, action: "x", resource: "r", outcome: "ok" });
-    assert.deepEqual(seqs(audit.list({ actionPrefix: "*" })), []);
-    assert.deepEqual(seqs(audit.list({ actionPrefix: "[p]olicy" })), []);
+  await t.step("actionPrefix is a literal prefix", async () => {
+    assert.deepEqual(seqs(await audit.list({ actionPrefix: "policy." })), [3, 6, 9, 12]);
+    assert.deepEqual(seqs(await audit.list({ actionPrefix: "run" })), [1, 2, 4, 5, 7, 8, 10, 11]);
+    await audit.append({ actor: ALICE, action: "x", resource: "r", outcome: "ok" });
+    assert.deepEqual(seqs(await audit.list({ actionPrefix: "*" })), []);
+    assert.deepEqual(seqs(await audit.list({ actionPrefix: "[p]olicy" })), []);
   });
-  await t.step("actorSubject", () => {
-    assert.deepEqual(seqs(audit.list({ actorSubject: "agent-7", toSeq: 12 })), [1, 3, 5, 7, 9, 11]);
-  });
-  await t.step("seq range", () => {
-    assert.deepEqual(seqs(audit.list({ fromSeq: 4, toSeq: 6 })), [4, 5, 6]);
-  });
-  await t.step("newest first with a limit, combined with a filter", () => {
-    assert.deepEqual(seqs(audit.list({ newestFirst: true, limit: 3 })), [13, 12, 11]);
-    assert.deepEqual(seqs(audit.list({ actorSubject: "alice", newestFirst: true, limit: 2 })), [
-      13,
-      12,
+  await t.step("actorSubject", async () => {
+    assert.deepEqual(seqs(await audit.list({ actorSubject: "agent-7", toSeq: 12 })), [
+      1,
+      3,
+      5,
+      7,
+      9,
+      11,
     ]);
-    assert.equal(audit.list({ limit: 1_000 }).length, 13);
+  });
+  await t.step("seq range", async () => {
+    assert.deepEqual(seqs(await audit.list({ fromSeq: 4, toSeq: 6 })), [4, 5, 6]);
+  });
+  await t.step("newest first with a limit, combined with a filter", async () => {
+    assert.deepEqual(seqs(await audit.list({ newestFirst: true, limit: 3 })), [13, 12, 11]);
+    assert.deepEqual(
+      seqs(await audit.list({ actorSubject: "alice", newestFirst: true, limit: 2 })),
+      [
+        13,
+        12,
+      ],
+    );
+    assert.equal((await audit.list({ limit: 1_000 })).length, 13);
   });
 });
 
 Deno.test("AuditLog.list() refuses bad criteria with ERR_INVALID_ARGUMENT naming the field", async (t) => {
-  const { db, audit } = seeded(3);
-  using _db = db;
+  await using seed = await seeded(3);
+  const { audit } = seed;
   const bad: [string, AuditListFilter, RegExp][] = [
     ["limit -1", { limit: -1 }, /limit/],
     ["limit 0", { limit: 0 }, /limit/],
@@ -162,8 +182,8 @@ Deno.test("AuditLog.list() refuses bad criteria with ERR_INVALID_ARGUMENT naming
     ["actorSubject too long", { actorSubject: "a".repeat(1_025) }, /actorSubject/],
   ];
   for (const [name, filter, field] of bad) {
-    await t.step(name, () => {
-      assert.throws(
+    await t.step(name, async () => {
+      await assert.rejects(
         () => audit.list(filter),
         (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message),
       );
@@ -171,9 +191,9 @@ Deno.test("AuditLog.list() refuses bad criteria with ERR_INVALID_ARGUMENT naming
   }
 });
 
-Deno.test("audit_log triggers refuse UPDATE and DELETE with ERR_AUDIT_APPEND_ONLY", () => {
-  const { db, audit } = seeded(3);
-  using _db = db;
+Deno.test("audit_log triggers refuse UPDATE and DELETE with ERR_AUDIT_APPEND_ONLY", async () => {
+  await using seed = await seeded(3);
+  const { db, audit } = seed;
   assert.throws(
     () => db.exec("UPDATE audit_log SET outcome = 'denied' WHERE seq = 2"),
     (err) => isPlmError(err, "ERR_AUDIT_APPEND_ONLY"),
@@ -182,129 +202,138 @@ Deno.test("audit_log triggers refuse UPDATE and DELETE with ERR_AUDIT_APPEND_ONL
     () => db.prepare("DELETE FROM audit_log WHERE seq = ?").run(3),
     (err) => isPlmError(err, "ERR_AUDIT_APPEND_ONLY"),
   );
-  assert.equal(audit.list({ fromSeq: 2, toSeq: 2 })[0]?.outcome, "succeeded");
-  assert.equal(audit.head().seq, 3);
-  assert.equal(audit.verify().ok, true);
+  assert.equal((await audit.list({ fromSeq: 2, toSeq: 2 }))[0]?.outcome, "succeeded");
+  assert.equal((await audit.head()).seq, 3);
+  assert.equal((await audit.verify()).ok, true);
 });
 
 Deno.test("AuditLog.verify() finds the first edited, deleted, inserted or reordered record", async (t) => {
-  await t.step("a field edited", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("a field edited", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
     db.exec("UPDATE audit_log SET outcome = 'denied' WHERE seq = 5");
-    assert.deepEqual(failure(audit.verify()), [5, "hash_mismatch", 4]);
+    assert.deepEqual(failure(await audit.verify()), [5, "hash_mismatch", 4]);
   });
-  await t.step("data edited", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("data edited", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
     db.exec("UPDATE audit_log SET data = json_set(data, '$.i', 999) WHERE seq = 5");
-    assert.deepEqual(failure(audit.verify()), [5, "hash_mismatch", 4]);
+    assert.deepEqual(failure(await audit.verify()), [5, "hash_mismatch", 4]);
   });
-  await t.step("a field edited and the record's hash recomputed", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("a field edited and the record's hash recomputed", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
-    const victim = audit.list({ fromSeq: 5, toSeq: 5 })[0]!;
+    const victim = (await audit.list({ fromSeq: 5, toSeq: 5 }))[0]!;
     db.exec("DELETE FROM audit_log WHERE seq = 5");
     forge(db, { ...victim, outcome: "denied" }, true);
-    assert.deepEqual(failure(audit.verify()), [6, "prev_hash_mismatch", 5]);
+    assert.deepEqual(failure(await audit.verify()), [6, "prev_hash_mismatch", 5]);
   });
-  await t.step("a record deleted", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("a record deleted", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
     db.exec("DELETE FROM audit_log WHERE seq = 5");
-    assert.deepEqual(failure(audit.verify()), [5, "seq_gap", 4]);
+    assert.deepEqual(failure(await audit.verify()), [5, "seq_gap", 4]);
   });
-  await t.step("a record inserted and linked to its predecessor", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("a record inserted and linked to its predecessor", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
-    const five = audit.list({ fromSeq: 5, toSeq: 5 })[0]!;
+    const five = (await audit.list({ fromSeq: 5, toSeq: 5 }))[0]!;
     db.exec("UPDATE audit_log SET seq = seq + 1000 WHERE seq > 5");
     db.exec("UPDATE audit_log SET seq = seq - 999 WHERE seq > 1000");
     forge(db, { ...five, seq: 6, prevHash: five.hash, outcome: "approved" }, true);
-    assert.equal(audit.head().seq, 11);
-    assert.deepEqual(failure(audit.verify()), [7, "prev_hash_mismatch", 6]);
+    assert.equal((await audit.head()).seq, 11);
+    assert.deepEqual(failure(await audit.verify()), [7, "prev_hash_mismatch", 6]);
   });
-  await t.step("two records swapped", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("two records swapped", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
     db.exec(`
       UPDATE audit_log SET seq = 1005 WHERE seq = 5;
       UPDATE audit_log SET seq = 5 WHERE seq = 6;
       UPDATE audit_log SET seq = 6 WHERE seq = 1005;
     `);
-    assert.deepEqual(failure(audit.verify()), [5, "prev_hash_mismatch", 4]);
+    assert.deepEqual(failure(await audit.verify()), [5, "prev_hash_mismatch", 4]);
   });
-  await t.step("two records swapped and relinked", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
+  await t.step("two records swapped and relinked", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
     dropTriggers(db);
-    const [five, six] = audit.list({ fromSeq: 5, toSeq: 6 }) as [AuditRecord, AuditRecord];
+    const [five, six] = await audit.list({ fromSeq: 5, toSeq: 6 }) as [AuditRecord, AuditRecord];
     db.exec("DELETE FROM audit_log WHERE seq IN (5, 6)");
     forge(db, { ...six, seq: 5, prevHash: five.prevHash }, false);
     forge(db, { ...five, seq: 6, prevHash: six.hash }, false);
-    assert.deepEqual(failure(audit.verify()), [5, "hash_mismatch", 4]);
+    assert.deepEqual(failure(await audit.verify()), [5, "hash_mismatch", 4]);
   });
-  await t.step("an untouched log passes", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
-    assert.deepEqual(failure(audit.verify()), "ok");
+  await t.step("an untouched log passes", async () => {
+    await using seed = await seeded(10);
+    const { audit } = seed;
+    assert.deepEqual(failure(await audit.verify()), "ok");
   });
 });
 
 Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten history", async (t) => {
-  await t.step("tail truncated", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
-    const witness = audit.head();
+  await t.step("tail truncated", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
+    const witness = await audit.head();
     dropTriggers(db);
     db.exec("DELETE FROM audit_log WHERE seq > 7");
-    assert.deepEqual(failure(audit.verify()), [0, "append_only_disabled", 7]);
+    assert.deepEqual(failure(await audit.verify()), [0, "append_only_disabled", 7]);
     restoreTriggers(db);
-    assert.equal(audit.verify().ok, true);
-    assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [8, "truncated", 7]);
+    assert.equal((await audit.verify()).ok, true);
+    assert.deepEqual(failure(await audit.verify({ expectedHead: witness })), [8, "truncated", 7]);
   });
-  await t.step("everything deleted", () => {
-    const { db, audit } = seeded(3);
-    using _db = db;
-    const witness = audit.head();
+  await t.step("everything deleted", async () => {
+    await using seed = await seeded(3);
+    const { db, audit } = seed;
+    const witness = await audit.head();
     dropTriggers(db);
     db.exec("DELETE FROM audit_log");
-    assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [1, "truncated", 0]);
+    assert.deepEqual(failure(await audit.verify({ expectedHead: witness })), [1, "truncated", 0]);
   });
-  await t.step("history rewritten from record 5 with every hash recomputed", () => {
-    const { db, audit } = seeded(10);
-    using _db = db;
-    const witness = audit.head();
-    rewriteFrom(db, audit, 5);
-    assert.equal(audit.verify().ok, true);
-    assert.deepEqual(failure(audit.verify({ expectedHead: witness })), [10, "head_mismatch", 10]);
+  await t.step("history rewritten from record 5 with every hash recomputed", async () => {
+    await using seed = await seeded(10);
+    const { db, audit } = seed;
+    const witness = await audit.head();
+    await rewriteFrom(db, audit, 5);
+    assert.equal((await audit.verify()).ok, true);
+    assert.deepEqual(failure(await audit.verify({ expectedHead: witness })), [
+      10,
+      "head_mismatch",
+      10,
+    ]);
   });
-  await t.step("an older witness still holds after more appends", () => {
-    const { db, audit } = seeded(5);
-    using _db = db;
-    const witness = audit.head();
-    audit.append(entry(6));
-    assert.deepEqual(audit.verify({ expectedHead: witness }), {
+  await t.step("an older witness still holds after more appends", async () => {
+    await using seed = await seeded(5);
+    const { audit } = seed;
+    const witness = await audit.head();
+    await audit.append(entry(6));
+    assert.deepEqual(await audit.verify({ expectedHead: witness }), {
       ok: true,
       checked: 6,
-      head: audit.head(),
+      head: await audit.head(),
+      sealedThrough: 6,
+      pending: 0,
     });
-    assert.equal(audit.verify({ expectedHead: { seq: 0, hash: AUDIT_GENESIS_HASH } }).ok, true);
+    assert.equal(
+      (await audit.verify({ expectedHead: { seq: 0, hash: AUDIT_GENESIS_HASH } })).ok,
+      true,
+    );
   });
-  await t.step("a malformed witness is refused", () => {
-    const { db, audit } = seeded(1);
-    using _db = db;
-    assert.throws(
+  await t.step("a malformed witness is refused", async () => {
+    await using seed = await seeded(1);
+    const { audit } = seed;
+    await assert.rejects(
       () => audit.verify({ expectedHead: { seq: -1, hash: AUDIT_GENESIS_HASH } }),
       (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /seq/.test(err.message),
     );
-    assert.throws(
+    await assert.rejects(
       () => audit.verify({ expectedHead: { seq: 1, hash: "ABC" } }),
       (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /hash/.test(err.message),
     );
@@ -312,8 +341,8 @@ Deno.test("AuditLog.verify() with expectedHead catches truncation and rewritten 
 });
 
 Deno.test("AuditLog.append() rejects malformed entries with ERR_AUDIT_INVALID_RECORD", async (t) => {
-  using db = openDatabase(":memory:");
-  const audit = new AuditLog(db);
+  await using store = await openStore(":memory:");
+  const audit = new AuditLog(store);
   const good = entry(1);
   const cases: Record<string, unknown> = {
     "not an object": "hello",
@@ -332,14 +361,14 @@ Deno.test("AuditLog.append() rejects malformed entries with ERR_AUDIT_INVALID_RE
     "undefined optional": { ...good, reason: undefined },
   };
   for (const [name, input] of Object.entries(cases)) {
-    await t.step(name, () => {
-      assert.throws(
+    await t.step(name, async () => {
+      await assert.rejects(
         () => audit.append(input as AuditEntryInput),
         (err) => isPlmError(err, "ERR_AUDIT_INVALID_RECORD"),
       );
     });
   }
-  assert.equal(audit.head().seq, 0);
+  assert.equal((await audit.head()).seq, 0);
 });
 
 function nested(depth: number): JsonValue {
@@ -446,11 +475,11 @@ Deno.test("computeAuditHash()'s hand-written body equals sha256(prevHash + canon
       );
     }
   });
-  await t.step("over 100 records stored and verified", () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db, { clock: new FakeClock(1_700_000_000_000) });
+  await t.step("over 100 records stored and verified", async () => {
+    await using store = await openStore(":memory:");
+    const audit = new AuditLog(store, { clock: new FakeClock(1_700_000_000_000) });
     for (let i = 0; i < 100; i++) {
-      const record = audit.append({
+      await audit.append({
         actor: { subject: randomText(random, false), kind: "service" },
         action: "fuzz.append",
         resource: randomText(random, false),
@@ -458,36 +487,41 @@ Deno.test("computeAuditHash()'s hand-written body equals sha256(prevHash + canon
         reason: randomText(random, false),
         data: randomJson(random, 0),
       });
+      const [record] = await audit.list({ newestFirst: true, limit: 1 });
+      assert.ok(record !== undefined);
       const { prevHash, hash, ...body } = record;
       const text = canonicalJson(body as unknown as JsonValue);
       assert.equal(hash, sha256Hex(prevHash + text), `record ${record.seq}`);
     }
-    assert.equal(audit.verify().ok, true);
+    assert.equal((await audit.verify()).ok, true);
   });
 });
 
 Deno.test("AuditLog.appendMany() stores the whole batch or nothing", async (t) => {
-  await t.step("a valid batch is chained in order", () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db, { clock: new FakeClock(7) });
-    audit.append(entry(0));
-    const records = audit.appendMany([entry(1), entry(2), entry(3)]);
+  await t.step("a valid batch is chained in order", async () => {
+    await using store = await openStore(":memory:");
+    const audit = new AuditLog(store, { clock: new FakeClock(7) });
+    await audit.append(entry(0));
+    assert.equal(await audit.appendMany([entry(1), entry(2), entry(3)]), undefined);
+    const records = await audit.list({ fromSeq: 2 });
     assert.deepEqual(records.map((r) => r.seq), [2, 3, 4]);
-    assert.deepEqual(audit.list({ fromSeq: 2 }), records);
-    assert.equal(audit.verify().ok, true);
-    assert.deepEqual(audit.appendMany([]), []);
+    assert.deepEqual(records.map((r) => (r.data as { i: number }).i), [1, 2, 3]);
+    assert.equal(records[1]?.prevHash, records[0]?.hash);
+    assert.equal((await audit.verify()).ok, true);
+    await audit.appendMany([]);
+    assert.equal((await audit.head()).seq, 4);
   });
-  await t.step("one malformed entry stores nothing", () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db);
-    assert.throws(
+  await t.step("one malformed entry stores nothing", async () => {
+    await using store = await openStore(":memory:");
+    const audit = new AuditLog(store);
+    await assert.rejects(
       () => audit.appendMany([entry(1), { ...entry(2), outcome: "" }, entry(3)]),
       (err) => isPlmError(err, "ERR_AUDIT_INVALID_RECORD"),
     );
-    assert.equal(audit.head().seq, 0);
+    assert.equal((await audit.head()).seq, 0);
   });
-  await t.step("a failure half-way through the writes stores nothing", () => {
-    using db = openDatabase(":memory:");
+  await t.step("a failure half-way through the writes stores nothing", async () => {
+    await using store = await openStore(":memory:");
     let calls = 0;
     const flaky: Clock = {
       now() {
@@ -495,52 +529,59 @@ Deno.test("AuditLog.appendMany() stores the whole batch or nothing", async (t) =
         return calls;
       },
     };
-    const audit = new AuditLog(db, { clock: flaky });
-    assert.throws(() => audit.appendMany([entry(1), entry(2), entry(3), entry(4)]), /clock failed/);
+    const audit = new AuditLog(store, { clock: flaky });
+    await assert.rejects(
+      () => audit.appendMany([entry(1), entry(2), entry(3), entry(4)]),
+      /clock failed/,
+    );
     assert.equal(calls, 3);
-    assert.equal(audit.head().seq, 0);
-    assert.equal(db.inTransaction, false);
+    assert.equal((await audit.head()).seq, 0);
+    await audit.append(entry(5)); // the store is usable: nothing was left open
   });
-  await t.step("entries that are not a list are refused", () => {
-    using db = openDatabase(":memory:");
-    assert.throws(
-      () => new AuditLog(db).appendMany("x" as unknown as AuditEntryInput[]),
+  await t.step("entries that are not a list are refused", async () => {
+    await using store = await openStore(":memory:");
+    await assert.rejects(
+      () => new AuditLog(store).appendMany("x" as unknown as AuditEntryInput[]),
       { code: "ERR_AUDIT_INVALID_RECORD" },
     );
   });
 });
 
 Deno.test("AuditLog.append() inside a caller's transaction commits and rolls back with it", async (t) => {
-  using db = openDatabase(":memory:");
-  db.exec("CREATE TABLE state (v TEXT) STRICT");
-  const audit = new AuditLog(db, { clock: new FakeClock(0) });
-  const setState = db.prepare("INSERT INTO state VALUES (?)");
-  const states = () => db.prepare<{ v: string }>("SELECT v FROM state").all().map((r) => r.v);
+  await using store = await openStore(":memory:");
+  const audit = new AuditLog(store, { clock: new FakeClock(0) });
+  // The caller's state change: a run start of an agent, counted per time.
+  const setState = (tx: StoreTx, at: number) => tx.governance.insertStart("agent-1", at);
+  const states = () => store.read((tx) => tx.governance.countStarts("agent-1", -1));
 
-  await t.step("the caller fails after the append: both are rolled back", () => {
-    assert.throws(() =>
-      db.transaction(() => {
-        setState.run("running");
-        audit.append(entry(1));
-        assert.equal(audit.head().seq, 1);
+  await t.step("the caller fails after the append: both are rolled back", async () => {
+    await assert.rejects(
+      store.transaction(async (tx) => {
+        await setState(tx, 1);
+        await audit.append(entry(1), { tx });
+        assert.equal((await audit.head({ tx })).seq, 1, "the transaction reads its own write");
         throw new Error("state change failed");
-      }), /state change failed/);
-    assert.deepEqual(states(), []);
-    assert.equal(audit.head().seq, 0);
+      }),
+      /state change failed/,
+    );
+    assert.equal(await states(), 0);
+    assert.equal((await audit.head()).seq, 0);
   });
-  await t.step("the caller commits: both are stored", () => {
-    const record = db.transaction(() => {
-      setState.run("succeeded");
-      return audit.append(entry(2));
+  await t.step("the caller commits: both are stored", async () => {
+    await store.transaction(async (tx) => {
+      await setState(tx, 2);
+      await audit.append(entry(2), { tx });
     });
-    assert.deepEqual(states(), ["succeeded"]);
-    assert.deepEqual(audit.head(), { seq: 1, hash: record.hash });
+    assert.equal(await states(), 1);
+    const [record] = await audit.list();
+    assert.equal(record?.outcome, entry(2).outcome);
+    assert.deepEqual(await audit.head(), { seq: 1, hash: record?.hash });
   });
   await t.step(
     "a failed append in the transaction leaves the caller's work and the chain intact",
-    () => {
+    async () => {
       let calls = 0;
-      const failing = new AuditLog(db, {
+      const failing = new AuditLog(store, {
         clock: {
           now() {
             if (++calls === 1) throw new Error("clock failed");
@@ -548,14 +589,14 @@ Deno.test("AuditLog.append() inside a caller's transaction commits and rolls bac
           },
         },
       });
-      db.transaction(() => {
-        setState.run("retried");
-        assert.throws(() => failing.append(entry(3)), /clock failed/);
-        failing.append(entry(4));
+      await store.transaction(async (tx) => {
+        await setState(tx, 3);
+        await assert.rejects(failing.append(entry(3), { tx }), /clock failed/);
+        await failing.append(entry(4), { tx });
       });
-      assert.deepEqual(states(), ["succeeded", "retried"]);
-      assert.equal(audit.head().seq, 2);
-      assert.equal(audit.verify().ok, true);
+      assert.equal(await states(), 2);
+      assert.equal((await audit.head()).seq, 2);
+      assert.equal((await audit.verify()).ok, true);
     },
   );
 });
@@ -563,23 +604,23 @@ Deno.test("AuditLog.append() inside a caller's transaction commits and rolls bac
 Deno.test("AuditLog.append() from two processes on one file keeps one unbroken chain", async () => {
   const dir = await Deno.makeTempDir({ prefix: "plm_audit_test_" });
   try {
-    const path = `${dir}/audit.db`;
-    openDatabase(path).close();
+    const path = `${dir}/audit.store`;
+    await (await openStore(path)).close();
     const perProcess = 200;
     const storeUrl = new URL("../../control_plane/store/mod.ts", import.meta.url).href;
     const auditUrl = new URL("../../control_plane/audit/mod.ts", import.meta.url).href;
     const code = `
-      import { openDatabase } from ${JSON.stringify(storeUrl)};
+      import { openStore } from ${JSON.stringify(storeUrl)};
       import { AuditLog } from ${JSON.stringify(auditUrl)};
-      const db = openDatabase(Deno.env.get("PLM_TEST_DB"));
-      const audit = new AuditLog(db);
+      const store = await openStore(Deno.env.get("PLM_TEST_DB"));
+      const audit = new AuditLog(store);
       const subject = Deno.env.get("PLM_TEST_WHO");
       console.log("ready");
       await new Response(Deno.stdin.readable).text(); // wait for the start signal (EOF)
       for (let i = 0; i < ${perProcess}; i++) {
-        audit.append({ actor: { subject, kind: "agent" }, action: "test.append", resource: "item:" + i, outcome: "ok", data: { i } });
+        await audit.append({ actor: { subject, kind: "agent" }, action: "test.append", resource: "item:" + i, outcome: "ok", data: { i } });
       }
-      db.close();
+      await store.close();
     `;
     const configPath = new URL("../../deno.json", import.meta.url).pathname;
     const children = ["writer-a", "writer-b"].map((who) =>
@@ -609,11 +650,17 @@ Deno.test("AuditLog.append() from two processes on one file keeps one unbroken c
     }));
     for (const { status, stderr } of outputs) assert.equal(status.code, 0, stderr);
 
-    using db = openDatabase(path);
-    const audit = new AuditLog(db);
-    const records = audit.list();
+    await using store = await openStore(path);
+    const audit = new AuditLog(store);
+    const records = await audit.list();
     assert.equal(records.length, 2 * perProcess);
-    assert.deepEqual(audit.verify(), { ok: true, checked: 2 * perProcess, head: audit.head() });
+    assert.deepEqual(await audit.verify(), {
+      ok: true,
+      checked: 2 * perProcess,
+      head: await audit.head(),
+      sealedThrough: 2 * perProcess,
+      pending: 0,
+    });
     for (const who of ["writer-a", "writer-b"]) {
       const mine = records.filter((r) => r.actor.subject === who).map((r) => r.data);
       assert.deepEqual(mine, Array.from({ length: perProcess }, (_, i) => ({ i })));
@@ -624,73 +671,79 @@ Deno.test("AuditLog.append() from two processes on one file keeps one unbroken c
 });
 
 Deno.test("AuditLog.verify() reports append-only triggers that are missing or altered", async (t) => {
-  await t.step("a dropped trigger", () => {
-    const { db, audit } = seeded(3);
-    using _db = db;
-    assert.equal(failure(audit.verify()), "ok");
+  await t.step("a dropped trigger", async () => {
+    await using seed = await seeded(3);
+    const { db, audit } = seed;
+    assert.equal(failure(await audit.verify()), "ok");
     db.exec("DROP TRIGGER audit_log_no_delete");
-    assert.deepEqual(failure(audit.verify()), [0, "append_only_disabled", 3]);
+    assert.deepEqual(failure(await audit.verify()), [0, "append_only_disabled", 3]);
   });
-  await t.step("a trigger replaced by a no-op of the same name", () => {
-    const { db, audit } = seeded(2);
-    using _db = db;
+  await t.step("a trigger replaced by a no-op of the same name", async () => {
+    await using seed = await seeded(2);
+    const { db, audit } = seed;
     db.exec(`DROP TRIGGER audit_log_no_update;
       CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log WHEN 0 BEGIN SELECT 1; END;`);
-    const result = audit.verify();
+    const result = await audit.verify();
     assert.deepEqual(failure(result), [0, "append_only_disabled", 2]);
     assert.ok(!result.ok && result.reason.includes("audit_log_no_update"));
   });
-  await t.step("a broken chain is still reported first", () => {
-    const { db, audit } = seeded(3);
-    using _db = db;
+  await t.step("a broken chain is still reported first", async () => {
+    await using seed = await seeded(3);
+    const { db, audit } = seed;
     dropTriggers(db);
     db.exec("UPDATE audit_log SET outcome = 'forged' WHERE seq = 2");
-    assert.deepEqual(failure(audit.verify()), [2, "hash_mismatch", 1]);
+    assert.deepEqual(failure(await audit.verify()), [2, "hash_mismatch", 1]);
   });
 });
 
 Deno.test("AuditLog stores every accepted text byte-exact, so verify() keeps holding", async (t) => {
-  await t.step("U+0000 and lone surrogates in texts are refused before anything is stored", () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db);
-    const bad: Partial<AuditEntryInput>[] = [
-      { resource: "run:\0x" },
-      { reason: "why\0" },
-      { outcome: "\ud800" },
-      { runId: "r\udfff" },
-      { actor: { subject: "eve\0", kind: "human" } },
-    ];
-    for (const overrides of bad) {
-      assert.throws(() => audit.append(entry(1, overrides)), { code: "ERR_AUDIT_INVALID_RECORD" });
-    }
-    assert.equal(audit.head().seq, 0);
-  });
-  await t.step("U+0000, emoji and escapes inside data survive the round trip", () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db);
+  await t.step(
+    "U+0000 and lone surrogates in texts are refused before anything is stored",
+    async () => {
+      await using store = await openStore(":memory:");
+      const audit = new AuditLog(store);
+      const bad: Partial<AuditEntryInput>[] = [
+        { resource: "run:\0x" },
+        { reason: "why\0" },
+        { outcome: "\ud800" },
+        { runId: "r\udfff" },
+        { actor: { subject: "eve\0", kind: "human" } },
+      ];
+      for (const overrides of bad) {
+        await assert.rejects(() => audit.append(entry(1, overrides)), {
+          code: "ERR_AUDIT_INVALID_RECORD",
+        });
+      }
+      assert.equal((await audit.head()).seq, 0);
+    },
+  );
+  await t.step("U+0000, emoji and escapes inside data survive the round trip", async () => {
+    await using store = await openStore(":memory:");
+    const audit = new AuditLog(store);
     const data = { nul: "a\0b", emoji: "\ud83d\ude00", key: { "\u2028": '\\"' } };
-    const record = audit.append(entry(1, { data, resource: "bom:é€😀" }));
-    const [stored] = audit.list();
-    assert.deepEqual(stored, record);
+    await audit.append(entry(1, { data, resource: "bom:é€😀" }));
+    const [stored] = await audit.list();
+    assert.equal(stored?.resource, "bom:é€😀");
     assert.deepEqual(stored?.data, data);
-    assert.equal(failure(audit.verify()), "ok");
+    assert.equal(stored && computeAuditHash(stored), stored?.hash);
+    assert.equal(failure(await audit.verify()), "ok");
   });
-  await t.step("a lone surrogate inside data is refused", () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db);
+  await t.step("a lone surrogate inside data is refused", async () => {
+    await using store = await openStore(":memory:");
+    const audit = new AuditLog(store);
     // Like every malformed entry (one check of data, in the entry schema).
-    assert.throws(() => audit.append(entry(1, { data: { s: "\ud800" } })), {
+    await assert.rejects(() => audit.append(entry(1, { data: { s: "\ud800" } })), {
       code: "ERR_AUDIT_INVALID_RECORD",
     });
-    assert.equal(audit.head().seq, 0);
+    assert.equal((await audit.head()).seq, 0);
   });
 });
 
-Deno.test("AuditLog.list() returns at most 1,000 records by default; fromSeq pages on", () => {
-  const { db, audit } = seeded(1_005);
-  using _db = db;
-  const first = audit.list();
+Deno.test("AuditLog.list() returns at most 1,000 records by default; fromSeq pages on", async () => {
+  await using seed = await seeded(1_005);
+  const { audit } = seed;
+  const first = await audit.list();
   assert.equal(first.length, 1_000);
-  const rest = audit.list({ fromSeq: first.at(-1)!.seq + 1 });
+  const rest = await audit.list({ fromSeq: first.at(-1)!.seq + 1 });
   assert.deepEqual(rest.map((r) => r.seq), [1_001, 1_002, 1_003, 1_004, 1_005]);
 });

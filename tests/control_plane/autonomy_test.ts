@@ -20,7 +20,7 @@ import {
   foldAutonomy,
   parseAutonomyPolicy,
 } from "../../control_plane/autonomy/mod.ts";
-import { type Database, openDatabase } from "../../control_plane/store/mod.ts";
+import { openStore, type Store, type StoreTx } from "../../control_plane/store/mod.ts";
 
 const SPEC: ApprovalSpec = {
   approverRoles: ["cm"],
@@ -52,9 +52,9 @@ const VERDICTS: Record<Verdict["decision"], Verdict> = {
   },
 };
 
-/** A fresh in-memory database (the state of one controller or tracker). */
-function memory(): Database {
-  return openDatabase(":memory:");
+/** A fresh in-memory store (the state of one controller or tracker). */
+function memory(): Promise<Store> {
+  return openStore(":memory:");
 }
 
 function exceededOf(result: BudgetDecision): BudgetExceeded {
@@ -182,7 +182,7 @@ const POLICY: AutonomyPolicy = {
 };
 
 Deno.test("AutonomyController.levelFor() resolves per agent and per action pattern", async (t) => {
-  const autonomy = new AutonomyController(memory(), POLICY);
+  const autonomy = new AutonomyController(await memory(), POLICY);
   const cases: [agent: string, action: string, level: AutonomyLevel][] = [
     ["a-1", "bom.delete", "L0"],
     ["a-1", "bom.update", "L4"], // the first matching pattern wins
@@ -193,22 +193,22 @@ Deno.test("AutonomyController.levelFor() resolves per agent and per action patte
     ["__proto__", "bom.read", "L1"],
   ];
   for (const [agent, action, level] of cases) {
-    await t.step(`${agent} ${action}`, () => {
-      assert.equal(autonomy.levelFor(agent, action), level);
+    await t.step(`${agent} ${action}`, async () => {
+      assert.equal(await autonomy.levelFor(agent, action), level);
     });
   }
-  await t.step("levelOf() gives the agent's own level", () => {
-    assert.equal(autonomy.levelOf("a-1"), "L3");
-    assert.equal(autonomy.levelOf("nobody"), "L1");
+  await t.step("levelOf() gives the agent's own level", async () => {
+    assert.equal(await autonomy.levelOf("a-1"), "L3");
+    assert.equal(await autonomy.levelOf("nobody"), "L1");
   });
 });
 
-Deno.test("AutonomyController.fold() records the resolved level", () => {
-  const autonomy = new AutonomyController(memory(), POLICY, { approval: SPEC });
-  const deleted = autonomy.fold(VERDICTS.allow, "a-1", "bom.delete");
+Deno.test("AutonomyController.fold() records the resolved level", async () => {
+  const autonomy = new AutonomyController(await memory(), POLICY, { approval: SPEC });
+  const deleted = await autonomy.fold(VERDICTS.allow, "a-1", "bom.delete");
   assert.equal(deleted.decision, "deny");
   assert.equal(deleted.autonomyLevel, "L0");
-  const updated = autonomy.fold(VERDICTS.allow, "a-1", "part.update");
+  const updated = await autonomy.fold(VERDICTS.allow, "a-1", "part.update");
   assert.equal(updated.decision, "require_approval");
   assert.deepEqual(updated.approval, SPEC);
 });
@@ -250,29 +250,31 @@ Deno.test("parseAutonomyPolicy() refuses bad policies naming the field path", as
       );
     });
   }
+  await using store = await memory();
   await t.step("the constructor validates too", () => {
     assert.throws(
-      () => new AutonomyController(memory(), { defaultLevel: "L9" } as unknown as AutonomyPolicy),
+      () => new AutonomyController(store, { defaultLevel: "L9" } as unknown as AutonomyPolicy),
       (err) => err instanceof PolicyError && err.code === "ERR_POLICY_INVALID",
     );
   });
 });
 
-Deno.test("new AutonomyController(memory(), ) rejects bad options", async (t) => {
+Deno.test("new AutonomyController() rejects bad options", async (t) => {
+  await using store = await memory();
   const bad: [string, () => unknown][] = [
-    ["demoteAfter 0", () => new AutonomyController(memory(), POLICY, { demoteAfter: 0 })],
-    ["demoteAfter 1.5", () => new AutonomyController(memory(), POLICY, { demoteAfter: 1.5 })],
+    ["demoteAfter 0", () => new AutonomyController(store, POLICY, { demoteAfter: 0 })],
+    ["demoteAfter 1.5", () => new AutonomyController(store, POLICY, { demoteAfter: 1.5 })],
     [
       "demoteAfter 2 ** 53 (not a safe integer)",
-      () => new AutonomyController(memory(), POLICY, { demoteAfter: 2 ** 53 }),
+      () => new AutonomyController(store, POLICY, { demoteAfter: 2 ** 53 }),
     ],
     [
       "unknown floor",
-      () => new AutonomyController(memory(), POLICY, { floor: "L7" as AutonomyLevel }),
+      () => new AutonomyController(store, POLICY, { floor: "L7" as AutonomyLevel }),
     ],
     [
       "invalid approval",
-      () => new AutonomyController(memory(), POLICY, { approval: { ...SPEC, quorum: 0 } }),
+      () => new AutonomyController(store, POLICY, { approval: { ...SPEC, quorum: 0 } }),
     ],
   ];
   for (const [name, make] of bad) {
@@ -284,20 +286,20 @@ Deno.test("new AutonomyController(memory(), ) rejects bad options", async (t) =>
 // automatic level drop
 
 Deno.test("AutonomyController.recordOutcome() drops the level after N denials or failures", async (t) => {
-  await t.step("one step per N consecutive outcomes, mixing denied and failed", () => {
+  await t.step("one step per N consecutive outcomes, mixing denied and failed", async () => {
     const clock = new FakeClock(1_000);
     const changes: AutonomyLevelChange[] = [];
-    const autonomy = new AutonomyController(memory(), POLICY, {
+    const autonomy = new AutonomyController(await memory(), POLICY, {
       clock,
       demoteAfter: 3,
       onLevelChange: (change) => changes.push(change),
     });
-    assert.equal(autonomy.recordOutcome("a-2", "denied"), "L4");
-    assert.equal(autonomy.recordOutcome("a-2", "failed"), "L4");
-    assert.equal(autonomy.consecutiveFailures("a-2"), 2);
+    assert.equal(await autonomy.recordOutcome("a-2", "denied"), "L4");
+    assert.equal(await autonomy.recordOutcome("a-2", "failed"), "L4");
+    assert.equal(await autonomy.consecutiveFailures("a-2"), 2);
     clock.advance(500);
-    assert.equal(autonomy.recordOutcome("a-2", "denied"), "L3");
-    assert.equal(autonomy.consecutiveFailures("a-2"), 0);
+    assert.equal(await autonomy.recordOutcome("a-2", "denied"), "L3");
+    assert.equal(await autonomy.consecutiveFailures("a-2"), 0);
     assert.deepEqual(changes, [{
       agentId: "a-2",
       from: "L4",
@@ -306,77 +308,82 @@ Deno.test("AutonomyController.recordOutcome() drops the level after N denials or
       reason: "Agent a-2 dropped from L4 to L3 after 3 consecutive denials or failures",
       at: 1_500,
     }]);
-    for (let i = 0; i < 3; i++) autonomy.recordOutcome("a-2", "failed");
-    assert.equal(autonomy.levelOf("a-2"), "L2");
+    for (let i = 0; i < 3; i++) await autonomy.recordOutcome("a-2", "failed");
+    assert.equal(await autonomy.levelOf("a-2"), "L2");
     assert.equal(changes.length, 2);
   });
-  await t.step("a success resets the count", () => {
-    const autonomy = new AutonomyController(memory(), POLICY, { demoteAfter: 2 });
-    autonomy.recordOutcome("a-2", "failed");
-    autonomy.recordOutcome("a-2", "succeeded");
-    assert.equal(autonomy.consecutiveFailures("a-2"), 0);
-    assert.equal(autonomy.recordOutcome("a-2", "denied"), "L4");
-    assert.equal(autonomy.recordOutcome("a-2", "denied"), "L3");
+  await t.step("a success resets the count", async () => {
+    const autonomy = new AutonomyController(await memory(), POLICY, { demoteAfter: 2 });
+    await autonomy.recordOutcome("a-2", "failed");
+    await autonomy.recordOutcome("a-2", "succeeded");
+    assert.equal(await autonomy.consecutiveFailures("a-2"), 0);
+    assert.equal(await autonomy.recordOutcome("a-2", "denied"), "L4");
+    assert.equal(await autonomy.recordOutcome("a-2", "denied"), "L3");
   });
-  await t.step("never below the floor", () => {
+  await t.step("never below the floor", async () => {
     const changes: AutonomyLevelChange[] = [];
-    const autonomy = new AutonomyController(memory(), POLICY, {
+    const autonomy = new AutonomyController(await memory(), POLICY, {
       demoteAfter: 1,
       floor: "L2",
       onLevelChange: (change) => changes.push(change),
     });
-    for (let i = 0; i < 10; i++) autonomy.recordOutcome("a-2", "failed");
-    assert.equal(autonomy.levelOf("a-2"), "L2");
+    for (let i = 0; i < 10; i++) await autonomy.recordOutcome("a-2", "failed");
+    assert.equal(await autonomy.levelOf("a-2"), "L2");
     assert.deepEqual(changes.map((c) => c.to), ["L3", "L2"]);
   });
-  await t.step("the default floor is L1", () => {
-    const autonomy = new AutonomyController(memory(), { defaultLevel: "L4" }, { demoteAfter: 1 });
-    for (let i = 0; i < 10; i++) autonomy.recordOutcome("x", "failed");
-    assert.equal(autonomy.levelOf("x"), "L1");
+  await t.step("the default floor is L1", async () => {
+    const autonomy = new AutonomyController(await memory(), { defaultLevel: "L4" }, {
+      demoteAfter: 1,
+    });
+    for (let i = 0; i < 10; i++) await autonomy.recordOutcome("x", "failed");
+    assert.equal(await autonomy.levelOf("x"), "L1");
   });
-  await t.step("an agent configured below the floor is not dropped", () => {
+  await t.step("an agent configured below the floor is not dropped", async () => {
     const changes: AutonomyLevelChange[] = [];
-    const autonomy = new AutonomyController(memory(), { defaultLevel: "L0" }, {
+    const autonomy = new AutonomyController(await memory(), { defaultLevel: "L0" }, {
       demoteAfter: 1,
       onLevelChange: (change) => changes.push(change),
     });
-    assert.equal(autonomy.recordOutcome("x", "failed"), "L0");
+    assert.equal(await autonomy.recordOutcome("x", "failed"), "L0");
     assert.deepEqual(changes, []);
   });
-  await t.step("the drop caps per-action levels", () => {
-    const autonomy = new AutonomyController(memory(), POLICY, { demoteAfter: 1 });
-    assert.equal(autonomy.levelFor("a-1", "bom.read"), "L4");
-    autonomy.recordOutcome("a-1", "failed"); // a-1: L3 -> L2
-    assert.equal(autonomy.levelOf("a-1"), "L2");
-    assert.equal(autonomy.levelFor("a-1", "bom.read"), "L2");
-    assert.equal(autonomy.levelFor("a-1", "bom.delete"), "L0");
-    assert.equal(autonomy.fold(VERDICTS.allow, "a-1", "bom.read").decision, "require_approval");
+  await t.step("the drop caps per-action levels", async () => {
+    const autonomy = new AutonomyController(await memory(), POLICY, { demoteAfter: 1 });
+    assert.equal(await autonomy.levelFor("a-1", "bom.read"), "L4");
+    await autonomy.recordOutcome("a-1", "failed"); // a-1: L3 -> L2
+    assert.equal(await autonomy.levelOf("a-1"), "L2");
+    assert.equal(await autonomy.levelFor("a-1", "bom.read"), "L2");
+    assert.equal(await autonomy.levelFor("a-1", "bom.delete"), "L0");
+    assert.equal(
+      (await autonomy.fold(VERDICTS.allow, "a-1", "bom.read")).decision,
+      "require_approval",
+    );
   });
-  await t.step("agents are counted separately", () => {
-    const autonomy = new AutonomyController(memory(), POLICY, { demoteAfter: 2 });
-    autonomy.recordOutcome("a-1", "failed");
-    autonomy.recordOutcome("a-2", "failed");
-    assert.equal(autonomy.levelOf("a-1"), "L3");
-    assert.equal(autonomy.levelOf("a-2"), "L4");
+  await t.step("agents are counted separately", async () => {
+    const autonomy = new AutonomyController(await memory(), POLICY, { demoteAfter: 2 });
+    await autonomy.recordOutcome("a-1", "failed");
+    await autonomy.recordOutcome("a-2", "failed");
+    assert.equal(await autonomy.levelOf("a-1"), "L3");
+    assert.equal(await autonomy.levelOf("a-2"), "L4");
   });
-  await t.step("rejects an unknown outcome", () => {
-    const autonomy = new AutonomyController(memory(), POLICY);
-    assert.throws(() => autonomy.recordOutcome("a-1", "crashed" as "failed"), RangeError);
+  await t.step("rejects an unknown outcome", async () => {
+    const autonomy = new AutonomyController(await memory(), POLICY);
+    await assert.rejects(() => autonomy.recordOutcome("a-1", "crashed" as "failed"), RangeError);
   });
 });
 
-Deno.test("AutonomyController.restore() lifts drops and reports the change", () => {
+Deno.test("AutonomyController.restore() lifts drops and reports the change", async () => {
   const clock = new FakeClock(0);
   const changes: AutonomyLevelChange[] = [];
-  const autonomy = new AutonomyController(memory(), POLICY, {
+  const autonomy = new AutonomyController(await memory(), POLICY, {
     clock,
     demoteAfter: 1,
     onLevelChange: (change) => changes.push(change),
   });
-  autonomy.recordOutcome("a-2", "failed");
-  autonomy.recordOutcome("a-2", "failed");
+  await autonomy.recordOutcome("a-2", "failed");
+  await autonomy.recordOutcome("a-2", "failed");
   clock.set(9_000);
-  assert.equal(autonomy.restore("a-2"), "L4");
+  assert.equal(await autonomy.restore("a-2"), "L4");
   assert.deepEqual(changes.at(-1), {
     agentId: "a-2",
     from: "L2",
@@ -385,7 +392,7 @@ Deno.test("AutonomyController.restore() lifts drops and reports the change", () 
     reason: "Agent a-2 restored from L2 to L4",
     at: 9_000,
   });
-  assert.equal(autonomy.restore("a-2"), "L4");
+  assert.equal(await autonomy.restore("a-2"), "L4");
   assert.equal(changes.length, 3, "restoring an undropped agent reports nothing");
 });
 
@@ -393,7 +400,7 @@ Deno.test("AutonomyController.restore() lifts drops and reports the change", () 
 // budgets
 
 Deno.test("BudgetTracker.checkRun() checks each run budget", async (t) => {
-  const budgets = new BudgetTracker(memory());
+  const budgets = new BudgetTracker(await memory());
   const usage = { attempts: 3, escalations: 1, costUnits: 9.5 };
   await t.step("at the limits is within budget", () => {
     assert.deepEqual(
@@ -438,15 +445,15 @@ Deno.test("BudgetTracker.checkRun() checks each run budget", async (t) => {
   });
 });
 
-Deno.test("BudgetTracker.consumeAgentRun() limits runs per sliding window", () => {
+Deno.test("BudgetTracker.consumeAgentRun() limits runs per sliding window", async () => {
   const clock = new FakeClock(1_000);
-  const budgets = new BudgetTracker(memory(), { clock });
+  const budgets = new BudgetTracker(await memory(), { clock });
   const limit = { maxRuns: 2, windowMs: 1_000 };
-  assert.ok(budgets.consumeAgentRun("a-1", limit).ok); // t=1000
+  assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok); // t=1000
   clock.advance(400);
-  assert.ok(budgets.consumeAgentRun("a-1", limit).ok); // t=1400
+  assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok); // t=1400
   clock.advance(100);
-  const refused = exceededOf(budgets.consumeAgentRun("a-1", limit)); // t=1500
+  const refused = exceededOf(await budgets.consumeAgentRun("a-1", limit)); // t=1500
   assert.equal(refused.budget, "agentRuns");
   assert.equal(refused.code, "ERR_BUDGET_EXCEEDED");
   assert.equal(refused.retryAfterMs, 500);
@@ -454,140 +461,137 @@ Deno.test("BudgetTracker.consumeAgentRun() limits runs per sliding window", () =
     refused.reason,
     "Budget agentRuns exceeded for agent a-1: 2 of at most 2 runs in the sliding window of 1000 ms; retry in 500 ms",
   );
-  assert.ok(budgets.consumeAgentRun("a-2", limit).ok, "other agents have their own window");
+  assert.ok((await budgets.consumeAgentRun("a-2", limit)).ok, "other agents have their own window");
   clock.advance(499); // t=1999: the run at 1000 is still inside (1000 > 1999 - 1000)
-  assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
+  assert.equal((await budgets.consumeAgentRun("a-1", limit)).ok, false);
   clock.advance(1); // t=2000: it left the window
-  assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
-  assert.equal(exceededOf(budgets.consumeAgentRun("a-1", limit)).retryAfterMs, 400);
+  assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
+  assert.equal(exceededOf(await budgets.consumeAgentRun("a-1", limit)).retryAfterMs, 400);
 });
 
-Deno.test("BudgetTracker.consumeAgentRun() limits runs per fixed window", () => {
+Deno.test("BudgetTracker.consumeAgentRun() limits runs per fixed window", async () => {
   const clock = new FakeClock(60_000 * 11 - 1); // 1 ms before a window boundary
-  const budgets = new BudgetTracker(memory(), { clock });
+  const budgets = new BudgetTracker(await memory(), { clock });
   const limit = { maxRuns: 1, window: "fixed" } as const;
-  assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
-  const refused = exceededOf(budgets.consumeAgentRun("a-1", limit));
+  assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
+  const refused = exceededOf(await budgets.consumeAgentRun("a-1", limit));
   assert.equal(refused.retryAfterMs, 1);
   assert.match(refused.reason, /fixed window of 60000 ms/);
   clock.advance(1); // a new window starts: a sliding window would still refuse
-  assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
-  assert.equal(budgets.consumeAgentRun("a-1", limit).ok, false);
+  assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
+  assert.equal((await budgets.consumeAgentRun("a-1", limit)).ok, false);
 });
 
 Deno.test("BudgetTracker keeps agent run windows across a restart on the same file", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "plm_budget_test_" });
-  const path = `${dir}/plm.db`;
+  const path = `${dir}/plm.store`;
   /** A tracker on a fresh connection, as after a restart, at time `now`. */
-  const restart = (now: number) => {
-    const db = openDatabase(path);
-    return { db, budgets: new BudgetTracker(db, { clock: new FakeClock(now) }) };
+  const restart = async (now: number) => {
+    const store = await openStore(path);
+    return { store, budgets: new BudgetTracker(store, { clock: new FakeClock(now) }) };
   };
-  const rows = (db: Database) =>
-    db.prepare<{ n: number }>("SELECT count(*) AS n FROM agent_run_starts").get()?.n;
+  /** The run starts the store holds for `agentId`. */
+  const rows = (store: Store, agentId: string) =>
+    store.read((tx) => tx.governance.countStarts(agentId, -1));
   try {
-    await t.step("sliding", () => {
+    await t.step("sliding", async () => {
       const limit = { maxRuns: 2, windowMs: 1_000, window: "sliding" } as const;
-      const first = restart(1_000);
-      assert.ok(first.budgets.consumeAgentRun("a-s", limit).ok);
-      first.db.close();
-      const second = restart(1_400);
-      assert.ok(second.budgets.consumeAgentRun("a-s", limit).ok);
-      second.db.close();
-      const third = restart(1_999);
-      assert.equal(exceededOf(third.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 1);
-      third.db.close();
-      const fourth = restart(2_000); // the start at 1000 left the window
-      assert.ok(fourth.budgets.consumeAgentRun("a-s", limit).ok);
-      assert.equal(exceededOf(fourth.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 400);
-      fourth.db.close();
+      const first = await restart(1_000);
+      assert.ok((await first.budgets.consumeAgentRun("a-s", limit)).ok);
+      await first.store.close();
+      const second = await restart(1_400);
+      assert.ok((await second.budgets.consumeAgentRun("a-s", limit)).ok);
+      await second.store.close();
+      const third = await restart(1_999);
+      assert.equal(exceededOf(await third.budgets.consumeAgentRun("a-s", limit)).retryAfterMs, 1);
+      await third.store.close();
+      const fourth = await restart(2_000); // the start at 1000 left the window
+      assert.ok((await fourth.budgets.consumeAgentRun("a-s", limit)).ok);
+      assert.equal(
+        exceededOf(await fourth.budgets.consumeAgentRun("a-s", limit)).retryAfterMs,
+        400,
+      );
+      await fourth.store.close();
     });
-    await t.step("fixed", () => {
+    await t.step("fixed", async () => {
       const limit = { maxRuns: 2, windowMs: 1_000, window: "fixed" } as const;
-      const first = restart(100);
-      assert.ok(first.budgets.consumeAgentRun("a-f", limit).ok);
-      assert.ok(first.budgets.consumeAgentRun("a-f", limit).ok);
-      first.db.close();
-      const second = restart(950);
-      assert.equal(exceededOf(second.budgets.consumeAgentRun("a-f", limit)).retryAfterMs, 50);
-      second.db.close();
-      const third = restart(1_000); // a new window
-      assert.ok(third.budgets.consumeAgentRun("a-f", limit).ok);
-      assert.ok(third.budgets.consumeAgentRun("a-f", limit).ok);
-      assert.equal(third.budgets.consumeAgentRun("a-f", limit).ok, false);
-      third.db.close();
+      const first = await restart(100);
+      assert.ok((await first.budgets.consumeAgentRun("a-f", limit)).ok);
+      assert.ok((await first.budgets.consumeAgentRun("a-f", limit)).ok);
+      await first.store.close();
+      const second = await restart(950);
+      assert.equal(exceededOf(await second.budgets.consumeAgentRun("a-f", limit)).retryAfterMs, 50);
+      await second.store.close();
+      const third = await restart(1_000); // a new window
+      assert.ok((await third.budgets.consumeAgentRun("a-f", limit)).ok);
+      assert.ok((await third.budgets.consumeAgentRun("a-f", limit)).ok);
+      assert.equal((await third.budgets.consumeAgentRun("a-f", limit)).ok, false);
+      await third.store.close();
     });
-    await t.step("every write prunes the agent's starts to its window", () => {
+    await t.step("every write prunes the agent's starts to its window", async () => {
       const limit = { maxRuns: 3, windowMs: 10 };
-      const { db } = restart(0);
+      const { store } = await restart(0);
       const clock = new FakeClock(0);
-      const ticking = new BudgetTracker(db, { clock });
+      const ticking = new BudgetTracker(store, { clock });
       for (let i = 0; i < 200; i++) {
-        ticking.consumeAgentRun("a-p", limit);
+        await ticking.consumeAgentRun("a-p", limit);
         clock.advance(1);
       }
-      assert.equal(
-        db.prepare<{ n: number }>("SELECT count(*) AS n FROM agent_run_starts WHERE agent_id = ?")
-          .get("a-p")?.n,
-        3,
-      );
+      assert.equal(await rows(store, "a-p"), 3);
       // The earlier steps' agents keep their last window's two starts each.
-      assert.equal(rows(db), 3 + 2 + 2);
-      db.close();
+      assert.deepEqual([await rows(store, "a-s"), await rows(store, "a-f")], [2, 2]);
+      await store.close();
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("AutonomyController keeps drops and streaks in the database it is given", () => {
-  using db = openDatabase(":memory:");
+Deno.test("AutonomyController keeps drops and streaks in the database it is given", async () => {
+  await using store = await openStore(":memory:");
   const changes: AutonomyLevelChange[] = [];
-  const first = new AutonomyController(db, { defaultLevel: "L4" }, {
+  const first = new AutonomyController(store, { defaultLevel: "L4" }, {
     demoteAfter: 2,
     onLevelChange: (change) => changes.push(change),
   });
-  first.recordOutcome("a-1", "failed");
-  const second = new AutonomyController(db, { defaultLevel: "L4" }, { demoteAfter: 2 });
-  assert.equal(second.consecutiveFailures("a-1"), 1, "a second controller sees the streak");
-  assert.equal(second.recordOutcome("a-1", "denied"), "L3");
-  assert.equal(first.levelOf("a-1"), "L3", "and the first one sees the drop");
+  await first.recordOutcome("a-1", "failed");
+  const second = new AutonomyController(store, { defaultLevel: "L4" }, { demoteAfter: 2 });
+  assert.equal(await second.consecutiveFailures("a-1"), 1, "a second controller sees the streak");
+  assert.equal(await second.recordOutcome("a-1", "denied"), "L3");
+  assert.equal(await first.levelOf("a-1"), "L3", "and the first one sees the drop");
   assert.equal(changes.length, 0, "the drop is reported by the controller that made it");
-  const row = db.prepare<{ cap_level: string; streak: number; version: number }>(
-    "SELECT cap_level, streak, version FROM autonomy_state WHERE agent_id = ?",
-  ).get("a-1");
-  assert.deepEqual({ ...row }, { cap_level: "L3", streak: 0, version: 2 });
-  assert.equal(first.restore("a-1"), "L4");
-  assert.equal(second.levelOf("a-1"), "L4");
-  assert.throws(
-    () =>
-      db.transaction(() => {
-        first.recordOutcome("a-1", "failed");
-        first.recordOutcome("a-1", "failed");
-        throw new Error("The caller's next step failed");
-      }),
+  const row = await store.read((tx) => tx.governance.autonomy("a-1"));
+  assert.deepEqual({ ...row }, { capLevel: "L3", streak: 0, version: 2 });
+  assert.equal(await first.restore("a-1"), "L4");
+  assert.equal(await second.levelOf("a-1"), "L4");
+  await assert.rejects(
+    store.transaction(async (tx: StoreTx) => {
+      await first.recordOutcome("a-1", "failed", { tx });
+      assert.equal(await first.recordOutcome("a-1", "failed", { tx }), "L3");
+      throw new Error("The caller's next step failed");
+    }),
     /next step failed/,
   );
-  assert.deepEqual([first.levelOf("a-1"), first.consecutiveFailures("a-1")], ["L4", 0]);
+  assert.deepEqual([await first.levelOf("a-1"), await first.consecutiveFailures("a-1")], ["L4", 0]);
 });
 
-Deno.test("BudgetTracker.checkAgentRun() does not record", () => {
-  const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
+Deno.test("BudgetTracker.checkAgentRun() does not record", async () => {
+  const budgets = new BudgetTracker(await memory(), { clock: new FakeClock(0) });
   const limit = { maxRuns: 1 };
-  for (let i = 0; i < 3; i++) assert.ok(budgets.checkAgentRun("a-1", limit).ok);
-  assert.ok(budgets.consumeAgentRun("a-1", limit).ok);
-  assert.equal(budgets.checkAgentRun("a-1", limit).ok, false);
+  for (let i = 0; i < 3; i++) assert.ok((await budgets.checkAgentRun("a-1", limit)).ok);
+  assert.ok((await budgets.consumeAgentRun("a-1", limit)).ok);
+  assert.equal((await budgets.checkAgentRun("a-1", limit)).ok, false);
 });
 
-Deno.test("BudgetTracker.consumeAgentRun() with maxRuns 0 always refuses, without retry time", () => {
-  const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
-  const refused = exceededOf(budgets.consumeAgentRun("a-1", { maxRuns: 0 }));
+Deno.test("BudgetTracker.consumeAgentRun() with maxRuns 0 always refuses, without retry time", async () => {
+  const budgets = new BudgetTracker(await memory(), { clock: new FakeClock(0) });
+  const refused = exceededOf(await budgets.consumeAgentRun("a-1", { maxRuns: 0 }));
   assert.equal(refused.retryAfterMs, undefined);
   assert.ok(!refused.reason.includes("retry"));
 });
 
 Deno.test("BudgetTracker.consumeAgentRun() rejects invalid limits", async (t) => {
-  const budgets = new BudgetTracker(memory(), { clock: new FakeClock(0) });
+  const budgets = new BudgetTracker(await memory(), { clock: new FakeClock(0) });
   const bad = [
     { maxRuns: -1 },
     { maxRuns: 1.5 },
@@ -595,14 +599,14 @@ Deno.test("BudgetTracker.consumeAgentRun() rejects invalid limits", async (t) =>
     { maxRuns: 1, window: "rolling" as "fixed" },
   ];
   for (const limit of bad) {
-    await t.step(JSON.stringify(limit), () => {
-      assert.throws(() => budgets.consumeAgentRun("a-1", limit), RangeError);
+    await t.step(JSON.stringify(limit), async () => {
+      await assert.rejects(() => budgets.consumeAgentRun("a-1", limit), RangeError);
     });
   }
 });
 
 Deno.test("applyBudget() turns an exceeded budget into a deny", async (t) => {
-  const budgets = new BudgetTracker(memory());
+  const budgets = new BudgetTracker(await memory());
   const over = budgets.checkRun({ attempts: 2, escalations: 0, costUnits: 0 }, { maxAttempts: 1 });
   const within = budgets.checkRun({ attempts: 1, escalations: 0, costUnits: 0 }, {
     maxAttempts: 1,

@@ -26,8 +26,8 @@ async function keys(): Promise<{ privateKey: CheckpointKey; publicKey: Checkpoin
 }
 
 /** Signs the log's current head at {@link AT}. */
-function checkpointOf(audit: AuditLog, privateKey: CheckpointKey): Promise<AuditCheckpoint> {
-  return signCheckpoint(audit.head(), { privateKey, clock: new FakeClock(AT) });
+async function checkpointOf(audit: AuditLog, privateKey: CheckpointKey): Promise<AuditCheckpoint> {
+  return await signCheckpoint(await audit.head(), { privateKey, clock: new FakeClock(AT) });
 }
 
 function failure(result: AuditVerifyResult): [string, number, number | undefined] | "ok" {
@@ -244,38 +244,44 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
   const { privateKey } = await keys();
 
   await t.step("an intact log that grew past its checkpoints", async () => {
-    const { db, audit } = seeded(0);
-    using _db = db;
+    await using seed = await seeded(0);
+    const { audit } = seed;
     const empty = await checkpointOf(audit, privateKey);
-    const { db: db2, audit: audit2 } = seeded(4);
-    using _db2 = db2;
+    await using seed2 = await seeded(4);
+    const { audit: audit2 } = seed2;
     const atFour = await checkpointOf(audit2, privateKey);
-    assert.deepEqual(audit.verify({ checkpoints: [empty] }), {
+    assert.deepEqual(await audit.verify({ checkpoints: [empty] }), {
       ok: true,
       checked: 0,
-      head: audit.head(),
+      head: await audit.head(),
+      sealedThrough: 0,
+      pending: 0,
     });
-    assert.equal(audit2.verify({ checkpoints: [empty, atFour] }).ok, true);
+    assert.equal((await audit2.verify({ checkpoints: [empty, atFour] })).ok, true);
   });
 
   await t.step("truncation after a checkpoint", async () => {
-    const { db, audit } = seeded(8);
-    using _db = db;
+    await using seed = await seeded(8);
+    const { db, audit } = seed;
     const checkpoint = await checkpointOf(audit, privateKey);
     dropTriggers(db);
     db.exec("DELETE FROM audit_log WHERE seq > 5");
     restoreTriggers(db);
-    assert.equal(audit.verify().ok, true);
-    assert.deepEqual(failure(audit.verify({ checkpoints: [checkpoint] })), ["truncated", 6, 0]);
+    assert.equal((await audit.verify()).ok, true);
+    assert.deepEqual(failure(await audit.verify({ checkpoints: [checkpoint] })), [
+      "truncated",
+      6,
+      0,
+    ]);
   });
 
   await t.step("a rewrite: every hash recomputed from record 3, triggers restored", async () => {
-    const { db, audit } = seeded(6);
-    using _db = db;
+    await using seed = await seeded(6);
+    const { db, audit } = seed;
     const checkpoint = await checkpointOf(audit, privateKey);
-    rewriteFrom(db, audit, 3);
-    assert.equal(audit.verify().ok, true);
-    assert.deepEqual(failure(audit.verify({ checkpoints: [checkpoint] })), [
+    await rewriteFrom(db, audit, 3);
+    assert.equal((await audit.verify()).ok, true);
+    assert.deepEqual(failure(await audit.verify({ checkpoints: [checkpoint] })), [
       "head_mismatch",
       6,
       0,
@@ -283,13 +289,13 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
   });
 
   await t.step("a forged record behind a checkpoint", async () => {
-    const { db, audit } = seeded(6);
-    using _db = db;
+    await using seed = await seeded(6);
+    const { db, audit } = seed;
     const checkpoint = await checkpointOf(audit, privateKey);
     dropTriggers(db);
     db.exec("UPDATE audit_log SET outcome = 'denied' WHERE seq = 4");
     restoreTriggers(db);
-    assert.deepEqual(failure(audit.verify({ checkpoints: [checkpoint] })), [
+    assert.deepEqual(failure(await audit.verify({ checkpoints: [checkpoint] })), [
       "hash_mismatch",
       4,
       undefined,
@@ -297,12 +303,12 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
   });
 
   await t.step("several checkpoints: the later one fails and is named", async () => {
-    const { db, audit, clock } = seeded(3);
-    using _db = db;
+    await using seed = await seeded(3);
+    const { db, audit, clock } = seed;
     const early = await checkpointOf(audit, privateKey);
     for (let i = 4; i <= 9; i++) {
       clock.advance(10);
-      audit.append({
+      await audit.append({
         actor: { subject: "svc", kind: "service" },
         action: "demo",
         resource: `x:${i}`,
@@ -310,28 +316,28 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
       });
     }
     const late = await checkpointOf(audit, privateKey);
-    rewriteFrom(db, audit, 5);
+    await rewriteFrom(db, audit, 5);
     // Given in either order, the checkpoint at record 9 is the one named.
-    assert.deepEqual(failure(audit.verify({ checkpoints: [early, late] })), [
+    assert.deepEqual(failure(await audit.verify({ checkpoints: [early, late] })), [
       "head_mismatch",
       9,
       1,
     ]);
-    assert.deepEqual(failure(audit.verify({ checkpoints: [late, early] })), [
+    assert.deepEqual(failure(await audit.verify({ checkpoints: [late, early] })), [
       "head_mismatch",
       9,
       0,
     ]);
-    assert.equal(audit.verify({ checkpoints: [early] }).ok, true);
+    assert.equal((await audit.verify({ checkpoints: [early] })).ok, true);
   });
 
   await t.step(
     "an expected head and a checkpoint at one seq: the expected head is named",
     async () => {
-      const { db, audit } = seeded(2);
-      using _db = db;
+      await using seed = await seeded(2);
+      const { audit } = seed;
       const checkpoint = await checkpointOf(audit, privateKey);
-      const result = audit.verify({
+      const result = await audit.verify({
         expectedHead: { seq: 2, hash: "f".repeat(64) },
         checkpoints: [checkpoint],
       });
@@ -339,11 +345,11 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
     },
   );
 
-  await t.step("a malformed checkpoint is refused naming its index", () => {
-    const { db, audit } = seeded(1);
-    using _db = db;
+  await t.step("a malformed checkpoint is refused naming its index", async () => {
+    await using seed = await seeded(1);
+    const { audit } = seed;
     const bad = { seq: 1, hash: "x" } as unknown as AuditCheckpoint;
-    assert.throws(() => audit.verify({ checkpoints: [bad] }), {
+    await assert.rejects(() => audit.verify({ checkpoints: [bad] }), {
       code: "ERR_INVALID_ARGUMENT",
       message: /checkpoints\[0\]/,
     });
@@ -352,16 +358,20 @@ Deno.test("AuditLog.verify({ checkpoints }) holds the chain to every checkpoint"
 
 Deno.test("AuditLog.verify() trusts only checkpoints whose signature was checked, and they cannot change", async () => {
   const { privateKey, publicKey } = await keys();
-  const { db, audit } = seeded(3);
-  using _db = db;
+  await using seed = await seeded(3);
+  const { audit } = seed;
   const signed = await checkpointOf(audit, privateKey);
   const parsed = parseCheckpoint(JSON.stringify(signed), "ckpt.json");
-  assert.throws(() => audit.verify({ checkpoints: [parsed] }), { code: "ERR_CHECKPOINT_INVALID" });
+  await assert.rejects(() => audit.verify({ checkpoints: [parsed] }), {
+    code: "ERR_CHECKPOINT_INVALID",
+  });
   const forged = { ...signed, hash: "f".repeat(64) };
-  assert.throws(() => audit.verify({ checkpoints: [forged] }), { code: "ERR_CHECKPOINT_INVALID" });
+  await assert.rejects(() => audit.verify({ checkpoints: [forged] }), {
+    code: "ERR_CHECKPOINT_INVALID",
+  });
   const result = await verifyCheckpoint(parsed, publicKey);
   assert.ok(result.ok);
-  assert.equal(audit.verify({ checkpoints: [result.checkpoint] }).ok, true);
+  assert.equal((await audit.verify({ checkpoints: [result.checkpoint] })).ok, true);
   assert.throws(() => ((result.checkpoint as { seq: number }).seq = 1), TypeError, "frozen");
 });
 

@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import {
   type AutonomyNotification,
   ControlPlane,
-  openDatabase,
+  openStore,
   parseTraceparent,
   PolicyEngine,
   type PolicySet,
+  type Store,
+  type StoreTx,
   withIdentity,
   withTraceContext,
 } from "../../control_plane/mod.ts";
@@ -35,35 +37,36 @@ const POLICIES: PolicySet = {
 const AGENT: Identity = { subject: "agent-7", actorKind: "agent", roles: ["editor"], scopes: [] };
 const LEAD: Identity = { subject: "lena", actorKind: "human", roles: ["lead"], scopes: [] };
 
-function setUp() {
-  const db = openDatabase(":memory:");
+/** A control plane on a fresh store: SQLite in memory unless another factory is given. */
+async function setUp(open: () => Promise<Store> = () => openStore(":memory:")) {
+  const store = await open();
   const clock = new FakeClock(Date.UTC(2026, 10, 25, 9));
   let n = 0;
-  const cp = new ControlPlane(db, {
+  const cp = new ControlPlane(store, {
     policies: POLICIES,
     clock,
     generateId: () => `id-${++n}`,
     autonomy: { defaultLevel: "L4", agents: { "agent-2": { level: "L2" } } },
     runBudget: { maxAttempts: 3 },
   });
-  return { db, clock, cp };
+  return { store, clock, cp };
 }
 
 Deno.test("ControlPlane.authorize() decides, folds autonomy and budgets, and audits", async (t) => {
-  const { db, cp } = setUp();
-  await t.step("allow", () => {
-    const v = cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
+  const { store, cp } = await setUp();
+  await t.step("allow", async () => {
+    const v = await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
     assert.equal(v.decision, "allow");
     assert.deepEqual(v.matchedRuleIds, ["update"]);
     assert.equal(v.autonomyLevel, "L4");
   });
-  await t.step("default deny", () => {
-    const v = cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
+  await t.step("default deny", async () => {
+    const v = await cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
     assert.equal(v.decision, "deny");
     assert.deepEqual(v.matchedRuleIds, []);
   });
-  await t.step("an agent at L2 needs approval for an allowed action", () => {
-    const v = cp.authorize({
+  await t.step("an agent at L2 needs approval for an allowed action", async () => {
+    const v = await cp.authorize({
       identity: { ...AGENT, subject: "agent-2" },
       action: "bom.update",
       resource: "bom:1",
@@ -71,8 +74,8 @@ Deno.test("ControlPlane.authorize() decides, folds autonomy and budgets, and aud
     assert.equal(v.decision, "require_approval");
     assert.equal(v.autonomyLevel, "L2");
   });
-  await t.step("over the run budget", () => {
-    const v = cp.authorize({
+  await t.step("over the run budget", async () => {
+    const v = await cp.authorize({
       identity: AGENT,
       action: "bom.update",
       resource: "bom:1",
@@ -81,31 +84,35 @@ Deno.test("ControlPlane.authorize() decides, folds autonomy and budgets, and aud
     assert.equal(v.decision, "deny");
     assert.equal(v.code, "ERR_BUDGET_EXCEEDED");
   });
-  await t.step("no identity fails closed", () => {
-    assert.throws(
+  await t.step("no identity fails closed", async () => {
+    await assert.rejects(
       () => cp.authorize({ action: "bom.read", resource: "bom:1" }),
       (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
     );
   });
-  await t.step("the bound identity and trace context are used", () => {
+  await t.step("the bound identity and trace context are used", async () => {
     const trace = parseTraceparent(TRACEPARENT)!;
     withIdentity(
       AGENT,
       () => withTraceContext(trace, () => cp.authorize({ action: "bom.read", resource: "bom:9" })),
     );
-    const [last] = cp.audit.list({ actionPrefix: "policy.decide", newestFirst: true, limit: 1 });
+    const [last] = await cp.audit.list({
+      actionPrefix: "policy.decide",
+      newestFirst: true,
+      limit: 1,
+    });
     assert.equal(last?.actor.subject, "agent-7");
     assert.equal(last?.traceId, trace.traceId);
     assert.equal(last?.outcome, "allow");
   });
-  assert.equal(cp.audit.list({ actionPrefix: "policy.decide" }).length, 5);
-  assert.equal(cp.audit.verify().ok, true);
-  db.close();
+  assert.equal((await cp.audit.list({ actionPrefix: "policy.decide" })).length, 5);
+  assert.equal((await cp.audit.verify()).ok, true);
+  await store.close();
 });
 
 Deno.test("ControlPlane.authorize() refuses a bad request before consuming or writing", async (t) => {
-  using db = openDatabase(":memory:");
-  const cp = new ControlPlane(db, {
+  await using store = await openStore(":memory:");
+  const cp = new ControlPlane(store, {
     policies: POLICIES,
     clock: new FakeClock(0),
     autonomy: { defaultLevel: "L4" },
@@ -134,37 +141,41 @@ Deno.test("ControlPlane.authorize() refuses a bad request before consuming or wr
     ["a bad identity", { ...ok, identity: { ...AGENT, roles: "admin" } }, /request\.identity/],
   ];
   for (const [name, request, field] of cases) {
-    await t.step(name, () => {
-      assert.throws(
+    await t.step(name, async () => {
+      await assert.rejects(
         () => cp.authorize(request as never),
         (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && field.test(err.message),
       );
     });
   }
-  await t.step("nothing was written or consumed", () => {
-    assert.equal(cp.audit.head().seq, 0);
-    assert.equal(cp.authorize(ok).decision, "allow"); // the one rate slot is still free
-    assert.equal(cp.authorize(ok).code, "ERR_BUDGET_EXCEEDED");
+  await t.step("nothing was written or consumed", async () => {
+    assert.equal((await cp.audit.head()).seq, 0);
+    assert.equal((await cp.authorize(ok)).decision, "allow"); // the one rate slot is still free
+    assert.equal((await cp.authorize(ok)).code, "ERR_BUDGET_EXCEEDED");
   });
 });
 
-Deno.test("ControlPlane.requestApproval() refuses a malformed spec and leaves the run queued", () => {
-  const { db, cp } = setUp();
-  const { run } = cp.runs.create({ task: task(), requester: AGENT, traceparent: TRACEPARENT });
+Deno.test("ControlPlane.requestApproval() refuses a malformed spec and leaves the run queued", async () => {
+  const { store, cp } = await setUp();
+  const { run } = await cp.runs.create({
+    task: task(),
+    requester: AGENT,
+    traceparent: TRACEPARENT,
+  });
   const spec = { approverRoles: ["lead"], quorum: Infinity, timeoutSeconds: 60, onExpiry: "deny" };
-  assert.throws(
+  await assert.rejects(
     () => cp.requestApproval(run.id, spec as never, { actor: { subject: "svc", kind: "service" } }),
     (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /spec\.quorum/.test(err.message),
   );
-  assert.equal(cp.runs.get(run.id).state, "queued");
-  assert.deepEqual(cp.approvals.list(), []);
-  db.close();
+  assert.equal((await cp.runs.get(run.id)).state, "queued");
+  assert.deepEqual(await cp.approvals.list(), []);
+  await store.close();
 });
 
-Deno.test("ControlPlane audits enough to re-decide a request with whatIf", () => {
-  const { db, cp } = setUp();
-  cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
-  const [record] = cp.audit.list({ actionPrefix: "policy.decide" });
+Deno.test("ControlPlane audits enough to re-decide a request with whatIf", async () => {
+  const { store, cp } = await setUp();
+  await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
+  const [record] = await cp.audit.list({ actionPrefix: "policy.decide" });
   const data = record?.data as { request: { action: string; resource: string; roles: string[] } };
   const recorded = {
     identity: { ...AGENT, roles: data.request.roles },
@@ -177,19 +188,19 @@ Deno.test("ControlPlane audits enough to re-decide a request with whatIf", () =>
   assert.equal(result.candidate.decision, "deny");
   assert.equal(result.differs, true);
   assert.notEqual(result.candidate.policyVersion, new PolicyEngine(POLICIES).version);
-  db.close();
+  await store.close();
 });
 
 Deno.test("ControlPlane carries approval outcomes to the run; the trace survives the pause", async (t) => {
-  const { db, cp, clock } = setUp();
+  const { store, cp, clock } = await setUp();
   const actor = { subject: "agent-7", kind: "agent" } as const;
-  const park = (action: string) => {
-    const { run } = cp.runs.create({
+  const park = async (action: string) => {
+    const { run } = await cp.runs.create({
       task: task({ action }),
       requester: AGENT,
       traceparent: TRACEPARENT,
     });
-    return cp.requestApproval(
+    return await cp.requestApproval(
       run.id,
       POLICIES.rules.find((r) => r.actions[0] === action)!.approval!,
       {
@@ -197,32 +208,32 @@ Deno.test("ControlPlane carries approval outcomes to the run; the trace survives
       },
     );
   };
-  await t.step("approved: back to queued", () => {
-    const { approval, run } = park("bom.release");
+  await t.step("approved: back to queued", async () => {
+    const { approval, run } = await park("bom.release");
     assert.equal(run.state, "awaiting_approval");
-    assert.throws(
+    await assert.rejects(
       () => cp.decideApproval(approval.id, "approve", { identity: AGENT, digest: approval.digest }),
       (err: unknown) => isPlmError(err, "ERR_APPROVAL_SELF"),
     );
     clock.advance(30_000);
-    const after = cp.decideApproval(approval.id, "approve", {
+    const after = await cp.decideApproval(approval.id, "approve", {
       identity: LEAD,
       digest: approval.digest,
     });
     assert.equal(after.run.state, "queued");
     assert.equal(after.run.traceparent, TRACEPARENT);
-    const traced = cp.audit.list({ runId: run.id }).filter((r) =>
+    const traced = (await cp.audit.list({ runId: run.id })).filter((r) =>
       r.traceId === TRACEPARENT.slice(3, 35)
     );
     assert.equal(
       traced.length,
-      cp.audit.list({ runId: run.id }).length,
+      (await cp.audit.list({ runId: run.id })).length,
       "every record carries the trace",
     );
   });
-  await t.step("rejected: the run ends rejected with the reason", () => {
-    const { approval } = park("bom.release");
-    const after = cp.decideApproval(approval.id, "reject", {
+  await t.step("rejected: the run ends rejected with the reason", async () => {
+    const { approval } = await park("bom.release");
+    const after = await cp.decideApproval(approval.id, "reject", {
       identity: LEAD,
       digest: approval.digest,
       comment: "not this week",
@@ -230,68 +241,69 @@ Deno.test("ControlPlane carries approval outcomes to the run; the trace survives
     assert.equal(after.run.state, "rejected");
     assert.match(after.run.error?.message ?? "", /not this week/);
   });
-  await t.step("expired with onExpiry deny: expired, not rejected", () => {
-    const { run } = park("bom.release");
+  await t.step("expired with onExpiry deny: expired, not rejected", async () => {
+    const { run } = await park("bom.release");
     clock.advance(61_000);
-    const expired = cp.expireApprovals();
+    const expired = await cp.expireApprovals();
     assert.deepEqual(expired.map((e) => [e.run.id, e.run.state]), [[run.id, "expired"]]);
   });
-  await t.step("expired with onExpiry escalate: escalated", () => {
-    const { run } = park("bom.scrap");
+  await t.step("expired with onExpiry escalate: escalated", async () => {
+    const { run } = await park("bom.scrap");
     clock.advance(61_000);
-    const [e] = cp.expireApprovals();
+    const [e] = await cp.expireApprovals();
     assert.equal(e?.run.id, run.id);
     assert.equal(e?.run.state, "escalated");
     assert.equal(e?.approval.state, "expired");
   });
-  assert.equal(cp.audit.verify().ok, true);
-  db.close();
+  assert.equal((await cp.audit.verify()).ok, true);
+  await store.close();
 });
 
-Deno.test("ControlPlane drops an agent's autonomy after repeated denials and audits it", () => {
-  const db = openDatabase(":memory:");
-  const cp = new ControlPlane(db, {
+Deno.test("ControlPlane drops an agent's autonomy after repeated denials and audits it", async () => {
+  const store = await openStore(":memory:");
+  const cp = new ControlPlane(store, {
     policies: POLICIES,
     clock: new FakeClock(0),
     autonomy: { defaultLevel: "L4" },
   });
   for (let i = 0; i < 3; i++) {
-    cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
+    await cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
   }
-  assert.equal(cp.autonomy?.levelOf("agent-7"), "L3");
-  const [change] = cp.audit.list({ actionPrefix: "autonomy.level.changed" });
+  assert.equal(await cp.autonomy?.levelOf("agent-7"), "L3");
+  const [change] = await cp.audit.list({ actionPrefix: "autonomy.level.changed" });
   assert.equal(change?.outcome, "L3");
   assert.equal(change?.resource, "agent:agent-7");
-  const allowed = cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
+  const allowed = await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
   assert.equal(allowed.autonomyLevel, "L3");
   assert.equal(allowed.notify, true);
-  db.close();
+  await store.close();
 });
 
 const ALICE: Identity = { subject: "alice", actorKind: "human", roles: [], scopes: [] };
 const MALLORY: Identity = { subject: "mallory", actorKind: "human", roles: ["lead"], scopes: [] };
 const OPS: Identity = { subject: "ops", actorKind: "human", roles: ["run-admin"], scopes: [] };
 
-function parkedRun(cp: ControlPlane, requester: Identity = ALICE) {
-  const { run } = cp.runs.create({
+async function parkedRun(cp: ControlPlane, requester: Identity = ALICE) {
+  const { run } = await cp.runs.create({
     task: task({ action: "bom.release" }),
     requester,
     traceparent: TRACEPARENT,
   });
   const spec = POLICIES.rules.find((r) => r.id === "release")!.approval!;
-  return cp.requestApproval(run.id, spec, { actor: { subject: requester.subject, kind: "human" } })
-    .run;
+  return (await cp.requestApproval(run.id, spec, {
+    actor: { subject: requester.subject, kind: "human" },
+  })).run;
 }
 
-Deno.test("ControlPlane.authorizeCancel() refuses another identity and audits the refusal", () => {
-  const { db, cp } = setUp();
-  const run = parkedRun(cp);
-  assert.throws(
+Deno.test("ControlPlane.authorizeCancel() refuses another identity and audits the refusal", async () => {
+  const { store, cp } = await setUp();
+  const run = await parkedRun(cp);
+  await assert.rejects(
     () => cp.authorizeCancel(run.id, { identity: MALLORY, reason: "mine now" }),
     (err: unknown) => isPlmError(err, "ERR_FORBIDDEN"),
   );
-  assert.equal(cp.runs.get(run.id).state, "awaiting_approval");
-  const [refusal] = cp.audit.list({ actionPrefix: "run.cancel" });
+  assert.equal((await cp.runs.get(run.id)).state, "awaiting_approval");
+  const [refusal] = await cp.audit.list({ actionPrefix: "run.cancel" });
   assert.equal(refusal?.outcome, "denied");
   assert.equal(refusal?.actor.subject, "mallory");
   assert.equal(refusal?.resource, `run:${run.id}`);
@@ -303,12 +315,12 @@ Deno.test("ControlPlane.authorizeCancel() refuses another identity and audits th
     "mine now",
     "run.cancel",
   ]);
-  assert.equal(cp.audit.verify().ok, true);
-  db.close();
+  assert.equal((await cp.audit.verify()).ok, true);
+  await store.close();
 });
 
 Deno.test("ControlPlane.authorizeCancel() lets the requester and a run-admin cancel", async (t) => {
-  const { db, cp } = setUp();
+  const { store, cp } = await setUp();
   for (
     const [name, who, rule] of [["requester", ALICE, "run-cancel-own"], [
       "run-admin",
@@ -316,37 +328,42 @@ Deno.test("ControlPlane.authorizeCancel() lets the requester and a run-admin can
       "run-cancel-admin",
     ]] as const
   ) {
-    await t.step(name, () => {
-      const run = parkedRun(cp);
-      const allowed = cp.authorizeCancel(run.id, { identity: who, reason: "stop" });
+    await t.step(name, async () => {
+      const run = await parkedRun(cp);
+      const allowed = await cp.authorizeCancel(run.id, { identity: who, reason: "stop" });
       assert.deepEqual(allowed.actor, { subject: who.subject, kind: "human" });
       assert.equal(allowed.reason, "stop");
-      const record = cp.audit.list({ runId: run.id }).findLast((r) => r.action === "run.cancel");
+      const record = (await cp.audit.list({ runId: run.id })).findLast((r) =>
+        r.action === "run.cancel"
+      );
       assert.equal(record?.outcome, "allowed");
       assert.deepEqual((record?.data as { matchedRuleIds: string[] }).matchedRuleIds, [rule]);
     });
   }
-  await t.step("the bound identity, when none is given", () => {
-    const run = parkedRun(cp);
-    assert.equal(withIdentity(ALICE, () => cp.authorizeCancel(run.id)).actor.subject, "alice");
-    assert.equal(withIdentity(ALICE, () => cp.authorizeCancel(run.id)).reason, "Cancelled");
+  await t.step("the bound identity, when none is given", async () => {
+    const run = await parkedRun(cp);
+    assert.equal(
+      (await withIdentity(ALICE, () => cp.authorizeCancel(run.id))).actor.subject,
+      "alice",
+    );
+    assert.equal((await withIdentity(ALICE, () => cp.authorizeCancel(run.id))).reason, "Cancelled");
   });
-  db.close();
+  await store.close();
 });
 
-Deno.test("ControlPlane.authorizeCancel() fails closed without an identity", () => {
-  const { db, cp } = setUp();
-  const run = parkedRun(cp);
-  assert.throws(
+Deno.test("ControlPlane.authorizeCancel() fails closed without an identity", async () => {
+  const { store, cp } = await setUp();
+  const run = await parkedRun(cp);
+  await assert.rejects(
     () => cp.authorizeCancel(run.id),
     (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
   );
-  db.close();
+  await store.close();
 });
 
 Deno.test("ControlPlane.authorizeCancel() refuses a bad reason, run id or identity, naming it", async (t) => {
-  const { db, cp } = setUp();
-  const run = parkedRun(cp);
+  const { store, cp } = await setUp();
+  const run = await parkedRun(cp);
   const bad: [string, unknown, unknown][] = [
     ["reason", run.id, "stop\0now"],
     ["reason", run.id, "half \ud800 a pair"],
@@ -358,36 +375,37 @@ Deno.test("ControlPlane.authorizeCancel() refuses a bad reason, run id or identi
   for (const [field, runId, reason] of bad) {
     await t.step(
       `${field} ${JSON.stringify(runId).slice(0, 20)} ${String(reason).slice(0, 20)}`,
-      () => {
-        assert.throws(
+      async () => {
+        await assert.rejects(
           () => cp.authorizeCancel(runId as string, { identity: ALICE, reason: reason as string }),
           (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && err.message.includes(field),
         );
       },
     );
   }
-  await t.step("an identity whose roles are a string", () => {
+  await t.step("an identity whose roles are a string", async () => {
     const identity = { ...OPS, roles: "run-admin" } as unknown as Identity;
-    assert.throws(
+    await assert.rejects(
       () => cp.authorizeCancel(run.id, { identity }),
       (err: unknown) =>
         isPlmError(err, "ERR_INVALID_ARGUMENT") && /identity\.roles/.test(err.message),
     );
   });
   assert.equal(
-    cp.authorizeCancel(run.id, { identity: ALICE, reason: "x".repeat(4_096) }).reason.length,
+    (await cp.authorizeCancel(run.id, { identity: ALICE, reason: "x".repeat(4_096) })).reason
+      .length,
     4_096,
   );
-  db.close();
+  await store.close();
 });
 
 Deno.test("ControlPlane.authorizeCancel() composes the built-in rules with the policy set", async (t) => {
-  const decide = (rules: PolicySet["rules"], who: Identity, requester: Identity = ALICE) => {
-    using db = openDatabase(":memory:");
-    const cp = new ControlPlane(db, { policies: { rules }, clock: new FakeClock(0) });
-    const run = parkedRunWith(cp, requester);
+  const decide = async (rules: PolicySet["rules"], who: Identity, requester: Identity = ALICE) => {
+    await using store = await openStore(":memory:");
+    const cp = new ControlPlane(store, { policies: { rules }, clock: new FakeClock(0) });
+    const run = await parkedRunWith(cp, requester);
     try {
-      cp.authorizeCancel(run.id, { identity: who });
+      await cp.authorizeCancel(run.id, { identity: who });
       return "allowed";
     } catch (err) {
       if (isPlmError(err, "ERR_FORBIDDEN")) return "denied";
@@ -395,37 +413,43 @@ Deno.test("ControlPlane.authorizeCancel() composes the built-in rules with the p
     }
   };
   const oncall: Identity = { subject: "olga", actorKind: "human", roles: ["oncall"], scopes: [] };
-  await t.step("an allow rule extends who may cancel", () => {
+  await t.step("an allow rule extends who may cancel", async () => {
     const rules = [{
       id: "oncall",
       effect: "allow" as const,
       actions: ["run.cancel"],
       roles: ["oncall"],
     }];
-    assert.equal(decide([], oncall), "denied");
-    assert.equal(decide(rules, oncall), "allowed");
+    assert.equal(await decide([], oncall), "denied");
+    assert.equal(await decide(rules, oncall), "allowed");
   });
-  await t.step("a deny rule overrides the built-in ones", () => {
+  await t.step("a deny rule overrides the built-in ones", async () => {
     const rules = [{
       id: "no-cancel-releases",
       effect: "deny" as const,
       actions: ["run.cancel"],
       conditions: [{ attr: "runAction", op: "eq" as const, value: "bom.release" }],
     }];
-    assert.equal(decide(rules, ALICE), "denied");
-    assert.equal(decide(rules, OPS), "denied");
+    assert.equal(await decide(rules, ALICE), "denied");
+    assert.equal(await decide(rules, OPS), "denied");
   });
-  await t.step("a rule with a built-in id replaces it", () => {
+  await t.step("a rule with a built-in id replaces it", async () => {
     const rules = [{ id: "run-cancel-own", effect: "deny" as const, actions: ["nothing.here"] }];
-    assert.equal(decide(rules, ALICE), "denied");
-    assert.equal(decide(rules, OPS), "allowed");
+    assert.equal(await decide(rules, ALICE), "denied");
+    assert.equal(await decide(rules, OPS), "allowed");
   });
-  await t.step("a run-admin of another tenant may not", () => {
+  await t.step("a run-admin of another tenant may not", async () => {
     const tenant = (t: string) => ({ tenant: t });
-    assert.equal(decide([], { ...OPS, ...tenant("b") }, { ...ALICE, ...tenant("a") }), "denied");
-    assert.equal(decide([], { ...OPS, ...tenant("a") }, { ...ALICE, ...tenant("a") }), "allowed");
+    assert.equal(
+      await decide([], { ...OPS, ...tenant("b") }, { ...ALICE, ...tenant("a") }),
+      "denied",
+    );
+    assert.equal(
+      await decide([], { ...OPS, ...tenant("a") }, { ...ALICE, ...tenant("a") }),
+      "allowed",
+    );
   });
-  await t.step("a cancel that would need an approval is refused", () => {
+  await t.step("a cancel that would need an approval is refused", async () => {
     const rules = [{
       id: "ask",
       effect: "require_approval" as const,
@@ -437,40 +461,39 @@ Deno.test("ControlPlane.authorizeCancel() composes the built-in rules with the p
         onExpiry: "deny" as const,
       },
     }];
-    assert.equal(decide(rules, ALICE), "denied");
+    assert.equal(await decide(rules, ALICE), "denied");
   });
-  await t.step("setPolicies() keeps the built-in rules", () => {
-    using db = openDatabase(":memory:");
-    const cp = new ControlPlane(db, { policies: { rules: [] }, clock: new FakeClock(0) });
-    cp.setPolicies({ rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] }, {
+  await t.step("setPolicies() keeps the built-in rules", async () => {
+    await using store = await openStore(":memory:");
+    const cp = new ControlPlane(store, { policies: { rules: [] }, clock: new FakeClock(0) });
+    await cp.setPolicies({ rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] }, {
       subject: "admin",
       kind: "human",
     });
-    const run = parkedRunWith(cp, ALICE);
-    assert.equal(cp.authorizeCancel(run.id, { identity: ALICE }).actor.subject, "alice");
-    assert.throws(() => cp.authorizeCancel(run.id, { identity: MALLORY }));
+    const run = await parkedRunWith(cp, ALICE);
+    assert.equal((await cp.authorizeCancel(run.id, { identity: ALICE })).actor.subject, "alice");
+    await assert.rejects(() => cp.authorizeCancel(run.id, { identity: MALLORY }));
   });
 });
 
-function parkedRunWith(cp: ControlPlane, requester: Identity) {
-  return cp.runs.create({
+async function parkedRunWith(cp: ControlPlane, requester: Identity) {
+  return (await cp.runs.create({
     task: task({ action: "bom.release" }),
     requester,
     traceparent: TRACEPARENT,
-  })
-    .run;
+  })).run;
 }
 
 Deno.test("ControlPlane.decideApproval() commits the refusal record although it throws", async (t) => {
-  const { db, cp, clock } = setUp();
+  const { store, cp, clock } = await setUp();
   const refused = () => cp.audit.list({ actionPrefix: "approval.decide" });
-  const { run, approval } = (() => {
-    const { run } = cp.runs.create({
+  const { run, approval } = await (async () => {
+    const { run } = await cp.runs.create({
       task: task({ action: "bom.release" }),
       requester: AGENT,
       traceparent: TRACEPARENT,
     });
-    return cp.requestApproval(run.id, POLICIES.rules[2]!.approval!, {
+    return await cp.requestApproval(run.id, POLICIES.rules[2]!.approval!, {
       actor: { subject: "agent-7", kind: "agent" },
     });
   })();
@@ -492,44 +515,47 @@ Deno.test("ControlPlane.decideApproval() commits the refusal record although it 
     ],
   ];
   for (const [name, attempt, code] of cases) {
-    await t.step(name, () => {
-      const before = refused().length;
-      assert.throws(attempt, (err: unknown) => isPlmError(err, code as "ERR_APPROVAL_SELF"));
-      const record = refused().at(-1);
-      assert.equal(refused().length, before + 1);
+    await t.step(name, async () => {
+      const before = (await refused()).length;
+      await assert.rejects(
+        async () => await attempt(),
+        (err: unknown) => isPlmError(err, code as "ERR_APPROVAL_SELF"),
+      );
+      const record = (await refused()).at(-1);
+      assert.equal((await refused()).length, before + 1);
       assert.equal(record?.outcome, "refused");
       assert.equal(record?.runId, run.id);
       assert.equal(record?.resource, `approval:${approval.id}`);
       assert.equal(record?.traceId, TRACEPARENT.slice(3, 35));
       assert.equal((record?.data as { code: string }).code, code);
       assert.ok((record?.reason ?? "").length > 0);
-      assert.equal(cp.runs.get(run.id).state, "awaiting_approval");
-      assert.equal(cp.approvals.get(approval.id).votes.length, 0);
+      assert.equal((await cp.runs.get(run.id)).state, "awaiting_approval");
+      assert.equal((await cp.approvals.get(approval.id)).votes.length, 0);
     });
   }
-  await t.step("expired", () => {
+  await t.step("expired", async () => {
     clock.advance(61_000);
-    assert.throws(
+    await assert.rejects(
       () => cp.decideApproval(approval.id, "approve", { identity: LEAD, digest: approval.digest }),
       (err: unknown) => isPlmError(err, "ERR_APPROVAL_EXPIRED"),
     );
-    assert.equal((refused().at(-1)?.data as { code: string }).code, "ERR_APPROVAL_EXPIRED");
+    assert.equal(((await refused()).at(-1)?.data as { code: string }).code, "ERR_APPROVAL_EXPIRED");
   });
-  assert.equal(cp.audit.verify().ok, true);
-  db.close();
+  assert.equal((await cp.audit.verify()).ok, true);
+  await store.close();
 });
 
 Deno.test("ControlPlane.decideApproval() refuses malformed input naming the field", async (t) => {
-  const { db, cp } = setUp();
-  const { run } = cp.runs.create({
+  const { store, cp } = await setUp();
+  const { run } = await cp.runs.create({
     task: task({ action: "bom.release" }),
     requester: AGENT,
     traceparent: TRACEPARENT,
   });
-  const { approval } = cp.requestApproval(run.id, POLICIES.rules[2]!.approval!, {
+  const { approval } = await cp.requestApproval(run.id, POLICIES.rules[2]!.approval!, {
     actor: { subject: "agent-7", kind: "agent" },
   });
-  const records = cp.audit.list({}).length;
+  const records = (await cp.audit.list({})).length;
   const ok = { identity: LEAD, digest: approval.digest };
   const bad: [string, unknown, unknown, Record<string, unknown>][] = [
     ["decision", approval.id, "approved", ok],
@@ -544,30 +570,33 @@ Deno.test("ControlPlane.decideApproval() refuses malformed input naming the fiel
     ["approvalId", "a".repeat(1_025), "approve", ok],
   ];
   for (const [field, id, decision, options] of bad) {
-    await t.step(`${field}: ${String(decision)} ${JSON.stringify(options).slice(0, 40)}`, () => {
-      assert.throws(
-        () => cp.decideApproval(id as string, decision as "approve", options as typeof ok),
-        (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && err.message.includes(field),
-      );
-    });
+    await t.step(
+      `${field}: ${String(decision)} ${JSON.stringify(options).slice(0, 40)}`,
+      async () => {
+        await assert.rejects(
+          () => cp.decideApproval(id as string, decision as "approve", options as typeof ok),
+          (err: unknown) => isPlmError(err, "ERR_INVALID_ARGUMENT") && err.message.includes(field),
+        );
+      },
+    );
   }
-  assert.equal(cp.audit.list({}).length, records, "malformed input writes nothing");
-  assert.equal(cp.approvals.get(approval.id).state, "pending");
-  db.close();
+  assert.equal((await cp.audit.list({})).length, records, "malformed input writes nothing");
+  assert.equal((await cp.approvals.get(approval.id)).state, "pending");
+  await store.close();
 });
 
 Deno.test("ControlPlane.authorize() notifies an L3 action: audited, then delivered after commit", async (t) => {
-  const db = openDatabase(":memory:");
+  const store = await openStore(":memory:");
   const inbox: AutonomyNotification[] = [];
-  const cp = new ControlPlane(db, {
+  const cp = new ControlPlane(store, {
     policies: POLICIES,
     clock: new FakeClock(5_000),
     autonomy: { defaultLevel: "L3", agents: { "agent-4": { level: "L4" } } },
     onNotify: (notification) => void inbox.push(notification),
   });
-  await t.step("outside a transaction: at once", () => {
-    cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1", runId: "r-1" });
-    const [record] = cp.audit.list({ actionPrefix: "autonomy.notify" });
+  await t.step("outside a transaction: at once", async () => {
+    await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1", runId: "r-1" });
+    const [record] = await cp.audit.list({ actionPrefix: "autonomy.notify" });
     assert.equal(record?.outcome, "notified");
     assert.equal(record?.actor.subject, "agent-7");
     assert.equal(record?.runId, "r-1");
@@ -580,61 +609,64 @@ Deno.test("ControlPlane.authorize() notifies an L3 action: audited, then deliver
       reason: record?.reason,
       runId: "r-1",
       traceId: null,
-      auditSeq: record?.seq,
       at: 5_000,
     }]);
   });
-  await t.step("inside a transaction: once it commits", () => {
+  await t.step("inside a transaction: once it commits", async () => {
     inbox.length = 0;
-    cp.transaction(() => {
-      cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:2" });
+    await cp.transaction(async (tx) => {
+      await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:2" }, { tx });
       assert.equal(inbox.length, 0);
     });
     assert.deepEqual(inbox.map((n) => n.resource), ["bom:2"]);
   });
-  await t.step("a rolled-back transaction notifies nobody", () => {
+  await t.step("a rolled-back transaction notifies nobody", async () => {
     inbox.length = 0;
-    const before = cp.audit.list({ actionPrefix: "autonomy.notify" }).length;
-    assert.throws(() =>
-      cp.transaction(() => {
-        cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:3" });
+    const before = (await cp.audit.list({ actionPrefix: "autonomy.notify" })).length;
+    await assert.rejects(
+      cp.transaction(async (tx) => {
+        await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:3" }, { tx });
         throw new Error("abandon");
-      })
+      }),
     );
     assert.equal(inbox.length, 0);
-    assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" }).length, before);
+    assert.equal((await cp.audit.list({ actionPrefix: "autonomy.notify" })).length, before);
   });
-  await t.step("a raw database transaction that rolled back notifies nobody", () => {
+  await t.step("a raw store transaction notifies nobody, committed or not", async () => {
     inbox.length = 0;
-    assert.throws(() =>
-      db.transaction(() => {
-        cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:4" });
+    await assert.rejects(
+      store.transaction(async (tx) => {
+        await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:4" }, { tx });
         throw new Error("abandon");
-      })
+      }),
     );
+    await store.transaction(async (tx: StoreTx) => {
+      await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:6" }, { tx });
+    });
+    assert.equal(inbox.length, 0, "only ControlPlane.transaction knows when it commits");
     // The next commit delivers what committed, and only that.
-    cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:5" });
+    await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:5" });
     assert.deepEqual(inbox.map((n) => n.resource), ["bom:5"]);
   });
-  await t.step("no notification for a deny, an L4 agent or a non-agent", () => {
+  await t.step("no notification for a deny, an L4 agent or a non-agent", async () => {
     inbox.length = 0;
-    cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
-    cp.authorize({
+    await cp.authorize({ identity: AGENT, action: "bom.delete", resource: "bom:1" });
+    await cp.authorize({
       identity: { ...AGENT, subject: "agent-4" },
       action: "bom.update",
       resource: "bom:1",
     });
-    cp.authorize({ identity: LEAD, action: "bom.read", resource: "bom:1" });
+    await cp.authorize({ identity: LEAD, action: "bom.read", resource: "bom:1" });
     assert.equal(inbox.length, 0);
   });
-  assert.equal(cp.audit.verify().ok, true);
-  db.close();
+  assert.equal((await cp.audit.verify()).ok, true);
+  await store.close();
 });
 
-Deno.test("ControlPlane.authorize() survives an onNotify hook that throws", () => {
-  using db = openDatabase(":memory:");
+Deno.test("ControlPlane.authorize() survives an onNotify hook that throws", async () => {
+  await using store = await openStore(":memory:");
   let calls = 0;
-  const cp = new ControlPlane(db, {
+  const cp = new ControlPlane(store, {
     policies: POLICIES,
     autonomy: { defaultLevel: "L3" },
     onNotify: () => {
@@ -642,60 +674,65 @@ Deno.test("ControlPlane.authorize() survives an onNotify hook that throws", () =
       throw new Error("mail server down (expected in this test)");
     },
   });
-  const verdict = cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
+  const verdict = await cp.authorize({ identity: AGENT, action: "bom.update", resource: "bom:1" });
   assert.equal(verdict.decision, "allow");
   assert.equal(calls, 1);
-  assert.equal(cp.audit.list({ actionPrefix: "autonomy.notify" }).length, 1);
+  assert.equal((await cp.audit.list({ actionPrefix: "autonomy.notify" })).length, 1);
 });
 
-Deno.test("ControlPlane.runMode() is suggest for an L1 run, bound into its approvals", () => {
-  const { db, cp } = setUp();
+Deno.test("ControlPlane.runMode() is suggest for an L1 run, bound into its approvals", async () => {
+  const { store, cp } = await setUp();
   const actor = { subject: "agent-7", kind: "agent" } as const;
-  const create = () =>
-    cp.runs.create({
+  const create = async () =>
+    (await cp.runs.create({
       task: task({ action: "bom.scrap" }),
       requester: AGENT,
       traceparent: TRACEPARENT,
-    })
-      .run;
+    })).run;
   const spec = POLICIES.rules.find((r) => r.id === "scrap")!.approval!;
-  const acting = cp.requestApproval(create().id, spec, { actor });
-  const suggesting = cp.requestApproval(create().id, spec, { actor, mode: "suggest" });
-  assert.equal(cp.runMode(acting.run), "act");
-  assert.equal(cp.runMode(suggesting.run), "suggest");
+  const acting = await cp.requestApproval((await create()).id, spec, { actor });
+  const suggesting = await cp.requestApproval((await create()).id, spec, {
+    actor,
+    mode: "suggest",
+  });
+  assert.equal(await cp.runMode(acting.run), "act");
+  assert.equal(await cp.runMode(suggesting.run), "suggest");
   assert.equal((suggesting.approval.subject as { mode?: string }).mode, "suggest");
   assert.equal((acting.approval.subject as { mode?: string }).mode, undefined);
   // An escalation's approval keeps the mode.
-  const escalated = cp.runs.apply(suggesting.run.id, { type: "escalate", reason: "stuck" }, {
+  const escalated = await cp.runs.apply(suggesting.run.id, { type: "escalate", reason: "stuck" }, {
     actor,
   });
-  const again = cp.requestApproval(escalated.id, spec, { actor, kind: "escalation" });
+  const again = await cp.requestApproval(escalated.id, spec, { actor, kind: "escalation" });
   assert.notEqual(again.approval.id, suggesting.approval.id);
-  assert.equal(cp.runMode(again.run), "suggest");
-  db.close();
+  assert.equal(await cp.runMode(again.run), "suggest");
+  await store.close();
 });
 
 Deno.test("ControlPlane.authorizeCancel() treats the same subject in another tenant as someone else", async (t) => {
-  const { db, cp } = setUp();
+  const { store, cp } = await setUp();
   const acmeAlice: Identity = { ...ALICE, tenant: "acme" };
-  const run = parkedRun(cp, acmeAlice);
+  const run = await parkedRun(cp, acmeAlice);
   for (
     const [name, who] of [
       ["no tenant", ALICE],
       ["another tenant", { ...ALICE, tenant: "globex" }],
     ] as const
   ) {
-    await t.step(name, () => {
-      assert.throws(
+    await t.step(name, async () => {
+      await assert.rejects(
         () => cp.authorizeCancel(run.id, { identity: who }),
         (err: unknown) => isPlmError(err, "ERR_FORBIDDEN"),
       );
     });
   }
-  await t.step("the same tenant", () => {
-    assert.equal(cp.authorizeCancel(run.id, { identity: acmeAlice }).actor.subject, "alice");
+  await t.step("the same tenant", async () => {
+    assert.equal(
+      (await cp.authorizeCancel(run.id, { identity: acmeAlice })).actor.subject,
+      "alice",
+    );
   });
-  db.close();
+  await store.close();
 });
 
 // ---------------------------------------------------------------------------
@@ -704,12 +741,12 @@ Deno.test("ControlPlane.authorizeCancel() treats the same subject in another ten
 /** A file database in a fresh folder, and a way to open control planes on it. */
 async function fileStore() {
   const dir = await Deno.makeTempDir({ prefix: "plm_govstate_test_" });
-  const path = `${dir}/plm.db`;
-  const opened: ReturnType<typeof openDatabase>[] = [];
-  const open = (options: { maxRuns?: number; now?: number } = {}) => {
-    const db = openDatabase(path);
-    opened.push(db);
-    const cp = new ControlPlane(db, {
+  const path = `${dir}/plm.store`;
+  const opened: Store[] = [];
+  const open = async (options: { maxRuns?: number; now?: number } = {}) => {
+    const store = await openStore(path);
+    opened.push(store);
+    const cp = new ControlPlane(store, {
       policies: POLICIES,
       clock: new FakeClock(options.now ?? 0),
       autonomy: { defaultLevel: "L4" },
@@ -717,13 +754,13 @@ async function fileStore() {
         ? {}
         : { agentRateLimit: { maxRuns: options.maxRuns, windowMs: 3_600_000 } }),
     });
-    return { db, cp };
+    return { store, cp };
   };
   return {
     path,
     open,
     async [Symbol.asyncDispose]() {
-      for (const db of opened) db.close();
+      for (const store of opened) await store.close();
       await Deno.remove(dir, { recursive: true });
     },
   };
@@ -733,69 +770,72 @@ const DENIED = { identity: AGENT, action: "bom.delete", resource: "bom:1" } as c
 const EDIT = { identity: AGENT, action: "bom.update", resource: "bom:1" } as const;
 
 Deno.test("ControlPlane keeps a demoted agent demoted after a restart on the same file", async () => {
-  await using store = await fileStore();
-  const first = store.open();
-  for (let i = 0; i < 3; i++) first.cp.authorize(DENIED);
-  assert.equal(first.cp.autonomy?.levelOf("agent-7"), "L3");
-  first.db.close();
+  await using files = await fileStore();
+  const first = await files.open();
+  for (let i = 0; i < 3; i++) await first.cp.authorize(DENIED);
+  assert.equal(await first.cp.autonomy?.levelOf("agent-7"), "L3");
+  await first.store.close();
 
-  const second = store.open();
-  assert.equal(second.cp.autonomy?.levelOf("agent-7"), "L3");
-  assert.equal(second.cp.authorize(EDIT).autonomyLevel, "L3");
-  assert.equal(second.cp.audit.list({ actionPrefix: "autonomy.level.changed" }).length, 1);
-  second.cp.autonomy?.restore("agent-7");
-  assert.equal(store.open().cp.autonomy?.levelOf("agent-7"), "L4");
+  const second = await files.open();
+  assert.equal(await second.cp.autonomy?.levelOf("agent-7"), "L3");
+  assert.equal((await second.cp.authorize(EDIT)).autonomyLevel, "L3");
+  assert.equal((await second.cp.audit.list({ actionPrefix: "autonomy.level.changed" })).length, 1);
+  await second.cp.autonomy?.restore("agent-7");
+  assert.equal(await (await files.open()).cp.autonomy?.levelOf("agent-7"), "L4");
 });
 
 Deno.test("ControlPlane keeps a failure streak across a restart", async () => {
-  await using store = await fileStore();
-  const first = store.open();
-  first.cp.authorize(DENIED);
-  first.cp.autonomy?.recordOutcome("agent-7", "failed");
-  first.db.close();
+  await using files = await fileStore();
+  const first = await files.open();
+  await first.cp.authorize(DENIED);
+  await first.cp.autonomy?.recordOutcome("agent-7", "failed");
+  await first.store.close();
 
-  const second = store.open();
-  assert.equal(second.cp.autonomy?.consecutiveFailures("agent-7"), 2);
-  assert.equal(second.cp.autonomy?.recordOutcome("agent-7", "failed"), "L3");
-  assert.equal(second.cp.autonomy?.consecutiveFailures("agent-7"), 0);
+  const second = await files.open();
+  assert.equal(await second.cp.autonomy?.consecutiveFailures("agent-7"), 2);
+  assert.equal(await second.cp.autonomy?.recordOutcome("agent-7", "failed"), "L3");
+  assert.equal(await second.cp.autonomy?.consecutiveFailures("agent-7"), 0);
 });
 
 Deno.test("ControlPlane instances on one file share one agent run window and one streak", async (t) => {
-  await using store = await fileStore();
-  const a = store.open({ maxRuns: 3 });
-  const b = store.open({ maxRuns: 3 });
-  await t.step("the fourth run is refused wherever it comes from", () => {
-    assert.equal(a.cp.authorize(EDIT).decision, "allow");
-    assert.equal(b.cp.authorize(EDIT).decision, "allow");
-    assert.equal(a.cp.authorize(EDIT).decision, "allow");
-    const fourth = b.cp.authorize(EDIT);
+  await using files = await fileStore();
+  const a = await files.open({ maxRuns: 3 });
+  const b = await files.open({ maxRuns: 3 });
+  await t.step("the fourth run is refused wherever it comes from", async () => {
+    assert.equal((await a.cp.authorize(EDIT)).decision, "allow");
+    assert.equal((await b.cp.authorize(EDIT)).decision, "allow");
+    assert.equal((await a.cp.authorize(EDIT)).decision, "allow");
+    const fourth = await b.cp.authorize(EDIT);
     assert.equal(fourth.decision, "deny");
     assert.equal(fourth.code, "ERR_BUDGET_EXCEEDED");
-    assert.equal(a.cp.authorize(EDIT).code, "ERR_BUDGET_EXCEEDED");
+    assert.equal((await a.cp.authorize(EDIT)).code, "ERR_BUDGET_EXCEEDED");
   });
-  await t.step("denials from both count in one streak, and the drop is seen by both", () => {
-    a.cp.authorize(DENIED);
-    b.cp.authorize(DENIED);
-    assert.equal(a.cp.autonomy?.consecutiveFailures("agent-7"), 2);
-    a.cp.authorize(DENIED);
-    assert.deepEqual([a.cp.autonomy?.levelOf("agent-7"), b.cp.autonomy?.levelOf("agent-7")], [
+  await t.step("denials from both count in one streak, and the drop is seen by both", async () => {
+    await a.cp.authorize(DENIED);
+    await b.cp.authorize(DENIED);
+    assert.equal(await a.cp.autonomy?.consecutiveFailures("agent-7"), 2);
+    await a.cp.authorize(DENIED);
+    assert.deepEqual([
+      await a.cp.autonomy?.levelOf("agent-7"),
+      await b.cp.autonomy?.levelOf("agent-7"),
+    ], [
       "L3",
       "L3",
     ]);
-    assert.equal(b.cp.audit.list({ actionPrefix: "autonomy.level.changed" }).length, 1);
+    assert.equal((await b.cp.audit.list({ actionPrefix: "autonomy.level.changed" })).length, 1);
   });
 });
 
 Deno.test("ControlPlane.authorize() counts agent runs exactly once across processes", async () => {
-  await using store = await fileStore();
+  await using files = await fileStore();
   const maxRuns = 150;
   const tries = 100; // each of three processes, so half of them must be refused
   const now = 1_000_000;
-  store.open().db.close(); // create and migrate the file before the workers race to it
+  await (await files.open()).store.close(); // create and migrate the file before the workers race to it
   const worker = new URL("./_budget_worker.ts", import.meta.url).pathname;
   const children = [0, 1].map(() =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", worker, store.path, String(now), String(maxRuns), String(tries)],
+      args: ["run", "-A", worker, files.path, String(now), String(maxRuns), String(tries)],
       stdin: "piped",
       stdout: "piped",
     }).spawn()
@@ -804,7 +844,7 @@ Deno.test("ControlPlane.authorize() counts agent runs exactly once across proces
     child.stdout.pipeThrough(new TextDecoderStream()).values()[Symbol.asyncIterator]()
   );
   for (const line of lines) assert.equal((await line.next()).value?.trim(), "ready");
-  const { cp } = store.open({ maxRuns, now });
+  const { cp } = await files.open({ maxRuns, now });
   const go = children.map(async (child) => {
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode("go\n"));
@@ -812,7 +852,7 @@ Deno.test("ControlPlane.authorize() counts agent runs exactly once across proces
   });
   let allowed = 0;
   for (let i = 0; i < tries; i++) {
-    if (cp.authorize(EDIT).decision === "allow") allowed++;
+    if ((await cp.authorize(EDIT)).decision === "allow") allowed++;
     await new Promise((resolve) => setTimeout(resolve, 0)); // a turn: let the workers write
   }
   await Promise.all(go);
@@ -827,30 +867,31 @@ Deno.test("ControlPlane.authorize() counts agent runs exactly once across proces
     allowed += Number(match[1]);
   }
   assert.equal(allowed, maxRuns);
-  const decisions = cp.audit.list({ actionPrefix: "policy.decide", limit: 1_000 });
+  const decisions = await cp.audit.list({ actionPrefix: "policy.decide", limit: 1_000 });
   assert.equal(decisions.length, 3 * tries);
   assert.equal(decisions.filter((record) => record.outcome === "allow").length, maxRuns);
-  assert.equal(cp.audit.verify().ok, true);
+  assert.equal((await cp.audit.verify()).ok, true);
 });
 
 Deno.test("ControlPlane.authorize() leaves governance state unchanged when the caller rolls back", async (t) => {
-  await using store = await fileStore();
-  const { db, cp } = store.open({ maxRuns: 1 });
-  const rolledBack = (run: (fn: () => void) => void) => () => {
-    assert.throws(() =>
-      run(() => {
-        for (let i = 0; i < 3; i++) cp.authorize(DENIED); // a drop to L3, audited
-        assert.equal(cp.autonomy?.levelOf("agent-7"), "L3");
-        assert.equal(cp.authorize(EDIT).decision, "allow"); // the only rate slot
+  await using files = await fileStore();
+  const { store, cp } = await files.open({ maxRuns: 1 });
+  const rolledBack = (run: (fn: (tx: StoreTx) => Promise<void>) => Promise<void>) => async () => {
+    await assert.rejects(
+      run(async (tx) => {
+        for (let i = 0; i < 3; i++) await cp.authorize(DENIED, { tx }); // a drop to L3, audited
+        assert.equal(await cp.autonomy?.levelOf("agent-7", { tx }), "L3");
+        assert.equal((await cp.authorize(EDIT, { tx })).decision, "allow"); // the only rate slot
         throw new Error("The caller's next step failed");
-      })
+      }),
+      /next step failed/,
     );
-    assert.equal(cp.autonomy?.levelOf("agent-7"), "L4");
-    assert.equal(cp.autonomy?.consecutiveFailures("agent-7"), 0);
-    assert.equal(cp.audit.list().length, 0);
-    assert.equal(store.open({ maxRuns: 1 }).cp.autonomy?.levelOf("agent-7"), "L4");
+    assert.equal(await cp.autonomy?.levelOf("agent-7"), "L4");
+    assert.equal(await cp.autonomy?.consecutiveFailures("agent-7"), 0);
+    assert.equal((await cp.audit.list()).length, 0);
+    assert.equal(await (await files.open({ maxRuns: 1 })).cp.autonomy?.levelOf("agent-7"), "L4");
   };
   await t.step("ControlPlane.transaction()", rolledBack((fn) => cp.transaction(fn)));
-  await t.step("Database.transaction()", rolledBack((fn) => db.transaction(fn)));
-  assert.equal(cp.authorize(EDIT).decision, "allow", "the rate slot was given back");
+  await t.step("Store.transaction()", rolledBack((fn) => store.transaction(fn)));
+  assert.equal((await cp.authorize(EDIT)).decision, "allow", "the rate slot was given back");
 });

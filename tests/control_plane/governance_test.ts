@@ -8,7 +8,7 @@ import {
   type JsonValue,
 } from "../../shared/mod.ts";
 import { ControlPlane } from "../../control_plane/control_plane.ts";
-import { openDatabase } from "../../control_plane/store/mod.ts";
+import { openStore } from "../../control_plane/store/mod.ts";
 import {
   type ApprovalSpec,
   compileGlob,
@@ -800,26 +800,33 @@ Deno.test("parsePolicySet() refuses an approval timeout that no deadline can hol
       ]]);
     });
   }
-  await t.step("the longest timeout opens an approval with a valid deadline", () => {
-    using db = openDatabase(":memory:");
+  await t.step("the longest timeout opens an approval with a valid deadline", async () => {
+    await using store = await openStore(":memory:");
     const clock = new FakeClock(Date.UTC(2026, 10, 30));
-    const cp = new ControlPlane(db, {
+    const cp = new ControlPlane(store, {
       clock,
       policies: { rules: [gate(POLICY_LIMITS.approvalTimeoutSeconds)] },
     });
-    const verdict = cp.authorize({ identity: AGENT, action: "bom.release", resource: "bom:1" });
+    const verdict = await cp.authorize({
+      identity: AGENT,
+      action: "bom.release",
+      resource: "bom:1",
+    });
     assert.equal(verdict.decision, "require_approval");
     const requester = { subject: AGENT.subject, kind: AGENT.actorKind };
-    const approval = cp.approvals.request("run-1", verdict.approval!, { requester, subject: "x" });
-    const deadline = cp.approvals.get(approval.id).deadline;
+    const approval = await cp.approvals.request("run-1", verdict.approval!, {
+      requester,
+      subject: "x",
+    });
+    const deadline = (await cp.approvals.get(approval.id)).deadline;
     assert.equal(new Date(deadline).toISOString(), "2027-11-30T00:00:00.000Z");
     // A spec given straight to the approval service is held to the same bound.
     const tooLong = { ...APPROVAL, timeoutSeconds: POLICY_LIMITS.approvalTimeoutSeconds + 1 };
-    assert.throws(
+    await assert.rejects(
       () => cp.approvals.request("run-2", tooLong, { requester, subject: "x" }),
       (err) => isPlmError(err, "ERR_INVALID_ARGUMENT") && /spec\.timeoutSeconds/.test(err.message),
     );
-    assert.deepEqual(cp.approvals.list().map((a) => a.runId), ["run-1"]);
+    assert.deepEqual((await cp.approvals.list()).map((a) => a.runId), ["run-1"]);
   });
 });
 

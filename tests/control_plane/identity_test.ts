@@ -10,7 +10,7 @@ import {
 } from "../../shared/mod.ts";
 import { resolveActor } from "../../control_plane/audit/actor.ts";
 import { ControlPlane } from "../../control_plane/control_plane.ts";
-import { openDatabase } from "../../control_plane/store/database.ts";
+import { openStore } from "../../control_plane/store/mod.ts";
 import { task, TRACEPARENT } from "./_runs_fixture.ts";
 import {
   currentIdentity,
@@ -911,20 +911,20 @@ Deno.test("currentIdentity() is undefined and requireIdentity() throws when noth
 
 const TASK = task();
 
-function controlPlane() {
-  const db = openDatabase(":memory:");
+async function controlPlane() {
+  const store = await openStore(":memory:");
   let n = 0;
-  const cp = new ControlPlane(db, {
+  const cp = new ControlPlane(store, {
     policies: { id: "p", rules: [{ id: "read", effect: "allow", actions: ["bom.read"] }] },
     clock: new FakeClock(NOW_MS),
     generateId: () => `id-${++n}`,
   });
-  return { db, cp };
+  return { store, cp };
 }
 
 Deno.test("requireIdentity() is the one check: every caller throws one PlmError class", async (t) => {
-  const { db, cp } = controlPlane();
-  using _db = db;
+  const { store, cp } = await controlPlane();
+  await using _store = store;
   const calls: [string, () => unknown][] = [
     ["requireIdentity()", () => requireIdentity()],
     ["resolveActor()", () => resolveActor(undefined)],
@@ -934,9 +934,9 @@ Deno.test("requireIdentity() is the one check: every caller throws one PlmError 
     ["RunStore.create()", () => cp.runs.create({ task: TASK, traceparent: TRACEPARENT })],
   ];
   for (const [name, call] of calls) {
-    await t.step(name, () => assert.throws(call, identityRequired));
+    await t.step(name, () => assert.rejects(async () => await call(), identityRequired));
   }
-  assert.equal(cp.audit.list().length, 0);
+  assert.equal((await cp.audit.list()).length, 0);
 });
 
 Deno.test("requireIdentity() validates an explicit identity with IdentitySchema", async (t) => {
@@ -966,32 +966,32 @@ Deno.test("requireIdentity() validates an explicit identity with IdentitySchema"
 });
 
 Deno.test("ControlPlane and RunStore refuse an invalid explicit identity before acting", async (t) => {
-  const { db, cp } = controlPlane();
-  using _db = db;
+  const { store, cp } = await controlPlane();
+  await using _store = store;
   const admin = { ...ALICE, roles: "admin" } as unknown as Identity;
   const nul = { ...ALICE, subject: "alice\0" };
-  await t.step("authorize({ identity })", () => {
+  await t.step("authorize({ identity })", async () => {
     for (const identity of [admin, nul]) {
-      assert.throws(() => cp.authorize({ identity, action: "bom.read", resource: "bom:1" }), {
-        code: "ERR_INVALID_ARGUMENT",
-        message: /request\.identity/,
-      });
+      await assert.rejects(
+        () => cp.authorize({ identity, action: "bom.read", resource: "bom:1" }),
+        { code: "ERR_INVALID_ARGUMENT", message: /request\.identity/ },
+      );
     }
   });
-  await t.step("decideApproval({ identity })", () => {
-    assert.throws(() => cp.decideApproval("a-1", "approve", { identity: admin, digest: "d" }), {
-      code: "ERR_INVALID_ARGUMENT",
-      message: /options\.identity/,
-    });
+  await t.step("decideApproval({ identity })", async () => {
+    await assert.rejects(
+      () => cp.decideApproval("a-1", "approve", { identity: admin, digest: "d" }),
+      { code: "ERR_INVALID_ARGUMENT", message: /options\.identity/ },
+    );
   });
-  await t.step("runs.create({ requester })", () => {
-    assert.throws(
+  await t.step("runs.create({ requester })", async () => {
+    await assert.rejects(
       () => cp.runs.create({ task: TASK, requester: nul, traceparent: TRACEPARENT }),
       { code: "ERR_INVALID_ARGUMENT", message: /requester/ },
     );
   });
-  assert.equal(cp.audit.list().length, 0);
-  assert.equal(cp.audit.verify().ok, true);
+  assert.equal((await cp.audit.list()).length, 0);
+  assert.equal((await cp.audit.verify()).ok, true);
 });
 
 Deno.test("withIdentity() binds across awaits and unbinds afterwards", async () => {
@@ -1050,13 +1050,16 @@ Deno.test("withSystemIdentity() binds the system identity for fn only", async ()
   assert.equal(currentIdentity(), undefined);
 });
 
-Deno.test("withSystemIdentity() isolates nested calls", () => {
-  withIdentity(ALICE, () => {
-    withSystemIdentity("nested job", () => {
+Deno.test("withSystemIdentity() isolates nested calls", async () => {
+  await withIdentity(ALICE, async () => {
+    await withSystemIdentity("nested job", async () => {
       assert.equal(currentIdentity()?.actorKind, "system");
       withIdentity(BOB, () => assert.equal(currentIdentity()?.subject, "bob"));
       assert.equal(currentIdentity()?.actorKind, "system");
-      withSystemIdentity("inner job", () => assert.equal(currentIdentity()?.subject, "system"));
+      await withSystemIdentity(
+        "inner job",
+        () => assert.equal(currentIdentity()?.subject, "system"),
+      );
       assert.equal(currentIdentity()?.subject, "system");
     });
     assert.equal(currentIdentity()?.subject, "alice");
@@ -1106,9 +1109,9 @@ Deno.test("withSystemIdentity() restores the previous binding when fn throws", a
 });
 
 Deno.test("withSystemIdentity() audits the reason", async (t) => {
-  await t.step("without a caller", () => {
+  await t.step("without a caller", async () => {
     const audit = new MemorySink();
-    assert.equal(withSystemIdentity("rotate keys", () => 7, { audit }), 7);
+    assert.equal(await withSystemIdentity("rotate keys", () => 7, { audit }), 7);
     assert.deepEqual(audit.entries, [{
       actor: { subject: "system", kind: "system" },
       action: "system.identity.bound",
@@ -1117,16 +1120,16 @@ Deno.test("withSystemIdentity() audits the reason", async (t) => {
       reason: "rotate keys",
     }]);
   });
-  await t.step("from inside a caller's context", () => {
+  await t.step("from inside a caller's context", async () => {
     const audit = new MemorySink();
-    withIdentity(ALICE, () => withSystemIdentity("escalate", () => undefined, { audit }));
+    await withIdentity(ALICE, () => withSystemIdentity("escalate", () => undefined, { audit }));
     assert.deepEqual(audit.entries[0]?.data, { invokedBy: "alice" });
   });
 });
 
-Deno.test("withSystemIdentity() refuses an empty reason", () => {
-  assert.throws(() => withSystemIdentity("", () => 1), TypeError);
-  assert.throws(() => withSystemIdentity("  ", () => 1), TypeError);
+Deno.test("withSystemIdentity() refuses an empty reason", async () => {
+  await assert.rejects(() => withSystemIdentity("", () => 1), TypeError);
+  await assert.rejects(() => withSystemIdentity("  ", () => 1), TypeError);
 });
 
 Deno.test("control_plane/identity/public.ts does not export withSystemIdentity", () => {

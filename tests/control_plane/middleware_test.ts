@@ -3,7 +3,7 @@ import { deferred, MemorySink } from "./_memory_sink.ts";
 import { FakeClock, FakeTimers, type Identity, type JsonValue } from "../../shared/mod.ts";
 import { canonicalJson } from "../../shared/canonical_json.ts";
 import { AuditLog } from "../../control_plane/audit/audit_log.ts";
-import { openDatabase } from "../../control_plane/store/database.ts";
+import { openStore } from "../../control_plane/store/mod.ts";
 import {
   ANONYMOUS_ACTOR,
   currentIdentity,
@@ -296,8 +296,8 @@ Deno.test("identityMiddleware() audits the first rejection of each client and co
 });
 
 Deno.test("identityMiddleware() writes at most two rows for 5,000 rejections from one client", async () => {
-  using db = openDatabase(":memory:");
-  const audit = new AuditLog(db);
+  await using store = await openStore(":memory:");
+  const audit = new AuditLog(store);
   const { handler, authenticate, clock } = setup({ audit });
   for (let i = 0; i < 5_000; i++) {
     const response = await handler(request(i % 2 === 0 ? undefined : "Bearer x", `/r/${i}`), INFO);
@@ -305,12 +305,12 @@ Deno.test("identityMiddleware() writes at most two rows for 5,000 rejections fro
     if (i % 1_000 === 999) clock.advance(5_000);
   }
   // One row per code at once: the rest are counted in memory.
-  assert.deepEqual(audit.list().map((r) => [r.reason, r.data]), [
+  assert.deepEqual((await audit.list()).map((r) => [r.reason, r.data]), [
     ["ERR_TOKEN_MISSING", { client: "127.0.0.1", count: 1 }],
     ["ERR_TOKEN_MALFORMED", { client: "127.0.0.1", count: 1 }],
   ]);
-  authenticate.flush();
-  const records = audit.list();
+  await authenticate.flush();
+  const records = await audit.list();
   assert.equal(records.length, 4);
   const counts = records.map((r) => (r.data as { count: number }).count);
   assert.equal(counts.reduce((a, b) => a + b, 0), 5_000);
@@ -330,7 +330,7 @@ Deno.test("identityMiddleware() writes at most two rows for 5,000 rejections fro
       until: "2026-11-25T10:00:25.000Z",
     }],
   ]);
-  assert.equal(audit.verify().ok, true);
+  assert.equal((await audit.verify()).ok, true);
 });
 
 Deno.test("identityMiddleware() closes a rejection window after a minute", async (t) => {
@@ -372,7 +372,7 @@ Deno.test("identityMiddleware() closes a rejection window after a minute", async
     const { handler, timers, authenticate } = setup({ audit });
     await handler(request(), INFO);
     await timers.advance(60_000);
-    authenticate.flush();
+    await authenticate.flush();
     assert.equal(audit.entries.length, 1);
   });
   await t.step("disposing flushes and cancels the timer", async () => {
@@ -380,7 +380,7 @@ Deno.test("identityMiddleware() closes a rejection window after a minute", async
     const { handler, timers, authenticate } = setup({ audit });
     await handler(request(), INFO);
     await handler(request(), INFO);
-    authenticate[Symbol.dispose]();
+    await authenticate[Symbol.asyncDispose]();
     assert.equal(audit.entries.length, 2);
     assert.equal(timers.pending, 0);
   });
@@ -399,7 +399,7 @@ Deno.test("identityMiddleware() bounds the clients it tracks", async () => {
     "10.0.0.2",
     "(other clients)",
   ]);
-  authenticate.flush();
+  await authenticate.flush();
   const counts = audit.entries.map((e) => (e.data as { count: number }).count);
   assert.deepEqual(counts, [1, 1, 1, 1, 1, 1, 1, 1_993]);
   assert.equal(counts.reduce((a, b) => a + b, 0), 2_000);
@@ -407,12 +407,12 @@ Deno.test("identityMiddleware() bounds the clients it tracks", async () => {
 
 Deno.test("identityMiddleware() bounds each rejection record", async (t) => {
   await t.step("a 60 KB path is cut and says so", async () => {
-    using db = openDatabase(":memory:");
-    const audit = new AuditLog(db);
+    await using store = await openStore(":memory:");
+    const audit = new AuditLog(store);
     const { handler } = setup({ audit });
     const path = `/${"a".repeat(60_000)}`;
     await handler(request(undefined, path), INFO);
-    const [record] = audit.list();
+    const [record] = await audit.list();
     assert.ok(record !== undefined);
     assert.ok(canonicalJson(record as unknown as JsonValue).length < 2_048);
     assert.equal(record.resource.length, "http:POST ".length + 512);
@@ -423,7 +423,7 @@ Deno.test("identityMiddleware() bounds each rejection record", async (t) => {
       truncated: true,
       pathLength: 60_001,
     });
-    assert.equal(audit.verify().ok, true);
+    assert.equal((await audit.verify()).ok, true);
   });
   await t.step("a client key is cut and made storable", async () => {
     const audit = new MemorySink();

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import type { Run, RunEventInput } from "../../control_plane/mod.ts";
 import { checkEvent, reasonOf, traceIdOf } from "../../control_plane/runs/_event.ts";
-import { COLUMNS, fromRow, type RunRow } from "../../control_plane/runs/_row.ts";
 import { TRACEPARENT } from "./_runs_fixture.ts";
 
 const run = (overrides: Partial<Run> = {}): Run =>
@@ -40,53 +39,4 @@ Deno.test("reasonOf() gives the reason an event carries, or the run's error afte
 
 Deno.test("traceIdOf() is the trace id of the run's traceparent", () => {
   assert.equal(traceIdOf(run()), "0af7651916cd43dd8448eb211c80319c");
-});
-
-Deno.test("fromRow() maps every column, JSON columns parsed, a lease only when whole", () => {
-  const row: RunRow = {
-    id: "r-1",
-    state: "running",
-    version: 3,
-    task: '{"action":"bom.read"}',
-    requester: '{"subject":"alice","kind":"human"}',
-    idempotency_key: "k-1",
-    request_digest: "d",
-    traceparent: TRACEPARENT,
-    tracestate: "",
-    attempt: 1,
-    escalations: 0,
-    cost_units: 2,
-    agent_id: "reader",
-    approval_id: null,
-    result: "null",
-    error: '{"code":"E","message":"m"}',
-    lease_owner: "w1",
-    lease_expires_at: 5_000,
-    created_at: 1_000,
-    updated_at: 2_000,
-  };
-  assert.deepEqual(Object.keys(row), COLUMNS.split(", "), "COLUMNS names every field, in order");
-  const mapped = fromRow(row);
-  assert.deepEqual(mapped, {
-    id: "r-1",
-    state: "running",
-    version: 3,
-    task: { action: "bom.read" },
-    requester: { subject: "alice", kind: "human" },
-    idempotencyKey: "k-1",
-    traceparent: TRACEPARENT,
-    tracestate: "",
-    attempt: 1,
-    escalations: 0,
-    costUnits: 2,
-    agentId: "reader",
-    approvalId: null,
-    result: null,
-    error: { code: "E", message: "m" },
-    createdAt: 1_000,
-    updatedAt: 2_000,
-    lease: { owner: "w1", expiresAt: 5_000 },
-  });
-  assert.equal(fromRow({ ...row, lease_expires_at: null }).lease, null);
-  assert.equal(fromRow({ ...row, error: null }).error, null);
 });

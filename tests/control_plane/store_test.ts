@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { type ErrorCode, FakeClock, isPlmError, PlmError } from "../../shared/mod.ts";
-import { type Migration, MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
+import { openDatabase } from "../../control_plane/store/database.ts";
+import { type Migration, MIGRATIONS } from "../../control_plane/store/migrations.ts";
 
 const NOTES: Migration = {
   version: 2,

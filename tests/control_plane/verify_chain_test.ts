@@ -39,8 +39,8 @@ function edit(row: ChainRow, changes: { [index: number]: string | number | null 
   return copy as unknown as ChainRow;
 }
 
-const problemOf = (pages: ChainRow[][], witnesses: Witness[] = []) => {
-  const result = verifyChain(pages, witnesses);
+const problemOf = async (pages: ChainRow[][], witnesses: Witness[] = []) => {
+  const result = await verifyChain(pages, witnesses);
   return result.ok ? { ok: true, checked: result.checked } : {
     problem: result.problem,
     checked: result.checked,
@@ -49,37 +49,37 @@ const problemOf = (pages: ChainRow[][], witnesses: Witness[] = []) => {
   };
 };
 
-Deno.test("verifyChain() accepts an intact chain however it is paged", () => {
+Deno.test("await verifyChain() accepts an intact chain however it is paged", async () => {
   const rows = chain(5);
   const head = { seq: 5, hash: rows[4]![12] };
   for (const pages of [[rows], [rows.slice(0, 2), rows.slice(2)], rows.map((r) => [r]), []]) {
-    const result = verifyChain(pages, []);
+    const result = await verifyChain(pages, []);
     const expected = pages.length === 0
       ? { ok: true, checked: 0, head: { seq: 0, hash: AUDIT_GENESIS_HASH } }
       : { ok: true, checked: 5, head };
     assert.deepEqual(result, expected);
   }
-  assert.equal(verifyChain([[]], []).ok, true, "an empty page ends nothing wrongly");
+  assert.equal((await verifyChain([[]], [])).ok, true, "an empty page ends nothing wrongly");
 });
 
-Deno.test("verifyChain() reports a missing record and one out of place as seq_gap", async (t) => {
+Deno.test("await verifyChain() reports a missing record and one out of place as seq_gap", async (t) => {
   const rows = chain(4);
-  await t.step("a deleted record", () => {
-    assert.deepEqual(problemOf([[rows[0]!, rows[2]!, rows[3]!]]), {
+  await t.step("a deleted record", async () => {
+    assert.deepEqual(await problemOf([[rows[0]!, rows[2]!, rows[3]!]]), {
       problem: "seq_gap",
       checked: 1,
       firstBadSeq: 2,
     });
   });
-  await t.step("a record inserted again out of place", () => {
-    assert.deepEqual(problemOf([rows.slice(0, 3), [rows[1]!]]), {
+  await t.step("a record inserted again out of place", async () => {
+    assert.deepEqual(await problemOf([rows.slice(0, 3), [rows[1]!]]), {
       problem: "seq_gap",
       checked: 3,
       firstBadSeq: 2,
     });
   });
-  await t.step("a chain that does not start at 1", () => {
-    assert.deepEqual(problemOf([rows.slice(1)]), {
+  await t.step("a chain that does not start at 1", async () => {
+    assert.deepEqual(await problemOf([rows.slice(1)]), {
       problem: "seq_gap",
       checked: 0,
       firstBadSeq: 1,
@@ -87,17 +87,17 @@ Deno.test("verifyChain() reports a missing record and one out of place as seq_ga
   });
 });
 
-Deno.test("verifyChain() reports a relinked record as prev_hash_mismatch", () => {
+Deno.test("await verifyChain() reports a relinked record as prev_hash_mismatch", async () => {
   const rows = chain(3);
   const relinked = edit(rows[1]!, { 11: "f".repeat(64) });
-  assert.deepEqual(problemOf([[rows[0]!, relinked, rows[2]!]]), {
+  assert.deepEqual(await problemOf([[rows[0]!, relinked, rows[2]!]]), {
     problem: "prev_hash_mismatch",
     checked: 1,
     firstBadSeq: 2,
   });
 });
 
-Deno.test("verifyChain() reports any altered field as hash_mismatch", async (t) => {
+Deno.test("await verifyChain() reports any altered field as hash_mismatch", async (t) => {
   const rows = chain(3);
   const fields: [string, number, string | number | null][] = [
     ["at", 1, 9_999],
@@ -113,9 +113,9 @@ Deno.test("verifyChain() reports any altered field as hash_mismatch", async (t) 
     ["hash", 12, "e".repeat(64)],
   ];
   for (const [name, index, value] of fields) {
-    await t.step(name, () => {
+    await t.step(name, async () => {
       const altered = edit(rows[1]!, { [index]: value });
-      assert.deepEqual(problemOf([[rows[0]!, altered, rows[2]!]]), {
+      assert.deepEqual(await problemOf([[rows[0]!, altered, rows[2]!]]), {
         problem: "hash_mismatch",
         checked: 1,
         firstBadSeq: 2,
@@ -124,55 +124,55 @@ Deno.test("verifyChain() reports any altered field as hash_mismatch", async (t) 
   }
 });
 
-Deno.test("verifyChain() reports a chain ending before a witness as truncated", () => {
+Deno.test("await verifyChain() reports a chain ending before a witness as truncated", async () => {
   const rows = chain(5);
   const witnesses = witnessesOf({ expectedHead: { seq: 5, hash: rows[4]![12] } });
-  assert.deepEqual(problemOf([rows.slice(0, 3)], witnesses), {
+  assert.deepEqual(await problemOf([rows.slice(0, 3)], witnesses), {
     problem: "truncated",
     checked: 3,
     firstBadSeq: 4,
   });
-  assert.equal(verifyChain([rows], witnesses).ok, true);
+  assert.equal((await verifyChain([rows], witnesses)).ok, true);
 });
 
-Deno.test("verifyChain() reports another hash at a witness's seq as head_mismatch", () => {
+Deno.test("await verifyChain() reports another hash at a witness's seq as head_mismatch", async () => {
   const rows = chain(4);
   const witnesses = witnessesOf({ expectedHead: { seq: 2, hash: rows[2]![12] } });
-  assert.deepEqual(problemOf([rows], witnesses), {
+  assert.deepEqual(await problemOf([rows], witnesses), {
     problem: "head_mismatch",
     checked: 4,
     firstBadSeq: 2,
   });
   const genesis = witnessesOf({ expectedHead: { seq: 0, hash: "a".repeat(64) } });
-  assert.deepEqual(problemOf([rows], genesis), {
+  assert.deepEqual(await problemOf([rows], genesis), {
     problem: "head_mismatch",
     checked: 4,
     firstBadSeq: 0,
   });
 });
 
-Deno.test("verifyChain() reports a chain problem before a witness problem, lowest witness first", () => {
+Deno.test("await verifyChain() reports a chain problem before a witness problem, lowest witness first", async () => {
   const rows = chain(4);
   const witnesses: Witness[] = [
     { seq: 1, hash: rows[0]![12] },
     { seq: 3, hash: "c".repeat(64), checkpointIndex: 1 },
     { seq: 9, hash: "d".repeat(64), checkpointIndex: 0 },
   ];
-  assert.deepEqual(problemOf([rows], witnesses), {
+  assert.deepEqual(await problemOf([rows], witnesses), {
     problem: "head_mismatch",
     checked: 4,
     firstBadSeq: 3,
     checkpointIndex: 1,
   });
   const altered = edit(rows[3]!, { 6: "changed" });
-  assert.deepEqual(problemOf([[...rows.slice(0, 3), altered]], witnesses), {
+  assert.deepEqual(await problemOf([[...rows.slice(0, 3), altered]], witnesses), {
     problem: "hash_mismatch",
     checked: 3,
     firstBadSeq: 4,
   });
 });
 
-Deno.test("verifyChain() stops reading pages at the first problem", () => {
+Deno.test("await verifyChain() stops reading pages at the first problem", async () => {
   const rows = chain(3);
   let read = 0;
   function* pages() {
@@ -181,7 +181,7 @@ Deno.test("verifyChain() stops reading pages at the first problem", () => {
     read++;
     yield [rows[2]!];
   }
-  assert.equal(verifyChain(pages(), []).ok, false);
+  assert.equal((await verifyChain(pages(), [])).ok, false);
   assert.equal(read, 1);
 });
 

@@ -1,0 +1,263 @@
+/**
+ * The SQLite repository of runs and leases: the SQL of `runs` and the mapping
+ * of its rows to {@link Run}s.
+ *
+ * @module
+ */
+import type { Run, RunState } from "../../runs/state_machine.ts";
+import type { ClaimSpec, RunKeyset, RunRepository, RunWrite, StoredRun } from "../port.ts";
+import type { SqlValue } from "../database.ts";
+import { changes, type TxScope } from "./_sql.ts";
+
+/** A row of `runs`, in {@link COLUMNS} order. */
+interface RunRow {
+  id: string;
+  state: string;
+  version: number;
+  task: string;
+  requester: string;
+  idempotency_key: string | null;
+  request_digest: string;
+  traceparent: string;
+  tracestate: string;
+  attempt: number;
+  escalations: number;
+  cost_units: number;
+  agent_id: string | null;
+  approval_id: string | null;
+  result: string;
+  error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  lease_token: number;
+  created_at: number;
+  updated_at: number;
+}
+
+const COLUMNS = "id, state, version, task, requester, idempotency_key, request_digest, " +
+  "traceparent, tracestate, attempt, escalations, cost_units, agent_id, approval_id, result, " +
+  "error, lease_owner, lease_expires_at, lease_token, created_at, updated_at";
+
+/** The ready runs' condition, word for word the partial index `runs_ready`'s (so SQLite uses it). */
+const READY = "state IN ('queued', 'retrying', 'escalated')";
+
+const INSERT = `INSERT INTO runs (${COLUMNS}) VALUES (${COLUMNS.replace(/\w+/g, "?")})
+  ON CONFLICT (idempotency_key) DO NOTHING`;
+const BY_ID = `SELECT ${COLUMNS} FROM runs WHERE id = ?`;
+const BY_KEY = `SELECT ${COLUMNS} FROM runs WHERE idempotency_key = ?`;
+// The lease token is written when the run gets a lease and kept when it loses it, and it
+// never goes down; the fence holds only while a lease is held (a released one fences nothing).
+const UPDATE = `UPDATE runs SET state = :state, version = :expected + 1, attempt = :attempt,
+  escalations = :escalations, cost_units = :cost, agent_id = :agent, approval_id = :approval,
+  result = :result, error = :error, lease_owner = :owner, lease_expires_at = :expires,
+  lease_token = coalesce(:token, lease_token), updated_at = :updated
+  WHERE id = :id AND version = :expected
+    AND (:token IS NULL OR :token >= lease_token)
+    AND (:fence IS NULL OR (lease_owner IS NOT NULL AND lease_token = :fence))`;
+// INDEXED BY: the planner would otherwise pick runs_state_created and sort the whole backlog.
+const READY_IDS = `SELECT id FROM runs INDEXED BY runs_ready
+  WHERE ${READY} AND (lease_owner IS NULL OR lease_expires_at <= :now)
+  ORDER BY created_at, id LIMIT :limit`;
+const READY_OWNERS = `SELECT id, lease_owner FROM runs INDEXED BY runs_ready
+  WHERE ${READY} AND (lease_owner IS NULL OR lease_expires_at <= :now)
+  ORDER BY created_at, id LIMIT :limit`;
+const CLAIM = `UPDATE runs SET lease_owner = :owner, lease_expires_at = :expires,
+  lease_token = lease_token + 1, version = version + 1
+  WHERE id IN (${READY_IDS})
+  RETURNING ${COLUMNS}`;
+const READY_RUNS = `SELECT ${COLUMNS} FROM runs INDEXED BY runs_ready
+  WHERE ${READY} AND (lease_owner IS NULL OR lease_expires_at <= ?)
+  ORDER BY created_at, id LIMIT ?`;
+const EXPIRED = `SELECT ${COLUMNS} FROM runs
+  WHERE lease_owner IS NOT NULL AND lease_expires_at <= ?
+  ORDER BY lease_expires_at, id LIMIT ?`;
+const NEWEST = `SELECT ${COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?`;
+const OLDER_THAN = `SELECT ${COLUMNS} FROM runs WHERE (created_at, id) < (?, ?)
+  ORDER BY created_at DESC, id DESC LIMIT ?`;
+
+/** {@link RunRepository} on SQLite. Rows need no locks: write transactions take turns. */
+export class SqliteRunRepository implements RunRepository {
+  readonly #scope: TxScope;
+
+  constructor(scope: TxScope) {
+    this.#scope = scope;
+  }
+
+  insert(stored: StoredRun): Promise<boolean> {
+    const { run, requestDigest } = stored;
+    const row = toRow(run);
+    const inserted = this.#scope.use().get(INSERT).run(
+      row.id,
+      row.state,
+      row.version,
+      row.task,
+      row.requester,
+      row.idempotency_key,
+      requestDigest,
+      row.traceparent,
+      row.tracestate,
+      row.attempt,
+      row.escalations,
+      row.cost_units,
+      row.agent_id,
+      row.approval_id,
+      row.result,
+      row.error,
+      row.lease_owner,
+      row.lease_expires_at,
+      row.lease_token,
+      row.created_at,
+      row.updated_at,
+    );
+    return Promise.resolve(changes(inserted) === 1);
+  }
+
+  byId(id: string, _options?: { lock?: boolean }): Promise<Run | undefined> {
+    const row = this.#scope.use().get<RunRow>(BY_ID).get(id);
+    return Promise.resolve(row === undefined ? undefined : fromRow(row));
+  }
+
+  byIdempotencyKey(key: string): Promise<StoredRun | undefined> {
+    const row = this.#scope.use().get<RunRow>(BY_KEY).get(key);
+    return Promise.resolve(
+      row === undefined ? undefined : { run: fromRow(row), requestDigest: row.request_digest },
+    );
+  }
+
+  update(write: RunWrite): Promise<boolean> {
+    const { run, expectedVersion, leaseToken } = write;
+    const row = toRow(run);
+    const changed = this.#scope.use().get(UPDATE).run({
+      state: row.state,
+      expected: expectedVersion,
+      attempt: row.attempt,
+      escalations: row.escalations,
+      cost: row.cost_units,
+      agent: row.agent_id,
+      approval: row.approval_id,
+      result: row.result,
+      error: row.error,
+      owner: row.lease_owner,
+      expires: row.lease_expires_at,
+      token: run.lease === null ? null : run.lease.token,
+      updated: row.updated_at,
+      id: row.id,
+      fence: leaseToken ?? null,
+    });
+    return Promise.resolve(changes(changed) === 1);
+  }
+
+  claimReady(spec: ClaimSpec): Promise<{ run: Run; previousOwner: string | null }[]> {
+    const sql = this.#scope.use();
+    const ready = { now: spec.now, limit: spec.limit };
+    // Write transactions take turns, so the rows read here are the rows the claim takes.
+    const owners = new Map(
+      sql.get<{ id: string; lease_owner: string | null }>(READY_OWNERS).all(ready).map((
+        row,
+      ) => [row.id, row.lease_owner]),
+    );
+    if (owners.size === 0) return Promise.resolve([]);
+    const rows = sql.get<RunRow>(CLAIM).all({
+      ...ready,
+      owner: spec.owner,
+      expires: spec.expiresAt,
+    });
+    const claimed = rows.map(fromRow).sort(byCreation);
+    return Promise.resolve(
+      claimed.map((run) => ({ run, previousOwner: owners.get(run.id) ?? null })),
+    );
+  }
+
+  ready(now: number, limit: number): Promise<Run[]> {
+    return Promise.resolve(
+      this.#scope.use().get<RunRow>(READY_RUNS).all(now, limit).map(fromRow),
+    );
+  }
+
+  expired(now: number, limit: number): Promise<Run[]> {
+    return Promise.resolve(this.#scope.use().get<RunRow>(EXPIRED).all(now, limit).map(fromRow));
+  }
+
+  page(
+    states: readonly RunState[] | undefined,
+    after: RunKeyset | undefined,
+    take: number,
+  ): Promise<Run[]> {
+    const sql = this.#scope.use();
+    const keyset: SqlValue[] = after === undefined ? [] : [after.createdAt, after.id];
+    if (states === undefined) {
+      const rows = sql.get<RunRow>(after === undefined ? NEWEST : OLDER_THAN).all(...keyset, take);
+      return Promise.resolve(rows.map(fromRow));
+    }
+    const distinct = [...new Set(states)];
+    if (distinct.length === 0) return Promise.resolve([]);
+    // Each state is read from runs_state_created in index order (at most `take` rows each);
+    // SQLite then merges them: the cost is bounded by states × take, not by history.
+    const one = `SELECT ${COLUMNS} FROM runs WHERE state = ?${
+      after === undefined ? "" : " AND (created_at, id) < (?, ?)"
+    } ORDER BY created_at DESC, id DESC LIMIT ?`;
+    const params = distinct.flatMap((state) => [state, ...keyset, take]);
+    const rows = distinct.length === 1 ? sql.get<RunRow>(one).all(...params) : sql.get<RunRow>(
+      `${
+        distinct.map(() => `SELECT * FROM (${one})`).join(" UNION ALL ")
+      } ORDER BY created_at DESC, id DESC LIMIT ?`,
+    ).all(...params, take);
+    return Promise.resolve(rows.map(fromRow));
+  }
+}
+
+function byCreation(a: Run, b: Run): number {
+  return a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** The run a row holds (`task`, `requester`, `result` and `error` are stored as JSON). */
+function fromRow(row: RunRow): Run {
+  return {
+    id: row.id,
+    state: row.state as RunState,
+    version: row.version,
+    task: JSON.parse(row.task),
+    requester: JSON.parse(row.requester),
+    idempotencyKey: row.idempotency_key,
+    traceparent: row.traceparent,
+    tracestate: row.tracestate,
+    attempt: row.attempt,
+    escalations: row.escalations,
+    costUnits: row.cost_units,
+    agentId: row.agent_id,
+    approvalId: row.approval_id,
+    result: JSON.parse(row.result),
+    error: row.error === null ? null : JSON.parse(row.error),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lease: row.lease_owner === null || row.lease_expires_at === null
+      ? null
+      : { owner: row.lease_owner, token: row.lease_token, expiresAt: row.lease_expires_at },
+  };
+}
+
+/** The row of a run, but its request digest. */
+function toRow(run: Run): Omit<RunRow, "request_digest"> {
+  return {
+    id: run.id,
+    state: run.state,
+    version: run.version,
+    task: JSON.stringify(run.task),
+    requester: JSON.stringify(run.requester),
+    idempotency_key: run.idempotencyKey,
+    traceparent: run.traceparent,
+    tracestate: run.tracestate,
+    attempt: run.attempt,
+    escalations: run.escalations,
+    cost_units: run.costUnits,
+    agent_id: run.agentId,
+    approval_id: run.approvalId,
+    result: JSON.stringify(run.result),
+    error: run.error === null ? null : JSON.stringify(run.error),
+    lease_owner: run.lease?.owner ?? null,
+    lease_expires_at: run.lease?.expiresAt ?? null,
+    lease_token: run.lease?.token ?? 0,
+    created_at: run.createdAt,
+    updated_at: run.updatedAt,
+  };
+}
