@@ -233,6 +233,7 @@ async function twoWorkers() {
     const { agent, calls } = gatedAgent(`agent-${owner}`, { maxConcurrency: 4 });
     const options: AgentRuntimeOptions = {
       controlPlane,
+      store: db,
       agents: [agent],
       owner,
       clock,
