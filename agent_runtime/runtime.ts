@@ -590,9 +590,10 @@ export class AgentRuntime {
     // no job overlaps itself; a step that throws is reported and re-armed (a busy
     // store must not end the loop); stop() flips #state and cancels every pending
     // timer and the wake-up subscription first, so nothing queued runs after it,
-    // then waits for the steps in flight. Reclaim goes before claim: a dead
-    // worker's runs are ready at once. Polling is the correctness path; wake-up
-    // hints only bring a poll forward.
+    // then waits for the steps in flight. One poll at a time (see #pollSoon).
+    // A reclaim that took runs back brings a poll forward: a dead worker's runs
+    // are ready at once. Polling is the correctness path; wake-up hints only
+    // bring a poll forward.
     this.#poller = {
       min: pollIntervalMs,
       max: maxPollIntervalMs,
@@ -618,12 +619,14 @@ export class AgentRuntime {
       await this.expireApprovals();
     });
     const unsubscribe = store.onWake((topic) => {
+      const poller = this.#poller;
+      if (poller === undefined) return;
       if (topic === "reconnected") {
         // Hints may have been missed while the listener was away: poll fully, at once.
-        this.#poller!.delay = this.#poller!.min;
+        poller.delay = poller.min;
         this.#pollSoon(0);
       } else if (topic === "runs" || topic === "approvals") {
-        this.#pollSoon(this.#poller!.debounce);
+        this.#pollSoon(poller.debounce);
       }
     });
     this.#cancelLoop.push(unsubscribe);
