@@ -50,7 +50,7 @@ import {
 } from "./hitl/approval_service.ts";
 import { requireIdentity } from "./identity/context.ts";
 import { RunStore } from "./runs/run_store.ts";
-import type { Run } from "./runs/state_machine.ts";
+import type { LeaseHold, Run } from "./runs/state_machine.ts";
 import { TaskAttributesSchema } from "./runs/task.ts";
 import type { Store, StoreTx } from "./store/port.ts";
 import { currentTraceContext } from "./trace/context.ts";
@@ -63,14 +63,14 @@ export interface ControlPlaneOptions {
    * Autonomy levels per agent; without it, verdicts are not folded. Given as a
    * policy, the controller it builds audits every automatic level change (in the
    * transaction that stores it). A controller given here must be on the same
-   * database, so that its drops commit with the decisions that cause them.
+   * store, so that its drops commit with the decisions that cause them.
    */
   autonomy?: AutonomyPolicy | AutonomyController;
   /** Per-run budget checked by {@link ControlPlane.authorize} when given usage. */
   runBudget?: RunBudget;
   /**
    * Per-agent run rate checked by {@link ControlPlane.authorize} for agent requesters,
-   * counted in the database: every control plane on it shares one window per agent.
+   * counted in the store: every control plane on it shares one window per agent.
    */
   agentRateLimit?: AgentRateLimit;
   /**
@@ -87,10 +87,12 @@ export interface ControlPlaneOptions {
   generateId?: () => string;
   /**
    * Delivers the notification of an autonomy `L3` ("act and notify") verdict, after the
-   * decision and its `autonomy.notify` audit record are committed (inside
-   * {@link ControlPlane.transaction}, once the outermost one commits; never when it rolls
-   * back). An error it throws (or a promise it rejects) is reported to `console.error` and
-   * changes nothing.
+   * decision and its `autonomy.notify` audit record are committed: after `authorize`'s own
+   * transaction, or, for `authorize(request, { tx })` inside {@link ControlPlane.transaction},
+   * once that transaction commits (never when it rolls back). A `tx` from a raw
+   * `store.transaction` delivers nothing (its commit is not seen here): the audit record
+   * stays the notification. An error it throws (or a promise it rejects) is reported to
+   * `console.error` and changes nothing.
    *
    * @default {undefined} (the audit record is the only notification)
    */
@@ -311,7 +313,7 @@ export class ControlPlane {
   #outboxes = new WeakMap<StoreTx, AutonomyNotification[]>();
 
   /**
-   * Creates the control plane on a migrated database.
+   * Creates the control plane on an open store.
    *
    * @param store The store, from `openStore`.
    * @param options Policies, autonomy, budgets, clock, id generator.
@@ -421,6 +423,29 @@ export class ControlPlane {
     return this.#runBudget === undefined
       ? { ok: true }
       : this.budgets.checkRun(usage, this.#runBudget);
+  }
+
+  /**
+   * The store the control plane works on: a worker elects its reaper and
+   * sealer with `store.lead` and listens for wake-up hints with `store.onWake`.
+   *
+   * @example Lead the reaper role on the control plane's store
+   * ```ts
+   * import { ControlPlane, openStore } from "@tracepulse/plm-engine-core/control-plane";
+   * import assert from "node:assert/strict";
+   *
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] } });
+   * assert.equal(cp.store, store);
+   * const reclaimed = await cp.store.lead("reaper", (tx) => cp.runs.reclaimExpired(undefined, {
+   *   actor: { subject: "reaper", kind: "service" },
+   *   tx,
+   * }));
+   * assert.deepEqual(reclaimed, []); // SQLite: this process always leads
+   * ```
+   */
+  get store(): Store {
+    return this.#store;
   }
 
   /**
@@ -737,11 +762,13 @@ export class ControlPlane {
    * @param spec Who may approve, quorum, timeout, on-expiry rule.
    * @param options The kind of approval, the actor (defaults to the bound identity) and
    * the run's mode ({@link RunMode}; defaults to the mode of the run's previous approval,
-   * so an escalation keeps a suggest-only run suggest-only).
+   * so an escalation keeps a suggest-only run suggest-only), the lease held (the parking
+   * is fenced by it, as `RunStore.apply` is) and the transaction to join.
    * @returns The approval and the parked run.
    * @throws {PlmError} `ERR_IDENTITY_REQUIRED` without an actor given or an identity bound;
    * `ERR_RUN_NOT_FOUND`; `ERR_RUN_ILLEGAL_TRANSITION` when the run cannot wait for an
-   * approval (nothing is written then); the codes of `ApprovalService.request`.
+   * approval, `ERR_RUN_LEASE_LOST` when `lease` is no longer the run's (nothing is written
+   * then); the codes of `ApprovalService.request`.
    * @throws {RangeError} When `spec` is malformed (see `ApprovalService.request`).
    *
    * @example Park a run until a lead approves it
@@ -769,7 +796,13 @@ export class ControlPlane {
   requestApproval(
     runId: string,
     spec: ApprovalSpec,
-    options: { kind?: ApprovalKind; actor?: AuditActor; mode?: RunMode; tx?: StoreTx } = {},
+    options: {
+      kind?: ApprovalKind;
+      actor?: AuditActor;
+      mode?: RunMode;
+      lease?: LeaseHold;
+      tx?: StoreTx;
+    } = {},
   ): Promise<{ approval: Approval; run: Run }> {
     const actor = resolveActor(options.actor);
     return this.#within(options.tx, async (tx) => {
@@ -794,7 +827,7 @@ export class ControlPlane {
       const parked = await this.runs.apply(
         runId,
         { type: "request_approval", approvalId: approval.id },
-        { actor, tx },
+        { actor, tx, ...(options.lease === undefined ? {} : { lease: options.lease }) },
       );
       return { approval, run: parked };
     });

@@ -1,7 +1,7 @@
 /**
  * The control plane decides what is allowed: identity, governance, autonomy,
- * human approval, run lifecycle, trace propagation, audit log and the SQLite
- * store. It imports `shared/` only and never `agent_runtime/`.
+ * human approval, run lifecycle, trace propagation, audit log, and the store
+ * port they run on (SQLite or PostgreSQL, opened by `openStore`). It imports `shared/` only and never `agent_runtime/`.
  *
  * @module
  */

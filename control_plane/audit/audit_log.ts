@@ -152,6 +152,7 @@ const SEAL_BATCH = 500;
 export class AuditLog implements AuditSink {
   #store: Store;
   #clock: Clock;
+  #chainingOf: Promise<"write" | "seal"> | undefined;
 
   /**
    * Creates an audit log on an open store.
@@ -244,7 +245,9 @@ export class AuditLog implements AuditSink {
    * the oldest sealable drafts in seal order, gives them the next seqs and
    * their hashes, and moves the watermark if no other sealer moved it first.
    * It stops after a batch that was not full, or when another process holds
-   * the sealer role. A no-op (0) on SQLite, which chains as it writes.
+   * the sealer role. A no-op (0) on SQLite, which chains as it writes, and on
+   * a store opened read-only (then `list`, `head` and `verify` read what is
+   * sealed, and `verify` reports the rest as `pending`).
    *
    * @returns How many records this call sealed.
    *
@@ -260,7 +263,8 @@ export class AuditLog implements AuditSink {
    * ```
    */
   async seal(): Promise<number> {
-    if (await this.#chaining() === "write") return 0;
+    // A read-only store is never sealed (sealing writes): its readers see what is sealed.
+    if (this.#store.readOnly || await this.#chaining() === "write") return 0;
     let sealed = 0;
     for (;;) {
       // One batch per transaction, under the sealer role: the seals are computed from the
@@ -444,10 +448,14 @@ export class AuditLog implements AuditSink {
     });
   }
 
-  /** How the store chains, read once. */
-  #chainingOf: Promise<"write" | "seal"> | undefined;
+  /** How the store chains, read once (again after a failed read). */
   #chaining(): Promise<"write" | "seal"> {
-    this.#chainingOf ??= this.#store.read((tx) => Promise.resolve(tx.audit.chaining));
+    this.#chainingOf ??= this.#store.read((tx) => Promise.resolve(tx.audit.chaining)).catch(
+      (err) => {
+        this.#chainingOf = undefined;
+        throw err;
+      },
+    );
     return this.#chainingOf;
   }
 

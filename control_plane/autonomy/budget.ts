@@ -1,7 +1,7 @@
 /**
  * Budgets: per run (attempts, escalations, cost units, checked against the
  * usage the run records) and per agent (runs per time window, kept in the
- * database so that every process shares one window), with an injected clock.
+ * store so that every process shares one window), with an injected clock.
  *
  * @module
  */
@@ -172,7 +172,7 @@ const WITHIN: BudgetWithin = Object.freeze({ ok: true });
  * (`used > limit`): with `maxAttempts: 3`, a run's third attempt is within
  * budget and its fourth is refused. A run's usage is what the run records
  * (its `attempt`, `escalations` and `costUnits`); an agent's run starts live
- * in the database (table `agent_run_starts`, ADR 0007), so every connection
+ * in the store (`agent_run_starts`, ADR 0007), so every connection
  * and process on it counts in one window, and a restart changes nothing.
  *
  * @example Refuse the fourth attempt of a run, and an agent's third run a minute
@@ -191,7 +191,7 @@ const WITHIN: BudgetWithin = Object.freeze({ ok: true });
  * assert.ok((await budgets.consumeAgentRun("a-1", rate)).ok);
  * assert.ok((await budgets.consumeAgentRun("a-1", rate)).ok);
  * assert.equal((await budgets.consumeAgentRun("a-1", rate)).ok, false);
- * // Another tracker on the same database (another process, or after a restart) shares the window.
+ * // Another tracker on the same store (another process, or after a restart) shares the window.
  * assert.equal((await new BudgetTracker(store, { clock: new FakeClock(0) }).consumeAgentRun("a-1", rate)).ok, false);
  * ```
  */
@@ -200,7 +200,7 @@ export class BudgetTracker {
   readonly #store: Store;
 
   /**
-   * Creates a tracker on a database.
+   * Creates a tracker on an open store.
    *
    * @param store The store holding the agents' run windows (from `openStore`).
    * @param options The clock.

@@ -165,11 +165,12 @@ function levelAt(index: number): AutonomyLevel {
 
 /**
  * Holds the autonomy policy; each agent's consecutive denial/failure count
- * and any automatic drop of its level live in the database (table
- * `autonomy_state`, ADR 0007), so every connection and process on that
- * database sees the same level, and a restart changes nothing. Each change
- * is one transaction (a savepoint inside the caller's), and concurrent
- * writers take turns through `BEGIN IMMEDIATE`.
+ * and any automatic drop of its level live in the store (`autonomy_state`,
+ * ADR 0007), so every connection and process on that store sees the same
+ * level, and a restart changes nothing. Each change is one transaction (its
+ * own, or the caller's `tx`) that first locks the agent
+ * (`GovernanceRepository.lockAgent`), so concurrent writers of one agent take
+ * turns on every engine.
  *
  * An agent's current level is its configured level, capped by drops. The
  * level for an action is the first matching action pattern's level (or the
@@ -210,7 +211,7 @@ function levelAt(index: number): AutonomyLevel {
  * assert.equal((await autonomy.fold(allow, "a-1", "bom.update")).notify, true);
  * ```
  *
- * @example A drop outlives the controller: another one on the same database sees it
+ * @example A drop outlives the controller: another one on the same store sees it
  * ```ts
  * import { AutonomyController, openStore } from "@tracepulse/plm-engine-core/control-plane";
  * import assert from "node:assert/strict";

@@ -437,9 +437,14 @@ export class ApprovalService {
     const outcome = await this.#within(options.tx, async (tx): Promise<
       { approval: Approval } | { refused: PlmError }
     > => {
-      // The row stays locked to the end of the transaction: concurrent decisions on the
-      // same approval are tallied one after the other, each seeing the votes before it.
-      const approval = await this.#read(tx, approvalId, true);
+      // Lock the row first (it stays locked to the end of the transaction), then read it
+      // and its votes again: concurrent decisions on one approval are tallied one after
+      // the other. The second read matters on PostgreSQL (READ COMMITTED): a statement
+      // that waited for the lock sees the locked row's latest version but the votes as of
+      // its own start, so only a statement begun after the wait sees the votes committed
+      // by the decision it waited for.
+      await this.#read(tx, approvalId, true);
+      const approval = await this.#read(tx, approvalId);
       const now = this.#clock.now();
       const traceId = options.traceId ?? approval.traceId;
       const trace = traceId === null ? {} : { traceId };
@@ -500,7 +505,13 @@ export class ApprovalService {
         },
       }, { tx });
       if (ending !== undefined && reason !== undefined) {
-        await tx.approvals.resolve(approvalId, ending, reason, now);
+        if (!await tx.approvals.resolve(approvalId, ending, reason, now)) {
+          // Cannot happen under the row lock; if it does, the vote is not counted.
+          throw new PlmError(
+            "ERR_APPROVAL_NOT_PENDING",
+            `Cannot decide approval ${approvalId} as it ended meanwhile`,
+          );
+        }
         await this.#audit.append({
           actor: approver,
           action: `approval.${ending}`,

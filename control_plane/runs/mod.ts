@@ -1,5 +1,5 @@
 /**
- * Runs: the pure lifecycle state machine and the SQLite {@link RunStore}.
+ * Runs: the pure lifecycle state machine and the {@link RunStore} over the store port.
  *
  * @example Walk a run through the state machine
  * ```ts

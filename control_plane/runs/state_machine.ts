@@ -152,7 +152,11 @@ export interface Run {
 export interface RunLease {
   /** The worker holding it. */
   readonly owner: string;
-  /** The fencing token: one greater at every claim of the run, from 1. */
+  /**
+   * The fencing token: greater at every claim of the run than at any claim
+   * before (`RunStore.claim` gives the run's new version, so a first claim
+   * gets 2; `claimReady` gives the last token + 1). Compare tokens for equality only.
+   */
   readonly token: number;
   /** When it lapses without a heartbeat, epoch ms. */
   readonly expiresAt: number;

@@ -895,3 +895,35 @@ Deno.test("ControlPlane.authorize() leaves governance state unchanged when the c
   await t.step("Store.transaction()", rolledBack((fn) => store.transaction(fn)));
   assert.equal((await cp.authorize(EDIT)).decision, "allow", "the rate slot was given back");
 });
+
+Deno.test("ControlPlane.requestApproval() with a lost lease parks nothing and opens no approval", async () => {
+  const { store, cp, clock } = await setUp();
+  const worker = { subject: "w1", kind: "service" } as const;
+  const { run } = await cp.runs.create({
+    task: task({ action: "bom.release" }),
+    requester: AGENT,
+    traceparent: TRACEPARENT,
+  });
+  const claimed = await cp.runs.claim(run.id, "w1", 1_000, { actor: worker });
+  const hold = { owner: "w1", token: claimed.lease!.token };
+  clock.advance(1_000); // w1's lease lapses and w2 takes the run
+  await cp.runs.claim(run.id, "w2", 1_000, { actor: { subject: "w2", kind: "service" } });
+  const head = await cp.audit.head();
+  const spec = POLICIES.rules.find((r) => r.id === "release")!.approval!;
+  await assert.rejects(
+    cp.requestApproval(run.id, spec, { actor: worker, lease: hold }),
+    (err: unknown) => isPlmError(err, "ERR_RUN_LEASE_LOST"),
+  );
+  assert.deepEqual(await cp.approvals.list({ runId: run.id }), []);
+  assert.equal((await cp.runs.get(run.id)).state, "queued");
+  assert.deepEqual(await cp.audit.head(), head, "no audit record either");
+  // With the live lease, the same call parks the run.
+  const live = await cp.runs.get(run.id);
+  const parked = await cp.requestApproval(run.id, spec, {
+    actor: worker,
+    lease: { owner: "w2", token: live.lease!.token },
+  });
+  assert.equal(parked.run.state, "awaiting_approval");
+  assert.equal(cp.store, store);
+  await store.close();
+});
