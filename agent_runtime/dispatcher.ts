@@ -1217,11 +1217,11 @@ export class Dispatcher {
         data: { step: run.escalations + 1, kind: step.kind, code: error.code },
       });
       if (step.kind === "tier") return escalated;
-      // The approval joins the fenced escalation's transaction: under a lost lease the
-      // escalation throws first and neither is written.
+      // In the escalation's transaction, fenced as it is: under a lost lease neither is written.
       const { run: parked } = await this.#cp.requestApproval(run.id, step.approval, {
         kind: "escalation",
         actor: own.actor,
+        lease: own.lease,
         tx,
       });
       return parked;

@@ -21,7 +21,7 @@
  *   capabilities: ["echo"],
  *   invoke: (task) => Promise.resolve(task.input),
  * });
- * const runtime = new AgentRuntime({ controlPlane, store, agents: [echo], retry: { maxAttempts: 2 } });
+ * const runtime = new AgentRuntime({ controlPlane, agents: [echo], retry: { maxAttempts: 2 } });
  * runtime.start();
  * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
  * const id = await runtime.submit(

@@ -24,7 +24,6 @@ import {
   type Run,
   type RunState,
   sleep,
-  type Store,
   systemTimer,
   type TaskInput,
   type Timer,
@@ -37,16 +36,8 @@ import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 /** Submits between two turns of the event loop (a SQLite transaction settles without one). */
 const SUBMITS_PER_TURN = 8;
 
-/** Options for {@link AgentRuntime}: those of the {@link Dispatcher}, the store and an error hook. */
+/** Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook. */
 export interface AgentRuntimeOptions extends DispatcherOptions {
-  /**
-   * The store the control plane works on, which the worker loop
-   * ({@link AgentRuntime.start}) needs for its elected reaper (`store.lead`)
-   * and wake-up hints (`store.onWake`); `start()` refuses to run without one.
-   *
-   * @default {controlPlane.store, when the control plane exposes it}
-   */
-  store?: Store;
   /**
    * Called when a background dispatch (`runId` set) or a step of the worker
    * loop (`runId` undefined) fails unexpectedly: the store failing, say. The
@@ -182,8 +173,6 @@ export class AgentRuntime {
     this.#clock = options.clock ?? options.controlPlane.clock;
     this.#random = options.random ?? Math.random;
     this.#actor = { subject: this.dispatcher.owner, kind: "service" };
-    // Until ControlPlane exposes its store (see NEEDS.md), it is given here.
-    this.#store = options.store ?? (options.controlPlane as { readonly store?: Store }).store;
     this.#onError = options.onError ?? ((runId, err) => {
       console.error(
         runId === undefined ? "plm: worker loop step failed:" : `plm: run ${runId} failed:`,
@@ -197,7 +186,6 @@ export class AgentRuntime {
   #clock: Clock;
   #random: Random;
   #actor: AuditActor;
-  #store: Store | undefined;
   /** `idle`: never started, dispatches what it submits; `started`: the loop runs; `stopped`: dispatches nothing. */
   #state: "idle" | "started" | "stopped" = "idle";
   /** Submits let the event loop turn every {@link SUBMITS_PER_TURN}. */
@@ -527,7 +515,6 @@ export class AgentRuntime {
    *
    * @param options The intervals of the loop's jobs.
    * @throws {RangeError} When an interval is not a positive integer.
-   * @throws {TypeError} When the runtime has no store (see {@link AgentRuntimeOptions.store}).
    *
    * @example A worker finishes what a dead worker left running
    * ```ts
@@ -558,7 +545,7 @@ export class AgentRuntime {
    * }); // then it died
    *
    * const agent = defineAgent({ id: "a", invoke: () => Promise.resolve("done") });
-   * const worker = new AgentRuntime({ controlPlane, store, agents: [agent], clock, timer: timers.timer });
+   * const worker = new AgentRuntime({ controlPlane, agents: [agent], clock, timer: timers.timer });
    * worker.start({ reclaimIntervalMs: 5_000 });
    * await timers.advance(35_000); // the lease expired, a reclaim and a poll followed
    * assert.equal((await worker.wait(run.id)).state, "succeeded");
@@ -580,10 +567,6 @@ export class AgentRuntime {
     checkOption("reclaimIntervalMs", reclaimIntervalMs, 1);
     checkOption("sealIntervalMs", sealIntervalMs, 1);
     checkOption("approvalIntervalMs", approvalIntervalMs, 1);
-    const store = this.#store;
-    if (store === undefined) {
-      throw new TypeError("Cannot start the worker loop without the store: give options.store");
-    }
     if (this.#state === "started") return;
     this.#state = "started";
     // Invariants: each job re-arms its own timer only after its step settled, so
@@ -594,6 +577,7 @@ export class AgentRuntime {
     // A reclaim that took runs back brings a poll forward: a dead worker's runs
     // are ready at once. Polling is the correctness path; wake-up hints only
     // bring a poll forward.
+    const store = this.controlPlane.store;
     this.#poller = {
       min: pollIntervalMs,
       max: maxPollIntervalMs,
@@ -664,7 +648,7 @@ export class AgentRuntime {
    *   clock,
    * });
    * const stuck = defineAgent({ id: "stuck", invoke: () => new Promise(() => {}) });
-   * const worker = new AgentRuntime({ controlPlane, store, agents: [stuck], clock, timer: timers.timer });
+   * const worker = new AgentRuntime({ controlPlane, agents: [stuck], clock, timer: timers.timer });
    * worker.start();
    * const identity = { subject: "svc", actorKind: "service" as const, roles: [], scopes: [] };
    * const id = await worker.submit({ action: "bom.read", resource: "bom:1" }, { identity });

@@ -139,7 +139,6 @@ async function makeRuntime(
   const controlPlane = new ControlPlane(store, { policies: POLICIES, generateId: shortId });
   const runtime = new AgentRuntime({
     controlPlane,
-    store,
     agents: demoAgents(hang, log),
     owner,
     leaseTtlMs: LEASE_TTL_MS,

@@ -83,7 +83,6 @@ export async function openWorker(path: string, owner: string, sideFile: string, 
   });
   const runtime = new AgentRuntime({
     controlPlane,
-    store: db,
     agents: [recordingAgent(owner, sideFile)],
     owner,
     concurrency: CONCURRENCY,

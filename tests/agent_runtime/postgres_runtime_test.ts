@@ -52,7 +52,6 @@ if (POSTGRES_URL !== undefined) {
         const { agent, calls } = gatedAgent(`agent-${owner}`, { maxConcurrency: 4 });
         const runtime = new AgentRuntime({
           controlPlane,
-          store,
           agents: [agent],
           owner,
           clock,

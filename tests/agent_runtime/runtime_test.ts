@@ -56,7 +56,6 @@ async function setUp(
   const controlPlane = new ControlPlane(db, { policies: POLICIES, clock, ...cpOptions });
   const runtime = new AgentRuntime({
     controlPlane,
-    store: db,
     agents,
     clock,
     timer: timers.timer,
@@ -728,7 +727,6 @@ Deno.test("AgentRuntime.stop() gives back the runs that outlive the grace period
   // Another worker takes both at once, without waiting for a lease to expire.
   const w2 = new AgentRuntime({
     controlPlane,
-    store: db,
     agents: [flaky("b", 0).agent],
     owner: "w2",
     clock,

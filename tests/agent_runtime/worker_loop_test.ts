@@ -92,7 +92,6 @@ async function setUp(agents: Agent[], options: Partial<AgentRuntimeOptions> = {}
   const errors: unknown[] = [];
   const runtime = new AgentRuntime({
     controlPlane,
-    store,
     agents,
     clock,
     timer: timers.timer,
