@@ -278,6 +278,8 @@ interface Probe {
   readonly transactions: string[][];
   /** Transactions of the elected roles (sealer, reaper) seen meanwhile, the same way. */
   readonly elected: string[][];
+  /** Claim transactions meanwhile that found nothing (polls). */
+  readonly emptyPolls: number;
   /** The floor's statements for the worker processes. */
   readonly plan: FloorPlan;
   /** The create transaction's statements: the run insert and its audit rows' parameters. */
@@ -358,7 +360,7 @@ function label(text: string): string {
     sql.replace(/^WITH .*?\bAS\s*\(/i, ""),
   );
   if (write !== null) return `${write[1]!.split(" ")[0]!.toUpperCase()} ${write[2]!}`;
-  const read = /^SELECT\b.*?\bFROM\s+"?(\w+)/i.exec(sql);
+  const read = /^(?:WITH\b.*?)?SELECT\b.*?\bFROM\s+"?(\w+)/i.exec(sql);
   if (read !== null) return `SELECT ${read[1]!}${/FOR UPDATE/i.test(sql) ? " FOR UPDATE" : ""}`;
   return sql.split(" ").slice(0, 2).join(" ");
 }
@@ -374,17 +376,24 @@ const WRITES = /^(INSERT|UPDATE|DELETE) /;
  */
 async function probe(): Promise<Probe> {
   const schema = await freshSchema("probe");
-  const log: { client: unknown; text: string }[] = [];
+  const log: { client: unknown; text: string; rows?: number }[] = [];
   let recording = false;
   const query = pg.Client.prototype.query;
   // deno-lint-ignore no-explicit-any
   (pg.Client.prototype as any).query = function (this: unknown, ...args: unknown[]) {
     const first = args[0] as string | { text?: string };
-    if (recording) {
-      log.push({ client: this, text: typeof first === "string" ? first : first.text! });
-    }
     // deno-lint-ignore no-explicit-any
-    return (query as any).apply(this, args);
+    const result = (query as any).apply(this, args);
+    if (recording) {
+      const entry: (typeof log)[number] = {
+        client: this,
+        text: typeof first === "string" ? first : first.text!,
+      };
+      log.push(entry);
+      // Rows changed, to tell a claim that took the run from a poll that found nothing.
+      Promise.resolve(result).then((r) => (entry.rows = r?.rowCount ?? 0), () => {});
+    }
+    return result;
   };
   try {
     await using store = await openStore(DB_URL, { schema, poolSize: 4 });
@@ -415,13 +424,16 @@ async function probe(): Promise<Probe> {
     // Split the log into transactions, per connection.
     const open = new Map<unknown, string[]>();
     const done: string[][] = [];
-    for (const { client, text } of log) {
+    let emptyPolls = 0;
+    for (const { client, text, rows } of log) {
       const head = text.trim().split(/\s+/)[0]!.toUpperCase();
       if (head === "BEGIN" || head === "START") open.set(client, []);
       else if (head === "COMMIT" || head === "ROLLBACK") {
         const statements = open.get(client);
         open.delete(client);
         if (head === "COMMIT" && statements !== undefined) done.push(statements);
+      } else if (rows === 0 && /^WITH claimed AS/.test(text.trim())) {
+        open.delete(client), emptyPolls++; // a poll that found nothing to claim
       } else open.get(client)?.push(text);
     }
     const labelled = done.map((statements) => statements.map(label));
@@ -433,7 +445,12 @@ async function probe(): Promise<Probe> {
       `SELECT row_to_json(a) AS row FROM ${schema}.audit_log a WHERE run_id = $1 ORDER BY id`,
       [id],
     )).rows.map((r) => r.row as Record<string, unknown>);
-    return { transactions, elected, ...await floorStatements(schema, queued!.row, audits) };
+    return {
+      transactions,
+      elected,
+      emptyPolls,
+      ...await floorStatements(schema, queued!.row, audits),
+    };
   } finally {
     pg.Client.prototype.query = query;
     await dropSchema(schema);
@@ -744,9 +761,11 @@ async function main(): Promise<void> {
         `One governed run (the probe): ${probeResult!.transactions.length} transactions: ` +
         probeResult!.transactions.map((t) => `[${t.join(", ")}]`).join(" ") +
         `; elected roles meanwhile: ` +
-        probeResult!.elected.map((t) => `[${t.join(", ")}]`).join(" ") + ".\n" +
-        `The floor: [INSERT runs, 2 x INSERT audit_log], [UPDATE runs (claim, SKIP LOCKED), ` +
-        `INSERT audit_log per run], [UPDATE runs, INSERT audit_log] x 2.\n\n` +
+        probeResult!.elected.map((t) => `[${t.join(", ")}]`).join(" ") +
+        `; claim polls that found nothing: ${probeResult!.emptyPolls}.\n` +
+        `The floor: [INSERT runs, INSERT audit_log x 2], [UPDATE runs (claim, SKIP LOCKED), ` +
+        `one INSERT audit_log of a row per run], [UPDATE runs, INSERT audit_log] x 2, ` +
+        `no NOTIFY, no sealer.\n\n` +
         `| workers | governed submissions/s | floor creates/s | ours/floor | governed runs/s | ` +
         `floor runs/s | ours/floor | end to end ours/floor |\n| --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
