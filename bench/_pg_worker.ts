@@ -34,6 +34,7 @@ import {
   openStore,
   type PolicySet,
 } from "../agent_runtime/mod.ts";
+import { dropNotifies } from "./_pg_diag.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     "poll-ms": { type: "string", default: "10" },
     "floor-plan": { type: "string" },
     owner: { type: "string", default: `worker-${Deno.pid}` },
+    "no-notify": { type: "boolean", default: false },
   },
 });
 const DB_URL = values.url!;
@@ -53,6 +55,7 @@ const SCHEMA = values.schema!;
 const CONCURRENCY = Number(values.concurrency);
 const AGENT_MS = Number(values["agent-ms"]);
 const POLL_MS = Number(values["poll-ms"]);
+if (values["no-notify"]) dropNotifies();
 
 /** The allow policy every governed worker and the parent's submitter hold. */
 export const BENCH_POLICIES: PolicySet = {

@@ -63,6 +63,7 @@ import {
   TERMINAL_RUN_STATES,
 } from "../agent_runtime/mod.ts";
 import type { FloorPlan } from "./_pg_worker.ts";
+import { cpuSeconds, dropNotifies, machineBusySeconds, postgresCpuSeconds } from "./_pg_diag.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -72,6 +73,7 @@ const { values: flags } = parseArgs({
       default: Deno.env.get("PLM_BENCH_POSTGRES_URL") || "postgres://postgres@127.0.0.1:5432/test",
     },
     quick: { type: "boolean", default: false },
+    "no-notify": { type: "boolean", default: false },
     cases: { type: "string", default: "governed,floor,graphile,audit" },
     runs: { type: "string" },
     workers: { type: "string", default: "1,2,4" },
@@ -93,6 +95,8 @@ const SUBMIT_CONCURRENCY = Number(flags["submit-concurrency"]);
 const POLL_MS = Number(flags["poll-ms"]);
 const WRITERS = flags.writers.split(",").map(Number);
 const AUDIT_MS = 1000 * Number(flags["audit-seconds"] ?? (flags.quick ? 1 : 4));
+const NO_NOTIFY = flags["no-notify"];
+if (NO_NOTIFY) dropNotifies();
 const TERMINAL = TERMINAL_RUN_STATES.map((s) => `'${s}'`).join(", ");
 
 const SVC: Identity = { subject: "planner", actorKind: "service", roles: [], scopes: [] };
@@ -149,9 +153,53 @@ async function until(sql: string, done: (n: number) => boolean): Promise<number>
 
 // --- worker processes ----------------------------------------------------------------------
 
+/** Where the CPU went during a timed window, in cores (CPU seconds per second). */
+interface CpuUse {
+  /** The worker processes, together. */
+  readonly workers: number;
+  /** Every PostgreSQL server process of the machine. */
+  readonly postgres: number;
+  /** This process (submitting nothing meanwhile: it polls the count). */
+  readonly parent: number;
+  /** Everything else on the machine (other work sharing it). */
+  readonly other: number;
+}
+
+interface CpuSample {
+  readonly at: number;
+  readonly workers: number;
+  readonly postgres: number;
+  readonly parent: number;
+  readonly machine: number;
+}
+
+function cpuSample(pids: readonly number[]): CpuSample {
+  return {
+    at: performance.now(),
+    workers: pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0),
+    postgres: postgresCpuSeconds(),
+    parent: cpuSeconds(Deno.pid),
+    machine: machineBusySeconds(),
+  };
+}
+
+function cpuUse(from: CpuSample, to: CpuSample): CpuUse {
+  const seconds = (to.at - from.at) / 1000;
+  const workers = (to.workers - from.workers) / seconds;
+  const postgres = (to.postgres - from.postgres) / seconds;
+  const parent = (to.parent - from.parent) / seconds;
+  const machine = (to.machine - from.machine) / seconds;
+  return { workers, postgres, parent, other: Math.max(0, machine - workers - postgres - parent) };
+}
+
+const cores = (c: CpuUse) =>
+  `${c.workers.toFixed(2)} / ${c.postgres.toFixed(2)} / ${c.other.toFixed(2)}`;
+
 interface Workers {
   /** Tells every worker to start; resolves the time it was told. */
   go(): Promise<number>;
+  /** The CPU used since `go()`. */
+  cpu(): CpuUse;
   /** SIGTERM to each, then their exit codes. */
   terminate(): Promise<number[]>;
 }
@@ -181,8 +229,12 @@ async function startWorkers(count: number, args: string[]): Promise<Workers> {
   });
   await Promise.all(lines.map((line) => line("ready")));
   const writers = children.map((child) => child.stdin.getWriter());
+  const pids = children.map((child) => child.pid);
+  let started: CpuSample | undefined;
   return {
+    cpu: () => cpuUse(started!, cpuSample(pids)),
     async go() {
+      started = cpuSample(pids);
       const at = performance.now();
       await Promise.all(writers.map((w) => w.write(new TextEncoder().encode("go\n"))));
       return at;
@@ -204,6 +256,7 @@ interface GovernedPoint {
   readonly submitsPerSecond: number;
   readonly runsPerSecond: number;
   readonly sealBacklog: number;
+  readonly cpu: CpuUse;
 }
 
 async function governedPoint(workers: number, agentMs: number): Promise<GovernedPoint> {
@@ -235,13 +288,15 @@ async function governedPoint(workers: number, agentMs: number): Promise<Governed
       String(agentMs),
       "--poll-ms",
       String(POLL_MS),
+      ...(NO_NOTIFY ? ["--no-notify"] : []),
     ]);
     const start = await pool.go();
     const end = await until(
       `SELECT count(*) AS n FROM ${schema}.runs WHERE state IN (${TERMINAL})`,
       (n) => n >= RUNS,
     );
-    progress(`  all terminal in ${((end - start) / 1000).toFixed(1)} s`);
+    const cpu = pool.cpu();
+    progress(`  all terminal in ${((end - start) / 1000).toFixed(1)} s, cores ${cores(cpu)}`);
     const sealBacklog = await store.read((tx) => tx.audit.pendingCount());
     const codes = await pool.terminate();
     if (codes.some((c) => c !== 0)) fail(`governed workers exited ${codes}`);
@@ -264,6 +319,7 @@ async function governedPoint(workers: number, agentMs: number): Promise<Governed
       submitsPerSecond: RUNS / submitSeconds,
       runsPerSecond: RUNS / ((end - start) / 1000),
       sealBacklog,
+      cpu,
     };
   } finally {
     await dropSchema(schema);
@@ -294,7 +350,9 @@ interface Probe {
 
 let probeResult: Probe | undefined;
 
-async function floorPoint(workers: number): Promise<{ creates: number; runs: number }> {
+async function floorPoint(
+  workers: number,
+): Promise<{ creates: number; runs: number; cpu: CpuUse }> {
   probeResult ??= await probe();
   const { plan, create } = probeResult;
   const schema = await freshSchema("floor");
@@ -338,10 +396,11 @@ async function floorPoint(workers: number): Promise<{ creates: number; runs: num
         `SELECT count(*) AS n FROM ${schema}.runs WHERE state = 'succeeded'`,
         (n) => n >= RUNS,
       );
-      progress(`  all succeeded in ${((end - start) / 1000).toFixed(1)} s`);
+      const cpu = pool.cpu();
+      progress(`  all succeeded in ${((end - start) / 1000).toFixed(1)} s, cores ${cores(cpu)}`);
       const codes = await pool.terminate();
       if (codes.some((c) => c !== 0)) fail(`floor workers exited ${codes}`);
-      return { creates: RUNS / createSeconds, runs: RUNS / ((end - start) / 1000) };
+      return { creates: RUNS / createSeconds, runs: RUNS / ((end - start) / 1000), cpu };
     } finally {
       await raw.end();
     }
@@ -525,7 +584,9 @@ async function floorStatements(
 
 const silent = new Logger(() => () => {});
 
-async function graphilePoint(workers: number): Promise<{ adds: number; jobs: number }> {
+async function graphilePoint(
+  workers: number,
+): Promise<{ adds: number; jobs: number; cpu: CpuUse }> {
   const schema = await freshSchema("gw");
   try {
     await runMigrations({ connectionString: DB_URL, schema, logger: silent });
@@ -550,10 +611,11 @@ async function graphilePoint(workers: number): Promise<{ adds: number; jobs: num
     const start = await pool.go();
     // graphile-worker deletes a job when it succeeds.
     const end = await until(`SELECT count(*) AS n FROM ${schema}._private_jobs`, (n) => n === 0);
-    progress(`  all done in ${((end - start) / 1000).toFixed(1)} s`);
+    const cpu = pool.cpu();
+    progress(`  all done in ${((end - start) / 1000).toFixed(1)} s, cores ${cores(cpu)}`);
     const codes = await pool.terminate();
     if (codes.some((c) => c !== 0)) fail(`graphile workers exited ${codes}`);
-    return { adds: RUNS / addSeconds, jobs: RUNS / ((end - start) / 1000) };
+    return { adds: RUNS / addSeconds, jobs: RUNS / ((end - start) / 1000), cpu };
   } finally {
     await dropSchema(schema);
   }
@@ -718,11 +780,12 @@ async function main(): Promise<void> {
       `(synchronous_commit=${server.rows[0]!.sc}), ${cpus} CPUs, load ${load}, ` +
       `Deno ${Deno.version.deno}; ${RUNS} runs per point, ${CONCURRENCY} slots per worker, ` +
       `${SUBMIT_CONCURRENCY} submissions in flight, worker poll ${POLL_MS} ms, ` +
+      `${NO_NOTIFY ? "pg_notify DROPPED (diagnostic), " : ""}` +
       `audit ${AUDIT_MS / 1000} s per point\n`,
   );
   const governed: GovernedPoint[] = [];
-  const floors = new Map<number, { creates: number; runs: number }>();
-  const graphile = new Map<number, { adds: number; jobs: number }>();
+  const floors = new Map<number, { creates: number; runs: number; cpu: CpuUse }>();
+  const graphile = new Map<number, { adds: number; jobs: number; cpu: CpuUse }>();
   // Interleaved per worker count, so that the machine's noise spreads over every column.
   for (const workers of WORKERS) {
     if (CASES.has("governed") || CASES.has("floor") || CASES.has("graphile")) {
@@ -739,7 +802,8 @@ async function main(): Promise<void> {
     console.log(
       `## Governed runs/s, N worker processes, ${CONCURRENCY} slots each, ${RUNS} runs\n\n` +
         `| workers | submissions/s | no-op runs/s | x ${one} | ${AGENT_MS} ms runs/s | x ${one} ` +
-        `| seal backlog at the end (no-op / ${AGENT_MS} ms) |\n| --: | --: | --: | --: | --: | --: | --: |`,
+        `| seal backlog at the end (no-op / ${AGENT_MS} ms) | cores: workers / PostgreSQL / ` +
+        `other (no-op; ${AGENT_MS} ms) |\n| --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
     for (const w of WORKERS) {
       const noop = at(w, 0);
@@ -750,7 +814,9 @@ async function main(): Promise<void> {
           `${fmt(io.runsPerSecond)} | ${
             ratio(io.runsPerSecond, at(one, AGENT_MS).runsPerSecond)
           } | ` +
-          `${fmt(noop.sealBacklog)} / ${fmt(io.sealBacklog)} |`,
+          `${fmt(noop.sealBacklog)} / ${fmt(io.sealBacklog)} | ${cores(noop.cpu)}; ${
+            cores(io.cpu)
+          } |`,
       );
     }
     console.log();
@@ -767,7 +833,8 @@ async function main(): Promise<void> {
         `one INSERT audit_log of a row per run], [UPDATE runs, INSERT audit_log] x 2, ` +
         `no NOTIFY, no sealer.\n\n` +
         `| workers | governed submissions/s | floor creates/s | ours/floor | governed runs/s | ` +
-        `floor runs/s | ours/floor | end to end ours/floor |\n| --: | --: | --: | --: | --: | --: | --: | --: |`,
+        `floor runs/s | ours/floor | end to end ours/floor | floor cores: workers / PostgreSQL / ` +
+        `other |\n| --: | --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
     for (const w of WORKERS) {
       const ours = at(w, 0);
@@ -778,7 +845,10 @@ async function main(): Promise<void> {
       console.log(
         `| ${w} | ${fmt(ours.submitsPerSecond)} | ${fmt(f.creates)} | ` +
           `${ratio(f.creates, ours.submitsPerSecond)} | ${fmt(ours.runsPerSecond)} | ` +
-          `${fmt(f.runs)} | ${ratio(f.runs, ours.runsPerSecond)} | ${ratio(oursCost, floorCost)} |`,
+          `${fmt(f.runs)} | ${ratio(f.runs, ours.runsPerSecond)} | ${
+            ratio(oursCost, floorCost)
+          } | ` +
+          `${cores(f.cpu)} |`,
       );
     }
     console.log();
@@ -787,7 +857,8 @@ async function main(): Promise<void> {
     console.log(
       `## Against graphile-worker 0.18.0 (no-op jobs, same processes and concurrency)\n\n` +
         `| workers | our submissions/s | graphile addJob/s | ours/theirs | our runs/s | ` +
-        `graphile jobs/s | ours/theirs |\n| --: | --: | --: | --: | --: | --: | --: |`,
+        `graphile jobs/s | ours/theirs | graphile cores: workers / PostgreSQL / other |\n` +
+        `| --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
     for (const w of WORKERS) {
       const ours = at(w, 0);
@@ -795,7 +866,7 @@ async function main(): Promise<void> {
       console.log(
         `| ${w} | ${fmt(ours.submitsPerSecond)} | ${fmt(g.adds)} | ` +
           `${ratio(ours.submitsPerSecond, g.adds)} | ${fmt(ours.runsPerSecond)} | ` +
-          `${fmt(g.jobs)} | ${ratio(ours.runsPerSecond, g.jobs)} |`,
+          `${fmt(g.jobs)} | ${ratio(ours.runsPerSecond, g.jobs)} | ${cores(g.cpu)} |`,
       );
     }
     console.log();
