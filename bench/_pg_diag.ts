@@ -24,22 +24,34 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** CPU seconds used so far by every PostgreSQL server process of the machine. */
-export function postgresCpuSeconds(): number {
-  let total = 0;
+/** CPU seconds used so far by each PostgreSQL server process of the machine, by pid. */
+export function postgresCpuSeconds(): Map<number, number> {
+  const byPid = new Map<number, number>();
   try {
     for (const entry of Deno.readDirSync("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
       try {
         const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-        if (stat.includes("(postgres)")) total += cpuSeconds(Number(entry.name));
+        if (stat.includes("(postgres)")) {
+          byPid.set(Number(entry.name), cpuSeconds(Number(entry.name)));
+        }
       } catch {
         // The process ended meanwhile.
       }
     }
   } catch {
-    return 0;
+    // Not Linux: no figure.
   }
+  return byPid;
+}
+
+/**
+ * CPU seconds the PostgreSQL processes used from `from` to `to`: the growth of
+ * each process alive at the end (a process that ended meanwhile is not counted).
+ */
+export function postgresCpuBetween(from: Map<number, number>, to: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of to) total += seconds - (from.get(pid) ?? 0);
   return total;
 }
 

@@ -63,7 +63,13 @@ import {
   TERMINAL_RUN_STATES,
 } from "../agent_runtime/mod.ts";
 import type { FloorPlan } from "./_pg_worker.ts";
-import { cpuSeconds, dropNotifies, machineBusySeconds, postgresCpuSeconds } from "./_pg_diag.ts";
+import {
+  cpuSeconds,
+  dropNotifies,
+  machineBusySeconds,
+  postgresCpuBetween,
+  postgresCpuSeconds,
+} from "./_pg_diag.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -168,7 +174,7 @@ interface CpuUse {
 interface CpuSample {
   readonly at: number;
   readonly workers: number;
-  readonly postgres: number;
+  readonly postgres: Map<number, number>;
   readonly parent: number;
   readonly machine: number;
 }
@@ -186,12 +192,14 @@ function cpuSample(pids: readonly number[]): CpuSample {
 function cpuUse(from: CpuSample, to: CpuSample): CpuUse {
   const seconds = (to.at - from.at) / 1000;
   const workers = (to.workers - from.workers) / seconds;
-  const postgres = (to.postgres - from.postgres) / seconds;
+  const postgres = postgresCpuBetween(from.postgres, to.postgres) / seconds;
   const parent = (to.parent - from.parent) / seconds;
   const machine = (to.machine - from.machine) / seconds;
   return { workers, postgres, parent, other: Math.max(0, machine - workers - postgres - parent) };
 }
 
+const parentCores = (c: CpuUse) =>
+  `${c.parent.toFixed(2)} / ${c.postgres.toFixed(2)} / ${c.other.toFixed(2)}`;
 const cores = (c: CpuUse) =>
   `${c.workers.toFixed(2)} / ${c.postgres.toFixed(2)} / ${c.other.toFixed(2)}`;
 
@@ -626,8 +634,10 @@ async function graphilePoint(
 interface AuditPoint {
   readonly writers: number;
   readonly floor: number;
+  readonly floorCpu: CpuUse;
   readonly floorNotify: number;
   readonly ours: number;
+  readonly cpu: CpuUse;
   readonly backlogAtStop: number;
   readonly drainMs: number;
   readonly verified: number;
@@ -648,6 +658,7 @@ function entry(writer: number, n: number): AuditEntryInput {
 /** Runs `writers` loops of `append(w, n)` for {@link AUDIT_MS}; resolves appends/s. */
 async function writeFor(writers: number, append: (w: number, n: number) => Promise<void>) {
   let appends = 0;
+  const from = cpuSample([]);
   const start = performance.now();
   const deadline = start + AUDIT_MS;
   await Promise.all(Array.from({ length: writers }, async (_, w) => {
@@ -656,7 +667,12 @@ async function writeFor(writers: number, append: (w: number, n: number) => Promi
       appends++;
     }
   }));
-  return { perSecond: appends / ((performance.now() - start) / 1000), stop: performance.now() };
+  const cpu = cpuUse(from, cpuSample([]));
+  return {
+    perSecond: appends / ((performance.now() - start) / 1000),
+    stop: performance.now(),
+    cpu,
+  };
 }
 
 /**
@@ -664,7 +680,10 @@ async function writeFor(writers: number, append: (w: number, n: number) => Promi
  * sends one `pg_notify` (as the store's wake-up hint does, here with no
  * listener): what the notification alone costs.
  */
-async function auditFloor(writers: number, notify: boolean): Promise<number> {
+async function auditFloor(
+  writers: number,
+  notify: boolean,
+): Promise<{ perSecond: number; cpu: CpuUse }> {
   const schema = await freshSchema("auditraw");
   try {
     await (await openStore(DB_URL, { schema })).close();
@@ -675,7 +694,7 @@ async function auditFloor(writers: number, notify: boolean): Promise<number> {
     });
     const clients = await Promise.all(Array.from({ length: writers }, () => raw.connect()));
     try {
-      const { perSecond } = await writeFor(writers, async (w, n) => {
+      const { perSecond, cpu } = await writeFor(writers, async (w, n) => {
         const client = clients[w]!;
         const e = entry(w, n);
         await client.query("BEGIN");
@@ -685,7 +704,7 @@ async function auditFloor(writers: number, notify: boolean): Promise<number> {
         await client.query("COMMIT");
       });
       progress(`audit floor${notify ? " + notify" : ""}, ${writers} writers: ${fmt(perSecond)}/s`);
-      return perSecond;
+      return { perSecond, cpu };
     } finally {
       clients.forEach((c) => c.release());
       await raw.end();
@@ -730,7 +749,7 @@ async function auditOurs(writers: number) {
       // As a worker's sealer does: seal() chains batches until one is not full; then a pause.
       while (sealing) await audit.seal(), await wait(10);
     })();
-    let result: { perSecond: number; stop: number };
+    let result: { perSecond: number; stop: number; cpu: CpuUse };
     try {
       result = await writeFor(writers, (w, n) =>
         store.transaction(async (tx) => {
@@ -755,6 +774,7 @@ async function auditOurs(writers: number) {
     }
     return {
       perSecond: result.perSecond,
+      cpu: result.cpu,
       backlogAtStop,
       drainMs,
       verified: verified.ok ? verified.checked : -1,
@@ -877,21 +897,30 @@ async function main(): Promise<void> {
       const floor = await auditFloor(writers, false);
       const floorNotify = await auditFloor(writers, true);
       const ours = await auditOurs(writers);
-      points.push({ writers, floor, floorNotify, ours: ours.perSecond, ...ours });
+      points.push({
+        writers,
+        floor: floor.perSecond,
+        floorCpu: floor.cpu,
+        floorNotify: floorNotify.perSecond,
+        ours: ours.perSecond,
+        ...ours,
+      });
     }
     console.log(
       `## Audit appends/s, N writers, one transaction per append with a state-change row, ` +
         `${AUDIT_MS / 1000} s per point\n\n` +
         `| writers | unchained inserts/s | AuditLog.append/s | ours/floor | ` +
-        `unchained + pg_notify/s (x floor) | backlog at stop | drained in | chain verified |\n` +
-        `| --: | --: | --: | --: | --: | --: | --: | --: |`,
+        `unchained + pg_notify/s (x floor) | backlog at stop | drained in | chain verified | ` +
+        `cores, floor; ours: writers and sealer / PostgreSQL / other |\n` +
+        `| --: | --: | --: | --: | --: | --: | --: | --: | --: |`,
     );
     for (const p of points) {
       console.log(
         `| ${p.writers} | ${fmt(p.floor)} | ${fmt(p.ours)} | ${ratio(p.ours, p.floor)} | ` +
           `${fmt(p.floorNotify)} (${ratio(p.floorNotify, p.floor)}) | ` +
           `${fmt(p.backlogAtStop)} | ${p.drainMs.toFixed(0)} ms | ` +
-          `${p.verified >= 0 ? `ok, ${fmt(p.verified)} records` : "FAILED"} |`,
+          `${p.verified >= 0 ? `ok, ${fmt(p.verified)} records` : "FAILED"} | ` +
+          `${parentCores(p.floorCpu)}; ${parentCores(p.cpu)} |`,
       );
     }
     console.log();
