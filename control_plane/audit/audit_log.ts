@@ -276,7 +276,6 @@ export class AuditLog implements AuditSink {
         if (pending.length === 0) return { count: 0, full: false };
         const { seals } = sealAfter(head, pending);
         if (!await tx.audit.seal(seals, head)) return { count: 0, full: false };
-        tx.wake("audit");
         return { count: seals.length, full: pending.length === SEAL_BATCH };
       });
       if (batch === undefined) return sealed;
@@ -460,7 +459,6 @@ export class AuditLog implements AuditSink {
       await tx.audit.insertChained(chainAfter(await tx.audit.head(), drafts));
     } else {
       await tx.audit.insertPending(drafts);
-      tx.wake("audit");
     }
   }
 }

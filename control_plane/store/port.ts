@@ -23,7 +23,7 @@ export type StoreKind = "sqlite" | "postgres";
 export type StoreRole = "reaper" | "sealer";
 
 /** What a wake-up hint is about. */
-export type WakeTopic = "runs" | "approvals" | "audit";
+export type WakeTopic = "runs" | "approvals";
 
 /**
  * An open store: a SQLite file or `:memory:`, or a PostgreSQL database. Made

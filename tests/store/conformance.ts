@@ -782,7 +782,7 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
     assert.deepEqual([...heard].sort(), ["approvals", "runs"]);
     heard.length = 0;
     await assert.rejects(store.transaction((tx) => {
-      tx.wake("audit");
+      tx.wake("approvals");
       return Promise.reject(new Error("Rolled back"));
     }));
     assert.deepEqual(heard, []);
@@ -802,9 +802,9 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
     store.onWake((topic) => heard.push(topic));
     await store.transaction(async (tx) => {
       await tx.governance.insertStart("agent-1", 1);
-      tx.wake("audit");
+      tx.wake("approvals");
     });
-    assert.deepEqual(heard, ["audit"]);
+    assert.deepEqual(heard, ["approvals"]);
     assert.equal(await store.read((tx) => tx.governance.countStarts("agent-1", 0)), 1);
   });
 
