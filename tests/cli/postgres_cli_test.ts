@@ -199,6 +199,10 @@ if (POSTGRES_URL !== undefined) {
           const shown = await plm(env, "runs", "show", id!);
           assert.equal(shown.code, 0, shown.err.join("\n"));
           assert.match(shown.out.join("\n"), /run\.created\s+queued\s+planner/);
+          const cancelled = await plm(env, "runs", "cancel", id!, "--reason", "changed plan");
+          assert.deepEqual(cancelled.out, [`${id} cancelled`], cancelled.err.join("\n"));
+          const after = await plm(env, "runs", "show", id!);
+          assert.match(after.out.join("\n"), /run\.transition\s+cancelled\s+planner/);
         });
       });
     },
