@@ -24,7 +24,7 @@
  * @module
  */
 import { checkText, invalidArgument, PlmError } from "./shared/mod.ts";
-import { type CliCommand, type CliIo, denoIo, UsageError } from "./cli/io.ts";
+import { type CliCommand, type CliIo, denoIo, redactPasswords, UsageError } from "./cli/io.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { dbCommand } from "./cli/db.ts";
 import { auditCommand } from "./cli/audit.ts";
@@ -131,11 +131,12 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
     return await command.run(rest, io);
   } catch (err) {
     if (err instanceof UsageError) {
-      io.err(`error: ${err.message}\n\n${COMMANDS[name ?? ""]?.help ?? HELP}`);
+      io.err(`error: ${redactPasswords(err.message)}\n\n${COMMANDS[name ?? ""]?.help ?? HELP}`);
       return 2;
     }
     const [code, message] = describe(err);
-    io.err(`error: ${code}: ${message}`);
+    // A driver's message may quote the --db URL: its password is never printed.
+    io.err(`error: ${code}: ${redactPasswords(message)}`);
     return 1;
   }
 }

@@ -14,14 +14,17 @@ import {
   type Clock,
   type ControlPlane,
   type Identity,
+  invalidArgument,
   isTerminal,
   type JsonValue,
+  type LeaseHold,
   parseTraceparent,
   PlmError,
   type Random,
   type Run,
   type RunMode,
   sleep,
+  type StoreTx,
   systemTimer,
   type Timer,
   type TraceContext,
@@ -117,6 +120,12 @@ export interface DispatcherOptions {
   timer?: Timer;
 }
 
+/** What every write of an attempt carries: the worker as audit actor, and its lease. */
+interface Own {
+  readonly actor: AuditActor;
+  readonly lease: LeaseHold;
+}
+
 /** One run executing (or waiting for a slot) here. */
 interface Execution {
   /** Dispatch order: slots and agents are handed out by it (FIFO). */
@@ -168,14 +177,14 @@ const LOST_RACE_CODES: readonly string[] = [
  *
  * @example Dispatch a run to an in-process agent
  * ```ts
- * import { ControlPlane, Dispatcher, defineAgent, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import { ControlPlane, Dispatcher, defineAgent, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const cp = new ControlPlane(db, { policies: { rules: [] } });
+ * await using store = await openStore(":memory:");
+ * const cp = new ControlPlane(store, { policies: { rules: [] } });
  * const echo = defineAgent({ id: "echo", invoke: (task) => Promise.resolve(task.input) });
  * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [echo] });
- * const { run } = cp.runs.create({
+ * const { run } = await cp.runs.create({
  *   task: { action: "echo", resource: "x", capabilities: [], input: 42, risk: "low", attributes: {} },
  *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
  *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -269,26 +278,26 @@ export class Dispatcher {
    *
    * @example One run in flight until its agent answers
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const done = dispatcher.dispatch(submit());
+   *   })).run.id;
+   * const done = dispatcher.dispatch(await submit());
    * await timers.advance(0); // the agent is working
    * assert.equal(dispatcher.inFlight, 1);
    * finish[0]?.();
@@ -305,26 +314,26 @@ export class Dispatcher {
    *
    * @example The second run waits for the only slot
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 1 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const runs = [dispatcher.dispatch(submit()), dispatcher.dispatch(submit())];
+   *   })).run.id;
+   * const runs = [dispatcher.dispatch(await submit()), dispatcher.dispatch(await submit())];
    * await timers.advance(0);
    * assert.deepEqual([dispatcher.inFlight, dispatcher.queued], [1, 1]);
    * finish[0]?.();
@@ -343,13 +352,13 @@ export class Dispatcher {
    *
    * @example Two slots, but the only agent takes one call at a time
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
@@ -357,13 +366,13 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const runs = [dispatcher.dispatch(submit()), dispatcher.dispatch(submit())];
+   *   })).run.id;
+   * const runs = [dispatcher.dispatch(await submit()), dispatcher.dispatch(await submit())];
    * await timers.advance(0);
    * assert.deepEqual([dispatcher.inFlight, dispatcher.waitingForAgent], [2, 1]);
    * finish[0]?.();
@@ -382,27 +391,27 @@ export class Dispatcher {
    *
    * @example Take only the work that can start now
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 2 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
+   *   })).run.id;
    * assert.equal(dispatcher.freeSlots, 2);
-   * const done = dispatcher.dispatch(submit());
+   * const done = dispatcher.dispatch(await submit());
    * assert.equal(dispatcher.freeSlots, 1);
    * await timers.advance(0);
    * finish[0]?.();
@@ -419,29 +428,30 @@ export class Dispatcher {
    *
    * @example Check before dispatching rather than catch `ERR_QUEUE_FULL`
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer, concurrency: 1, maxQueue: 0 });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
+   *   })).run.id;
    * assert.equal(dispatcher.full, false);
-   * const done = dispatcher.dispatch(submit());
+   * const done = dispatcher.dispatch(await submit());
    * assert.equal(dispatcher.full, true);
-   * assert.throws(() => dispatcher.dispatch(submit()), { code: "ERR_QUEUE_FULL" });
+   * const extra = await submit();
+   * assert.throws(() => dispatcher.dispatch(extra), { code: "ERR_QUEUE_FULL" });
    * await timers.advance(0);
    * finish[0]?.();
    * await done;
@@ -460,26 +470,26 @@ export class Dispatcher {
    *
    * @example Join a run that is executing
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const id = submit();
+   *   })).run.id;
+   * const id = await submit();
    * const done = dispatcher.dispatch(id);
    * assert.equal(dispatcher.execution(id), done);
    * await timers.advance(0);
@@ -493,15 +503,32 @@ export class Dispatcher {
   }
 
   /**
+   * How long a lease taken here lives without a heartbeat, in milliseconds.
+   *
+   * @example The default lease time to live
+   * ```ts
+   * import { ControlPlane, Dispatcher, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] } });
+   * assert.equal(new Dispatcher({ controlPlane: cp, agents: [] }).leaseTtlMs, 30_000);
+   * ```
+   */
+  get leaseTtlMs(): number {
+    return this.#leaseTtlMs;
+  }
+
+  /**
    * The agents this dispatcher chooses from.
    *
    * @example List the agents' ids
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const cp = new ControlPlane(db, { policies: { rules: [] } });
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] } });
    * const echo = defineAgent({ id: "echo", invoke: (task) => Promise.resolve(task.input) });
    * const upper = defineAgent({
    *   id: "upper",
@@ -527,26 +554,26 @@ export class Dispatcher {
    *
    * @example Dispatching a run twice joins the same execution
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const id = submit();
+   *   })).run.id;
+   * const id = await submit();
    * const first = dispatcher.dispatch(id);
    * assert.equal(dispatcher.dispatch(id), first);
    * await timers.advance(0);
@@ -557,8 +584,61 @@ export class Dispatcher {
    * ```
    */
   dispatch(runId: string): Promise<Run> {
+    return this.#begin(runId, undefined);
+  }
+
+  /**
+   * Executes a run this worker has already claimed (one of the runs
+   * `RunStore.claimReady` returned for {@link Dispatcher.owner}), under the
+   * lease the claim gave it: no second claim is made. The worker loop of
+   * `AgentRuntime` claims up to {@link Dispatcher.freeSlots} runs in one
+   * statement and hands each here. When the run already executes here the
+   * claimed lease is given back and the same promise returned. The lease is
+   * heartbeated from when the run takes a slot; should it lapse while the run
+   * waits for one, its writes are refused (fenced) and the run is left to
+   * whoever took it.
+   *
+   * @param run The run as the claim returned it, with this worker's lease.
+   * @returns The run when this dispatch settles, as {@link Dispatcher.dispatch}.
+   * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `run.lease` when this worker does not
+   * hold the run's lease; `ERR_QUEUE_FULL` (synchronously) when every slot and the queue are
+   * taken (the caller gives the lease back).
+   *
+   * @example Claim ready runs in one statement, then execute them
+   * ```ts
+   * import { ControlPlane, defineAgent, Dispatcher, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import assert from "node:assert/strict";
+   *
+   * await using store = await openStore(":memory:");
+   * const cp = new ControlPlane(store, { policies: { rules: [] } });
+   * const echo = defineAgent({ id: "echo", invoke: (task) => Promise.resolve(task.input) });
+   * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [echo], owner: "worker-1" });
+   * await cp.runs.create({
+   *   task: { action: "echo", resource: "x", capabilities: [], input: 42, risk: "low", attributes: {} },
+   *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
+   *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+   * });
+   * const actor = { subject: "worker-1", kind: "service" } as const;
+   * const claimed = await cp.runs.claimReady("worker-1", 30_000, dispatcher.freeSlots, { actor });
+   * const [done] = await Promise.all(claimed.map((run) => dispatcher.dispatchClaimed(run)));
+   * assert.deepEqual([done?.state, done?.result, done?.lease], ["succeeded", 42, null]);
+   * ```
+   */
+  dispatchClaimed(run: Run): Promise<Run> {
+    if (run.lease === null || run.lease.owner !== this.owner) {
+      throw invalidArgument("run.lease", `expected a lease held by ${this.owner}`);
+    }
+    return this.#begin(run.id, run);
+  }
+
+  #begin(runId: string, claimed: Run | undefined): Promise<Run> {
     const existing = this.#executions.get(runId);
-    if (existing !== undefined) return existing.done;
+    if (existing !== undefined) {
+      // Executing here already (its own claim comes, or came, after this one's): give back
+      // the extra lease; when the execution claims after this, the release is refused quietly.
+      if (claimed !== undefined) this.#giveBack(claimed).catch(() => {});
+      return existing.done;
+    }
     if (this.full) {
       throw new PlmError(
         "ERR_QUEUE_FULL",
@@ -572,11 +652,15 @@ export class Dispatcher {
     };
     const done = this.#slot(execution.controller.signal).then(async (slot) => {
       if (!slot) { // cancelled or given back while it waited: it never ran here
-        this.#executions.delete(runId);
-        return this.#cp.runs.get(runId);
+        try {
+          if (claimed !== undefined) return await this.#giveBack(claimed);
+          return await this.#cp.runs.get(runId);
+        } finally {
+          this.#executions.delete(runId);
+        }
       }
       try {
-        return await this.#execute(runId, execution);
+        return await this.#execute(runId, execution, claimed);
       } finally {
         this.#release();
         this.#executions.delete(runId);
@@ -602,38 +686,38 @@ export class Dispatcher {
    *
    * @example The requester cancels its run while the agent works
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const id = submit();
+   *   })).run.id;
+   * const id = await submit();
    * const done = dispatcher.dispatch(id);
    * await timers.advance(0); // the agent is working
    * const svc = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
    * const run = await dispatcher.cancel(id, { identity: svc, reason: "No longer needed" });
    * assert.equal(run.state, "cancelled");
    * assert.equal((await done).state, "cancelled");
-   * const [record] = cp.audit.list({ actionPrefix: "run.cancel" });
+   * const [record] = await cp.audit.list({ actionPrefix: "run.cancel" });
    * assert.deepEqual([record?.actor.subject, record?.outcome], ["svc", "allowed"]);
    * ```
    */
   async cancel(runId: string, options: CancelRunOptions = {}): Promise<Run> {
-    const { reason, actor } = this.#cp.authorizeCancel(runId, options);
+    const { reason, actor } = await this.#cp.authorizeCancel(runId, options);
     const executing = this.#executions.get(runId);
     if (executing !== undefined) {
       executing.execution.cancelledBy = actor;
@@ -641,9 +725,9 @@ export class Dispatcher {
       const run = await executing.done;
       if (isTerminal(run.state)) return run;
     }
-    const run = this.#cp.runs.get(runId);
+    const run = await this.#cp.runs.get(runId);
     if (isTerminal(run.state)) return run;
-    return this.#cp.runs.apply(runId, { type: "cancel", reason }, { actor });
+    return await this.#cp.runs.apply(runId, { type: "cancel", reason }, { actor });
   }
 
   /**
@@ -657,26 +741,26 @@ export class Dispatcher {
    *
    * @example Give a run back to the queue
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const done = dispatcher.dispatch(submit());
+   *   })).run.id;
+   * const done = dispatcher.dispatch(await submit());
    * await timers.advance(0); // the agent is working
    * await dispatcher.releaseAll();
    * const back = await done;
@@ -701,13 +785,13 @@ export class Dispatcher {
    *
    * @example Wait for a batch to finish
    * ```ts
-   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { ControlPlane, defineAgent, Dispatcher, FakeClock, FakeTimers, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const cp = new ControlPlane(db, { clock, policies: { rules: [] } });
+   * const cp = new ControlPlane(store, { clock, policies: { rules: [] } });
    * const finish: (() => void)[] = [];
    * const agent = defineAgent({
    *   id: "gated",
@@ -715,18 +799,19 @@ export class Dispatcher {
    *   invoke: () => new Promise((resolve) => finish.push(() => resolve("done"))),
    * });
    * const dispatcher = new Dispatcher({ controlPlane: cp, agents: [agent], timer: timers.timer });
-   * const submit = () =>
-   *   cp.runs.create({
+   * const submit = async () =>
+   *   (await cp.runs.create({
    *     task: { action: "echo", resource: "x", capabilities: [], input: 1, risk: "low", attributes: {} },
    *     requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-   *   }).run.id;
-   * const ids = [submit(), submit()];
+   *   })).run.id;
+   * const ids = [await submit(), await submit()];
    * for (const id of ids) dispatcher.dispatch(id);
    * await timers.advance(0);
    * for (const done of finish) done();
    * await dispatcher.idle();
-   * assert.deepEqual(ids.map((id) => cp.runs.get(id).state), ["succeeded", "succeeded"]);
+   * const runs = await Promise.all(ids.map((id) => cp.runs.get(id)));
+   * assert.deepEqual(runs.map((run) => run.state), ["succeeded", "succeeded"]);
    * assert.equal(dispatcher.inFlight, 0);
    * ```
    */
@@ -768,34 +853,60 @@ export class Dispatcher {
     else next(); // the slot passes to the oldest waiter: #active is unchanged
   }
 
-  async #execute(runId: string, execution: Execution): Promise<Run> {
+  /**
+   * Claims the run (unless the worker loop claimed it already), then runs its
+   * loop under the lease. Invariants: every write of the attempt names the
+   * lease ({@link LeaseHold}: owner and token), so once another worker has
+   * claimed the run (after this lease expired) the store refuses them all
+   * with `ERR_RUN_LEASE_LOST` and nothing more is written for it from here;
+   * that refusal ends the attempt quietly. Anything else still gives the run
+   * back before it is rethrown.
+   */
+  async #execute(runId: string, execution: Execution, claimed: Run | undefined): Promise<Run> {
     const runs = this.#cp.runs;
     const cancelSignal = execution.controller.signal;
-    let run = runs.get(runId);
-    if (isTerminal(run.state) || run.state === "awaiting_approval") return run;
-    if (cancelSignal.aborted && execution.released) return run; // given back before it began
-    // A claim takes over an expired lease (a dead worker's `running` run becomes `retrying`).
-    try {
-      run = runs.claim(runId, this.owner, this.#leaseTtlMs, { actor: this.#actor });
-    } catch (err) {
-      if (isLostRace(err)) return runs.get(runId); // another worker claimed or finished it
-      throw err;
+    let run: Run;
+    if (claimed === undefined) {
+      run = await runs.get(runId);
+      if (isTerminal(run.state) || run.state === "awaiting_approval") return run;
+      if (cancelSignal.aborted && execution.released) return run; // given back before it began
+      // A claim takes over an expired lease (a dead worker's `running` run becomes `retrying`).
+      try {
+        run = await runs.claim(runId, this.owner, this.#leaseTtlMs, { actor: this.#actor });
+      } catch (err) {
+        if (isLostRace(err)) return await runs.get(runId); // another worker claimed or finished it
+        throw err;
+      }
+    } else {
+      run = claimed;
     }
+    const hold: LeaseHold = { owner: this.owner, token: run.lease?.token ?? 0 };
     const lease = new AbortController();
-    const stopHeartbeat = this.#heartbeat(runId, lease);
+    const stopHeartbeat = this.#heartbeat(runId, hold, lease);
     try {
-      if (!isDispatchable(run)) return this.#letGo(run); // it changed between the read and the claim
+      if (!isDispatchable(run)) return await this.#letGo(run, hold); // it changed before the claim
       const signal = AbortSignal.any([cancelSignal, lease.signal]);
-      return this.#letGo(await this.#loop(run, signal, execution));
+      return await this.#letGo(await this.#loop(run, hold, signal, execution), hold);
     } catch (err) {
       // A store call refused because another worker took the run over (this
       // worker's lease expired and was reclaimed) or finished it: it is theirs.
-      const now = runs.find(runId);
-      if (isLostRace(err) && now !== undefined && now.lease?.owner !== this.owner) return now;
-      if (now !== undefined) this.#letGo(now);
+      const now = await runs.find(runId);
+      if (isLostRace(err) && (now === undefined || !holds(now, hold))) return now ?? run;
+      if (now !== undefined) await this.#letGo(now, hold).catch(() => {});
       throw err;
     } finally {
       stopHeartbeat();
+    }
+  }
+
+  /** Gives back the lease of a claimed run that never executed here; a lost lease is quiet. */
+  async #giveBack(claimed: Run): Promise<Run> {
+    const hold: LeaseHold = { owner: this.owner, token: claimed.lease?.token ?? 0 };
+    try {
+      return await this.#letGo(claimed, hold);
+    } catch (err) {
+      if (isLostRace(err)) return await this.#cp.runs.get(claimed.id);
+      throw err;
     }
   }
 
@@ -805,22 +916,21 @@ export class Dispatcher {
    * with the lease cleared in the same transition; any other state just has
    * its lease released. Either way another worker can take it at once: a run
    * is never left `running` without a lease, which no query would pick up.
+   * Both writes name the lease: when it is lost they change nothing.
    */
-  #letGo(run: Run): Run {
+  async #letGo(run: Run, hold: LeaseHold): Promise<Run> {
     const runs = this.#cp.runs;
-    if (run.lease?.owner !== this.owner || isTerminal(run.state)) return run;
-    const now = runs.find(run.id);
-    if (now === undefined || now.lease?.owner !== this.owner || isTerminal(now.state)) {
-      return now ?? run;
-    }
+    if (!holds(run, hold) || isTerminal(run.state)) return run;
+    const now = await runs.find(run.id);
+    if (now === undefined || !holds(now, hold) || isTerminal(now.state)) return now ?? run;
     if (now.state === "running") {
-      return runs.apply(now.id, { type: "lease_expired" }, {
+      return await runs.apply(now.id, { type: "lease_expired" }, {
         actor: this.#actor,
-        owner: this.owner,
+        lease: hold,
         data: { previousOwner: this.owner, givenBack: true },
       });
     }
-    return runs.release(run.id, this.owner);
+    return await runs.release(run.id, hold);
   }
 
   /**
@@ -828,28 +938,45 @@ export class Dispatcher {
    * holds or finished the run) aborts the attempt at once; any other failure
    * (the database busy with another process's write) is tried again at the
    * next beat, since the lease is still good until it expires, and aborts
-   * only once the lease has run out without a successful renewal.
+   * only once the lease has run out without a successful renewal. One beat
+   * at a time: the next is armed only after the last settled.
    */
-  #heartbeat(runId: string, lease: AbortController): () => void {
+  #heartbeat(runId: string, hold: LeaseHold, lease: AbortController): () => void {
+    let stopped = false;
     let cancel = () => {};
     let expiresAt = this.#clock.now() + this.#leaseTtlMs;
     const every = Math.ceil(this.#leaseTtlMs / 3);
-    const beat = () => {
+    const beat = async () => {
       try {
-        expiresAt = this.#cp.runs.heartbeat(runId, this.owner, this.#leaseTtlMs).lease?.expiresAt ??
-          expiresAt;
+        const run = await this.#cp.runs.heartbeat(runId, hold, this.#leaseTtlMs);
+        expiresAt = run.lease?.expiresAt ?? expiresAt;
       } catch (err) {
         if (isLostRace(err) || this.#clock.now() + every >= expiresAt) return lease.abort(err);
       }
-      cancel = this.#timer(beat, every);
+      if (!stopped) cancel = this.#timer(() => void beat(), every);
     };
-    cancel = this.#timer(beat, every);
-    return () => cancel();
+    cancel = this.#timer(() => void beat(), every);
+    return () => {
+      stopped = true;
+      cancel();
+    };
   }
 
-  async #loop(start: Run, signal: AbortSignal, execution: Execution): Promise<Run> {
+  /**
+   * One run's attempts, escalations and ending. Invariants: every write names
+   * the lease (`own`), so a lost lease changes nothing and ends the loop by
+   * `ERR_RUN_LEASE_LOST`; the deadline and the run budget are checked before
+   * each attempt; a handed-over agent slot is either used or passed on, never
+   * dropped; an outcome and its autonomy streak commit in one transaction.
+   */
+  async #loop(
+    start: Run,
+    hold: LeaseHold,
+    signal: AbortSignal,
+    execution: Execution,
+  ): Promise<Run> {
     const runs = this.#cp.runs;
-    const own = { actor: this.#actor, owner: this.owner };
+    const own: Own = { actor: this.#actor, lease: hold };
     const deadline = start.createdAt + this.#runTimeoutMs;
     const identity: Identity = {
       subject: start.requester.subject,
@@ -862,7 +989,7 @@ export class Dispatcher {
       ...parseTraceparent(start.traceparent)!,
       traceState: TraceState.parse(start.tracestate) ?? TraceState.EMPTY,
     };
-    const mode = this.#cp.runMode(start);
+    const mode = await this.#cp.runMode(start);
     let run = start;
     let attemptsInStep = 0;
     /** An agent slot handed over by the agent that freed it, still counted in #handedOver. */
@@ -877,12 +1004,12 @@ export class Dispatcher {
       await this.#turns.next();
       if (signal.aborted) {
         giveBack();
-        return this.#stopped(run, execution);
+        return await this.#stopped(run, hold, execution);
       }
       const now = this.#clock.now();
       if (now >= deadline) {
         giveBack();
-        return runs.apply(run.id, {
+        return await runs.apply(run.id, {
           type: "fail",
           retry: false,
           error: {
@@ -898,7 +1025,7 @@ export class Dispatcher {
       });
       if (!budget.ok) {
         giveBack();
-        return this.#finishFailed(run, { code: budget.code, message: budget.reason }, own);
+        return await this.#finishFailed(run, { code: budget.code, message: budget.reason }, own);
       }
       if (handed !== undefined) this.#handedOver.decrement(handed); // the selector sees it free
       let agent: Agent | undefined;
@@ -924,35 +1051,45 @@ export class Dispatcher {
           }
         }
         if (!(refusal instanceof PlmError) || refusal.code !== "ERR_NO_AGENT") throw refusal;
-        const next = this.#escalateOrFail(run, toAgentError(refusal), own);
+        const next = await this.#escalateOrFail(run, toAgentError(refusal), own);
         if (next.state !== "escalated") return next;
         run = next;
         attemptsInStep = 0;
         continue;
       }
-      run = runs.apply(run.id, { type: "start", agentId: agent.id }, {
-        ...own,
-        data: { tier: agent.tier, owner: this.owner },
-      });
+      // The agent's slot is taken at selection, before the `start` write is awaited, so
+      // runs selecting meanwhile see it taken; #invoke frees it when the agent settles,
+      // and a failed write frees it here.
+      this.#agentLoad.increment(agent.id);
+      try {
+        run = await runs.apply(run.id, { type: "start", agentId: agent.id }, {
+          ...own,
+          data: { tier: agent.tier, owner: this.owner },
+        });
+      } catch (err) {
+        this.#agentLoad.decrement(agent.id);
+        this.#passOn(agent.id);
+        throw err;
+      }
       attemptsInStep++;
       const outcome = await this.#invoke(agent, run, identity, parent, signal, deadline, mode);
       if ("result" in outcome) {
         const id = run.id;
-        return this.#withOutcome(run, "succeeded", () =>
+        return await this.#withOutcome(run, "succeeded", (inTx) =>
           runs.apply(id, {
             type: mode === "suggest" ? "suggest" : "succeed",
             result: outcome.result,
             costUnits: agent.costPerRun,
-          }, own));
+          }, { ...own, ...inTx }));
       }
-      if (signal.aborted) return this.#stopped(run, execution);
+      if (signal.aborted) return await this.#stopped(run, hold, execution);
       const error = outcome.error;
       const budgetSpent = this.#retry.retryBudget !== undefined &&
         run.attempt >= this.#retry.retryBudget;
       const exhausted = attemptsInStep >= this.#retry.maxAttempts || budgetSpent;
       const retryable = error.retryable && !this.#retry.nonRetryableCodes.includes(error.code);
       if (retryable && !exhausted && !this.#ladder.escalatesNow(error.code)) {
-        run = runs.apply(run.id, {
+        run = await runs.apply(run.id, {
           type: "fail",
           retry: true,
           error: { code: error.code, message: error.message },
@@ -972,13 +1109,14 @@ export class Dispatcher {
           reason: budgetSpent ? "budget" : "max_attempts",
         })
         : error;
-      const next = this.#escalateOrFail(run, final, own, agent.costPerRun);
+      const next = await this.#escalateOrFail(run, final, own, agent.costPerRun);
       if (next.state !== "escalated") return next;
       run = next;
       attemptsInStep = 0;
     }
   }
 
+  /** Invokes the agent, whose slot the caller took (see #loop); frees it when the agent settles. */
   async #invoke(
     agent: Agent,
     run: Run,
@@ -1004,7 +1142,6 @@ export class Dispatcher {
     const attemptSignal = AbortSignal.any([signal, timeout.signal]);
     const breaker = this.breakers.get(agent.id);
     breaker.tryAcquire();
-    this.#agentLoad.increment(agent.id);
     const invocation = Promise.resolve().then(() =>
       agent.invoke(run.task, {
         signal: attemptSignal,
@@ -1040,19 +1177,24 @@ export class Dispatcher {
     }
   }
 
-  #escalateOrFail(
+  /**
+   * Escalates a run whose attempts gave up, or fails it when the ladder or
+   * the budget ends here. A human step escalates and asks for the approval in
+   * one transaction (the run parks `awaiting_approval`), both under the lease.
+   */
+  async #escalateOrFail(
     run: Run,
     error: PlmError,
-    own: { actor: AuditActor; owner: string },
+    own: Own,
     costUnits = 0,
-  ): Run {
+  ): Promise<Run> {
     const runs = this.#cp.runs;
     const step = this.#ladder.next(run.escalations);
     const message = error.cause instanceof PlmError
       ? `${error.message}: ${error.cause.code}: ${error.cause.message}`
       : error.message;
     if (step === undefined || step.kind === "fail") {
-      return this.#finishFailed(run, { code: error.code, message }, own, costUnits);
+      return await this.#finishFailed(run, { code: error.code, message }, own, costUnits);
     }
     const budget = this.#cp.checkRunBudget({
       attempts: run.attempt,
@@ -1060,76 +1202,89 @@ export class Dispatcher {
       costUnits: run.costUnits + costUnits,
     });
     if (!budget.ok) {
-      return this.#finishFailed(run, { code: budget.code, message: budget.reason }, own, costUnits);
+      return await this.#finishFailed(
+        run,
+        { code: budget.code, message: budget.reason },
+        own,
+        costUnits,
+      );
     }
     const reason = `${step.kind === "tier" ? `Tier ${step.minTier}` : "Human tier"}: ${message}`;
-    return this.#cp.transaction(() => {
-      const escalated = runs.apply(run.id, { type: "escalate", reason }, {
+    return await this.#cp.transaction(async (tx) => {
+      const escalated = await runs.apply(run.id, { type: "escalate", reason }, {
         ...own,
+        tx,
         data: { step: run.escalations + 1, kind: step.kind, code: error.code },
       });
       if (step.kind === "tier") return escalated;
-      return this.#cp.requestApproval(run.id, step.approval, {
+      // In the escalation's transaction, fenced as it is: under a lost lease neither is written.
+      const { run: parked } = await this.#cp.requestApproval(run.id, step.approval, {
         kind: "escalation",
         actor: own.actor,
-      })
-        .run;
+        lease: own.lease,
+        tx,
+      });
+      return parked;
     });
   }
 
-  #finishFailed(
+  async #finishFailed(
     run: Run,
     error: { code: string; message: string },
-    own: { actor: AuditActor; owner: string },
+    own: Own,
     costUnits = 0,
-  ): Run {
+  ): Promise<Run> {
     const fail = run.state === "running"
       ? { type: "fail", retry: false, error, costUnits } as const
       : { type: "fail", retry: false, error } as const;
-    return this.#withOutcome(
+    return await this.#withOutcome(
       run,
       "failed",
-      () => this.#cp.runs.apply(run.id, fail, own),
+      (inTx) => this.#cp.runs.apply(run.id, fail, { ...own, ...inTx }),
     );
   }
 
   /**
    * Records the agent's autonomy outcome and the run transition that follows
    * from it in one transaction: the shared streak (and any drop, with its audit
-   * record) commits with the transition or not at all.
+   * record) commits with the transition or not at all; a lost lease rolls both back.
    */
-  #withOutcome(run: Run, outcome: AutonomyOutcome, step: () => Run): Run {
+  async #withOutcome(
+    run: Run,
+    outcome: AutonomyOutcome,
+    step: (inTx: { tx?: StoreTx }) => Promise<Run>,
+  ): Promise<Run> {
     const autonomy = this.#cp.autonomy;
     // Autonomy is about agents acting: as in authorize(), other requesters have no streak.
-    if (autonomy === undefined || run.requester.kind !== "agent") return step();
+    if (autonomy === undefined || run.requester.kind !== "agent") return await step({});
     const agentId = run.requester.subject;
-    return this.#cp.transaction(() => {
-      autonomy.recordOutcome(agentId, outcome);
-      return step();
+    return await this.#cp.transaction(async (tx) => {
+      await autonomy.recordOutcome(agentId, outcome, { tx });
+      return await step({ tx });
     });
   }
 
-  #stopped(run: Run, execution: Execution): Run {
+  async #stopped(run: Run, hold: LeaseHold, execution: Execution): Promise<Run> {
     const runs = this.#cp.runs;
     const cancelSignal = execution.controller.signal;
     if (cancelSignal.aborted && execution.released) {
       // Given back: a running attempt goes back to the queue; the lease is released after.
       if (run.state !== "running") return run;
-      return runs.apply(run.id, {
+      return await runs.apply(run.id, {
         type: "fail",
         retry: true,
         error: { code: "ERR_CANCELLED", message: `Worker ${this.owner} stopped mid-attempt` },
-      }, { actor: this.#actor, owner: this.owner });
+      }, { actor: this.#actor, lease: hold });
     }
     if (cancelSignal.aborted) {
       const reason = cancelSignal.reason instanceof Error
         ? cancelSignal.reason.message
         : "Cancelled";
       const actor = execution.cancelledBy ?? this.#actor;
-      return runs.apply(run.id, { type: "cancel", reason }, { actor });
+      return await runs.apply(run.id, { type: "cancel", reason }, { actor });
     }
     // The lease was lost: another worker owns the run now; leave it alone.
-    return runs.get(run.id);
+    return await runs.get(run.id);
   }
 
   /**
@@ -1193,6 +1348,11 @@ export class Dispatcher {
 
 function isDispatchable(run: Run): boolean {
   return run.state === "queued" || run.state === "retrying" || run.state === "escalated";
+}
+
+/** Whether `run` is still under the lease `hold` names (owner and token). */
+function holds(run: Run, hold: LeaseHold): boolean {
+  return run.lease !== null && run.lease.owner === hold.owner && run.lease.token === hold.token;
 }
 
 function isLostRace(err: unknown): boolean {

@@ -7,8 +7,10 @@
 import {
   actorOf,
   type ApprovalDecision,
+  type AuditActor,
   checkTraceContext,
   childTraceContext,
+  type Clock,
   type ControlPlane,
   currentTraceContext,
   DEFAULT_AUTONOMY_APPROVAL,
@@ -17,6 +19,7 @@ import {
   INPUT_LIMITS,
   newTraceContext,
   PlmError,
+  type Random,
   requireIdentity,
   type Run,
   type RunState,
@@ -30,7 +33,7 @@ import { checkOption } from "../shared/validate.ts";
 import { Turns } from "./_turns.ts";
 import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 
-/** Submits between two turns of the event loop (each is a synchronous transaction). */
+/** Submits between two turns of the event loop (a SQLite transaction settles without one). */
 const SUBMITS_PER_TURN = 8;
 
 /** Options for {@link AgentRuntime}: those of the {@link Dispatcher}, and an error hook. */
@@ -50,18 +53,41 @@ export interface AgentRuntimeOptions extends DispatcherOptions {
 /** Options of {@link AgentRuntime.start}: how often the worker loop does each of its jobs. */
 export interface StartOptions {
   /**
-   * How often to claim ready runs (`queued`, `retrying`, `escalated`, no live
-   * lease) up to the free slots, in milliseconds.
+   * The shortest wait between two polls for ready runs (`queued`, `retrying`,
+   * `escalated`, no live lease), in milliseconds: the wait after a poll that
+   * found work. Each poll that finds nothing doubles the wait, up to
+   * `maxPollIntervalMs`; every wait is jittered by ±20%.
    *
-   * @default {1_000}
+   * @default {200}
    */
   pollIntervalMs?: number;
   /**
-   * How often to take back expired leases (a dead worker's runs), in milliseconds.
+   * The longest wait between two polls, in milliseconds (at least `pollIntervalMs`).
    *
    * @default {5_000}
    */
+  maxPollIntervalMs?: number;
+  /**
+   * How soon to poll after a `"runs"` wake-up hint from the store, in
+   * milliseconds; hints within it make one poll.
+   *
+   * @default {20}
+   */
+  wakeDebounceMs?: number;
+  /**
+   * How often to take back expired leases (a dead worker's runs), in
+   * milliseconds, when this worker is the elected reaper. At half the lease
+   * time to live, an expired lease is taken back within 1.5 of it.
+   *
+   * @default {half the dispatcher's leaseTtlMs}
+   */
   reclaimIntervalMs?: number;
+  /**
+   * How often to chain pending audit records (`AuditLog.seal`; a no-op on SQLite), in milliseconds.
+   *
+   * @default {1_000}
+   */
+  sealIntervalMs?: number;
   /**
    * How often to expire overdue approvals, in milliseconds.
    *
@@ -112,11 +138,11 @@ export interface SubmitOptions {
  *
  * @example Submit a task and wait for it
  * ```ts
- * import { AgentRuntime, ControlPlane, defineAgent, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+ * import { AgentRuntime, ControlPlane, defineAgent, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
  * import assert from "node:assert/strict";
  *
- * using db = openDatabase(":memory:");
- * const controlPlane = new ControlPlane(db, {
+ * await using store = await openStore(":memory:");
+ * const controlPlane = new ControlPlane(store, {
  *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
  * });
  * const reader = defineAgent({ id: "reader", capabilities: ["bom"], invoke: () => Promise.resolve("ok") });
@@ -144,6 +170,9 @@ export class AgentRuntime {
     this.controlPlane = options.controlPlane;
     this.dispatcher = new Dispatcher(options);
     this.#timer = options.timer ?? systemTimer;
+    this.#clock = options.clock ?? options.controlPlane.clock;
+    this.#random = options.random ?? Math.random;
+    this.#actor = { subject: this.dispatcher.owner, kind: "service" };
     this.#onError = options.onError ?? ((runId, err) => {
       console.error(
         runId === undefined ? "plm: worker loop step failed:" : `plm: run ${runId} failed:`,
@@ -154,12 +183,19 @@ export class AgentRuntime {
 
   #onError: (runId: string | undefined, error: unknown) => void;
   #timer: Timer;
+  #clock: Clock;
+  #random: Random;
+  #actor: AuditActor;
   /** `idle`: never started, dispatches what it submits; `started`: the loop runs; `stopped`: dispatches nothing. */
   #state: "idle" | "started" | "stopped" = "idle";
   /** Submits let the event loop turn every {@link SUBMITS_PER_TURN}. */
   #turns = new Turns(SUBMITS_PER_TURN);
-  /** Cancels the loop's pending timers. */
+  /** Cancels the loop's pending timers and its wake-up subscription. */
   #cancelLoop: (() => void)[] = [];
+  /** Loop steps in flight: stop() waits for them, so none claims after it resolves. */
+  #steps = new Set<Promise<void>>();
+  /** The poller's state while started (see #poll). */
+  #poller: Poller | undefined;
   #stopping: Promise<void> | undefined;
 
   /**
@@ -183,14 +219,14 @@ export class AgentRuntime {
    *   FakeClock,
    *   FakeTimers,
    *   defineAgent,
-   *   openDatabase,
+   *   openStore,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   * const controlPlane = new ControlPlane(store, { clock, policies: { rules: [
    *   { id: "reads", effect: "allow", actions: ["bom.read"] },
    *   {
    *     id: "release", effect: "require_approval", actions: ["bom.release"],
@@ -204,8 +240,8 @@ export class AgentRuntime {
    * const drop = await runtime.submit({ action: "bom.delete", resource: "bom:1" }, { identity });
    * const ship = await runtime.submit({ action: "bom.release", resource: "bom:1" }, { identity });
    * assert.equal((await runtime.wait(read)).state, "succeeded");
-   * assert.equal(controlPlane.runs.get(drop).state, "rejected");
-   * assert.equal(controlPlane.runs.get(ship).state, "awaiting_approval");
+   * assert.equal((await controlPlane.runs.get(drop)).state, "rejected");
+   * assert.equal((await controlPlane.runs.get(ship)).state, "awaiting_approval");
    * await assert.rejects(runtime.submit({ action: "bom.read", resource: "bom:1" }), {
    *   code: "ERR_IDENTITY_REQUIRED",
    * });
@@ -214,19 +250,15 @@ export class AgentRuntime {
    * });
    * ```
    */
-  submit(task: TaskInput, options: SubmitOptions = {}): Promise<string> {
-    try {
-      const id = this.#submit(task, options);
-      // Each submit is synchronous SQLite work: a caller awaiting submits in a loop
-      // would otherwise keep every timer (heartbeats, timeouts) waiting until it ends.
-      const turn = this.#turns.next();
-      return turn === undefined ? Promise.resolve(id) : turn.then(() => id);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  async submit(task: TaskInput, options: SubmitOptions = {}): Promise<string> {
+    const id = await this.#submit(task, options);
+    // A SQLite transaction settles in microtasks: a caller awaiting submits in a loop
+    // would otherwise keep every timer (heartbeats, timeouts) waiting until it ends.
+    await this.#turns.next();
+    return id;
   }
 
-  #submit(input: TaskInput, options: SubmitOptions): string {
+  async #submit(input: TaskInput, options: SubmitOptions): Promise<string> {
     const identity = requireIdentity(options.identity, { action: "submit a task" });
     if (this.dispatcher.full) {
       throw new PlmError("ERR_QUEUE_FULL", "Cannot accept a task as the dispatch queue is full");
@@ -236,17 +268,17 @@ export class AgentRuntime {
       : checkTraceContext(options.trace, "trace");
     const trace = parent === undefined ? newTraceContext() : childTraceContext(parent);
     const cp = this.controlPlane;
-    const run = cp.transaction(() => {
-      const { run, created } = cp.runs.create({
+    const run = await cp.transaction(async (tx) => {
+      const { run, created } = await cp.runs.create({
         task: input,
         requester: identity,
         traceparent: formatTraceparent(trace),
         tracestate: trace.traceState.header,
         ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
-      }, { actor: actorOf(identity) });
+      }, { actor: actorOf(identity), tx });
       if (!created) return run;
       const { task } = run;
-      const verdict = cp.authorize({
+      const verdict = await cp.authorize({
         identity,
         action: task.action,
         resource: task.resource,
@@ -254,19 +286,25 @@ export class AgentRuntime {
         attributes: task.attributes,
         runId: run.id,
         traceId: trace.traceId,
-      });
+      }, { tx });
       const actor = actorOf(identity);
       switch (verdict.decision) {
         case "allow":
           return run;
         case "deny":
-          return cp.runs.apply(run.id, { type: "reject", reason: verdict.reason }, { actor });
-        case "require_approval":
-          return cp.requestApproval(run.id, verdict.approval ?? DEFAULT_AUTONOMY_APPROVAL, {
+          return await cp.runs.apply(run.id, { type: "reject", reason: verdict.reason }, {
+            actor,
+            tx,
+          });
+        case "require_approval": {
+          const spec = verdict.approval ?? DEFAULT_AUTONOMY_APPROVAL;
+          const { run: parked } = await cp.requestApproval(run.id, spec, {
             actor,
             mode: verdict.suggestOnly === true ? "suggest" : "act",
-          })
-            .run;
+            tx,
+          });
+          return parked;
+        }
       }
     });
     if (run.state === "queued") this.#dispatch(run.id);
@@ -283,11 +321,11 @@ export class AgentRuntime {
    *
    * @example Wait for a result; a submit-only runtime leaves the run queued
    * ```ts
-   * import { AgentRuntime, ControlPlane, defineAgent, openDatabase } from "@tracepulse/plm-engine-core/agent-runtime";
+   * import { AgentRuntime, ControlPlane, defineAgent, openStore } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
-   * const controlPlane = new ControlPlane(db, {
+   * await using store = await openStore(":memory:");
+   * const controlPlane = new ControlPlane(store, {
    *   policies: { rules: [{ id: "reads", effect: "allow", actions: ["bom.read"] }] },
    * });
    * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
@@ -305,7 +343,7 @@ export class AgentRuntime {
   async wait(runId: string): Promise<Run> {
     const executing = this.dispatcher.execution(runId);
     if (executing !== undefined) return await executing;
-    const run = this.controlPlane.runs.get(runId);
+    const run = await this.controlPlane.runs.get(runId);
     if (this.#runsHere && READY.includes(run.state)) {
       try {
         return await this.dispatcher.dispatch(runId);
@@ -335,15 +373,15 @@ export class AgentRuntime {
    *   FakeClock,
    *   FakeTimers,
    *   defineAgent,
-   *   openDatabase,
+   *   openStore,
    *   withIdentity,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   * const controlPlane = new ControlPlane(store, { clock, policies: { rules: [
    *   { id: "reads", effect: "allow", actions: ["bom.read"] },
    * ] } });
    * const reader = defineAgent({ id: "reader", invoke: () => new Promise(() => {}) });
@@ -354,7 +392,7 @@ export class AgentRuntime {
    * await assert.rejects(runtime.cancel(id), { code: "ERR_IDENTITY_REQUIRED" });
    * const run = await withIdentity(identity, () => runtime.cancel(id, "No longer needed"));
    * assert.equal(run.state, "cancelled");
-   * const [record] = controlPlane.audit.list({ actionPrefix: "run.cancel" });
+   * const [record] = await controlPlane.audit.list({ actionPrefix: "run.cancel" });
    * assert.equal(record?.actor.subject, "svc");
    * ```
    */
@@ -383,14 +421,14 @@ export class AgentRuntime {
    *   FakeClock,
    *   FakeTimers,
    *   defineAgent,
-   *   openDatabase,
+   *   openStore,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   * const controlPlane = new ControlPlane(store, { clock, policies: { rules: [
    *   {
    *     id: "release", effect: "require_approval", actions: ["bom.release"],
    *     approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" },
@@ -400,22 +438,22 @@ export class AgentRuntime {
    * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
    * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
    * const id = await runtime.submit({ action: "bom.release", resource: "bom:1" }, { identity });
-   * const approval = controlPlane.approvals.get(controlPlane.runs.get(id).approvalId!);
+   * const approval = await controlPlane.approvals.get((await controlPlane.runs.get(id)).approvalId!);
    * const lead = { subject: "ann", actorKind: "human", roles: ["lead"], scopes: [] } as const;
-   * assert.throws(() => runtime.decideApproval(approval.id, "approve", { identity, digest: approval.digest }), {
+   * await assert.rejects(runtime.decideApproval(approval.id, "approve", { identity, digest: approval.digest }), {
    *   code: "ERR_APPROVAL_SELF",
    * });
-   * const run = runtime.decideApproval(approval.id, "approve", { identity: lead, digest: approval.digest });
+   * const run = await runtime.decideApproval(approval.id, "approve", { identity: lead, digest: approval.digest });
    * assert.equal(run.state, "queued");
    * assert.equal((await runtime.wait(id)).state, "succeeded");
    * ```
    */
-  decideApproval(
+  async decideApproval(
     approvalId: string,
     decision: ApprovalDecision,
     options: { identity?: Identity; digest: string; comment?: string },
-  ): Run {
-    const { run } = this.controlPlane.decideApproval(approvalId, decision, options);
+  ): Promise<Run> {
+    const { run } = await this.controlPlane.decideApproval(approvalId, decision, options);
     if (run.state === "queued") this.#dispatch(run.id);
     return run;
   }
@@ -434,14 +472,14 @@ export class AgentRuntime {
    *   FakeClock,
    *   FakeTimers,
    *   defineAgent,
-   *   openDatabase,
+   *   openStore,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   * const controlPlane = new ControlPlane(store, { clock, policies: { rules: [
    *   {
    *     id: "release", effect: "require_approval", actions: ["bom.release"],
    *     approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" },
@@ -451,24 +489,28 @@ export class AgentRuntime {
    * const runtime = new AgentRuntime({ controlPlane, agents: [reader], clock, timer: timers.timer });
    * const identity = { subject: "svc", actorKind: "service", roles: [], scopes: [] } as const;
    * const id = await runtime.submit({ action: "bom.release", resource: "bom:1" }, { identity });
-   * assert.deepEqual(runtime.expireApprovals(), []);
+   * assert.deepEqual(await runtime.expireApprovals(), []);
    * clock.advance(600_000);
-   * assert.deepEqual(runtime.expireApprovals().map((run) => [run.id, run.state]), [[id, "expired"]]);
+   * const expired = await runtime.expireApprovals();
+   * assert.deepEqual(expired.map((run) => [run.id, run.state]), [[id, "expired"]]);
    * ```
    */
-  expireApprovals(now?: number): Run[] {
-    return this.controlPlane.expireApprovals(now).map(({ run }) => {
+  async expireApprovals(now?: number): Promise<Run[]> {
+    return (await this.controlPlane.expireApprovals(now)).map(({ run }) => {
       if (run.state === "escalated") this.#dispatch(run.id);
       return run;
     });
   }
 
   /**
-   * Starts the worker loop, at once and then on the injected timer: takes
-   * back expired leases (a dead worker's `running` runs become `retrying`),
-   * expires overdue approvals, and claims ready runs (`queued`, `retrying`,
-   * `escalated`, no live lease), oldest first, up to the free slots. Calling
-   * it while started does nothing; after {@link AgentRuntime.stop} it starts
+   * Starts the worker loop, at once and then on the injected timer: claims
+   * ready runs (`queued`, `retrying`, `escalated`, no live lease), oldest
+   * first, up to the free slots, in one statement (`RunStore.claimReady`),
+   * polling adaptively (see {@link StartOptions}) and sooner on the store's
+   * wake-up hints; as the elected reaper (`Store.lead`), takes back expired
+   * leases (a dead worker's `running` runs become `retrying`); seals pending
+   * audit records (`AuditLog.seal`); expires overdue approvals. Calling it
+   * while started does nothing; after {@link AgentRuntime.stop} it starts
    * again. At-least-once: agents get the run's idempotency key to deduplicate.
    *
    * @param options The intervals of the loop's jobs.
@@ -482,22 +524,25 @@ export class AgentRuntime {
    *   defineAgent,
    *   FakeClock,
    *   FakeTimers,
-   *   openDatabase,
+   *   openStore,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, { policies: { rules: [] }, clock });
-   * const { run } = controlPlane.runs.create({
+   * const controlPlane = new ControlPlane(store, { policies: { rules: [] }, clock });
+   * const { run } = await controlPlane.runs.create({
    *   task: { action: "x", resource: "y", capabilities: [], input: null, risk: "low", attributes: {} },
    *   requester: { subject: "svc", actorKind: "service", roles: [], scopes: [] },
    *   traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
    * });
-   * const dead = { actor: { subject: "dead", kind: "service" as const }, owner: "dead" };
-   * controlPlane.runs.claim(run.id, "dead", 30_000, dead);
-   * controlPlane.runs.apply(run.id, { type: "start", agentId: "a" }, dead); // then it died
+   * const actor = { subject: "dead", kind: "service" } as const;
+   * const { lease } = await controlPlane.runs.claim(run.id, "dead", 30_000, { actor });
+   * await controlPlane.runs.apply(run.id, { type: "start", agentId: "a" }, {
+   *   actor,
+   *   lease: { owner: "dead", token: lease!.token },
+   * }); // then it died
    *
    * const agent = defineAgent({ id: "a", invoke: () => Promise.resolve("done") });
    * const worker = new AgentRuntime({ controlPlane, agents: [agent], clock, timer: timers.timer });
@@ -508,25 +553,68 @@ export class AgentRuntime {
    * ```
    */
   start(options: StartOptions = {}): void {
-    const { pollIntervalMs = 1_000, reclaimIntervalMs = 5_000, approvalIntervalMs = 10_000 } =
-      options;
+    const {
+      pollIntervalMs = 200,
+      maxPollIntervalMs = 5_000,
+      wakeDebounceMs = 20,
+      reclaimIntervalMs = Math.max(1, Math.floor(this.dispatcher.leaseTtlMs / 2)),
+      sealIntervalMs = 1_000,
+      approvalIntervalMs = 10_000,
+    } = options;
     checkOption("pollIntervalMs", pollIntervalMs, 1);
+    checkOption("maxPollIntervalMs", maxPollIntervalMs, pollIntervalMs);
+    checkOption("wakeDebounceMs", wakeDebounceMs, 0);
     checkOption("reclaimIntervalMs", reclaimIntervalMs, 1);
+    checkOption("sealIntervalMs", sealIntervalMs, 1);
     checkOption("approvalIntervalMs", approvalIntervalMs, 1);
     if (this.#state === "started") return;
     this.#state = "started";
-    // Invariants: each job re-arms its own timer only after it ran, so one job
-    // never overlaps itself; a job that throws is reported and re-armed (a
-    // busy store must not end the loop); stop() cancels every pending timer
-    // and flips #state first, so a job already queued on the timer runs no
-    // more. Reclaim goes before claim: a dead worker's runs are ready at once.
-    this.#every(reclaimIntervalMs, () => {
-      this.controlPlane.runs.reclaimExpired(undefined, {
-        actor: { subject: this.dispatcher.owner, kind: "service" },
-      });
+    // Invariants: each job re-arms its own timer only after its step settled, so
+    // no job overlaps itself; a step that throws is reported and re-armed (a busy
+    // store must not end the loop); stop() flips #state and cancels every pending
+    // timer and the wake-up subscription first, so nothing queued runs after it,
+    // then waits for the steps in flight. One poll at a time (see #pollSoon).
+    // A reclaim that took runs back brings a poll forward: a dead worker's runs
+    // are ready at once. Polling is the correctness path; wake-up hints only
+    // bring a poll forward.
+    const store = this.controlPlane.store;
+    this.#poller = {
+      min: pollIntervalMs,
+      max: maxPollIntervalMs,
+      debounce: wakeDebounceMs,
+      delay: pollIntervalMs,
+      dueAt: undefined,
+      cancel: () => {},
+      polling: false,
+      again: undefined,
+    };
+    this.#every(reclaimIntervalMs, async () => {
+      // One reaper at a time across processes (an advisory lock on PostgreSQL).
+      const reclaimed = await store.lead(
+        "reaper",
+        (tx) => this.controlPlane.runs.reclaimExpired(undefined, { actor: this.#actor, tx }),
+      );
+      if (reclaimed !== undefined && reclaimed.length > 0) this.#pollSoon(0);
     });
-    this.#every(approvalIntervalMs, () => this.expireApprovals());
-    this.#every(pollIntervalMs, () => this.#claimReady());
+    this.#every(sealIntervalMs, async () => {
+      await this.controlPlane.audit.seal();
+    });
+    this.#every(approvalIntervalMs, async () => {
+      await this.expireApprovals();
+    });
+    const unsubscribe = store.onWake((topic) => {
+      const poller = this.#poller;
+      if (poller === undefined) return;
+      if (topic === "reconnected") {
+        // Hints may have been missed while the listener was away: poll fully, at once.
+        poller.delay = poller.min;
+        this.#pollSoon(0);
+      } else if (topic === "runs" || topic === "approvals") {
+        this.#pollSoon(poller.debounce);
+      }
+    });
+    this.#cancelLoop.push(unsubscribe);
+    this.#pollSoon(0);
   }
 
   /**
@@ -537,7 +625,7 @@ export class AgentRuntime {
    * the runs at once. Calling it again while it stops returns the same promise.
    *
    * @param options The grace period.
-   * @returns When every run in flight has finished or been given back.
+   * @returns When every loop step and every run in flight has finished or been given back.
    * @throws {RangeError} When `graceMs` is not a non-negative integer.
    *
    * @example Give back a run that outlives the grace period
@@ -548,14 +636,14 @@ export class AgentRuntime {
    *   defineAgent,
    *   FakeClock,
    *   FakeTimers,
-   *   openDatabase,
+   *   openStore,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, {
+   * const controlPlane = new ControlPlane(store, {
    *   policies: { rules: [{ id: "all", effect: "allow", actions: ["**"] }] },
    *   clock,
    * });
@@ -567,7 +655,7 @@ export class AgentRuntime {
    * const stopped = worker.stop({ graceMs: 1_000 });
    * await timers.advance(1_000);
    * await stopped;
-   * const run = controlPlane.runs.get(id);
+   * const run = await controlPlane.runs.get(id);
    * assert.equal(run.state, "retrying");
    * assert.equal(run.lease, null);
    * ```
@@ -577,11 +665,15 @@ export class AgentRuntime {
     checkOption("graceMs", graceMs, 0);
     this.#state = "stopped";
     this.#cancelLoop.splice(0).forEach((cancel) => cancel());
+    this.#poller?.cancel();
+    this.#poller = undefined;
     this.#stopping ??= this.#drain(graceMs).finally(() => (this.#stopping = undefined));
     return this.#stopping;
   }
 
   async #drain(graceMs: number): Promise<void> {
+    // A claim in flight gives back what it took (the state is `stopped`) before this goes on.
+    while (this.#steps.size > 0) await Promise.allSettled([...this.#steps]);
     const settled = new AbortController();
     const idle = this.dispatcher.idle().then(() => settled.abort());
     await sleep(graceMs, { timer: this.#timer, signal: settled.signal });
@@ -589,30 +681,90 @@ export class AgentRuntime {
     await idle;
   }
 
-  /** Runs `job` now and then every `ms` while started (see the invariants in start()). */
-  #every(ms: number, job: () => void): void {
+  /** Runs `job` now and then every `ms` after it settled, while started (see start()). */
+  #every(ms: number, job: () => Promise<void>): void {
     const slot = this.#cancelLoop.length;
+    this.#cancelLoop.push(() => {});
     const tick = () => {
       if (this.#state !== "started") return;
-      try {
-        job();
-      } catch (err) {
-        this.#onError(undefined, err);
-      }
-      if (this.#state === "started") this.#cancelLoop[slot] = this.#timer(tick, ms);
+      this.#step(job).then(() => {
+        if (this.#state === "started") this.#cancelLoop[slot] = this.#timer(tick, ms);
+      });
     };
-    this.#cancelLoop.push(() => {});
     tick();
   }
 
-  /** Claims ready runs, oldest first, up to the dispatcher's free slots. */
-  #claimReady(): void {
-    const free = this.dispatcher.freeSlots;
-    if (free === 0 || this.dispatcher.agents.length === 0) return;
-    // Oldest first, no live lease, at most what the slots take (and what one read may return).
-    for (const run of this.controlPlane.runs.listReady(Math.min(free, INPUT_LIMITS.listLimit))) {
-      this.#dispatch(run.id);
+  /**
+   * Runs one loop step, tracked for stop() from before it begins (a stop() the
+   * step itself causes still waits for it); a failure is reported, never thrown.
+   */
+  #step(job: () => Promise<void>): Promise<void> {
+    const step = Promise.resolve().then(job).catch((err) => this.#onError(undefined, err));
+    this.#steps.add(step);
+    return step.finally(() => this.#steps.delete(step));
+  }
+
+  /**
+   * Brings the next poll forward to `ms` from now, unless one is due sooner.
+   * During a poll it is remembered and applied when the poll ends, so one
+   * poll runs at a time and hints that come together make one poll.
+   */
+  #pollSoon(ms: number): void {
+    const poller = this.#poller;
+    if (poller === undefined || this.#state !== "started") return;
+    if (poller.polling) {
+      poller.again = Math.min(poller.again ?? ms, ms);
+      return;
     }
+    const at = this.#clock.now() + ms;
+    if (poller.dueAt !== undefined && poller.dueAt <= at) return;
+    poller.cancel();
+    poller.dueAt = at;
+    poller.cancel = this.#timer(() => this.#poll(poller), ms);
+  }
+
+  /**
+   * One poll: claims ready runs up to the free slots, then arms the next. The
+   * wait doubles after a poll that found nothing (up to the maximum) and goes
+   * back to the minimum after one that found work or had no free slot (a busy
+   * worker checks often that a slot came free); each wait is jittered ±20%
+   * with the injected randomness, so idle workers do not poll in step.
+   */
+  #poll(poller: Poller): void {
+    poller.dueAt = undefined;
+    poller.cancel = () => {};
+    if (this.#poller !== poller) return; // stopped (and maybe started again) meanwhile
+    poller.polling = true;
+    this.#step(async () => {
+      const claimed = await this.#claimReady();
+      poller.delay = claimed === 0 ? Math.min(poller.max, poller.delay * 2) : poller.min;
+    }).then(() => {
+      poller.polling = false;
+      const again = poller.again;
+      poller.again = undefined;
+      const jitter = 0.8 + 0.4 * this.#random();
+      const wait = Math.max(1, Math.round(poller.delay * jitter));
+      this.#pollSoon(again === undefined ? wait : Math.min(again, wait));
+    });
+  }
+
+  /**
+   * Claims ready runs, oldest first, up to the dispatcher's free slots, in one
+   * statement, and dispatches each under the lease it got.
+   *
+   * @returns How many it claimed, or `undefined` when no slot was free (nothing was asked).
+   */
+  async #claimReady(): Promise<number | undefined> {
+    const free = Math.min(this.dispatcher.freeSlots, INPUT_LIMITS.listLimit);
+    if (free === 0 || this.dispatcher.agents.length === 0) return undefined;
+    const claimed = await this.controlPlane.runs.claimReady(
+      this.dispatcher.owner,
+      this.dispatcher.leaseTtlMs,
+      free,
+      { actor: this.#actor },
+    );
+    await Promise.all(claimed.map((run) => this.#dispatchClaimed(run)));
+    return claimed.length;
   }
 
   /**
@@ -628,14 +780,14 @@ export class AgentRuntime {
    *   FakeClock,
    *   FakeTimers,
    *   defineAgent,
-   *   openDatabase,
+   *   openStore,
    * } from "@tracepulse/plm-engine-core/agent-runtime";
    * import assert from "node:assert/strict";
    *
-   * using db = openDatabase(":memory:");
+   * await using store = await openStore(":memory:");
    * const clock = new FakeClock(0);
    * const timers = new FakeTimers(clock);
-   * const controlPlane = new ControlPlane(db, { clock, policies: { rules: [
+   * const controlPlane = new ControlPlane(store, { clock, policies: { rules: [
    *   { id: "reads", effect: "allow", actions: ["bom.read"] },
    * ] } });
    * const reader = defineAgent({ id: "reader", maxConcurrency: 4, invoke: () => Promise.resolve("ok") });
@@ -645,7 +797,8 @@ export class AgentRuntime {
    *   ["bom:1", "bom:2", "bom:3"].map((resource) => runtime.submit({ action: "bom.read", resource }, { identity })),
    * );
    * await runtime.idle();
-   * assert.deepEqual(ids.map((id) => controlPlane.runs.get(id).state), ["succeeded", "succeeded", "succeeded"]);
+   * const runs = await Promise.all(ids.map((id) => controlPlane.runs.get(id)));
+   * assert.deepEqual(runs.map((run) => run.state), ["succeeded", "succeeded", "succeeded"]);
    * ```
    */
   idle(): Promise<void> {
@@ -670,4 +823,46 @@ export class AgentRuntime {
       if (!(err instanceof PlmError) || err.code !== "ERR_QUEUE_FULL") throw err;
     }
   }
+
+  /**
+   * Executes a run claimed here (without waiting for it), or, when it cannot
+   * run here now (stopped meanwhile, or no room), gives its lease back and
+   * resolves once that is done.
+   */
+  async #dispatchClaimed(run: Run): Promise<void> {
+    if (this.#runsHere) {
+      try {
+        this.dispatcher.dispatchClaimed(run).catch((err) => this.#onError(run.id, err));
+        return;
+      } catch (err) {
+        if (!(err instanceof PlmError) || err.code !== "ERR_QUEUE_FULL") throw err;
+      }
+    }
+    const hold = { owner: this.dispatcher.owner, token: run.lease?.token ?? 0 };
+    try {
+      await this.controlPlane.runs.release(run.id, hold, { actor: this.#actor });
+    } catch (err) {
+      if (!(err instanceof PlmError) || err.code !== "ERR_RUN_LEASE_LOST") {
+        this.#onError(run.id, err);
+      }
+    }
+  }
+}
+
+/** The poller's state while the loop runs. */
+interface Poller {
+  /** The shortest and longest wait between polls, and the debounce of wake-up hints. */
+  readonly min: number;
+  readonly max: number;
+  readonly debounce: number;
+  /** The wait after the last poll, before jitter. */
+  delay: number;
+  /** When the armed poll is due, if one is armed. */
+  dueAt: number | undefined;
+  /** Disarms the armed poll. */
+  cancel: () => void;
+  /** Whether a poll is in flight. */
+  polling: boolean;
+  /** A hint that came during the poll in flight: poll again this soon after it. */
+  again: number | undefined;
 }

@@ -12,7 +12,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { FakeClock } from "../shared/mod.ts";
-import { openDatabase } from "../control_plane/store/mod.ts";
+import { openStore } from "../control_plane/mod.ts";
 import { type AuditEntryInput, AuditLog } from "../control_plane/audit/mod.ts";
 import { canonicalJson } from "../shared/mod.ts";
 
@@ -33,12 +33,14 @@ const ENTRY: AuditEntryInput = {
 
 // --- append: our AuditLog on its own file --------------------------------------------------
 const clock = new FakeClock(Date.UTC(2026, 10, 25));
-const appendDb = openDatabase(`${dir}/append.db`); // WAL, synchronous NORMAL
+const appendDb = await openStore(`${dir}/append.db`); // WAL, synchronous NORMAL
 const audit = new AuditLog(appendDb, { clock });
-const sample = audit.append(ENTRY);
+await audit.append(ENTRY);
+const [sample] = await audit.list({ limit: 1 });
+if (sample === undefined) throw new Error("The sample record was not written");
 
 // --- append: the raw baseline on another file with the same schema --------------------------
-openDatabase(`${dir}/raw.db`).close();
+await (await openStore(`${dir}/raw.db`)).close();
 const raw = new DatabaseSync(`${dir}/raw.db`, { timeout: 5000 });
 raw.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;");
 const rawBegin = raw.prepare("BEGIN IMMEDIATE");
@@ -78,42 +80,41 @@ Deno.bench({
 Deno.bench({
   name: "AuditLog.append (validate, read head, hash, insert)",
   group: "append",
-  fn() {
-    audit.append(ENTRY);
+  async fn() {
+    await audit.append(ENTRY);
   },
 });
 
 // --- verify: 10,000 records ----------------------------------------------------------------
-const verifyDb = openDatabase(`${dir}/verify.db`);
+const verifyDb = await openStore(`${dir}/verify.db`);
 const verifyLog = new AuditLog(verifyDb, { clock });
 for (let i = 0; i < VERIFY_RECORDS; i += 1_000) {
-  verifyLog.appendMany(
+  await verifyLog.appendMany(
     Array.from({ length: 1_000 }, (_, j) => ({ ...ENTRY, data: { i: i + j, ok: true } })),
   );
 }
-const page = verifyDb.prepare<[number]>(
-  "SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000",
-  { returnArrays: true },
-);
+const verifyRaw = new DatabaseSync(`${dir}/verify.db`, { readOnly: true });
+const page = verifyRaw.prepare("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000");
 
 Deno.bench({
   name: `read every row only, same pages (${VERIFY_RECORDS} records)`,
   group: "verify",
   baseline: true,
   fn() {
-    verifyDb.readTransaction(() => {
-      for (let rows = page.all(0); rows.length > 0; rows = page.all(rows.at(-1)![0])) {
-        /* read only */
-      }
-    });
+    verifyRaw.exec("BEGIN");
+    const last = (rows: unknown[]) => (rows.at(-1) as { seq: number }).seq;
+    for (let rows = page.all(0); rows.length > 0; rows = page.all(last(rows))) {
+      /* read only */
+    }
+    verifyRaw.exec("COMMIT");
   },
 });
 
 Deno.bench({
   name: `AuditLog.verify (${VERIFY_RECORDS} records)`,
   group: "verify",
-  fn() {
-    const result = verifyLog.verify();
+  async fn() {
+    const result = await verifyLog.verify();
     if (!result.ok || result.checked !== VERIFY_RECORDS) throw new Error("Chain broken");
   },
 });

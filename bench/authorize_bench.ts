@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { type AuthorizeRequest, ControlPlane, openDatabase } from "../control_plane/mod.ts";
+import { type AuthorizeRequest, ControlPlane, openStore } from "../control_plane/mod.ts";
 import { FakeClock, type Identity } from "../shared/mod.ts";
 
 const POLICIES = { rules: [{ id: "edit", effect: "allow" as const, actions: ["bom.update"] }] };
@@ -33,20 +33,20 @@ const AGENTS: Identity[] = Array.from({ length: 50 }, (_, i) => ({
 }));
 
 const dir = Deno.makeTempDirSync({ prefix: "plm_authorize_bench_" });
-const closers: (() => void)[] = [];
+const closers: (() => Promise<void>)[] = [];
 globalThis.addEventListener("unload", () => {
-  closers.forEach((close) => close());
+  closers.forEach((close) => void close());
   Deno.removeSync(dir, { recursive: true });
 });
 
-function controlPlane(
+async function controlPlane(
   name: string,
   clock: FakeClock,
   options: Partial<ConstructorParameters<typeof ControlPlane>[1]>,
-): ControlPlane {
-  const db = openDatabase(`${dir}/${name}.db`);
-  closers.push(() => db.close());
-  return new ControlPlane(db, { policies: POLICIES, clock, ...options });
+): Promise<ControlPlane> {
+  const store = await openStore(`${dir}/${name}.db`);
+  closers.push(() => store.close());
+  return new ControlPlane(store, { policies: POLICIES, clock, ...options });
 }
 
 /** One authorize call per iteration, for agent `n mod 50`, the clock `step` ms on each time. */
@@ -63,8 +63,8 @@ function bench(
     name,
     group: "authorize, agent requester (file, WAL, NORMAL)",
     baseline,
-    fn() {
-      const verdict = cp.authorize(request(AGENTS[n++ % agents]!));
+    async fn() {
+      const verdict = await cp.authorize(request(AGENTS[n++ % agents]!));
       clock.advance(step);
       if (verdict.decision !== expect) throw new Error(`${name}: ${verdict.reason}`);
     },
@@ -85,24 +85,24 @@ const autonomy = { defaultLevel: "L4" } as const;
 const rate = { maxRuns: 1_000, windowMs: 60_000 };
 
 const clocks = Array.from({ length: 5 }, () => new FakeClock(Date.UTC(2026, 10, 30)));
-bench("policies only", controlPlane("plain", clocks[0]!, {}), clocks[0]!, edit, {
+bench("policies only", await controlPlane("plain", clocks[0]!, {}), clocks[0]!, edit, {
   baseline: true,
   expect: "allow",
 });
-bench("+ autonomy", controlPlane("autonomy", clocks[1]!, { autonomy }), clocks[1]!, edit, {
+bench("+ autonomy", await controlPlane("autonomy", clocks[1]!, { autonomy }), clocks[1]!, edit, {
   expect: "allow",
 });
 bench(
   "+ autonomy + 1,000 runs/min per agent",
-  controlPlane("rate", clocks[2]!, { autonomy, agentRateLimit: rate }),
+  await controlPlane("rate", clocks[2]!, { autonomy, agentRateLimit: rate }),
   clocks[2]!,
   edit,
   { expect: "allow" },
 );
-const full = controlPlane("full", clocks[3]!, {
+const full = await controlPlane("full", clocks[3]!, {
   agentRateLimit: { maxRuns: 100, windowMs: 60_000 },
 });
-for (let i = 0; i < 100; i++) full.authorize(edit(AGENTS[0]!));
+for (let i = 0; i < 100; i++) await full.authorize(edit(AGENTS[0]!));
 bench("window full: every call refused", full, clocks[3]!, edit, {
   step: 0,
   agents: 1,
@@ -110,7 +110,7 @@ bench("window full: every call refused", full, clocks[3]!, edit, {
 });
 bench(
   "denied: streak write per call",
-  controlPlane("denied", clocks[4]!, { autonomy }),
+  await controlPlane("denied", clocks[4]!, { autonomy }),
   clocks[4]!,
   remove,
   { expect: "deny" },

@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { setImmediate } from "node:timers";
 import {
@@ -36,7 +37,7 @@ import {
   defineAgent,
   EscalationLadder,
   type Identity,
-  openDatabase,
+  openStore,
 } from "../agent_runtime/mod.ts";
 
 const { values } = parseArgs({
@@ -48,7 +49,7 @@ const BATCH = Number(values.batch);
 const MAX_GAP_MS = 100;
 
 const dir = Deno.makeTempDirSync({ prefix: "plm_burst_" });
-const db = openDatabase(`${dir}/plm.db`); // WAL, migrations applied
+const db = await openStore(`${dir}/plm.db`); // WAL, migrations applied
 // The README's control plane and runtime; maxQueue raised so the whole burst is accepted.
 const controlPlane = new ControlPlane(db, {
   policies: {
@@ -111,9 +112,12 @@ clearInterval(probe);
 (globalThis as { gc?: () => void }).gc?.(); // with --v8-flags=--expose-gc: what stays retained
 const after = Deno.memoryUsage();
 
-const succeeded = db.prepare<{ n: number }>(
-  "SELECT count(*) AS n FROM runs WHERE state = 'succeeded'",
-).get()?.n ?? 0;
+const count = new DatabaseSync(`${dir}/plm.db`, { readOnly: true });
+const succeeded = Number(
+  (count.prepare("SELECT count(*) AS n FROM runs WHERE state = 'succeeded'").get() as { n: number })
+    .n,
+);
+count.close();
 const inOrder = finished.every((n, i) => n === i);
 let displaced = 0;
 finished.forEach((n, i) => (displaced = Math.max(displaced, Math.abs(n - i))));
@@ -141,7 +145,7 @@ console.log(
     } MiB after`,
   ].join("\n"),
 );
-db.close();
+await db.close();
 Deno.removeSync(dir, { recursive: true });
 const ok = succeeded === RUNS && inOrder && maxGap <= MAX_GAP_MS;
 if (!ok) console.log("FAIL");

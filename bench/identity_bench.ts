@@ -11,7 +11,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import * as jose from "jose";
 import { FakeClock } from "../shared/mod.ts";
 import { AuditLog } from "../control_plane/audit/audit_log.ts";
-import { openDatabase } from "../control_plane/store/database.ts";
+import { openStore } from "../control_plane/store/open.ts";
 import {
   Hs256JwtIdentityProvider,
   identityMiddleware,
@@ -168,7 +168,7 @@ Deno.bench({
 
 // Rejections of one client on a file database, as a server writes them.
 const dir = Deno.makeTempDirSync();
-const db = openDatabase(`${dir}/audit.db`);
+const db = await openStore(`${dir}/audit.db`);
 const audit = new AuditLog(db);
 const unauthorized = () => new Request("http://localhost/v1/runs", { method: "POST" });
 const noTimer = () => () => {};
@@ -201,7 +201,7 @@ Deno.bench({
 });
 
 globalThis.addEventListener("unload", () => {
-  db.close();
+  void db.close();
   Deno.removeSync(dir, { recursive: true });
   if (sink === undefined) throw new Error("benchmarks produced nothing");
 });

@@ -23,10 +23,11 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlit
 import {
   AgentRuntime,
   ControlPlane,
-  Database,
   defineAgent,
   type Identity,
-  openDatabase,
+  openStore,
+  type Store,
+  type StoreTx,
   type TaskInput,
 } from "../agent_runtime/mod.ts";
 
@@ -40,13 +41,13 @@ const TASK: TaskInput = {
 const POLICIES = { rules: [{ id: "work", effect: "allow" as const, actions: ["bom.update"] }] };
 
 const dir = Deno.makeTempDirSync({ prefix: "plm_pipeline_bench_" });
-const closers: (() => void)[] = [];
+const closers: (() => void | Promise<void>)[] = [];
 globalThis.addEventListener("unload", () => {
-  closers.forEach((close) => close());
+  closers.forEach((close) => void close());
   Deno.removeSync(dir, { recursive: true });
 });
 
-function governed(db: Database): AgentRuntime {
+function governed(db: Store): AgentRuntime {
   closers.push(() => db.close());
   const noop = defineAgent({
     id: "noop",
@@ -68,34 +69,73 @@ async function governedRun(runtime: AgentRuntime, key: string): Promise<void> {
 
 // --- what one governed run writes ----------------------------------------------------------
 
-/** Counts top-level (`BEGIN IMMEDIATE`) transactions; nested ones are savepoints. */
-class CountingDatabase extends Database {
+/** A store that counts its write transactions (`BEGIN IMMEDIATE`); joined ones are not new. */
+class CountingStore implements Store {
   transactions = 0;
-  override transaction<T>(fn: () => T): T {
-    if (!this.inTransaction) this.transactions++;
-    return super.transaction(fn);
+  #store: Store;
+  constructor(store: Store) {
+    this.#store = store;
+  }
+  get kind() {
+    return this.#store.kind;
+  }
+  get location() {
+    return this.#store.location;
+  }
+  get readOnly() {
+    return this.#store.readOnly;
+  }
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    this.transactions++;
+    return this.#store.transaction(fn);
+  }
+  read<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return this.#store.read(fn);
+  }
+  lead<T>(role: Parameters<Store["lead"]>[0], fn: (tx: StoreTx) => Promise<T>) {
+    this.transactions++;
+    return this.#store.lead(role, fn);
+  }
+  onWake(listener: Parameters<Store["onWake"]>[0]): () => void {
+    return this.#store.onWake(listener);
+  }
+  schemaVersion(): Promise<number> {
+    return this.#store.schemaVersion();
+  }
+  close(): Promise<void> {
+    return this.#store.close();
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#store.close();
   }
 }
 
-const probeDb = new CountingDatabase(`${dir}/probe.db`);
+const probePath = `${dir}/probe.db`;
+const probeDb = new CountingStore(await openStore(probePath));
 const probe = governed(probeDb);
-const totalChanges = probeDb.prepare<{ n: number }>("SELECT total_changes() AS n");
+const probeRaw = new DatabaseSync(probePath, { readOnly: true, timeout: 5000 });
+closers.push(() => probeRaw.close());
+/** Row writes so far: each run row's insert and its updates (one version each), each record. */
+const rowWrites = probeRaw.prepare(
+  `SELECT (SELECT count(*) + coalesce(sum(version - 1), 0) FROM runs)
+     + (SELECT count(*) FROM audit_log) AS n`,
+);
+const totalChanges = { get: () => rowWrites.get() as { n: number } };
 await governedRun(probe, "warm-up");
 const changesBefore = totalChanges.get()!.n;
 const transactionsBefore = probeDb.transactions;
 await governedRun(probe, "probe");
 const ROWS_PER_RUN = totalChanges.get()!.n - changesBefore;
 const TRANSACTIONS_PER_RUN = probeDb.transactions - transactionsBefore;
-const probeRun = probe.controlPlane.runs.page({ limit: 2 }).items.find((r) =>
+const probeRun = (await probe.controlPlane.runs.page({ limit: 2 })).items.find((r) =>
   r.idempotencyKey === "probe"
 )!;
-const probeAudit = probe.controlPlane.audit.list({ runId: probeRun.id });
+const probeAudit = await probe.controlPlane.audit.list({ runId: probeRun.id });
 /** The sample rows the floor writes again, as stored. */
-const RUN_ROW = probeDb.prepare<Record<string, SQLInputValue>>("SELECT * FROM runs WHERE id = ?")
-  .get(probeRun.id)!;
-const AUDIT_ROWS = probeDb.prepare<Record<string, SQLInputValue>>(
-  "SELECT * FROM audit_log WHERE run_id = ? ORDER BY seq",
-).all(probeRun.id);
+const RUN_ROW = probeRaw.prepare("SELECT * FROM runs WHERE id = ?")
+  .get(probeRun.id) as Record<string, SQLInputValue>;
+const AUDIT_ROWS = probeRaw.prepare("SELECT * FROM audit_log WHERE run_id = ? ORDER BY seq")
+  .all(probeRun.id) as Record<string, SQLInputValue>[];
 
 // The floor's plan: [runs insert + 2 audit inserts], then 3 x [runs update + audit insert].
 const FLOOR_TRANSACTIONS = 4;
@@ -129,8 +169,8 @@ interface Floor {
   seq: number;
 }
 
-function floor(path: string): Floor {
-  openDatabase(path).close(); // the package's schema and pragmas on the file
+async function floor(path: string): Promise<Floor> {
+  if (path !== ":memory:") await (await openStore(path)).close(); // the package's schema on the file
   const raw = new DatabaseSync(path, { timeout: 5000 });
   closers.push(() => raw.close());
   raw.exec(
@@ -138,12 +178,10 @@ function floor(path: string): Floor {
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;`,
   );
   if (path === ":memory:") {
-    // A private in-memory database: migrate this very connection.
-    const schema = new Database(":memory:");
-    const ddl = schema.prepare<{ sql: string }>(
-      "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid",
-    ).all();
-    schema.close();
+    // A private in-memory database: this very connection gets the probe file's schema.
+    const ddl = probeRaw.prepare(
+      "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid",
+    ).all() as { sql: string }[];
     for (const { sql } of ddl) raw.exec(sql);
   }
   const runColumns = Object.keys(RUN_ROW);
@@ -155,13 +193,13 @@ function floor(path: string): Floor {
       `INSERT INTO runs (${runColumns}) VALUES (${runColumns.map(() => "?")})`,
     ),
     setLease: raw.prepare(
-      `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, version = version + 1
-       WHERE id = ? AND version = ?`,
+      `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1,
+       version = version + 1 WHERE id = ? AND version = ?`,
     ),
     update: raw.prepare(
       `UPDATE runs SET state = ?, version = version + 1, attempt = ?, escalations = ?,
        cost_units = ?, agent_id = ?, approval_id = ?, result = ?, error = ?, lease_owner = ?,
-       lease_expires_at = ?, updated_at = ? WHERE id = ? AND version = ?`,
+       lease_expires_at = ?, updated_at = ? WHERE id = ? AND version = ? AND lease_token = 1`,
     ),
     insertAudit: raw.prepare(
       `INSERT INTO audit_log (${auditColumns}) VALUES (${auditColumns.map(() => "?")})`,
@@ -186,6 +224,7 @@ const QUEUED = {
   result: "null",
   lease_owner: null,
   lease_expires_at: null,
+  lease_token: 0,
 };
 
 function floorRun(f: Floor, n: number): void {
@@ -229,8 +268,8 @@ for (
     ["pipeline (file, WAL, NORMAL)", `${dir}/FILE.db`],
   ] as const
 ) {
-  const f = floor(path.replace("FILE", "floor"));
-  const runtime = governed(openDatabase(path.replace("FILE", "governed")));
+  const f = await floor(path.replace("FILE", "floor"));
+  const runtime = governed(await openStore(path.replace("FILE", "governed")));
   let n = 0;
   Deno.bench({
     name: `raw node:sqlite floor: ${FLOOR_ROWS} row writes in ${FLOOR_TRANSACTIONS} transactions`,

@@ -17,10 +17,10 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { AuditLog, openDatabase, RunStore, transition } from "../control_plane/mod.ts";
+import { AuditLog, openStore, RunStore, type Store, transition } from "../control_plane/mod.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "runs_bench_" });
-const db = openDatabase(`${dir}/runs.db`);
+const db = await openStore(`${dir}/runs.db`);
 const audit = new AuditLog(db);
 const runs = new RunStore(db, { audit });
 const actor = { subject: "bench", kind: "service" } as const;
@@ -35,39 +35,39 @@ const task = {
   attributes: {},
 } as const;
 
-function freshRun(): string {
-  return runs.create({ task, requester, traceparent }, { actor }).run.id;
+async function freshRun(): Promise<string> {
+  return (await runs.create({ task, requester, traceparent }, { actor })).run.id;
 }
 
 // One run goes start -> fail(retry) -> start -> fail(retry) ... forever: two transitions per loop.
-const cycling = freshRun();
-runs.apply(cycling, { type: "start", agentId: "a" }, { actor });
+const cycling = await freshRun();
+await runs.apply(cycling, { type: "start", agentId: "a" }, { actor });
 let flip = false;
 
 Deno.bench(
   "run transition + audit record (file db)",
   { group: "transition", baseline: true },
-  () => {
+  async () => {
     flip = !flip;
     if (flip) {
-      runs.apply(cycling, {
+      await runs.apply(cycling, {
         type: "fail",
         error: { code: "ERR_AGENT_FAILED", message: "x" },
         retry: true,
       }, { actor });
     } else {
-      runs.apply(cycling, { type: "start", agentId: "a" }, { actor });
+      await runs.apply(cycling, { type: "start", agentId: "a" }, { actor });
     }
   },
 );
 
-Deno.bench("run create + audit record (file db)", { group: "transition" }, () => {
-  freshRun();
+Deno.bench("run create + audit record (file db)", { group: "transition" }, async () => {
+  await freshRun();
 });
 
-const snapshot = runs.get(cycling);
-Deno.bench("RunStore.get() (file db read)", { group: "transition" }, () => {
-  runs.get(cycling);
+const snapshot = await runs.get(cycling);
+Deno.bench("RunStore.get() (file db read)", { group: "transition" }, async () => {
+  await runs.get(cycling);
 });
 
 Deno.bench("transition() alone (pure, no I/O)", { group: "transition" }, () => {
@@ -87,11 +87,15 @@ const SIZES = [1_000, 100_000] as const;
 const PAGE = 100;
 const READY = 16;
 
-function history(runs: number): { store: RunStore; raw: DatabaseSync; close(): void } {
+async function history(
+  runs: number,
+): Promise<{ store: RunStore; raw: DatabaseSync; close(): Promise<void> }> {
   const path = `${dir}/history_${runs}.db`;
-  const db = openDatabase(path);
-  db.transaction(() => {
-    db.prepare(
+  const db: Store = await openStore(path); // creates and migrates the file
+  const raw = new DatabaseSync(path, { timeout: 5_000 });
+  raw.exec("BEGIN IMMEDIATE");
+  {
+    raw.prepare(
       `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
        INSERT INTO runs (id, state, version, task, requester, idempotency_key, request_digest,
          traceparent, tracestate, attempt, escalations, cost_units, agent_id, approval_id, result,
@@ -109,19 +113,19 @@ function history(runs: number): { store: RunStore; raw: DatabaseSync; close(): v
       JSON.stringify({ subject: "bench", kind: "service" }),
       traceparent,
     );
-    db.exec(
+    raw.exec(
       `UPDATE runs SET lease_owner = 'worker-1', lease_expires_at = 9000000000000000
        WHERE id IN (SELECT id FROM runs WHERE state = 'queued' ORDER BY created_at LIMIT ${READY})`,
     );
-  });
-  db.exec("ANALYZE");
-  const raw = new DatabaseSync(path, { timeout: 5_000 });
+  }
+  raw.exec("COMMIT");
+  raw.exec("ANALYZE");
   return {
     store: new RunStore(db, { audit: new AuditLog(db) }),
     raw,
-    close() {
+    async close() {
       raw.close();
-      db.close();
+      await db.close();
     },
   };
 }
@@ -134,7 +138,8 @@ function expect(got: number, wanted: number): void {
   if (got !== wanted) throw new Error(`expected ${wanted} rows, got ${got}`);
 }
 
-const histories = SIZES.map((size) => ({ size, ...history(size) }));
+const histories: ({ size: number } & Awaited<ReturnType<typeof history>>)[] = [];
+for (const size of SIZES) histories.push({ size, ...(await history(size)) });
 for (const { size, store, raw } of histories) {
   const label = size.toLocaleString("en");
   const naiveNewest = raw.prepare(
@@ -158,7 +163,7 @@ for (const { size, store, raw } of histories) {
   }, () => expect(naiveNewest.all().length, PAGE));
   Deno.bench(`RunStore.page({ limit: ${PAGE} }) (${label} runs)`, {
     group: `page, every state, ${label} runs`,
-  }, () => expect(store.page({ limit: PAGE }).items.length, PAGE));
+  }, async () => expect((await store.page({ limit: PAGE })).items.length, PAGE));
 
   Deno.bench(`naive scan + sort, newest ${PAGE} failed (${label} runs)`, {
     group: `page, one state, ${label} runs`,
@@ -169,8 +174,11 @@ for (const { size, store, raw } of histories) {
     {
       group: `page, one state, ${label} runs`,
     },
-    () =>
-      expect(store.page({ states: ["failed"], limit: PAGE }).items.length, Math.min(PAGE, failed)),
+    async () =>
+      expect(
+        (await store.page({ states: ["failed"], limit: PAGE })).items.length,
+        Math.min(PAGE, failed),
+      ),
   );
 
   Deno.bench(`naive scan + sort, oldest ${READY} ready (${label} runs)`, {
@@ -179,11 +187,12 @@ for (const { size, store, raw } of histories) {
   }, () => expect(naiveReady.all(Date.now()).length, READY));
   Deno.bench(`RunStore.listReady(${READY}) (${label} runs)`, {
     group: `ready runs, ${label} runs`,
-  }, () => expect(store.listReady(READY).length, READY));
+  }, async () => expect((await store.listReady(READY)).length, READY));
 }
 
 globalThis.addEventListener("unload", () => {
-  for (const { close } of histories) close();
-  db.close();
+  // Closing is best effort here: the process ends, and the files are removed.
+  for (const { close } of histories) void close();
+  void db.close();
   Deno.removeSync(dir, { recursive: true });
 });

@@ -27,12 +27,12 @@ import PQueue from "p-queue";
 import {
   type AuditActor,
   ControlPlane,
-  type Database,
   defineAgent,
   Dispatcher,
   type Identity,
-  openDatabase,
+  openStore,
   type RunTask,
+  type Store,
 } from "../agent_runtime/mod.ts";
 
 const RUNS = 1_000;
@@ -62,32 +62,35 @@ const ACTOR: AuditActor = { subject: "bench", kind: "service" };
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 const dir = Deno.makeTempDirSync({ prefix: "plm_scheduling_bench_" });
-const databases: Database[] = [];
+const databases: Store[] = [];
 globalThis.addEventListener("unload", () => {
-  databases.forEach((db) => db.close());
+  databases.forEach((db) => void db.close());
   Deno.removeSync(dir, { recursive: true });
 });
 
-function dispatcherOn(path: string, concurrency: number) {
-  const db = openDatabase(path);
+async function dispatcherOn(path: string, concurrency: number) {
+  const db = await openStore(path);
   databases.push(db);
   const controlPlane = new ControlPlane(db, { policies: { rules: [] } });
   const dispatcher = new Dispatcher({ controlPlane, agents: AGENTS, concurrency, maxQueue: RUNS });
-  const create = () =>
-    Array.from(
-      { length: RUNS },
-      () =>
-        controlPlane.runs.create({ task: TASK, requester: SVC, traceparent: TRACEPARENT }, {
-          actor: ACTOR,
-        }).run.id,
-    );
+  const create = async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const { run } = await controlPlane.runs.create(
+        { task: TASK, requester: SVC, traceparent: TRACEPARENT },
+        { actor: ACTOR },
+      );
+      ids.push(run.id);
+    }
+    return ids;
+  };
   return { dispatcher, create };
 }
 
 // Both sides must do the work before their speed means anything.
 {
-  const { dispatcher, create } = dispatcherOn(":memory:", 4);
-  const runs = await Promise.all(create().map((id) => dispatcher.dispatch(id)));
+  const { dispatcher, create } = await dispatcherOn(":memory:", 4);
+  const runs = await Promise.all((await create()).map((id) => dispatcher.dispatch(id)));
   if (runs.some((r) => r.state !== "succeeded")) {
     throw new Error("Cannot compare: the dispatcher did not finish every run");
   }
@@ -117,14 +120,14 @@ for (const concurrency of [1, 64]) {
       ["Dispatcher.dispatch() on a file (WAL, NORMAL)", `${dir}/c${concurrency}.db`],
     ] as const
   ) {
-    const { dispatcher, create } = dispatcherOn(path, concurrency);
+    const { dispatcher, create } = await dispatcherOn(path, concurrency);
     Deno.bench({
       name,
       group,
       n: 20,
       warmup: 2,
       async fn(b) {
-        const ids = create();
+        const ids = await create();
         b.start();
         for (let i = 0; i < RUNS; i++) tasks[i] = dispatcher.dispatch(ids[i]!);
         await Promise.all(tasks);

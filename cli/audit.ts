@@ -22,21 +22,21 @@ import { openForReading } from "./db.ts";
 import {
   type CliCommand,
   type CliIo,
-  dbPath,
   parseCount,
   readArgumentFile,
+  storeLocation,
   UsageError,
 } from "./io.ts";
 
 const HELP = `plm audit: check and read the hash-chained audit log
 
 USAGE:
-  plm audit verify [--db PATH] [--expected-head SEQ:HASH]
+  plm audit verify [--db LOCATION] [--expected-head SEQ:HASH]
                    [--checkpoint FILE... --public-key FILE...]
-  plm audit tail [--db PATH] [-n N]
-  plm audit head [--db PATH]
-  plm audit export [--db PATH]
-  plm audit checkpoint --key FILE [--db PATH] [--out FILE]
+  plm audit tail [--db LOCATION] [-n N]
+  plm audit head [--db LOCATION]
+  plm audit export [--db LOCATION]
+  plm audit checkpoint --key FILE [--db LOCATION] [--out FILE]
   plm audit keygen --out-private FILE --out-public FILE
 
 COMMANDS:
@@ -54,8 +54,9 @@ COMMANDS:
               with mode 0600); print its key id
 
 OPTIONS:
-      --db PATH                 The database file (default: $PLM_DB, else plm.db in the
-                                current directory); it must exist, and is only read
+      --db LOCATION             A SQLite file or a postgres://user@host/db URL
+                                (default: $PLM_DB, else plm.db in the current directory);
+                                it must exist, and is only read
       --expected-head SEQ:HASH  verify: also require record SEQ to have hash HASH, as printed
                                 by 'plm audit head' earlier; catches truncation (default: none)
       --checkpoint FILE         verify: a checkpoint written by 'plm audit checkpoint';
@@ -77,7 +78,7 @@ type AuditSubcommand = typeof SUBCOMMANDS[number];
 
 interface AuditArgs {
   readonly subcommand: AuditSubcommand;
-  readonly path: string;
+  readonly location: string;
   readonly expectedHead?: AuditHead;
   readonly lines: number;
   /** verify: checkpoint files. */
@@ -120,11 +121,11 @@ export const auditCommand: CliCommand = {
     const privateKey = parsed.subcommand === "checkpoint"
       ? await signingKey(parsed.key ?? "")
       : undefined;
-    using db = openForReading(parsed.path);
-    const audit = new AuditLog(db);
+    await using store = await openForReading(parsed.location);
+    const audit = new AuditLog(store);
     switch (parsed.subcommand) {
       case "verify": {
-        const result = audit.verify({
+        const result = await audit.verify({
           ...(parsed.expectedHead === undefined ? {} : { expectedHead: parsed.expectedHead }),
           checkpoints,
         });
@@ -151,7 +152,7 @@ export const auditCommand: CliCommand = {
       }
       case "checkpoint": {
         // Sign only a chain that verifies: never vouch for a log already broken.
-        const result = audit.verify();
+        const result = await audit.verify();
         if (!result.ok) {
           io.out(`record ${result.firstBadSeq} invalid: ${result.problem}: ${result.reason}`);
           io.err("error: nothing signed: the chain does not verify");
@@ -168,14 +169,14 @@ export const auditCommand: CliCommand = {
         return 0;
       }
       case "tail": {
-        const records = audit.list({ newestFirst: true, limit: parsed.lines }).reverse();
+        const records = (await audit.list({ newestFirst: true, limit: parsed.lines })).reverse();
         for (const record of records) io.out(JSON.stringify(record));
         return 0;
       }
       case "export": {
         // Pages by seq so memory stays bounded however long the log is.
         for (let fromSeq = 1;;) {
-          const page = audit.list({ fromSeq, limit: EXPORT_PAGE });
+          const page = await audit.list({ fromSeq, limit: EXPORT_PAGE });
           for (const record of page) io.out(JSON.stringify(record));
           if (page.length < EXPORT_PAGE) break;
           fromSeq = page[page.length - 1]!.seq + 1;
@@ -183,7 +184,7 @@ export const auditCommand: CliCommand = {
         return 0;
       }
       case "head": {
-        const head = audit.head();
+        const head = await audit.head();
         io.out(`${head.seq} ${head.hash}`);
         return 0;
       }
@@ -260,13 +261,13 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
       throw new UsageError("--out-private and --out-public must differ");
     }
   }
-  const path = dbPath(db, io);
+  const location = storeLocation(db, io);
   const lines = linesText === undefined
     ? 10
     : parseCount(linesText, "-n/--lines", 1, INPUT_LIMITS.listLimit);
   return {
     subcommand,
-    path,
+    location,
     lines,
     checkpoints,
     publicKeys,

@@ -1,27 +1,28 @@
 /**
- * `plm db`: create and migrate the SQLite database.
+ * `plm db`: create and migrate the store (a SQLite file or a PostgreSQL database).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type Database, openDatabase } from "../control_plane/store/mod.ts";
+import { openStore, type Store } from "../control_plane/mod.ts";
 import { assertNever, isPlmError, PlmError } from "../shared/mod.ts";
-import { type CliCommand, type CliIo, dbPath, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, storeLocation, UsageError } from "./io.ts";
 
-const HELP = `plm db: manage the SQLite database
+const HELP = `plm db: manage the store
 
 USAGE:
-  plm db migrate [--db PATH]
+  plm db migrate [--db LOCATION]
 
 COMMANDS:
-  migrate  Create the database if needed, apply pending migrations, print the schema version
+  migrate  Create the store if needed, apply pending migrations, print the schema version
 
 OPTIONS:
-      --db PATH  The database file (default: $PLM_DB, else plm.db in the current directory)
-  -h, --help     Show this help`;
+      --db LOCATION  A SQLite file or a postgres://user@host/db URL
+                     (default: $PLM_DB, else plm.db in the current directory)
+  -h, --help         Show this help`;
 
 /**
- * The `plm db` command: `plm db migrate [--db PATH]`.
+ * The `plm db` command: `plm db migrate [--db LOCATION]`.
  *
  * @example Migrate an in-memory database
  * ```ts
@@ -35,15 +36,15 @@ OPTIONS:
  * ```
  */
 export const dbCommand: CliCommand = {
-  summary: "Create and migrate the SQLite database",
+  summary: "Create and migrate the store",
   help: HELP,
-  run(args, io) {
-    const { subcommand, path } = parseDbArgs(args, io);
+  async run(args, io) {
+    const { subcommand, location } = parseDbArgs(args, io);
     switch (subcommand) {
       case "migrate": {
-        using db = openDatabase(path);
-        io.out(`schema version ${db.schemaVersion}`);
-        return Promise.resolve(0);
+        await using store = await openStore(location);
+        io.out(`schema version ${await store.schemaVersion()}`);
+        return 0;
       }
       default:
         return assertNever(subcommand);
@@ -51,7 +52,7 @@ export const dbCommand: CliCommand = {
   },
 };
 
-function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; path: string } {
+function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; location: string } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -67,24 +68,24 @@ function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; path: 
   if (subcommand === undefined) throw new UsageError("missing subcommand");
   if (subcommand !== "migrate") throw new UsageError(`unknown subcommand '${subcommand}'`);
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
-  return { subcommand, path: dbPath(parsed.values.db, io) };
+  return { subcommand, location: storeLocation(parsed.values.db, io) };
 }
 
 /**
- * Opens the database of a command that only reads (`audit`, `runs list`,
+ * Opens the store of a command that only reads (`audit`, `runs list`,
  * `runs show`): read-only, never created, written or migrated.
  *
- * @param path The `--db` path.
- * @returns The open database.
+ * @param location The `--db` location.
+ * @returns The open store.
  * @throws {PlmError} `ERR_INVALID_ARGUMENT` for `:memory:`, `ERR_STORE_NOT_FOUND` naming
- * `--db` when the file is missing, and the codes of {@link openDatabase}.
+ * `--db` when the file is missing, and the codes of `openStore`.
  */
-export function openForReading(path: string): Database {
-  if (path === ":memory:") {
+export async function openForReading(location: string): Promise<Store> {
+  if (location === ":memory:") {
     throw new PlmError("ERR_INVALID_ARGUMENT", "Invalid --db: an in-memory database is empty");
   }
   try {
-    return openDatabase(path, { readOnly: true });
+    return await openStore(location, { readOnly: true });
   } catch (err) {
     if (!isPlmError(err, "ERR_STORE_NOT_FOUND")) throw err;
     throw new PlmError(

@@ -1,7 +1,7 @@
 /**
- * `plm demo`: the main job. On a file SQLite database in a temporary folder,
- * with in-process demo agents, it walks every governed flow end to end and
- * verifies the audit chain.
+ * `plm demo`: the main job. On a file SQLite database in a temporary folder
+ * (or the PostgreSQL database `--db` names), with in-process demo agents, it
+ * walks every governed flow end to end and verifies the audit chain.
  *
  * @module
  */
@@ -17,21 +17,23 @@ import {
   Hs256JwtIdentityProvider,
   identityMiddleware,
   injectTraceContext,
+  isTerminal,
   newTraceContext,
-  openDatabase,
+  openStore,
   type PolicySet,
   requireIdentity,
   type Run,
 } from "../agent_runtime/mod.ts";
 import type { Identity, JsonValue } from "../shared/mod.ts";
-import { type CliCommand, type CliIo, UsageError } from "./io.ts";
+import { type CliCommand, type CliIo, redactPasswords, storeLocation, UsageError } from "./io.ts";
 
 const HELP = `plm demo: run the end-to-end demonstration (the main job)
 
 USAGE:
-  plm demo [--keep]
+  plm demo [--keep] [--db postgres://user@host/db]
 
-Creates a SQLite file in a temporary folder, issues tokens, serves one HTTP
+Creates a SQLite file in a temporary folder (or works in the PostgreSQL
+database --db names, adding its runs to what is there), issues tokens, serves one HTTP
 endpoint on 127.0.0.1 behind the identity middleware, and runs: an allowed
 task, a denied one, one that needs a human approval, one that fails twice and
 succeeds on retry, one that escalates to a stronger agent, and one whose worker
@@ -39,8 +41,10 @@ process is killed mid-run and recovered on restart. Prints the timeline and the
 audit chain verification.
 
 OPTIONS:
-      --keep   Keep the database file and print its path (default: delete it)
-  -h, --help   Show this help`;
+      --db LOCATION  Run on this store instead: a postgres:// URL, or a SQLite file
+                     (default: a new SQLite file in a temporary folder; $PLM_DB is not read)
+      --keep         Keep the temporary database file and print its path (default: delete it)
+  -h, --help         Show this help`;
 
 const POLICIES: PolicySet = {
   id: "demo",
@@ -125,9 +129,14 @@ function demoAgents(hang: boolean, log: (line: string) => void): Agent[] {
   ];
 }
 
-function makeRuntime(path: string, owner: string, hang: boolean, log: (line: string) => void) {
-  const db = openDatabase(path);
-  const controlPlane = new ControlPlane(db, { policies: POLICIES, generateId: shortId });
+async function makeRuntime(
+  location: string,
+  owner: string,
+  hang: boolean,
+  log: (line: string) => void,
+) {
+  const store = await openStore(location);
+  const controlPlane = new ControlPlane(store, { policies: POLICIES, generateId: shortId });
   const runtime = new AgentRuntime({
     controlPlane,
     agents: demoAgents(hang, log),
@@ -136,12 +145,12 @@ function makeRuntime(path: string, owner: string, hang: boolean, log: (line: str
     retry: { maxAttempts: 3, initialDelayMs: 20, jitter: "none" },
     escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]),
   });
-  return { db, controlPlane, runtime };
+  return { store, controlPlane, runtime };
 }
 
 /** The child process: submits the simulation and hangs inside the agent until killed. */
-async function child(path: string, io: CliIo): Promise<number> {
-  const { runtime } = makeRuntime(path, "worker-child", true, io.out);
+async function child(location: string, key: string, io: CliIo): Promise<number> {
+  const { runtime } = await makeRuntime(location, "worker-child", true, io.out);
   const identity: Identity = {
     subject: "planner-agent",
     actorKind: "agent",
@@ -150,10 +159,22 @@ async function child(path: string, io: CliIo): Promise<number> {
   };
   await runtime.submit({ action: "sim.run", resource: "model:wing-7", capabilities: ["sim"] }, {
     identity,
-    idempotencyKey: "stress-test-wing-7",
+    idempotencyKey: key,
   });
   await new Promise(() => {}); // killed with SIGKILL by the parent
   return 0;
+}
+
+/**
+ * Waits until a run another loop step picks up (reclaim, then claim) has
+ * finished: `wait` joins it once it executes here.
+ */
+async function finished(runtime: AgentRuntime, id: string): Promise<Run> {
+  for (let waited = 0;; waited += 50) {
+    const run = await runtime.wait(id);
+    if (isTerminal(run.state) || waited >= 30_000) return run;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** The `plm demo` command. */
@@ -166,12 +187,27 @@ export const demoCommand: CliCommand = {
       ({ values } = parseArgs({
         args,
         strict: true,
-        options: { keep: { type: "boolean" }, child: { type: "string" } },
+        options: {
+          keep: { type: "boolean" },
+          db: { type: "string" },
+          child: { type: "string" },
+          "child-key": { type: "string" },
+        },
       }));
     } catch (err) {
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
-    if (values.child !== undefined) return await child(values.child, io);
+    if (values.child !== undefined) {
+      return await child(values.child, values["child-key"] ?? "stress-test-wing-7", io);
+    }
+    if (values.db !== undefined) {
+      if (values.keep) throw new UsageError("--keep applies to the temporary database only");
+      const location = storeLocation(values.db, { ...io, env: () => undefined });
+      if (location === ":memory:") {
+        throw new UsageError("--db :memory: cannot be shared with the demo's child process");
+      }
+      return await demo(location, io);
+    }
     const dir = await Deno.makeTempDir({ prefix: "plm-demo-" });
     const path = `${dir}/plm.db`;
     try {
@@ -183,11 +219,13 @@ export const demoCommand: CliCommand = {
   },
 };
 
-async function demo(path: string, io: CliIo): Promise<number> {
+async function demo(location: string, io: CliIo): Promise<number> {
   const started = Date.now();
   const say = (line = "") => io.out(line);
-  say(`plm demo: database ${path}`);
-  let { db, controlPlane: cp, runtime } = makeRuntime(path, "worker-1", false, say);
+  let { store, controlPlane: cp, runtime } = await makeRuntime(location, "worker-1", false, say);
+  say(`plm demo: ${store.kind} database ${redactPasswords(store.location)}`);
+  // The timeline shows this demo's records only (a PostgreSQL database may hold earlier ones).
+  const firstSeq = (await cp.audit.head()).seq + 1;
   const provider = new Hs256JwtIdentityProvider({
     secret: SECRET,
     issuer: "plm-demo",
@@ -262,17 +300,20 @@ async function demo(path: string, io: CliIo): Promise<number> {
   ids.approval = await runtime.submit({ action: "bom.release", resource: "bom:A-100" }, {
     identity: planner,
   });
-  const parked = cp.runs.get(ids.approval);
-  const approval = cp.approvals.get(parked.approvalId!);
+  const parked = await cp.runs.get(ids.approval);
+  const approval = await cp.approvals.get(parked.approvalId!);
   say(
     `4. Needs approval: bom.release -> ${parked.state} (approval ${approval.id}, quorum ${approval.spec.quorum})`,
   );
   try {
-    runtime.decideApproval(approval.id, "approve", { identity: planner, digest: approval.digest });
+    await runtime.decideApproval(approval.id, "approve", {
+      identity: planner,
+      digest: approval.digest,
+    });
   } catch (err) {
     say(`   planner-agent tries to approve its own request -> ${(err as { code: string }).code}`);
   }
-  runtime.decideApproval(approval.id, "approve", {
+  await runtime.decideApproval(approval.id, "approve", {
     identity: rita,
     digest: approval.digest,
     comment: "ship it",
@@ -294,12 +335,21 @@ async function demo(path: string, io: CliIo): Promise<number> {
   );
   say("6. Escalation: plm.reconcile -> " + show(await runtime.wait(ids.escalation)));
   await runtime.idle();
-  db.close();
+  await store.close();
 
   // 7. A worker process killed mid-run, recovered on restart.
   const cli = new URL("../cli.ts", import.meta.url);
   const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", cli.href, "demo", "--child", path],
+    args: [
+      "run",
+      "-A",
+      cli.href,
+      "demo",
+      "--child",
+      location,
+      "--child-key",
+      `stress-test-wing-7-${shortId()}`,
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -315,24 +365,24 @@ async function demo(path: string, io: CliIo): Promise<number> {
   await proc.status;
   reader.releaseLock();
   await proc.stdout.cancel().catch(() => {});
-  ({ db, controlPlane: cp, runtime } = makeRuntime(path, "worker-2", false, say));
+  ({ store, controlPlane: cp, runtime } = await makeRuntime(location, "worker-2", false, say));
   say(
     `7. Crash: sim.run started in a child process, killed with SIGKILL while ${
-      cp.runs.get(ids.crash).state
+      (await cp.runs.get(ids.crash)).state
     }`,
   );
-  while ((cp.runs.get(ids.crash).lease?.expiresAt ?? 0) > Date.now()) {
+  while (((await cp.runs.get(ids.crash)).lease?.expiresAt ?? 0) > Date.now()) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  runtime.start(); // the worker loop: reclaims expired leases, claims ready runs
+  runtime.start(); // the worker loop: the elected reaper takes back expired leases, claims ready runs
   say(`   restart: the worker loop reclaimed the expired lease and resumed the run`);
-  say(`   -> ${show(await runtime.wait(ids.crash))}`);
+  say(`   -> ${show(await finished(runtime, ids.crash))}`);
   await runtime.stop();
 
   // Timeline and verification.
   say("\nTimeline (state changes, with trace ids)");
   const names = new Map(Object.entries(ids).map(([k, v]) => [v, k]));
-  for (const r of cp.audit.list()) {
+  for (const r of await cp.audit.list({ fromSeq: firstSeq })) {
     if (
       !r.action.startsWith("run.") && !r.action.startsWith("approval.") &&
       !r.action.startsWith("auth.")
@@ -346,9 +396,9 @@ async function demo(path: string, io: CliIo): Promise<number> {
         `${r.action.padEnd(19)} ${r.outcome.padEnd(17)} ${r.actor.subject}`,
     );
   }
-  const result = cp.audit.verify();
-  const head = cp.audit.head();
-  db.close();
+  const result = await cp.audit.verify();
+  const head = await cp.audit.head();
+  await store.close();
   say(
     `\nAudit chain: ${
       result.ok ? `${result.checked} records valid` : `BROKEN at ${result.firstBadSeq}`

@@ -83,17 +83,44 @@ export class UsageError extends Error {
 }
 
 /**
- * The database a command works on: `--db`, else `$PLM_DB`, else `plm.db`.
+ * The store a command works on: `--db`, else `$PLM_DB`, else `plm.db` in the
+ * current directory. A location is what `openStore` takes: a SQLite file
+ * path, `:memory:`, or a `postgres://` / `postgresql://` URL.
  *
  * @param flag The `--db` value, if given.
  * @param io Where `PLM_DB` is read.
- * @returns The path.
- * @throws {UsageError} When the path is empty.
+ * @returns The location.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `--db` when the location is empty, holds a
+ * control character, or is a URL of another scheme or one that does not parse (its password
+ * is never in the message).
  */
-export function dbPath(flag: string | undefined, io: CliIo): string {
-  const path = flag ?? io.env("PLM_DB") ?? "plm.db";
-  if (path === "") throw new UsageError("--db must not be empty");
-  return path;
+export function storeLocation(flag: string | undefined, io: CliIo): string {
+  const location = flag ?? io.env("PLM_DB") ?? "plm.db";
+  if (location === "") throw invalidArgument("--db", "expected a file path or a postgres:// URL");
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(location)) {
+    throw invalidArgument("--db", "a control character is not allowed");
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1]?.toLowerCase();
+  if (scheme === undefined) return location;
+  if (scheme !== "postgres" && scheme !== "postgresql") {
+    throw invalidArgument(
+      "--db",
+      `unknown scheme ${scheme}://; expected postgres:// or a file path`,
+    );
+  }
+  if (!URL.canParse(location)) throw invalidArgument("--db", "the postgres:// URL does not parse");
+  return location;
+}
+
+/**
+ * Text as it may be printed: the password of every `postgres://` URL in it replaced by `***`.
+ *
+ * @param text A location, or a message that may quote one.
+ * @returns The text without passwords.
+ */
+export function redactPasswords(text: string): string {
+  return text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, "$1***@");
 }
 
 /**

@@ -8,7 +8,7 @@ import { AgentRuntime } from "../agent_runtime/mod.ts";
 import {
   ControlPlane,
   loadPolicySet,
-  openDatabase,
+  openStore,
   type PolicySet,
   RISK_LEVELS,
   type RiskLevel,
@@ -22,9 +22,9 @@ import { openForReading } from "./db.ts";
 import {
   type CliCommand,
   type CliIo,
-  dbPath,
   parseCount,
   readArgumentFile,
+  storeLocation,
   UsageError,
 } from "./io.ts";
 
@@ -46,7 +46,8 @@ COMMANDS:
   show    Print a run as JSON, then its audit timeline
 
 OPTIONS:
-      --db PATH             The database file (default: $PLM_DB, else plm.db)
+      --db LOCATION         A SQLite file or a postgres://user@host/db URL
+                            (default: $PLM_DB, else plm.db)
       --action A            submit: the governed action, such as bom.update (required)
       --resource R          submit: the resource, such as bom:42 (required)
       --capability C        submit: a capability the agent needs (repeatable; default: none)
@@ -80,7 +81,7 @@ export const runsCommand: CliCommand = {
     const parsed = parse(args);
     const [sub, ...positionals] = parsed.positionals;
     const v = parsed.values;
-    const path = dbPath(str(v.db), io);
+    const location = storeLocation(str(v.db), io);
     switch (sub) {
       case "submit": {
         const action = str(v.action);
@@ -98,9 +99,9 @@ export const runsCommand: CliCommand = {
         const agents = agentsFile === undefined
           ? []
           : await readAgentsFile(agentsFile, io.env("PLM_TOKEN") ?? "");
-        using db = openDatabase(path);
+        await using store = await openStore(location);
         const runtime = new AgentRuntime({
-          controlPlane: new ControlPlane(db, { policies }),
+          controlPlane: new ControlPlane(store, { policies }),
           agents,
           owner: `cli-${crypto.randomUUID()}`,
         });
@@ -114,8 +115,11 @@ export const runsCommand: CliCommand = {
         }, { identity, ...(key === undefined ? {} : { idempotencyKey: key }) });
         const run = v.wait === true && agents.length > 0
           ? await runtime.wait(id)
-          : runtime.controlPlane.runs.get(id);
+          : await runtime.controlPlane.runs.get(id);
         await runtime.idle();
+        // No worker may be running: chain this command's records now (PostgreSQL; a no-op on
+        // SQLite), so read-only commands (`runs show`, `audit ...`) see them at once.
+        await runtime.controlPlane.audit.seal();
         io.out(
           `${run.id} ${run.state}${
             run.error === null ? "" : ` ${run.error.code}: ${run.error.message}`
@@ -127,11 +131,11 @@ export const runsCommand: CliCommand = {
         const id = one(positionals, "RUN_ID");
         const identity = await caller(v, io);
         const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
-        using db = openDatabase(path);
+        await using store = await openStore(location);
         // Governed like every cancel: run.cancel under the policy set and its defaults
         // (a requester its own runs, role run-admin any run); a refusal is audited.
         const runtime = new AgentRuntime({
-          controlPlane: new ControlPlane(db, { policies }),
+          controlPlane: new ControlPlane(store, { policies }),
           agents: [],
           owner: `cli-${crypto.randomUUID()}`,
         });
@@ -139,6 +143,7 @@ export const runsCommand: CliCommand = {
           identity,
           reason: str(v.reason) ?? "Cancelled from the CLI",
         });
+        await runtime.controlPlane.audit.seal(); // as after submit
         io.out(`${run.id} ${run.state}`);
         return 0;
       }
@@ -149,9 +154,9 @@ export const runsCommand: CliCommand = {
         }
         const limit = parseCount(str(v.lines) ?? "20", "-n", 1, INPUT_LIMITS.listLimit);
         const cursor = str(v.cursor);
-        using db = openForReading(path);
-        const cp = new ControlPlane(db, { policies: { rules: [] } });
-        const page = cp.runs.page({
+        await using store = await openForReading(location);
+        const cp = new ControlPlane(store, { policies: { rules: [] } });
+        const page = await cp.runs.page({
           ...(states.length > 0 ? { states: states as RunState[] } : {}),
           limit,
           ...(cursor === undefined ? {} : { cursor }),
@@ -162,10 +167,10 @@ export const runsCommand: CliCommand = {
       }
       case "show": {
         const id = one(positionals, "RUN_ID");
-        using db = openForReading(path);
-        const cp = new ControlPlane(db, { policies: { rules: [] } });
-        io.out(JSON.stringify(cp.runs.get(id), null, 2));
-        for (const r of cp.audit.list({ runId: id })) {
+        await using store = await openForReading(location);
+        const cp = new ControlPlane(store, { policies: { rules: [] } });
+        io.out(JSON.stringify(await cp.runs.get(id), null, 2));
+        for (const r of await cp.audit.list({ runId: id })) {
           io.out(
             `${new Date(r.at).toISOString()}  #${r.seq}  ${r.action.padEnd(18)} ${
               r.outcome.padEnd(18)

@@ -15,7 +15,7 @@ import {
   defineAgent,
   type Identity,
   type JsonValue,
-  openDatabase,
+  openStore,
   type PolicySet,
   type TaskInput,
 } from "../../agent_runtime/mod.ts";
@@ -74,9 +74,9 @@ export function recordingAgent(owner: string, sideFile: string): Agent {
   });
 }
 
-/** Opens the database at `path` and builds a control plane and runtime for `owner`. */
-export function openWorker(path: string, owner: string, sideFile: string, clock?: Clock) {
-  const db = openDatabase(path);
+/** Opens the store at `path` and builds a control plane and runtime for `owner`. */
+export async function openWorker(path: string, owner: string, sideFile: string, clock?: Clock) {
+  const db = await openStore(path);
   const controlPlane = new ControlPlane(db, {
     policies: POLICIES,
     ...(clock === undefined ? {} : { clock }),
@@ -99,7 +99,7 @@ if (import.meta.main) {
     console.error("usage: _crash_worker.ts DB SIDE_FILE");
     Deno.exit(2);
   }
-  const { db, runtime } = openWorker(path, "w1", sideFile);
+  const { db, runtime } = await openWorker(path, "w1", sideFile);
   let succeeded = 0;
   const waits: Promise<void>[] = [];
   for (let n = 0; n < RUNS; n++) {
@@ -113,5 +113,5 @@ if (import.meta.main) {
   await Promise.all(waits);
   await runtime.idle();
   console.log("all done");
-  db.close();
+  await db.close();
 }

@@ -4,8 +4,9 @@ import {
   AuditLog,
   type AuditRecord,
   FakeClock,
+  isPlmError,
   isTerminal,
-  openDatabase,
+  openStore,
   type Run,
   RunStore,
   systemClock,
@@ -68,6 +69,14 @@ async function killAfter(child: Deno.ChildProcess, threshold: number, deadlineMs
     clearTimeout(guard);
   }
   return { killedAt, lines };
+}
+
+/** Waits (on the real clock, as the processes run on it) until `done()` holds; 10 s at most. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; !done(); waited += 5) {
+    if (waited > 10_000) assert.fail(`timed out waiting: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 function readExecutions(path: string): Execution[] {
@@ -143,63 +152,78 @@ Deno.test("replayLeases() catches a lease taken or used without a reclaim", asyn
   const w1 = { subject: "w1", kind: "service" } as const;
   const w2 = { subject: "w2", kind: "service" } as const;
   /** A run started by w1 whose lease then expires; `then` continues the story. */
-  function story(
-    then: (runs: RunStore, id: string) => void,
+  async function story(
+    then: (runs: RunStore, id: string) => Promise<unknown>,
     keep: (record: AuditRecord) => boolean = () => true,
   ) {
-    using db = openDatabase(":memory:");
+    await using db = await openStore(":memory:");
     const clock = new FakeClock(1_000);
     const audit = new AuditLog(db, { clock });
     const runs = new RunStore(db, { audit, clock });
-    const { run } = runs.create({
+    const { run } = await runs.create({
       task: { ...taskOf(0), capabilities: ["bom"], input: null, risk: "low", attributes: {} },
       requester: SVC,
       traceparent,
     }, { actor: w1 });
-    runs.claim(run.id, "w1", 100, { actor: w1 });
-    runs.apply(run.id, { type: "start", agentId: "a" }, {
+    const { lease } = await runs.claim(run.id, "w1", 100, { actor: w1 });
+    await runs.apply(run.id, { type: "start", agentId: "a" }, {
       actor: w1,
-      owner: "w1",
+      lease: { owner: "w1", token: lease!.token },
       data: { owner: "w1" },
     });
     clock.advance(200);
-    then(runs, run.id);
-    const records = audit.list({ runId: run.id }).filter(keep);
+    await then(runs, run.id);
+    const records = (await audit.list({ runId: run.id })).filter(keep);
     return () => replayLeases(run.id, records);
   }
-  await t.step("a reclaim, then w2 claims and finishes: one success, by w2", () => {
-    const replay = story((runs, id) => {
-      runs.reclaimExpired(undefined, { actor: w2 });
-      runs.claim(id, "w2", 100, { actor: w2 });
-      runs.apply(id, { type: "start", agentId: "a" }, {
-        actor: w2,
-        owner: "w2",
-        data: { owner: "w2" },
-      });
-      runs.apply(id, { type: "succeed", result: null }, { actor: w2, owner: "w2" });
+  /** w2 takes the run back, claims it and starts an attempt; its lease. */
+  async function takeOver(runs: RunStore, id: string) {
+    await runs.reclaimExpired(undefined, { actor: w2 });
+    const { lease } = await runs.claim(id, "w2", 100, { actor: w2 });
+    const hold = { owner: "w2", token: lease!.token };
+    await runs.apply(id, { type: "start", agentId: "a" }, {
+      actor: w2,
+      lease: hold,
+      data: { owner: "w2" },
+    });
+    return hold;
+  }
+  await t.step("a reclaim, then w2 claims and finishes: one success, by w2", async () => {
+    const replay = await story(async (runs, id) => {
+      const hold = await takeOver(runs, id);
+      await runs.apply(id, { type: "succeed", result: null }, { actor: w2, lease: hold });
     });
     assert.deepEqual(replay(), ["w2"]);
   });
-  await t.step("w2 takes the expired lease over without a reclaim", () => {
+  await t.step("w2 takes the expired lease over without a reclaim", async () => {
     // The store reclaims on takeover; a history without that reclaim must be caught.
-    const replay = story(
+    const replay = await story(
       (runs, id) => runs.claim(id, "w2", 100, { actor: w2 }),
       (r) => r.action !== "run.lease.reclaimed" && r.outcome !== "retrying",
     );
     assert.throws(replay, /w2 claimed while w1 held the lease/);
   });
-  await t.step("w1 writes after its lease was reclaimed", () => {
-    const replay = story((runs, id) => {
-      runs.reclaimExpired(undefined, { actor: w2 });
-      runs.claim(id, "w2", 100, { actor: w2 });
-      runs.apply(id, { type: "start", agentId: "a" }, {
-        actor: w2,
-        owner: "w2",
-        data: { owner: "w2" },
+  await t.step(
+    "w1 writes after its lease was reclaimed (unfenced, as a buggy worker would)",
+    async () => {
+      const replay = await story(async (runs, id) => {
+        await takeOver(runs, id);
+        await runs.apply(id, { type: "succeed", result: null }, { actor: w1 });
       });
-      runs.apply(id, { type: "succeed", result: null }, { actor: w1 });
+      assert.throws(replay, /made by w1 while w2 held the lease/);
+    },
+  );
+  await t.step("w1's fenced write after the takeover is refused and leaves no record", async () => {
+    let refused: unknown;
+    const replay = await story(async (runs, id) => {
+      await takeOver(runs, id);
+      await runs.apply(id, { type: "succeed", result: null }, {
+        actor: w1,
+        lease: { owner: "w1", token: 1 },
+      }).catch((err) => (refused = err));
     });
-    assert.throws(replay, /made by w1 while w2 held the lease/);
+    assert.ok(isPlmError(refused, "ERR_RUN_LEASE_LOST"), String(refused));
+    assert.deepEqual(replay(), [], "w2's attempt is still running; nothing of w1's after it");
   });
 });
 
@@ -226,9 +250,9 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
 
     // --- w2: the same file, a clock ahead of the dead worker's leases -----------------------
     const clock = { now: () => systemClock.now() + CLOCK_AHEAD_MS };
-    const { db, controlPlane, runtime } = openWorker(path, "w2", sideFile, clock);
+    const { db, controlPlane, runtime } = await openWorker(path, "w2", sideFile, clock);
     try {
-      const atKill = allRuns(controlPlane.runs);
+      const atKill = await allRuns(controlPlane.runs);
       const terminalAtKill = atKill.filter((r) => isTerminal(r.state));
       const runningAtKill = atKill.filter((r) => r.state === "running");
       assert.ok(terminalAtKill.length >= killedAt!, `${terminalAtKill.length} finished at kill`);
@@ -240,7 +264,7 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
       );
 
       runtime.start(); // reclaims w1's expired leases and claims ready runs up to its slots
-      assert.equal(runtime.dispatcher.inFlight, CONCURRENCY, "start() filled every slot");
+      await until(() => runtime.dispatcher.inFlight === CONCURRENCY, "start() fills every slot");
       const ids: string[] = [];
       for (let n = 0; n < RUNS; n++) {
         ids.push(await runtime.submit(taskOf(n), { identity: SVC, idempotencyKey: keyOf(n) }));
@@ -250,7 +274,7 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
 
       // Every run exists once and succeeded.
       assert.equal(new Set(ids).size, RUNS, "one run per idempotency key");
-      const all = allRuns(controlPlane.runs);
+      const all = await allRuns(controlPlane.runs);
       assert.equal(all.length, RUNS, "no duplicate runs");
       assert.deepEqual(
         all.map((r) => r.idempotencyKey).sort(),
@@ -262,12 +286,10 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
       assert.ok(all.every((r) => r.lease === null), "no lease left behind");
 
       // The audit log replays into one lease holder at a time and one success per run.
-      assert.equal(controlPlane.audit.list({ actionPrefix: "run.created" }).length, RUNS);
-      assert.equal(controlPlane.audit.list({ actionPrefix: "policy.decide" }).length, RUNS);
-      const byRun = Map.groupBy(
-        controlPlane.audit.list({ actionPrefix: "run." }),
-        (r) => r.runId ?? "",
-      );
+      assert.equal((await controlPlane.audit.list({ actionPrefix: "run.created" })).length, RUNS);
+      assert.equal((await controlPlane.audit.list({ actionPrefix: "policy.decide" })).length, RUNS);
+      const runRecords = await controlPlane.audit.list({ actionPrefix: "run." });
+      const byRun = Map.groupBy(runRecords, (r) => r.runId ?? "");
       assert.deepEqual([...byRun.keys()].sort(), [...ids].sort());
       const succeededBy = new Map<string, string>();
       for (const [runId, records] of byRun) {
@@ -275,8 +297,17 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
         assert.equal(owners.length, 1, `run ${runId} succeeded ${owners.length} times`);
         succeededBy.set(runId, owners[0]!);
       }
-      const reclaimed = controlPlane.audit.list({ actionPrefix: "run.lease.reclaimed" });
+      const reclaimed = await controlPlane.audit.list({ actionPrefix: "run.lease.reclaimed" });
       assert.ok(reclaimed.length > 0, "w1's leases were reclaimed");
+      // w2's first poll filled its slots in one statement (one claim time for all of them).
+      const w2Claims = runRecords.filter((r) =>
+        r.action === "run.lease.claimed" && r.actor.subject === "w2"
+      );
+      const firstPoll = w2Claims.filter((r) =>
+        (r.data as { expiresAt: number }).expiresAt ===
+          (w2Claims[0]?.data as { expiresAt: number } | undefined)?.expiresAt
+      );
+      assert.equal(firstPoll.length, CONCURRENCY, "one claimReady statement took every slot");
       assert.ok(reclaimed.every((r) => r.actor.subject === "w2" && r.data !== null));
       for (const run of terminalAtKill) assert.equal(succeededBy.get(run.id), "w1");
       for (const run of runningAtKill) {
@@ -306,7 +337,7 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
       assert.ok(twice.length <= runningAtKill.length && runningAtKill.length <= CONCURRENCY);
       for (const run of terminalAtKill) assert.equal(perRun.get(run.id)?.length, 1);
 
-      assert.equal(controlPlane.audit.verify().ok, true);
+      assert.equal((await controlPlane.audit.verify()).ok, true);
       console.log(
         `crash: killed w1 after ${killedAt} reported (${terminalAtKill.length} succeeded, ` +
           `${runningAtKill.length} running, ${RUNS - terminalAtKill.length} not finished); ` +
@@ -314,7 +345,7 @@ Deno.test("AgentRuntime.start() finishes every run of a SIGKILLed worker once, n
           `${twice.length} runs executed twice; ${executions.length} executions in all`,
       );
     } finally {
-      db.close();
+      await db.close();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

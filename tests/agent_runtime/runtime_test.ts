@@ -9,7 +9,7 @@ import {
   type ControlPlaneOptions,
   defineAgent,
   EscalationLadder,
-  openDatabase,
+  openStore,
   type PolicySet,
   withIdentity,
 } from "../../agent_runtime/mod.ts";
@@ -44,13 +44,13 @@ const HUMAN_TIER = {
   approval: { approverRoles: ["lead"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" as const },
 };
 
-function setUp(
+async function setUp(
   agents: Agent[],
   options: Partial<AgentRuntimeOptions> = {},
   cpOptions: Partial<ControlPlaneOptions> = {},
   path = ":memory:",
 ) {
-  const db = openDatabase(path);
+  const db = await openStore(path);
   const clock = new FakeClock(Date.UTC(2026, 10, 25, 12));
   const timers = new FakeTimers(clock);
   const controlPlane = new ControlPlane(db, { policies: POLICIES, clock, ...cpOptions });
@@ -91,32 +91,32 @@ function flaky(id: string, failures: number, extra: Partial<Agent> = {}) {
   return { agent, calls };
 }
 
-function transitions(cp: ControlPlane, runId: string): string[] {
-  return cp.audit.list({ runId, actionPrefix: "run.transition" }).map((r) => r.outcome);
+async function transitions(cp: ControlPlane, runId: string): Promise<string[]> {
+  return (await cp.audit.list({ runId, actionPrefix: "run.transition" })).map((r) => r.outcome);
 }
 
 Deno.test("AgentRuntime.submit() runs an allowed task and rejects a denied one", async () => {
-  const { db, runtime, controlPlane } = setUp([flaky("a", 0).agent]);
+  const { db, runtime, controlPlane } = await setUp([flaky("a", 0).agent]);
   const ok = await runtime.submit(BOM_UPDATE, { identity: SVC });
   const done = await runtime.wait(ok);
   assert.equal(done.state, "succeeded");
   assert.equal(done.result, "ok from a");
-  assert.deepEqual(transitions(controlPlane, ok), ["running", "succeeded"]);
+  assert.deepEqual(await transitions(controlPlane, ok), ["running", "succeeded"]);
   const no = await runtime.submit({ action: "bom.delete", resource: "bom:1" }, { identity: SVC });
-  const rejected = controlPlane.runs.get(no);
+  const rejected = await controlPlane.runs.get(no);
   assert.equal(rejected.state, "rejected");
   assert.match(rejected.error?.message ?? "", /no-delete/);
   await assert.rejects(
     runtime.submit({ action: "bom.update", resource: "bom:1" }),
     (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
   );
-  assert.equal(controlPlane.audit.verify().ok, true);
-  db.close();
+  assert.equal((await controlPlane.audit.verify()).ok, true);
+  await db.close();
 });
 
 Deno.test("AgentRuntime.submit() with the same idempotency key gives one run and one invocation", async () => {
   const { agent, calls } = flaky("a", 0);
-  const { db, runtime, controlPlane } = setUp([agent]);
+  const { db, runtime, controlPlane } = await setUp([agent]);
   const task = { action: "bom.update", resource: "bom:1", capabilities: ["bom"] };
   const first = await runtime.submit(task, { identity: SVC, idempotencyKey: "order-7" });
   const second = await runtime.submit(task, { identity: SVC, idempotencyKey: "order-7" });
@@ -124,13 +124,13 @@ Deno.test("AgentRuntime.submit() with the same idempotency key gives one run and
   await runtime.idle();
   assert.equal(calls.length, 1);
   assert.equal(calls[0]?.idempotencyKey, "order-7");
-  assert.equal(allRuns(controlPlane.runs).length, 1);
-  db.close();
+  assert.equal((await allRuns(controlPlane.runs)).length, 1);
+  await db.close();
 });
 
 Deno.test("AgentRuntime retries with backoff on the injected clock and succeeds", async () => {
   const { agent, calls } = flaky("a", 2);
-  const { db, runtime, controlPlane, timers, clock } = setUp([agent]);
+  const { db, runtime, controlPlane, timers, clock } = await setUp([agent]);
   const start = clock.now();
   const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.runAll();
@@ -139,7 +139,7 @@ Deno.test("AgentRuntime retries with backoff on the injected clock and succeeds"
   assert.equal(done.attempt, 3);
   assert.deepEqual(calls.map((c) => c.attempt), [1, 2, 3]);
   assert.equal(clock.now() - start, 100 + 200, "no jitter: 100 ms then 200 ms");
-  assert.deepEqual(transitions(controlPlane, id), [
+  assert.deepEqual(await transitions(controlPlane, id), [
     "running",
     "retrying",
     "running",
@@ -152,7 +152,7 @@ Deno.test("AgentRuntime retries with backoff on the injected clock and succeeds"
     1,
     "every attempt carries the run's trace",
   );
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime stops at once on a non-retryable error", async () => {
@@ -161,19 +161,19 @@ Deno.test("AgentRuntime stops at once on a non-retryable error", async () => {
     invoke: () =>
       Promise.reject(new AgentError("ERR_INVALID_ARGUMENT", "bad input", { retryable: false })),
   });
-  const { db, runtime } = setUp([agent]);
+  const { db, runtime } = await setUp([agent]);
   const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   const done = await runtime.wait(id);
   assert.equal(done.state, "failed");
   assert.equal(done.attempt, 1);
   assert.equal(done.error?.code, "ERR_INVALID_ARGUMENT");
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime escalates to a stronger tier when retries are exhausted", async () => {
   const weak = flaky("weak", 99, { tier: 1 });
   const strong = flaky("strong", 0, { tier: 2, costPerRun: 5 });
-  const { db, runtime, controlPlane, timers } = setUp([weak.agent, strong.agent], {
+  const { db, runtime, controlPlane, timers } = await setUp([weak.agent, strong.agent], {
     escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, { kind: "fail" }]),
   });
   const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
@@ -183,10 +183,16 @@ Deno.test("AgentRuntime escalates to a stronger tier when retries are exhausted"
   assert.equal(done.result, "ok from strong");
   assert.equal(weak.calls.length, 3);
   assert.equal(done.escalations, 1);
-  assert.deepEqual(transitions(controlPlane, id).slice(-3), ["escalated", "running", "succeeded"]);
-  const escalation = controlPlane.audit.list({ runId: id }).find((r) => r.outcome === "escalated");
+  assert.deepEqual((await transitions(controlPlane, id)).slice(-3), [
+    "escalated",
+    "running",
+    "succeeded",
+  ]);
+  const escalation = (await controlPlane.audit.list({ runId: id })).find((r) =>
+    r.outcome === "escalated"
+  );
   assert.match(escalation?.reason ?? "", /Tier 2: .*ERR_AGENT_FAILED/);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime's human tier: approval resumes the run, rejection ends it", async (t) => {
@@ -197,7 +203,7 @@ Deno.test("AgentRuntime's human tier: approval resumes the run, rejection ends i
         id: "a",
         invoke: () => fail ? Promise.reject(new Error("nope")) : Promise.resolve("fixed"),
       });
-      const { db, runtime, controlPlane, timers } = setUp([agent], {
+      const { db, runtime, controlPlane, timers } = await setUp([agent], {
         retry: { maxAttempts: 1 },
         escalation: new EscalationLadder([HUMAN_TIER, { kind: "fail" }]),
       });
@@ -207,13 +213,16 @@ Deno.test("AgentRuntime's human tier: approval resumes the run, rejection ends i
       await timers.runAll();
       const parked = await runtime.wait(id);
       assert.equal(parked.state, "awaiting_approval");
-      const approval = controlPlane.approvals.get(parked.approvalId!);
+      const approval = await controlPlane.approvals.get(parked.approvalId!);
       assert.equal(approval.kind, "escalation");
       fail = false;
-      runtime.decideApproval(approval.id, decision, { identity: LEAD, digest: approval.digest });
+      await runtime.decideApproval(approval.id, decision, {
+        identity: LEAD,
+        digest: approval.digest,
+      });
       const done = await runtime.wait(id);
       assert.equal(done.state, decision === "approve" ? "succeeded" : "rejected");
-      db.close();
+      await db.close();
     });
   }
 });
@@ -222,25 +231,24 @@ Deno.test("AgentRuntime parks a run for approval and resumes it after a restart"
   const dir = await Deno.makeTempDir();
   const path = `${dir}/plm.db`;
   try {
-    const first = setUp([flaky("a", 0).agent], {}, {}, path);
+    const first = await setUp([flaky("a", 0).agent], {}, {}, path);
     const id = await first.runtime.submit({ action: "bom.release", resource: "bom:1" }, {
       identity: SVC,
     });
-    const parked = first.controlPlane.runs.get(id);
+    const parked = await first.controlPlane.runs.get(id);
     assert.equal(parked.state, "awaiting_approval");
-    first.db.close();
+    await first.db.close();
 
-    const second = setUp([flaky("a", 0).agent], { owner: "w2" }, {}, path);
-    const approval = second.controlPlane.approvals.list({ runId: id })[0]!;
-    assert.throws(
-      () =>
-        second.runtime.decideApproval(approval.id, "approve", {
-          identity: SVC,
-          digest: approval.digest,
-        }),
+    const second = await setUp([flaky("a", 0).agent], { owner: "w2" }, {}, path);
+    const approval = (await second.controlPlane.approvals.list({ runId: id }))[0]!;
+    await assert.rejects(
+      second.runtime.decideApproval(approval.id, "approve", {
+        identity: SVC,
+        digest: approval.digest,
+      }),
       (err: unknown) => isPlmError(err, "ERR_APPROVAL_SELF"),
     );
-    second.runtime.decideApproval(approval.id, "approve", {
+    await second.runtime.decideApproval(approval.id, "approve", {
       identity: LEAD,
       digest: approval.digest,
     });
@@ -251,8 +259,8 @@ Deno.test("AgentRuntime parks a run for approval and resumes it after a restart"
       parked.traceparent,
       "the trace survived the pause and the restart",
     );
-    assert.equal(second.controlPlane.audit.verify().ok, true);
-    second.db.close();
+    assert.equal((await second.controlPlane.audit.verify()).ok, true);
+    await second.db.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -270,7 +278,7 @@ Deno.test("AgentRuntime times an attempt out and aborts the agent's signal", asy
         });
       }),
   });
-  const { db, runtime, timers } = setUp([agent], {
+  const { db, runtime, timers } = await setUp([agent], {
     attemptTimeoutMs: 1_000,
     retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
   });
@@ -286,7 +294,7 @@ Deno.test("AgentRuntime times an attempt out and aborts the agent's signal", asy
   assert.equal(done.attempt, 2);
   assert.equal(done.error?.code, "ERR_RETRY_EXHAUSTED");
   assert.match(done.error?.message ?? "", /ERR_TIMEOUT/);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.cancel() aborts the agent's signal and ends the run cancelled", async () => {
@@ -298,7 +306,7 @@ Deno.test("AgentRuntime.cancel() aborts the agent's signal and ends the run canc
       return new Promise<JsonValue>(() => {});
     },
   });
-  const { db, runtime, timers } = setUp([agent]);
+  const { db, runtime, timers } = await setUp([agent]);
   const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await timers.advance(0);
   assert.equal(seen?.aborted, false);
@@ -307,7 +315,7 @@ Deno.test("AgentRuntime.cancel() aborts the agent's signal and ends the run canc
   assert.equal(cancelled.state, "cancelled");
   assert.equal(cancelled.error?.message, "user changed their mind");
   assert.equal(cancelled.lease, null);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime never exceeds the global and per-agent concurrency limits", async () => {
@@ -336,7 +344,7 @@ Deno.test("AgentRuntime never exceeds the global and per-agent concurrency limit
         );
       },
     });
-  const { db, runtime, timers } = setUp([make("a", 2), make("b", 3)], {
+  const { db, runtime, timers } = await setUp([make("a", 2), make("b", 3)], {
     concurrency: 4,
     maxQueue: 100,
   });
@@ -358,28 +366,28 @@ Deno.test("AgentRuntime never exceeds the global and per-agent concurrency limit
   assert.equal(maxNow, 4);
   assert.ok((perAgent.get("a")?.max ?? 0) <= 2);
   assert.ok((perAgent.get("b")?.max ?? 0) <= 3);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.submit() refuses with ERR_QUEUE_FULL and creates nothing", async () => {
   const agent = defineAgent({ id: "stuck", invoke: () => new Promise<JsonValue>(() => {}) });
-  const { db, runtime, controlPlane } = setUp([agent], { concurrency: 1, maxQueue: 1 });
+  const { db, runtime, controlPlane } = await setUp([agent], { concurrency: 1, maxQueue: 1 });
   await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await runtime.submit({ action: "bom.update", resource: "bom:2" }, { identity: SVC });
-  const before = allRuns(controlPlane.runs).length;
-  const auditBefore = controlPlane.audit.head().seq;
+  const before = (await allRuns(controlPlane.runs)).length;
+  const auditBefore = (await controlPlane.audit.head()).seq;
   await assert.rejects(
     runtime.submit({ action: "bom.update", resource: "bom:3" }, { identity: SVC }),
     (err: unknown) => isPlmError(err, "ERR_QUEUE_FULL"),
   );
-  assert.equal(allRuns(controlPlane.runs).length, before);
-  assert.equal(controlPlane.audit.head().seq, auditBefore);
-  db.close();
+  assert.equal((await allRuns(controlPlane.runs)).length, before);
+  assert.equal((await controlPlane.audit.head()).seq, auditBefore);
+  await db.close();
 });
 
 Deno.test("AgentRuntime fails a run over its budget with ERR_BUDGET_EXCEEDED", async () => {
   const { agent, calls } = flaky("a", 99);
-  const { db, runtime, timers } = setUp([agent], {
+  const { db, runtime, timers } = await setUp([agent], {
     retry: { maxAttempts: 10, initialDelayMs: 1, jitter: "none" },
   }, {
     runBudget: { maxAttempts: 2 },
@@ -390,11 +398,11 @@ Deno.test("AgentRuntime fails a run over its budget with ERR_BUDGET_EXCEEDED", a
   assert.equal(done.state, "failed");
   assert.equal(done.error?.code, "ERR_BUDGET_EXCEEDED");
   assert.equal(calls.length, 2);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime reports ERR_NO_AGENT when no agent has the capability", async () => {
-  const { db, runtime } = setUp([flaky("a", 0).agent]);
+  const { db, runtime } = await setUp([flaky("a", 0).agent]);
   const id = await runtime.submit({
     action: "bom.update",
     resource: "bom:1",
@@ -406,13 +414,13 @@ Deno.test("AgentRuntime reports ERR_NO_AGENT when no agent has the capability", 
   assert.equal(done.state, "failed");
   assert.equal(done.error?.code, "ERR_NO_AGENT");
   assert.match(done.error?.message ?? "", /cad/);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime climbs the ladder in order: stronger tier, then humans, then fail", async () => {
   const weak = flaky("weak", 99, { tier: 1 });
   const strong = flaky("strong", 99, { tier: 2 });
-  const { db, runtime, controlPlane, timers } = setUp([weak.agent, strong.agent], {
+  const { db, runtime, controlPlane, timers } = await setUp([weak.agent, strong.agent], {
     retry: { maxAttempts: 2, initialDelayMs: 10, jitter: "none" },
     escalation: new EscalationLadder([{ kind: "tier", minTier: 2 }, HUMAN_TIER, { kind: "fail" }]),
   });
@@ -421,26 +429,26 @@ Deno.test("AgentRuntime climbs the ladder in order: stronger tier, then humans, 
   const parked = await runtime.wait(id);
   assert.equal(parked.state, "awaiting_approval", "after the stronger tier, the humans");
   assert.deepEqual([weak.calls.length, strong.calls.length], [2, 2]);
-  const approval = controlPlane.approvals.get(parked.approvalId!);
+  const approval = await controlPlane.approvals.get(parked.approvalId!);
   assert.equal(approval.kind, "escalation");
-  runtime.decideApproval(approval.id, "approve", { identity: LEAD, digest: approval.digest });
+  await runtime.decideApproval(approval.id, "approve", { identity: LEAD, digest: approval.digest });
   await timers.runAll();
   const done = await runtime.wait(id);
   assert.equal(done.state, "failed", "the humans let it go on; the strongest tier failed again");
   assert.equal(done.escalations, 2);
   assert.equal(strong.calls.length, 4, "approval resumed the run on the strongest tier");
   assert.deepEqual(
-    controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" })
+    (await controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" }))
       .map((r) => r.outcome)
       .filter((s) => s !== "running" && s !== "retrying"),
     ["escalated", "escalated", "awaiting_approval", "queued", "failed"],
   );
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.cancel() refuses another identity and records who cancelled", async () => {
   const agent = defineAgent({ id: "slow", invoke: () => new Promise<JsonValue>(() => {}) });
-  const { db, runtime, timers, controlPlane } = setUp([agent]);
+  const { db, runtime, timers, controlPlane } = await setUp([agent]);
   const id = await runtime.submit(PLAIN_UPDATE, { identity: SVC });
   await timers.advance(0);
   const other: Identity = { subject: "mallory", actorKind: "human", roles: ["lead"], scopes: [] };
@@ -448,7 +456,7 @@ Deno.test("AgentRuntime.cancel() refuses another identity and records who cancel
     withIdentity(other, () => runtime.cancel(id, "mine now")),
     (err: unknown) => isPlmError(err, "ERR_FORBIDDEN"),
   );
-  assert.equal(controlPlane.runs.get(id).state, "running");
+  assert.equal((await controlPlane.runs.get(id)).state, "running");
   await assert.rejects(
     runtime.cancel(id),
     (err: unknown) => isPlmError(err, "ERR_IDENTITY_REQUIRED"),
@@ -456,14 +464,16 @@ Deno.test("AgentRuntime.cancel() refuses another identity and records who cancel
   const admin: Identity = { subject: "ops", actorKind: "human", roles: ["run-admin"], scopes: [] };
   const cancelled = await withIdentity(admin, () => runtime.cancel(id, "stuck"));
   assert.equal(cancelled.state, "cancelled");
-  const last = controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" }).at(-1);
+  const last = (await controlPlane.audit.list({ runId: id, actionPrefix: "run.transition" })).at(
+    -1,
+  );
   assert.deepEqual([last?.outcome, last?.actor.subject], ["cancelled", "ops"]);
-  const decisions = controlPlane.audit.list({ runId: id, actionPrefix: "run.cancel" });
+  const decisions = await controlPlane.audit.list({ runId: id, actionPrefix: "run.cancel" });
   assert.deepEqual(decisions.map((r) => `${r.actor.subject}:${r.outcome}`), [
     "mallory:denied",
     "ops:allowed",
   ]);
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggested", async (t) => {
@@ -475,7 +485,7 @@ Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggest
       return Promise.resolve({ draft: "raise quantity to 12" });
     },
   });
-  const { db, runtime, timers, controlPlane } = setUp([agent], {}, {
+  const { db, runtime, timers, controlPlane } = await setUp([agent], {}, {
     autonomy: { defaultLevel: "L1", agents: { "bot-4": { level: "L4" } } },
   });
   const bot = (subject: string): Identity => ({
@@ -486,18 +496,21 @@ Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggest
   });
   await t.step("L1: approved, then suggested", async () => {
     const id = await runtime.submit(PLAIN_UPDATE, { identity: bot("bot-1") });
-    const parked = controlPlane.runs.get(id);
+    const parked = await controlPlane.runs.get(id);
     assert.equal(parked.state, "awaiting_approval");
-    const approval = controlPlane.approvals.get(parked.approvalId!);
+    const approval = await controlPlane.approvals.get(parked.approvalId!);
     assert.equal((approval.subject as { mode?: string }).mode, "suggest");
     const approver: Identity = { ...LEAD, roles: ["approver"] };
-    runtime.decideApproval(approval.id, "approve", { identity: approver, digest: approval.digest });
+    await runtime.decideApproval(approval.id, "approve", {
+      identity: approver,
+      digest: approval.digest,
+    });
     await timers.advance(0);
     const done = await runtime.wait(id);
     assert.equal(done.state, "suggested");
     assert.deepEqual(done.result, { draft: "raise quantity to 12" });
     assert.deepEqual(modes, ["suggest"]);
-    assert.deepEqual(transitions(controlPlane, id), [
+    assert.deepEqual(await transitions(controlPlane, id), [
       "awaiting_approval",
       "queued",
       "running",
@@ -510,14 +523,14 @@ Deno.test("AgentRuntime runs an L1 agent's task suggest-only and ends it suggest
     assert.equal((await runtime.wait(id)).state, "succeeded");
     assert.deepEqual(modes, ["act"]);
   });
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime stores an agent's failure streak and drop with its failed runs, for every connection", async () => {
   const dir = await Deno.makeTempDir({ prefix: "plm_runtime_test_" });
   const path = `${dir}/plm.db`;
   const autonomy = { defaultLevel: "L4" } as const;
-  const { db, runtime, timers } = setUp(
+  const { db, runtime, timers } = await setUp(
     [flaky("a", 99).agent],
     {
       retry: { maxAttempts: 1, initialDelayMs: 100, jitter: "none" },
@@ -525,7 +538,7 @@ Deno.test("AgentRuntime stores an agent's failure streak and drop with its faile
     { autonomy },
     path,
   );
-  using other = openDatabase(path); // another process's connection, or this one after a restart
+  await using other = await openStore(path); // another process's connection, or after a restart
   const elsewhere = new ControlPlane(other, { policies: POLICIES, autonomy });
   const bot: Identity = { subject: "bot-9", actorKind: "agent", roles: [], scopes: [] };
   try {
@@ -533,19 +546,19 @@ Deno.test("AgentRuntime stores an agent's failure streak and drop with its faile
       const id = await runtime.submit(BOM_UPDATE, { identity: bot });
       await timers.advance(0);
       assert.equal((await runtime.wait(id)).state, "failed");
-      if (i < 3) assert.equal(elsewhere.autonomy?.consecutiveFailures("bot-9"), i);
+      if (i < 3) assert.equal(await elsewhere.autonomy?.consecutiveFailures("bot-9"), i);
     }
-    assert.equal(elsewhere.autonomy?.levelOf("bot-9"), "L3");
-    const [drop] = elsewhere.audit.list({ actionPrefix: "autonomy.level.changed" });
+    assert.equal(await elsewhere.autonomy?.levelOf("bot-9"), "L3");
+    const [drop] = await elsewhere.audit.list({ actionPrefix: "autonomy.level.changed" });
     assert.equal(drop?.resource, "agent:bot-9");
   } finally {
-    db.close();
+    await db.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("AgentRuntime keeps no failure streak for a requester that is not an agent", async () => {
-  const { db, runtime, timers, controlPlane } = setUp(
+  const { db, runtime, timers, controlPlane } = await setUp(
     [flaky("a", 99).agent],
     { retry: { maxAttempts: 1, initialDelayMs: 100, jitter: "none" } },
     { autonomy: { defaultLevel: "L4" } },
@@ -555,12 +568,17 @@ Deno.test("AgentRuntime keeps no failure streak for a requester that is not an a
     await timers.advance(0);
     assert.equal((await runtime.wait(id)).state, "failed");
   }
-  assert.equal(controlPlane.autonomy?.consecutiveFailures(SVC.subject), 0);
-  assert.deepEqual(controlPlane.audit.list({ actionPrefix: "autonomy.level.changed" }), []);
-  db.close();
+  assert.equal(await controlPlane.autonomy?.consecutiveFailures(SVC.subject), 0);
+  assert.deepEqual(await controlPlane.audit.list({ actionPrefix: "autonomy.level.changed" }), []);
+  await db.close();
 });
 
 // --- the worker loop: start() and stop() ---------------------------------------------------
+
+/** The states of runs `ids`, in order. */
+async function statesOf(controlPlane: ControlPlane, ids: readonly string[]): Promise<string[]> {
+  return (await Promise.all(ids.map((id) => controlPlane.runs.get(id)))).map((run) => run.state);
+}
 
 /**
  * Submits `count` runs through a runtime that only submits (as an API process
@@ -578,75 +596,87 @@ async function submitQueued(controlPlane: ControlPlane, count: number, from = 0)
 }
 
 Deno.test("AgentRuntime.start() claims ready runs at once and on every poll, up to its free slots", async () => {
-  const { db, runtime, controlPlane, timers } = setUp([flaky("a", 0).agent], { concurrency: 2 });
+  const { db, runtime, controlPlane, timers } = await setUp([flaky("a", 0).agent], {
+    concurrency: 2,
+  });
   const first = await submitQueued(controlPlane, 3);
   runtime.start({ pollIntervalMs: 1_000 });
-  assert.equal(runtime.dispatcher.inFlight, 2, "no more than its slots");
-  assert.equal(controlPlane.runs.get(first[2]!).lease, null, "the third waits in the store");
   await timers.advance(0);
-  assert.deepEqual(first.slice(0, 2).map((id) => controlPlane.runs.get(id).state), [
-    "succeeded",
-    "succeeded",
-  ]);
+  assert.deepEqual(await statesOf(controlPlane, first), ["succeeded", "succeeded", "queued"]);
+  assert.equal(
+    (await controlPlane.runs.get(first[2]!)).lease,
+    null,
+    "the third waits in the store",
+  );
+  const claims = await controlPlane.audit.list({ actionPrefix: "run.lease.claimed" });
+  assert.deepEqual(claims.map((r) => r.runId), first.slice(0, 2), "no more than its slots");
   await timers.advance(1_000);
   await runtime.idle();
-  assert.equal(controlPlane.runs.get(first[2]!).state, "succeeded", "the next poll took it");
+  assert.equal(
+    (await controlPlane.runs.get(first[2]!)).state,
+    "succeeded",
+    "the next poll took it",
+  );
   const later = await submitQueued(controlPlane, 2, 3);
   await timers.advance(0);
-  assert.deepEqual(later.map((id) => controlPlane.runs.get(id).state), ["queued", "queued"]);
+  assert.deepEqual(await statesOf(controlPlane, later), ["queued", "queued"]);
   await timers.advance(1_000);
   await runtime.idle();
-  assert.deepEqual(later.map((id) => controlPlane.runs.get(id).state), [
-    "succeeded",
-    "succeeded",
-  ]);
+  assert.deepEqual(await statesOf(controlPlane, later), ["succeeded", "succeeded"]);
   await runtime.stop();
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.start() takes back a dead worker's running run when its lease expires", async () => {
-  const { db, runtime, controlPlane, timers, clock } = setUp([flaky("a", 0).agent]);
+  const { db, runtime, controlPlane, timers, clock } = await setUp([flaky("a", 0).agent]);
   const [id] = await submitQueued(controlPlane, 1);
-  const dead = { actor: { subject: "dead", kind: "service" as const }, owner: "dead" };
-  controlPlane.runs.claim(id!, "dead", 30_000, dead);
-  controlPlane.runs.apply(id!, { type: "start", agentId: "a" }, dead); // then its process died
+  const actor = { subject: "dead", kind: "service" } as const;
+  const { lease } = await controlPlane.runs.claim(id!, "dead", 30_000, { actor });
+  await controlPlane.runs.apply(id!, { type: "start", agentId: "a" }, {
+    actor,
+    lease: { owner: "dead", token: lease!.token },
+  }); // then its process died
   const started = clock.now();
   runtime.start({ reclaimIntervalMs: 5_000, pollIntervalMs: 1_000 });
   await timers.advance(29_999);
-  assert.equal(controlPlane.runs.get(id!).state, "running", "the lease is still live");
-  assert.equal(controlPlane.runs.get(id!).lease?.owner, "dead");
+  assert.equal((await controlPlane.runs.get(id!)).state, "running", "the lease is still live");
+  assert.equal((await controlPlane.runs.get(id!)).lease?.owner, "dead");
   await timers.advance(started + 36_000 - clock.now());
   await runtime.idle();
-  const done = controlPlane.runs.get(id!);
+  const done = await controlPlane.runs.get(id!);
   assert.equal(done.state, "succeeded");
   assert.equal(done.lease, null);
-  const reclaimed = controlPlane.audit.list({ runId: id!, actionPrefix: "run.lease.reclaimed" });
+  const reclaimed = await controlPlane.audit.list({
+    runId: id!,
+    actionPrefix: "run.lease.reclaimed",
+  });
   assert.deepEqual(reclaimed.map((r) => r.actor.subject), ["w1"]);
   await runtime.stop();
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.start() expires overdue approvals periodically", async () => {
-  const { db, runtime, controlPlane, timers } = setUp([flaky("a", 0).agent]);
+  const { db, runtime, controlPlane, timers } = await setUp([flaky("a", 0).agent]);
   const id = await runtime.submit({ action: "bom.release", resource: "bom:1" }, {
     identity: SVC,
   });
   runtime.start({
     approvalIntervalMs: 60_000,
     pollIntervalMs: 600_000,
+    maxPollIntervalMs: 600_000,
     reclaimIntervalMs: 600_000,
   });
   await timers.advance(3_600_000 - 1);
-  assert.equal(controlPlane.runs.get(id).state, "awaiting_approval");
+  assert.equal((await controlPlane.runs.get(id)).state, "awaiting_approval");
   await timers.advance(60_000);
-  assert.equal(controlPlane.runs.get(id).state, "expired");
+  assert.equal((await controlPlane.runs.get(id)).state, "expired");
   await runtime.stop();
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.stop() lets runs in flight finish within the grace period", async () => {
   const { agent, calls } = gatedAgent("a", { maxConcurrency: 8, capabilities: ["bom"] });
-  const { db, runtime, controlPlane, timers } = setUp([agent]);
+  const { db, runtime, controlPlane, timers } = await setUp([agent]);
   runtime.start();
   const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.advance(0);
@@ -658,14 +688,14 @@ Deno.test("AgentRuntime.stop() lets runs in flight finish within the grace perio
   assert.equal(calls[0]!.signal.aborted, false);
   calls[0]!.finish();
   await stopping;
-  assert.equal(controlPlane.runs.get(id).state, "succeeded");
+  assert.equal((await controlPlane.runs.get(id)).state, "succeeded");
   assert.equal(timers.pending, 0, "no timer of the loop is left");
-  db.close();
+  await db.close();
 });
 
 Deno.test("AgentRuntime.stop() gives back the runs that outlive the grace period", async () => {
   const { agent, calls } = gatedAgent("a", { maxConcurrency: 8, capabilities: ["bom"] });
-  const { db, runtime, controlPlane, timers, clock } = setUp([agent], { concurrency: 1 });
+  const { db, runtime, controlPlane, timers, clock } = await setUp([agent], { concurrency: 1 });
   runtime.start();
   const running = await runtime.submit(BOM_UPDATE, { identity: SVC });
   const waiting = await runtime.submit(BOM_UPDATE, { identity: SVC });
@@ -675,17 +705,24 @@ Deno.test("AgentRuntime.stop() gives back the runs that outlive the grace period
   await timers.advance(1_000);
   await stopping;
   assert.equal(calls[0]!.signal.aborted, true, "the agent was told to stop");
-  const back = controlPlane.runs.get(running);
+  const back = await controlPlane.runs.get(running);
   assert.equal(back.state, "retrying");
   assert.equal(back.lease, null);
   assert.deepEqual(
-    controlPlane.audit.list({ runId: running, actionPrefix: "run.lease.released" })
+    (await controlPlane.audit.list({ runId: running, actionPrefix: "run.lease.released" }))
       .map((r) => r.actor.subject),
     ["w1"],
   );
-  assert.equal(controlPlane.runs.get(waiting).state, "queued");
-  assert.equal(controlPlane.runs.get(waiting).lease, null, "a waiting run was never claimed");
-  assert.equal(controlPlane.audit.list({ runId: waiting, actionPrefix: "run.lease" }).length, 0);
+  assert.equal((await controlPlane.runs.get(waiting)).state, "queued");
+  assert.equal(
+    (await controlPlane.runs.get(waiting)).lease,
+    null,
+    "a waiting run was never claimed",
+  );
+  assert.equal(
+    (await controlPlane.audit.list({ runId: waiting, actionPrefix: "run.lease" })).length,
+    0,
+  );
 
   // Another worker takes both at once, without waiting for a lease to expire.
   const w2 = new AgentRuntime({
@@ -696,18 +733,16 @@ Deno.test("AgentRuntime.stop() gives back the runs that outlive the grace period
     timer: timers.timer,
   });
   w2.start();
+  await timers.advance(0);
   await w2.idle();
-  assert.deepEqual([running, waiting].map((id) => controlPlane.runs.get(id).state), [
-    "succeeded",
-    "succeeded",
-  ]);
+  assert.deepEqual(await statesOf(controlPlane, [running, waiting]), ["succeeded", "succeeded"]);
   await w2.stop();
-  assert.equal(controlPlane.audit.verify().ok, true);
-  db.close();
+  assert.equal((await controlPlane.audit.verify()).ok, true);
+  await db.close();
 });
 
 Deno.test("AgentRuntime.start() and stop() are idempotent; a stopped runtime dispatches nothing", async () => {
-  const { db, runtime, controlPlane, timers } = setUp([flaky("a", 0).agent]);
+  const { db, runtime, controlPlane, timers } = await setUp([flaky("a", 0).agent]);
   runtime.start();
   const armed = timers.pending;
   runtime.start();
@@ -717,22 +752,30 @@ Deno.test("AgentRuntime.start() and stop() are idempotent; a stopped runtime dis
   assert.equal(timers.pending, 0);
   const id = await runtime.submit(BOM_UPDATE, { identity: SVC });
   await timers.advance(10_000);
-  assert.equal(controlPlane.runs.get(id).state, "queued", "left for another worker");
+  assert.equal((await controlPlane.runs.get(id)).state, "queued", "left for another worker");
   assert.equal((await runtime.wait(id)).state, "queued");
   runtime.start();
+  await timers.advance(0);
   await runtime.idle();
-  assert.equal(controlPlane.runs.get(id).state, "succeeded", "started again, it claims");
+  assert.equal((await controlPlane.runs.get(id)).state, "succeeded", "started again, it claims");
   await runtime.stop();
-  db.close();
+  await db.close();
 });
 
-Deno.test("AgentRuntime.start() and stop() refuse malformed intervals", () => {
-  const { db, runtime } = setUp([flaky("a", 0).agent]);
+Deno.test("AgentRuntime.start() and stop() refuse malformed intervals", async () => {
+  const { db, runtime, timers } = await setUp([flaky("a", 0).agent]);
   for (const pollIntervalMs of [0, -1, 1.5, NaN, Infinity]) {
     assert.throws(() => runtime.start({ pollIntervalMs }), RangeError);
   }
+  assert.throws(
+    () => runtime.start({ pollIntervalMs: 2_000, maxPollIntervalMs: 1_000 }),
+    RangeError,
+  );
+  assert.throws(() => runtime.start({ wakeDebounceMs: -1 }), RangeError);
   assert.throws(() => runtime.start({ reclaimIntervalMs: 0 }), RangeError);
+  assert.throws(() => runtime.start({ sealIntervalMs: 0 }), RangeError);
   assert.throws(() => runtime.start({ approvalIntervalMs: 0 }), RangeError);
+  assert.equal(timers.pending, 0, "a refused start() arms nothing");
   assert.throws(() => runtime.stop({ graceMs: -1 }), RangeError);
-  db.close();
+  await db.close();
 });

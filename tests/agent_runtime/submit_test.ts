@@ -9,7 +9,7 @@ import {
   AgentRuntime,
   AuditLog,
   ControlPlane,
-  openDatabase,
+  openStore,
   TASK_LIMITS,
   type TaskInput,
   TraceState,
@@ -19,8 +19,8 @@ import { FakeClock, type Identity, type JsonValue } from "../../shared/mod.ts";
 const SVC: Identity = { subject: "planner", actorKind: "service", roles: [], scopes: [] };
 const TASK = { action: "bom.update", resource: "bom:1" };
 
-function setUp() {
-  const db = openDatabase(":memory:");
+async function setUp() {
+  const db = await openStore(":memory:");
   const clock = new FakeClock(Date.UTC(2026, 10, 30, 12));
   const controlPlane = new ControlPlane(db, {
     policies: { rules: [{ id: "work", effect: "allow", actions: ["bom.**"] }] },
@@ -66,14 +66,14 @@ Deno.test("AgentRuntime.submit() refuses every bad task field by name and writes
   ];
   for (const [name, task, message] of cases) {
     await t.step(name, async () => {
-      const { db, runtime, controlPlane, audit } = setUp();
-      using _db = db;
+      const { db, runtime, controlPlane, audit } = await setUp();
+      await using _db = db;
       await assert.rejects(runtime.submit(task as TaskInput, { identity: SVC }), {
         code: "ERR_INVALID_ARGUMENT",
         message,
       });
-      assert.deepEqual(allRuns(controlPlane.runs), []);
-      assert.equal(audit.head().seq, 0);
+      assert.deepEqual(await allRuns(controlPlane.runs), []);
+      assert.equal((await audit.head()).seq, 0);
     });
   }
 });
@@ -89,18 +89,18 @@ Deno.test("AgentRuntime.submit() refuses idempotency keys that cannot be stored 
     ] as const
   ) {
     await t.step(name, async () => {
-      const { db, runtime, controlPlane } = setUp();
-      using _db = db;
+      const { db, runtime, controlPlane } = await setUp();
+      await using _db = db;
       await assert.rejects(
         runtime.submit(TASK, { identity: SVC, idempotencyKey: key as unknown as string }),
         { code: "ERR_INVALID_ARGUMENT", message: /idempotencyKey/ },
       );
-      assert.deepEqual(allRuns(controlPlane.runs), []);
+      assert.deepEqual(await allRuns(controlPlane.runs), []);
     });
   }
   await t.step("keys differing after U+0000 no longer collapse into one run", async () => {
-    const { db, runtime } = setUp();
-    using _db = db;
+    const { db, runtime } = await setUp();
+    await using _db = db;
     const submit = (key: string) => runtime.submit(TASK, { identity: SVC, idempotencyKey: key });
     await assert.rejects(submit("job\0A"), { code: "ERR_INVALID_ARGUMENT" });
     await assert.rejects(submit("job\0B"), { code: "ERR_INVALID_ARGUMENT" });
@@ -109,8 +109,8 @@ Deno.test("AgentRuntime.submit() refuses idempotency keys that cannot be stored 
 });
 
 Deno.test("AgentRuntime.submit() treats attributes differing only in key order as one request", async () => {
-  const { db, runtime, controlPlane } = setUp();
-  using _db = db;
+  const { db, runtime, controlPlane } = await setUp();
+  await using _db = db;
   const options = { identity: SVC, idempotencyKey: "order-7" };
   const first = await runtime.submit({ ...TASK, attributes: { a: 1, b: { c: 2, d: 3 } } }, options);
   const again = await runtime.submit({ ...TASK, attributes: { b: { d: 3, c: 2 }, a: 1 } }, options);
@@ -118,12 +118,12 @@ Deno.test("AgentRuntime.submit() treats attributes differing only in key order a
   await assert.rejects(runtime.submit({ ...TASK, attributes: { a: 2 } }, options), {
     code: "ERR_RUN_IDEMPOTENCY_CONFLICT",
   });
-  assert.equal(allRuns(controlPlane.runs).length, 1);
+  assert.equal((await allRuns(controlPlane.runs)).length, 1);
 });
 
 Deno.test("AgentRuntime.submit() refuses a malformed trace option by field", async () => {
-  const { db, runtime, controlPlane } = setUp();
-  using _db = db;
+  const { db, runtime, controlPlane } = await setUp();
+  await using _db = db;
   const trace = {
     traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
     spanId: "00f067aa0ba902b7",
@@ -135,14 +135,17 @@ Deno.test("AgentRuntime.submit() refuses a malformed trace option by field", asy
     runtime.submit(TASK, { identity: SVC, trace: { ...trace, spanId: "0".repeat(16) } }),
     { code: "ERR_INVALID_ARGUMENT", message: /trace\.spanId/ },
   );
-  assert.deepEqual(allRuns(controlPlane.runs), []);
+  assert.deepEqual(await allRuns(controlPlane.runs), []);
   const id = await runtime.submit(TASK, { identity: SVC, trace });
-  assert.match(controlPlane.runs.get(id).traceparent, /^00-4bf92f3577b34da6a3ce929d0e0e4736-/);
+  assert.match(
+    (await controlPlane.runs.get(id)).traceparent,
+    /^00-4bf92f3577b34da6a3ce929d0e0e4736-/,
+  );
 });
 
 Deno.test("AgentRuntime.submit() keeps the audit chain verifiable for every accepted text", async () => {
-  const { db, runtime, controlPlane, audit } = setUp();
-  using _db = db;
+  const { db, runtime, controlPlane, audit } = await setUp();
+  await using _db = db;
   const texts = ["bom:é€😀", "bom:\u2028\u2029", "bom:'; DROP TABLE runs; --", 'bom:"\\'];
   for (const resource of texts) {
     const id = await runtime.submit({
@@ -151,25 +154,25 @@ Deno.test("AgentRuntime.submit() keeps the audit chain verifiable for every acce
       input: { nul: "a\0b", emoji: "😀", sql: "' OR 1=1 --" },
       attributes: { note: "\u0000 inside JSON is escaped" },
     }, { identity: SVC, idempotencyKey: `key-${resource}` });
-    assert.equal(controlPlane.runs.get(id).task.resource, resource);
+    assert.equal((await controlPlane.runs.get(id)).task.resource, resource);
   }
-  assert.equal(audit.verify().ok, true);
-  assert.ok(audit.head().seq >= texts.length);
+  assert.equal((await audit.verify()).ok, true);
+  assert.ok((await audit.head()).seq >= texts.length);
 });
 
 Deno.test("AgentRuntime.wait() on a submit-only runtime leaves a queued run for the workers", async () => {
-  const { db, runtime, controlPlane } = setUp();
-  using _db = db;
+  const { db, runtime, controlPlane } = await setUp();
+  await using _db = db;
   const id = await runtime.submit(TASK, { identity: SVC });
   const waited = await runtime.wait(id);
   assert.equal(waited.state, "queued");
   assert.equal(waited.attempt, 0);
-  assert.equal(controlPlane.runs.get(id).lease, null, "never claimed here");
+  assert.equal((await controlPlane.runs.get(id)).lease, null, "never claimed here");
 });
 
 Deno.test("AgentRuntime.submit() awaited in a loop lets timers fire before the loop ends", async () => {
-  const { db, runtime } = setUp();
-  using _db = db;
+  const { db, runtime } = await setUp();
+  await using _db = db;
   let submitted = 0;
   let submittedWhenTimerFired = -1;
   setTimeout(() => (submittedWhenTimerFired = submitted), 0);

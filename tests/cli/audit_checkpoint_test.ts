@@ -13,7 +13,7 @@ async function plm(...args: string[]): Promise<{ code: number; out: string[]; er
 /** A key pair and a database of `n` records in `dir`. */
 async function setUp(dir: string, n: number): Promise<{ db: string; key: string; pub: string }> {
   const db = `${dir}/plm.db`;
-  seed(db, n);
+  await seed(db, n);
   const key = `${dir}/signer.pem`;
   const pub = `${dir}/signer.pub.pem`;
   const { code } = await plm("audit", "keygen", "--out-private", key, "--out-public", pub);
@@ -198,7 +198,7 @@ Deno.test("plm audit verify and tools/verify_audit.ts catch truncation and rewri
       (await plm("audit", "checkpoint", "--key", key, "--db", db, "--out", early)).code,
       0,
     );
-    seed(db, 4); // the log grows to 8 records
+    await seed(db, 4); // the log grows to 8 records
     assert.equal(
       (await plm("audit", "checkpoint", "--key", key, "--db", db, "--out", late)).code,
       0,
@@ -227,7 +227,7 @@ Deno.test("plm audit verify and tools/verify_audit.ts catch truncation and rewri
     await t.step("rewritten after the early checkpoint, every hash recomputed", async () => {
       const rewritten = copy(db, `${dir}/rewritten.db`);
       tamper(rewritten, "DELETE FROM audit_log WHERE seq > 5");
-      seed(rewritten, 3); // other records 6..8, chained afresh
+      await seed(rewritten, 3); // other records 6..8, chained afresh
       assert.equal((await plm("audit", "verify", "--db", rewritten)).code, 0);
       const { code, out } = await verify(rewritten);
       assert.equal(code, 1);

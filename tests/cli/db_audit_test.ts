@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { MIGRATIONS, openDatabase } from "../../control_plane/store/mod.ts";
+import { MIGRATIONS, openStore } from "../../control_plane/store/mod.ts";
 import { AUDIT_GENESIS_HASH } from "../../control_plane/audit/mod.ts";
 import { main } from "../../cli.ts";
 import { fakeIo } from "./_fake_io.ts";
@@ -61,7 +61,7 @@ Deno.test("plm db --help and plm audit --help print USAGE and OPTIONS with defau
 Deno.test("plm audit head, tail and verify read an intact log", async (t) => {
   await withTempDir(async (dir) => {
     const path = `${dir}/audit.db`;
-    seed(path, 12);
+    await seed(path, 12);
     const env = { PLM_DB: path };
     let head = "";
 
@@ -103,7 +103,7 @@ Deno.test("plm audit verify exits 1 and names the first bad seq", async (t) => {
   await withTempDir(async (dir) => {
     await t.step("an edited record", async () => {
       const path = `${dir}/edited.db`;
-      seed(path, 6);
+      await seed(path, 6);
       tamper(path, "UPDATE audit_log SET outcome = 'failed' WHERE seq = 4");
       const io = fakeIo({ PLM_DB: path });
       assert.equal(await main(["audit", "verify"], io), 1);
@@ -112,7 +112,7 @@ Deno.test("plm audit verify exits 1 and names the first bad seq", async (t) => {
     });
     await t.step("a truncated log against the expected head", async () => {
       const path = `${dir}/truncated.db`;
-      seed(path, 6);
+      await seed(path, 6);
       const before = fakeIo({ PLM_DB: path });
       await main(["audit", "head"], before);
       tamper(path, "DELETE FROM audit_log WHERE seq > 4");
@@ -168,14 +168,17 @@ Deno.test("plm audit verify never migrates or writes the file it checks", async 
     });
     await t.step("an older schema is refused, not migrated", async () => {
       const path = `${dir}/old.db`;
-      openDatabase(path, { migrations: MIGRATIONS.slice(0, 1) }).close();
+      await (await openStore(path, { migrations: MIGRATIONS.slice(0, 1) })).close();
       const before = Deno.readFileSync(path);
       const io = fakeIo({ PLM_DB: path });
       assert.equal(await main(["audit", "verify"], io), 1);
       assert.match(io.stderr[0] ?? "", /^error: ERR_STORE_SCHEMA_TOO_OLD: .*plm db migrate/);
       assert.deepEqual(Deno.readFileSync(path), before);
-      using db = openDatabase(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) });
-      assert.equal(db.schemaVersion, 1);
+      await using db = await openStore(path, {
+        readOnly: true,
+        migrations: MIGRATIONS.slice(0, 1),
+      });
+      assert.equal(await db.schemaVersion(), 1);
     });
   });
 });
@@ -183,7 +186,7 @@ Deno.test("plm audit verify never migrates or writes the file it checks", async 
 Deno.test("plm reports corrupt, truncated and locked databases with their own codes", async (t) => {
   await withTempDir(async (dir) => {
     const real = `${dir}/real.db`;
-    seed(real, 200);
+    await seed(real, 200);
     const bytes = Deno.readFileSync(real);
     const cases: [string, Uint8Array][] = [
       ["random bytes", new Uint8Array(8192).map((_, i) => (i * 7919 + 13) % 251)],
@@ -205,7 +208,7 @@ Deno.test("plm reports corrupt, truncated and locked databases with their own co
     }
     await t.step("a database locked by BEGIN EXCLUSIVE", async () => {
       const path = `${dir}/locked.db`;
-      seed(path, 3);
+      await seed(path, 3);
       using holder = new DatabaseSync(path);
       holder.exec("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; DELETE FROM schema_migrations;");
       const io = fakeIo({ PLM_DB: path });
@@ -219,7 +222,7 @@ Deno.test("plm reports corrupt, truncated and locked databases with their own co
 Deno.test("plm audit runs as a subprocess: head prints SEQ HASH, verify exits 1 when broken", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sub.db`;
-    seed(path, 3);
+    await seed(path, 3);
     const head = await runPlm(["audit", "head"], { env: { PLM_DB: path } });
     assert.equal(head.code, 0, head.stderr);
     assert.match(head.stdout, /^3 [0-9a-f]{64}\n$/);
@@ -239,7 +242,7 @@ Deno.test("plm audit verify reads an archived database in a read-only folder", a
     const archive = `${dir}/archive`;
     Deno.mkdirSync(archive);
     const path = `${archive}/audit.db`;
-    seed(path, 3);
+    await seed(path, 3);
     Deno.chmodSync(archive, 0o555);
     try {
       const verify = await runPlm(["audit", "verify", "--db", path], { honourFileModes: true });
@@ -267,21 +270,21 @@ Deno.test("plm audit verify reads an archived database in a read-only folder", a
 Deno.test("plm reports a read-only database file as ERR_STORE_READ_ONLY", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/old.db`;
-    openDatabase(path, { migrations: MIGRATIONS.slice(0, 1) }).close();
+    await (await openStore(path, { migrations: MIGRATIONS.slice(0, 1) })).close();
     Deno.chmodSync(path, 0o444);
     const migrate = await runPlm(["db", "migrate", "--db", path], { honourFileModes: true });
     assert.equal(migrate.code, 1);
     assert.equal(migrate.stdout, "");
     assert.match(migrate.stderr, /^error: ERR_STORE_READ_ONLY: [^\n]*\n$/);
-    using db = openDatabase(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) });
-    assert.equal(db.schemaVersion, 1);
+    await using db = await openStore(path, { readOnly: true, migrations: MIGRATIONS.slice(0, 1) });
+    assert.equal(await db.schemaVersion(), 1);
   });
 });
 
 Deno.test("plm reports missing Deno permissions as ERR_PERMISSION", async (t) => {
   await withTempDir(async (dir) => {
     const path = `${dir}/plm.db`;
-    seed(path, 2);
+    await seed(path, 2);
     await t.step("no permissions at all", async () => {
       const verify = await runPlm(["audit", "verify", "--db", path], { permissions: [] });
       assert.equal(verify.code, 1);
@@ -304,7 +307,7 @@ Deno.test("plm reports missing Deno permissions as ERR_PERMISSION", async (t) =>
 Deno.test("plm audit export writes every record, and tools/verify_audit.ts checks it alone", async (t) => {
   await withTempDir(async (dir) => {
     const path = `${dir}/export.db`;
-    seed(path, 2_345); // more than two export pages
+    await seed(path, 2_345); // more than two export pages
     const io = fakeIo({ PLM_DB: path });
     assert.equal(await main(["audit", "export"], io), 0);
     assert.deepEqual(io.stdout.map((line) => JSON.parse(line).seq).slice(-2), [2_344, 2_345]);
@@ -342,5 +345,37 @@ Deno.test("plm audit tail refuses -n outside 1..1000 as a usage error", async ()
     const io = fakeIo({ PLM_DB: "unused.db" });
     assert.equal(await main(["audit", "tail", "-n", n], io), 2);
     assert.match(io.stderr.join("\n"), /1\.\.1000/);
+  }
+});
+
+Deno.test("plm refuses a --db location that is no store, naming --db", async (t) => {
+  const cases: [string, Record<string, string>, string[]][] = [
+    ["an empty --db", {}, ["audit", "head", "--db", ""]],
+    ["an empty PLM_DB", { PLM_DB: "" }, ["runs", "list"]],
+    ["another URL scheme", {}, ["db", "migrate", "--db", "mysql://db.example/plm"]],
+    ["a postgres URL that does not parse", {}, ["audit", "verify", "--db", "postgres://[::1/plm"]],
+    ["a control character", {}, ["audit", "head", "--db", "plm\u0001.db"]],
+  ];
+  for (const [name, env, args] of cases) {
+    await t.step(name, async () => {
+      const io = fakeIo(env);
+      assert.equal(await main(args, io), 1);
+      assert.deepEqual(io.stdout, []);
+      assert.match(io.stderr[0] ?? "", /^error: ERR_INVALID_ARGUMENT: .*--db/);
+    });
+  }
+});
+
+Deno.test("plm never prints the password of a postgres:// --db", async (t) => {
+  // Port 1 on the loopback: nothing listens, so every command fails to connect.
+  const url = "postgres://plm:s3cret-pw@127.0.0.1:1/plm";
+  for (const args of [["audit", "head"], ["db", "migrate"], ["runs", "list"]]) {
+    await t.step(args.join(" "), async () => {
+      const io = fakeIo({ PLM_DB: url });
+      assert.equal(await main(args, io), 1);
+      const printed = [...io.stdout, ...io.stderr].join("\n");
+      assert.match(printed, /^error: ERR_/);
+      assert.doesNotMatch(printed, /s3cret-pw/);
+    });
   }
 });

@@ -4,19 +4,19 @@ import {
   type AuditRecord,
   generateCheckpointKeys,
   importCheckpointPrivateKey,
-  openDatabase,
+  openStore,
   signCheckpoint,
 } from "../../control_plane/mod.ts";
 import { FakeClock } from "../../shared/mod.ts";
 import { jcs, verifyCheckpoint, verifyLines } from "../../tools/verify_audit.ts";
 
-function exported(n: number): string[] {
-  using db = openDatabase(":memory:");
+async function exported(n: number): Promise<string[]> {
+  await using db = await openStore(":memory:");
   const clock = new FakeClock(Date.UTC(2026, 10, 30));
   const audit = new AuditLog(db, { clock });
   for (let i = 1; i <= n; i++) {
     clock.advance(7);
-    audit.append({
+    await audit.append({
       actor: { subject: i % 2 ? "alice" : "agent-é😀", kind: i % 2 ? "human" : "agent" },
       action: "run.transition",
       resource: `bom:${i}\u2028"q"`,
@@ -26,11 +26,11 @@ function exported(n: number): string[] {
       data: { i, nul: "a\0b", nested: { z: [1.5, -0, 1e21], a: null } },
     });
   }
-  return audit.list().map((record) => JSON.stringify(record));
+  return (await audit.list()).map((record) => JSON.stringify(record));
 }
 
-Deno.test("tools/verify_audit.ts recomputes the chain the library wrote", () => {
-  const lines = exported(25);
+Deno.test("tools/verify_audit.ts recomputes the chain the library wrote", async () => {
+  const lines = await exported(25);
   const verdict = verifyLines(lines);
   assert.deepEqual(verdict.ok && verdict.checked, 25);
   const last = JSON.parse(lines.at(-1)!) as AuditRecord;
@@ -38,7 +38,7 @@ Deno.test("tools/verify_audit.ts recomputes the chain the library wrote", () => 
 });
 
 Deno.test("tools/verify_audit.ts names the first bad record", async (t) => {
-  const lines = exported(6);
+  const lines = await exported(6);
   const edit = (index: number, change: (r: Record<string, unknown>) => void) => {
     const copy = [...lines];
     const record = JSON.parse(copy[index]!);
