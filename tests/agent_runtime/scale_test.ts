@@ -46,16 +46,17 @@ class Worker {
   readonly done: Promise<void>;
 
   constructor(readonly owner: string, args: string[]) {
-    this.child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", WORKER, ...args],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    this.stderr = new Response(this.child.stderr).text();
+    this.child = child;
+    this.stderr = new Response(child.stderr).text();
     this.done = (async () => {
       let buffer = "";
-      for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
         buffer += chunk;
         for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
           const line = buffer.slice(0, nl);
@@ -322,10 +323,12 @@ async function runScenario(s: Scenario): Promise<void> {
     );
 
     // The chain verifies from genesis against the checkpoint signed midway.
-    const trusted = await verifyCheckpoint(checkpoint, {
-      publicKeys: [await importCheckpointPublicKey(keys.publicKeyPem)],
-    });
-    const verified = await audit.verify({ checkpoints: [trusted] });
+    const trusted = await verifyCheckpoint(
+      checkpoint,
+      await importCheckpointPublicKey(keys.publicKeyPem),
+    );
+    assert.equal(trusted.ok, true);
+    const verified = await audit.verify({ checkpoints: [checkpoint] });
     assert.equal(verified.ok, true, JSON.stringify(verified));
     assert.equal(verified.pending, 0);
     assert.ok(verified.sealedThrough >= checkpoint.seq);
