@@ -165,7 +165,13 @@ class SqliteStore implements Store {
 
   #undo(): void {
     // SQLite may already have rolled the whole transaction back (e.g. on SQLITE_FULL).
-    if (this.#db.inTransaction) this.#rollback.run();
+    if (!this.#db.inTransaction) return;
+    try {
+      this.#rollback.run();
+    } catch {
+      // The caller rethrows the error that made it roll back; a failed ROLLBACK (the file is
+      // gone, the disk failed) leaves SQLite to roll back when the connection closes.
+    }
   }
 
   #wake(topic: WakeTopic): void {
