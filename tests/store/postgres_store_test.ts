@@ -812,8 +812,13 @@ pgTest(
       await other.query("CREATE TEMP TABLE held (x int)");
       await other.query("INSERT INTO held VALUES (1)");
       await store.transaction((tx) => tx.audit.insertPending([draft("late", 1)]));
-      const pending = await store.read((tx) => tx.audit.pending(10));
-      assert.deepEqual(pending.map((p) => p.draft.action), ["late"]);
+      // Other transactions of the server that end while the sealer reads may hold one pass
+      // back (that errs on the safe side); the long one must not hold every pass back.
+      let actions: string[] = [];
+      for (let pass = 0; pass < 100 && actions.length === 0; pass++) {
+        actions = (await store.read((tx) => tx.audit.pending(10))).map((p) => p.draft.action);
+      }
+      assert.deepEqual(actions, ["late"]);
     } finally {
       await other.query("ROLLBACK").catch(() => {});
       await other.end();
