@@ -7,24 +7,6 @@ import { invalidArgument } from "../shared/mod.ts";
 
 /**
  * Where a command reads and writes. {@link denoIo} is the real one.
- *
- * @example Capture what a command writes
- * ```ts
- * import { type CliIo, main } from "@tracepulse/plm-engine-core/cli";
- * import assert from "node:assert/strict";
- *
- * const out: string[] = [];
- * const err: string[] = [];
- * const io: CliIo = {
- *   out: (line) => out.push(line),
- *   err: (line) => err.push(line),
- *   readStdin: () => Promise.resolve(""),
- *   env: () => undefined,
- * };
- * assert.equal(await main(["frobnicate"], io), 2);
- * assert.deepEqual(out, []);
- * assert.match(err[0] ?? "", /^error: unknown command 'frobnicate'/);
- * ```
  */
 export interface CliIo {
   /** Writes a line (a newline is added) to standard output. */

@@ -117,6 +117,9 @@ export const runsCommand: CliCommand = {
           ? await runtime.wait(id)
           : await runtime.controlPlane.runs.get(id);
         await runtime.idle();
+        // No worker may be running: chain this command's records now (PostgreSQL; a no-op on
+        // SQLite), so read-only commands (`runs show`, `audit ...`) see them at once.
+        await runtime.controlPlane.audit.seal();
         io.out(
           `${run.id} ${run.state}${
             run.error === null ? "" : ` ${run.error.code}: ${run.error.message}`
@@ -140,6 +143,7 @@ export const runsCommand: CliCommand = {
           identity,
           reason: str(v.reason) ?? "Cancelled from the CLI",
         });
+        await runtime.controlPlane.audit.seal(); // as after submit
         io.out(`${run.id} ${run.state}`);
         return 0;
       }

@@ -54,15 +54,6 @@ export function unsafeTextReason(text: string): string | undefined {
 
 /**
  * Options for {@link textSchema}.
- *
- * @example A non-empty id of at most 64 characters
- * ```ts
- * import { textSchema, type TextSchemaOptions } from "./validate.ts";
- * import assert from "node:assert/strict";
- *
- * const options: TextSchemaOptions = { min: 1, max: 64 };
- * assert.equal(textSchema(options).safeParse("").success, false);
- * ```
  */
 export interface TextSchemaOptions {
   /**

@@ -276,7 +276,6 @@ export class AuditLog implements AuditSink {
         if (pending.length === 0) return { count: 0, full: false };
         const { seals } = sealAfter(head, pending);
         if (!await tx.audit.seal(seals, head)) return { count: 0, full: false };
-        tx.wake("audit");
         return { count: seals.length, full: pending.length === SEAL_BATCH };
       });
       if (batch === undefined) return sealed;
@@ -320,40 +319,18 @@ export class AuditLog implements AuditSink {
       limit = INPUT_LIMITS.listLimit,
       newestFirst = false,
     } = filter;
-    const base: Omit<AuditQuery, "order" | "limit"> = {
+    const query: AuditQuery = {
       ...(runId === undefined ? {} : { runId: checkText("runId", runId) }),
       ...(actorSubject === undefined ? {} : { actor: checkText("actorSubject", actorSubject) }),
       ...(fromSeq === undefined ? {} : { afterSeq: checkInteger("fromSeq", fromSeq) - 1 }),
+      ...(actionPrefix === undefined
+        ? {}
+        : { actionPrefix: checkText("actionPrefix", actionPrefix) }),
+      ...(toSeq === undefined ? {} : { throughSeq: checkInteger("toSeq", toSeq) }),
+      order: newestFirst ? "desc" : "asc",
+      limit: checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit),
     };
-    const prefix = actionPrefix === undefined ? undefined : checkText("actionPrefix", actionPrefix);
-    const until = toSeq === undefined ? undefined : checkInteger("toSeq", toSeq);
-    checkInteger("limit", limit, 1, INPUT_LIMITS.listLimit);
-    return await this.#reading(options.tx, async (tx) => {
-      if (prefix === undefined && until === undefined) {
-        return await tx.audit.list({ ...base, order: newestFirst ? "desc" : "asc", limit });
-      }
-      // The port filters by exact action and has no upper seq: walk oldest first in pages,
-      // keeping the matches (the newest `limit` of them for `newestFirst`).
-      const found: AuditRecord[] = [];
-      let after = base.afterSeq;
-      for (;;) {
-        const page = await tx.audit.list({
-          ...base,
-          ...(after === undefined ? {} : { afterSeq: after }),
-          order: "asc",
-          limit: PAGE,
-        });
-        for (const record of page) {
-          if (until !== undefined && record.seq > until) return finish(found, limit, newestFirst);
-          if (prefix !== undefined && !record.action.startsWith(prefix)) continue;
-          found.push(record);
-          if (!newestFirst && found.length === limit) return found;
-          if (newestFirst && found.length > limit) found.shift();
-        }
-        if (page.length < PAGE) return finish(found, limit, newestFirst);
-        after = page[page.length - 1]!.seq;
-      }
-    });
+    return await this.#reading(options.tx, (tx) => tx.audit.list(query));
   }
 
   /**
@@ -482,14 +459,8 @@ export class AuditLog implements AuditSink {
       await tx.audit.insertChained(chainAfter(await tx.audit.head(), drafts));
     } else {
       await tx.audit.insertPending(drafts);
-      tx.wake("audit");
     }
   }
-}
-
-/** The newest `limit` of `found` (oldest first), reversed for `newestFirst`. */
-function finish(found: AuditRecord[], limit: number, newestFirst: boolean): AuditRecord[] {
-  return newestFirst ? found.slice(-limit).reverse() : found.slice(0, limit);
 }
 
 /**

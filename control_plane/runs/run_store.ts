@@ -324,6 +324,7 @@ export class RunStore {
         if (existing !== undefined) return { run: existing, created: false };
         throw new PlmError("ERR_INTERNAL", `Cannot insert run ${run.id}`);
       }
+      tx.wake("runs");
       await this.#audit.append({
         actor,
         action: "run.created",
@@ -983,7 +984,10 @@ export class RunStore {
       expectedVersion: run.version,
       ...(hold === undefined ? {} : { leaseToken: hold.token }),
     });
-    if (changed) return;
+    if (changed) {
+      if (readyToClaim(stored)) tx.wake("runs");
+      return;
+    }
     if (hold !== undefined) {
       const now = await tx.runs.byId(run.id);
       if (now !== undefined && now.lease?.token !== hold.token) throw lost(run.id, hold);
@@ -1027,4 +1031,10 @@ function lost(id: string, hold: LeaseHold): PlmError {
     "ERR_RUN_LEASE_LOST",
     `Cannot act on run ${id} as ${hold.owner} no longer holds its lease (token ${hold.token})`,
   );
+}
+
+/** Whether a worker could claim `run` now: a wake-up hint is worth sending. */
+function readyToClaim(run: Run): boolean {
+  return run.lease === null &&
+    (run.state === "queued" || run.state === "retrying" || run.state === "escalated");
 }

@@ -23,7 +23,7 @@ export type StoreKind = "sqlite" | "postgres";
 export type StoreRole = "reaper" | "sealer";
 
 /** What a wake-up hint is about. */
-export type WakeTopic = "runs" | "approvals" | "audit";
+export type WakeTopic = "runs" | "approvals";
 
 /**
  * An open store: a SQLite file or `:memory:`, or a PostgreSQL database. Made
@@ -306,6 +306,10 @@ export interface AuditQuery {
   readonly actor?: string;
   /** Only with this action. */
   readonly action?: string;
+  /** Only with an action that starts with this text (case-sensitive). */
+  readonly actionPrefix?: string;
+  /** Only records with seq at most this. */
+  readonly throughSeq?: number;
   /** Only with this resource. */
   readonly resource?: string;
   /** Only records at or after this time, epoch ms. */

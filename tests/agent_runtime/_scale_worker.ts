@@ -128,7 +128,9 @@ export async function openScaleWorker(location: string, schema: string | undefin
     breakers: { failureThreshold: 1_000_000 },
     onError: (runId, err) => console.error(`dispatch of ${runId} failed:`, err),
   });
-  return { store, controlPlane, runtime };
+  // Submits only (no agents): the work goes through the queue, claimed by whichever worker.
+  const submitter = new AgentRuntime({ controlPlane, agents: [], owner: `${owner}-submit` });
+  return { store, controlPlane, runtime, submitter };
 }
 
 if (import.meta.main) {
@@ -142,7 +144,7 @@ if (import.meta.main) {
   }
   const first = Number(firstArg);
   const count = Number(countArg);
-  const { store, runtime } = await openScaleWorker(
+  const { store, runtime, submitter } = await openScaleWorker(
     location,
     schemaArg === "-" ? undefined : schemaArg,
     owner,
@@ -157,13 +159,12 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGTERM", stop);
   if (count > 0) {
-    // A runtime that has not started only submits: the loop below runs the work.
     for (let n = first; n < first + count; n++) {
-      await runtime.submit(taskOf(n), { identity: PLANNER, idempotencyKey: `job-${n}` });
+      await submitter.submit(taskOf(n), { identity: PLANNER, idempotencyKey: `job-${n}` });
     }
     for (let i = 0; i < FLAKY_PER_WORKER; i++) {
       const n = first + i;
-      await runtime.submit(flakyTaskOf(n), { identity: FLAKY, idempotencyKey: `flaky-${n}` });
+      await submitter.submit(flakyTaskOf(n), { identity: FLAKY, idempotencyKey: `flaky-${n}` });
     }
   }
   console.log("submitted");

@@ -46,16 +46,17 @@ class Worker {
   readonly done: Promise<void>;
 
   constructor(readonly owner: string, args: string[]) {
-    this.child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", WORKER, ...args],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    this.stderr = new Response(this.child.stderr).text();
+    this.child = child;
+    this.stderr = new Response(child.stderr).text();
     this.done = (async () => {
       let buffer = "";
-      for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
         buffer += chunk;
         for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
           const line = buffer.slice(0, nl);
@@ -142,6 +143,7 @@ async function drained(store: Store, expected: number, workers: Worker[]): Promi
  */
 function replayLeases(runId: string, records: readonly AuditRecord[]): string[] {
   let holder: string | null = null;
+  let holderUntil = 0;
   const endedBy: string[] = [];
   const where = (r: AuditRecord) => `run ${runId}, record ${r.seq} (${r.action} ${r.outcome})`;
   for (const [i, record] of records.entries()) {
@@ -151,11 +153,15 @@ function replayLeases(runId: string, records: readonly AuditRecord[]): string[] 
         assert.equal(i, 0, `${where(record)}: not the first record`);
         break;
       case "run.lease.claimed":
+        // A lease changes hands only once free, or once expired: a claim then names the
+        // owner it takes over from, at or after the time that lease ran out.
         assert.ok(
-          holder === null || holder === data.owner,
+          holder === null || holder === data.owner ||
+            (data.previousOwner === holder && record.at >= holderUntil),
           `${where(record)}: ${String(data.owner)} claimed while ${holder} held the lease`,
         );
         holder = data.owner as string;
+        holderUntil = data.expiresAt as number;
         break;
       case "run.lease.reclaimed":
         assert.notEqual(holder, null, `${where(record)}: nothing to reclaim`);
@@ -167,7 +173,12 @@ function replayLeases(runId: string, records: readonly AuditRecord[]): string[] 
         break;
       case "run.transition":
         if (data.event === "lease_expired") break; // the reaper's; the reclaim record follows
-        if (data.event === "reject") break; // refused at submission, before any lease
+        if (data.event === "reject") {
+          // Refused at submission (the budget), before any lease: by the submitter.
+          assert.equal(holder, null, `${where(record)}: rejected under a lease`);
+          endedBy.push(record.actor.subject);
+          break;
+        }
         assert.equal(
           record.actor.subject,
           holder,
@@ -312,27 +323,30 @@ async function runScenario(s: Scenario): Promise<void> {
       assert.equal(by.length, 1, `run ${runId} ended ${by.length} times`);
       endings.set(by[0]!, (endings.get(by[0]!) ?? 0) + 1);
     }
+    // The killed worker held leases: another worker took each over, by a reclaim of the
+    // reaper (a running run) or a claim of the expired lease (a run not started yet).
     const reclaims = records.filter((r) => r.action === "run.lease.reclaimed");
-    assert.ok(
-      reclaims.length > 0 || !records.some((r) =>
-        r.action === "run.lease.claimed" &&
-        (r.data as { owner?: string }).owner === killed.owner
-      ),
-      "the killed worker's leases were reclaimed",
+    const handedOn = records.filter((r) =>
+      (r.action === "run.lease.reclaimed" || r.action === "run.lease.claimed") &&
+      (r.data as { previousOwner?: string } | null)?.previousOwner === killed.owner &&
+      r.actor.subject !== killed.owner
     );
+    assert.ok(handedOn.length > 0, "the killed worker's runs were handed on");
 
     // The chain verifies from genesis against the checkpoint signed midway.
-    const trusted = await verifyCheckpoint(checkpoint, {
-      publicKeys: [await importCheckpointPublicKey(keys.publicKeyPem)],
-    });
-    const verified = await audit.verify({ checkpoints: [trusted] });
+    const trusted = await verifyCheckpoint(
+      checkpoint,
+      await importCheckpointPublicKey(keys.publicKeyPem),
+    );
+    assert.equal(trusted.ok, true);
+    const verified = await audit.verify({ checkpoints: [checkpoint] });
     assert.equal(verified.ok, true, JSON.stringify(verified));
     assert.equal(verified.pending, 0);
     assert.ok(verified.sealedThrough >= checkpoint.seq);
     console.log(
       `${s.engine}: ${expected} runs, ${s.workers} workers; ended by ${
         JSON.stringify(Object.fromEntries(endings))
-      }; ${reclaims.length} leases reclaimed; ${records.length} audit records`,
+      }; ${handedOn.length} of the killed worker's leases handed on (${reclaims.length} reclaims); ${records.length} audit records`,
     );
   } finally {
     for (const worker of workers) {

@@ -5,9 +5,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-// @ts-types="@types/pg"
-import pg from "pg";
 import { POSTGRES_URL } from "../_postgres.ts";
+import { withPostgresDatabase } from "../_postgres_database.ts";
 import { runPlm } from "./_subprocess.ts";
 
 /** Checks the demo's report: every flow ended as it should and the chain verified. */
@@ -51,24 +50,13 @@ if (POSTGRES_URL !== undefined) {
     name: "[postgres] plm demo --db postgres://... runs the same flows, password never printed",
     sanitizeResources: false, // pg keeps its socket until end() settles
     async fn() {
-      const database = `plm_demo_${crypto.randomUUID().replaceAll("-", "")}`;
-      const admin = new pg.Client({ connectionString: url });
-      await admin.connect();
-      await admin.query(`CREATE DATABASE ${database}`);
-      try {
-        const location = new URL(url);
-        location.pathname = `/${database}`;
-        location.password = "pw-never-printed"; // trust auth: the server ignores it
-        if (location.username === "") location.username = "postgres";
-        const demo = await runPlm(["demo", "--db", location.href]);
+      await withPostgresDatabase(url, async (location) => {
+        const demo = await runPlm(["demo", "--db", location]);
         assert.equal(demo.code, 0, demo.stderr);
         assertFlows(demo.stdout);
         assert.match(demo.stdout, /^plm demo: postgres database postgres(ql)?:\/\/[^\n]*\*\*\*@/m);
         assert.doesNotMatch(demo.stdout + demo.stderr, /pw-never-printed/);
-      } finally {
-        await admin.query(`DROP DATABASE ${database} WITH (FORCE)`);
-        await admin.end();
-      }
+      });
     },
   });
 }

@@ -5,31 +5,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-// @ts-types="@types/pg"
-import pg from "pg";
 import { main } from "../../cli.ts";
 import { AuditLog, FakeClock, openStore } from "../../control_plane/mod.ts";
 import { POSTGRES_URL } from "../_postgres.ts";
+import { withPostgresDatabase as withDatabase } from "../_postgres_database.ts";
 import { fakeIo } from "./_fake_io.ts";
 import { withTempDir } from "./_audit_db.ts";
-
-/** Runs `fn` with the URL of a fresh database (and a password the server ignores), then drops it. */
-async function withDatabase(url: string, fn: (location: string) => Promise<void>): Promise<void> {
-  const database = `plm_cli_${crypto.randomUUID().replaceAll("-", "")}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  try {
-    const location = new URL(url);
-    location.pathname = `/${database}`;
-    location.password = "pw-never-printed"; // trust auth: the server ignores it
-    if (location.username === "") location.username = "postgres";
-    await fn(location.href);
-  } finally {
-    await admin.query(`DROP DATABASE ${database} WITH (FORCE)`);
-    await admin.end();
-  }
-}
 
 /** Runs `plm` in-process; fails the test if it printed the password. */
 async function plm(env: Record<string, string>, ...args: string[]) {
@@ -199,6 +180,10 @@ if (POSTGRES_URL !== undefined) {
           const shown = await plm(env, "runs", "show", id!);
           assert.equal(shown.code, 0, shown.err.join("\n"));
           assert.match(shown.out.join("\n"), /run\.created\s+queued\s+planner/);
+          const cancelled = await plm(env, "runs", "cancel", id!, "--reason", "changed plan");
+          assert.deepEqual(cancelled.out, [`${id} cancelled`], cancelled.err.join("\n"));
+          const after = await plm(env, "runs", "show", id!);
+          assert.match(after.out.join("\n"), /run\.transition\s+cancelled\s+planner/);
         });
       });
     },

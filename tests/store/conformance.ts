@@ -586,7 +586,7 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
     assert.deepEqual(records.map(withoutChain), drafts.map(withoutJson));
   });
 
-  test("audit.list() filters by seq, run, actor, action, resource and time, in seq order", async (store) => {
+  test("audit.list() filters by seq range, run, actor, action or its prefix, resource and time, in seq order", async (store) => {
     const drafts = [
       makeDraft(1, { runId: "r-1", action: "run.created", resource: "run:r-1" }),
       makeDraft(2, { runId: "r-1", action: "run.transition", resource: "run:r-1" }),
@@ -618,6 +618,14 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
         [2],
       );
       assert.deepEqual(await seqs({ order: "asc", limit: 10, action: "run." }), []);
+      assert.deepEqual(await seqs({ order: "asc", limit: 10, actionPrefix: "run." }), [1, 2, 4, 5]);
+      assert.deepEqual(await seqs({ order: "asc", limit: 10, actionPrefix: "RUN." }), []);
+      assert.deepEqual(await seqs({ order: "asc", limit: 10, actionPrefix: "run.%" }), []);
+      assert.deepEqual(
+        await seqs({ order: "desc", limit: 2, actionPrefix: "run.", throughSeq: 4 }),
+        [4, 2],
+      );
+      assert.deepEqual(await seqs({ order: "asc", limit: 10, throughSeq: 2 }), [1, 2]);
       const [last] = await tx.audit.list({ order: "desc", limit: 1 });
       assert.deepEqual(last && withoutChain(last), withoutJson(drafts[4]!));
     });
@@ -774,7 +782,7 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
     assert.deepEqual([...heard].sort(), ["approvals", "runs"]);
     heard.length = 0;
     await assert.rejects(store.transaction((tx) => {
-      tx.wake("audit");
+      tx.wake("approvals");
       return Promise.reject(new Error("Rolled back"));
     }));
     assert.deepEqual(heard, []);
@@ -794,9 +802,9 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
     store.onWake((topic) => heard.push(topic));
     await store.transaction(async (tx) => {
       await tx.governance.insertStart("agent-1", 1);
-      tx.wake("audit");
+      tx.wake("approvals");
     });
-    assert.deepEqual(heard, ["audit"]);
+    assert.deepEqual(heard, ["approvals"]);
     assert.equal(await store.read((tx) => tx.governance.countStarts("agent-1", 0)), 1);
   });
 

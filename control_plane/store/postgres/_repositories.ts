@@ -613,6 +613,8 @@ export class PostgresAuditRepository implements AuditRepository {
          AND ($4::text IS NULL OR a.action = $4)
          AND ($5::text IS NULL OR a.resource = $5)
          AND ($6::bigint IS NULL OR a.at >= $6)
+         AND ($8::text IS NULL OR starts_with(a.action, $8))
+         AND ($9::bigint IS NULL OR s.seq <= $9)
        ORDER BY s.seq ${order} LIMIT $7`,
       [
         query.afterSeq ?? null,
@@ -622,6 +624,8 @@ export class PostgresAuditRepository implements AuditRepository {
         query.resource ?? null,
         query.since ?? null,
         query.limit,
+        query.actionPrefix ?? null,
+        query.throughSeq ?? null,
       ],
     );
     return rows.map((row) => {

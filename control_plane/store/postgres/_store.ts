@@ -31,7 +31,7 @@ import { WAKE_CHANNEL, type WakeListener } from "./_wake.ts";
 import { readVersion } from "./migrations.ts";
 
 const ROLES: ReadonlySet<string> = new Set<StoreRole>(["reaper", "sealer"]);
-const TOPICS: ReadonlySet<string> = new Set<WakeTopic>(["runs", "approvals", "audit"]);
+const TOPICS: ReadonlySet<string> = new Set<WakeTopic>(["runs", "approvals"]);
 
 class PostgresTx implements StoreTx {
   readonly runs: RunRepository;

@@ -12,7 +12,7 @@ import type { WakeTopic } from "../port.ts";
 /** The channel every store notifies on; the payload is `<schema>/<topic>`. */
 export const WAKE_CHANNEL = "plm_wake";
 
-const TOPICS: ReadonlySet<string> = new Set<WakeTopic>(["runs", "approvals", "audit"]);
+const TOPICS: ReadonlySet<string> = new Set<WakeTopic>(["runs", "approvals"]);
 const BACKOFF_MS = [100, 200, 500, 1_000, 2_000, 5_000] as const;
 
 /** Delivers wake-up hints to subscribers; connects on the first subscription. */

@@ -122,6 +122,11 @@ export class SqliteAuditRepository implements AuditRepository {
     filter("run_id = ?", query.runId);
     filter("actor_subject = ?", query.actor);
     filter("action = ?", query.action);
+    if (query.actionPrefix !== undefined) {
+      where.push("substr(action, 1, ?) = ?");
+      params.push(query.actionPrefix.length, query.actionPrefix);
+    }
+    filter("seq <= ?", query.throughSeq);
     filter("resource = ?", query.resource);
     filter("at >= ?", query.since);
     const text = `SELECT ${COLUMNS} FROM audit_log${
