@@ -35,7 +35,7 @@
  * figures are side by side. In-process hot paths stay in `deno bench` files.
  *
  * ```sh
- * deno task bench:pg                      # the full pass (about 5 minutes)
+ * deno task bench:pg                      # the full pass (about 3.5 minutes)
  * deno task bench:pg --quick              # a quick pass (under a minute)
  * deno task bench:pg --cases audit --writers 32 --audit-seconds 10
  * ```
