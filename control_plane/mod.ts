@@ -150,6 +150,8 @@ export {
   type AutonomyRow,
   type ClaimSpec,
   type GovernanceRepository,
+  type PolicyRepository,
+  type PolicyVersionRow,
   type Migration,
   MIGRATIONS,
   openStore,
