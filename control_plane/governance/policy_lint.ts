@@ -351,7 +351,6 @@ export function policySetJsonSchema(): JsonValue {
   const { $schema, ...rest } = cleaned;
   return {
     $schema: $schema as string,
-    $id: SCHEMA_ID,
     title: "plm-engine-core policy set",
     description: "A policy file: rules that allow, deny or require approval of actions on " +
       "resources. Default deny; deny overrides require_approval, which overrides allow.",
