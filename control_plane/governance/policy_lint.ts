@@ -319,9 +319,6 @@ function compare(value: ConditionScalar, op: Comparison["op"], bound: number | s
   }
 }
 
-/** Where the published schema says it lives (its `$id`). */
-const SCHEMA_ID = "https://github.com/tracepulse/plm-engine-core/blob/main/docs/policy.schema.json";
-
 /**
  * The JSON Schema (draft 2020-12) of policy files, generated from
  * `PolicySetSchema` (`z.toJSONSchema`), with the rule that `approval` is
@@ -348,13 +345,17 @@ export function policySetJsonSchema(): JsonValue {
     unrepresentable: "throw",
   }) as Record<string, unknown>;
   const cleaned = clean(generated) as Record<string, unknown>;
-  const { $schema, ...rest } = cleaned;
+  const { $schema, properties, ...rest } = cleaned;
   return {
     $schema: $schema as string,
     title: "plm-engine-core policy set",
     description: "A policy file: rules that allow, deny or require approval of actions on " +
       "resources. Default deny; deny overrides require_approval, which overrides allow.",
     ...(rest as Record<string, JsonValue>),
+    properties: {
+      $schema: { type: "string", description: "This schema's location, for editors; not stored" },
+      ...(properties as Record<string, JsonValue>),
+    },
   };
 }
 

@@ -393,7 +393,8 @@ export class PolicyStore {
 /**
  * Validates a policy set for storing: what `loadPolicySet` checks, and no
  * string holding U+0000 or a lone surrogate (text the store and the audit
- * log keep exactly).
+ * log keep exactly). A top-level `$schema` string (an editor's link to
+ * `docs/policy.schema.json`) is dropped: it is not part of the policy or its hash.
  *
  * @param input The policy set, as an object or JSON text.
  * @returns The validated, frozen set.
@@ -411,7 +412,7 @@ export class PolicyStore {
  * ```
  */
 export function validatePolicyContent(input: unknown): PolicySet {
-  const set = loadPolicySet(input);
+  const set = loadPolicySet(withoutSchemaKey(input));
   const issues: SchemaIssue[] = [];
   const walk = (value: unknown, path: (string | number)[]) => {
     if (typeof value === "string") {
@@ -434,6 +435,30 @@ export function validatePolicyContent(input: unknown): PolicySet {
     });
   }
   return set;
+}
+
+/**
+ * The input without a top-level `$schema` string (an editor's link to the
+ * JSON Schema, not part of the policy), parsing JSON text first; anything else
+ * is returned as is, for the loader to judge.
+ */
+function withoutSchemaKey(input: unknown): unknown {
+  let value = input;
+  if (typeof input === "string") {
+    try {
+      value = JSON.parse(input);
+    } catch {
+      return input; // the loader reports the parse error
+    }
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
+  if (
+    !Object.hasOwn(value, "$schema") || typeof (value as { $schema: unknown }).$schema !== "string"
+  ) {
+    return value;
+  }
+  const { $schema: _, ...rest } = value as Record<string, unknown>;
+  return rest;
 }
 
 /**

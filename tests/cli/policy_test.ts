@@ -424,6 +424,22 @@ Deno.test("docs/policy.schema.json is what the code generates (regenerate: plm p
   assert.deepEqual(JSON.parse(printed.out.join("\n")), committed);
 });
 
+Deno.test("the README's policy file applies and lints clean; its $schema is not stored", async () => {
+  const readme = await Deno.readTextFile(`${REPO}README.md`);
+  const section = readme.slice(readme.indexOf("## Policies"));
+  const text = /```json\n([\s\S]*?)```/.exec(section)![1]!;
+  await withDir(async (dir) => {
+    const file = await write(dir, "readme-policy.json", text);
+    const checked = await plm(["check", file]);
+    assert.equal(checked.code, 0, checked.out.join("\n"));
+    const db = `${dir}/plm.db`;
+    assert.equal((await plm(["apply", file, "--db", db], { USER: "ops" })).code, 0);
+    const { $schema: _, ...policy } = JSON.parse(text);
+    const shown = await plm(["show", "--db", db]);
+    assert.deepEqual(JSON.parse(shown.out.join("\n")), policy);
+  });
+});
+
 Deno.test("plm policy without a subcommand or with an unknown one is a usage error", async () => {
   assert.equal((await plm([])).code, 2);
   assert.equal((await plm(["frob"])).code, 2);
