@@ -176,6 +176,17 @@ both("concurrent applies of different sets get contiguous versions, none twice",
   );
 });
 
+both("concurrent applies of the same set store it once", async (store) => {
+  const policies = new PolicyStore(store);
+  await policies.apply(READ, { identity: OPS });
+  const results = await Promise.all(
+    Array.from({ length: 6 }, () => policies.apply(READ_DELETE, { identity: OPS })),
+  );
+  assert.deepEqual(results.map((r) => r.policy.version), [2, 2, 2, 2, 2, 2]);
+  assert.equal(results.filter((r) => r.changed).length, 1);
+  assert.deepEqual((await policies.history()).map((p) => p.version), [2, 1]);
+});
+
 both("apply() as the system identity records the system actor and the reason", async (store) => {
   const audit = new AuditLog(store);
   const policies = new PolicyStore(store, { audit });
