@@ -79,7 +79,7 @@ OPTIONS:
                          (default: $PLM_DB, else plm.db); apply creates and migrates it,
                          the others only read it
       --reason TEXT      apply: why, recorded after the user (default: none)
-      --json             show, history, diff, check, eval, test: JSON (JSON lines for lists)
+      --json             Print JSON: one document, or JSON lines for history and test
   -n, --lines N          history: how many versions, 1..1000 (default: 20)
       --action A         eval: the action, such as bom.update (required)
       --resource R       eval: the resource, such as bom:42 (required)
@@ -233,6 +233,12 @@ async function apply(file: string, v: Values, io: CliIo): Promise<number> {
   // No worker may be running: chain the records now (PostgreSQL), so readers see them at once.
   await audit.seal();
   const { version, hash } = result.policy;
+  if (v.json === true) {
+    io.out(
+      JSON.stringify({ version, hash, changed: result.changed, rules: policySet.rules.length }),
+    );
+    return 0;
+  }
   io.out(
     result.changed
       ? `policy version ${version} applied (hash ${hash}, ${policySet.rules.length} rules)`

@@ -87,6 +87,13 @@ for (const [engine, withLocation] of LOCATIONS) {
           );
           const again = await plm(["apply", v1, "--db", db], { USER: "bob" });
           assert.match(again.out[0] ?? "", /^policy unchanged: version 1 /);
+          const againJson = await plm(["apply", v1, "--db", db, "--json"], { USER: "bob" });
+          assert.deepEqual(JSON.parse(againJson.out[0]!), {
+            version: 1,
+            hash: policySetVersion(V1 as never),
+            changed: false,
+            rules: 2,
+          });
           const second = await plm(["apply", v2, "--db", db], { USER: "bob" });
           assert.match(second.out[0] ?? "", /^policy version 2 applied/);
 
@@ -112,7 +119,7 @@ for (const [engine, withLocation] of LOCATIONS) {
               ],
             );
             const bound = await new AuditLog(store).list({ actionPrefix: "system.identity.bound" });
-            assert.equal(bound.length, 3, "every apply binds the system identity, audited");
+            assert.equal(bound.length, 4, "every apply binds the system identity, audited");
           }
 
           // show: the active set as JSON (stdout) that applies back unchanged.

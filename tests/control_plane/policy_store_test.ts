@@ -448,3 +448,31 @@ Deno.test("followPolicies() checks on the timer only, goes on after an error, an
     (err) => isPlmError(err, "ERR_INVALID_ARGUMENT"),
   );
 });
+
+if (POSTGRES_URL !== undefined) {
+  Deno.test({
+    name: "[postgres] a control plane on another pool follows a version applied elsewhere",
+    sanitizeResources: false,
+    async fn() {
+      await using writer = await openTestPostgresStore();
+      await using reader = await openTestPostgresStore({ schema: writer.schema });
+      const clock = new FakeClock(0);
+      const timers = new FakeTimers(clock);
+      const applier = new PolicyStore(writer, { clock });
+      await applier.apply(READ, { identity: OPS });
+      const follower = new PolicyStore(reader, { clock });
+      const cp = new ControlPlane(reader, {
+        clock,
+        policies: (await follower.require()).policySet,
+      });
+      await using following = followPolicies(cp, follower, {
+        intervalMs: 5_000,
+        timer: timers.timer,
+      });
+      await applier.apply(READ_DELETE, { identity: OPS });
+      await timers.advance(5_000);
+      await following.check();
+      assert.equal(cp.policy.version, policySetVersion(READ_DELETE));
+    },
+  });
+}
