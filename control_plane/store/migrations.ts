@@ -52,7 +52,8 @@ export interface Migration {
  *   (`version` 1, 2, ... without gaps, the highest in force): the set's
  *   canonical JSON (`content`) exactly as hashed, its SHA-256 (`hash`), when
  *   (`applied_at`), by whom (`applied_by`, a subject) and why (`reason`).
- *   Rows are only ever inserted: history is kept.
+ *   Rows are only ever inserted (triggers refuse `UPDATE` and `DELETE` with
+ *   `ERR_AUDIT_APPEND_ONLY`): history is kept.
  *
  * @example Read the latest schema version
  * ```ts
@@ -207,6 +208,14 @@ CREATE TABLE policy_versions (
   applied_by TEXT NOT NULL,
   reason TEXT
 ) STRICT;
+CREATE TRIGGER policy_versions_no_update BEFORE UPDATE ON policy_versions
+BEGIN
+  SELECT RAISE(ABORT, 'ERR_AUDIT_APPEND_ONLY: Cannot update policy_versions as it is append-only');
+END;
+CREATE TRIGGER policy_versions_no_delete BEFORE DELETE ON policy_versions
+BEGIN
+  SELECT RAISE(ABORT, 'ERR_AUDIT_APPEND_ONLY: Cannot delete from policy_versions as it is append-only');
+END;
 `,
   },
 ]);

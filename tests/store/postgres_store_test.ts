@@ -783,6 +783,9 @@ pgTest(
           `TRUNCATE ${store.schema}.audit_log CASCADE`,
           `TRUNCATE ${store.schema}.audit_seal`,
           `UPDATE ${store.schema}.audit_seal SET hash = 'x'`,
+          `UPDATE ${store.schema}.policy_versions SET reason = 'x'`,
+          `DELETE FROM ${store.schema}.policy_versions`,
+          `TRUNCATE ${store.schema}.policy_versions`,
         ]
       ) {
         const error = await c.query(sql).then(() => undefined, (e: unknown) => e);

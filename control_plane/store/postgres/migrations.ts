@@ -40,7 +40,7 @@ export const AUDIT_GUARDS: readonly { readonly name: string; readonly table: str
  * - 2 `policy_versions`: the versions of the policy set, as SQLite's
  *   migration 7: `version` is the primary key, so two concurrent applies
  *   cannot both store version N (the second's insert does nothing, and it
- *   retries with the next number).
+ *   retries with the next number); rows are insert-only, as the audit tables.
  *
  * @example The versions run from 1 without gaps
  * ```ts
@@ -185,6 +185,8 @@ CREATE TABLE policy_versions (
   applied_by text NOT NULL,
   reason text
 );
+CREATE TRIGGER policy_versions_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON policy_versions
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 `,
   },
 ]);
