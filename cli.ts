@@ -31,6 +31,7 @@ import { auditCommand } from "./cli/audit.ts";
 import { authCommand } from "./cli/auth.ts";
 import { runsCommand } from "./cli/runs.ts";
 import { workerCommand } from "./cli/worker.ts";
+import { approvalsCommand } from "./cli/approvals.ts";
 
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
@@ -63,6 +64,7 @@ const COMMANDS: Readonly<Record<string, CliCommand>> = {
   auth: authCommand,
   runs: runsCommand,
   worker: workerCommand,
+  approvals: approvalsCommand,
 };
 
 const HELP = `plm ${VERSION}: govern and run AI-agent work

@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { PlmError } from "../shared/mod.ts";
+import { type Identity, PlmError } from "../shared/mod.ts";
 import {
   Hs256JwtIdentityProvider,
   type IssueTokenClaims,
@@ -261,4 +261,27 @@ export async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtId
     }
     throw err;
   }
+}
+
+/**
+ * The caller's identity: the `PLM_TOKEN` token, verified with the key options
+ * (`--secret-file`, else `PLM_JWT_SECRET`; `--issuer`, `--audience`). Fails
+ * closed without a token.
+ *
+ * @param values The parsed options (the key options are read from them).
+ * @param io Where `PLM_TOKEN` and the secret come from.
+ * @returns The verified identity.
+ * @throws {PlmError} `ERR_IDENTITY_REQUIRED` without a token, the provider's codes when it is
+ * refused.
+ */
+export async function callerIdentity(values: ParsedValues, io: CliIo): Promise<Identity> {
+  const token = io.env("PLM_TOKEN");
+  if (token === undefined || token === "") {
+    throw new PlmError(
+      "ERR_IDENTITY_REQUIRED",
+      "No identity: set PLM_TOKEN to a token from 'plm auth issue-token'",
+    );
+  }
+  const provider = await makeProvider(keyArgs(values, io.env), io);
+  return await provider.verifyToken(token.trim());
 }

@@ -19,8 +19,8 @@ import {
   type RunState,
   sleep,
 } from "../control_plane/mod.ts";
-import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared/mod.ts";
-import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
+import { INPUT_LIMITS, type JsonValue } from "../shared/mod.ts";
+import { callerIdentity, KEY_OPTIONS } from "./auth.ts";
 import { readAgentsFile } from "./agents_file.ts";
 import { openForReading } from "./db.ts";
 import {
@@ -303,18 +303,7 @@ function parseInput(text: string | undefined): JsonValue {
   }
 }
 
-/** The caller's identity: `PLM_TOKEN`, verified. Fails closed without one. */
-async function caller(values: ParsedValues, io: CliIo): Promise<Identity> {
-  const token = io.env("PLM_TOKEN");
-  if (token === undefined || token === "") {
-    throw new PlmError(
-      "ERR_IDENTITY_REQUIRED",
-      "No identity: set PLM_TOKEN to a token from 'plm auth issue-token'",
-    );
-  }
-  const provider = await makeProvider(keyArgs(values, io.env), io);
-  return await provider.verifyToken(token.trim());
-}
+const caller = callerIdentity;
 
 async function readPolicies(path: string | undefined): Promise<PolicySet> {
   if (path === undefined) return { rules: [] };
