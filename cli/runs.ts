@@ -21,7 +21,7 @@ import {
 } from "../control_plane/mod.ts";
 import { INPUT_LIMITS, type JsonValue } from "../shared/mod.ts";
 import { callerIdentity, KEY_OPTIONS } from "./auth.ts";
-import { readAgentsFile } from "./agents_file.ts";
+import { loadAgents } from "./agents_file.ts";
 import { openForReading } from "./db.ts";
 import {
   type CliCommand,
@@ -64,7 +64,9 @@ OPTIONS:
                             without one, every submit is denied and only the built-in
                             cancel rules apply)
       --agents FILE         submit: JSON list of HTTP agents {id, url, capabilities, tier,
-                            costPerRun, maxConcurrency} (default: none; the run stays queued)
+                            costPerRun, maxConcurrency}, or a .ts/.js module whose default
+                            export is a list of agents, to run it here with --wait
+                            (default: none; the run stays queued for 'plm worker')
       --wait                submit: wait until the run ends, and exit with its code (below)
                             (default: off; exit 0 once it is created)
       --timeout S           submit --wait: give up waiting after S seconds, exit 7 (the run
@@ -141,7 +143,7 @@ export const runsCommand: CliCommand = {
         const agentsFile = str(v.agents);
         const agents = agentsFile === undefined
           ? []
-          : await readAgentsFile(agentsFile, io.env("PLM_TOKEN") ?? "");
+          : await loadAgents(agentsFile, io.env("PLM_TOKEN") ?? "");
         await using store = await openStore(location);
         const runtime = new AgentRuntime({
           controlPlane: new ControlPlane(store, { policies }),
