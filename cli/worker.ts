@@ -64,6 +64,9 @@ OPTIONS:
                            writes; unique per process (default: worker-HOST-PID-RANDOM)
       --grace-seconds N    How long runs in flight may finish after the first signal,
                            0..86400 (default: 30)
+      --max-poll-ms N      The longest wait between two polls for ready runs while idle (it
+                           doubles from 200 ms after each empty poll; PostgreSQL's wake-ups
+                           bring a poll forward), 1..60000 (default: 5000)
       --log FORMAT         text or json (default: text)
       --health-port P      Serve GET /healthz on this port, 0..65535 (0: any free port,
                            printed when listening): 200 {"status":"running"} while running,
@@ -98,6 +101,7 @@ export interface WorkerOptions {
   readonly concurrency: number;
   readonly id: string;
   readonly graceMs: number;
+  readonly maxPollMs: number;
   readonly log: "text" | "json";
   readonly healthPort?: number;
   readonly healthHostname: string;
@@ -140,6 +144,7 @@ function parseWorkerArgs(args: string[], io: CliIo): WorkerOptions {
         concurrency: { type: "string" },
         id: { type: "string" },
         "grace-seconds": { type: "string" },
+        "max-poll-ms": { type: "string" },
         log: { type: "string" },
         "health-port": { type: "string" },
         "health-hostname": { type: "string" },
@@ -164,6 +169,7 @@ function parseWorkerArgs(args: string[], io: CliIo): WorkerOptions {
     concurrency: parseCount(v.concurrency ?? "16", "--concurrency", 1, 10_000),
     id: v.id ?? `worker-${Deno.hostname()}-${Deno.pid}-${random}`,
     graceMs: parseCount(v["grace-seconds"] ?? "30", "--grace-seconds", 0, 86_400) * 1_000,
+    maxPollMs: parseCount(v["max-poll-ms"] ?? "5000", "--max-poll-ms", 1, 60_000),
     log,
     healthHostname: v["health-hostname"] ?? "127.0.0.1",
     ...(v["health-port"] === undefined
@@ -230,7 +236,10 @@ export async function runWorker(
     const health = options.healthPort === undefined
       ? undefined
       : serveHealth(options.healthHostname, options.healthPort, () => draining, logger);
-    runtime.start();
+    runtime.start({
+      pollIntervalMs: Math.min(200, options.maxPollMs),
+      maxPollIntervalMs: options.maxPollMs,
+    });
     tail.run();
     logger.event("worker.started", `worker ${options.id} started`, {
       db: redactPasswords(options.location),

@@ -4,14 +4,19 @@
  */
 import assert from "node:assert/strict";
 import { main } from "../../cli.ts";
-import { ControlPlane, Hs256JwtIdentityProvider, openStore } from "../../control_plane/mod.ts";
+import {
+  ControlPlane,
+  Hs256JwtIdentityProvider,
+  openStore,
+  type PolicySet,
+} from "../../control_plane/mod.ts";
 import { verifyLines } from "../../tools/verify_audit.ts";
 import { fakeIo } from "./_fake_io.ts";
 
 const SECRET = "cli-scripting-test-secret-of-32-bytes-at-least";
 const AGENTS = new URL("./_agents.ts", import.meta.url).pathname;
 
-const POLICY = {
+const POLICY: PolicySet = {
   rules: [
     { id: "work", effect: "allow", actions: ["bom.update", "bom.fail"] },
     { id: "no-deletes", effect: "deny", actions: ["bom.delete"] },
@@ -265,7 +270,7 @@ Deno.test("runs submit --wait: progress on stderr, the exit code says how the ru
       await pendingApproval(plm);
       {
         await using store = await openStore(db);
-        const cp = new ControlPlane(store, { policies: POLICY as never });
+        const cp = new ControlPlane(store, { policies: POLICY });
         const expired = await cp.expireApprovals(Date.now() + 3_600_000);
         assert.equal(expired.length, 1);
       }
