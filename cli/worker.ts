@@ -68,6 +68,7 @@ OPTIONS:
                            doubles from 200 ms after each empty poll; PostgreSQL's wake-ups
                            bring a poll forward), 1..60000 (default: 5000)
       --log FORMAT         text or json (default: text)
+      --json               The same as --log json
       --health-port P      Serve GET /healthz on this port, 0..65535 (0: any free port,
                            printed when listening): 200 {"status":"running"} while running,
                            503 {"status":"draining"} while draining (default: none)
@@ -149,6 +150,7 @@ function parseWorkerArgs(args: string[], io: CliIo): WorkerOptions {
         "health-port": { type: "string" },
         "health-hostname": { type: "string" },
         policy: { type: "string" },
+        json: { type: "boolean" },
       },
     });
   } catch (err) {
@@ -156,7 +158,10 @@ function parseWorkerArgs(args: string[], io: CliIo): WorkerOptions {
   }
   const v = parsed.values;
   if (v.agents === undefined) throw new UsageError("worker needs --agents FILE");
-  const log = v.log ?? "text";
+  if (v.json === true && v.log !== undefined && v.log !== "json") {
+    throw new UsageError("--json is --log json");
+  }
+  const log = v.log ?? (v.json === true ? "json" : "text");
   if (log !== "text" && log !== "json") {
     throw new UsageError(`--log must be text or json, got '${log}'`);
   }

@@ -275,6 +275,7 @@ Deno.test("plm worker: text log lines, idle drain, and refused arguments", async
     await t.step("usage errors exit 2", async () => {
       await refused([], 2, /worker needs --agents FILE/);
       await refused(["--agents", AGENTS, "--log", "xml"], 2, /--log must be text or json/);
+      await refused(["--agents", AGENTS, "--log", "text", "--json"], 2, /--json is --log json/);
       await refused(["--agents", AGENTS, "--concurrency", "0"], 2, /--concurrency/);
       await refused(["--agents", AGENTS, "--grace-seconds", "-1"], 2, /grace-seconds/);
       await refused(["--agents", AGENTS, "--health-port", "70000"], 2, /--health-port/);
