@@ -15,7 +15,7 @@ import { INPUT_LIMITS } from "../shared/mod.ts";
 import { callerIdentity, KEY_OPTIONS } from "./auth.ts";
 import { openForReading } from "./db.ts";
 import { type CliCommand, parseCount, storeLocation, UsageError } from "./io.ts";
-import { loadWorkerPolicies } from "./worker.ts";
+import { loadPolicies } from "./policies.ts";
 
 const HELP = `plm approvals: list, show and decide approval requests
 
@@ -120,7 +120,7 @@ export const approvalsCommand: CliCommand = {
           throw new UsageError("reject needs --comment TEXT (the run's requester reads it)");
         }
         const identity = await callerIdentity(v, io);
-        const policies = await loadWorkerPolicies(v.policy ?? io.env("PLM_POLICY"));
+        const policies = await loadPolicies(v.policy ?? io.env("PLM_POLICY"));
         await using store = await openStore(location);
         const cp = new ControlPlane(store, { policies });
         const digest = v.digest ?? (await cp.approvals.get(id)).digest;

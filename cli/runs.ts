@@ -9,9 +9,7 @@ import {
   type AuditRecord,
   ControlPlane,
   isTerminal,
-  loadPolicySet,
   openStore,
-  type PolicySet,
   RISK_LEVELS,
   type RiskLevel,
   type Run,
@@ -22,15 +20,9 @@ import {
 import { INPUT_LIMITS, type JsonValue } from "../shared/mod.ts";
 import { callerIdentity, KEY_OPTIONS } from "./auth.ts";
 import { loadAgents } from "./agents_file.ts";
+import { loadPolicies } from "./policies.ts";
 import { openForReading } from "./db.ts";
-import {
-  type CliCommand,
-  type CliIo,
-  parseCount,
-  readArgumentFile,
-  storeLocation,
-  UsageError,
-} from "./io.ts";
+import { type CliCommand, type CliIo, parseCount, storeLocation, UsageError } from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
 
@@ -138,8 +130,8 @@ export const runsCommand: CliCommand = {
         const timeoutMs = str(v.timeout) === undefined
           ? undefined
           : parseCount(str(v.timeout)!, "--timeout", 1, 31_536_000) * 1_000;
-        const identity = await caller(v, io);
-        const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
+        const identity = await callerIdentity(v, io);
+        const policies = await loadPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
         const agentsFile = str(v.agents);
         const agents = agentsFile === undefined
           ? []
@@ -181,8 +173,8 @@ export const runsCommand: CliCommand = {
       }
       case "cancel": {
         const id = one(positionals, "RUN_ID");
-        const identity = await caller(v, io);
-        const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
+        const identity = await callerIdentity(v, io);
+        const policies = await loadPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
         await using store = await openStore(location);
         // Governed like every cancel: run.cancel under the policy set and its defaults
         // (a requester its own runs, role run-admin any run); a refusal is audited.
@@ -303,13 +295,6 @@ function parseInput(text: string | undefined): JsonValue {
   } catch {
     throw new UsageError("--input must be JSON");
   }
-}
-
-const caller = callerIdentity;
-
-async function readPolicies(path: string | undefined): Promise<PolicySet> {
-  if (path === undefined) return { rules: [] };
-  return loadPolicySet(await readArgumentFile("--policy", path));
 }
 
 /** Every audit record of a run, oldest first (paged: a run may have more than one page). */

@@ -10,17 +10,15 @@ import {
   type AuditLog,
   type AuditRecord,
   ControlPlane,
-  loadPolicySet,
   openStore,
-  type PolicySet,
   sleep,
 } from "../control_plane/mod.ts";
 import { loadAgents } from "./agents_file.ts";
+import { loadPolicies } from "./policies.ts";
 import {
   type CliCommand,
   type CliIo,
   parseCount,
-  readArgumentFile,
   redactPasswords,
   storeLocation,
   UsageError,
@@ -185,19 +183,6 @@ function parseWorkerArgs(args: string[], io: CliIo): WorkerOptions {
 }
 
 /**
- * The policy set a worker decides under. Today the `--policy` file (as
- * `plm runs submit` reads it); this is the one place to switch to the store's
- * active policy version once policies live in the store.
- *
- * @param path The `--policy` file, if any.
- * @returns The policy set (no rules without a file).
- */
-export async function loadWorkerPolicies(path: string | undefined): Promise<PolicySet> {
-  if (path === undefined) return { rules: [] };
-  return loadPolicySet(await readArgumentFile("--policy", path));
-}
-
-/**
  * Runs a worker until a signal, then drains it.
  *
  * @param options The parsed options.
@@ -211,7 +196,7 @@ export async function runWorker(
   signals: WorkerSignals,
 ): Promise<number> {
   const agents = await loadAgents(options.agentsFile, io.env("PLM_TOKEN") ?? "");
-  const policies = await loadWorkerPolicies(options.policyFile);
+  const policies = await loadPolicies(options.policyFile);
   const logger = new WorkerLog(options.log, options.id, io);
   // Signals are heard from before the store opens: a SIGTERM during start-up still drains.
   let first!: (signal: WorkerSignal) => void;
