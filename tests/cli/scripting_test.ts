@@ -126,6 +126,30 @@ Deno.test("--json: stdout is one JSON document (or JSON lines) on every command"
   }
 });
 
+Deno.test("--json: an error is one JSON line on stderr, nothing on stdout", async () => {
+  const { dir, plm } = await setUp();
+  try {
+    const missing = await plm(["runs", "show", "no-such-run", "--json"]);
+    assert.equal(missing.code, 1);
+    assert.deepEqual(missing.out, []);
+    assert.equal(missing.err.length, 1);
+    const error = JSON.parse(missing.err[0]!).error;
+    assert.equal(error.code, "ERR_STORE_NOT_FOUND", "no database yet");
+    await submit(plm, "bom.update");
+    const notFound = await plm(["runs", "show", "no-such-run", "--json"]);
+    assert.equal(JSON.parse(notFound.err[0]!).error.code, "ERR_RUN_NOT_FOUND");
+    const usage = await plm(["runs", "list", "--state", "nope", "--json"]);
+    assert.equal(usage.code, 2);
+    assert.deepEqual(JSON.parse(usage.err.join("\n")), {
+      error: { code: "ERR_USAGE", message: "unknown state 'nope'" },
+    });
+    const text = await plm(["runs", "show", "no-such-run"]);
+    assert.match(text.err[0]!, /^error: ERR_RUN_NOT_FOUND: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runs list --json pages newest first: nextCursor in the document", async () => {
   const { dir, plm } = await setUp();
   try {
