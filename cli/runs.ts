@@ -338,24 +338,32 @@ async function waitForRun(
       if (page.length < INPUT_LIMITS.listLimit) return;
     }
   };
-  // Executes it here when there are agents (a runtime without them leaves it queued).
-  const executing = runtime.wait(id);
+  // Executes it here when there are agents (a runtime without them leaves it queued), and
+  // again whenever it becomes ready once more (approved while waiting, say).
+  const executions = [runtime.wait(id)];
+  const runsHere = runtime.dispatcher.agents.length > 0;
   let run = await cp.runs.get(id);
   await progress();
   for (;;) {
     if (isTerminal(run.state)) break;
     if (cp.clock.now() >= deadline) {
-      await executing.catch(() => {});
+      await Promise.allSettled(executions);
       return { run, timedOut: true };
     }
     await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - cp.clock.now())));
     run = await cp.runs.get(id);
     await progress();
+    if (runsHere && READY_STATES.includes(run.state) && !runtime.dispatcher.execution(id)) {
+      executions.push(runtime.wait(id));
+    }
   }
-  await executing;
+  await Promise.all(executions);
   await progress();
   return { run, timedOut: false };
 }
+
+/** The states a run is claimed in. */
+const READY_STATES: readonly RunState[] = ["queued", "retrying", "escalated"];
 
 /** One state change of `runs submit --wait`, as text or JSON. */
 function progressLine(record: AuditRecord, json: boolean): string {

@@ -264,6 +264,26 @@ Deno.test("runs submit --wait: progress on stderr, the exit code says how the ru
         /awaiting_approval→rejected - Rejected by lena: not this week$/,
       );
     });
+    await t.step("with --agents, a run approved while waiting runs here: 0", async () => {
+      const waiting = plm([
+        "runs",
+        "submit",
+        "--action",
+        "bom.release",
+        "--resource",
+        "bom:4",
+        "--agents",
+        AGENTS,
+        "--wait",
+      ]);
+      const approval = await pendingApproval(plm);
+      const approved = await plm(["approvals", "approve", approval.id], { PLM_TOKEN: lead });
+      assert.equal(approved.code, 0, approved.err.join("\n"));
+      const result = await waiting;
+      assert.equal(result.code, 0, result.err.join("\n"));
+      assert.match(result.out[0]!, / succeeded$/);
+      assert.match(result.err.join("\n"), /awaiting_approval→queued .*\n.*queued→running echo/);
+    });
     await t.step("cancelled: 5", async () => {
       const waiting = plm([
         "runs",
