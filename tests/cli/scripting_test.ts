@@ -578,6 +578,13 @@ for (const engine of ENGINES) {
           const combined = await exported("--run", a, "--action", "run.created");
           assert.deepEqual(combined.map((r) => [r.runId, r.action]), [[a, "run.created"]]);
 
+          // An export --since the last seq of an earlier one continues it: both verify together.
+          const earlier = (await plm(["audit", "export"])).out;
+          await submit(plm, "bom.update");
+          const more = (await plm(["audit", "export", "--since", String(all.at(-1).seq)])).out;
+          assert.ok(more.length > 0);
+          assert.equal(verifyLines([...earlier, ...more]).ok, true);
+
           const filtered = (await plm(["audit", "export", "--run", b])).out;
           assert.equal(verifyLines(filtered).ok, false, "a filtered export is not a chain");
           assert.match((await plm(["audit", "--help"])).stdout, /NOT a chain/);
