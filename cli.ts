@@ -30,6 +30,7 @@ import { dbCommand } from "./cli/db.ts";
 import { auditCommand } from "./cli/audit.ts";
 import { authCommand } from "./cli/auth.ts";
 import { runsCommand } from "./cli/runs.ts";
+import { serveCommand } from "./cli/serve.ts";
 
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
@@ -61,6 +62,7 @@ const COMMANDS: Readonly<Record<string, CliCommand>> = {
   audit: auditCommand,
   auth: authCommand,
   runs: runsCommand,
+  serve: serveCommand,
 };
 
 const HELP = `plm ${VERSION}: govern and run AI-agent work

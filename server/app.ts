@@ -89,6 +89,13 @@ export interface ServerDeps {
    */
   identity?: IdentityMiddleware;
   /**
+   * Aborted when the server shuts down: live event streams end at once, so
+   * they do not hold the shutdown until its grace period is over.
+   *
+   * @default {undefined} (streams end when their run does or the client goes)
+   */
+  signal?: AbortSignal;
+  /**
    * Reports an internal error (answered as a bare `500`).
    *
    * @default {console.error}
@@ -110,6 +117,8 @@ export interface ServerContext {
   readonly timer: Timer;
   /** How often live event streams poll. */
   readonly eventPollMs: number;
+  /** Aborted at shutdown. */
+  readonly signal: AbortSignal | undefined;
 }
 
 const JSON_MEDIA = /^application\/([a-z.-]+\+)?json\s*(;.*)?$/i;
@@ -156,6 +165,7 @@ export function createApp(deps: ServerDeps): OpenAPIHono {
     schemaVersion: deps.schemaVersion,
     timer,
     eventPollMs: deps.eventPollMs ?? 500,
+    signal: deps.signal,
     async governed() {
       const policies = await deps.policies();
       if (current?.source === policies) return current.runtime;

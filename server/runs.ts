@@ -228,7 +228,11 @@ function eventStream(ctx: ServerContext, runId: string, signal: AbortSignal): Re
   const encoder = new TextEncoder();
   let stopped = false;
   const stop = new AbortController();
-  signal.addEventListener("abort", () => stop.abort(), { once: true });
+  for (const s of [signal, ctx.signal]) {
+    if (s === undefined) continue;
+    if (s.aborted) stop.abort();
+    else s.addEventListener("abort", () => stop.abort(), { once: true });
+  }
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
       let last = 0;
@@ -251,9 +255,15 @@ function eventStream(ctx: ServerContext, runId: string, signal: AbortSignal): Re
           }
           await sleep(ctx.eventPollMs, { timer: ctx.timer, signal: stop.signal });
         }
-        controller.close();
+        if (!stopped) controller.close();
       } catch (err) {
-        if (!stopped) controller.error(err);
+        if (!stopped) {
+          try {
+            controller.error(err);
+          } catch {
+            // the stream is gone already
+          }
+        }
       }
     },
     cancel() {
