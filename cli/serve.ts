@@ -20,13 +20,7 @@ import {
 import { POSTGRES_MIGRATIONS } from "../control_plane/store/postgres/mod.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES, openApiDocument } from "../server/mod.ts";
 import { KEY_OPTIONS, keyArgs, makeProvider } from "./auth.ts";
-import {
-  type CliCommand,
-  parseCount,
-  readArgumentFile,
-  storeLocation,
-  UsageError,
-} from "./io.ts";
+import { type CliCommand, parseCount, readArgumentFile, storeLocation, UsageError } from "./io.ts";
 
 const HELP = `plm serve: the HTTP API (runs, approvals, audit) over the store
 

@@ -9,7 +9,7 @@ import {
 } from "../../control_plane/mod.ts";
 import {
   ApprovalListSchema,
-  ApprovalSchema,
+  type ApprovalSchema,
   ApprovalViewSchema,
   AuditHeadSchema,
   AuditRecordSchema,
