@@ -37,4 +37,19 @@ export {
 } from "./problem.ts";
 export { type BodyLimits, readBody } from "./body.ts";
 export { AUDITOR_ROLE } from "./audit.ts";
-export * from "./schemas.ts";
+export {
+  ApprovalListSchema,
+  ApprovalSchema,
+  ApprovalViewSchema,
+  AuditHeadSchema,
+  AuditRecordSchema,
+  AuditVerifySchema,
+  CancelRunBodySchema,
+  DecisionBodySchema,
+  DecisionResultSchema,
+  HealthSchema,
+  RunEventsSchema,
+  RunPageSchema,
+  RunSchema,
+  SubmitRunBodySchema,
+} from "./schemas.ts";
