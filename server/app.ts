@@ -10,11 +10,13 @@ import { HTTPException } from "hono/http-exception";
 import {
   type Clock,
   ControlPlane,
+  type ControlPlaneOptions,
   formatIssues,
   type IdentityMiddleware,
   identityMiddleware,
-  type PolicyEngine,
+  PolicyEngine,
   type PolicySet,
+  policySetVersion,
   type Store,
   systemClock,
   systemTimer,
@@ -40,10 +42,17 @@ export interface ServerDeps {
   verifier: TokenVerifier;
   /**
    * The one source of policies, asked for each governed request (submit,
-   * cancel): a policy file read at start, or the store's active version. A
-   * control plane is built once per policy version.
+   * cancel, decide): a policy file read at start, or the store's active
+   * version. A control plane is built once per policy version (the same object
+   * again, or a set with the same `policySetVersion`, reuses it).
    */
   policies: () => PolicySet | PolicyEngine | Promise<PolicySet | PolicyEngine>;
+  /**
+   * More options of the governed control plane: autonomy, budgets, the agent rate limit.
+   *
+   * @default {{}}
+   */
+  controlPlane?: Omit<ControlPlaneOptions, "policies" | "clock" | "generateId">;
   /** The schema version this code needs; `GET /readyz` answers 503 until the store is at it. */
   schemaVersion: number;
   /**
@@ -167,25 +176,29 @@ export function createApp(deps: ServerDeps): OpenAPIHono {
     eventPollMs: deps.eventPollMs ?? 500,
     signal: deps.signal,
     async governed() {
-      const policies = await deps.policies();
-      if (current?.source === policies) return current.runtime;
-      const controlPlane = new ControlPlane(deps.store, { ...cpOptions, policies });
-      const version = controlPlane.policy.version;
+      const source = await deps.policies();
+      if (current?.source === source) return current.runtime;
+      const version = source instanceof PolicyEngine ? source.version : policySetVersion(source);
       if (current?.version === version) {
-        current = { ...current, source: policies };
-      } else {
-        current = {
-          source: policies,
-          version,
-          runtime: new AgentRuntime({
-            controlPlane,
-            agents: [],
-            owner: `serve-${crypto.randomUUID()}`,
-            clock,
-            timer,
-          }),
-        };
+        current = { ...current, source };
+        return current.runtime;
       }
+      const controlPlane = new ControlPlane(deps.store, {
+        ...deps.controlPlane,
+        ...cpOptions,
+        policies: source,
+      });
+      current = {
+        source,
+        version,
+        runtime: new AgentRuntime({
+          controlPlane,
+          agents: [],
+          owner: `serve-${crypto.randomUUID()}`,
+          clock,
+          timer,
+        }),
+      };
       return current.runtime;
     },
   };

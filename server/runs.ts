@@ -103,7 +103,13 @@ const eventsRoute = createRoute({
   summary: "The run's audit records, oldest first; with Accept: text/event-stream, live until " +
     "the run ends",
   security,
-  request: { params: RunIdParam },
+  request: {
+    params: RunIdParam,
+    headers: z.object({
+      "last-event-id": z.string().regex(/^[0-9]{1,15}$/, "Expected an audit seq").optional()
+        .openapi({ description: "Resume a stream after this record (the `id` of its event)" }),
+    }),
+  },
   responses: {
     200: {
       description: "The records; as a stream, one `audit` event per record (id: its seq), then " +
@@ -202,7 +208,8 @@ export function registerRunRoutes(app: OpenAPIHono, ctx: ServerContext): void {
     if (!accept.includes("text/event-stream")) {
       return json({ items: await ctx.reader.audit.list({ runId: run.id }) }, 200);
     }
-    return eventStream(ctx, run.id, c.req.raw.signal);
+    const after = Number(c.req.valid("header")["last-event-id"] ?? "0");
+    return eventStream(ctx, run.id, after, c.req.raw.signal);
   });
 
   app.openapi(cancelRoute, async (c) => {
@@ -219,12 +226,18 @@ export function registerRunRoutes(app: OpenAPIHono, ctx: ServerContext): void {
 }
 
 /**
- * A `text/event-stream` of a run's audit records: those so far, then new ones
+ * A `text/event-stream` of a run's audit records: those so far (after
+ * `after`, the client's `Last-Event-ID`), then new ones
  * as they are written (polled on the injected timer), then an `end` event
  * once the run is terminal and its last records are sent. Stops when the
  * client goes away.
  */
-function eventStream(ctx: ServerContext, runId: string, signal: AbortSignal): Response {
+function eventStream(
+  ctx: ServerContext,
+  runId: string,
+  after: number,
+  signal: AbortSignal,
+): Response {
   const encoder = new TextEncoder();
   let stopped = false;
   const stop = new AbortController();
@@ -235,7 +248,7 @@ function eventStream(ctx: ServerContext, runId: string, signal: AbortSignal): Re
   }
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
-      let last = 0;
+      let last = after;
       const send = (records: readonly AuditRecord[]) => {
         for (const record of records) {
           last = record.seq;

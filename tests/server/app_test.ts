@@ -5,6 +5,7 @@ import {
   type AuditRecord,
   Hs256JwtIdentityProvider,
   MIGRATIONS,
+  type PolicySet,
   type Run,
 } from "../../control_plane/mod.ts";
 import {
@@ -18,7 +19,7 @@ import {
   RunPageSchema,
   RunSchema,
 } from "../../server/mod.ts";
-import { assertProblem, testApp } from "./_app.ts";
+import { assertProblem, POLICY, testApp } from "./_app.ts";
 
 // The response schemas take the library's own types, field for field (a compile-time check).
 const _run = (run: Run): z.input<typeof RunSchema> => run;
@@ -422,4 +423,38 @@ Deno.test("an internal error is a 500 problem that leaks nothing", async () => {
   assert.equal(problem.detail, "The server failed");
   assert.equal(t.errors.length, 1);
   await assertProblem(await t.call("GET", "/v1/nothing", { token }), 404, "ERR_INVALID_ARGUMENT");
+});
+
+Deno.test("the policy source is asked at each governed request: a new version applies at once", async () => {
+  let policies: PolicySet = POLICY;
+  let asked = 0;
+  await using t = await testApp({
+    policies: () => {
+      asked++;
+      return policies;
+    },
+  });
+  const token = await t.token("alice");
+  const submit = async () =>
+    (await (await t.call("POST", "/v1/runs", {
+      token,
+      body: { action: "bom.delete", resource: "bom:1" },
+    })).json()).state;
+  assert.equal(await submit(), "rejected");
+  policies = {
+    rules: [...POLICY.rules, { id: "deletes", effect: "allow", actions: ["bom.delete"] }],
+  };
+  assert.equal(await submit(), "queued");
+  // A copy of the same set is the same version: the decision records it.
+  policies = structuredClone(policies);
+  assert.equal(await submit(), "queued");
+  assert.equal(asked, 3);
+  const decisions = await (await t.call("GET", "/v1/runs?state=queued", { token })).json();
+  const versions = new Set<unknown>();
+  for (const run of decisions.items) {
+    const events = await (await t.call("GET", `/v1/runs/${run.id}/events`, { token })).json();
+    const decide = events.items.find((r: AuditRecord) => r.action === "policy.decide");
+    versions.add((decide.data as { policyVersion: string }).policyVersion);
+  }
+  assert.equal(versions.size, 1);
 });

@@ -125,3 +125,33 @@ Deno.test("a live event stream stops polling when the client goes or the server 
   assert.ok(kept.closed);
   assert.equal(t.timers.pending, 0);
 });
+
+Deno.test("a stream resumes after Last-Event-ID; a bad one is a 422", async () => {
+  await using t = await testApp({ eventPollMs: 1000 });
+  const alice = await t.token("alice");
+  const run = await (await t.call("POST", "/v1/runs", {
+    token: alice,
+    body: { action: "bom.read", resource: "bom:1" },
+  })).json();
+  await t.call("POST", `/v1/runs/${run.id}/cancel`, { token: alice });
+  const listed = await (await t.call("GET", `/v1/runs/${run.id}/events`, { token: alice })).json();
+  const seqs: number[] = listed.items.map((r: { seq: number }) => r.seq);
+  assert.ok(seqs.length >= 3);
+  const res = await t.call("GET", `/v1/runs/${run.id}/events`, {
+    token: alice,
+    headers: { accept: "text/event-stream", "last-event-id": String(seqs[1]) },
+  });
+  assert.ok(res.body !== null);
+  const events = await new SseReader(res.body).read(() => t.timers.advance(0), () => false);
+  assert.deepEqual(
+    events.filter((e) => e.event === "audit").map((e) => Number(e.id)),
+    seqs.slice(2),
+  );
+  assert.equal(events.at(-1)?.event, "end");
+  const bad = await t.call("GET", `/v1/runs/${run.id}/events`, {
+    token: alice,
+    headers: { accept: "text/event-stream", "last-event-id": "x" },
+  });
+  assert.equal(bad.status, 422);
+  assert.equal((await bad.json()).field, "last-event-id");
+});

@@ -85,6 +85,18 @@ async function stalledRequest(port: number): Promise<string> {
   }
 }
 
+/** Sends a raw request with `Connection: close` and returns the whole answer. */
+async function rawRequest(port: number, head: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(`${head}Connection: close\r\n\r\n`));
+    return await new Response(conn.readable).text();
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+}
+
 async function scenario(location: string): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "plm_serve_" });
   const served = await startServe(location, dir);
@@ -173,6 +185,20 @@ async function scenario(location: string): Promise<void> {
       }),
     });
     assert.deepEqual([chunked.status, (await chunked.json()).code], [413, "ERR_INVALID_ARGUMENT"]);
+    const twice = await rawRequest(
+      served.port,
+      `GET /v1/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${alice}\r\n` +
+        `Authorization: Bearer ${bob}\r\n`,
+    );
+    assert.match(twice, /^HTTP\/1\.1 401 /);
+    assert.match(twice, /"code":"ERR_TOKEN_MALFORMED"/);
+    const twoKeys = await rawRequest(
+      served.port,
+      `POST /v1/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${alice}\r\n` +
+        "Idempotency-Key: a\r\nIdempotency-Key: b\r\nContent-Length: 0\r\n",
+    );
+    assert.match(twoKeys, /^HTTP\/1\.1 422 /);
+    assert.match(twoKeys, /"field":"Idempotency-Key"/);
     const stalled = await stalledRequest(served.port);
     assert.match(stalled, /^HTTP\/1\.1 408 /);
     assert.match(stalled, /"code":"ERR_TIMEOUT"/);
