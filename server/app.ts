@@ -5,7 +5,7 @@
  * @module
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context, Hono, MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import {
   type Clock,
@@ -97,6 +97,14 @@ export interface ServerDeps {
    * @default {identityMiddleware(verifier, { audit, clock, timer })}
    */
   identity?: IdentityMiddleware;
+  /**
+   * Sub-apps to mount, by path: `{ "/inbox": inboxRoutes(...) }`. They get the
+   * app's body limits (size and read timeout; the bytes are handed on, so
+   * `c.req.text()` reads them) but not its bearer authentication or JSON rules.
+   *
+   * @default {{}}
+   */
+  mounts?: Readonly<Record<string, Hono>>;
   /**
    * Aborted when the server shuts down: live event streams end at once, so
    * they do not hold the shutdown until its grace period is over.
@@ -252,6 +260,7 @@ export function createApp(deps: ServerDeps): OpenAPIHono {
   registerRunRoutes(app, context);
   registerApprovalRoutes(app, context);
   registerAuditRoutes(app, context);
+  for (const [path, sub] of Object.entries(deps.mounts ?? {})) app.route(path, sub);
   app.get("/openapi.json", (c) => c.json(openApiDocument(app)));
   return app;
 }
@@ -331,8 +340,10 @@ function bodyLimits(maxBytes: number, timeoutMs: number, timer: Timer): Middlewa
   return async (c, next) => {
     if (!BODY_METHODS.has(c.req.method)) return await next();
     const bytes = await readBody(c.req.raw, { maxBytes, timeoutMs, timer });
-    if (bytes.byteLength === 0) {
-      c.req.bodyCache.arrayBuffer = Promise.resolve(new ArrayBuffer(0)) as unknown as ArrayBuffer;
+    if (bytes.byteLength === 0 || !c.req.path.startsWith("/v1/")) {
+      // Handed on as read: a mounted sub-app's `c.req.text()` and the like see the bytes.
+      const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+      c.req.bodyCache.arrayBuffer = Promise.resolve(buffer) as unknown as ArrayBuffer;
       return await next();
     }
     const type = c.req.header("content-type") ?? "";

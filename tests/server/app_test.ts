@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { z } from "@hono/zod-openapi";
+import { Hono } from "hono";
 import {
   type Approval,
   type AuditRecord,
@@ -457,4 +458,25 @@ Deno.test("the policy source is asked at each governed request: a new version ap
     versions.add((decide.data as { policyVersion: string }).policyVersion);
   }
   assert.equal(versions.size, 1);
+});
+
+Deno.test("mounted sub-apps get the body limits and the bytes, not the /v1 token or JSON rules", async () => {
+  const inbox = new Hono();
+  inbox.get("/", (c) => c.text("inbox"));
+  inbox.post("/decide", async (c) => c.text(`got ${await c.req.text()}`));
+  await using t = await testApp({ mounts: { "/inbox": inbox }, maxBodyBytes: 64 });
+  assert.equal(await (await t.call("GET", "/inbox")).text(), "inbox");
+  const form = await t.call("POST", "/inbox/decide", {
+    body: "decision=approve&comment=ok",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+  });
+  assert.equal(await form.text(), "got decision=approve&comment=ok");
+  await assertProblem(
+    await t.call("POST", "/inbox/decide", {
+      body: "comment=" + "x".repeat(100),
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    }),
+    413,
+    "ERR_INVALID_ARGUMENT",
+  );
 });
