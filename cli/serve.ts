@@ -18,7 +18,12 @@ import {
   systemTimer,
 } from "../control_plane/mod.ts";
 import { POSTGRES_MIGRATIONS } from "../control_plane/store/postgres/mod.ts";
-import { createApp, DEFAULT_MAX_BODY_BYTES, openApiDocument } from "../server/mod.ts";
+import {
+  createApp,
+  DEFAULT_MAX_BODY_BYTES,
+  openApiDocument,
+  trackInFlight,
+} from "../server/mod.ts";
 import { KEY_OPTIONS, keyArgs, makeProvider } from "./auth.ts";
 import { type CliCommand, parseCount, readArgumentFile, storeLocation, UsageError } from "./io.ts";
 
@@ -30,8 +35,9 @@ USAGE:
 
   Prints 'listening on http://H:P' once it accepts requests. Every /v1 route needs a
   bearer token (plm auth issue-token); GET /openapi.json is the API's OpenAPI 3.1
-  document. SIGTERM or SIGINT: stop accepting, finish requests in flight within the
-  grace period, exit 0.
+  document. SIGTERM or SIGINT: stop accepting (new requests get 503, live event
+  streams end), finish requests in flight within the grace period, exit 0; a second
+  signal exits 130 at once.
 
 OPTIONS:
       --db LOCATION             A SQLite file or a postgres://user@host/db URL
@@ -50,7 +56,20 @@ OPTIONS:
       --audience AUD            The required audience (default: $PLM_JWT_AUDIENCE)
   -h, --help                    Show this help`;
 
-/** The `plm serve` command. */
+/**
+ * The `plm serve` command.
+ *
+ * @example Print the OpenAPI document (what `deno task openapi` writes)
+ * ```ts
+ * import { main } from "@tracepulse/plm-engine-core/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const out: string[] = [];
+ * const io = { out: (l: string) => out.push(l), err: () => {}, readStdin: () => Promise.resolve(""), env: () => undefined };
+ * assert.equal(await main(["serve", "--openapi"], io), 0);
+ * assert.equal(JSON.parse(out.join("\n")).openapi, "3.1.0");
+ * ```
+ */
 export const serveCommand: CliCommand = {
   summary: "Serve the HTTP API",
   help: HELP,
@@ -92,9 +111,12 @@ export const serveCommand: CliCommand = {
     const shutdown = new AbortController();
     // Refused tokens are audited (bounded); the counts still open are written at exit.
     await using identity = identityMiddleware(verifier, { audit: new AuditLog(store) });
+    // Counts requests in flight, to drain them at shutdown (the app is built just below).
+    const tracker = trackInFlight((request, info) => app.fetch(request, info));
     const app = createApp({
       store,
       verifier,
+      inFlight: () => tracker.inFlight,
       // The one source of policies: the file read at start. With policies in the store,
       // this becomes the store's active version (see the README's Deploy section).
       policies: () => policies,
@@ -113,12 +135,19 @@ export const serveCommand: CliCommand = {
         io.out(`listening on http://${addr.hostname}:${addr.port}`);
         listening.resolve();
       },
-    }, app.fetch);
+    }, tracker.fetch);
     await listening.promise;
     const signalled = Promise.withResolvers<string>();
     const signals = ["SIGTERM", "SIGINT"] as const;
+    const again = Promise.withResolvers<"again">();
+    let received = false;
     const handlers = signals.map((name) => {
-      const handler = () => signalled.resolve(name);
+      // The first signal starts the shutdown; a second one stops at once.
+      const handler = () => {
+        if (received) again.resolve("again");
+        received = true;
+        signalled.resolve(name);
+      };
       Deno.addSignalListener(name, handler);
       return [name, handler] as const;
     });
@@ -127,12 +156,23 @@ export const serveCommand: CliCommand = {
       io.err(`${name === "" ? "server stopped" : name}: stopping (grace ${graceSeconds} s)`);
       shutdown.abort();
       const grace = new AbortController();
-      const finished = await Promise.race([
-        server.shutdown().then(() => true),
-        sleep(graceSeconds * 1000, { timer: systemTimer, signal: grace.signal }).then(() => false),
+      const outcome = await Promise.race([
+        // Deno's shutdown() cuts off bodies still arriving: drain first, then shut.
+        tracker.drain().then(() => server.shutdown()).then(() => "finished" as const),
+        sleep(graceSeconds * 1000, { timer: systemTimer, signal: grace.signal })
+          .then(() => "grace" as const),
+        again.promise,
       ]);
       grace.abort();
-      io.err(finished ? "stopped" : "grace period over: requests still in flight were dropped");
+      if (outcome === "again") {
+        io.err("second signal: stopping now");
+        return 130;
+      }
+      io.err(
+        outcome === "finished"
+          ? "stopped"
+          : "grace period over: requests still in flight were dropped",
+      );
       return 0;
     } finally {
       for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);

@@ -98,6 +98,13 @@ export interface ServerDeps {
    */
   identity?: IdentityMiddleware;
   /**
+   * How many requests are being handled (a `trackInFlight` tracker's
+   * count), reported by `GET /healthz`.
+   *
+   * @default {undefined} (not reported)
+   */
+  inFlight?: () => number;
+  /**
    * Sub-apps to mount, by path: `{ "/inbox": inboxRoutes(...) }`. They get the
    * app's body limits (size and read timeout; the bytes are handed on, so
    * `c.req.text()` reads them) but not its bearer authentication or JSON rules.
@@ -136,6 +143,8 @@ export interface ServerContext {
   readonly eventPollMs: number;
   /** Aborted at shutdown. */
   readonly signal: AbortSignal | undefined;
+  /** The requests being handled, when counted. */
+  readonly inFlight: (() => number) | undefined;
 }
 
 const JSON_MEDIA = /^application\/([a-z.-]+\+)?json\s*(;.*)?$/i;
@@ -183,6 +192,7 @@ export function createApp(deps: ServerDeps): OpenAPIHono {
     timer,
     eventPollMs: deps.eventPollMs ?? 500,
     signal: deps.signal,
+    inFlight: deps.inFlight,
     async governed() {
       const source = await deps.policies();
       if (current?.source === source) return current.runtime;

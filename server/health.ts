@@ -51,7 +51,10 @@ const readyRoute = createRoute({
  * ```
  */
 export function registerHealthRoutes(app: OpenAPIHono, ctx: ServerContext): void {
-  app.openapi(healthRoute, () => json({ status: "ok" }, 200));
+  app.openapi(healthRoute, () => {
+    const inFlight = ctx.inFlight?.();
+    return json({ status: "ok", ...(inFlight === undefined ? {} : { inFlight }) }, 200);
+  });
   app.openapi(readyRoute, async () => {
     let version: number;
     try {

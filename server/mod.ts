@@ -36,6 +36,7 @@ export {
   STATUS_BY_CODE,
 } from "./problem.ts";
 export { type BodyLimits, readBody } from "./body.ts";
+export { type InFlightTracker, type ServeHandler, trackInFlight } from "./drain.ts";
 export { AUDITOR_ROLE } from "./audit.ts";
 export {
   ApprovalListSchema,

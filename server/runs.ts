@@ -209,7 +209,7 @@ export function registerRunRoutes(app: OpenAPIHono, ctx: ServerContext): void {
       return json({ items: await ctx.reader.audit.list({ runId: run.id }) }, 200);
     }
     const after = Number(c.req.valid("header")["last-event-id"] ?? "0");
-    return eventStream(ctx, run.id, after, c.req.raw.signal);
+    return eventStream(ctx, run.id, after);
   });
 
   app.openapi(cancelRoute, async (c) => {
@@ -230,22 +230,19 @@ export function registerRunRoutes(app: OpenAPIHono, ctx: ServerContext): void {
  * `after`, the client's `Last-Event-ID`), then new ones
  * as they are written (polled on the injected timer), then an `end` event
  * once the run is terminal and its last records are sent. Stops when the
- * client goes away.
+ * client goes away (the stream is cancelled) or the server shuts down.
  */
 function eventStream(
   ctx: ServerContext,
   runId: string,
   after: number,
-  signal: AbortSignal,
 ): Response {
   const encoder = new TextEncoder();
   let stopped = false;
   const stop = new AbortController();
-  for (const s of [signal, ctx.signal]) {
-    if (s === undefined) continue;
-    if (s.aborted) stop.abort();
-    else s.addEventListener("abort", () => stop.abort(), { once: true });
-  }
+  // The client going away cancels the stream (`cancel` below); the server's shutdown ends it.
+  if (ctx.signal?.aborted) stop.abort();
+  else ctx.signal?.addEventListener("abort", () => stop.abort(), { once: true });
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
       let last = after;

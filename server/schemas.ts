@@ -362,5 +362,10 @@ export const AuditVerifySchema = z.union([
  */
 export const HealthSchema = z.strictObject({
   status: z.literal("ok"),
-  schemaVersion: z.number().int().optional(),
+  schemaVersion: z.number().int().optional().openapi({
+    description: "readyz: the store's schema version",
+  }),
+  inFlight: z.number().int().optional().openapi({
+    description: "healthz: the requests being handled, this one included",
+  }),
 }).openapi("Health");

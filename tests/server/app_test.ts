@@ -40,6 +40,11 @@ Deno.test("GET /healthz and /readyz answer 200; /readyz is 503 when the schema i
   await assertProblem(await behind.call("GET", "/readyz"), 503, "ERR_STORE_SCHEMA_TOO_OLD");
   await t.store.close();
   await assertProblem(await t.call("GET", "/readyz"), 503, "ERR_STORE_UNAVAILABLE");
+  await using counted = await testApp({ inFlight: () => 3 });
+  assert.deepEqual(await (await counted.call("GET", "/healthz")).json(), {
+    status: "ok",
+    inFlight: 3,
+  });
 });
 
 Deno.test("/v1 needs a bearer token: missing, forged and repeated tokens are 401 problems", async () => {

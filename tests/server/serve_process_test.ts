@@ -16,6 +16,8 @@ interface Served {
   readonly port: number;
   readonly child: Deno.ChildProcess;
   readonly stderr: Promise<string>;
+  /** Resolves once stderr so far matches `pattern`. */
+  stderrMatches(pattern: RegExp): Promise<void>;
 }
 
 async function startServe(location: string, dir: string): Promise<Served> {
@@ -45,7 +47,24 @@ async function startServe(location: string, dir: string): Promise<Served> {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const stderr = new Response(child.stderr).text();
+  let errText = "";
+  const waiters: { pattern: RegExp; resolve: () => void }[] = [];
+  const stderr = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      errText += decoder.decode(chunk, { stream: true });
+      for (const w of waiters.splice(0)) {
+        if (w.pattern.test(errText)) w.resolve();
+        else waiters.push(w);
+      }
+    }
+    return errText;
+  })();
+  const stderrMatches = (pattern: RegExp) =>
+    new Promise<void>((resolve) => {
+      if (pattern.test(errText)) resolve();
+      else waiters.push({ pattern, resolve });
+    });
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let seen = "";
   let base: string | undefined;
@@ -59,7 +78,7 @@ async function startServe(location: string, dir: string): Promise<Served> {
   (async () => {
     while (!(await reader.read()).done) { /* drain */ }
   })();
-  return { base, port: Number(new URL(base).port), child, stderr };
+  return { base, port: Number(new URL(base).port), child, stderr, stderrMatches };
 }
 
 /** Sends headers and part of the body, then stalls: the server must answer 408 and hang up. */
@@ -222,12 +241,35 @@ async function scenario(location: string): Promise<void> {
     assert.ok(live.body !== null);
     const liveReader = live.body.getReader();
     assert.equal((await liveReader.read()).done, false);
+    // And a submit in flight: its body half sent when the signal comes, finished after.
+    const body = JSON.stringify({ action: "bom.read", resource: "bom:in-flight" });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: served.port });
+    await conn.write(
+      new TextEncoder().encode(
+        `POST /v1/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${alice}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+          `Connection: close\r\n\r\n${body.slice(0, 10)}`,
+      ),
+    );
+    // Wait until the server handles it (it counts itself too), so the signal comes mid-body.
+    let handled = false;
+    for (let i = 0; i < 200 && !handled; i++) {
+      handled = (await (await fetch(`${base}/healthz`)).json()).inFlight >= 2;
+    }
+    assert.ok(handled, "the half-sent request never reached the app");
     served.child.kill("SIGTERM");
+    await served.stderrMatches(/SIGTERM: stopping/);
+    // No longer accepting: a new request is refused (503 while draining, or no connection).
+    const late = await fetch(`${base}/healthz`).then((r) => r.status, () => "refused");
+    assert.ok(late === 503 || late === "refused", String(late));
+    await conn.write(new TextEncoder().encode(body.slice(10)));
+    const inFlight = await new Response(conn.readable).text();
+    assert.match(inFlight, /^HTTP\/1\.1 201 /);
+    assert.match(inFlight, /"resource":"bom:in-flight"/);
     while (!(await liveReader.read()).done) { /* the rest, until the server ends it */ }
     const status = await served.child.status;
     assert.equal(status.code, 0, await served.stderr);
-    assert.match(await served.stderr, /SIGTERM: stopping/);
-    await assert.rejects(fetch(`${base}/healthz`));
+    assert.match(await served.stderr, /SIGTERM: stopping[\s\S]*\nstopped\n/);
   } finally {
     try {
       served.child.kill("SIGKILL");
