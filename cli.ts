@@ -33,6 +33,7 @@ import { runsCommand } from "./cli/runs.ts";
 import { policyCommand } from "./cli/policy.ts";
 import { workerCommand } from "./cli/worker.ts";
 import { approvalsCommand } from "./cli/approvals.ts";
+import { serveCommand } from "./cli/serve.ts";
 
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
@@ -67,6 +68,7 @@ const COMMANDS: Readonly<Record<string, CliCommand>> = {
   policy: policyCommand,
   worker: workerCommand,
   approvals: approvalsCommand,
+  serve: serveCommand,
 };
 
 const HELP = `plm ${VERSION}: govern and run AI-agent work
