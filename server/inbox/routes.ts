@@ -104,7 +104,22 @@ const SIGNIN_COOKIE = "plm_inbox_signin";
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_CARDS = 200;
 
-/** The headers on every inbox response. */
+/**
+ * The headers on every inbox response: a strict Content-Security-Policy (no
+ * inline script or style, forms post to the inbox only, never framed),
+ * `nosniff`, no referrer, and no caching.
+ *
+ * @example The policy allows scripts and styles from the inbox only
+ * ```ts
+ * import { INBOX_SECURITY_HEADERS } from "./routes.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const csp = INBOX_SECURITY_HEADERS["Content-Security-Policy"] ?? "";
+ * assert.match(csp, /default-src 'none'/);
+ * assert.match(csp, /script-src 'self'/);
+ * assert.equal(INBOX_SECURITY_HEADERS["X-Content-Type-Options"], "nosniff");
+ * ```
+ */
 export const INBOX_SECURITY_HEADERS: { readonly [name: string]: string } = Object.freeze({
   "Content-Security-Policy":
     "default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; " +
@@ -358,6 +373,9 @@ export function inboxRoutes(deps: InboxDeps): Hono {
         401,
       );
     }
+    // A sign in always gets a new session id (no fixation); the one it replaces ends.
+    const previous = await currentSession(c);
+    if (previous !== undefined) sessions.delete(previous.id);
     const now = clock.now();
     const expiresAt = Math.min(identity.expiresAt ?? Infinity, now + maxSessionSeconds * 1000);
     const session = sessions.create(identity, expiresAt);

@@ -367,3 +367,58 @@ Deno.test("inboxRoutes() refuses a short cookie secret and a bad mount path", as
     RangeError,
   );
 });
+
+Deno.test("inboxRoutes() gives a new session at each sign in and ends the one it replaces", async () => {
+  await using store = await openStore(":memory:");
+  const { app, world } = setup(store);
+  const browser = await signedIn(app, world);
+  const first = browser.cookies.get("plm_inbox_session")!;
+  // The sign-in form is shown without a session; post it with the live session's cookie.
+  browser.cookies.delete("plm_inbox_session");
+  const signInForm = await (await browser.get("/inbox")).text();
+  browser.cookies.set("plm_inbox_session", first);
+  const again = await browser.post("/inbox/signin", {
+    token: await world.token(APPROVER),
+    _csrf: csrfOf(signInForm),
+  });
+  assert.equal(again.status, 303);
+  const second = browser.cookies.get("plm_inbox_session")!;
+  assert.notEqual(first, second);
+  const stale = new Browser(app);
+  stale.cookies.set("plm_inbox_session", first);
+  assert.match(await (await stale.get("/inbox")).text(), /name="token"/);
+  // A tampered cookie (the id without its signature) names no session.
+  stale.cookies.set("plm_inbox_session", second.split(".")[0]!);
+  assert.match(await (await stale.get("/inbox")).text(), /name="token"/);
+});
+
+Deno.test("inboxRoutes() refuses a body over 64 KiB with 413", async () => {
+  await using store = await openStore(":memory:");
+  const { app, world } = setup(store);
+  const browser = await signedIn(app, world);
+  const response = await browser.post("/inbox/signout", { _csrf: "x", pad: "x".repeat(70_000) });
+  assert.equal(response.status, 413);
+  assert.match(await response.text(), /ERR_INVALID_ARGUMENT/);
+  assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+  assert.match(await (await browser.get("/inbox")).text(), /Sign out/);
+});
+
+Deno.test("inboxRoutes() offers no decision on a request past its deadline", async () => {
+  await using store = await openStore(":memory:");
+  const { app, world, clock } = setup(store);
+  const { approvalId } = await world.submit();
+  // A token that outlives the approval's hour.
+  const browser = new Browser(app);
+  assert.equal((await browser.signIn(await world.token(APPROVER, 7200))).status, 303);
+  const form = formOf(await (await browser.get("/inbox")).text());
+  clock.advance(3_600_000);
+  const page = await (await browser.get("/inbox")).text();
+  assert.match(page, /past its deadline/);
+  assert.ok(!page.includes('value="approve"'));
+  const late = await browser.post(`/inbox/approvals/${approvalId}/decisions`, {
+    ...form,
+    decision: "approve",
+  });
+  assert.equal(late.status, 409);
+  assert.match(await late.text(), /ERR_APPROVAL_EXPIRED/);
+});
