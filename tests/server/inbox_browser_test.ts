@@ -91,6 +91,9 @@ Deno.test("the inbox in Chromium: sign in, hostile input inert, approve, the run
     assert.equal(await requester.locator('button[value="approve"]').count(), 0);
     assert.equal(await requester.locator('button[value="reject"]').count(), 0);
     assert.match(await card(requester).textContent() ?? "", /You requested this/);
+    await requester.click('button[name="signout"]');
+    await requester.waitForSelector("#token");
+    assert.equal(await card(requester).count(), 0);
 
     // The approver sees the card; the hostile input is text.
     const approver = await open();
