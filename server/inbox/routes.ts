@@ -245,15 +245,21 @@ export function inboxRoutes(deps: InboxDeps): Hono {
     return await hmac(await signinKey, `signin:${nonce}`);
   };
 
+  /**
+   * The fields of a form post (`application/x-www-form-urlencoded`, what a
+   * browser sends), read as text so that an outer middleware that already
+   * read the body (an app-wide size or time limit) does not break it.
+   */
   const form = async (c: Context): Promise<Record<string, string>> => {
     const type = c.req.header("content-type") ?? "";
-    if (!/^(application\/x-www-form-urlencoded|multipart\/form-data)\b/i.test(type)) {
-      throw new PlmError("ERR_INVALID_ARGUMENT", "Invalid body: expected a form");
+    if (!/^application\/x-www-form-urlencoded\s*(;.*)?$/i.test(type)) {
+      throw invalidArgument("content-type", "expected application/x-www-form-urlencoded");
     }
-    const body = await c.req.parseBody();
-    const fields: Record<string, string> = {};
-    for (const [name, value] of Object.entries(body)) {
-      if (typeof value !== "string") throw invalidArgument(name, "expected text, not a file");
+    const text = await c.req.text();
+    if (text.length > MAX_BODY_BYTES) throw tooLarge();
+    const fields: Record<string, string> = Object.create(null);
+    for (const [name, value] of new URLSearchParams(text)) {
+      if (Object.hasOwn(fields, name)) throw invalidArgument(name, "expected one value");
       fields[name] = value;
     }
     return fields;
@@ -306,22 +312,13 @@ export function inboxRoutes(deps: InboxDeps): Hono {
     return c.html(errorPage(paths, status, code, message), status);
   });
 
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) =>
-        c.html(
-          errorPage(
-            paths,
-            413,
-            "ERR_INVALID_ARGUMENT",
-            `The request body is over ${MAX_BODY_BYTES} bytes`,
-          ),
-          413,
-        ),
-    }),
-  );
+  // The body limit, unless an outer middleware (the app's own limit and timeout) has
+  // already read the body: then `form` checks the size of what it was handed.
+  const limit = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => Promise.reject(tooLarge()) });
+  app.use("*", (c, next) => {
+    const body = c.req.raw.body;
+    return body === null || c.req.raw.bodyUsed || body.locked ? next() : limit(c, next);
+  });
 
   app.get("/inbox.css", (c) => {
     c.header("Content-Type", "text/css; charset=utf-8");
@@ -470,10 +467,25 @@ async function whyAsked(
   };
 }
 
+/** A form over {@link MAX_BODY_BYTES}: answered `413`. */
+class BodyTooLargeError extends PlmError {
+  constructor() {
+    super("ERR_INVALID_ARGUMENT", `The request body is over ${MAX_BODY_BYTES} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+function tooLarge(): BodyTooLargeError {
+  return new BodyTooLargeError();
+}
+
 /** The status, code and message an error page shows; unexpected errors show no details. */
 function describeError(
   err: unknown,
 ): { status: ContentfulStatusCode; code: string; message: string } {
+  if (err instanceof BodyTooLargeError) {
+    return { status: 413, code: err.code, message: err.message };
+  }
   if (!isPlmError(err)) {
     console.error("plm inbox: unexpected error:", err);
     return { status: 500, code: "ERR_INTERNAL", message: "The inbox failed: see the server log" };
