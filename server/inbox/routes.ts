@@ -48,11 +48,18 @@ import {
 
 /** What the inbox needs, for {@link inboxRoutes}. */
 export interface InboxDeps {
-  /** Approvals are read and decided through it; runs and the audit log are read. */
+  /**
+   * Approvals are read and decided through it (`decideApproval`, which moves the run);
+   * runs and the audit log are read. Any control plane on the store will do: deciding
+   * an approval does not consult the policy (the approval carries its own spec).
+   */
   controlPlane: ControlPlane;
   /** Verifies the token an approver pastes at sign in (`Hs256JwtIdentityProvider`). */
   verifier: TokenVerifier;
-  /** Signs the session cookie: at least `MIN_SECRET_BYTES` (32) bytes, a string in UTF-8. */
+  /**
+   * Signs the session cookie: at least `MIN_SECRET_BYTES` (32) bytes, a string in UTF-8.
+   * Sessions live in this process's memory, so 32 random bytes drawn at start will do.
+   */
   cookieSecret: string | Uint8Array;
   /**
    * Session expiry and "past its deadline".

@@ -29,6 +29,8 @@ const CHROMIUM_ARGS = [
 const STEP_TIMEOUT_MS = 10_000;
 
 Deno.test("the inbox in Chromium: sign in, hostile input inert, approve, the run succeeds", async () => {
+  const found = await Deno.stat(CHROMIUM).then((info) => info.isFile, () => false);
+  assert.ok(found, `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   const dir = await Deno.makeTempDir({ prefix: "plm_inbox_browser_" });
   const store = await openStore(join(dir, "plm.db"));
   const releaser = defineAgent({
