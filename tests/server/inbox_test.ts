@@ -422,3 +422,38 @@ Deno.test("inboxRoutes() offers no decision on a request past its deadline", asy
   assert.equal(late.status, 409);
   assert.match(await late.text(), /ERR_APPROVAL_EXPIRED/);
 });
+
+Deno.test("inboxRoutes() shows an escalation's reason", async () => {
+  await using store = await openStore(":memory:");
+  const { app, world } = setup(store);
+  const cp = world.controlPlane;
+  const worker = { subject: "worker-1", kind: "service" } as const;
+  const { run } = await cp.runs.create({
+    task: {
+      action: "bom.repair",
+      resource: "bom:7",
+      capabilities: [],
+      input: null,
+      risk: "medium",
+      attributes: {},
+    },
+    requester: REQUESTER,
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+  }, { actor: worker });
+  await cp.runs.apply(run.id, { type: "escalate", reason: "Human tier: ERR_AGENT_FAILED" }, {
+    actor: worker,
+  });
+  const { approval } = await cp.requestApproval(run.id, {
+    approverRoles: ["approver"],
+    quorum: 1,
+    timeoutSeconds: 600,
+    onExpiry: "escalate",
+  }, { kind: "escalation", actor: worker });
+  const browser = await signedIn(app, world);
+  const page = await (await browser.get("/inbox")).text();
+  assert.match(page, new RegExp(`id="approval-${approval.id}"`));
+  assert.match(page, /<dd class="rule">escalation<\/dd>/);
+  assert.match(page, /<dd class="reason">Human tier: ERR_AGENT_FAILED<\/dd>/);
+  assert.match(page, /<dd class="expiry">escalate: the run goes to the next tier<\/dd>/);
+  assert.match(page, /<pre class="input">null<\/pre>/);
+});
