@@ -283,6 +283,7 @@ export function inboxRoutes(deps: InboxDeps): Hono {
     }
   };
 
+  const asked = new Map<string, { rules: readonly string[]; reason: string | null }>();
   const card = async (approval: Approval, viewer: Identity, now: number): Promise<CardView> => {
     let run: Run | undefined;
     try {
@@ -290,7 +291,14 @@ export function inboxRoutes(deps: InboxDeps): Hono {
     } catch (err) {
       if (!isPlmError(err, "ERR_RUN_NOT_FOUND")) throw err;
     }
-    const { rules, reason } = await whyAsked(cp, approval);
+    let why = asked.get(approval.id);
+    if (why === undefined) {
+      why = await whyAsked(cp, approval);
+      // Why an approval was asked never changes: keep it, the oldest going first.
+      if (asked.size >= MAX_CARDS * 5) asked.delete(asked.keys().next().value!);
+      asked.set(approval.id, why);
+    }
+    const { rules, reason } = why;
     const mine = viewer.subject === approval.requester.subject;
     const voted = approval.votes.some((vote) => vote.approver.subject === viewer.subject);
     const pending = approval.state === "pending" && now < approval.deadline;
