@@ -8,11 +8,14 @@
 import { parseArgs } from "node:util";
 import {
   AuditLog,
+  ControlPlane,
+  followPolicies,
   identityMiddleware,
   loadPolicySet,
   MIGRATIONS,
   openStore,
   type PolicySet,
+  PolicyStore,
   sleep,
   type Store,
   systemTimer,
@@ -21,6 +24,7 @@ import { POSTGRES_MIGRATIONS } from "../control_plane/store/postgres/mod.ts";
 import {
   createApp,
   DEFAULT_MAX_BODY_BYTES,
+  inboxRoutes,
   openApiDocument,
   trackInFlight,
 } from "../server/mod.ts";
@@ -48,8 +52,9 @@ OPTIONS:
       --read-timeout-seconds N  How long a request body may take to arrive; slower gets
                                 408 (default: 10)
       --grace-seconds N         How long requests in flight may take after SIGTERM (default: 30)
-      --policy FILE             The policy set, JSON (default: $PLM_POLICY; without one,
-                                every submit is denied and only the built-in cancel rules apply)
+      --policy FILE             A policy set file overriding the store's (default:
+                                $PLM_POLICY, else the store's version in force, followed as
+                                plm policy apply changes it; serve refuses to start with none)
       --openapi                 Print the OpenAPI document and exit (deno task openapi)
       --secret-file PATH        The HS256 secret (default: $PLM_JWT_SECRET)
       --issuer ISS              The required issuer (default: $PLM_JWT_ISSUER)
@@ -101,13 +106,20 @@ export const serveCommand: CliCommand = {
     );
     const graceSeconds = parseCount(str(v["grace-seconds"]) ?? "30", "--grace-seconds", 0, 3600);
     const policyPath = str(v.policy) ?? io.env("PLM_POLICY");
-    const policies = await readPolicies(policyPath);
-    if (policyPath === undefined) {
-      io.err("warning: no --policy (or PLM_POLICY): every submit is denied");
-    }
     const verifier = await makeProvider(keyArgs(v, io.env), io);
     const location = storeLocation(str(v.db), io);
     await using store = await openStore(location);
+    // The policy set: the store's version in force (refusing to start without one, saying
+    // how to apply one), followed as `plm policy apply` changes it; a file only overrides.
+    const policyStore = new PolicyStore(store);
+    const policyHolder = new ControlPlane(store, {
+      policies: policyPath === undefined || policyPath === ""
+        ? (await policyStore.require()).policySet
+        : await readPolicies(policyPath),
+    });
+    await using _follower = policyPath === undefined || policyPath === ""
+      ? followPolicies(policyHolder, policyStore, { intervalMs: 2_000 })
+      : undefined;
     const shutdown = new AbortController();
     // Refused tokens are audited (bounded); the counts still open are written at exit.
     await using identity = identityMiddleware(verifier, { audit: new AuditLog(store) });
@@ -117,14 +129,20 @@ export const serveCommand: CliCommand = {
       store,
       verifier,
       inFlight: () => tracker.inFlight,
-      // The one source of policies: the file read at start. With policies in the store,
-      // this becomes the store's active version (see the README's Deploy section).
-      policies: () => policies,
+      policies: () => policyHolder.policy,
       schemaVersion: latestSchemaVersion(store),
       maxBodyBytes,
       bodyTimeoutMs: readTimeoutSeconds * 1000,
       identity,
       signal: shutdown.signal,
+      // The approvals inbox: sessions live in this process, signed with a key made at start.
+      mounts: {
+        "/inbox": inboxRoutes({
+          controlPlane: new ControlPlane(store, { policies: { rules: [] } }),
+          verifier,
+          cookieSecret: crypto.getRandomValues(new Uint8Array(32)),
+        }),
+      },
       onError: (err) => io.err(`error: ${err instanceof Error ? err.stack ?? err.message : err}`),
     });
     const listening = Promise.withResolvers<void>();

@@ -38,6 +38,7 @@ export {
 export { type BodyLimits, readBody } from "./body.ts";
 export { type InFlightTracker, type ServeHandler, trackInFlight } from "./drain.ts";
 export { AUDITOR_ROLE } from "./audit.ts";
+export { type InboxDeps, inboxRoutes } from "./inbox/mod.ts";
 export {
   ApprovalListSchema,
   ApprovalSchema,

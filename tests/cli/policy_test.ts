@@ -453,3 +453,13 @@ Deno.test("plm policy without a subcommand or with an unknown one is a usage err
   const help = await plm(["--help"]);
   assert.match(help.out[0] ?? "", /^plm policy: /);
 });
+
+Deno.test("plm serve refuses to start with no policy in the store, saying how to apply one", async () => {
+  await withDir(async (dir) => {
+    const io = fakeIo({ PLM_JWT_SECRET: "serve-test-secret-of-at-least-32-bytes!!" });
+    const code = await main(["serve", "--db", `${dir}/plm.db`, "--port", "0"], io);
+    assert.equal(code, 1);
+    assert.match(io.stderr.join("\n"), /ERR_POLICY_NOT_FOUND: .*plm policy apply/);
+    assert.deepEqual(io.stdout.filter((line) => line.startsWith("listening")), []);
+  });
+});
