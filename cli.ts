@@ -30,6 +30,10 @@ import { dbCommand } from "./cli/db.ts";
 import { auditCommand } from "./cli/audit.ts";
 import { authCommand } from "./cli/auth.ts";
 import { runsCommand } from "./cli/runs.ts";
+import { policyCommand } from "./cli/policy.ts";
+import { workerCommand } from "./cli/worker.ts";
+import { approvalsCommand } from "./cli/approvals.ts";
+import { serveCommand } from "./cli/serve.ts";
 
 export type { CliIo } from "./cli/io.ts";
 export { denoIo } from "./cli/io.ts";
@@ -61,6 +65,10 @@ const COMMANDS: Readonly<Record<string, CliCommand>> = {
   audit: auditCommand,
   auth: authCommand,
   runs: runsCommand,
+  policy: policyCommand,
+  worker: workerCommand,
+  approvals: approvalsCommand,
+  serve: serveCommand,
 };
 
 const HELP = `plm ${VERSION}: govern and run AI-agent work
@@ -78,7 +86,9 @@ OPTIONS:
 /**
  * Runs the `plm` command line and returns the exit code; it never exits the
  * process itself. Exit codes: 0 success, 1 runtime error (one line
- * `error: <code>: <message>` on stderr), 2 usage error (the help on stderr).
+ * `error: <code>: <message>` on stderr), 2 usage error (the help on stderr);
+ * with `--json`, the error is one JSON line on stderr,
+ * `{"error": {"code", "message"}}` (`ERR_USAGE` for a usage error), and no help.
  * An argument that is not valid UTF-8 (Deno decodes it to U+FFFD), or that
  * holds U+0000 or a lone surrogate, is refused with `ERR_INVALID_ARGUMENT`
  * before any command runs; a refused file or environment access is
@@ -130,13 +140,23 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
     }
     return await command.run(rest, io);
   } catch (err) {
+    // With --json, an error is one JSON line on stderr: {"error": {"code", "message"}}.
+    const json = rest.includes("--json");
     if (err instanceof UsageError) {
-      io.err(`error: ${redactPasswords(err.message)}\n\n${COMMANDS[name ?? ""]?.help ?? HELP}`);
+      io.err(
+        json
+          ? JSON.stringify({ error: { code: "ERR_USAGE", message: redactPasswords(err.message) } })
+          : `error: ${redactPasswords(err.message)}\n\n${COMMANDS[name ?? ""]?.help ?? HELP}`,
+      );
       return 2;
     }
     const [code, message] = describe(err);
     // A driver's message may quote the --db URL: its password is never printed.
-    io.err(`error: ${code}: ${redactPasswords(message)}`);
+    io.err(
+      json
+        ? JSON.stringify({ error: { code, message: redactPasswords(message) } })
+        : `error: ${code}: ${redactPasswords(message)}`,
+    );
     return 1;
   }
 }

@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { type Agent, httpAgent } from "../agent_runtime/mod.ts";
 import { TASK_LIMITS } from "../control_plane/mod.ts";
@@ -77,4 +79,84 @@ export async function readAgentsFile(path: string, token: string): Promise<Agent
     });
   }
   return agents.map(({ url, ...options }) => httpAgent(url, { ...options, token }));
+}
+
+/** The file names `--agents` imports as a module rather than reads as JSON. */
+const MODULE_FILE = /\.(?:ts|mts|js|mjs)$/;
+
+/**
+ * The agents of `--agents FILE`: a `.ts`/`.mts`/`.js`/`.mjs` file is imported
+ * (a dynamic `import()` of its file URL) and its default export must be a
+ * non-empty list of agents (`defineAgent` makes them); any other file is the
+ * HTTP-agents JSON file ({@link readAgentsFile}).
+ *
+ * @param path The file, from `--agents`.
+ * @param token The bearer token HTTP agents are called with.
+ * @returns The agents, in order.
+ * @throws {PlmError} `ERR_INVALID_ARGUMENT` naming `--agents` (and the entry) when the module
+ * cannot be imported, has no default export that is a list, or an entry does not have the
+ * `Agent` shape (`id`, `capabilities`, `tier`, `costPerRun`, `maxConcurrency`, `invoke`), or
+ * two agents share an id.
+ */
+export async function loadAgents(path: string, token: string): Promise<Agent[]> {
+  if (!MODULE_FILE.test(path)) return await readAgentsFile(path, token);
+  let module: Record<string, unknown>;
+  try {
+    module = await import(pathToFileURL(resolve(path)).href);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      throw err; // ERR_PERMISSION
+    }
+    throw new PlmError(
+      "ERR_INVALID_ARGUMENT",
+      `Invalid --agents ${path}: cannot import it (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
+  return checkAgentList(module.default, path);
+}
+
+/** Checks that `value` is a non-empty list of agents with distinct ids. */
+function checkAgentList(value: unknown, path: string): Agent[] {
+  const bad = (where: string, why: string) =>
+    new PlmError("ERR_INVALID_ARGUMENT", `Invalid --agents ${path}${where}: ${why}`);
+  if (!Array.isArray(value)) {
+    throw bad("", "its default export must be a list of agents (defineAgent makes them)");
+  }
+  if (value.length === 0) throw bad("", "its default export is an empty list");
+  if (value.length > INPUT_LIMITS.listLimit) {
+    throw bad("", `at most ${INPUT_LIMITS.listLimit} agents`);
+  }
+  const ids = new Set<string>();
+  value.forEach((agent: unknown, index) => {
+    const where = ` (default[${index}])`;
+    if (agent === null || typeof agent !== "object" || Array.isArray(agent)) {
+      throw bad(where, "expected an agent object");
+    }
+    const a = agent as Record<string, unknown>;
+    if (typeof a.id !== "string" || a.id === "") {
+      throw bad(`${where}.id`, "expected a non-empty string");
+    }
+    if (ids.has(a.id)) throw bad(`${where}.id`, `duplicate id '${a.id}'`);
+    ids.add(a.id);
+    if (
+      !Array.isArray(a.capabilities) ||
+      !a.capabilities.every((c) => typeof c === "string" && c !== "")
+    ) {
+      throw bad(`${where}.capabilities`, "expected a list of non-empty strings");
+    }
+    if (!Number.isSafeInteger(a.tier) || (a.tier as number) < 0) {
+      throw bad(`${where}.tier`, "expected an integer >= 0");
+    }
+    if (
+      typeof a.costPerRun !== "number" || !(a.costPerRun >= 0) || !Number.isFinite(a.costPerRun)
+    ) {
+      throw bad(`${where}.costPerRun`, "expected a finite number >= 0");
+    }
+    if (!Number.isSafeInteger(a.maxConcurrency) || (a.maxConcurrency as number) < 1) {
+      throw bad(`${where}.maxConcurrency`, "expected an integer >= 1");
+    }
+    if (typeof a.invoke !== "function") throw bad(`${where}.invoke`, "expected a function");
+  });
+  return value as Agent[];
 }

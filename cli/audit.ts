@@ -32,12 +32,12 @@ const HELP = `plm audit: check and read the hash-chained audit log
 
 USAGE:
   plm audit verify [--db LOCATION] [--expected-head SEQ:HASH]
-                   [--checkpoint FILE... --public-key FILE...]
+                   [--checkpoint FILE... --public-key FILE...] [--json]
   plm audit tail [--db LOCATION] [-n N]
-  plm audit head [--db LOCATION]
-  plm audit export [--db LOCATION]
-  plm audit checkpoint --key FILE [--db LOCATION] [--out FILE]
-  plm audit keygen --out-private FILE --out-public FILE
+  plm audit head [--db LOCATION] [--json]
+  plm audit export [--db LOCATION] [--since SEQ] [--run ID] [--actor SUBJECT] [--action PREFIX]
+  plm audit checkpoint --key FILE [--db LOCATION] [--out FILE] [--json]
+  plm audit keygen --out-private FILE --out-public FILE [--json]
 
 COMMANDS:
   verify      Check every record's link and hash; print "N records valid", or the first
@@ -45,9 +45,14 @@ COMMANDS:
               (a bad one is ERR_CHECKPOINT_INVALID, exit 1), then that the log reaches
               each checkpoint's record with its hash
   tail        Print the newest records as JSON lines, oldest first
-  head        Print the newest record's seq and hash as "SEQ HASH" (0 and 64 zeros when empty)
-  export      Print every record as JSON lines, oldest first, for an outside check with
-              tools/verify_audit.ts (see docs/AUDIT.md)
+  head        Print the newest record's seq and hash as "SEQ:HASH", exactly what
+              'verify --expected-head' takes (0 and 64 zeros when empty)
+  export      Print the records as JSON lines, oldest first. Unfiltered, the export is the
+              whole chain: tools/verify_audit.ts checks it outside (see docs/AUDIT.md).
+              With a filter it is a selection, NOT a chain: the outside verifier refuses
+              it (records are missing between links); only the whole export verifies.
+              --since SEQ continues an earlier export: its first record's prevHash is the
+              hash of record SEQ
   checkpoint  Sign the head (seq, hash and time) with an Ed25519 private key and print the
               checkpoint as JSON, or write it to --out; keep it away from the database
   keygen      Create an Ed25519 key pair for checkpoints, as PEM files (the private one
@@ -69,7 +74,23 @@ OPTIONS:
       --out-private FILE        keygen: where to write the private key; must not exist
       --out-public FILE         keygen: where to write the public key; must not exist
   -n, --lines N                 tail: how many records to print, 1..1000 (default: 10)
-  -h, --help                    Show this help`;
+      --since SEQ               export: only records after record SEQ (default: from the first)
+      --run ID                  export: only the records of this run (default: all)
+      --actor SUBJECT           export: only the records of this actor subject (default: all)
+      --action PREFIX           export: only records whose action starts with PREFIX, such as
+                                run. or approval.decided (default: all)
+      --json                    stdout is JSON only: verify: {"ok","checked","head":"SEQ:HASH"
+                                (null when not ok), "firstBadSeq","problem","reason" when not
+                                ok, "checkpoints"}; head: {"seq","hash","expectedHead":"SEQ:HASH"};
+                                checkpoint: the checkpoint, or {"checkpoint","out"} with --out;
+                                keygen: {"keyId","privateKey","publicKey"}; tail and export
+                                always print JSON lines
+  -h, --help                    Show this help
+
+EXIT CODES:
+  0  done; verify: the chain (and every checkpoint) holds
+  1  verify: the chain is broken (or a checkpoint is invalid); any runtime error
+  2  a usage error`;
 
 const SUBCOMMANDS = ["verify", "tail", "head", "export", "checkpoint", "keygen"] as const;
 /** Records per page when exporting. */
@@ -92,6 +113,13 @@ interface AuditArgs {
   /** keygen: the two output files. */
   readonly outPrivate?: string;
   readonly outPublic?: string;
+  /** Print JSON only. */
+  readonly json: boolean;
+  /** export: the filters. */
+  readonly since?: number;
+  readonly runId?: string;
+  readonly actor?: string;
+  readonly actionPrefix?: string;
 }
 
 /**
@@ -107,7 +135,7 @@ interface AuditArgs {
  * const db = `${await Deno.makeTempDir()}/plm.db`;
  * assert.equal(await main(["db", "migrate", "--db", db], io), 0);
  * assert.equal(await main(["audit", "head", "--db", db], io), 0);
- * assert.equal(out[1], `0 ${"0".repeat(64)}`);
+ * assert.equal(out[1], `0:${"0".repeat(64)}`);
  * ```
  */
 export const auditCommand: CliCommand = {
@@ -129,6 +157,30 @@ export const auditCommand: CliCommand = {
           ...(parsed.expectedHead === undefined ? {} : { expectedHead: parsed.expectedHead }),
           checkpoints,
         });
+        if (parsed.json) {
+          io.out(JSON.stringify({
+            ok: result.ok,
+            checked: result.checked,
+            head: result.ok ? `${result.head.seq}:${result.head.hash}` : null,
+            ...(result.ok ? {} : {
+              firstBadSeq: result.firstBadSeq,
+              problem: result.problem,
+              reason: result.reason,
+              ...(result.checkpointIndex === undefined
+                ? {}
+                : { checkpoint: parsed.checkpoints[result.checkpointIndex] }),
+            }),
+            checkpoints: result.ok
+              ? checkpoints.map((c, i) => ({
+                file: parsed.checkpoints[i],
+                seq: c.seq,
+                keyId: c.keyId,
+                at: c.at,
+              }))
+              : [],
+          }));
+          return result.ok ? 0 : 1;
+        }
         io.out(`${result.checked} ${result.checked === 1 ? "record" : "records"} valid`);
         if (!result.ok) {
           const file = result.checkpointIndex === undefined
@@ -164,7 +216,11 @@ export const auditCommand: CliCommand = {
           io.out(text);
         } else {
           await writeNewFile("--out", parsed.out, text + "\n");
-          io.out(`checkpoint of record ${checkpoint.seq} written to ${parsed.out}`);
+          io.out(
+            parsed.json
+              ? JSON.stringify({ checkpoint, out: parsed.out })
+              : `checkpoint of record ${checkpoint.seq} written to ${parsed.out}`,
+          );
         }
         return 0;
       }
@@ -174,9 +230,15 @@ export const auditCommand: CliCommand = {
         return 0;
       }
       case "export": {
-        // Pages by seq so memory stays bounded however long the log is.
-        for (let fromSeq = 1;;) {
-          const page = await audit.list({ fromSeq, limit: EXPORT_PAGE });
+        // Pages by seq so memory stays bounded however long the log is; the filters are
+        // applied by the store.
+        const filter = {
+          ...(parsed.runId === undefined ? {} : { runId: parsed.runId }),
+          ...(parsed.actor === undefined ? {} : { actorSubject: parsed.actor }),
+          ...(parsed.actionPrefix === undefined ? {} : { actionPrefix: parsed.actionPrefix }),
+        };
+        for (let fromSeq = (parsed.since ?? 0) + 1;;) {
+          const page = await audit.list({ ...filter, fromSeq, limit: EXPORT_PAGE });
           for (const record of page) io.out(JSON.stringify(record));
           if (page.length < EXPORT_PAGE) break;
           fromSeq = page[page.length - 1]!.seq + 1;
@@ -185,7 +247,12 @@ export const auditCommand: CliCommand = {
       }
       case "head": {
         const head = await audit.head();
-        io.out(`${head.seq} ${head.hash}`);
+        const expectedHead = `${head.seq}:${head.hash}`;
+        io.out(
+          parsed.json
+            ? JSON.stringify({ seq: head.seq, hash: head.hash, expectedHead })
+            : expectedHead,
+        );
         return 0;
       }
       default:
@@ -209,6 +276,11 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
         out: { type: "string" },
         "out-private": { type: "string" },
         "out-public": { type: "string" },
+        since: { type: "string" },
+        run: { type: "string" },
+        actor: { type: "string" },
+        action: { type: "string" },
+        json: { type: "boolean" },
       },
       allowPositionals: true,
       strict: true,
@@ -231,6 +303,11 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
     out,
     "out-private": outPrivate,
     "out-public": outPublic,
+    since,
+    run: runId,
+    actor,
+    action: actionPrefix,
+    json = false,
   } = parsed.values;
   const only: [string, unknown, AuditSubcommand][] = [
     ["--expected-head", headText, "verify"],
@@ -241,7 +318,14 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
     ["--out", out, "checkpoint"],
     ["--out-private", outPrivate, "keygen"],
     ["--out-public", outPublic, "keygen"],
+    ["--since", since, "export"],
+    ["--run", runId, "export"],
+    ["--actor", actor, "export"],
+    ["--action", actionPrefix, "export"],
   ];
+  for (const [flag, value] of [["--run", runId], ["--actor", actor], ["--action", actionPrefix]]) {
+    if (value === "") throw new UsageError(`${flag} must not be empty`);
+  }
   for (const [flag, value, owner] of only) {
     if (value !== undefined && subcommand !== owner) {
       throw new UsageError(`${flag} applies to '${owner}' only`);
@@ -271,6 +355,11 @@ function parseAuditArgs(args: string[], io: CliIo): AuditArgs {
     lines,
     checkpoints,
     publicKeys,
+    json,
+    ...(since === undefined ? {} : { since: parseCount(since, "--since") }),
+    ...(runId === undefined ? {} : { runId }),
+    ...(actor === undefined ? {} : { actor }),
+    ...(actionPrefix === undefined ? {} : { actionPrefix }),
     ...(headText === undefined ? {} : { expectedHead: parseHead(headText) }),
     ...(key === undefined ? {} : { key }),
     ...(out === undefined ? {} : { out }),
@@ -321,7 +410,11 @@ async function keygen(args: AuditArgs, io: CliIo): Promise<number> {
     await Deno.remove(outPrivate); // written just above: leave no half of a pair behind
     throw err;
   }
-  io.out(`key id ${pair.keyId}`);
+  io.out(
+    args.json
+      ? JSON.stringify({ keyId: pair.keyId, privateKey: outPrivate, publicKey: outPublic })
+      : `key id ${pair.keyId}`,
+  );
   return 0;
 }
 

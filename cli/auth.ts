@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { PlmError } from "../shared/mod.ts";
+import { type Identity, PlmError } from "../shared/mod.ts";
 import {
   Hs256JwtIdentityProvider,
   type IssueTokenClaims,
@@ -21,9 +21,9 @@ USAGE:
   plm auth issue-token --subject <SUB> --actor-kind <KIND> [OPTIONS]
   plm auth verify [TOKEN] [OPTIONS]
 
-  issue-token prints only the token. verify reads TOKEN from the argument or,
+  issue-token prints only the token (--json: {"token": T}). verify reads TOKEN from the argument or,
   when there is none, from standard input (trimmed) and prints the identity as
-  JSON; a refused token exits 1 with "error: <CODE>: <message>".
+  JSON (with or without --json); a refused token exits 1 with "error: <CODE>: <message>".
   The secret (at least 32 bytes) comes from PLM_JWT_SECRET or --secret-file,
   never from a flag value.
 
@@ -39,6 +39,7 @@ OPTIONS:
   --audience <AUD>      aud to issue or require (default: $PLM_JWT_AUDIENCE, else none)
   --secret-file <PATH>  read the secret from PATH, one trailing newline dropped
                         (default: the PLM_JWT_SECRET environment variable)
+  --json                stdout is one JSON document
   -h, --help            Show this help
 
 ENVIRONMENT:
@@ -57,6 +58,7 @@ export interface KeyArgs {
 interface IssueArgs extends KeyArgs {
   readonly claims: IssueTokenClaims;
   readonly ttlSeconds: number | undefined;
+  readonly json: boolean;
 }
 
 /** Parsed `plm auth verify` arguments. */
@@ -70,6 +72,9 @@ export const KEY_OPTIONS = {
   "audience": { type: "string" },
   "secret-file": { type: "string" },
 } as const;
+
+/** `--json`, which both `auth` subcommands accept. */
+const JSON_OPTION = { json: { type: "boolean" } } as const;
 
 /** The `plm auth` command. */
 export const authCommand: CliCommand = {
@@ -93,7 +98,7 @@ export const authCommand: CliCommand = {
           }
           throw err;
         }
-        io.out(token);
+        io.out(parsed.json ? JSON.stringify({ token }) : token);
         return 0;
       }
       case "verify": {
@@ -122,6 +127,7 @@ function parseIssueArgs(args: string[], env: (name: string) => string | undefine
     "tenant": { type: "string" },
     "ttl": { type: "string" },
     ...KEY_OPTIONS,
+    ...JSON_OPTION,
   }, false);
   const subject = values["subject"];
   if (typeof subject !== "string" || subject === "") {
@@ -159,12 +165,13 @@ function parseIssueArgs(args: string[], env: (name: string) => string | undefine
       ...(typeof tenant === "string" ? { tenant } : {}),
     },
     ttlSeconds,
+    json: values["json"] === true,
   };
 }
 
 /** Parses `verify` arguments; `env` supplies the issuer and audience defaults. */
 function parseVerifyArgs(args: string[], env: (name: string) => string | undefined): VerifyArgs {
-  const { values, positionals } = parse(args, KEY_OPTIONS, true);
+  const { values, positionals } = parse(args, { ...KEY_OPTIONS, ...JSON_OPTION }, true);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
   return { ...keyArgs(values, env), token: positionals[0] };
 }
@@ -261,4 +268,27 @@ export async function makeProvider(args: KeyArgs, io: CliIo): Promise<Hs256JwtId
     }
     throw err;
   }
+}
+
+/**
+ * The caller's identity: the `PLM_TOKEN` token, verified with the key options
+ * (`--secret-file`, else `PLM_JWT_SECRET`; `--issuer`, `--audience`). Fails
+ * closed without a token.
+ *
+ * @param values The parsed options (the key options are read from them).
+ * @param io Where `PLM_TOKEN` and the secret come from.
+ * @returns The verified identity.
+ * @throws {PlmError} `ERR_IDENTITY_REQUIRED` without a token, the provider's codes when it is
+ * refused.
+ */
+export async function callerIdentity(values: ParsedValues, io: CliIo): Promise<Identity> {
+  const token = io.env("PLM_TOKEN");
+  if (token === undefined || token === "") {
+    throw new PlmError(
+      "ERR_IDENTITY_REQUIRED",
+      "No identity: set PLM_TOKEN to a token from 'plm auth issue-token'",
+    );
+  }
+  const provider = await makeProvider(keyArgs(values, io.env), io);
+  return await provider.verifyToken(token.trim());
 }

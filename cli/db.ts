@@ -11,7 +11,7 @@ import { type CliCommand, type CliIo, storeLocation, UsageError } from "./io.ts"
 const HELP = `plm db: manage the store
 
 USAGE:
-  plm db migrate [--db LOCATION]
+  plm db migrate [--db LOCATION] [--json]
 
 COMMANDS:
   migrate  Create the store if needed, apply pending migrations, print the schema version
@@ -19,6 +19,7 @@ COMMANDS:
 OPTIONS:
       --db LOCATION  A SQLite file or a postgres://user@host/db URL
                      (default: $PLM_DB, else plm.db in the current directory)
+      --json         Print {"schemaVersion": N} instead
   -h, --help         Show this help`;
 
 /**
@@ -39,11 +40,12 @@ export const dbCommand: CliCommand = {
   summary: "Create and migrate the store",
   help: HELP,
   async run(args, io) {
-    const { subcommand, location } = parseDbArgs(args, io);
+    const { subcommand, location, json } = parseDbArgs(args, io);
     switch (subcommand) {
       case "migrate": {
         await using store = await openStore(location);
-        io.out(`schema version ${await store.schemaVersion()}`);
+        const version = await store.schemaVersion();
+        io.out(json ? JSON.stringify({ schemaVersion: version }) : `schema version ${version}`);
         return 0;
       }
       default:
@@ -52,12 +54,15 @@ export const dbCommand: CliCommand = {
   },
 };
 
-function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; location: string } {
+function parseDbArgs(
+  args: string[],
+  io: CliIo,
+): { subcommand: "migrate"; location: string; json: boolean } {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { db: { type: "string" } },
+      options: { db: { type: "string" }, json: { type: "boolean" } },
       allowPositionals: true,
       strict: true,
     });
@@ -68,7 +73,11 @@ function parseDbArgs(args: string[], io: CliIo): { subcommand: "migrate"; locati
   if (subcommand === undefined) throw new UsageError("missing subcommand");
   if (subcommand !== "migrate") throw new UsageError(`unknown subcommand '${subcommand}'`);
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
-  return { subcommand, location: storeLocation(parsed.values.db, io) };
+  return {
+    subcommand,
+    location: storeLocation(parsed.values.db, io),
+    json: parsed.values.json === true,
+  };
 }
 
 /**

@@ -30,7 +30,7 @@ import { type CliCommand, type CliIo, redactPasswords, storeLocation, UsageError
 const HELP = `plm demo: run the end-to-end demonstration (the main job)
 
 USAGE:
-  plm demo [--keep] [--db postgres://user@host/db]
+  plm demo [--keep] [--db postgres://user@host/db] [--json]
 
 Creates a SQLite file in a temporary folder (or works in the PostgreSQL
 database --db names, adding its runs to what is there), issues tokens, serves one HTTP
@@ -44,6 +44,8 @@ OPTIONS:
       --db LOCATION  Run on this store instead: a postgres:// URL, or a SQLite file
                      (default: a new SQLite file in a temporary folder; $PLM_DB is not read)
       --keep         Keep the temporary database file and print its path (default: delete it)
+      --json         Print the story on stderr, and on stdout one JSON document:
+                     {"runs": {NAME: {"id","state"}}, "audit": {"ok","checked","head"}}
   -h, --help         Show this help`;
 
 const POLICIES: PolicySet = {
@@ -192,6 +194,7 @@ export const demoCommand: CliCommand = {
           db: { type: "string" },
           child: { type: "string" },
           "child-key": { type: "string" },
+          json: { type: "boolean" },
         },
       }));
     } catch (err) {
@@ -206,22 +209,23 @@ export const demoCommand: CliCommand = {
       if (location === ":memory:") {
         throw new UsageError("--db :memory: cannot be shared with the demo's child process");
       }
-      return await demo(location, io);
+      return await demo(location, io, values.json === true);
     }
     const dir = await Deno.makeTempDir({ prefix: "plm-demo-" });
     const path = `${dir}/plm.db`;
     try {
-      return await demo(path, io);
+      return await demo(path, io, values.json === true);
     } finally {
-      if (values.keep) io.out(`\nkept ${path}`);
+      if (values.keep) (values.json === true ? io.err : io.out)(`\nkept ${path}`);
       else await Deno.remove(dir, { recursive: true });
     }
   },
 };
 
-async function demo(location: string, io: CliIo): Promise<number> {
+async function demo(location: string, io: CliIo, json: boolean): Promise<number> {
   const started = Date.now();
-  const say = (line = "") => io.out(line);
+  // With --json the story goes to stderr and stdout holds the summary only.
+  const say = (line = "") => (json ? io.err : io.out)(line);
   let { store, controlPlane: cp, runtime } = await makeRuntime(location, "worker-1", false, say);
   say(`plm demo: ${store.kind} database ${redactPasswords(store.location)}`);
   // The timeline shows this demo's records only (a PostgreSQL database may hold earlier ones).
@@ -398,7 +402,17 @@ async function demo(location: string, io: CliIo): Promise<number> {
   }
   const result = await cp.audit.verify();
   const head = await cp.audit.head();
+  const runs: Record<string, { id: string; state: string }> = {};
+  for (const [name, id] of Object.entries(ids)) {
+    runs[name] = { id, state: (await cp.runs.get(id)).state };
+  }
   await store.close();
+  if (json) {
+    io.out(JSON.stringify({
+      runs,
+      audit: { ok: result.ok, checked: result.checked, head: `${head.seq}:${head.hash}` },
+    }));
+  }
   say(
     `\nAudit chain: ${
       result.ok ? `${result.checked} records valid` : `BROKEN at ${result.firstBadSeq}`

@@ -6,39 +6,37 @@
 import { parseArgs } from "node:util";
 import { AgentRuntime } from "../agent_runtime/mod.ts";
 import {
+  type AuditRecord,
   ControlPlane,
-  loadPolicySet,
+  isTerminal,
   openStore,
-  type PolicySet,
   RISK_LEVELS,
   type RiskLevel,
+  type Run,
   RUN_STATES,
   type RunState,
+  sleep,
 } from "../control_plane/mod.ts";
-import { type Identity, INPUT_LIMITS, type JsonValue, PlmError } from "../shared/mod.ts";
-import { KEY_OPTIONS, keyArgs, makeProvider, type ParsedValues } from "./auth.ts";
-import { readAgentsFile } from "./agents_file.ts";
+import { INPUT_LIMITS, type JsonValue } from "../shared/mod.ts";
+import { callerIdentity, KEY_OPTIONS } from "./auth.ts";
+import { loadAgents } from "./agents_file.ts";
+import { loadPolicies } from "./policies.ts";
 import { openForReading } from "./db.ts";
-import {
-  type CliCommand,
-  type CliIo,
-  parseCount,
-  readArgumentFile,
-  storeLocation,
-  UsageError,
-} from "./io.ts";
+import { type CliCommand, type CliIo, parseCount, storeLocation, UsageError } from "./io.ts";
 
 const HELP = `plm runs: submit, cancel, list and show governed runs
 
 USAGE:
-  plm runs submit --action A --resource R [options]
-  plm runs cancel RUN_ID [--reason TEXT]
-  plm runs list [--state STATE]... [-n N] [--cursor C]
-  plm runs show RUN_ID
+  plm runs submit --action A --resource R [--wait [--timeout S]] [options] [--json]
+  plm runs cancel RUN_ID [--reason TEXT] [--json]
+  plm runs list [--state STATE]... [-n N] [--cursor C] [--json]
+  plm runs show RUN_ID [--json]
 
 COMMANDS:
-  submit  Create a run, decide it under the policy set and print its id and state; with
-          --agents and --wait, also run it and print the final state
+  submit  Create a run, decide it under the policy set and print "ID STATE"; with --wait,
+          wait until it ends (run here on --agents, else by a 'plm worker'; through
+          awaiting_approval too), print each state change to stderr as
+          "TIME RUN_ID FROM→TO AGENT [REASON]", then the final "ID STATE [CODE: MESSAGE]"
   cancel  Cancel a run that has not finished, if the caller may: its requester may, a
           run-admin may, and the policy set may allow others or deny (refusals are audited)
   list    Print a page of runs as JSON lines, newest first; when older runs remain, print
@@ -54,12 +52,18 @@ OPTIONS:
       --input JSON          submit: the task input (default: null)
       --risk LEVEL          submit: low, medium, high or critical (default: low)
       --idempotency-key K   submit: the same key always gives the same run (default: none)
-      --policy FILE         submit, cancel: the policy set, JSON (default: $PLM_POLICY;
-                            without one, every submit is denied and only the built-in
-                            cancel rules apply)
+      --policy FILE         submit, cancel: a policy set file overriding the store's
+                            version in force (default: $PLM_POLICY, else the store's
+                            version, plm policy apply; with none, every submit is denied
+                            and only the built-in cancel rules apply)
       --agents FILE         submit: JSON list of HTTP agents {id, url, capabilities, tier,
-                            costPerRun, maxConcurrency} (default: none; the run stays queued)
-      --wait                submit: run the task on the agents and wait for it (default: off)
+                            costPerRun, maxConcurrency}, or a .ts/.js module whose default
+                            export is a list of agents, to run it here with --wait
+                            (default: none; the run stays queued for 'plm worker')
+      --wait                submit: wait until the run ends, and exit with its code (below)
+                            (default: off; exit 0 once it is created)
+      --timeout S           submit --wait: give up waiting after S seconds, exit 7 (the run
+                            goes on) (default: wait for ever)
       --reason TEXT         cancel: why (default: "Cancelled from the CLI")
       --state STATE         list: only runs in this state (repeatable; default: all)
   -n, --lines N             list: how many runs, 1..1000 (default: 20)
@@ -68,10 +72,38 @@ OPTIONS:
       --secret-file PATH    The HS256 secret (default: $PLM_JWT_SECRET)
       --issuer ISS          The required issuer (default: $PLM_JWT_ISSUER)
       --audience AUD        The required audience (default: $PLM_JWT_AUDIENCE)
+      --json                stdout is JSON only: submit, cancel: the run; list: one document
+                            {"items": [runs], "nextCursor": C or null}; show: one document
+                            {"run": run, "events": [audit records, oldest first]}; submit
+                            --wait's progress lines on stderr are JSON lines too
   -h, --help                Show this help
 
 ENVIRONMENT:
-  PLM_TOKEN   the caller's bearer token (submit, cancel); it is verified, never printed`;
+  PLM_TOKEN   the caller's bearer token (submit, cancel); it is verified, never printed
+
+EXIT CODES:
+  0  done (submit --wait: the run succeeded or ended suggested)
+  1  a runtime error (error: CODE: message on stderr)
+  2  a usage error
+  3  submit --wait: the run failed
+  4  submit --wait: the run was rejected (by policy or by an approver)
+  5  submit --wait: the run was cancelled
+  6  submit --wait: the run expired (its approval was not given in time)
+  7  submit --wait --timeout: the run had not ended in time`;
+
+/** The exit code of `runs submit --wait` for each terminal state. */
+export const WAIT_EXIT_CODES: Readonly<Record<string, number>> = {
+  succeeded: 0,
+  suggested: 0,
+  failed: 3,
+  rejected: 4,
+  cancelled: 5,
+  expired: 6,
+};
+/** The exit code of `runs submit --wait --timeout` when the run has not ended. */
+const WAIT_TIMEOUT_EXIT = 7;
+/** How often `runs submit --wait` reads the run's progress, in milliseconds. */
+const WAIT_POLL_MS = 200;
 
 /** The `plm runs` command. */
 export const runsCommand: CliCommand = {
@@ -93,13 +125,19 @@ export const runsCommand: CliCommand = {
         if (!RISK_LEVELS.includes(risk as RiskLevel)) {
           throw new UsageError(`--risk must be one of ${RISK_LEVELS.join(", ")}`);
         }
-        const identity = await caller(v, io);
-        const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
+        if (v.timeout !== undefined && v.wait !== true) {
+          throw new UsageError("--timeout goes with --wait");
+        }
+        const timeoutMs = str(v.timeout) === undefined
+          ? undefined
+          : parseCount(str(v.timeout)!, "--timeout", 1, 31_536_000) * 1_000;
+        const identity = await callerIdentity(v, io);
         const agentsFile = str(v.agents);
         const agents = agentsFile === undefined
           ? []
-          : await readAgentsFile(agentsFile, io.env("PLM_TOKEN") ?? "");
+          : await loadAgents(agentsFile, io.env("PLM_TOKEN") ?? "");
         await using store = await openStore(location);
+        const { policies } = await loadPolicies(str(v.policy) ?? io.env("PLM_POLICY"), store);
         const runtime = new AgentRuntime({
           controlPlane: new ControlPlane(store, { policies }),
           agents,
@@ -113,25 +151,32 @@ export const runsCommand: CliCommand = {
           input: parseInput(str(v.input)),
           risk: risk as RiskLevel,
         }, { identity, ...(key === undefined ? {} : { idempotencyKey: key }) });
-        const run = v.wait === true && agents.length > 0
-          ? await runtime.wait(id)
-          : await runtime.controlPlane.runs.get(id);
+        const json = v.json === true;
+        let run = await runtime.controlPlane.runs.get(id);
+        let code = 0;
+        if (v.wait === true) {
+          const waited = await waitForRun(runtime, id, io, json, timeoutMs);
+          run = waited.run;
+          code = waited.timedOut ? WAIT_TIMEOUT_EXIT : WAIT_EXIT_CODES[run.state] ?? 0;
+        }
         await runtime.idle();
         // No worker may be running: chain this command's records now (PostgreSQL; a no-op on
         // SQLite), so read-only commands (`runs show`, `audit ...`) see them at once.
         await runtime.controlPlane.audit.seal();
         io.out(
-          `${run.id} ${run.state}${
-            run.error === null ? "" : ` ${run.error.code}: ${run.error.message}`
-          }`,
+          json
+            ? JSON.stringify(run)
+            : `${run.id} ${run.state}${
+              run.error === null ? "" : ` ${run.error.code}: ${run.error.message}`
+            }`,
         );
-        return 0;
+        return code;
       }
       case "cancel": {
         const id = one(positionals, "RUN_ID");
-        const identity = await caller(v, io);
-        const policies = await readPolicies(str(v.policy) ?? io.env("PLM_POLICY"));
+        const identity = await callerIdentity(v, io);
         await using store = await openStore(location);
+        const { policies } = await loadPolicies(str(v.policy) ?? io.env("PLM_POLICY"), store);
         // Governed like every cancel: run.cancel under the policy set and its defaults
         // (a requester its own runs, role run-admin any run); a refusal is audited.
         const runtime = new AgentRuntime({
@@ -144,7 +189,7 @@ export const runsCommand: CliCommand = {
           reason: str(v.reason) ?? "Cancelled from the CLI",
         });
         await runtime.controlPlane.audit.seal(); // as after submit
-        io.out(`${run.id} ${run.state}`);
+        io.out(v.json === true ? JSON.stringify(run) : `${run.id} ${run.state}`);
         return 0;
       }
       case "list": {
@@ -161,6 +206,10 @@ export const runsCommand: CliCommand = {
           limit,
           ...(cursor === undefined ? {} : { cursor }),
         });
+        if (v.json === true) {
+          io.out(JSON.stringify({ items: page.items, nextCursor: page.nextCursor }));
+          return 0;
+        }
         for (const run of page.items) io.out(JSON.stringify(run));
         if (page.nextCursor !== null) io.err(`next: --cursor ${page.nextCursor}`);
         return 0;
@@ -169,8 +218,14 @@ export const runsCommand: CliCommand = {
         const id = one(positionals, "RUN_ID");
         await using store = await openForReading(location);
         const cp = new ControlPlane(store, { policies: { rules: [] } });
-        io.out(JSON.stringify(await cp.runs.get(id), null, 2));
-        for (const r of await cp.audit.list({ runId: id })) {
+        const run = await cp.runs.get(id);
+        const events = await runEvents(cp, id);
+        if (v.json === true) {
+          io.out(JSON.stringify({ run, events }));
+          return 0;
+        }
+        io.out(JSON.stringify(run, null, 2));
+        for (const r of events) {
           io.out(
             `${new Date(r.at).toISOString()}  #${r.seq}  ${r.action.padEnd(18)} ${
               r.outcome.padEnd(18)
@@ -206,6 +261,8 @@ function parse(args: string[]) {
         policy: { type: "string" },
         agents: { type: "string" },
         wait: { type: "boolean" },
+        timeout: { type: "string" },
+        json: { type: "boolean" },
         reason: { type: "string" },
         state: { type: "string", multiple: true },
         lines: { type: "string", short: "n" },
@@ -241,20 +298,85 @@ function parseInput(text: string | undefined): JsonValue {
   }
 }
 
-/** The caller's identity: `PLM_TOKEN`, verified. Fails closed without one. */
-async function caller(values: ParsedValues, io: CliIo): Promise<Identity> {
-  const token = io.env("PLM_TOKEN");
-  if (token === undefined || token === "") {
-    throw new PlmError(
-      "ERR_IDENTITY_REQUIRED",
-      "No identity: set PLM_TOKEN to a token from 'plm auth issue-token'",
-    );
+/** Every audit record of a run, oldest first (paged: a run may have more than one page). */
+async function runEvents(cp: ControlPlane, runId: string): Promise<AuditRecord[]> {
+  const events: AuditRecord[] = [];
+  for (let fromSeq = 1;;) {
+    const page = await cp.audit.list({ runId, fromSeq, limit: INPUT_LIMITS.listLimit });
+    events.push(...page);
+    if (page.length < INPUT_LIMITS.listLimit) return events;
+    fromSeq = page[page.length - 1]!.seq + 1;
   }
-  const provider = await makeProvider(keyArgs(values, io.env), io);
-  return await provider.verifyToken(token.trim());
 }
 
-async function readPolicies(path: string | undefined): Promise<PolicySet> {
-  if (path === undefined) return { rules: [] };
-  return loadPolicySet(await readArgumentFile("--policy", path));
+/**
+ * Waits until the run ends (or `timeoutMs` passes), printing each of its state
+ * changes to stderr as it reads them from the audit log. A run this process
+ * can execute (`--agents`) is executed here; any other waits for a worker.
+ */
+async function waitForRun(
+  runtime: AgentRuntime,
+  id: string,
+  io: CliIo,
+  json: boolean,
+  timeoutMs: number | undefined,
+): Promise<{ run: Run; timedOut: boolean }> {
+  const cp = runtime.controlPlane;
+  const deadline = timeoutMs === undefined ? Infinity : cp.clock.now() + timeoutMs;
+  let next = 1;
+  const progress = async () => {
+    for (;;) {
+      const page = await cp.audit.list({
+        runId: id,
+        actionPrefix: "run.transition",
+        fromSeq: next,
+        limit: INPUT_LIMITS.listLimit,
+      });
+      for (const record of page) {
+        io.err(progressLine(record, json));
+        next = record.seq + 1;
+      }
+      if (page.length < INPUT_LIMITS.listLimit) return;
+    }
+  };
+  // Executes it here when there are agents (a runtime without them leaves it queued), and
+  // again whenever it becomes ready once more (approved while waiting, say).
+  const executions = [runtime.wait(id)];
+  const runsHere = runtime.dispatcher.agents.length > 0;
+  let run = await cp.runs.get(id);
+  await progress();
+  for (;;) {
+    if (isTerminal(run.state)) break;
+    if (cp.clock.now() >= deadline) {
+      await Promise.allSettled(executions);
+      return { run, timedOut: true };
+    }
+    await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - cp.clock.now())));
+    run = await cp.runs.get(id);
+    await progress();
+    if (runsHere && READY_STATES.includes(run.state) && !runtime.dispatcher.execution(id)) {
+      executions.push(runtime.wait(id));
+    }
+  }
+  await Promise.all(executions);
+  await progress();
+  return { run, timedOut: false };
+}
+
+/** The states a run is claimed in. */
+const READY_STATES: readonly RunState[] = ["queued", "retrying", "escalated"];
+
+/** One state change of `runs submit --wait`, as text or JSON. */
+function progressLine(record: AuditRecord, json: boolean): string {
+  const data = (record.data ?? {}) as Record<string, unknown>;
+  const from = String(data.from ?? "?");
+  const to = String(data.to ?? record.outcome);
+  const agent = typeof data.agentId === "string" ? data.agentId : null;
+  const time = new Date(record.at).toISOString();
+  if (json) {
+    return JSON.stringify({ time, runId: record.runId, from, to, agent, reason: record.reason });
+  }
+  return `${time} ${record.runId} ${from}→${to} ${agent ?? "-"}${
+    record.reason === null ? "" : ` ${record.reason}`
+  }`;
 }

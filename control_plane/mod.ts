@@ -83,6 +83,27 @@ export {
   type WhatIfResult,
 } from "./governance/mod.ts";
 export {
+  diffPolicySets,
+  followPolicies,
+  type FollowPoliciesOptions,
+  type PolicyApplyOptions,
+  type PolicyApplyResult,
+  type PolicyDiff,
+  type PolicyFollower,
+  type PolicyFollowerTarget,
+  PolicyStore,
+  type PolicyStoreOptions,
+  type StoredPolicy,
+  validatePolicyContent,
+} from "./governance/mod.ts";
+export {
+  lintPolicySet,
+  POLICY_FINDING_KINDS,
+  type PolicyFinding,
+  type PolicyFindingKind,
+  policySetJsonSchema,
+} from "./governance/mod.ts";
+export {
   type AgentAutonomy,
   type AgentRateLimit,
   applyBudget,
@@ -155,6 +176,8 @@ export {
   openStore,
   type OpenStoreOptions,
   type PendingAudit,
+  type PolicyRepository,
+  type PolicyVersionRow,
   type RunKeyset,
   type RunRepository,
   type RunWrite,

@@ -53,6 +53,8 @@ export const ERROR_CODES = [
   "ERR_CHECKPOINT_INVALID",
   // governance, autonomy, approvals
   "ERR_POLICY_INVALID",
+  /** No policy set was applied to the store yet (`plm policy apply` stores one). */
+  "ERR_POLICY_NOT_FOUND",
   "ERR_FORBIDDEN",
   "ERR_BUDGET_EXCEEDED",
   "ERR_APPROVAL_NOT_FOUND",

@@ -60,3 +60,24 @@ export {
   type RiskLevel,
 } from "./policy.ts";
 export { PolicyError, type PolicyErrorOptions } from "./policy_error.ts";
+export {
+  diffPolicySets,
+  followPolicies,
+  type FollowPoliciesOptions,
+  type PolicyApplyOptions,
+  type PolicyApplyResult,
+  type PolicyDiff,
+  type PolicyFollower,
+  type PolicyFollowerTarget,
+  PolicyStore,
+  type PolicyStoreOptions,
+  type StoredPolicy,
+  validatePolicyContent,
+} from "./policy_store.ts";
+export {
+  lintPolicySet,
+  POLICY_FINDING_KINDS,
+  type PolicyFinding,
+  type PolicyFindingKind,
+  policySetJsonSchema,
+} from "./policy_lint.ts";

@@ -48,6 +48,12 @@ export interface Migration {
  * - 6 `runs_lease_token`: `runs.lease_token`, the fencing token of a run's
  *   lease (ADR 0008): one greater at every claim, kept when the lease ends,
  *   so a worker that lost its lease can no longer write (0 before any claim).
+ * - 7 `policy_versions`: the versions of the policy set, one row each
+ *   (`version` 1, 2, ... without gaps, the highest in force): the set's
+ *   canonical JSON (`content`) exactly as hashed, its SHA-256 (`hash`), when
+ *   (`applied_at`), by whom (`applied_by`, a subject) and why (`reason`).
+ *   Rows are only ever inserted (triggers refuse `UPDATE` and `DELETE` with
+ *   `ERR_AUDIT_APPEND_ONLY`): history is kept.
  *
  * @example Read the latest schema version
  * ```ts
@@ -188,6 +194,28 @@ CREATE INDEX agent_run_starts_agent ON agent_run_starts (agent_id, at);
     name: "runs_lease_token",
     sql: `
 ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0 CHECK (lease_token >= 0);
+`,
+  },
+  {
+    version: 7,
+    name: "policy_versions",
+    sql: `
+CREATE TABLE policy_versions (
+  version INTEGER PRIMARY KEY CHECK (version >= 1),
+  content TEXT NOT NULL,
+  hash TEXT NOT NULL CHECK (length(hash) = 64),
+  applied_at INTEGER NOT NULL,
+  applied_by TEXT NOT NULL,
+  reason TEXT
+) STRICT;
+CREATE TRIGGER policy_versions_no_update BEFORE UPDATE ON policy_versions
+BEGIN
+  SELECT RAISE(ABORT, 'ERR_AUDIT_APPEND_ONLY: Cannot update policy_versions as it is append-only');
+END;
+CREATE TRIGGER policy_versions_no_delete BEFORE DELETE ON policy_versions
+BEGIN
+  SELECT RAISE(ABORT, 'ERR_AUDIT_APPEND_ONLY: Cannot delete from policy_versions as it is append-only');
+END;
 `,
   },
 ]);

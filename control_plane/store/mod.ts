@@ -33,6 +33,8 @@ export type {
   ClaimSpec,
   GovernanceRepository,
   PendingAudit,
+  PolicyRepository,
+  PolicyVersionRow,
   RunKeyset,
   RunRepository,
   RunWrite,

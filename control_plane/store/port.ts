@@ -79,6 +79,8 @@ export interface StoreTx {
   readonly audit: AuditRepository;
   /** Durable governance state: autonomy caps, failure streaks, budget windows. */
   readonly governance: GovernanceRepository;
+  /** The versions of the policy set, the newest one in force. */
+  readonly policies: PolicyRepository;
   /** Sends `topic` to {@link Store.onWake} listeners once this transaction commits. */
   wake(topic: WakeTopic): void;
 }
@@ -397,4 +399,39 @@ export interface GovernanceRepository {
   pruneStarts(agentId: string, before: number): Promise<void>;
   /** Records one run start of the agent. */
   insertStart(agentId: string, at: number): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+
+/** One stored version of the policy set, as written and as read. */
+export interface PolicyVersionRow {
+  /** 1, 2, 3, ... without gaps; the highest is the active version. */
+  readonly version: number;
+  /** The policy set as canonical JSON: the exact text {@link hash} is the SHA-256 of. */
+  readonly content: string;
+  /** Lowercase hex SHA-256 of `content` (the set's `policySetVersion`). */
+  readonly hash: string;
+  /** When it was applied, epoch ms. */
+  readonly appliedAt: number;
+  /** The subject of who applied it. */
+  readonly appliedBy: string;
+  /** Why, or `null`. */
+  readonly reason: string | null;
+}
+
+/** The versions of the policy set; the newest is in force. */
+export interface PolicyRepository {
+  /**
+   * Inserts a version. Resolves `false` (writing nothing) when that version
+   * number is taken, by a committed row or one being inserted concurrently
+   * (`ON CONFLICT DO NOTHING`): read {@link active} again and retry with the next.
+   */
+  insert(row: PolicyVersionRow): Promise<boolean>;
+  /** The version with the highest number, or `undefined` when none was applied. */
+  active(): Promise<PolicyVersionRow | undefined>;
+  /** The version numbered `version`, or `undefined`. */
+  byVersion(version: number): Promise<PolicyVersionRow | undefined>;
+  /** Up to `limit` versions, newest first. */
+  history(limit: number): Promise<PolicyVersionRow[]>;
 }

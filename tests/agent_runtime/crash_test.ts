@@ -126,6 +126,12 @@ function replayLeases(runId: string, records: readonly AuditRecord[]): string[] 
         assert.equal(data.previousOwner, holder, `${where(record)}: reclaimed from whom`);
         holder = null;
         break;
+      case "run.lease.released":
+        // A worker gives a run back (a stop, a lost race for an agent slot): its own lease only.
+        assert.notEqual(holder, null, `${where(record)}: nothing to release`);
+        assert.equal(record.actor.subject, holder, `${where(record)}: released by another`);
+        holder = null;
+        break;
       case "run.transition":
         if (data.event === "lease_expired") {
           // The reclaimer's transition: the reclaim record must follow at once.

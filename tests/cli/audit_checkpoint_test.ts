@@ -74,7 +74,7 @@ Deno.test("plm audit checkpoint signs the head, read-only, to stdout or a new fi
     assert.equal(printed.code, 0);
     const checkpoint = JSON.parse(printed.out[0] ?? "");
     const head = await plm("audit", "head", "--db", db);
-    assert.equal(`${checkpoint.seq} ${checkpoint.hash}`, head.out[0]);
+    assert.equal(`${checkpoint.seq}:${checkpoint.hash}`, head.out[0]);
     assert.deepEqual(Deno.readFileSync(db), bytes);
 
     const file = `${dir}/c.json`;

@@ -65,12 +65,12 @@ Deno.test("plm audit head, tail and verify read an intact log", async (t) => {
     const env = { PLM_DB: path };
     let head = "";
 
-    await t.step("head prints SEQ HASH", async () => {
+    await t.step("head prints SEQ:HASH", async () => {
       const io = fakeIo(env);
       assert.equal(await main(["audit", "head"], io), 0);
       assert.equal(io.stdout.length, 1);
       head = io.stdout[0]!;
-      assert.match(head, /^12 [0-9a-f]{64}$/);
+      assert.match(head, /^12:[0-9a-f]{64}$/);
     });
     await t.step("tail prints the last 10 records as JSON lines, oldest first", async () => {
       const io = fakeIo(env);
@@ -78,7 +78,7 @@ Deno.test("plm audit head, tail and verify read an intact log", async (t) => {
       const records = io.stdout.map((line) => JSON.parse(line));
       assert.deepEqual(records.map((r) => r.seq), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
       assert.deepEqual(records[0].data, { i: 3 });
-      assert.equal(records[9].hash, head.split(" ")[1]);
+      assert.equal(records[9].hash, head.split(":")[1]);
     });
     await t.step("tail -n 2", async () => {
       const io = fakeIo(env);
@@ -92,8 +92,7 @@ Deno.test("plm audit head, tail and verify read an intact log", async (t) => {
     });
     await t.step("verify --expected-head with the head printed earlier", async () => {
       const io = fakeIo(env);
-      const expected = head.replace(" ", ":");
-      assert.equal(await main(["audit", "verify", "--expected-head", expected], io), 0);
+      assert.equal(await main(["audit", "verify", "--expected-head", head], io), 0);
       assert.deepEqual(io.stdout, ["12 records valid"]);
     });
   });
@@ -119,7 +118,7 @@ Deno.test("plm audit verify exits 1 and names the first bad seq", async (t) => {
       const plain = fakeIo({ PLM_DB: path });
       assert.equal(await main(["audit", "verify"], plain), 0);
       const io = fakeIo({ PLM_DB: path });
-      const expected = before.stdout[0]!.replace(" ", ":");
+      const expected = before.stdout[0]!;
       assert.equal(await main(["audit", "verify", "--expected-head", expected], io), 1);
       assert.deepEqual(io.stdout[0], "4 records valid");
       assert.match(io.stdout[1] ?? "", /^record 5 invalid: truncated: /);
@@ -219,13 +218,13 @@ Deno.test("plm reports corrupt, truncated and locked databases with their own co
   });
 });
 
-Deno.test("plm audit runs as a subprocess: head prints SEQ HASH, verify exits 1 when broken", async () => {
+Deno.test("plm audit runs as a subprocess: head prints SEQ:HASH, verify exits 1 when broken", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sub.db`;
     await seed(path, 3);
     const head = await runPlm(["audit", "head"], { env: { PLM_DB: path } });
     assert.equal(head.code, 0, head.stderr);
-    assert.match(head.stdout, /^3 [0-9a-f]{64}\n$/);
+    assert.match(head.stdout, /^3:[0-9a-f]{64}\n$/);
 
     tamper(path, "DELETE FROM audit_log WHERE seq = 2");
     const verify = await runPlm(["audit", "verify", "--db", path]);

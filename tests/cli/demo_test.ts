@@ -35,6 +35,28 @@ Deno.test("plm demo runs every flow on an embedded SQLite file and removes it", 
   assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
 });
 
+Deno.test("plm demo --json: the story on stderr, one JSON summary on stdout", async () => {
+  const demo = await runPlm(["demo", "--json"]);
+  assert.equal(demo.code, 0, demo.stderr);
+  assertFlows(demo.stderr);
+  const summary = JSON.parse(demo.stdout);
+  assert.deepEqual(
+    Object.fromEntries(
+      Object.entries(summary.runs).map(([name, run]) => [name, (run as { state: string }).state]),
+    ),
+    {
+      allowed: "succeeded",
+      denied: "rejected",
+      approval: "succeeded",
+      retry: "succeeded",
+      escalation: "succeeded",
+      crash: "succeeded",
+    },
+  );
+  assert.equal(summary.audit.ok, true);
+  assert.match(summary.audit.head, /^\d+:[0-9a-f]{64}$/);
+});
+
 Deno.test("plm demo refuses --db :memory: and --keep with --db", async () => {
   const memory = await runPlm(["demo", "--db", ":memory:"]);
   assert.equal(memory.code, 2);

@@ -454,3 +454,16 @@ Deno.test("Statement keeps its SQL and streams rows with iterate()", () => {
   assert.equal(select.sql, "SELECT x FROM t ORDER BY x");
   assert.deepEqual([...select.iterate()].map((row) => row.x), [1, 2, 3]);
 });
+
+Deno.test("policy_versions refuses UPDATE and DELETE with ERR_AUDIT_APPEND_ONLY", () => {
+  using db = openDatabase(":memory:");
+  db.exec(
+    `INSERT INTO policy_versions (version, content, hash, applied_at, applied_by, reason)
+     VALUES (1, '{}', '${"a".repeat(64)}', 1, 'ops', NULL)`,
+  );
+  for (const sql of ["UPDATE policy_versions SET reason = 'x'", "DELETE FROM policy_versions"]) {
+    assert.throws(() => db.exec(sql), (err) => isPlmError(err, "ERR_AUDIT_APPEND_ONLY"), sql);
+  }
+  const rows = db.prepare<{ n: number }>("SELECT count(*) AS n FROM policy_versions").get();
+  assert.equal(rows?.n, 1);
+});

@@ -17,6 +17,7 @@ import type {
   ApprovalInsert,
   AuditDraft,
   AuditSeal,
+  PolicyVersionRow,
   SealedHead,
   Store,
   StoreTx,
@@ -155,6 +156,19 @@ async function insertRuns(store: Store, runs: readonly Run[]): Promise<void> {
 
 function ids(runs: readonly { id: string }[]): string[] {
   return runs.map((run) => run.id);
+}
+
+/** A stored policy version numbered `version`, with fixed fields. */
+export function makePolicyVersion(version: number): PolicyVersionRow {
+  const content = `{"rules":[{"actions":["bom.read"],"effect":"allow","id":"r${version}"}]}`;
+  return {
+    version,
+    content,
+    hash: version.toString(16).padStart(64, "c"),
+    appliedAt: 1_000 * version,
+    appliedBy: "ops",
+    reason: `change ${version}`,
+  };
 }
 
 /** Yields to the event loop `n` times without a timer. */
@@ -861,6 +875,62 @@ export function storeConformance(engine: string, open: () => Promise<Store>): vo
     await store.close();
     assert.equal(finished, true);
     await inFlight;
+  });
+
+  // -------------------------------------------------------------------------
+  // Policies
+
+  test("policies.insert() stores versions that active(), byVersion() and history() read back", async (store) => {
+    assert.equal(await store.read((tx) => tx.policies.active()), undefined);
+    assert.deepEqual(await store.read((tx) => tx.policies.history(10)), []);
+    const rows = [1, 2, 3].map((version) => makePolicyVersion(version));
+    await store.transaction(async (tx) => {
+      for (const row of rows) assert.equal(await tx.policies.insert(row), true);
+    });
+    await store.read(async (tx) => {
+      assert.deepEqual(await tx.policies.active(), rows[2]);
+      assert.deepEqual(await tx.policies.byVersion(2), rows[1]);
+      assert.equal(await tx.policies.byVersion(4), undefined);
+      assert.deepEqual(await tx.policies.history(2), [rows[2], rows[1]]);
+      assert.deepEqual(await tx.policies.history(100), [...rows].reverse());
+    });
+  });
+
+  test("policies.insert() resolves false and writes nothing when the version is taken", async (store) => {
+    await store.transaction((tx) => tx.policies.insert(makePolicyVersion(1)));
+    const other = { ...makePolicyVersion(1), hash: "f".repeat(64), appliedBy: "mallory" };
+    assert.equal(await store.transaction((tx) => tx.policies.insert(other)), false);
+    assert.deepEqual(await store.read((tx) => tx.policies.history(10)), [makePolicyVersion(1)]);
+  });
+
+  test("policies keep the content text exactly, and the reason may be null", async (store) => {
+    const content = '{"id":"\u00e9t\u00e9 \\u0000","rules":[]}';
+    const row = { ...makePolicyVersion(1), content, reason: null };
+    await store.transaction((tx) => tx.policies.insert(row));
+    assert.deepEqual(await store.read((tx) => tx.policies.byVersion(1)), row);
+  });
+
+  test("two concurrent applies never both get version N: the loser retries with N + 1", async (store) => {
+    await store.transaction((tx) => tx.policies.insert(makePolicyVersion(1)));
+    const apply = (by: string) =>
+      store.transaction(async (tx) => {
+        const tries: number[] = [];
+        for (;;) {
+          const version = ((await tx.policies.active())?.version ?? 0) + 1;
+          await yieldTurns(5);
+          tries.push(version);
+          if (await tx.policies.insert({ ...makePolicyVersion(version), appliedBy: by })) {
+            return tries;
+          }
+          assert.ok(tries.length < 5, `retries: ${tries}`);
+        }
+      });
+    const [a, b] = await Promise.all([apply("a"), apply("b")]);
+    const won = [a.at(-1), b.at(-1)].sort();
+    assert.deepEqual(won, [2, 3], `a tried ${a}, b tried ${b}`);
+    const history = await store.read((tx) => tx.policies.history(10));
+    assert.deepEqual(history.map((row) => row.version), [3, 2, 1]);
+    assert.deepEqual(history.slice(0, 2).map((row) => row.appliedBy).sort(), ["a", "b"]);
   });
 
   // -------------------------------------------------------------------------

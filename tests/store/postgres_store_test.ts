@@ -14,6 +14,7 @@ import type { PostgresStore } from "../../control_plane/store/postgres/_store.ts
 import { redactUrl, toPlmError } from "../../control_plane/store/postgres/_errors.ts";
 import { freshSchema, openTestPostgresStore, POSTGRES_URL } from "../_postgres.ts";
 import { openStore } from "../../control_plane/store/open.ts";
+import { makeRun } from "./conformance.ts";
 
 function pgTest(name: string, fn: (url: string) => Promise<void>): void {
   if (POSTGRES_URL === undefined) return;
@@ -192,6 +193,33 @@ pgTest("an upgrade applies the new migration; a newer schema is refused", async 
     const after = await openPostgresStore(url, { schema, migrations: extended });
     assert.equal(await after.schemaVersion(), extended.length, "the failed one left nothing");
     await after.close();
+  } finally {
+    await dropSchema(url, schema);
+  }
+});
+
+pgTest("a store at schema 1 migrates to 2 (policy_versions), keeping its runs", async (url) => {
+  const schema = freshSchema();
+  try {
+    const first = await openPostgresStore(url, {
+      schema,
+      migrations: POSTGRES_MIGRATIONS.slice(0, 1),
+    });
+    await first.transaction((tx) => tx.runs.insert({ run: makeRun("r-1", 5), requestDigest: "d" }));
+    await first.close();
+    await using store = await openPostgresStore(url, { schema });
+    assert.equal(await store.schemaVersion(), 2);
+    assert.equal((await store.read((tx) => tx.runs.byId("r-1")))?.state, "queued");
+    const row = {
+      version: 1,
+      content: '{"rules":[]}',
+      hash: "a".repeat(64),
+      appliedAt: 9,
+      appliedBy: "ops",
+      reason: null,
+    };
+    assert.equal(await store.transaction((tx) => tx.policies.insert(row)), true);
+    assert.deepEqual(await store.read((tx) => tx.policies.active()), row);
   } finally {
     await dropSchema(url, schema);
   }
@@ -755,6 +783,9 @@ pgTest(
           `TRUNCATE ${store.schema}.audit_log CASCADE`,
           `TRUNCATE ${store.schema}.audit_seal`,
           `UPDATE ${store.schema}.audit_seal SET hash = 'x'`,
+          `UPDATE ${store.schema}.policy_versions SET reason = 'x'`,
+          `DELETE FROM ${store.schema}.policy_versions`,
+          `TRUNCATE ${store.schema}.policy_versions`,
         ]
       ) {
         const error = await c.query(sql).then(() => undefined, (e: unknown) => e);

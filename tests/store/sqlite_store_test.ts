@@ -130,7 +130,7 @@ Deno.test("openStore() migrates a version 5 file to 6 (runs.lease_token), keepin
       );
     }
     await using store = await openStore(path);
-    assert.equal(await store.schemaVersion(), 6);
+    assert.equal(await store.schemaVersion(), MIGRATIONS.length);
     const [r1, r2] = await store.read((tx) =>
       Promise.all([tx.runs.byIdempotencyKey("k-1"), tx.runs.byId("r-2")])
     );
@@ -151,6 +151,35 @@ Deno.test("openStore() migrates a version 5 file to 6 (runs.lease_token), keepin
       tx.runs.claimReady({ owner: "w-2", now: 1_000, expiresAt: 2_000, limit: 1 })
     );
     assert.deepEqual(claimed.map((c) => [c.run.id, c.run.lease?.token]), [["r-1", 1]]);
+  });
+});
+
+Deno.test("openStore() migrates a version 6 file to 7 (policy_versions), keeping its runs", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/v6.db`;
+    {
+      using db = openDatabase(path, { migrations: MIGRATIONS.slice(0, 6) });
+      assert.equal(db.schemaVersion, 6);
+      db.exec(
+        `INSERT INTO runs VALUES
+         ('r-1', 'queued', 1, '{"action":"bom.read"}', '{"subject":"alice","kind":"human"}', 'k-1',
+          'd', 'tp', '', 0, 0, 0, NULL, NULL, 'null', NULL, NULL, NULL, 5, 5, 0)`,
+      );
+    }
+    await using store = await openStore(path);
+    assert.equal(await store.schemaVersion(), 7);
+    assert.equal((await store.read((tx) => tx.runs.byId("r-1")))?.state, "queued");
+    assert.equal(await store.read((tx) => tx.policies.active()), undefined);
+    const row = {
+      version: 1,
+      content: '{"rules":[]}',
+      hash: "a".repeat(64),
+      appliedAt: 9,
+      appliedBy: "ops",
+      reason: null,
+    };
+    assert.equal(await store.transaction((tx) => tx.policies.insert(row)), true);
+    assert.deepEqual(await store.read((tx) => tx.policies.active()), row);
   });
 });
 

@@ -33,6 +33,18 @@ const PROBES = [
     line: 1,
   },
   {
+    contract: "layers-must-not-depend-on-delivery",
+    file: "agent_runtime/lint_probe.ts",
+    text: 'import "../server/mod.ts";\n',
+    line: 1,
+  },
+  {
+    contract: "server-must-not-depend-on-cli",
+    file: "server/lint_probe.ts",
+    text: '// probe\nimport "../cli/io.ts";\n',
+    line: 2,
+  },
+  {
     contract: "plm_engine_core-must-not-depend-on-workbench",
     file: "control_plane/_lint_fixtures/offending.ts",
     text: '\n\nimport { bom } from "@tracepulse/plm-accelerators";\nexport { bom };\n',
@@ -59,7 +71,7 @@ Deno.test("deno task lint:boundaries trips on each contract's negative fixture",
     await copyTree(REPO, tree);
     const clean = await runTask(tree);
     assert.equal(clean.code, 0, clean.stdout + clean.stderr);
-    assert.match(clean.stdout, /Contracts: 5 kept, 0 broken\./);
+    assert.match(clean.stdout, /Contracts: 7 kept, 0 broken\./);
 
     for (const probe of PROBES) {
       await t.step(probe.contract, async () => {

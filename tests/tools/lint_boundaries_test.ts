@@ -44,8 +44,8 @@ Deno.test("lintBoundaries() keeps every contract on a clean tree", async () => {
   const report = await lint({});
   assert.deepEqual(report.errors, []);
   assert.equal(report.broken, 0);
-  assert.equal(report.kept, 5);
-  assert.match(formatReport(report), /^Contracts: 5 kept, 0 broken\.$/m);
+  assert.equal(report.kept, 7);
+  assert.match(formatReport(report), /^Contracts: 7 kept, 0 broken\.$/m);
 });
 
 Deno.test("lintBoundaries() reports a direct import with file:line:col", async () => {
@@ -252,4 +252,17 @@ Deno.test("main() exits 0, 1 and 2 and prints JSON with --json", async () => {
     console.error = error;
     for (const dir of [clean, dirty, bad]) await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("lintBoundaries() keeps the layers off the delivery layers, and server/ off cli/", async () => {
+  const report = await lint({
+    "server/mod.ts": 'import "../control_plane/mod.ts";\nexport const app = 1;\n',
+    "cli/serve.ts": 'import "../server/mod.ts";\n',
+    "control_plane/leak.ts": '// probe\nimport "../server/mod.ts";\n',
+    "server/leak.ts": 'import "../cli/serve.ts";\n',
+  });
+  const layers = broken(report, "layers-must-not-depend-on-delivery");
+  assert.deepEqual(layers.map((v) => [v.importer, v.line]), [["control_plane/leak.ts", 2]]);
+  const server = broken(report, "server-must-not-depend-on-cli");
+  assert.deepEqual(server.map((v) => v.importer), ["server/leak.ts"]);
 });

@@ -21,6 +21,8 @@ import type {
   ClaimSpec,
   GovernanceRepository,
   PendingAudit,
+  PolicyRepository,
+  PolicyVersionRow,
   RunKeyset,
   RunRepository,
   RunWrite,
@@ -737,5 +739,79 @@ export class PostgresGovernanceRepository implements GovernanceRepository {
   /** Records one run start. */
   async insertStart(agentId: string, at: number): Promise<void> {
     await this.#q("INSERT INTO agent_run_starts (agent_id, at) VALUES ($1, $2)", [agentId, at]);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+
+const POLICY_COLUMNS = "version, content, hash, applied_at, applied_by, reason";
+
+interface PolicyRow extends Record<string, unknown> {
+  version: number;
+  content: string;
+  hash: string;
+  applied_at: number;
+  applied_by: string;
+  reason: string | null;
+}
+
+function policyOf(row: PolicyRow): PolicyVersionRow {
+  return {
+    version: row.version,
+    content: row.content,
+    hash: row.hash,
+    appliedAt: row.applied_at,
+    appliedBy: row.applied_by,
+    reason: row.reason,
+  };
+}
+
+/** The policy-version repository on one transaction. */
+export class PostgresPolicyRepository implements PolicyRepository {
+  readonly #q: Query;
+
+  /** Binds the repository to a transaction's {@link Query}. */
+  constructor(query: Query) {
+    this.#q = query;
+  }
+
+  /**
+   * Inserts a version; `false` when the number is taken. A concurrent insert of
+   * the same number makes this one wait for it to end (the primary key).
+   */
+  async insert(row: PolicyVersionRow): Promise<boolean> {
+    const { rowCount } = await this.#q(
+      `INSERT INTO policy_versions (${POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (version) DO NOTHING`,
+      [row.version, row.content, row.hash, row.appliedAt, row.appliedBy, row.reason],
+    );
+    return rowCount === 1;
+  }
+
+  /** The highest version. */
+  async active(): Promise<PolicyVersionRow | undefined> {
+    const { rows } = await this.#q<PolicyRow>(
+      `SELECT ${POLICY_COLUMNS} FROM policy_versions ORDER BY version DESC LIMIT 1`,
+    );
+    return rows[0] === undefined ? undefined : policyOf(rows[0]);
+  }
+
+  /** The version numbered `version`. */
+  async byVersion(version: number): Promise<PolicyVersionRow | undefined> {
+    const { rows } = await this.#q<PolicyRow>(
+      `SELECT ${POLICY_COLUMNS} FROM policy_versions WHERE version = $1`,
+      [version],
+    );
+    return rows[0] === undefined ? undefined : policyOf(rows[0]);
+  }
+
+  /** Up to `limit` versions, newest first. */
+  async history(limit: number): Promise<PolicyVersionRow[]> {
+    const { rows } = await this.#q<PolicyRow>(
+      `SELECT ${POLICY_COLUMNS} FROM policy_versions ORDER BY version DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map(policyOf);
   }
 }

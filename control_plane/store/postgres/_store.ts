@@ -12,6 +12,7 @@ import type {
   ApprovalRepository,
   AuditRepository,
   GovernanceRepository,
+  PolicyRepository,
   RunRepository,
   Store,
   StoreRole,
@@ -24,6 +25,7 @@ import {
   PostgresApprovalRepository,
   PostgresAuditRepository,
   PostgresGovernanceRepository,
+  PostgresPolicyRepository,
   PostgresRunRepository,
   type Query,
 } from "./_repositories.ts";
@@ -38,6 +40,7 @@ class PostgresTx implements StoreTx {
   readonly approvals: ApprovalRepository;
   readonly audit: AuditRepository;
   readonly governance: GovernanceRepository;
+  readonly policies: PolicyRepository;
   readonly topics = new Set<WakeTopic>();
   ended = false;
 
@@ -46,6 +49,7 @@ class PostgresTx implements StoreTx {
     this.approvals = new PostgresApprovalRepository(query);
     this.audit = new PostgresAuditRepository(query);
     this.governance = new PostgresGovernanceRepository(query);
+    this.policies = new PostgresPolicyRepository(query);
   }
 
   wake(topic: WakeTopic): void {

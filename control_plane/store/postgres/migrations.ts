@@ -37,6 +37,10 @@ export const AUDIT_GUARDS: readonly { readonly name: string; readonly table: str
  *   `agent_run_starts`, and the audit tables `audit_log`, `audit_seal` and
  *   `audit_head`, whose records and seals statement triggers keep append-only
  *   (`UPDATE`, `DELETE` and `TRUNCATE` raise `ERR_AUDIT_APPEND_ONLY`).
+ * - 2 `policy_versions`: the versions of the policy set, as SQLite's
+ *   migration 7: `version` is the primary key, so two concurrent applies
+ *   cannot both store version N (the second's insert does nothing, and it
+ *   retries with the next number); rows are insert-only, as the audit tables.
  *
  * @example The versions run from 1 without gaps
  * ```ts
@@ -166,6 +170,22 @@ END $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
   FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_seal_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_seal
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+`,
+  },
+  {
+    version: 2,
+    name: "policy_versions",
+    sql: `
+CREATE TABLE policy_versions (
+  version integer PRIMARY KEY CHECK (version >= 1),
+  content text NOT NULL,
+  hash text NOT NULL CHECK (length(hash) = 64),
+  applied_at bigint NOT NULL,
+  applied_by text NOT NULL,
+  reason text
+);
+CREATE TRIGGER policy_versions_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON policy_versions
   FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 `,
   },

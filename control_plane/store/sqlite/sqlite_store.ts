@@ -12,6 +12,7 @@ import { SqliteRunRepository } from "./_runs.ts";
 import { SqliteApprovalRepository } from "./_approvals.ts";
 import { SqliteAuditRepository } from "./_audit.ts";
 import { SqliteGovernanceRepository } from "./_governance.ts";
+import { SqlitePolicyRepository } from "./_policies.ts";
 
 /** Options for {@link openSqliteStore}: those of the SQLite database underneath. */
 export type SqliteStoreOptions = DatabaseOptions;
@@ -138,6 +139,7 @@ class SqliteStore implements Store {
         approvals: new SqliteApprovalRepository(scope),
         audit: new SqliteAuditRepository(scope),
         governance: new SqliteGovernanceRepository(scope),
+        policies: new SqlitePolicyRepository(scope),
         wake: (topic) => {
           topics.add(topic);
         },
