@@ -587,6 +587,7 @@ export class AgentRuntime {
       cancel: () => {},
       polling: false,
       again: undefined,
+      full: false,
     };
     this.#every(reclaimIntervalMs, async () => {
       // One reaper at a time across processes (an advisory lock on PostgreSQL).
@@ -736,8 +737,10 @@ export class AgentRuntime {
     if (this.#poller !== poller) return; // stopped (and maybe started again) meanwhile
     poller.polling = true;
     this.#step(async () => {
+      const asked = Math.min(this.dispatcher.freeSlots, INPUT_LIMITS.listLimit);
       const claimed = await this.#claimReady();
       poller.delay = claimed === 0 ? Math.min(poller.max, poller.delay * 2) : poller.min;
+      poller.full = claimed !== undefined && claimed > 0 && claimed === asked;
     }).then(() => {
       poller.polling = false;
       const again = poller.again;
@@ -825,6 +828,16 @@ export class AgentRuntime {
   }
 
   /**
+   * A run claimed by the loop ended here. When the last poll filled every free
+   * slot, more runs are likely ready: poll now rather than on the timer (a busy
+   * worker would otherwise take at most its slots per poll interval). Polls
+   * asked for together still make one (see #pollSoon).
+   */
+  #slotFreed(): void {
+    if (this.#poller?.full === true) this.#pollSoon(0);
+  }
+
+  /**
    * Executes a run claimed here (without waiting for it), or, when it cannot
    * run here now (stopped meanwhile, or no room), gives its lease back and
    * resolves once that is done.
@@ -832,7 +845,9 @@ export class AgentRuntime {
   async #dispatchClaimed(run: Run): Promise<void> {
     if (this.#runsHere) {
       try {
-        this.dispatcher.dispatchClaimed(run).catch((err) => this.#onError(run.id, err));
+        this.dispatcher.dispatchClaimed(run).catch((err) => this.#onError(run.id, err)).finally(
+          () => this.#slotFreed(),
+        );
         return;
       } catch (err) {
         if (!(err instanceof PlmError) || err.code !== "ERR_QUEUE_FULL") throw err;
@@ -865,4 +880,6 @@ interface Poller {
   polling: boolean;
   /** A hint that came during the poll in flight: poll again this soon after it. */
   again: number | undefined;
+  /** The last poll took as many runs as it had slots: more may be ready when one frees. */
+  full: boolean;
 }
