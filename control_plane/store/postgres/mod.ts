@@ -189,5 +189,5 @@ export async function openPostgresStore(
     await pool.end().catch(() => {});
     throw toPlmError(error, url);
   }
-  return new PostgresStore(url, pool, new WakeListener(config, timer, ownPids), readOnly);
+  return new PostgresStore(url, pool, new WakeListener(config, timer, ownPids), readOnly, timer);
 }
