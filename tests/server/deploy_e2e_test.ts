@@ -5,7 +5,9 @@
  * driven over HTTP only: submit and follow the event stream, approve through
  * the API, approve through the inbox in headless Chromium (hostile input
  * inert, the requester without an approve button), cancel, every error
- * status; then SIGTERM to all three, each exits 0.
+ * status; then SIGTERM to all three, each exits 0. The policy and the agents
+ * module are the ones the README's "Deploy" section writes, so the README
+ * cannot drift from what is tested.
  *
  * Every wait is bounded: a cross-process wait polls on real time with a
  * deadline ({@link until}), and the children are always killed in `finally`.
@@ -21,26 +23,21 @@ import { withPostgresDatabase } from "../_postgres_database.ts";
 import { approvalCard, signInInbox, watchedPage, withChromium } from "./_inbox_browser.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
-const AGENTS = fileURLToPath(new URL("../cli/_agents.ts", import.meta.url));
 const SECRET = "deploy-e2e-secret-of-at-least-32-bytes!";
 /** How long one cross-process wait may take before the test fails. */
 const WAIT_MS = 20_000;
 
-/** Reads are allowed; a release needs one approval by role `approver`. */
-const POLICY = {
-  id: "deploy-e2e",
-  rules: [
-    { id: "reads", effect: "allow", actions: ["bom.read"], resources: ["bom:*"] },
-    {
-      id: "release-needs-approver",
-      description: "A release needs an approver's approval",
-      effect: "require_approval",
-      actions: ["bom.release"],
-      resources: ["bom:*"],
-      approval: { approverRoles: ["approver"], quorum: 1, timeoutSeconds: 600, onExpiry: "deny" },
-    },
-  ],
-};
+/**
+ * A file the README's "Deploy" section writes with `cat > NAME <<'EOF'`: the
+ * test deploys what the README says (its policy, its agents module).
+ */
+async function readmeDeployFile(name: string): Promise<string> {
+  const readme = await Deno.readTextFile(join(REPO, "README.md"));
+  const section = /\n## Deploy\b[\s\S]*?(?=\n## )/.exec(readme)?.[0] ?? "";
+  const body = new RegExp(`\\ncat > ${name} <<'EOF'\\n([\\s\\S]*?)\\nEOF\\n`).exec(section)?.[1];
+  assert.ok(body !== undefined, `the README's Deploy section writes ${name}`);
+  return `${body}\n`;
+}
 
 const RITA = { subject: "rita", actorKind: "human", roles: ["engineer"] } as const;
 const ANN = { subject: "ann", actorKind: "human", roles: ["approver"] } as const;
@@ -240,8 +237,20 @@ async function followEvents(
 
 async function scenario(location: string, dir: string): Promise<void> {
   const started = Date.now();
+  // The README's policy (reads allowed, a release needs one "approver") and agents module
+  // (its relative import made absolute, since it is written here and not in the clone).
   const policyFile = join(dir, "policy.json");
-  await Deno.writeTextFile(policyFile, JSON.stringify(POLICY, null, 2));
+  await Deno.writeTextFile(policyFile, await readmeDeployFile("policy.json"));
+  const agentsFile = join(dir, "agents.ts");
+  const agentsSource = await readmeDeployFile("agents.ts");
+  assert.ok(agentsSource.includes('"./agent_runtime/mod.ts"'));
+  await Deno.writeTextFile(
+    agentsFile,
+    agentsSource.replace(
+      '"./agent_runtime/mod.ts"',
+      JSON.stringify(join(REPO, "agent_runtime/mod.ts")),
+    ),
+  );
   const applied = await plm(["policy", "apply", policyFile, "--db", location], {});
   assert.equal(applied.code, 0, applied.stderr);
 
@@ -256,7 +265,7 @@ async function scenario(location: string, dir: string): Promise<void> {
         "--db",
         location,
         "--agents",
-        AGENTS,
+        agentsFile,
         "--id",
         id,
         "--log",
@@ -303,7 +312,7 @@ async function scenario(location: string, dir: string): Promise<void> {
     assert.equal(submitted.body.state, "queued");
     const followed = await followEvents(base, rita, submitted.body.id);
     assert.equal(followed.end.state, "succeeded");
-    assert.deepEqual((followed.end as { result?: unknown }).result, { n: 1 });
+    assert.deepEqual((followed.end as { result?: unknown }).result, { done: "bom:1" });
     assert.ok(followed.audit.some((r) => r.action === "policy.decide" && r.outcome === "allow"));
 
     // 422 naming the field, 404, 413 (over the default 1 MiB).
@@ -416,7 +425,7 @@ async function scenario(location: string, dir: string): Promise<void> {
       const run = (await call(base, "GET", `/v1/runs/${hostile.body.id}`, { token: rita })).body;
       return run.state === "succeeded" ? run : undefined;
     });
-    assert.deepEqual(done.result, HOSTILE);
+    assert.deepEqual(done.result, { done: "bom:9" });
 
     // The runs were executed by the two workers; the audit chain holds.
     const executed = new Set<string>();
