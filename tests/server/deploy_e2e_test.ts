@@ -77,6 +77,7 @@ class Plm {
   readonly name: string;
   readonly #child: Deno.ChildProcess;
   readonly #read: Promise<void>;
+  #exited = false;
 
   constructor(name: string, args: string[], env: Record<string, string>) {
     this.name = name;
@@ -89,6 +90,7 @@ class Plm {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    this.#child.status.then(() => this.#exited = true);
     this.#read = Promise.all([
       collect(this.#child.stdout, this.out),
       collect(this.#child.stderr, this.err),
@@ -101,6 +103,9 @@ class Plm {
       for (const line of this.out) {
         const match = pattern.exec(line);
         if (match !== null) return match;
+      }
+      if (this.#exited) {
+        throw new Error(`${this.name} exited before printing ${pattern}\n${this.log()}`);
       }
       return undefined;
     });
@@ -475,6 +480,48 @@ async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
 
 Deno.test("deploy on a SQLite file: policy apply, serve, two workers, over HTTP and the inbox", async () => {
   await inTempDir((dir) => scenario(join(dir, "plm.db"), dir));
+});
+
+Deno.test("plm serve --secure-cookies: the inbox's cookies are Secure behind a TLS proxy", async () => {
+  await inTempDir(async (dir) => {
+    const location = join(dir, "plm.db");
+    const policyFile = join(dir, "policy.json");
+    await Deno.writeTextFile(policyFile, await readmeDeployFile("policy.json"));
+    const applied = await plm(["policy", "apply", policyFile, "--db", location], {});
+    assert.equal(applied.code, 0, applied.stderr);
+    const env = { PLM_JWT_SECRET: SECRET };
+    const plain = new Plm("serve", ["serve", "--db", location, "--port", "0"], env);
+    const behindProxy = new Plm("serve --secure-cookies", [
+      "serve",
+      "--db",
+      location,
+      "--port",
+      "0",
+      "--secure-cookies",
+    ], env);
+    try {
+      const cookieOf = async (serve: Plm) => {
+        const base = (await serve.line(/^listening on (http:\/\/\S+)$/))[1]!;
+        const res = await fetch(`${base}/inbox`);
+        await res.body?.cancel();
+        assert.equal(res.status, 200);
+        return res.headers.get("set-cookie") ?? "";
+      };
+      // Over plain http the sign-in cookie is not Secure; told a proxy ends TLS, it is.
+      const [plainCookie, proxiedCookie] = await Promise.all([
+        cookieOf(plain),
+        cookieOf(behindProxy),
+      ]);
+      assert.match(plainCookie, /^plm_inbox_signin=.*HttpOnly/);
+      assert.doesNotMatch(plainCookie, /;\s*Secure/i);
+      assert.match(proxiedCookie, /^plm_inbox_signin=.*;\s*Secure/i);
+      for (const serve of [plain, behindProxy]) serve.signal("SIGTERM");
+      for (const serve of [plain, behindProxy]) assert.equal(await serve.exit(), 0, serve.log());
+    } finally {
+      await plain.kill();
+      await behindProxy.kill();
+    }
+  });
 });
 
 if (POSTGRES_URL !== undefined) {
