@@ -55,6 +55,9 @@ OPTIONS:
       --policy FILE             A policy set file overriding the store's (default:
                                 $PLM_POLICY, else the store's version in force, followed as
                                 plm policy apply changes it; serve refuses to start with none)
+      --secure-cookies          Mark the inbox's cookies Secure even when requests arrive over
+                                plain http (behind a proxy that ends TLS; over https they
+                                always are)
       --openapi                 Print the OpenAPI document and exit (deno task openapi)
       --secret-file PATH        The HS256 secret (default: $PLM_JWT_SECRET)
       --issuer ISS              The required issuer (default: $PLM_JWT_ISSUER)
@@ -141,6 +144,7 @@ export const serveCommand: CliCommand = {
           controlPlane: new ControlPlane(store, { policies: { rules: [] } }),
           verifier,
           cookieSecret: crypto.getRandomValues(new Uint8Array(32)),
+          ...(v["secure-cookies"] === true ? { secureCookies: true } : {}),
         }),
       },
       onError: (err) => io.err(`error: ${err instanceof Error ? err.stack ?? err.message : err}`),
@@ -219,6 +223,7 @@ function parse(args: string[]) {
         "grace-seconds": { type: "string" },
         policy: { type: "string" },
         openapi: { type: "boolean" },
+        "secure-cookies": { type: "boolean" },
       },
     });
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
