@@ -74,8 +74,8 @@ async function killAfter(child: Deno.ChildProcess, threshold: number, deadlineMs
 }
 
 /** Waits (on the real clock, as the processes run on it) until `done()` holds; 10 s at most. */
-async function until(done: () => boolean, what: string): Promise<void> {
-  for (let waited = 0; !done(); waited += 5) {
+async function until(done: () => Promise<boolean>, what: string): Promise<void> {
+  for (let waited = 0; !(await done()); waited += 5) {
     if (waited > 10_000) assert.fail(`timed out waiting: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -104,6 +104,8 @@ function readExecutions(path: string): Execution[] {
  */
 function replayLeases(runId: string, records: readonly AuditRecord[]): string[] {
   let holder: string | null = null;
+  let holderUntil = 0;
+  let running = false;
   const succeededBy: string[] = [];
   const where = (r: AuditRecord) => `run ${runId}, record ${r.seq} (${r.action} ${r.outcome})`;
   records.forEach((record, i) => {
@@ -114,12 +116,16 @@ function replayLeases(runId: string, records: readonly AuditRecord[]): string[] 
         break;
       case "run.lease.claimed":
         assert.equal(data.previousOwner, holder, `${where(record)}: previous owner`);
+        // A lease changes hands once free, or once expired on a run that is not running
+        // (a running run is reclaimed first: lease_expired, then the reclaim record).
         assert.ok(
-          holder === null || holder === data.owner,
+          holder === null || holder === data.owner ||
+            (!running && record.at >= holderUntil),
           `${where(record)}: ${String(data.owner)} claimed while ${holder} held the lease`,
         );
         assert.equal(record.actor.subject, data.owner, `${where(record)}: claimed for another`);
         holder = data.owner as string;
+        holderUntil = data.expiresAt as number;
         break;
       case "run.lease.reclaimed":
         assert.notEqual(holder, null, `${where(record)}: nothing to reclaim`);
@@ -137,6 +143,7 @@ function replayLeases(runId: string, records: readonly AuditRecord[]): string[] 
           // The reclaimer's transition: the reclaim record must follow at once.
           assert.equal(data.previousOwner, holder, `${where(record)}: expired whose lease`);
           assert.equal(records[i + 1]?.action, "run.lease.reclaimed", `${where(record)}: alone`);
+          running = false;
           break;
         }
         assert.equal(
@@ -146,6 +153,7 @@ function replayLeases(runId: string, records: readonly AuditRecord[]): string[] 
         );
         if (data.event === "start") assert.equal(data.owner, holder, `${where(record)}: owner`);
         if (record.outcome === "succeeded") succeededBy.push(record.actor.subject);
+        running = record.outcome === "running";
         if (isTerminal(record.outcome as Run["state"])) holder = null;
         break;
       default:
@@ -301,9 +309,20 @@ async function crashAndRecover(path: string, dir: string): Promise<void> {
       );
 
       runtime.start(); // reclaims w1's expired leases and claims ready runs up to its slots
-      // Every slot the runs left at the kill can fill (w1 may not have created them all).
+      // Every slot the runs left at the kill can fill (w1 may not have created them all):
+      // w2's first claims fill them all before any of its runs ends.
       const fillable = Math.min(CONCURRENCY, atKill.length - terminalAtKill.length);
-      await until(() => runtime.dispatcher.inFlight === fillable, "start() fills the slots");
+      const w2Records = () =>
+        controlPlane.audit.list({ actorSubject: "w2", actionPrefix: "run.", limit: 1_000 });
+      let claimedFirst = 0;
+      await until(async () => {
+        const records = await w2Records();
+        const firstEnd = records.findIndex((r) => r.outcome === "succeeded");
+        const before = firstEnd < 0 ? records : records.slice(0, firstEnd);
+        claimedFirst = before.filter((r) => r.action === "run.lease.claimed").length;
+        return firstEnd >= 0 || claimedFirst >= fillable;
+      }, "w2 claims or finishes a run");
+      assert.equal(claimedFirst, fillable, "start() filled every slot before a run ended");
       const ids: string[] = [];
       for (let n = 0; n < RUNS; n++) {
         ids.push(await runtime.submit(taskOf(n), { identity: SVC, idempotencyKey: keyOf(n) }));
