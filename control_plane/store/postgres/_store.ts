@@ -201,7 +201,14 @@ export class PostgresStore implements Store {
     let discard: Error | undefined;
     const exec: Query = async (sql, params) => {
       try {
-        const result = await client.query(sql, params as unknown[] | undefined);
+        // A statement with parameters runs as a named prepared statement: each pooled
+        // connection parses and plans it once, not at every call (the adapter's SQL is a
+        // fixed, small set of texts). Without parameters (BEGIN, COMMIT) it goes as it is.
+        const result = params === undefined ? await client.query(sql) : await client.query({
+          name: statementName(sql),
+          text: sql,
+          values: params as unknown[],
+        });
         return { rows: result.rows, rowCount: result.rowCount ?? 0 };
       } catch (error) {
         throw toPlmError(error, this.#url);
@@ -269,4 +276,16 @@ export class PostgresStore implements Store {
 
 function isConnectionLost(error: unknown): boolean {
   return error instanceof PlmError && error.code === "ERR_STORE_UNAVAILABLE";
+}
+
+const STATEMENT_NAMES = new Map<string, string>();
+
+/** A stable name for a statement's text, the same on every connection. */
+function statementName(sql: string): string {
+  let name = STATEMENT_NAMES.get(sql);
+  if (name === undefined) {
+    name = `plm_${STATEMENT_NAMES.size + 1}`;
+    STATEMENT_NAMES.set(sql, name);
+  }
+  return name;
 }

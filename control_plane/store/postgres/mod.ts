@@ -141,6 +141,10 @@ export async function openPostgresStore(
     throw new PlmError("ERR_INVALID_ARGUMENT", "poolSize: expected an integer from 1 to 1000");
   }
   const settings = [
+    // Statements are prepared once per connection (see _store.ts), and planned at every
+    // execution with its values: a generic plan of "($1 IS NULL OR run_id = $1)" would
+    // read the whole table where the values allow an index.
+    "-c plan_cache_mode=force_custom_plan",
     ...(schema === undefined ? [] : [`-c search_path=${schema}`]),
     ...(readOnly ? ["-c default_transaction_read_only=on"] : []),
   ];
@@ -148,7 +152,7 @@ export async function openPostgresStore(
     connectionString: url,
     types: TYPES,
     application_name: "plm-engine-core",
-    ...(settings.length === 0 ? {} : { options: settings.join(" ") }),
+    options: settings.join(" "),
   };
   const pool = new pg.Pool({ ...config, max: poolSize });
   // An idle connection the server drops is removed from the pool; without a
