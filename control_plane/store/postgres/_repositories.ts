@@ -431,42 +431,37 @@ function draftOf(row: AuditRow): AuditDraft {
 }
 
 /**
- * The SQL key of the shared advisory lock every write transaction of the store
- * takes when it begins, before it can get a transaction id: the mark of an
- * audit writer of this schema.
+ * The `application_name` of every connection of a store working in `schema`:
+ * how the sealer tells this store's transactions from the rest of the server.
  */
-export const AUDIT_WRITER_LOCK = "hashtextextended('plm:audit-writer:' || current_schema(), 0)";
+export function storeApplicationName(schema: string | undefined): string {
+  return `plm:${schema ?? ""}`.slice(0, 63);
+}
 
 /**
  * CTEs ending in `horizon(xid)`: the lowest transaction id that may still
- * insert an audit row of this schema. It is the least transaction that was
+ * insert an audit row of this store. It is the least transaction that was
  * running when the statement's snapshot was taken (`pg_snapshot_xip`) and is
- * not known to be someone else's (still running, without the
- * {@link AUDIT_WRITER_LOCK}), or the snapshot's `xmax` when there is none.
- * A transaction that ended since the snapshot counts (it may have been a
- * writer whose rows this snapshot does not see); transactions that begin later
- * get greater ids. Unlike the snapshot's `xmin`, a long transaction of another
- * schema or database does not hold sealing back.
+ * not known to be someone else's: a backend `pg_stat_activity` shows holding
+ * that transaction id under another `application_name` than this store's
+ * connections carry ({@link storeApplicationName}); else the snapshot's `xmax`.
+ * A transaction that ended since the snapshot, or that the view does not show
+ * (it is another user's and this one may not read it), counts: that only holds
+ * sealing back one pass. Transactions that begin later get greater ids. Unlike
+ * the snapshot's `xmin`, a long transaction of another schema or database does
+ * not hold sealing back; and unlike a lock taken by every writer, it costs the
+ * writers nothing.
  */
 const SEAL_HORIZON = `
-  k AS (SELECT ${AUDIT_WRITER_LOCK} AS key,
-          (SELECT oid FROM pg_database WHERE datname = current_database()) AS db),
-  locks AS MATERIALIZED (
-    SELECT locktype, transactionid, pid, granted, mode, database, classid, objid, objsubid
-    FROM pg_locks),
-  writers AS (
-    SELECT l.pid FROM locks l, k
-    WHERE l.locktype = 'advisory' AND l.granted AND l.database = k.db AND l.objsubid = 1
-      AND ((l.classid::bigint << 32) | l.objid::bigint) = k.key),
-  others AS (
-    SELECT l.transactionid FROM locks l
-    WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'
-      AND l.pid IS NOT NULL AND l.pid NOT IN (SELECT pid FROM writers)),
+  others AS MATERIALIZED (
+    SELECT backend_xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL
+      AND application_name IS DISTINCT FROM current_setting('application_name')),
   snap AS (SELECT pg_current_snapshot() AS s),
   horizon AS (
     SELECT coalesce(min(x), (SELECT pg_snapshot_xmax(s) FROM snap)) AS xid
     FROM snap, pg_snapshot_xip(snap.s) AS x
-    WHERE x::xid NOT IN (SELECT transactionid FROM others))`;
+    WHERE x::xid NOT IN (SELECT backend_xid FROM others))`;
 
 /** A pending row's key `tx:id`, split; throws `ERR_INTERNAL` when it is not one of ours. */
 function parseKey(key: string): [string, string] {
@@ -569,15 +564,20 @@ export class PostgresAuditRepository implements AuditRepository {
     });
     const last = seals.at(-1)!;
     const [lastTx, lastId] = keys.at(-1)!;
+    // Every seal must name a record: checked in the statement by a plain read of the
+    // records (a foreign key would lock each record row, a write of the record's page, at
+    // every seal), and nothing moves unless all are there.
     const { rowCount } = await this.#q(
-      `WITH moved AS (
+      `WITH u AS (
+         SELECT * FROM unnest($1::bigint[], $2::xid8[], $3::bigint[], $4::text[], $5::text[])
+           AS u(seq, tx, id, prev_hash, hash)),
+       found AS (SELECT count(*) AS n FROM u JOIN audit_log a ON a.tx = u.tx AND a.id = u.id),
+       moved AS (
          UPDATE audit_head SET sealed_through = $6, hash = $7, tx = $8::xid8, id = $9
-         WHERE sealed_through = $10 AND hash = $11
+         WHERE sealed_through = $10 AND hash = $11 AND (SELECT n FROM found) = $12
          RETURNING 1)
        INSERT INTO audit_seal (seq, tx, id, prev_hash, hash)
-       SELECT u.seq, u.tx, u.id, u.prev_hash, u.hash
-       FROM unnest($1::bigint[], $2::xid8[], $3::bigint[], $4::text[], $5::text[])
-         AS u(seq, tx, id, prev_hash, hash), moved`,
+       SELECT u.seq, u.tx, u.id, u.prev_hash, u.hash FROM u, moved`,
       [
         seals.map((s) => s.seq),
         keys.map(([tx]) => tx),
@@ -590,9 +590,17 @@ export class PostgresAuditRepository implements AuditRepository {
         lastId,
         expected.seq,
         expected.hash,
+        seals.length,
       ],
     );
-    return rowCount === seals.length;
+    if (rowCount === seals.length) return true;
+    // Nothing was written: another sealer moved the head (a lost race), or a seal names
+    // no record (a sealer's bug, never to be passed over as a race).
+    const head = await this.head();
+    if (head.seq === expected.seq && head.hash === expected.hash) {
+      throw new PlmError("ERR_INTERNAL", "Cannot seal a key that is no audit record");
+    }
+    return false;
   }
 
   /** How many records wait to be sealed. */

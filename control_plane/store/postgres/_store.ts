@@ -21,7 +21,6 @@ import type {
 } from "../port.ts";
 import { redactUrl, toPlmError } from "./_errors.ts";
 import {
-  AUDIT_WRITER_LOCK,
   PostgresApprovalRepository,
   PostgresAuditRepository,
   PostgresGovernanceRepository,
@@ -230,7 +229,7 @@ export class PostgresStore implements Store {
           ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
           : this.readOnly
           ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-          : `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock_shared(${AUDIT_WRITER_LOCK})`,
+          : "BEGIN ISOLATION LEVEL READ COMMITTED",
       );
       try {
         if (role !== undefined) {

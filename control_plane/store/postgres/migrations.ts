@@ -151,8 +151,7 @@ CREATE TABLE audit_seal (
   id bigint NOT NULL,
   prev_hash text NOT NULL,
   hash text NOT NULL,
-  UNIQUE (tx, id),
-  FOREIGN KEY (tx, id) REFERENCES audit_log (tx, id)
+  UNIQUE (tx, id)
 );
 CREATE TABLE audit_head (
   one boolean PRIMARY KEY DEFAULT true CHECK (one),

@@ -10,14 +10,14 @@
  *   one `LISTEN` connection per store (reconnecting with backoff, then
  *   `"reconnected"`); this process's own listeners hear their commits at once.
  * - Audit (`"seal"` chaining): writers insert records keyed by `(tx, id)`;
- *   the elected sealer takes them in that order below a horizon. Every write
- *   transaction takes a shared advisory lock of the schema ("audit writer")
- *   in its `BEGIN` round trip, before it can have a transaction id; the horizon
- *   is the least transaction running at the sealer's snapshot that is not
- *   known to be someone else's (still running without that lock). It is never
- *   above the transaction id of a writer still running, so no row can appear
- *   below what was sealed, and a long transaction of another schema or
- *   database does not stall sealing (the server-wide `xmin` would).
+ *   the elected sealer takes them in that order below a horizon. Every
+ *   connection of the store carries the `application_name` `plm:<schema>`;
+ *   the horizon is the least transaction running at the sealer's snapshot
+ *   that is not known to be someone else's (`pg_stat_activity` shows it under
+ *   another name). It is never above the transaction id of a writer still
+ *   running, so no row can appear below what was sealed, and a long
+ *   transaction of another schema or database does not stall sealing (the
+ *   server-wide `xmin` would).
  *
  * @module
  */
@@ -26,6 +26,7 @@ import pg from "pg";
 import { type Clock, PlmError, systemClock, systemTimer, type Timer } from "../../../shared/mod.ts";
 import type { Store } from "../port.ts";
 import { toPlmError } from "./_errors.ts";
+import { storeApplicationName } from "./_repositories.ts";
 import { PostgresStore } from "./_store.ts";
 import { WakeListener } from "./_wake.ts";
 import { migratePostgres, type Migration, POSTGRES_MIGRATIONS } from "./migrations.ts";
@@ -151,7 +152,7 @@ export async function openPostgresStore(
   const config: pg.ClientConfig = {
     connectionString: url,
     types: TYPES,
-    application_name: "plm-engine-core",
+    application_name: storeApplicationName(schema),
     options: settings.join(" "),
   };
   const pool = new pg.Pool({ ...config, max: poolSize });
