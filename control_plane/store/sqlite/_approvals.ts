@@ -11,7 +11,7 @@ import type {
   ApprovalRepository,
   VoteInsert,
 } from "../port.ts";
-import { changes, type StatementCache, type TxScope } from "./_sql.ts";
+import { changes, type TxScope } from "./_sql.ts";
 
 /** A row of `approvals`, in {@link COLUMNS} order. */
 interface ApprovalRow {
@@ -134,7 +134,7 @@ export class SqliteApprovalRepository implements ApprovalRepository {
 }
 
 /** The approval a row holds, with its votes (`spec` and `subject` are stored as JSON). */
-function fromRow(sql: StatementCache, row: ApprovalRow): ApprovalRecord {
+function fromRow(sql: TxScope, row: ApprovalRow): ApprovalRecord {
   return {
     id: row.id,
     runId: row.run_id,

@@ -47,13 +47,15 @@ const BY_ID = `SELECT ${COLUMNS} FROM runs WHERE id = ?`;
 const BY_KEY = `SELECT ${COLUMNS} FROM runs WHERE idempotency_key = ?`;
 // The lease token is written when the run gets a lease and kept when it loses it, and it
 // never goes down; the fence holds only while a lease is held (a released one fences nothing).
-const UPDATE = `UPDATE runs SET state = :state, version = :expected + 1, attempt = :attempt,
-  escalations = :escalations, cost_units = :cost, agent_id = :agent, approval_id = :approval,
-  result = :result, error = :error, lease_owner = :owner, lease_expires_at = :expires,
-  lease_token = coalesce(:token, lease_token), updated_at = :updated
-  WHERE id = :id AND version = :expected
-    AND (:token IS NULL OR :token >= lease_token)
-    AND (:fence IS NULL OR (lease_owner IS NOT NULL AND lease_token = :fence))`;
+// Numbered parameters (?NNN): node:sqlite binds named ones by looking each name up, a cost
+// this statement, run at every transition, does not need.
+const UPDATE = `UPDATE runs SET state = ?1, version = ?2 + 1, attempt = ?3,
+  escalations = ?4, cost_units = ?5, agent_id = ?6, approval_id = ?7,
+  result = ?8, error = ?9, lease_owner = ?10, lease_expires_at = ?11,
+  lease_token = coalesce(?12, lease_token), updated_at = ?13
+  WHERE id = ?14 AND version = ?2
+    AND (?12 IS NULL OR ?12 >= lease_token)
+    AND (?15 IS NULL OR (lease_owner IS NOT NULL AND lease_token = ?15))`;
 // INDEXED BY: the planner would otherwise pick runs_state_created and sort the whole backlog.
 const READY_IDS = `SELECT id FROM runs INDEXED BY runs_ready
   WHERE ${READY} AND (lease_owner IS NULL OR lease_expires_at <= :now)
@@ -127,23 +129,23 @@ export class SqliteRunRepository implements RunRepository {
   update(write: RunWrite): Promise<boolean> {
     const { run, expectedVersion, leaseToken } = write;
     const row = toRow(run);
-    const changed = this.#scope.use().get(UPDATE).run({
-      state: row.state,
-      expected: expectedVersion,
-      attempt: row.attempt,
-      escalations: row.escalations,
-      cost: row.cost_units,
-      agent: row.agent_id,
-      approval: row.approval_id,
-      result: row.result,
-      error: row.error,
-      owner: row.lease_owner,
-      expires: row.lease_expires_at,
-      token: run.lease === null ? null : run.lease.token,
-      updated: row.updated_at,
-      id: row.id,
-      fence: leaseToken ?? null,
-    });
+    const changed = this.#scope.use().get(UPDATE).run(
+      row.state,
+      expectedVersion,
+      row.attempt,
+      row.escalations,
+      row.cost_units,
+      row.agent_id,
+      row.approval_id,
+      row.result,
+      row.error,
+      row.lease_owner,
+      row.lease_expires_at,
+      run.lease === null ? null : run.lease.token,
+      row.updated_at,
+      row.id,
+      leaseToken ?? null,
+    );
     return Promise.resolve(changes(changed) === 1);
   }
 

@@ -29,34 +29,52 @@ export class StatementCache {
 }
 
 /**
- * One transaction's handle on the connection: the repositories bound to it
- * check, before each statement, that the transaction is still open, so a
- * handle kept past its transaction cannot write into the next one.
+ * One transaction's access to the statements: refused once the transaction
+ * ended, and, in a read transaction, refused for any statement that writes
+ * (`ERR_STORE_READ_ONLY`). The check is on the statement's first word, which
+ * for the adapter's own SQL says whether it writes. It replaces toggling
+ * `PRAGMA query_only` around reads, which expired every prepared statement
+ * (SQLite expires them on a flag pragma), so each was compiled again.
  */
 export class TxScope {
-  readonly sql: StatementCache;
+  readonly #sql: StatementCache;
+  readonly #writable: boolean;
   #open = true;
 
-  constructor(sql: StatementCache) {
-    this.sql = sql;
+  constructor(sql: StatementCache, writable: boolean) {
+    this.#sql = sql;
+    this.#writable = writable;
   }
 
-  /** The statement cache, once the transaction is known to be open. */
-  use(): StatementCache {
+  /** The statements of this transaction; throws once it has ended. */
+  use(): TxScope {
     if (!this.#open) {
       throw new PlmError(
         "ERR_INTERNAL",
         "Cannot use a transaction handle after its transaction ended",
       );
     }
-    return this.sql;
+    return this;
   }
 
-  /** Marks the transaction ended. */
+  /** The prepared statement for `sql`, refused when it writes in a read transaction. */
+  get<Row extends object = SqlRow>(sql: string, options: PrepareOptions = {}): Statement<Row> {
+    if (!this.#writable && WRITES.test(sql)) {
+      throw new PlmError(
+        "ERR_STORE_READ_ONLY",
+        "Cannot write in a read-only transaction (use store.transaction)",
+      );
+    }
+    return this.#sql.get<Row>(sql, options);
+  }
+
+  /** Ends the scope: later use throws. */
   end(): void {
     this.#open = false;
   }
 }
+
+const WRITES = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b/i;
 
 /** The number of rows a statement changed, as a number. */
 export function changes(result: { changes: number | bigint }): number {

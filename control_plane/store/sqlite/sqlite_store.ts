@@ -28,7 +28,7 @@ const CURRENT = new AsyncLocalStorage<SqliteStore>();
  * one transaction at a time, and `fn` awaits between statements); across
  * processes, write transactions take turns through `BEGIN IMMEDIATE` and the
  * busy timeout, and read transactions see one snapshot (`BEGIN DEFERRED`,
- * WAL) with writes refused (`PRAGMA query_only`).
+ * WAL) with writes refused (each repository statement that writes).
  *
  * Open one store per file per process: `BEGIN IMMEDIATE` waits for another
  * connection's write lock by blocking the thread, so a second store on the
@@ -129,11 +129,9 @@ class SqliteStore implements Store {
     topics: Set<WakeTopic>,
     fn: (tx: StoreTx) => Promise<T>,
   ): Promise<T> {
-    // exec, not a prepared statement: a prepared PRAGMA is not run again on each run().
-    if (!write) this.#db.exec("PRAGMA query_only = ON");
-    try {
+    {
       (write ? this.#begin : this.#beginRead).run();
-      const scope = new TxScope(this.#sql);
+      const scope = new TxScope(this.#sql, write);
       const tx: StoreTx = {
         runs: new SqliteRunRepository(scope),
         approvals: new SqliteApprovalRepository(scope),
@@ -160,8 +158,6 @@ class SqliteStore implements Store {
         throw err;
       }
       return result;
-    } finally {
-      if (!write) this.#db.exec("PRAGMA query_only = OFF");
     }
   }
 
