@@ -213,6 +213,8 @@ export {
   loadPolicySet,
   MAX_NUMERIC_DATE,
   MAX_TOKEN_LENGTH,
+  mayDecide,
+  type MayDecideOptions,
   type Migration,
   MIGRATIONS,
   MIN_SECRET_BYTES,

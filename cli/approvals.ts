@@ -9,6 +9,7 @@ import {
   APPROVAL_STATES,
   type ApprovalState,
   ControlPlane,
+  mayDecide,
   openStore,
 } from "../control_plane/mod.ts";
 import { INPUT_LIMITS } from "../shared/mod.ts";
@@ -20,7 +21,7 @@ import { loadPolicies } from "./policies.ts";
 const HELP = `plm approvals: list, show and decide approval requests
 
 USAGE:
-  plm approvals list [--state STATE|all] [--run RUN_ID] [-n N] [--json]
+  plm approvals list [--state STATE|all] [--run RUN_ID] [--mine] [-n N] [--json]
   plm approvals show APPROVAL_ID [--json]
   plm approvals approve APPROVAL_ID [--digest D] [--comment TEXT] [--json]
   plm approvals reject APPROVAL_ID --comment TEXT [--digest D] [--json]
@@ -28,7 +29,8 @@ USAGE:
 COMMANDS:
   list     Print approvals, oldest first, one a line:
            "ID STATE RUN_ID ACTION RESOURCE requester=SUBJECT approvals=N/QUORUM
-           deadline=TIME"
+           deadline=TIME"; with --mine, only those the caller (PLM_TOKEN) may decide
+           now (an approver role, not its own request, not decided yet)
   show     Print an approval as JSON: what is asked (subject), the requester, who may
            approve (spec), the digest, the decisions so far, the deadline
   approve  Record the caller's approval (PLM_TOKEN); at the quorum the run goes on
@@ -96,13 +98,17 @@ export const approvalsCommand: CliCommand = {
           throw new UsageError(`--state must be one of ${APPROVAL_STATES.join(", ")} or all`);
         }
         const limit = parseCount(v.lines ?? "100", "-n", 1, INPUT_LIMITS.listLimit);
+        // --mine: only what the caller (PLM_TOKEN) may decide now, by the service's own rules.
+        const caller = v.mine === true ? await callerIdentity(v, io) : undefined;
         await using store = await openForReading(location);
         const cp = new ControlPlane(store, { policies: { rules: [] } });
-        const approvals = await cp.approvals.list({
+        const approvals = (await cp.approvals.list({
           ...(state === "all" ? {} : { state: state as ApprovalState }),
           ...(v.run === undefined ? {} : { runId: v.run }),
           limit,
-        });
+        })).filter((approval) =>
+          caller === undefined || mayDecide(approval, caller, { now: cp.clock.now() })
+        );
         for (const approval of approvals) io.out(json ? JSON.stringify(approval) : line(approval));
         return 0;
       }
@@ -163,6 +169,7 @@ function parse(args: string[]) {
         comment: { type: "string" },
         policy: { type: "string" },
         json: { type: "boolean" },
+        mine: { type: "boolean" },
       },
     });
   } catch (err) {

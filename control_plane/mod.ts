@@ -297,6 +297,8 @@ export {
   type ApprovalServiceOptions,
   type ApprovalState,
   type ApprovalVote,
+  mayDecide,
+  type MayDecideOptions,
 } from "./hitl/mod.ts";
 export {
   type AuthorizeRequest,

@@ -5,12 +5,7 @@
  * @module
  */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import {
-  type Approval,
-  type Identity,
-  type JsonValue,
-  requireIdentity,
-} from "../control_plane/mod.ts";
+import { type Approval, type JsonValue, mayDecide, requireIdentity } from "../control_plane/mod.ts";
 import type { ServerContext } from "./app.ts";
 import { json, problems } from "./_http.ts";
 import {
@@ -106,7 +101,8 @@ export function registerApprovalRoutes(app: OpenAPIHono, ctx: ServerContext): vo
   app.openapi(listRoute, async () => {
     const identity = requireIdentity();
     const pending = await ctx.reader.approvals.list({ state: "pending", limit: 1000 });
-    const mine = pending.filter((approval) => mayDecide(identity, approval));
+    const now = ctx.reader.clock.now();
+    const mine = pending.filter((approval) => mayDecide(approval, identity, { now }));
     return json({ items: await Promise.all(mine.map((a) => view(ctx, a))) }, 200);
   });
 
@@ -127,18 +123,6 @@ export function registerApprovalRoutes(app: OpenAPIHono, ctx: ServerContext): vo
     });
     return json(result, 200);
   });
-}
-
-/**
- * Whether `identity` may decide `approval` now: a human (the approval
- * service's default approver kinds) with a role the spec names, who did not
- * ask for it and has not decided it yet.
- */
-function mayDecide(identity: Identity, approval: Approval): boolean {
-  if (identity.actorKind !== "human") return false;
-  if (approval.requester.subject === identity.subject) return false;
-  if (approval.votes.some((vote) => vote.approver.subject === identity.subject)) return false;
-  return approval.spec.approverRoles.some((role) => identity.roles.includes(role));
 }
 
 /** The approval with the policy decision that asked for it (from the run's audit). */

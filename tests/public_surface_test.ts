@@ -118,6 +118,7 @@ const CONTROL_PLANE = [
   "isTerminal",
   "lintPolicySet",
   "loadPolicySet",
+  "mayDecide",
   "newTraceContext",
   "openStore",
   "parseAutonomyPolicy",

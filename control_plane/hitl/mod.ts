@@ -25,3 +25,4 @@ export {
   type ApprovalState,
   type ApprovalVote,
 } from "./approval_service.ts";
+export { mayDecide, type MayDecideOptions } from "./may_decide.ts";

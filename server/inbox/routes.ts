@@ -22,6 +22,7 @@ import {
   invalidArgument,
   isPlmError,
   type JsonValue,
+  mayDecide,
   MIN_SECRET_BYTES,
   PlmError,
   type Random,
@@ -302,7 +303,7 @@ export function inboxRoutes(deps: InboxDeps): Hono {
     const mine = viewer.subject === approval.requester.subject;
     const voted = approval.votes.some((vote) => vote.approver.subject === viewer.subject);
     const pending = approval.state === "pending" && now < approval.deadline;
-    const canDecide = pending && !mine && !voted && mayDecide(approval, viewer, approverKinds);
+    const canDecide = mayDecide(approval, viewer, { approverKinds, now });
     const note = mine
       ? "You requested this: another approver decides it."
       : voted
@@ -350,7 +351,9 @@ export function inboxRoutes(deps: InboxDeps): Hono {
     const pending = (await cp.approvals.list({ state: "pending", limit: INPUT_LIMITS.listLimit }))
       .filter((approval) =>
         approval.requester.subject === viewer.subject ||
-        mayDecide(approval, viewer, approverKinds)
+        approval.votes.some((vote) => vote.approver.subject === viewer.subject) ||
+        // Theirs to decide but for the deadline: an overdue card shows why it cannot be.
+        mayDecide(approval, viewer, { approverKinds, now: approval.createdAt })
       ).slice(0, MAX_CARDS);
     const shown = new Set(pending.map((approval) => approval.id));
     const decided: Approval[] = [];
@@ -439,17 +442,6 @@ export function inboxRoutes(deps: InboxDeps): Hono {
   });
 
   return app;
-}
-
-/** Whether the viewer's kind and roles let them decide (the requester never may). */
-function mayDecide(
-  approval: Approval,
-  viewer: Identity,
-  approverKinds: readonly ActorKind[],
-): boolean {
-  return viewer.subject !== approval.requester.subject &&
-    approverKinds.includes(viewer.actorKind) &&
-    viewer.roles.some((role) => approval.spec.approverRoles.includes(role));
 }
 
 /**

@@ -628,3 +628,24 @@ Deno.test("without --policy, runs submit decides under the store's version in fo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("approvals list --mine shows only what the caller may decide now", async () => {
+  const { dir, plm, lead, planner } = await setUp();
+  try {
+    await submit(plm, "bom.release"); // by the planner (PLM_TOKEN), needing a lead
+    const mine = async (token: string) => {
+      const result = await plm(["approvals", "list", "--mine", "--json"], { PLM_TOKEN: token });
+      assert.equal(result.code, 0, result.err.join("\n"));
+      return result.out.map((line) => JSON.parse(line).id as string);
+    };
+    const all = (await plm(["approvals", "list", "--json"])).out.map((l) => JSON.parse(l).id);
+    assert.equal(all.length, 1);
+    assert.deepEqual(await mine(lead), all, "a lead may decide it");
+    assert.deepEqual(await mine(planner), [], "the requester may not");
+    const approved = await plm(["approvals", "approve", all[0]!], { PLM_TOKEN: lead });
+    assert.equal(approved.code, 0, approved.err.join("\n"));
+    assert.deepEqual(await mine(lead), [], "decided: no longer the lead's to decide");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
