@@ -121,7 +121,9 @@ OPTIONS:
  * ```
  */
 export async function main(args: string[], io: CliIo = denoIo()): Promise<number> {
-  const [name, ...rest] = args;
+  const [name, ...given] = args;
+  // `deno task demo -- --db URL` passes the `--` on: right after the command it ends nothing.
+  const rest = given[0] === "--" ? given.slice(1) : given;
   try {
     checkArguments(args);
     if (name === undefined || name === "-h" || name === "--help" || name === "help") {
