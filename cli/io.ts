@@ -4,6 +4,7 @@
  * @module
  */
 import { invalidArgument } from "../shared/mod.ts";
+import { redactUrls } from "../control_plane/store/postgres/mod.ts";
 
 /**
  * Where a command reads and writes. {@link denoIo} is the real one.
@@ -102,7 +103,7 @@ export function storeLocation(flag: string | undefined, io: CliIo): string {
  * @returns The text without passwords.
  */
 export function redactPasswords(text: string): string {
-  return text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, "$1***@");
+  return redactUrls(text);
 }
 
 /**

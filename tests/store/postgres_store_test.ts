@@ -11,7 +11,7 @@ import type { AuditDraft, AuditSeal, StoreTx } from "../../control_plane/store/p
 import type { Run } from "../../control_plane/runs/state_machine.ts";
 import { openPostgresStore, POSTGRES_MIGRATIONS } from "../../control_plane/store/postgres/mod.ts";
 import type { PostgresStore } from "../../control_plane/store/postgres/_store.ts";
-import { redactUrl, toPlmError } from "../../control_plane/store/postgres/_errors.ts";
+import { redactUrl, redactUrls, toPlmError } from "../../control_plane/store/postgres/_errors.ts";
 import { freshSchema, openTestPostgresStore, POSTGRES_URL } from "../_postgres.ts";
 import { openStore } from "../../control_plane/store/open.ts";
 import { makeRun } from "./conformance.ts";
@@ -979,4 +979,21 @@ Deno.test("redactUrl hides the password of the user info and of a password param
   );
   assert.equal(redactUrl("postgresql://plm@db/plm"), "postgresql://plm@db/plm");
   assert.equal(redactUrl("postgres://db/plm?password=x&a=1"), "postgres://db/plm?password=***&a=1");
+  // A password holding "@" is hidden whole (the user info ends at the last "@").
+  assert.equal(redactUrl("postgres://plm:p@ss@db/plm"), "postgres://plm:***@db/plm");
+  assert.equal(
+    redactUrls("error at postgres://plm:p@ss@db/plm?password=s3cret and postgres://a:b@c/d"),
+    "error at postgres://plm:***@db/plm?password=*** and postgres://a:***@c/d",
+  );
+});
+
+Deno.test("openPostgresStore refuses a URL that sets application_name or options", async () => {
+  for (const param of ["application_name=serve", "options=-c%20search_path%3Dpublic"]) {
+    await assert.rejects(
+      openPostgresStore(`postgres://postgres@127.0.0.1:1/test?${param}`),
+      (err: unknown) =>
+        isPlmError(err, "ERR_INVALID_ARGUMENT") && /^url: /.test((err as Error).message),
+      param,
+    );
+  }
 });

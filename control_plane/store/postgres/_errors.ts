@@ -9,9 +9,18 @@ import { APPEND_ONLY_CODE } from "./migrations.ts";
 
 /** `location` with the password of its user info and any `password=` parameter as `***`. */
 export function redactUrl(location: string): string {
+  // The user info ends at the authority's LAST "@" (a password may hold "@" itself).
   return location
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^@/?#]*@/i, "$1***@")
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^/?#]*@/i, "$1***@")
     .replace(/([?&]password=)[^&#]*/gi, "$1***");
+}
+
+/**
+ * Every PostgreSQL URL in `text` with its password replaced by `***` (the
+ * user info's and a `password` query parameter's), as {@link redactUrl} does.
+ */
+export function redactUrls(text: string): string {
+  return text.replace(/postgres(?:ql)?:\/\/\S+/gi, (url) => redactUrl(url));
 }
 
 /** The SQLSTATE of a server error, or the system error code of a socket error. */

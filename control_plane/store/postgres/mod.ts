@@ -32,6 +32,7 @@ import { WakeListener } from "./_wake.ts";
 import { migratePostgres, type Migration, POSTGRES_MIGRATIONS } from "./migrations.ts";
 
 export { POSTGRES_MIGRATIONS };
+export { redactUrls } from "./_errors.ts";
 export type { Migration };
 
 /** Options of {@link openPostgresStore}. */
@@ -131,6 +132,24 @@ export async function openPostgresStore(
       "ERR_INVALID_ARGUMENT",
       "url: expected a postgres:// or postgresql:// connection URL",
     );
+  }
+  // The store's own connection settings must hold: the sealer tells the store's transactions
+  // by their application_name, and the schema comes in through options. pg lets the URL's
+  // parameters override the configuration, so a URL that sets them is refused (fail closed:
+  // a foreign application_name would let the sealer pass over a transaction still writing).
+  let params: URLSearchParams;
+  try {
+    params = new URL(url.replace(/^postgres(?:ql)?:/i, "http:")).searchParams;
+  } catch {
+    throw new PlmError("ERR_INVALID_ARGUMENT", "url: not a valid connection URL");
+  }
+  for (const name of ["application_name", "options", "fallback_application_name"]) {
+    if (params.has(name)) {
+      throw new PlmError(
+        "ERR_INVALID_ARGUMENT",
+        `url: the store sets ${name} itself; remove it from the connection URL`,
+      );
+    }
   }
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
     throw new PlmError(
