@@ -190,6 +190,11 @@ export function problemOf(err: unknown): Problem {
   if (err instanceof PlmError) {
     const status = STATUS_BY_CODE[err.code];
     if (status === undefined) return make(500, "ERR_INTERNAL", "The server failed");
+    // A store fault's message names the server, user and database (and the driver's own
+    // words): the client gets the code and a fixed sentence, the operator the log.
+    if (err.code.startsWith("ERR_STORE_")) {
+      return make(status, err.code, "The store is unavailable or refused the operation");
+    }
     const field = err.code === "ERR_INVALID_ARGUMENT" ? fieldOf(err.message) : undefined;
     return make(status, err.code, err.message, field);
   }

@@ -46,6 +46,7 @@ import {
   type Paths,
   signInPage,
 } from "./_views.ts";
+import { problemOf } from "../problem.ts";
 
 /** What the inbox needs, for {@link inboxRoutes}. */
 export interface InboxDeps {
@@ -493,36 +494,15 @@ function describeError(
   if (err instanceof BodyTooLargeError) {
     return { status: 413, code: err.code, message: err.message };
   }
-  if (!isPlmError(err)) {
+  // The API's one mapping of codes to statuses and safe details (store faults say nothing
+  // of the server behind them).
+  const problem = problemOf(err);
+  if (problem.status >= 500 && !isPlmError(err)) {
     console.error("plm inbox: unexpected error:", err);
-    return { status: 500, code: "ERR_INTERNAL", message: "The inbox failed: see the server log" };
   }
-  return { status: statusOf(err.code), code: err.code, message: err.message };
-}
-
-function statusOf(code: string): ContentfulStatusCode {
-  if (code.startsWith("ERR_TOKEN_") || code === "ERR_IDENTITY_REQUIRED") return 401;
-  switch (code) {
-    case "ERR_FORBIDDEN":
-    case "ERR_APPROVAL_SELF":
-    case "ERR_APPROVER_NOT_ALLOWED":
-      return 403;
-    case "ERR_APPROVAL_NOT_FOUND":
-    case "ERR_RUN_NOT_FOUND":
-      return 404;
-    case "ERR_APPROVAL_NOT_PENDING":
-    case "ERR_APPROVAL_EXPIRED":
-    case "ERR_APPROVAL_DUPLICATE":
-    case "ERR_APPROVAL_DIGEST_MISMATCH":
-    case "ERR_RUN_ILLEGAL_TRANSITION":
-    case "ERR_RUN_VERSION_CONFLICT":
-      return 409;
-    case "ERR_INVALID_ARGUMENT":
-      return 422;
-    case "ERR_STORE_BUSY":
-    case "ERR_STORE_UNAVAILABLE":
-      return 503;
-    default:
-      return 500;
-  }
+  return {
+    status: problem.status as ContentfulStatusCode,
+    code: problem.code,
+    message: problem.status === 500 ? "The inbox failed: see the server log" : problem.detail,
+  };
 }

@@ -6,6 +6,7 @@ import {
   type AuditRecord,
   Hs256JwtIdentityProvider,
   MIGRATIONS,
+  PlmError,
   type PolicySet,
   type Run,
 } from "../../control_plane/mod.ts";
@@ -17,6 +18,7 @@ import {
   AuditRecordSchema,
   AuditVerifySchema,
   DecisionResultSchema,
+  problemOf,
   RunPageSchema,
   RunSchema,
 } from "../../server/mod.ts";
@@ -484,4 +486,15 @@ Deno.test("mounted sub-apps get the body limits and the bytes, not the /v1 token
     413,
     "ERR_INVALID_ARGUMENT",
   );
+});
+
+Deno.test("a store fault answers 503 with its code and nothing of the server behind it", () => {
+  const problem = problemOf(
+    new PlmError(
+      "ERR_STORE_UNAVAILABLE",
+      "Cannot reach the PostgreSQL store at postgres://plm:***@db.internal:5432/plm: connect ECONNREFUSED 10.0.0.5:5432",
+    ),
+  );
+  assert.deepEqual([problem.status, problem.code], [503, "ERR_STORE_UNAVAILABLE"]);
+  assert.doesNotMatch(JSON.stringify(problem), /db\.internal|10\.0\.0\.5|plm:\*|ECONNREFUSED/);
 });
