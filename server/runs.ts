@@ -9,6 +9,7 @@ import {
   type AuditRecord,
   checkText,
   extractTraceContext,
+  INPUT_LIMITS,
   invalidArgument,
   isTerminal,
   requireIdentity,
@@ -206,7 +207,17 @@ export function registerRunRoutes(app: OpenAPIHono, ctx: ServerContext): void {
     const run = await ctx.reader.runs.get(id);
     const accept = c.req.header("accept") ?? "";
     if (!accept.includes("text/event-stream")) {
-      return json({ items: await ctx.reader.audit.list({ runId: run.id }) }, 200);
+      // Every record of the run, oldest first, a page at a time (a long run has more than one).
+      const items: AuditRecord[] = [];
+      for (;;) {
+        const page = await ctx.reader.audit.list({
+          runId: run.id,
+          fromSeq: (items.at(-1)?.seq ?? 0) + 1,
+        });
+        items.push(...page);
+        if (page.length < INPUT_LIMITS.listLimit) break;
+      }
+      return json({ items }, 200);
     }
     const after = Number(c.req.valid("header")["last-event-id"] ?? "0");
     return eventStream(ctx, run.id, after);
@@ -241,8 +252,11 @@ function eventStream(
   let stopped = false;
   const stop = new AbortController();
   // The client going away cancels the stream (`cancel` below); the server's shutdown ends it.
+  // The listener on the server's signal is removed when the stream ends, whichever way.
+  const onShutdown = () => stop.abort();
   if (ctx.signal?.aborted) stop.abort();
-  else ctx.signal?.addEventListener("abort", () => stop.abort(), { once: true });
+  else ctx.signal?.addEventListener("abort", onShutdown, { once: true });
+  const detach = () => ctx.signal?.removeEventListener("abort", onShutdown);
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
       let last = after;
@@ -256,9 +270,14 @@ function eventStream(
       };
       try {
         while (!stopped && !stop.signal.aborted) {
-          // Read the run first: records written before it ended are all listed after.
+          // Read the run first: records written before it ended are all listed after. A
+          // full page means there may be more: read on before judging the end.
           const run = await ctx.reader.runs.get(runId);
-          send(await ctx.reader.audit.list({ runId, fromSeq: last + 1 }));
+          let page: readonly AuditRecord[];
+          do {
+            page = await ctx.reader.audit.list({ runId, fromSeq: last + 1 });
+            send(page);
+          } while (page.length === INPUT_LIMITS.listLimit && !stopped);
           if (isTerminal(run.state)) {
             controller.enqueue(encoder.encode(`event: end\ndata: ${JSON.stringify(run)}\n\n`));
             break;
@@ -266,7 +285,9 @@ function eventStream(
           await sleep(ctx.eventPollMs, { timer: ctx.timer, signal: stop.signal });
         }
         if (!stopped) controller.close();
+        detach();
       } catch (err) {
+        detach();
         if (!stopped) {
           try {
             controller.error(err);
@@ -279,6 +300,7 @@ function eventStream(
     cancel() {
       stopped = true;
       stop.abort();
+      detach();
     },
   });
   return new Response(body, {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { AuditLog } from "../../control_plane/mod.ts";
 import { AuditRecordSchema, RunSchema } from "../../server/mod.ts";
 import { testApp } from "./_app.ts";
 
@@ -154,4 +155,36 @@ Deno.test("a stream resumes after Last-Event-ID; a bad one is a 422", async () =
   });
   assert.equal(bad.status, 422);
   assert.equal((await bad.json()).field, "last-event-id");
+});
+
+Deno.test("a run with more records than one page: the list and the stream give them all", async () => {
+  await using t = await testApp({ eventPollMs: 1000 });
+  const alice = await t.token("alice");
+  const run = await (await t.call("POST", "/v1/runs", {
+    token: alice,
+    body: { action: "bom.read", resource: "bom:1" },
+  })).json();
+  const audit = new AuditLog(t.store, { clock: t.clock });
+  const notes = Array.from({ length: 1_050 }, (_, i) => ({
+    actor: { subject: "alice", kind: "human" as const },
+    action: "run.note",
+    resource: `run:${run.id}`,
+    outcome: `note-${i}`,
+    runId: run.id,
+  }));
+  await audit.appendMany(notes);
+  const cancelled = await t.call("POST", `/v1/runs/${run.id}/cancel`, { token: alice });
+  assert.equal((await cancelled.json()).state, "cancelled");
+  const listed = await (await t.call("GET", `/v1/runs/${run.id}/events`, { token: alice })).json();
+  const seqs = listed.items.map((r: { seq: number }) => r.seq);
+  assert.ok(seqs.length > 1_050, `${seqs.length} records listed`);
+  assert.equal(listed.items.at(-1).action, "run.transition", "the last record is there");
+  const res = await t.call("GET", `/v1/runs/${run.id}/events`, {
+    token: alice,
+    headers: { accept: "text/event-stream" },
+  });
+  assert.ok(res.body !== null);
+  const events = await new SseReader(res.body).read(() => t.timers.advance(0), () => false);
+  assert.equal(events.at(-1)?.event, "end");
+  assert.deepEqual(events.slice(0, -1).map((e) => Number(e.id)), seqs);
 });
