@@ -103,7 +103,11 @@ export function registerApprovalRoutes(app: OpenAPIHono, ctx: ServerContext): vo
     const pending = await ctx.reader.approvals.list({ state: "pending", limit: 1000 });
     const now = ctx.reader.clock.now();
     const mine = pending.filter((approval) => mayDecide(approval, identity, { now }));
-    return json({ items: await Promise.all(mine.map((a) => view(ctx, a))) }, 200);
+    // One view at a time: each reads the run's audit, and a backlog of approvals read all at
+    // once would queue that many transactions on the store's pool ahead of every other request.
+    const items = [];
+    for (const approval of mine) items.push(await view(ctx, approval));
+    return json({ items }, 200);
   });
 
   app.openapi(getRoute, async (c) => {

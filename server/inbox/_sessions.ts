@@ -65,6 +65,9 @@ export function importHmacKey(secret: Uint8Array): Promise<CryptoKey> {
   );
 }
 
+/** The most live sessions one subject holds at once (its browsers and devices). */
+export const SESSIONS_PER_SUBJECT = 8;
+
 /** The sessions of one inbox, in memory. */
 export class SessionStore {
   #sessions = new Map<string, Session>();
@@ -78,12 +81,20 @@ export class SessionStore {
     this.#max = max;
   }
 
-  /** Opens a session for `identity` until `expiresAt`; drops expired ones, then the oldest. */
+  /**
+   * Opens a session for `identity` until `expiresAt`; drops expired ones, then
+   * the subject's oldest beyond {@link SESSIONS_PER_SUBJECT} (so one token
+   * signing in again and again cannot push everyone else's sessions out), then
+   * the oldest of all beyond the store's maximum.
+   */
   create(identity: Identity, expiresAt: number): Session {
     const now = this.#clock.now();
+    const mine: string[] = [];
     for (const [id, session] of this.#sessions) {
       if (session.expiresAt <= now) this.#sessions.delete(id);
+      else if (session.identity.subject === identity.subject) mine.push(id);
     }
+    while (mine.length >= SESSIONS_PER_SUBJECT) this.#sessions.delete(mine.shift()!);
     while (this.#sessions.size >= this.#max) {
       const oldest = this.#sessions.keys().next();
       if (oldest.done === true) break;

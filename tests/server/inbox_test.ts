@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { FakeClock, openStore } from "../../control_plane/mod.ts";
 import { escapeHtml, inboxRoutes } from "../../server/inbox/mod.ts";
+import { SESSIONS_PER_SUBJECT, SessionStore } from "../../server/inbox/_sessions.ts";
 import {
   APPROVER,
   Browser,
@@ -456,4 +457,20 @@ Deno.test("inboxRoutes() shows an escalation's reason", async () => {
   assert.match(page, /<dd class="reason">Human tier: ERR_AGENT_FAILED<\/dd>/);
   assert.match(page, /<dd class="expiry">escalate: the run goes to the next tier<\/dd>/);
   assert.match(page, /<pre class="input">null<\/pre>/);
+});
+
+Deno.test("one subject signing in again and again cannot push other users' sessions out", () => {
+  const store = new SessionStore(new FakeClock(0), undefined, 10);
+  const identity = (subject: string) => ({
+    subject,
+    actorKind: "human" as const,
+    roles: [],
+    scopes: [],
+  });
+  const approver = store.create(identity("ann"), 1_000);
+  const flood = Array.from({ length: 50 }, () => store.create(identity("mallory"), 1_000));
+  assert.ok(store.get(approver.id) !== undefined, "ann's session survives");
+  const live = flood.filter((session) => store.get(session.id) !== undefined);
+  assert.equal(live.length, SESSIONS_PER_SUBJECT, "mallory keeps only her newest sessions");
+  assert.deepEqual(live, flood.slice(-SESSIONS_PER_SUBJECT));
 });
