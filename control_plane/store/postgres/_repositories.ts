@@ -31,6 +31,14 @@ import type {
   VoteInsert,
 } from "../port.ts";
 import { AUDIT_GUARDS } from "./migrations.ts";
+import {
+  approvalFromRow,
+  type ApprovalRow,
+  RUN_COLUMNS,
+  runFromRow,
+  type RunRow,
+  type VoteRow,
+} from "../rows.ts";
 
 /** Runs one statement on the transaction's connection (errors already mapped). */
 export type Query = <R extends Record<string, unknown>>(
@@ -41,61 +49,9 @@ export type Query = <R extends Record<string, unknown>>(
 // ---------------------------------------------------------------------------
 // Runs
 
-const RUN_COLUMNS = "id, state, version, task, requester, idempotency_key, request_digest, " +
-  "traceparent, tracestate, attempt, escalations, cost_units, agent_id, approval_id, result, " +
-  "error, lease_owner, lease_expires_at, lease_token, created_at, updated_at";
 const R_COLUMNS = RUN_COLUMNS.split(", ").map((c) => `r.${c}`).join(", ");
 const READY = "state IN ('queued', 'retrying', 'escalated') " +
   "AND (lease_owner IS NULL OR lease_expires_at <= $1)";
-
-interface RunRow extends Record<string, unknown> {
-  id: string;
-  state: string;
-  version: number;
-  task: string;
-  requester: string;
-  idempotency_key: string | null;
-  request_digest: string;
-  traceparent: string;
-  tracestate: string;
-  attempt: number;
-  escalations: number;
-  cost_units: number;
-  agent_id: string | null;
-  approval_id: string | null;
-  result: string;
-  error: string | null;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
-  lease_token: number;
-  created_at: number;
-  updated_at: number;
-}
-
-function runOf(row: RunRow): Run {
-  return {
-    id: row.id,
-    state: row.state as RunState,
-    version: row.version,
-    task: JSON.parse(row.task),
-    requester: JSON.parse(row.requester),
-    idempotencyKey: row.idempotency_key,
-    traceparent: row.traceparent,
-    tracestate: row.tracestate,
-    attempt: row.attempt,
-    escalations: row.escalations,
-    costUnits: row.cost_units,
-    agentId: row.agent_id,
-    approvalId: row.approval_id,
-    result: JSON.parse(row.result),
-    error: row.error === null ? null : JSON.parse(row.error),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    lease: row.lease_owner === null || row.lease_expires_at === null
-      ? null
-      : { owner: row.lease_owner, token: row.lease_token, expiresAt: row.lease_expires_at },
-  };
-}
 
 /** The runs repository on one transaction. */
 export class PostgresRunRepository implements RunRepository {
@@ -143,21 +99,23 @@ export class PostgresRunRepository implements RunRepository {
 
   /** The run with this id, locked with `lock`. */
   async byId(id: string, options: { lock?: boolean } = {}): Promise<Run | undefined> {
-    const { rows } = await this.#q<RunRow>(
+    const { rows } = await this.#q<RunRow & Record<string, unknown>>(
       `SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1${options.lock ? " FOR UPDATE" : ""}`,
       [id],
     );
-    return rows[0] === undefined ? undefined : runOf(rows[0]);
+    return rows[0] === undefined ? undefined : runFromRow(rows[0]);
   }
 
   /** The run created with this idempotency key, and its request digest. */
   async byIdempotencyKey(key: string): Promise<StoredRun | undefined> {
-    const { rows } = await this.#q<RunRow>(
+    const { rows } = await this.#q<RunRow & Record<string, unknown>>(
       `SELECT ${RUN_COLUMNS} FROM runs WHERE idempotency_key = $1`,
       [key],
     );
     const row = rows[0];
-    return row === undefined ? undefined : { run: runOf(row), requestDigest: row.request_digest };
+    return row === undefined
+      ? undefined
+      : { run: runFromRow(row), requestDigest: row.request_digest };
   }
 
   /** Writes the run's mutable fields if still at the expected version (and lease token). */
@@ -195,7 +153,9 @@ export class PostgresRunRepository implements RunRepository {
   /** Claims the oldest ready runs in one statement, skipping locked rows. */
   async claimReady(spec: ClaimSpec): Promise<{ run: Run; previousOwner: string | null }[]> {
     if (spec.limit <= 0) return [];
-    const { rows } = await this.#q<RunRow & { previous_owner: string | null }>(
+    const { rows } = await this.#q<
+      RunRow & { previous_owner: string | null } & Record<string, unknown>
+    >(
       `WITH claimed AS (
          UPDATE runs r SET lease_owner = $3, lease_expires_at = $4,
            lease_token = r.lease_token + 1, version = r.version + 1
@@ -206,26 +166,26 @@ export class PostgresRunRepository implements RunRepository {
        SELECT * FROM claimed ORDER BY created_at, id`,
       [spec.now, spec.limit, spec.owner, spec.expiresAt],
     );
-    return rows.map((row) => ({ run: runOf(row), previousOwner: row.previous_owner }));
+    return rows.map((row) => ({ run: runFromRow(row), previousOwner: row.previous_owner }));
   }
 
   /** The oldest ready runs, not taken. */
   async ready(now: number, limit: number): Promise<Run[]> {
-    const { rows } = await this.#q<RunRow>(
+    const { rows } = await this.#q<RunRow & Record<string, unknown>>(
       `SELECT ${RUN_COLUMNS} FROM runs WHERE ${READY} ORDER BY created_at, id LIMIT $2`,
       [now, limit],
     );
-    return rows.map(runOf);
+    return rows.map(runFromRow);
   }
 
   /** Runs whose lease expired by `now`, oldest expiry first, locked (locked rows skipped). */
   async expired(now: number, limit: number): Promise<Run[]> {
-    const { rows } = await this.#q<RunRow>(
+    const { rows } = await this.#q<RunRow & Record<string, unknown>>(
       `SELECT ${RUN_COLUMNS} FROM runs WHERE lease_owner IS NOT NULL AND lease_expires_at <= $1
        ORDER BY lease_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`,
       [now, limit],
     );
-    return rows.map(runOf);
+    return rows.map(runFromRow);
   }
 
   /** A page of runs, newest first. */
@@ -234,7 +194,7 @@ export class PostgresRunRepository implements RunRepository {
     after: RunKeyset | undefined,
     take: number,
   ): Promise<Run[]> {
-    const { rows } = await this.#q<RunRow>(
+    const { rows } = await this.#q<RunRow & Record<string, unknown>>(
       `SELECT ${RUN_COLUMNS} FROM runs
        WHERE ($1::text[] IS NULL OR state = ANY ($1::text[]))
          AND ($2::bigint IS NULL OR (created_at, id) < ($2::bigint, $3::text))
@@ -246,7 +206,7 @@ export class PostgresRunRepository implements RunRepository {
         take,
       ],
     );
-    return rows.map(runOf);
+    return rows.map(runFromRow);
   }
 }
 
@@ -262,46 +222,10 @@ const APPROVAL_SELECT = `SELECT a.id, a.run_id, a.kind, a.state, a.spec, a.subje
    FROM approval_decisions d WHERE d.approval_id = a.id) AS votes
   FROM approvals a`;
 
-interface ApprovalRow extends Record<string, unknown> {
-  id: string;
-  run_id: string;
-  kind: string;
-  state: string;
-  spec: string;
-  subject: string;
-  digest: string;
-  requester_subject: string;
-  requester_kind: string;
-  trace_id: string | null;
-  reason: string | null;
-  created_at: number;
-  deadline: number;
-  decided_at: number | null;
-  votes: { subject: string; kind: string; decision: string; comment: string | null; at: number }[];
-}
+type ApprovalWithVotes = ApprovalRow & { votes: VoteRow[] } & Record<string, unknown>;
 
-function approvalOf(row: ApprovalRow): ApprovalRecord {
-  return {
-    id: row.id,
-    runId: row.run_id,
-    kind: row.kind,
-    spec: JSON.parse(row.spec),
-    subject: JSON.parse(row.subject),
-    digest: row.digest,
-    requester: { subject: row.requester_subject, kind: row.requester_kind as ActorKind },
-    traceId: row.trace_id,
-    createdAt: row.created_at,
-    deadline: row.deadline,
-    state: row.state,
-    reason: row.reason,
-    decidedAt: row.decided_at,
-    votes: row.votes.map((v) => ({
-      approver: { subject: v.subject, kind: v.kind as ActorKind },
-      decision: v.decision,
-      comment: v.comment,
-      at: v.at,
-    })),
-  };
+function approvalOf(row: ApprovalWithVotes): ApprovalRecord {
+  return approvalFromRow(row, row.votes);
 }
 
 /** The approvals repository on one transaction. */
@@ -337,7 +261,7 @@ export class PostgresApprovalRepository implements ApprovalRepository {
 
   /** The approval with its votes, locked with `lock`. */
   async byId(id: string, options: { lock?: boolean } = {}): Promise<ApprovalRecord | undefined> {
-    const { rows } = await this.#q<ApprovalRow>(
+    const { rows } = await this.#q<ApprovalWithVotes>(
       `${APPROVAL_SELECT} WHERE a.id = $1${options.lock ? " FOR UPDATE OF a" : ""}`,
       [id],
     );
@@ -376,7 +300,7 @@ export class PostgresApprovalRepository implements ApprovalRepository {
 
   /** Pending approvals due by `now`, earliest deadline first, locked (locked rows skipped). */
   async due(now: number, limit: number): Promise<ApprovalRecord[]> {
-    const { rows } = await this.#q<ApprovalRow>(
+    const { rows } = await this.#q<ApprovalWithVotes>(
       `${APPROVAL_SELECT} WHERE a.state = 'pending' AND a.deadline <= $1
        ORDER BY a.deadline, a.id LIMIT $2 FOR UPDATE OF a SKIP LOCKED`,
       [now, limit],
@@ -386,7 +310,7 @@ export class PostgresApprovalRepository implements ApprovalRepository {
 
   /** Approvals by state and run, oldest first. */
   async list(query: ApprovalQuery): Promise<ApprovalRecord[]> {
-    const { rows } = await this.#q<ApprovalRow>(
+    const { rows } = await this.#q<ApprovalWithVotes>(
       `${APPROVAL_SELECT} WHERE ($1::text IS NULL OR a.state = $1) AND ($2::text IS NULL OR a.run_id = $2)
        ORDER BY a.created_at, a.id LIMIT $3`,
       [query.state ?? null, query.runId ?? null, query.limit],

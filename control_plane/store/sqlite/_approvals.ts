@@ -3,7 +3,6 @@
  *
  * @module
  */
-import type { ActorKind } from "../../../shared/mod.ts";
 import type {
   ApprovalInsert,
   ApprovalQuery,
@@ -12,40 +11,14 @@ import type {
   VoteInsert,
 } from "../port.ts";
 import { changes, type TxScope } from "./_sql.ts";
-
-/** A row of `approvals`, in {@link COLUMNS} order. */
-interface ApprovalRow {
-  id: string;
-  run_id: string;
-  kind: string;
-  state: string;
-  spec: string;
-  subject: string;
-  digest: string;
-  requester_subject: string;
-  requester_kind: string;
-  trace_id: string | null;
-  reason: string | null;
-  created_at: number;
-  deadline: number;
-  decided_at: number | null;
-}
-
-/** A row of `approval_decisions`, as read back. */
-interface VoteRow {
-  approver_subject: string;
-  approver_kind: string;
-  decision: string;
-  comment: string | null;
-  at: number;
-}
+import { approvalFromRow, type ApprovalRow, type VoteRow } from "../rows.ts";
 
 const COLUMNS = "id, run_id, kind, state, spec, subject, digest, requester_subject, " +
   "requester_kind, trace_id, reason, created_at, deadline, decided_at";
 
 const INSERT = `INSERT INTO approvals (${COLUMNS}) VALUES (${COLUMNS.replace(/\w+/g, "?")})`;
 const BY_ID = `SELECT ${COLUMNS} FROM approvals WHERE id = ?`;
-const VOTES = `SELECT approver_subject, approver_kind, decision, comment, at
+const VOTES = `SELECT approver_subject AS subject, approver_kind AS kind, decision, comment, at
   FROM approval_decisions WHERE approval_id = ? ORDER BY at, rowid`;
 const VOTE = `INSERT INTO approval_decisions
   (approval_id, approver_subject, approver_kind, decision, comment, digest, at)
@@ -133,27 +106,7 @@ export class SqliteApprovalRepository implements ApprovalRepository {
   }
 }
 
-/** The approval a row holds, with its votes (`spec` and `subject` are stored as JSON). */
+/** The approval a row holds, with its votes read in the same transaction. */
 function fromRow(sql: TxScope, row: ApprovalRow): ApprovalRecord {
-  return {
-    id: row.id,
-    runId: row.run_id,
-    kind: row.kind,
-    state: row.state,
-    spec: JSON.parse(row.spec),
-    subject: JSON.parse(row.subject),
-    digest: row.digest,
-    requester: { subject: row.requester_subject, kind: row.requester_kind as ActorKind },
-    traceId: row.trace_id,
-    reason: row.reason,
-    createdAt: row.created_at,
-    deadline: row.deadline,
-    decidedAt: row.decided_at,
-    votes: sql.get<VoteRow>(VOTES).all(row.id).map((vote) => ({
-      approver: { subject: vote.approver_subject, kind: vote.approver_kind as ActorKind },
-      decision: vote.decision,
-      comment: vote.comment,
-      at: vote.at,
-    })),
-  };
+  return approvalFromRow(row, sql.get<VoteRow>(VOTES).all(row.id));
 }

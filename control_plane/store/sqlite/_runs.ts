@@ -8,35 +8,9 @@ import type { Run, RunState } from "../../runs/state_machine.ts";
 import type { ClaimSpec, RunKeyset, RunRepository, RunWrite, StoredRun } from "../port.ts";
 import type { SqlValue } from "../database.ts";
 import { changes, type TxScope } from "./_sql.ts";
+import { RUN_COLUMNS, runFromRow, type RunRow } from "../rows.ts";
 
-/** A row of `runs`, in {@link COLUMNS} order. */
-interface RunRow {
-  id: string;
-  state: string;
-  version: number;
-  task: string;
-  requester: string;
-  idempotency_key: string | null;
-  request_digest: string;
-  traceparent: string;
-  tracestate: string;
-  attempt: number;
-  escalations: number;
-  cost_units: number;
-  agent_id: string | null;
-  approval_id: string | null;
-  result: string;
-  error: string | null;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
-  lease_token: number;
-  created_at: number;
-  updated_at: number;
-}
-
-const COLUMNS = "id, state, version, task, requester, idempotency_key, request_digest, " +
-  "traceparent, tracestate, attempt, escalations, cost_units, agent_id, approval_id, result, " +
-  "error, lease_owner, lease_expires_at, lease_token, created_at, updated_at";
+const COLUMNS = RUN_COLUMNS;
 
 /** The ready runs' condition, word for word the partial index `runs_ready`'s (so SQLite uses it). */
 const READY = "state IN ('queued', 'retrying', 'escalated')";
@@ -116,13 +90,13 @@ export class SqliteRunRepository implements RunRepository {
 
   byId(id: string, _options?: { lock?: boolean }): Promise<Run | undefined> {
     const row = this.#scope.use().get<RunRow>(BY_ID).get(id);
-    return Promise.resolve(row === undefined ? undefined : fromRow(row));
+    return Promise.resolve(row === undefined ? undefined : runFromRow(row));
   }
 
   byIdempotencyKey(key: string): Promise<StoredRun | undefined> {
     const row = this.#scope.use().get<RunRow>(BY_KEY).get(key);
     return Promise.resolve(
-      row === undefined ? undefined : { run: fromRow(row), requestDigest: row.request_digest },
+      row === undefined ? undefined : { run: runFromRow(row), requestDigest: row.request_digest },
     );
   }
 
@@ -164,7 +138,7 @@ export class SqliteRunRepository implements RunRepository {
       owner: spec.owner,
       expires: spec.expiresAt,
     });
-    const claimed = rows.map(fromRow).sort(byCreation);
+    const claimed = rows.map(runFromRow).sort(byCreation);
     return Promise.resolve(
       claimed.map((run) => ({ run, previousOwner: owners.get(run.id) ?? null })),
     );
@@ -172,12 +146,12 @@ export class SqliteRunRepository implements RunRepository {
 
   ready(now: number, limit: number): Promise<Run[]> {
     return Promise.resolve(
-      this.#scope.use().get<RunRow>(READY_RUNS).all(now, limit).map(fromRow),
+      this.#scope.use().get<RunRow>(READY_RUNS).all(now, limit).map(runFromRow),
     );
   }
 
   expired(now: number, limit: number): Promise<Run[]> {
-    return Promise.resolve(this.#scope.use().get<RunRow>(EXPIRED).all(now, limit).map(fromRow));
+    return Promise.resolve(this.#scope.use().get<RunRow>(EXPIRED).all(now, limit).map(runFromRow));
   }
 
   page(
@@ -189,7 +163,7 @@ export class SqliteRunRepository implements RunRepository {
     const keyset: SqlValue[] = after === undefined ? [] : [after.createdAt, after.id];
     if (states === undefined) {
       const rows = sql.get<RunRow>(after === undefined ? NEWEST : OLDER_THAN).all(...keyset, take);
-      return Promise.resolve(rows.map(fromRow));
+      return Promise.resolve(rows.map(runFromRow));
     }
     const distinct = [...new Set(states)];
     if (distinct.length === 0) return Promise.resolve([]);
@@ -204,38 +178,12 @@ export class SqliteRunRepository implements RunRepository {
         distinct.map(() => `SELECT * FROM (${one})`).join(" UNION ALL ")
       } ORDER BY created_at DESC, id DESC LIMIT ?`,
     ).all(...params, take);
-    return Promise.resolve(rows.map(fromRow));
+    return Promise.resolve(rows.map(runFromRow));
   }
 }
 
 function byCreation(a: Run, b: Run): number {
   return a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
-
-/** The run a row holds (`task`, `requester`, `result` and `error` are stored as JSON). */
-function fromRow(row: RunRow): Run {
-  return {
-    id: row.id,
-    state: row.state as RunState,
-    version: row.version,
-    task: JSON.parse(row.task),
-    requester: JSON.parse(row.requester),
-    idempotencyKey: row.idempotency_key,
-    traceparent: row.traceparent,
-    tracestate: row.tracestate,
-    attempt: row.attempt,
-    escalations: row.escalations,
-    costUnits: row.cost_units,
-    agentId: row.agent_id,
-    approvalId: row.approval_id,
-    result: JSON.parse(row.result),
-    error: row.error === null ? null : JSON.parse(row.error),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    lease: row.lease_owner === null || row.lease_expires_at === null
-      ? null
-      : { owner: row.lease_owner, token: row.lease_token, expiresAt: row.lease_expires_at },
-  };
 }
 
 /** The row of a run, but its request digest. */
