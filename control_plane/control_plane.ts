@@ -28,7 +28,7 @@ import {
   type RunUsage,
   RunUsageSchema,
 } from "./autonomy/budget.ts";
-import { AutonomyController } from "./autonomy/controller.ts";
+import { AutonomyController, type AutonomyControllerOptions } from "./autonomy/controller.ts";
 import type { AutonomyVerdict } from "./autonomy/fold.ts";
 import type { AutonomyLevel, AutonomyPolicy } from "./autonomy/levels.ts";
 import { PolicyEngine, type Verdict } from "./governance/engine.ts";
@@ -66,6 +66,14 @@ export interface ControlPlaneOptions {
    * store, so that its drops commit with the decisions that cause them.
    */
   autonomy?: AutonomyPolicy | AutonomyController;
+  /**
+   * How the controller built from an `autonomy` policy demotes: after how many
+   * failures, down to which floor, with which approval spec (ignored when
+   * `autonomy` is a controller, which has its own).
+   *
+   * @default {{}} (the controller's defaults)
+   */
+  autonomyOptions?: Pick<AutonomyControllerOptions, "demoteAfter" | "floor" | "approval">;
   /** Per-run budget checked by {@link ControlPlane.authorize} when given usage. */
   runBudget?: RunBudget;
   /**
@@ -335,6 +343,7 @@ export class ControlPlane {
     this.autonomy = options.autonomy === undefined || options.autonomy instanceof AutonomyController
       ? options.autonomy
       : new AutonomyController(store, options.autonomy, {
+        ...options.autonomyOptions,
         clock,
         onLevelChange: (change, tx) =>
           this.audit.append({

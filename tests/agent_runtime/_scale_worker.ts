@@ -14,7 +14,6 @@ import {
   type Agent,
   AgentError,
   AgentRuntime,
-  AutonomyController,
   ControlPlane,
   defineAgent,
   type Identity,
@@ -101,22 +100,10 @@ export function scaleAgent(): Agent {
 /** Opens the store at `location` and builds a control plane and runtime for `owner`. */
 export async function openScaleWorker(location: string, schema: string | undefined, owner: string) {
   const store: Store = await openStore(location, schema === undefined ? {} : { schema });
-  const controlPlane: ControlPlane = new ControlPlane(store, {
+  const controlPlane = new ControlPlane(store, {
     policies: POLICIES,
-    autonomy: new AutonomyController(store, { defaultLevel: "L4" }, {
-      demoteAfter: DEMOTE_AFTER,
-      floor: "L3",
-      // As the control plane audits the drops of a controller it builds itself.
-      onLevelChange: (change, tx) =>
-        controlPlane.audit.append({
-          actor: { subject: "system:autonomy", kind: "system" },
-          action: "autonomy.level.changed",
-          resource: `agent:${change.agentId}`,
-          outcome: change.to,
-          reason: change.reason,
-          data: { from: change.from, to: change.to, cause: change.cause },
-        }, { tx }),
-    }),
+    autonomy: { defaultLevel: "L4" },
+    autonomyOptions: { demoteAfter: DEMOTE_AFTER, floor: "L3" },
     agentRateLimit: { maxRuns: PLANNER_BUDGET, windowMs: 3_600_000 },
   });
   const runtime = new AgentRuntime({
